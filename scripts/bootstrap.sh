@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Bootstrap a fresh Debian/Ubuntu machine for pmsops: system packages, .venv, the package.
+# Idempotent and quiet when everything is already there. Needs root or sudo for apt-get.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${VENV:-.venv}"
+PYTHON="${PYTHON:-python3}"
+
+sudo_cmd() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  need+=(postgresql)
+fi
+command -v make >/dev/null 2>&1 || need+=(make)
+command -v "$PYTHON" >/dev/null 2>&1 || need+=(python3)
+if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then need+=(python3-venv); fi
+if [ "${#need[@]}" -gt 0 ]; then
+  echo "bootstrap: installing Debian packages: ${need[*]}"
+  sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+"$PYTHON" - <<'PY'
+import sys
+if sys.version_info < (3, 11):
+    sys.exit(f"bootstrap: pmsops needs Python >= 3.11, this is {sys.version.split()[0]} (set PYTHON=python3.11)")
+PY
+
+stamp="$VENV/.pmsops-installed"
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "bootstrap: creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "bootstrap: installing pmsops with dev extras into $VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+  "$VENV/bin/python" -m pip install -q -e '.[dev]'
+  touch "$stamp"
+fi

@@ -1,0 +1,3 @@
+from pmsops.cli.main import run
+
+run()

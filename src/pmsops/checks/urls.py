@@ -1,0 +1,77 @@
+"""``redis-url check``: lint the Redis URLs of the environment (or one given URL)."""
+
+from __future__ import annotations
+
+from pmsops import results
+from pmsops.errors import UsageError
+from pmsops.results import Result
+from pmsops.settings import REDIS_URL_VARIABLES, Settings
+from pmsops.urls import UrlReport, compare_redis_urls, describe, lint_redis_url, mask_url
+
+_ENCODE_HINT = "get the exact value with: pmsops encode-redis-password --host HOST (prompted, never echoed)"
+
+
+def report_to_result(report: UrlReport) -> Result:
+    notes = [f"{f.level}: {f.message}" for f in report.findings]
+    hint = None
+    if report.corrected:
+        hint = f"corrected (masked): {mask_url(report.corrected)}\n{_ENCODE_HINT}"
+    elif report.errors:
+        hint = _ENCODE_HINT
+    details = {
+        "url": mask_url(report.url),
+        "findings": [vars(f) for f in report.findings],
+        "host": report.effective_host if not any(f.code == "wrong-host" for f in report.findings) else None,
+        "port": report.effective_port,
+        "db": report.effective_db,
+        "corrected": mask_url(report.corrected) if report.corrected else None,
+    }
+    summary = describe(report)
+    if report.errors:
+        return results.fail(report.name, summary, notes=notes, hint=hint, details=details)
+    if report.warnings:
+        return results.warn(report.name, summary, notes=notes, hint=hint, details=details)
+    return results.ok(report.name, summary, notes=notes, details=details)
+
+
+def lint_environment(settings: Settings) -> list[UrlReport]:
+    """Lint each of REDIS_URL, CELERY_BROKER_URL and CELERY_RESULT_BACKEND that is set."""
+    reports = []
+    for name in REDIS_URL_VARIABLES:
+        value = settings.env.get(name)
+        if value:
+            reports.append(_lint_or_usage(value, name))
+    return reports
+
+
+def _lint_or_usage(url: str, name: str) -> UrlReport:
+    try:
+        return lint_redis_url(url, name)
+    except UsageError as exc:
+        raise UsageError(f"{name}: {exc.message}", hint=exc.hint) from None
+
+
+def check_redis_urls(settings: Settings, urls: dict[str, str] | None = None) -> list[Result]:
+    """Results for the given URLs, or for the three Redis variables plus their agreement."""
+    if urls:
+        return [report_to_result(_lint_or_usage(url, name)) for name, url in urls.items()]
+    reports = lint_environment(settings)
+    if not reports:
+        raise UsageError(
+            "no URL given and none of REDIS_URL, CELERY_BROKER_URL, CELERY_RESULT_BACKEND is set",
+            hint="pass a URL in single quotes, or --env-file /root/pms_env.sh",
+        )
+    out = [report_to_result(r) for r in reports]
+    missing = [n for n in REDIS_URL_VARIABLES if not settings.env.get(n)]
+    findings = compare_redis_urls(reports)
+    notes = [f.message for f in findings]
+    if missing:
+        notes.append(f"not set: {', '.join(missing)} (the runbook sets all three to the same URL)")
+    errors = [f for f in findings if f.level == "error"]
+    if errors:
+        out.append(results.fail("consistency", "the Redis URLs disagree", notes=notes, hint="backend and worker must use identical REDIS_URL, CELERY_BROKER_URL and CELERY_RESULT_BACKEND"))
+    elif findings or missing:
+        out.append(results.warn("consistency", "the Redis URLs agree on host, port and password", notes=notes))
+    else:
+        out.append(results.ok("consistency", f"all {len(reports)} Redis URLs agree on host, port and password"))
+    return out

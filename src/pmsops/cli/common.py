@@ -1,0 +1,73 @@
+"""What every command shares: global state, output, common options, exiting."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import NoReturn
+
+import typer
+
+from pmsops import exitcodes
+
+
+@dataclass
+class State:
+    debug: bool = False
+    no_color: bool = False
+    env_file: str | None = None
+
+
+STATE = State()
+
+JSON_OPTION = typer.Option(False, "--json", help="Print a JSON report (schema pmsops.report/v1) instead of text.")
+STRICT_OPTION = typer.Option(False, "--strict", help="Exit 1 on warnings too.")
+TIMEOUT_OPTION = typer.Option(3.0, "--timeout", min=0.1, help="Connect and read timeout in seconds.")
+
+
+def output(json_mode: bool = False):
+    from pmsops.render import Output
+
+    return Output(json_mode=json_mode, no_color=STATE.no_color)
+
+
+def settings():
+    from pmsops.settings import Settings
+
+    return Settings.from_environ()
+
+
+def finish(code: int) -> NoReturn:
+    raise typer.Exit(code)
+
+
+def finish_results(results, command: str, json_mode: bool = False, strict: bool = False, title: str | None = None, extra=None) -> NoReturn:
+    """Render results and exit with the code they map to."""
+    finish(output(json_mode).results(results, command=command, strict=strict, title=title, extra=extra))
+
+
+def read_secret(prompt: str, from_stdin: bool, positional: str | None = None, what: str = "password") -> str:
+    """A secret from stdin, a hidden prompt, or (discouraged) a positional argument."""
+    from pmsops.errors import UsageError
+    from pmsops.redaction import register_secret
+
+    if positional is not None:
+        output().progress(f"! warning: a {what} given as an argument stays in your shell history and in ps; prefer the prompt or --stdin")
+        value = positional
+    elif from_stdin or not sys.stdin.isatty():
+        value = sys.stdin.read()
+        if value.endswith("\r\n"):
+            value = value[:-2]
+        elif value.endswith("\n"):
+            value = value[:-1]
+    else:
+        import getpass
+
+        value = getpass.getpass(f"{prompt}: ")
+    if value == "":
+        raise UsageError(f"empty {what}", hint=f"type the {what} at the prompt, or pipe it: printf %s \"$PW\" | pmsops … --stdin")
+    register_secret(value)
+    return value
+
+
+EXIT_CODES_HELP = f"Exit codes: {exitcodes.OK} ok, {exitcodes.FAILED} failed, {exitcodes.USAGE} bad input."

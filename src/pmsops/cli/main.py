@@ -1,0 +1,135 @@
+"""Entry point: global options, command registration, and the one error handler.
+
+``main(argv)`` returns an exit code and never lets a traceback out unless
+``--debug`` is given; even then the traceback is redacted.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional
+
+import typer
+
+from pmsops import exitcodes
+from pmsops.cli import offline
+from pmsops.cli.common import STATE
+
+app = typer.Typer(
+    name="pmsops",
+    help="The channel-manager operations runbook as commands: Redis URLs, live checks, the worker, syncs, smoke tests.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from pmsops import __version__
+
+        typer.echo(f"pmsops {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _global(
+    env_file: Optional[str] = typer.Option(None, "--env-file", metavar="PATH", help="Load a shell-style env file (export K=V) without executing it; overrides the process environment."),
+    debug: bool = typer.Option(False, "--debug", help="Show (redacted) tracebacks."),
+    no_color: bool = typer.Option(False, "--no-color", help="No colours (NO_COLOR and non-TTY output also turn them off)."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Global options come before the command: pmsops --env-file /root/pms_env.sh doctor."""
+    STATE.debug = debug or STATE.debug
+    STATE.no_color = no_color or bool(os.environ.get("NO_COLOR"))
+    if env_file:
+        apply_env_file(env_file)
+
+
+def apply_env_file(path: str) -> None:
+    """Load ``path`` into ``os.environ`` (env file beats process environment)."""
+    from pmsops.cli.common import output
+    from pmsops.envfile import load_env_file
+    from pmsops.settings import register_environment_secrets
+
+    loaded = load_env_file(path)
+    register_environment_secrets(loaded.values)
+    os.environ.update(loaded.values)
+    STATE.env_file = path
+    if loaded.skipped:
+        lines = ", ".join(str(n) for n in loaded.skipped[:10])
+        output().progress(f"! {path}: skipped {len(loaded.skipped)} line(s) that are not assignments (line {lines}); nothing in it is executed")
+
+
+def _register_commands() -> None:
+    offline.register(app)
+    for module_name in ("live", "worker", "sync", "api", "host", "sandbox"):
+        try:
+            module = __import__(f"pmsops.cli.{module_name}", fromlist=["register"])
+        except ModuleNotFoundError as exc:
+            if exc.name != f"pmsops.cli.{module_name}":
+                raise
+            continue
+        module.register(app)
+
+
+_register_commands()
+
+
+def _report_unexpected(exc: BaseException) -> int:
+    from pmsops.redaction import redact
+    from pmsops.render import Output
+
+    out = Output(no_color=STATE.no_color)
+    if STATE.debug:
+        import traceback
+
+        sys.stderr.write(redact("".join(traceback.format_exception(exc))))
+    message = str(exc) or type(exc).__name__
+    out.error(f"{type(exc).__name__}: {message}", hint=None if STATE.debug else "re-run with --debug for the (redacted) traceback")
+    return exitcodes.FAILED
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI with ``argv``; return the exit code."""
+    import click
+
+    from pmsops.errors import PmsopsError
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    STATE.debug = "--debug" in args[: args.index("--") if "--" in args else len(args)]
+    command = typer.main.get_command(app)
+    try:
+        rv = command.main(args=args, prog_name="pmsops", standalone_mode=False)
+        return rv if isinstance(rv, int) else exitcodes.OK
+    except PmsopsError as exc:
+        from pmsops.render import Output
+
+        if STATE.debug:
+            import traceback
+
+            from pmsops.redaction import redact
+
+            sys.stderr.write(redact("".join(traceback.format_exception(exc))))
+        Output(no_color=STATE.no_color).error(exc.message, exc.hint)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        sys.stderr.write("aborted\n")
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one place that turns crashes into one line
+        return _report_unexpected(exc)
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

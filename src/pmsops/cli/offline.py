@@ -1,0 +1,148 @@
+"""Offline commands: encode a password, lint Redis URLs, compare hashes, explain statuses."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from pmsops.cli.common import JSON_OPTION, STRICT_OPTION, finish, finish_results, output, read_secret, settings
+
+redis_url_app = typer.Typer(help="Lint Redis URLs the way redis-py and kombu read them.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("encode-redis-password")(encode_redis_password)
+    app.add_typer(redis_url_app, name="redis-url")
+    app.command("compare-password-hash")(compare_password_hash)
+    app.command("explain")(explain)
+
+
+def encode_redis_password(
+    password_arg: Optional[str] = typer.Argument(None, metavar="[PASSWORD]", help="Discouraged (shell history): omit it to be prompted."),
+    stdin: bool = typer.Option(False, "--stdin", help="Read the password from standard input (one trailing newline is dropped)."),
+    host: Optional[str] = typer.Option(None, "--host", help="Also print REDIS_URL, CELERY_BROKER_URL and CELERY_RESULT_BACKEND for this host."),
+    port: int = typer.Option(6379, "--port", min=1, max=65535),
+    db: int = typer.Option(0, "--db", min=0),
+    fmt: str = typer.Option("text", "--format", help="text, env (export lines) or json."),
+) -> None:
+    """URL-encode a Redis password (runbook: "Special Characters MUST Be URL-Encoded").
+
+    Prints urllib.parse.quote(password, safe="") and verifies that redis-py and kombu
+    decode the URL back to exactly the password.
+    """
+    from pmsops.urls import encode_report
+
+    if fmt not in ("text", "env", "json"):
+        from pmsops.errors import UsageError
+
+        raise UsageError(f"unknown --format {fmt!r}: use text, env or json")
+    password = read_secret("Redis password (input hidden)", stdin, password_arg)
+    report = encode_report(password, host=host, port=port, db=db)
+    finish(_render_encoded(report, fmt))
+
+
+def _render_encoded(report, fmt: str) -> int:
+    """The encoded value and URLs are what the operator asked for: revealed, nothing else."""
+    import shlex
+
+    out = output(fmt == "json")
+    problems = [f"{r.parser}: {r.problem}" for r in report.round_trip if not r.ok]
+    if fmt == "json":
+        out.reveal(__import__("json").dumps({
+            "schema": "pmsops.encoded-password/v1",
+            "encoded": report.encoded,
+            "length": report.length,
+            "sha256_prefix": report.sha256,
+            "urls": report.urls,
+            "round_trip": {r.parser: r.ok for r in report.round_trip},
+            "problems": problems,
+        }, indent=2, ensure_ascii=False))
+    elif fmt == "env":
+        if report.urls:
+            for name, url in report.urls.items():
+                out.reveal(f"export {name}={shlex.quote(url)}")
+        else:
+            out.reveal(f"export REDIS_PASSWORD_ENCODED={shlex.quote(report.encoded)}")
+    else:
+        out.line(f"Password: len={report.length} sha256={report.sha256}")
+        out.reveal(f"Encoded password: {report.encoded}")
+        for name, url in report.urls.items():
+            out.reveal(f"{name}={url}")
+        verdict = "decodes back to the exact password with redis-py and kombu" if not problems else "ROUND TRIP FAILED"
+        out.line(f"{'✓' if not problems else '✗'} round trip: {verdict}")
+    for problem in problems:
+        out.error(f"round trip failed with {problem}")
+    return 0 if not problems else 1
+
+
+@redis_url_app.command("check")
+def redis_url_check(
+    url: Optional[str] = typer.Argument(None, help="A Redis URL (quote it!). Default: REDIS_URL, CELERY_BROKER_URL, CELERY_RESULT_BACKEND from the environment."),
+    json_mode: bool = JSON_OPTION,
+    strict: bool = STRICT_OPTION,
+) -> None:
+    """Find what makes clients read a Redis URL differently from its author.
+
+    Checks scheme, host, port, db, the missing ':' before a password, raw characters
+    that must be encoded, and that the three Redis variables agree.
+    """
+    from pmsops.checks.urls import check_redis_urls
+
+    urls = {"URL": url} if url is not None else None
+    finish_results(check_redis_urls(settings(), urls), "redis-url check", json_mode, strict)
+
+
+def compare_password_hash(
+    url: Optional[str] = typer.Option(None, "--url", help="Redis URL (default: REDIS_URL)."),
+    requirepass_stdin: bool = typer.Option(False, "--requirepass-stdin", help="Read Redis's requirepass from standard input."),
+    redis_conf: Optional[str] = typer.Option(None, "--redis-conf", help="Read requirepass from this redis.conf."),
+    container: Optional[str] = typer.Option(None, "--container", help="Read requirepass from this Docker container (command, env or redis.conf)."),
+    json_mode: bool = JSON_OPTION,
+) -> None:
+    """Compare the URL's password (decoded as redis-py does) with requirepass by length and SHA-256 prefix."""
+    from pmsops.errors import UsageError
+    from pmsops.passwords import compare_result, read_requirepass_file
+
+    sources = [s for s in (requirepass_stdin, redis_conf, container) if s]
+    if len(sources) != 1:
+        raise UsageError("give exactly one of --requirepass-stdin, --redis-conf PATH or --container NAME")
+    the_url = url or settings().require("REDIS_URL", hint="pass --url 'redis://:…@host:6379/0' or export REDIS_URL")
+    if redis_conf:
+        requirepass, source = read_requirepass_file(redis_conf), redis_conf
+    elif container:
+        from pmsops.host.redis_password import find_requirepass
+
+        found = find_requirepass(container)
+        requirepass, source = found.value, f"container {container} ({found.source})"
+    else:
+        requirepass, source = read_secret("Redis requirepass (input hidden)", True, None, "requirepass"), "stdin"
+    finish_results([compare_result(the_url, requirepass, source)], "compare-password-hash", json_mode)
+
+
+def explain(
+    codes: List[str] = typer.Argument(None, help="HTTP status codes (default: all the runbook knows)."),
+    json_mode: bool = JSON_OPTION,
+) -> None:
+    """The runbook's HTTP status reference: meaning, common causes, fix."""
+    from pmsops.errors import UsageError
+    from pmsops.http_status import STATUS_TABLE, lookup
+
+    wanted: list[int] = []
+    for code in codes or [str(c) for c in STATUS_TABLE]:
+        if not code.isdigit() or not 100 <= int(code) <= 599:
+            raise UsageError(f"not an HTTP status code: {code!r}")
+        wanted.append(int(code))
+    out = output(json_mode)
+    infos = [lookup(c) for c in wanted]
+    if json_mode:
+        out.json({"schema": "pmsops.explain/v1", "statuses": [vars(i) if i else {"code": c, "meaning": None} for c, i in zip(wanted, infos)]})
+    else:
+        for code, info in zip(wanted, infos):
+            if info is None:
+                out.line(f"{code}  not in the runbook's table")
+                continue
+            out.line(f"{info.code}  {info.meaning}", style="bold")
+            out.line(f"     causes: {info.causes}")
+            out.line(f"     fix:    {info.fix}")
+    finish(0 if all(infos) else 1)

@@ -1,0 +1,96 @@
+"""Read shell-style env files such as ``/root/pms_env.sh`` without executing them.
+
+Understood: ``KEY=VALUE`` and ``export KEY=VALUE``; single quotes (literal),
+double quotes (``\\"`` ``\\\\`` ``\\$`` escapes, ``$VAR``/``${VAR}`` expansion),
+unquoted values (``$VAR`` expansion, `` # comment`` stripped); blank lines and
+``#`` comments. Anything else (``echo …``, ``source …``) is skipped and reported,
+because running it is exactly what we promise not to do.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from pmsops.errors import UsageError
+
+_ASSIGNMENT = re.compile(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
+_VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+@dataclass
+class EnvFile:
+    path: str
+    values: dict[str, str] = field(default_factory=dict)
+    skipped: list[int] = field(default_factory=list)
+    """Line numbers that were not assignments (never their text: it may hold a secret)."""
+
+
+def _expand(value: str, known: Mapping[str, str]) -> str:
+    return _VARIABLE.sub(lambda m: known.get(m.group(1) or m.group(2), ""), value)
+
+
+def _parse_value(raw: str, known: Mapping[str, str]) -> str:
+    raw = raw.strip()
+    if raw.startswith("'"):
+        end = raw.find("'", 1)
+        if end < 0:
+            raise ValueError("unterminated single quote")
+        return raw[1:end]
+    if raw.startswith('"'):
+        out, i = [], 1
+        while i < len(raw):
+            ch = raw[i]
+            if ch == "\\" and i + 1 < len(raw) and raw[i + 1] in '"\\$`':
+                out.append("\0" + raw[i + 1] if raw[i + 1] == "$" else raw[i + 1])
+                i += 2
+                continue
+            if ch == '"':
+                text = _expand("".join(out), known)
+                return text.replace("\0$", "$")
+            out.append(ch)
+            i += 1
+        raise ValueError("unterminated double quote")
+    value = re.split(r"\s+#", raw, maxsplit=1)[0].strip()
+    return _expand(value, known)
+
+
+def parse_env_text(text: str, path: str = "<text>", base: Mapping[str, str] | None = None) -> EnvFile:
+    """Parse env-file text; ``base`` supplies variables that ``$VAR`` may refer to."""
+    result = EnvFile(path)
+    known: dict[str, str] = dict(base or {})
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        match = _ASSIGNMENT.match(stripped)
+        if not match:
+            result.skipped.append(number)
+            continue
+        key, raw = match.groups()
+        try:
+            value = _parse_value(raw, known)
+        except ValueError as exc:
+            raise UsageError(f"{path}:{number}: {exc} in the value of {key}") from None
+        result.values[key] = value
+        known[key] = value
+    return result
+
+
+def load_env_file(path: str | os.PathLike[str], base: Mapping[str, str] | None = None) -> EnvFile:
+    """Read and parse ``path``; an unreadable file is a usage error (exit 2)."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"env file not found: {file}", hint="check the path passed to --env-file") from None
+    except PermissionError:
+        raise UsageError(f"env file not readable (permission denied): {file}", hint="run as a user that can read it, e.g. with sudo") from None
+    except IsADirectoryError:
+        raise UsageError(f"env file is a directory: {file}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"env file is not UTF-8 text: {file}") from None
+    return parse_env_text(text, str(file), base if base is not None else os.environ)

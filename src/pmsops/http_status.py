@@ -1,0 +1,44 @@
+"""The runbook's HTTP status reference, shared by ``explain`` and every API command."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StatusInfo:
+    code: int
+    meaning: str
+    causes: str
+    fix: str
+
+
+STATUS_TABLE: dict[int, StatusInfo] = {
+    200: StatusInfo(200, "Success", "-", "Expected for GET/POST/PATCH; a sync trigger answers 200 with task ids"),
+    201: StatusInfo(201, "Created", "-", "Expected for POST (create)"),
+    307: StatusInfo(307, "Temporary Redirect", "Missing trailing slash (e.g. /api/v1/channel-connections)", "Add '/' or follow redirects (curl -L); scripts that don't follow get an empty body and a JSONDecodeError"),
+    400: StatusInfo(400, "Bad Request", "Invalid value, e.g. an unknown sync_type", "Use one of full, availability, pricing, bookings"),
+    401: StatusInfo(401, "Unauthorized", "Missing or invalid token: 'Token has expired', or 'Invalid authentication token' when the backend's SUPABASE_JWT_SECRET/JWT_SECRET differs from GoTrue's", "Re-fetch the JWT (pmsops token); if it persists, compare the JWT secrets of backend and Supabase (pmsops token --verify); check CHANNEL_MANAGER_ENABLED=true"),
+    403: StatusInfo(403, "Forbidden", "Insufficient permissions: user role or tenant (agency) membership", "Check the user's role and agency membership (x-agency-id header)"),
+    404: StatusInfo(404, "Not Found", "Wrong URL, or a resource that does not exist or belongs to another agency", "Verify the endpoint and the resource id (pmsops connections list)"),
+    405: StatusInfo(405, "Method Not Allowed", "Wrong HTTP method", "Check OpenAPI: /sync and /test need POST; no trailing slash after /{id}/sync"),
+    422: StatusInfo(422, "Validation Error", "Invalid request body or path", "The connection id must be a UUID; the sync body needs {\"sync_type\": \"full\"}"),
+    429: StatusInfo(429, "Too Many Requests", "Rate limit reached", "Wait for the Retry-After seconds, then retry"),
+    500: StatusInfo(500, "Internal Server Error", "Backend exception", "Check the backend logs (docker logs pms-backend --since 10m)"),
+    502: StatusInfo(502, "Bad Gateway", "Proxy cannot reach the backend container", "Check the backend container is up and on the proxy's network"),
+    503: StatusInfo(503, "Service Unavailable", "Database or Redis down, or the schema is out of date (missing table, a CHECK constraint rejecting an operation type)", "Check /health/ready (pmsops check health) and the schema (pmsops db check)"),
+    504: StatusInfo(504, "Gateway Timeout", "Backend too slow or hanging", "Check /health/ready and the backend logs"),
+}
+
+
+def lookup(code: int) -> StatusInfo | None:
+    return STATUS_TABLE.get(code)
+
+
+def hint_for(code: int) -> str:
+    """A one-line hint for an HTTP status, for any command that got it."""
+    info = lookup(code)
+    if info is None:
+        family = {2: "success", 3: "redirect", 4: "client error", 5: "server error"}.get(code // 100, "unexpected status")
+        return f"HTTP {code} ({family}); see pmsops explain for the statuses the runbook knows"
+    return f"{info.meaning}: {info.causes}. {info.fix}"

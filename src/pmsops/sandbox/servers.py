@@ -1,0 +1,242 @@
+"""Start private redis-server and PostgreSQL instances on free loopback ports.
+
+Used by the test suite and by ``pmsops sandbox``: one way to run the real parts.
+Passwords are written to files with mode 0600 (never put on a command line,
+where ``ps`` would show them). PostgreSQL refuses to run as root, so when we are
+root the cluster runs as the ``postgres`` user (or ``nobody``).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+LOOPBACK = "127.0.0.1"
+
+
+class ServerError(RuntimeError):
+    """A private server could not be started."""
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+def find_binary(name: str) -> str:
+    """``name`` on PATH, else in Debian's versioned PostgreSQL folder (newest first)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    for folder in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]), reverse=True):
+        candidate = os.path.join(folder, name)
+        if os.access(candidate, os.X_OK):
+            return candidate
+    raise ServerError(f"{name} not found: install it (apt-get install -y redis-server postgresql) or run make setup")
+
+
+def _wait_port(port: int, timeout: float, proc: subprocess.Popen, what: str, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
+            raise ServerError(f"{what} exited with code {proc.returncode}: {tail}")
+        try:
+            with socket.create_connection((LOOPBACK, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise ServerError(f"{what} did not listen on port {port} within {timeout:.0f} s")
+
+
+def _redis_conf_quote(value: str) -> str:
+    escaped = "".join(f"\\x{b:02x}" if (b < 0x20 or b > 0x7E or b in (0x22, 0x5C)) else chr(b) for b in value.encode("utf-8"))
+    return f'"{escaped}"'
+
+
+@dataclass
+class RedisServer:
+    """A throwaway ``redis-server`` with ``requirepass`` on a free loopback port."""
+
+    password: str
+    port: int = 0
+    workdir: Path | None = None
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://:{quote(self.password, safe='')}@{LOOPBACK}:{self.port}/0"
+
+    def url_for_db(self, db: int) -> str:
+        return f"redis://:{quote(self.password, safe='')}@{LOOPBACK}:{self.port}/{db}"
+
+    def start(self, timeout: float = 10.0) -> "RedisServer":
+        self.port = self.port or free_port()
+        self.workdir = Path(tempfile.mkdtemp(prefix="pmsops-redis-"))
+        conf = self.workdir / "redis.conf"
+        conf.write_text(
+            f"port {self.port}\nbind {LOOPBACK}\nrequirepass {_redis_conf_quote(self.password)}\n"
+            f'save ""\nappendonly no\ndir {self.workdir}\nlogfile {self.workdir / "redis.log"}\n',
+            encoding="utf-8",
+        )
+        conf.chmod(0o600)
+        self.proc = subprocess.Popen([find_binary("redis-server"), str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        _wait_port(self.port, timeout, self.proc, "redis-server", self.workdir / "redis.log")
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _service_user() -> pwd.struct_passwd | None:
+    """The user PostgreSQL runs as when we are root (it refuses to run as root)."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            continue
+    raise ServerError("running as root and neither a 'postgres' nor a 'nobody' user exists to run PostgreSQL")
+
+
+def _demote(user: pwd.struct_passwd | None):
+    if user is None:
+        return None
+
+    def switch() -> None:
+        os.setgid(user.pw_gid)
+        os.setgroups([])
+        os.setuid(user.pw_uid)
+
+    return switch
+
+
+@dataclass
+class PostgresCluster:
+    """A private PostgreSQL cluster: ``initdb`` into a temp dir, scram-sha-256 over TCP."""
+
+    user: str = "pmsops"
+    password: str = "pg-pass"
+    database: str = "pmsops"
+    port: int = 0
+    basedir: Path | None = None
+    proc: subprocess.Popen | None = None
+    _superpass: str = field(default="", repr=False)
+
+    @property
+    def datadir(self) -> Path:
+        assert self.basedir is not None
+        return self.basedir / "data"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{quote(self.user, safe='')}:{quote(self.password, safe='')}@{LOOPBACK}:{self.port}/{quote(self.database, safe='')}"
+
+    @property
+    def superuser_url(self) -> str:
+        return f"postgresql://postgres:{quote(self._superpass, safe='')}@{LOOPBACK}:{self.port}/postgres"
+
+    def start(self, timeout: float = 60.0) -> "PostgresCluster":
+        import secrets
+
+        self.port = self.port or free_port()
+        self.basedir = Path(tempfile.mkdtemp(prefix="pmsops-pg-"))
+        self._superpass = secrets.token_urlsafe(18)
+        owner = _service_user()
+        pwfile = self.basedir / "pwfile"
+        pwfile.write_text(self._superpass + "\n")
+        pwfile.chmod(0o600)
+        if owner:
+            os.chmod(self.basedir, 0o700)
+            for path in (self.basedir, pwfile):
+                os.chown(path, owner.pw_uid, owner.pw_gid)
+        env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
+        subprocess.run(
+            [find_binary("initdb"), "-D", str(self.datadir), "-U", "postgres", f"--pwfile={pwfile}", "--auth-host=scram-sha-256", "--auth-local=scram-sha-256", "-E", "UTF8", "--no-sync"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_demote(owner), env=env, cwd=str(self.basedir),
+        )
+        pwfile.unlink()
+        self._launch(owner, env, timeout)
+        self._create_role()
+        return self
+
+    def _launch(self, owner, env, timeout: float) -> None:
+        log = self.basedir / "postgres.log"
+        log.touch()
+        if owner:
+            os.chown(log, owner.pw_uid, owner.pw_gid)
+        self._log = open(log, "ab")
+        self.proc = subprocess.Popen(
+            [find_binary("postgres"), "-D", str(self.datadir), "-p", str(self.port), "-c", f"listen_addresses={LOOPBACK}",
+             "-c", f"unix_socket_directories={self.basedir}", "-c", "fsync=off", "-c", "synchronous_commit=off",
+             "-c", "full_page_writes=off", "-c", "max_connections=200", "-c", "shared_buffers=64MB"],
+            stdout=self._log, stderr=self._log, preexec_fn=_demote(owner), env=env, start_new_session=True, cwd=str(self.basedir),
+        )
+        _wait_port(self.port, timeout, self.proc, "postgres", log)
+        self._owner, self._env = owner, env
+
+    def _create_role(self) -> None:
+        import asyncio
+
+        import asyncpg
+
+        async def create() -> None:
+            for _ in range(50):
+                try:
+                    conn = await asyncpg.connect(self.superuser_url, timeout=5)
+                    break
+                except (asyncpg.CannotConnectNowError, ConnectionError, OSError):
+                    await asyncio.sleep(0.1)
+            else:
+                raise ServerError("postgres did not accept connections")
+            try:
+                ident = '"' + self.user.replace('"', '""') + '"'
+                literal = "'" + self.password.replace("'", "''") + "'"
+                await conn.execute(f"CREATE ROLE {ident} LOGIN PASSWORD {literal}")
+                await conn.execute(f'CREATE DATABASE "{self.database}" OWNER {ident}')
+            finally:
+                await conn.close()
+
+        asyncio.run(create())
+
+    def stop_server(self) -> None:
+        """Stop the server but keep the data (to test "database down" and restart)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def restart_server(self, timeout: float = 30.0) -> None:
+        self.stop_server()
+        self._launch(self._owner, self._env, timeout)
+
+    def stop(self) -> None:
+        self.stop_server()
+        if getattr(self, "_log", None):
+            self._log.close()
+        if self.basedir:
+            shutil.rmtree(self.basedir, ignore_errors=True)

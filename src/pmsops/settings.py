@@ -1,0 +1,147 @@
+"""Settings come from the environment, named as in the runbook.
+
+Precedence: command-line flags > ``--env-file`` > process environment. The CLI
+applies an env file to ``os.environ`` once, so library code, the Celery app and any
+command we ``exec`` see the same values; flags are passed to functions explicitly.
+
+Every secret variable is registered with the redactor as soon as settings are
+read, and every URL variable has its password registered too, in all the forms a
+parser might produce, so no output can show them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Mapping
+from urllib.parse import unquote
+
+from pmsops.errors import UsageError
+from pmsops.redaction import Secret, register_secret
+
+ALIASES: dict[str, tuple[str, ...]] = {
+    "PMS_API_URL": ("PMS_API_URL", "API", "API_BASE_URL", "BACKEND_URL"),
+    "ANON_KEY": ("ANON_KEY", "SUPABASE_ANON_KEY", "SB_ANON_KEY"),
+    "TOKEN": ("TOKEN", "JWT_TOKEN"),
+    "SB_URL": ("SB_URL", "SUPABASE_URL"),
+    "CELERY_BROKER_URL": ("CELERY_BROKER_URL", "REDIS_URL"),
+}
+"""Canonical name → names read in order. The broker falls back to ``REDIS_URL``."""
+
+REDIS_URL_VARIABLES = ("REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
+URL_VARIABLES = REDIS_URL_VARIABLES + ("DATABASE_URL", "SENTRY_DSN")
+
+SECRET_VARIABLES = frozenset(
+    {
+        "PASSWORD", "ANON_KEY", "SUPABASE_ANON_KEY", "SB_ANON_KEY", "JWT_SECRET",
+        "SUPABASE_JWT_SECRET", "ENCRYPTION_KEY", "TOKEN", "JWT_TOKEN",
+        "SUPABASE_SERVICE_ROLE_KEY", "SENTRY_DSN", "REDIS_PASSWORD", "REQUIREPASS",
+    }
+)
+_SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|_KEY|APIKEY)$")
+
+WORKER_REQUIRED_VARIABLES = (
+    "DATABASE_URL", "ENCRYPTION_KEY", "JWT_SECRET", "SUPABASE_JWT_SECRET", "JWT_AUDIENCE",
+    "REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND",
+)
+"""What the runbook says the worker must share with the backend."""
+
+WORKER_RECOMMENDED_VARIABLES = (
+    "CHANNEL_MANAGER_ENABLED", "MODULES_ENABLED", "ENABLE_REDIS_HEALTHCHECK", "ENABLE_CELERY_HEALTHCHECK",
+)
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a variable's value must never be shown (URLs are masked, not hidden)."""
+    return name in SECRET_VARIABLES or bool(_SECRET_NAME.search(name))
+
+
+def url_password_forms(url: str) -> list[str]:
+    """Every string a parser might take as this URL's password (raw and decoded).
+
+    The userinfo is taken up to the *last* ``@``, as a human meant it, and also as
+    ``urlsplit`` cuts it at the first ``/ ? #``; both are registered as secrets.
+    """
+    forms: list[str] = []
+    if "://" not in url:
+        return forms
+    rest = url.split("://", 1)[1]
+    candidates = []
+    if "@" in rest:
+        candidates.append(rest.rsplit("@", 1)[0])
+    netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if "@" in netloc:
+        candidates.append(netloc.rsplit("@", 1)[0])
+    for userinfo in candidates:
+        password = userinfo.split(":", 1)[1] if ":" in userinfo else userinfo
+        forms += [password, unquote(password), userinfo]
+    return [f for f in forms if f]
+
+
+def register_environment_secrets(env: Mapping[str, str]) -> None:
+    """Register every secret value of ``env`` with the redactor."""
+    for name, value in env.items():
+        if not value:
+            continue
+        if is_secret_name(name):
+            register_secret(value)
+        if name.endswith("_URL") or name in URL_VARIABLES or "://" in value[:16]:
+            for form in url_password_forms(value):
+                register_secret(form)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A read-only view of the environment with the runbook's names and aliases."""
+
+    env: Mapping[str, str]
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        env = dict(os.environ if environ is None else environ)
+        register_environment_secrets(env)
+        return cls(env)
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        for candidate in ALIASES.get(name, (name,)):
+            value = self.env.get(candidate)
+            if value not in (None, ""):
+                return value
+        return default
+
+    def source(self, name: str) -> str | None:
+        """Which variable actually supplied ``name`` (for messages)."""
+        for candidate in ALIASES.get(name, (name,)):
+            if self.env.get(candidate):
+                return candidate
+        return None
+
+    def require(self, name: str, hint: str | None = None) -> str:
+        value = self.get(name)
+        if value is None:
+            names = " or ".join(ALIASES.get(name, (name,)))
+            raise UsageError(
+                f"{names} is not set",
+                hint=hint or "export it, or pass --env-file /root/pms_env.sh",
+            )
+        return value
+
+    def secret(self, name: str) -> Secret | None:
+        value = self.get(name)
+        return Secret(value) if value is not None else None
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self.get(name)
+        if value is None:
+            return default
+        return value.strip().lower() in ("1", "true", "yes", "on")
+
+    def number(self, name: str, default: float) -> float:
+        value = self.get(name)
+        if value is None:
+            return default
+        try:
+            return float(value)
+        except ValueError:
+            raise UsageError(f"{name} must be a number, got {value!r}") from None

@@ -1,0 +1,372 @@
+"""Redis URLs: encode passwords, read URLs the way clients do, and lint them.
+
+The runbook's most common outage is a Redis password pasted into a URL without
+URL-encoding. What each raw character does to today's clients (redis-py's
+``parse_url`` and kombu's ``url_to_parts``, both ``urlparse`` + ``unquote``):
+
+======================  ==========================================================
+``/ ? #``               end the host part early: "Port could not be cast to integer",
+                        or, worse, a *different host* and a truncated password
+                        (``redis://:p+ss=w@rd/#1@host:6379/0`` → host ``rd``)
+``[ ]``                 "Invalid IPv6 URL" / "does not appear to be an IPv4 or IPv6 address"
+``%xx``                 silently decoded (``%41`` → ``A``)
+``;``                   kombu splits the broker URL into a failover list
+``+ = @ : & space``,    kept literally by these parsers (``unquote``, not
+non-ASCII               ``unquote_plus``) but the runbook says to encode them, and
+                        other tools read ``+`` as a space
+======================  ==========================================================
+
+The heavy parsers (redis-py, kombu) are imported only inside the functions that
+need them, so ``pmsops --help`` stays light.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from urllib.parse import quote, unquote, urlsplit
+
+from pmsops.errors import UsageError
+from pmsops.redaction import MASK, fingerprint
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+DEFAULT_PORT = 6379
+
+_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
+_STRUCTURAL = "/?#"
+_BRACKETS = "[]"
+_RUNBOOK_SPECIALS = "+=@:&% "
+
+
+def encode_password(password: str) -> str:
+    """``urllib.parse.quote(password, safe="")``: the runbook's one right encoding."""
+    return quote(password, safe="")
+
+
+def build_redis_url(password: str, host: str, port: int = DEFAULT_PORT, db: int = 0, scheme: str = "redis") -> str:
+    """A Redis URL with the password encoded, in the runbook's ``redis://:PW@host:port/db`` form."""
+    userinfo = f":{encode_password(password)}@" if password else ""
+    return f"{scheme}://{userinfo}{host}:{port}/{db}"
+
+
+def _sanitise_parser_error(exc: Exception) -> str:
+    """Parser errors quote fragments of the password ("… as 'abc'"): drop the quotes' content."""
+    return re.sub(r"'[^']*'", "'…'", str(exc)).strip()
+
+
+def parse_with_redis_py(url: str) -> dict:
+    """What redis-py will use: ``redis.connection.parse_url``; raises ``ValueError``."""
+    from redis.connection import parse_url
+
+    return parse_url(url)
+
+
+def parse_with_kombu(url: str) -> dict:
+    """What kombu (Celery's broker layer) will use; raises ``ValueError``.
+
+    kombu first splits a broker URL on ``;`` into a failover list: we report how
+    many URLs it would see and parse the first, as ``Connection`` does.
+    """
+    from kombu.utils.url import url_to_parts
+
+    pieces = url.split(";")
+    parts = url_to_parts(pieces[0])
+    return {
+        "host": parts.hostname,
+        "port": parts.port,
+        "username": parts.username,
+        "password": parts.password,
+        "db": parts.path,
+        "failover_urls": len(pieces),
+    }
+
+
+def mask_url(url: str) -> str:
+    """The URL with its userinfo masked the runbook's way (``redis://:***@host:6379/0``)."""
+    from pmsops.redaction import redact
+
+    match = _SCHEME.match(url.strip())
+    if not match:
+        return redact(url)
+    rest = url.strip()[match.end():]
+    if "@" not in rest:
+        return url.strip()
+    userinfo, hostpart = rest.rsplit("@", 1)
+    if ":" in userinfo:
+        return f"{match.group(1)}://:{MASK}@{hostpart}"
+    return f"{match.group(1)}://{MASK}@{hostpart}"
+
+
+@dataclass
+class Finding:
+    level: str  # "error" | "warning" | "note"
+    code: str
+    message: str
+
+
+@dataclass
+class IntendedUrl:
+    """The URL as a human meant it: userinfo runs to the *last* ``@``."""
+
+    scheme: str
+    username: str | None
+    password: str | None  # as written, not decoded
+    host: str
+    port: int | None
+    db: str | None
+    query: str
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or DEFAULT_PORT
+
+
+def split_intended(url: str) -> IntendedUrl:
+    """Split ``url`` as its author meant it; raises :class:`UsageError` if it is no Redis URL."""
+    text = url.strip()
+    match = _SCHEME.match(text)
+    if not match:
+        raise UsageError(
+            "not a URL (expected redis://:PASSWORD@HOST:PORT/DB)",
+            hint="quote the URL in single quotes so the shell keeps special characters",
+        )
+    scheme = match.group(1).lower()
+    if scheme not in REDIS_SCHEMES:
+        raise UsageError(
+            f"unknown scheme '{scheme}://' (expected redis://, rediss:// or unix://)",
+            hint="the runbook's form is redis://:PASSWORD@coolify-redis:6379/0",
+        )
+    rest = text[match.end():]
+    userinfo = None
+    if "@" in rest:
+        userinfo, rest = rest.rsplit("@", 1)
+    username = password = None
+    if userinfo is not None:
+        if ":" in userinfo:
+            username, password = userinfo.split(":", 1)
+        else:
+            username = userinfo
+    hostport, _, tail = rest.partition("/") if scheme != "unix" else ("", "", rest)
+    path, _, query = tail.partition("?")
+    host, port = hostport, None
+    if hostport.count(":") == 1:
+        host, port_text = hostport.split(":")
+        port = int(port_text) if port_text.isdigit() else -1
+    return IntendedUrl(scheme, username or None, password, host, port, path or None, query)
+
+
+@dataclass
+class UrlReport:
+    name: str
+    url: str
+    findings: list[Finding] = field(default_factory=list)
+    intended: IntendedUrl | None = None
+    effective_password: str | None = None
+    effective_host: str | None = None
+    effective_port: int | None = None
+    effective_db: int | None = None
+    corrected: str | None = None
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.level == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.level == "warning"]
+
+    def add(self, level: str, code: str, message: str) -> None:
+        self.findings.append(Finding(level, code, message))
+
+
+def _check_password_characters(report: UrlReport, password: str) -> None:
+    """Findings for raw characters in the password as written."""
+    structural = sorted({c for c in password if c in _STRUCTURAL})
+    if structural:
+        chars = " ".join(f"'{c}'" for c in structural)
+        report.add("error", "raw-delimiter", f"password contains raw {chars}: URL parsers end the host part there (must be encoded: {', '.join(encode_password(c) for c in structural)})")
+    if any(c in password for c in _BRACKETS):
+        report.add("error", "raw-bracket", "password contains raw '[' or ']': parsers fail with \"Invalid IPv6 URL\" (encode as %5B %5D)")
+    if ";" in password:
+        report.add("error", "raw-semicolon", "password contains raw ';': kombu splits the broker URL there into a failover list and Celery cannot connect (encode as %3B)")
+    escapes = _ESCAPE.findall(password)
+    raw_specials = sorted({c for c in password if c in _RUNBOOK_SPECIALS and c != "%"})
+    non_ascii = any(ord(c) > 127 for c in password)
+    stray_percent = "%" in _ESCAPE.sub("", password)
+    if escapes and (raw_specials or non_ascii or structural):
+        report.add("warning", "partially-encoded", f"password mixes %xx escapes ({len(escapes)}) with raw special characters: the escapes are decoded, the raw characters kept; if the real password contains a literal '%', it must be written %25")
+    elif escapes:
+        report.add("note", "encoded", f"password is URL-encoded: {len(escapes)} escape(s) decoded by the parsers (if the real password literally contains '%', write it as %25)")
+    if stray_percent:
+        report.add("warning", "raw-percent", "password contains a raw '%' not followed by two hex digits: kept literally today, but the runbook says to encode it as %25")
+    if raw_specials:
+        chars = " ".join("space" if c == " " else f"'{c}'" for c in raw_specials)
+        report.add("warning", "raw-special", f"password contains raw {chars}: redis-py and kombu keep these literally (they decode with unquote, not unquote_plus), but the runbook requires encoding them and other clients read '+' as a space; encode with urllib.parse.quote(pw, safe='') (quote_plus is wrong: it writes a space as '+')")
+    if non_ascii:
+        report.add("warning", "non-ascii", "password contains non-ASCII characters: kept literally by redis-py and kombu, but the runbook says to URL-encode them (UTF-8 %xx)")
+
+
+def lint_redis_url(url: str, name: str = "URL") -> UrlReport:
+    """Everything that will make a client read this URL differently from its author.
+
+    Raises :class:`UsageError` when the text is not a Redis URL at all.
+    """
+    report = UrlReport(name, url)
+    if url != url.strip():
+        report.add("warning", "whitespace", "leading or trailing whitespace (parsers strip it; a copy-paste artefact)")
+    intended = split_intended(url)
+    report.intended = intended
+    if intended.scheme == "unix":
+        report.add("note", "unix", "unix socket URL: host and port checks do not apply")
+    password = intended.password
+
+    if intended.username is not None and password is None:
+        report.add("error", "missing-colon", "userinfo has no ':' — clients send it as a user name and no password (\"Authentication required\"); write redis://:PASSWORD@HOST")
+    elif intended.username and intended.username != "default":
+        report.add("warning", "username", f"a user name is set (len {len(intended.username)}): Redis usually has none; clients will AUTH as that ACL user (write redis://:PASSWORD@HOST for requirepass)")
+    if password is not None:
+        if password == "":
+            report.add("error", "empty-password", "the password after ':' is empty")
+        else:
+            _check_password_characters(report, password)
+
+    if intended.scheme != "unix":
+        if not intended.host:
+            report.add("error", "no-host", "no host: expected redis://:PASSWORD@HOST:PORT/DB")
+        if intended.port is not None and not (0 < intended.port < 65536):
+            report.add("error", "bad-port", "port is not a number between 1 and 65535")
+        if intended.db is not None and not intended.db.isdigit():
+            report.add("error", "bad-db", "database must be a number (redis://…:6379/0)")
+        if intended.db is None:
+            report.add("note", "default-db", "no /DB given: database 0 is used")
+
+    _compare_with_parsers(report)
+    if password and (report.errors or any(f.code in ("raw-special", "non-ascii", "raw-percent") for f in report.findings)):
+        literal = password if not (_ESCAPE.search(password) and not report.warnings) else unquote(password)
+        db = int(intended.db) if intended.db and intended.db.isdigit() else 0
+        report.corrected = build_redis_url(literal, intended.host or "HOST", intended.effective_port, db, intended.scheme if intended.scheme != "unix" else "redis")
+    return report
+
+
+def _compare_with_parsers(report: UrlReport) -> None:
+    """Parse with redis-py and kombu and report where they disagree with the author."""
+    intended = report.intended
+    assert intended is not None
+    try:
+        parsed = parse_with_redis_py(report.url.strip())
+    except ValueError as exc:
+        report.add("error", "parser-error", f"redis-py and kombu cannot parse it: {_sanitise_parser_error(exc)}")
+        return
+    report.effective_password = parsed.get("password")
+    report.effective_host = parsed.get("host") or parsed.get("path")
+    report.effective_port = parsed.get("port") or DEFAULT_PORT
+    report.effective_db = parsed.get("db", 0)
+    if intended.scheme != "unix" and intended.host and report.effective_host != intended.host:
+        pw_len = len(report.effective_password or "")
+        report.add(
+            "error",
+            "wrong-host",
+            f"clients read a different host (len {len(report.effective_host or '')}, a piece of the password) and a truncated password (len {pw_len}): a raw '/', '?' or '#' in the password ends the host part",
+        )
+    try:
+        kombu = parse_with_kombu(report.url.strip())
+    except ValueError as exc:
+        report.add("error", "kombu-error", f"kombu (Celery's broker layer) cannot parse it: {_sanitise_parser_error(exc)}")
+        return
+    if kombu["failover_urls"] > 1:
+        report.add("error", "kombu-failover", f"kombu splits it at ';' into {kombu['failover_urls']} failover URLs")
+
+
+def describe(report: UrlReport) -> str:
+    """One line: masked URL, where it points, and the password's fingerprint."""
+    parts = [mask_url(report.url)]
+    if report.effective_host is not None:
+        parts.append(f"host {report.effective_host if not any(f.code == 'wrong-host' for f in report.findings) else '(a piece of the password)'}")
+        parts.append(f"port {report.effective_port}")
+        parts.append(f"db {report.effective_db}")
+    if report.effective_password:
+        parts.append(f"password {fingerprint(report.effective_password)}")
+    elif report.effective_host is not None:
+        parts.append("no password")
+    return ", ".join(parts)
+
+
+def compare_redis_urls(reports: list[UrlReport]) -> list[Finding]:
+    """The three Redis URLs must agree on host, port and effective password."""
+    findings: list[Finding] = []
+    usable = [r for r in reports if r.effective_host is not None]
+    if len(usable) < 2:
+        return findings
+    reference = usable[0]
+    for other in usable[1:]:
+        for label, a, b in (
+            ("host", reference.effective_host, other.effective_host),
+            ("port", reference.effective_port, other.effective_port),
+        ):
+            if a != b:
+                findings.append(Finding("error", f"differs-{label}", f"{other.name} points at another {label} than {reference.name} ({a} vs {b})"))
+        pa, pb = reference.effective_password or "", other.effective_password or ""
+        if pa != pb:
+            findings.append(Finding("error", "differs-password", f"{other.name} has another password than {reference.name} ({fingerprint(pb)} vs {fingerprint(pa)})"))
+        if reference.effective_db != other.effective_db:
+            findings.append(Finding("warning", "differs-db", f"{other.name} uses db {other.effective_db}, {reference.name} db {reference.effective_db}: allowed, but the runbook gives all three the same URL"))
+    return findings
+
+
+@dataclass
+class RoundTrip:
+    parser: str
+    ok: bool
+    problem: str | None = None
+
+
+def verify_round_trip(url: str, password: str) -> list[RoundTrip]:
+    """Does ``url`` give back exactly ``password`` with redis-py's and kombu's parsers?"""
+    checks: list[RoundTrip] = []
+    for parser, fn in (("redis-py", parse_with_redis_py), ("kombu", parse_with_kombu)):
+        try:
+            got = fn(url).get("password")
+        except ValueError as exc:
+            checks.append(RoundTrip(parser, False, _sanitise_parser_error(exc)))
+            continue
+        if got == password:
+            checks.append(RoundTrip(parser, True))
+        else:
+            checks.append(RoundTrip(parser, False, f"decodes to a different password ({fingerprint(got or '')})"))
+    return checks
+
+
+def host_of(url: str) -> tuple[str | None, int | None]:
+    """Host and port of any URL (Redis or PostgreSQL), as ``urlsplit`` reads them."""
+    try:
+        parts = urlsplit(url.strip())
+        return parts.hostname, parts.port
+    except ValueError:
+        return None, None
+
+
+@dataclass
+class EncodedPassword:
+    encoded: str
+    length: int
+    sha256: str
+    urls: dict[str, str]
+    round_trip: list[RoundTrip]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.round_trip)
+
+
+def encode_report(password: str, host: str | None = None, port: int = DEFAULT_PORT, db: int = 0) -> EncodedPassword:
+    """Encode ``password``, build the three URLs for ``host``, and verify the round trip."""
+    from pmsops.redaction import sha256_prefix
+
+    encoded = encode_password(password)
+    urls: dict[str, str] = {}
+    if host:
+        url = build_redis_url(password, host, port, db)
+        urls = {name: url for name in ("REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")}
+    probe = next(iter(urls.values()), build_redis_url(password, "localhost", port, db))
+    return EncodedPassword(encoded, len(password), sha256_prefix(password), urls, verify_round_trip(probe, password))
