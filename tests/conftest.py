@@ -120,3 +120,114 @@ def refused_port():
     from pmsops.sandbox.servers import free_port
 
     return free_port()
+
+
+# --- Celery workers -----------------------------------------------------------------------------
+
+def start_worker(broker_url: str, name: str, app: str = "tests.apps.sleepy:app", concurrency: int = 2, extra_env: dict | None = None, pool: str = "threads"):
+    """A real ``celery worker`` subprocess; returns the Popen once it answers a ping."""
+    import subprocess
+
+    from pmsops.checks.celery import ping
+
+    env = {**os.environ, "CELERY_BROKER_URL": broker_url, "PYTHONPATH": str(TESTS.parent), **(extra_env or {})}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", app, "worker", "--pool", pool, "-c", str(concurrency), "-n", name, "-l", "WARNING", "--without-mingle", "--without-gossip"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    import time
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker {name} exited: {proc.stderr.read().decode(errors='replace')[-2000:]}")
+        if ping(broker_url, 1.0, destination=[name]).status == "ok":
+            return proc
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"worker {name} did not answer within 30 s")
+
+
+def stop_worker(proc) -> None:
+    import signal
+    import subprocess
+
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def worker_broker(redis_server):
+    """The broker URL (db 1) that exactly one live test worker listens on."""
+    return redis_server.url_for_db(1)
+
+
+@pytest.fixture(scope="session")
+def celery_worker(worker_broker):
+    proc = start_worker(worker_broker, "w1@pmsops-test")
+    yield "w1@pmsops-test"
+    stop_worker(proc)
+
+
+# --- a small HTTP server for /health/ready and friends ---------------------------------------------
+
+class HttpStub:
+    """A real HTTP server on loopback whose answers the test sets per path."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        stub = self
+        self.routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
+        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                stub.requests.append((self.command, self.path, dict(self.headers), body))
+                status, headers, payload = stub.routes.get(self.path.split("?")[0], (404, {"content-type": "application/json"}, b'{"detail":"Not Found"}'))
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+
+            do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = _answer
+
+            def log_message(self, *args) -> None:  # keep test output clean
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def json(self, path: str, payload, status: int = 200, headers: dict[str, str] | None = None) -> None:
+        import json as _json
+
+        self.routes[path] = (status, {"content-type": "application/json", **(headers or {})}, _json.dumps(payload).encode())
+
+    def raw(self, path: str, body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> None:
+        self.routes[path] = (status, headers or {}, body)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def http_stub():
+    stub = HttpStub()
+    yield stub
+    stub.close()

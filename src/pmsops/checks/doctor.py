@@ -1,0 +1,63 @@
+"""``doctor``: every configured check at once, each bounded by its own timeout.
+
+Order is fixed (URLs, Redis, database, Celery, API) whatever finishes first, so
+output is comparable between runs; total time is the slowest check, not the sum.
+Unconfigured checks are ``skip`` results naming the variable to set.
+"""
+
+from __future__ import annotations
+
+from pmsops import results
+from pmsops.checks.runner import Job, run_concurrently
+from pmsops.errors import UsageError
+from pmsops.results import Result
+from pmsops.settings import REDIS_URL_VARIABLES, Settings
+
+
+def _url_results(settings: Settings) -> list[Result]:
+    from pmsops.checks.urls import check_redis_urls
+
+    if not any(settings.env.get(n) for n in REDIS_URL_VARIABLES):
+        return [results.skip("redis-url", "no Redis URL configured", hint="set REDIS_URL, CELERY_BROKER_URL and CELERY_RESULT_BACKEND")]
+    try:
+        found = check_redis_urls(settings)
+    except UsageError as exc:
+        return [results.fail("redis-url", exc.message, hint=exc.hint)]
+    for result in found:
+        result.name = f"redis-url {result.name}"
+    return found
+
+
+def plan(settings: Settings, timeout: float, expect_workers: int | None = None) -> list[Job | Result]:
+    """The jobs to run, or a skip result where the configuration is missing."""
+    from pmsops.checks import celery as celery_check
+    from pmsops.checks.db import check_db
+    from pmsops.checks.health import check_health
+    from pmsops.checks.redis import check_redis
+
+    redis_url = settings.get("REDIS_URL")
+    database_url = settings.get("DATABASE_URL")
+    broker_url = settings.get("CELERY_BROKER_URL")
+    api_url = settings.get("PMS_API_URL")
+    planned: list[Job | Result] = [
+        Job("redis", lambda: check_redis(redis_url, timeout), timeout) if redis_url
+        else results.skip("redis", "not configured", hint="set REDIS_URL"),
+        Job("db", lambda: check_db(database_url, timeout), timeout) if database_url
+        else results.skip("db", "not configured", hint="set DATABASE_URL"),
+        Job("celery", lambda: celery_check.ping(broker_url, timeout, expect=expect_workers), timeout * 2) if broker_url
+        else results.skip("celery", "not configured", hint="set CELERY_BROKER_URL (or REDIS_URL)"),
+        Job("health", lambda: check_health(api_url, timeout), timeout) if api_url
+        else results.skip("health", "not configured", hint="set PMS_API_URL (or API, API_BASE_URL, BACKEND_URL)"),
+    ]
+    return planned
+
+
+def run_doctor(settings: Settings, timeout: float = 3.0, expect_workers: int | None = None) -> list[Result]:
+    """URL lint first (offline, instant), then all live checks concurrently."""
+    out = _url_results(settings)
+    planned = plan(settings, timeout, expect_workers)
+    jobs = [p for p in planned if isinstance(p, Job)]
+    finished = iter(run_concurrently(jobs))
+    for item in planned:
+        out += next(finished) if isinstance(item, Job) else [item]
+    return out

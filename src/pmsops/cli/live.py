@@ -1,0 +1,157 @@
+"""Live checks: ``check redis|db|health``, ``celery ping|registered|active|stats``, ``doctor``."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from pmsops.cli.common import JSON_OPTION, STRICT_OPTION, TIMEOUT_OPTION, finish_results, settings
+
+check_app = typer.Typer(help="Check one dependency: Redis, the database, or the API's /health/ready.", no_args_is_help=True)
+celery_app = typer.Typer(help="Ask Celery workers over the broker (never imports the application).", no_args_is_help=True)
+
+URL_HELP = "Default: from the environment."
+EXPECT_OPTION = typer.Option(None, "--expect", min=0, help="Number of workers that must answer (production runs exactly 1).")
+DEST_OPTION = typer.Option(None, "--destination", "-d", help="Ask only this worker (celery@host); repeatable.")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(check_app, name="check")
+    app.add_typer(celery_app, name="celery")
+    app.command("doctor")(doctor)
+
+
+def _bounded(name: str, fn, timeout: float):
+    from pmsops.checks.runner import Job, run_bounded
+
+    return run_bounded(Job(name, fn, timeout))
+
+
+@check_app.command("redis")
+def check_redis(
+    url: Optional[str] = typer.Option(None, "--url", help=f"Redis URL. {URL_HELP} (REDIS_URL)"),
+    timeout: float = TIMEOUT_OPTION,
+    json_mode: bool = JSON_OPTION,
+    strict: bool = STRICT_OPTION,
+) -> None:
+    """PING, server version, latency and a SET/GET round trip (runbook: Test Redis Connection)."""
+    from pmsops.checks.redis import check_redis as run
+
+    the_url = url or settings().require("REDIS_URL")
+    finish_results(_bounded("redis", lambda: run(the_url, timeout), timeout), "check redis", json_mode, strict)
+
+
+@check_app.command("db")
+def check_db(
+    url: Optional[str] = typer.Option(None, "--url", help=f"PostgreSQL URL. {URL_HELP} (DATABASE_URL)"),
+    timeout: float = TIMEOUT_OPTION,
+    json_mode: bool = JSON_OPTION,
+    strict: bool = STRICT_OPTION,
+) -> None:
+    """Connect with asyncpg, SELECT version(), latency (runbook: Database URL Verification)."""
+    from pmsops.checks.db import check_db as run
+    from pmsops.checks.db import normalise_dsn
+
+    the_url = url or settings().require("DATABASE_URL")
+    normalise_dsn(the_url)  # bad input is exit 2 before anything is attempted
+    finish_results(_bounded("db", lambda: run(the_url, timeout), timeout), "check db", json_mode, strict)
+
+
+@check_app.command("health")
+def check_health(
+    url: Optional[str] = typer.Option(None, "--url", help=f"API base URL or the /health/ready URL. {URL_HELP} (PMS_API_URL)"),
+    timeout: float = TIMEOUT_OPTION,
+    json_mode: bool = JSON_OPTION,
+    strict: bool = STRICT_OPTION,
+) -> None:
+    """GET /health/ready and report each component and the workers (both response shapes)."""
+    from pmsops.checks.health import check_health as run
+
+    the_url = url or settings().require("PMS_API_URL")
+    finish_results(_bounded("health", lambda: run(the_url, timeout), timeout), "check health", json_mode, strict)
+
+
+def _broker(url: Optional[str]) -> str:
+    return url or settings().require("CELERY_BROKER_URL", hint="export CELERY_BROKER_URL (or REDIS_URL), or pass --broker")
+
+
+BROKER_OPTION = typer.Option(None, "--broker", "-b", help="Broker URL. Default: CELERY_BROKER_URL, then REDIS_URL.")
+
+
+@celery_app.command("ping")
+def celery_ping(
+    broker: Optional[str] = BROKER_OPTION,
+    expect: Optional[int] = EXPECT_OPTION,
+    destination: Optional[List[str]] = DEST_OPTION,
+    timeout: float = TIMEOUT_OPTION,
+    json_mode: bool = JSON_OPTION,
+    strict: bool = STRICT_OPTION,
+) -> None:
+    """Which workers answer, returning as soon as they all have (unlike celery inspect ping)."""
+    from pmsops.checks.celery import ping
+
+    url = _broker(broker)
+    finish_results(_bounded("celery", lambda: ping(url, timeout, expect, destination or None), timeout * 2), "celery ping", json_mode, strict)
+
+
+@celery_app.command("registered")
+def celery_registered(
+    broker: Optional[str] = BROKER_OPTION,
+    expect_task: Optional[List[str]] = typer.Option(None, "--expect-task", help="A task name that must be registered; repeatable."),
+    expect: Optional[int] = EXPECT_OPTION,
+    destination: Optional[List[str]] = DEST_OPTION,
+    timeout: float = TIMEOUT_OPTION,
+    json_mode: bool = JSON_OPTION,
+    strict: bool = STRICT_OPTION,
+) -> None:
+    """Registered tasks per worker (runbook: Check Active Workers and Registered Tasks)."""
+    from pmsops.checks.celery import registered
+
+    url = _broker(broker)
+    finish_results(_bounded("celery-registered", lambda: registered(url, timeout, expect_task or [], destination or None, expect), timeout * 2), "celery registered", json_mode, strict)
+
+
+@celery_app.command("active")
+def celery_active(
+    broker: Optional[str] = BROKER_OPTION,
+    stuck_after: float = typer.Option(300.0, "--stuck-after", min=0, help="Flag tasks running longer than this many seconds."),
+    expect: Optional[int] = EXPECT_OPTION,
+    destination: Optional[List[str]] = DEST_OPTION,
+    timeout: float = TIMEOUT_OPTION,
+    json_mode: bool = JSON_OPTION,
+    strict: bool = STRICT_OPTION,
+) -> None:
+    """Running tasks with their age; old ones are flagged as stuck."""
+    from pmsops.checks.celery import active
+
+    url = _broker(broker)
+    finish_results(_bounded("celery-active", lambda: active(url, timeout, stuck_after, destination or None, expect), timeout * 2), "celery active", json_mode, strict)
+
+
+@celery_app.command("stats")
+def celery_stats(
+    broker: Optional[str] = BROKER_OPTION,
+    expect: Optional[int] = EXPECT_OPTION,
+    destination: Optional[List[str]] = DEST_OPTION,
+    timeout: float = TIMEOUT_OPTION,
+    json_mode: bool = JSON_OPTION,
+    strict: bool = STRICT_OPTION,
+) -> None:
+    """Pool, concurrency, processed tasks and uptime per worker."""
+    from pmsops.checks.celery import stats
+
+    url = _broker(broker)
+    finish_results(_bounded("celery-stats", lambda: stats(url, timeout, destination or None, expect), timeout * 2), "celery stats", json_mode, strict)
+
+
+def doctor(
+    timeout: float = TIMEOUT_OPTION,
+    expect_workers: Optional[int] = typer.Option(None, "--expect-workers", min=0, help="Number of Celery workers that must answer."),
+    json_mode: bool = JSON_OPTION,
+    strict: bool = STRICT_OPTION,
+) -> None:
+    """Every configured check at once: Redis URLs, Redis, database, Celery, /health/ready."""
+    from pmsops.checks.doctor import run_doctor
+
+    finish_results(run_doctor(settings(), timeout, expect_workers), "doctor", json_mode, strict, title="pmsops doctor")

@@ -1,0 +1,104 @@
+"""celery ping|registered|active|stats against real worker processes, through the broker only."""
+
+import json
+import time
+
+import pytest
+
+from conftest import start_worker, stop_worker
+
+
+def test_ping_returns_as_soon_as_the_worker_answers(cli, worker_broker, celery_worker):
+    started = time.monotonic()
+    result = cli("celery", "ping", "--broker", worker_broker, "--json")
+    elapsed = time.monotonic() - started
+    report = json.loads(result.stdout)
+    assert result.exit_code == 0, result.output
+    assert report["results"][0]["details"]["workers"] == [celery_worker]
+    assert elapsed < 2.0  # `celery inspect ping -t 3` would wait 3 s
+
+
+def test_ping_addressed_to_one_worker(cli, worker_broker, celery_worker):
+    result = cli("celery", "ping", "--broker", worker_broker, "-d", celery_worker)
+    assert result.exit_code == 0
+    assert "1 worker answered" in result.stdout
+
+
+def test_ping_leaves_no_reply_keys_in_redis(worker_broker, celery_worker):
+    import redis
+
+    from pmsops.checks.celery import ping
+
+    assert ping(worker_broker).status == "ok"
+    client = redis.Redis.from_url(worker_broker)
+    leftovers = [k for k in client.keys("*") if b"reply" in k and not k.startswith(b"_kombu.binding")]
+    assert leftovers == []
+    assert not any(client.smembers("_kombu.binding.reply.celery.pidbox"))
+
+
+def test_no_worker_answered_gives_the_runbook_causes(cli, redis_server):
+    empty_broker = redis_server.url_for_db(7)
+    result = cli("celery", "ping", "--broker", empty_broker, "--timeout", "0.5")
+    assert result.exit_code == 1
+    assert "no worker answered" in result.stdout
+    assert "worker-cmd" in result.stdout and "env-diff" in result.stdout
+
+
+def test_broker_falls_back_to_redis_url(cli, worker_broker, celery_worker, monkeypatch):
+    monkeypatch.setenv("REDIS_URL", worker_broker)
+    result = cli("celery", "ping")
+    assert result.exit_code == 0, result.output
+
+
+def test_registered_checks_expected_tasks(cli, worker_broker, celery_worker):
+    ok = cli("celery", "registered", "--broker", worker_broker, "--expect-task", "tests.sleep")
+    assert ok.exit_code == 0, ok.output
+    missing = cli("celery", "registered", "--broker", worker_broker, "--expect-task", "app.channel_manager.core.sync_engine.update_channel_availability")
+    assert missing.exit_code == 1
+    assert "not registered" in missing.stdout
+
+
+def test_stats_reports_pool_and_concurrency(cli, worker_broker, celery_worker):
+    result = cli("celery", "stats", "--broker", worker_broker, "--json")
+    details = json.loads(result.stdout)["results"][0]["details"]["workers"][celery_worker]
+    assert details["concurrency"] == 2
+
+
+def test_stuck_task_is_flagged_with_its_age(cli, worker_broker, celery_worker):
+    from celery import Celery
+
+    sender = Celery(broker=worker_broker, set_as_current=False)
+    sender.send_task("tests.sleep", args=[4])
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        result = cli("celery", "active", "--broker", worker_broker, "--stuck-after", "1", "--json")
+        if json.loads(result.stdout)["results"][0]["status"] == "fail":
+            break
+        time.sleep(0.3)
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)["results"][0]
+    assert "running longer than 1 s" in report["summary"]
+    assert report["details"]["tasks"][0]["name"] == "tests.sleep"
+
+
+@pytest.fixture
+def two_workers(redis_server):
+    broker = redis_server.url_for_db(2)
+    procs = [start_worker(broker, "dup1@pmsops-test", concurrency=1), start_worker(broker, "dup2@pmsops-test", concurrency=1)]
+    yield broker
+    for proc in procs:
+        stop_worker(proc)
+
+
+def test_two_workers_fail_when_exactly_one_is_expected(cli, two_workers):
+    result = cli("celery", "ping", "--broker", two_workers, "--expect", "1")
+    assert result.exit_code == 1
+    assert "2 workers answered, expected 1" in result.stdout
+    assert "duplicate" in result.stdout
+
+
+def test_black_holed_broker_fails_within_timeout(cli, black_hole):
+    started = time.monotonic()
+    result = cli("celery", "ping", "--broker", f"redis://:x@127.0.0.1:{black_hole}/0", "--timeout", "1")
+    assert result.exit_code == 1
+    assert time.monotonic() - started < 2.5

@@ -1,0 +1,57 @@
+"""doctor: every configured check at once, in a fixed order, bounded by each check's timeout."""
+
+import json
+import time
+
+from test_check_health import CURRENT_UP
+
+
+def _configure(monkeypatch, redis_url, db_url, broker_url, api_url):
+    for name, value in {"REDIS_URL": redis_url, "CELERY_RESULT_BACKEND": redis_url, "DATABASE_URL": db_url, "CELERY_BROKER_URL": broker_url, "PMS_API_URL": api_url}.items():
+        if value:
+            monkeypatch.setenv(name, value)
+
+
+def test_doctor_with_everything_up_exits_0_in_fixed_order(cli, monkeypatch, redis_server, postgres, worker_broker, celery_worker, http_stub):
+    http_stub.json("/health/ready", CURRENT_UP)
+    _configure(monkeypatch, worker_broker, postgres.url, worker_broker, http_stub.url)
+    result = cli("doctor", "--json")
+    report = json.loads(result.stdout)
+    assert result.exit_code == 0, result.stdout
+    names = [r["name"] for r in report["results"]]
+    assert names[-4:] == ["redis", "db", "celery", "health"]
+    assert names[0].startswith("redis-url")
+
+
+def test_unconfigured_checks_are_skipped_with_the_variable_to_set(cli):
+    result = cli("doctor")
+    assert result.exit_code == 0
+    assert "set DATABASE_URL" in result.stdout and "set PMS_API_URL" in result.stdout
+
+
+def test_black_holed_database_fails_doctor_within_its_timeout(cli, monkeypatch, redis_server, black_hole, worker_broker, celery_worker):
+    _configure(monkeypatch, worker_broker, f"postgresql://u:p@127.0.0.1:{black_hole}/db", worker_broker, None)
+    started = time.monotonic()
+    result = cli("doctor", "--timeout", "1", "--json")
+    elapsed = time.monotonic() - started
+    report = {r["name"]: r for r in json.loads(result.stdout)["results"]}
+    assert result.exit_code == 1
+    assert report["db"]["status"] == "fail" and report["redis"]["status"] == "ok"
+    assert elapsed < 2.5
+
+
+def test_doctor_runs_checks_concurrently_not_one_after_another(cli, monkeypatch, black_hole):
+    hole = f"127.0.0.1:{black_hole}"
+    _configure(monkeypatch, f"redis://:x@{hole}/0", f"postgresql://u:p@{hole}/db", None, f"http://{hole}")
+    started = time.monotonic()
+    result = cli("doctor", "--timeout", "1")
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 1
+    assert elapsed < 3.0  # three black holes of 1 s each (celery: 2 s budget), run at once
+
+
+def test_doctor_reports_unencoded_redis_url_first(cli, monkeypatch, redis_server):
+    monkeypatch.setenv("REDIS_URL", f"redis://:p+ss=w@rd/#1@127.0.0.1:{redis_server.port}/0")
+    result = cli("doctor", "--timeout", "1", "--json")
+    report = json.loads(result.stdout)["results"]
+    assert report[0]["name"] == "redis-url REDIS_URL" and report[0]["status"] == "fail"
