@@ -231,3 +231,41 @@ def http_stub():
     stub = HttpStub()
     yield stub
     stub.close()
+
+
+# --- the sync library: migrated database, fake platform, a real pmsops.sync worker --------------------
+
+ENCRYPTION_KEY = "pz3uZ1Hn0Lrq3e9VJ0F1bq4Sg5k9m7Xw2c8yT6aD4hE="
+
+
+@pytest.fixture(scope="session")
+def sync_db(postgres):
+    """The test database with the sync schema applied."""
+    from pmsops.sync.admin import migrate_database
+
+    migrate_database(postgres.url)
+    return postgres.url
+
+
+@pytest.fixture(scope="session")
+def fake_platform():
+    from pmsops.sandbox.fake_platform import FakePlatform
+
+    platform = FakePlatform().start()
+    yield platform
+    platform.stop()
+
+
+def sync_worker_env(redis_server, db: int, database_url: str, platform_url: str, **extra: str) -> dict[str, str]:
+    broker = redis_server.url_for_db(db)
+    return {"CELERY_BROKER_URL": broker, "REDIS_URL": broker, "DATABASE_URL": database_url, "ENCRYPTION_KEY": ENCRYPTION_KEY,
+            "PLATFORM_BASE_URL": platform_url, "CELERY_CONCURRENCY": "4", **extra}
+
+
+@pytest.fixture(scope="session")
+def sync_worker(redis_server, sync_db, fake_platform):
+    """One real worker running pmsops.sync.worker:celery_app (threads pool, concurrency 4)."""
+    env = sync_worker_env(redis_server, 3, sync_db, fake_platform.url)
+    proc = start_worker(env["CELERY_BROKER_URL"], "sync@pmsops-test", app="pmsops.sync.worker:celery_app", concurrency=4, extra_env=env)
+    yield env
+    stop_worker(proc)

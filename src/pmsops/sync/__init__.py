@@ -1,0 +1,51 @@
+"""The sync library: what the channel manager's worker executes.
+
+Celery tasks push availability and prices to platforms and pull bookings from
+them, through one adapter interface, with Celery's own exponential-backoff
+retries (1 s, 2 s, 4 s), a sync-log row per operation in PostgreSQL, Redis-backed
+rate limits and circuit breakers shared by all workers, and a reaper so that no
+log stays ``running`` forever.
+
+Task names (stable; what ``celery registered`` shows)::
+
+    pmsops.sync.availability_push   availability_update  outbound
+    pmsops.sync.pricing_push        pricing_update       outbound
+    pmsops.sync.bookings_pull       bookings_sync        inbound
+    pmsops.sync.full_sync           the three above under one batch_id
+
+The Celery app is ``pmsops.sync.worker:celery_app``.
+"""
+
+from __future__ import annotations
+
+AVAILABILITY_TASK = "pmsops.sync.availability_push"
+PRICING_TASK = "pmsops.sync.pricing_push"
+BOOKINGS_TASK = "pmsops.sync.bookings_pull"
+FULL_SYNC_TASK = "pmsops.sync.full_sync"
+TASK_NAMES = (AVAILABILITY_TASK, PRICING_TASK, BOOKINGS_TASK, FULL_SYNC_TASK)
+
+SYNC_TYPES = ("full", "availability", "pricing", "bookings")
+PLATFORMS = ("airbnb", "booking_com", "expedia", "fewo_direkt", "google")
+FINAL_STATUSES = ("success", "failed", "cancelled")
+OPEN_STATUSES = ("triggered", "queued", "running")
+
+
+class Operation:
+    """One sync operation: its log's operation type and direction, and its task."""
+
+    def __init__(self, operation_type: str, direction: str, task: str) -> None:
+        self.operation_type, self.direction, self.task = operation_type, direction, task
+
+
+OPERATIONS = {
+    "availability": Operation("availability_update", "outbound", AVAILABILITY_TASK),
+    "pricing": Operation("pricing_update", "outbound", PRICING_TASK),
+    "bookings": Operation("bookings_sync", "inbound", BOOKINGS_TASK),
+}
+
+
+def operations_for(sync_type: str) -> list[Operation]:
+    """The operations one trigger creates: full is all three, under one batch."""
+    if sync_type == "full":
+        return list(OPERATIONS.values())
+    return [OPERATIONS[sync_type]]

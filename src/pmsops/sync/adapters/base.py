@@ -1,0 +1,166 @@
+"""The adapter interface and the HTTP status → sync error mapping of the contract.
+
+401/403 authentication, 404 not found, 429 rate limited (``Retry-After``
+honoured), 400/422 validation, ≥500 platform error; 30 s timeout.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import asdict, dataclass
+from datetime import date, datetime
+from typing import Any
+
+from pmsops.sync.errors import (
+    NotFound,
+    PlatformAuthError,
+    PlatformTimeout,
+    PlatformUnavailable,
+    RateLimited,
+    SyncError,
+    ValidationFailed,
+)
+
+
+@dataclass(frozen=True)
+class AvailabilityRange:
+    """Nights ``start`` (inclusive) to ``end`` (exclusive)."""
+
+    start: date
+    end: date
+    available: bool
+    min_stay: int | None = None
+    max_stay: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["start"], data["end"] = self.start.isoformat(), self.end.isoformat()
+        return data
+
+
+@dataclass(frozen=True)
+class NightlyPrice:
+    night: date
+    price: str
+    currency: str = "EUR"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"date": self.night.isoformat(), "price": self.price, "currency": self.currency}
+
+
+@dataclass(frozen=True)
+class ExternalBooking:
+    external_id: str
+    check_in: date
+    check_out: date
+    status: str = "confirmed"
+    guest_name: str | None = None
+
+
+class PlatformAdapter(abc.ABC):
+    """What every platform integration offers the sync tasks."""
+
+    name: str
+
+    @abc.abstractmethod
+    async def push_availability(self, listing_id: str, ranges: list[AvailabilityRange]) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    async def push_prices(self, listing_id: str, prices: list[NightlyPrice]) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    async def fetch_bookings(self, listing_id: str, since: datetime) -> list[ExternalBooking]: ...
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(value)
+            return max(0.0, (when - datetime.now(when.tzinfo)).total_seconds())
+        except (TypeError, ValueError):
+            return None
+
+
+def error_for_status(platform: str, status: int, body: str, retry_after: str | None = None) -> SyncError | None:
+    """The sync error an HTTP status means, or None for success."""
+    snippet = " ".join(body.split())[:200]
+    where = f"{platform} answered HTTP {status}"
+    if status < 400:
+        return None
+    if status in (401, 403):
+        return PlatformAuthError(f"{where}: the platform rejected our credentials ({snippet})")
+    if status == 404:
+        return NotFound(f"{where}: listing or resource not found ({snippet})")
+    if status == 429:
+        return RateLimited(f"{where}: rate limited", retry_after=_retry_after(retry_after))
+    if status >= 500:
+        return PlatformUnavailable(f"{where} ({snippet})")
+    return ValidationFailed(f"{where}: the platform rejected the request ({snippet})")
+
+
+class HttpPlatformAdapter(PlatformAdapter):
+    """A JSON-over-HTTP platform API; subclasses name the platform and its paths."""
+
+    name = "generic"
+    availability_path = "/listings/{listing}/availability"
+    prices_path = "/listings/{listing}/prices"
+    reservations_path = "/listings/{listing}/reservations"
+
+    def __init__(self, base_url: str, token: str | None, client, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._token = token
+        self._client = client
+        self._timeout = timeout
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        import httpx
+
+        headers = {"Accept": "application/json"}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        try:
+            response = await self._client.request(method, self.base_url + path, headers=headers, timeout=self._timeout, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise PlatformTimeout(f"{self.name} did not answer within {self._timeout:g} s ({type(exc).__name__})") from None
+        except httpx.HTTPError as exc:
+            raise PlatformUnavailable(f"{self.name} unreachable: {type(exc).__name__}: {exc}") from None
+        error = error_for_status(self.name, response.status_code, response.text, response.headers.get("retry-after"))
+        if error is not None:
+            raise error
+        try:
+            return response.json() if response.content else {}
+        except ValueError:
+            raise PlatformUnavailable(f"{self.name} answered HTTP {response.status_code} with a non-JSON body") from None
+
+    async def push_availability(self, listing_id: str, ranges: list[AvailabilityRange]) -> dict[str, Any]:
+        body = {"listing_id": listing_id, "ranges": [r.to_json() for r in ranges]}
+        return await self._request("PUT", self.availability_path.format(listing=listing_id), json=body)
+
+    async def push_prices(self, listing_id: str, prices: list[NightlyPrice]) -> dict[str, Any]:
+        body = {"listing_id": listing_id, "currency": prices[0].currency if prices else "EUR", "prices": [p.to_json() for p in prices]}
+        return await self._request("PUT", self.prices_path.format(listing=listing_id), json=body)
+
+    async def fetch_bookings(self, listing_id: str, since: datetime) -> list[ExternalBooking]:
+        data = await self._request("GET", self.reservations_path.format(listing=listing_id), params={"since": since.isoformat()})
+        items = data.get("reservations", data) if isinstance(data, dict) else data
+        if not isinstance(items, list):
+            raise ValidationFailed(f"{self.name} returned reservations in an unexpected shape")
+        try:
+            return [
+                ExternalBooking(
+                    external_id=str(item["id"]),
+                    check_in=date.fromisoformat(item["check_in"]),
+                    check_out=date.fromisoformat(item["check_out"]),
+                    status=str(item.get("status", "confirmed")),
+                    guest_name=item.get("guest_name"),
+                )
+                for item in items
+            ]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValidationFailed(f"{self.name} returned a reservation without valid id/check_in/check_out ({type(exc).__name__}: {exc})") from None

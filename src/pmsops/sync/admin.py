@@ -1,0 +1,115 @@
+"""Operator actions on the sync database, as library functions returning Results:
+``db migrate``, ``db check``, ``sync reap``, ``sync run`` (direct enqueue, no HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import Any, Awaitable, Callable
+
+from pmsops import results
+from pmsops.errors import UsageError
+from pmsops.results import Result, Stopwatch
+from pmsops.sync import FINAL_STATUSES
+
+DB_TIMEOUT = 10.0
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '10m', '1h', '2d' or plain seconds → seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text or "")
+    if not match:
+        raise UsageError(f"not a duration: {text!r} (use e.g. 90s, 60m, 2h)")
+    value, unit = float(match.group(1)), match.group(2) or "s"
+    return value * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+
+
+def with_connection(database_url: str, fn: Callable[[Any], Awaitable[Any]], timeout: float = DB_TIMEOUT) -> Any:
+    """Open one connection (bounded by ``timeout``), run ``fn(conn)``, close it."""
+    from pmsops.checks.db import connect
+
+    async def go():
+        conn = await connect(database_url, timeout)
+        try:
+            from pmsops.sync.runtime import _init_connection
+
+            await _init_connection(conn)
+            return await fn(conn)
+        finally:
+            await conn.close(timeout=timeout)
+
+    return asyncio.run(go())
+
+
+def migrate_database(database_url: str) -> list[Result]:
+    from pmsops.sync.migrate import migrate
+
+    watch = Stopwatch()
+    report = with_connection(database_url, migrate, timeout=60)
+    summary = f"applied {', '.join(report.applied)}" if report.applied else "schema up to date"
+    notes = [f"already applied: {', '.join(report.already)}"] if report.already else []
+    return [results.ok("migrate", summary, notes=notes, details={"applied": report.applied, "already": report.already}, duration_ms=watch.ms)]
+
+
+def check_database_schema(database_url: str) -> list[Result]:
+    from pmsops.sync.schema import check_schema
+
+    return with_connection(database_url, check_schema)
+
+
+def reap_logs(database_url: str, older_than: float, connection_id: str | None = None) -> list[Result]:
+    from pmsops.sync.logs import reap
+
+    reaped = with_connection(database_url, lambda conn: reap(conn, older_than, connection_id))
+    notes = [f"{r['id']} {r['operation_type']} (task {r['task_id']}) → failed" for r in reaped]
+    summary = f"marked {len(reaped)} stale log(s) failed" if reaped else f"no open log without an update for {older_than / 60:g} minutes"
+    return [results.ok("reap", summary, notes=notes, details={"reaped": [str(r["id"]) for r in reaped]})]
+
+
+def run_sync(database_url: str, connection_id: str, sync_type: str, wait: bool = False, timeout: float = 60.0, poll: float = 0.5,
+             progress: Callable[[str], None] | None = None) -> list[Result]:
+    """Trigger through Celery directly (no HTTP), optionally follow the logs to a final status."""
+    from pmsops.sync.errors import SyncError
+    from pmsops.sync.trigger import trigger_sync, validate_sync_type
+
+    try:
+        validate_sync_type(sync_type)
+        triggered = with_connection(database_url, lambda conn: trigger_sync(conn, connection_id, sync_type))
+    except SyncError as exc:
+        raise UsageError(str(exc)) from None
+    notes = [f"task {t}" for t in triggered.task_ids] + ([f"batch {triggered.batch_id}"] if triggered.batch_id else [])
+    out = [results.ok("trigger", f"{sync_type} sync triggered: {len(triggered.task_ids)} task(s)", notes=notes,
+                      details={"task_ids": triggered.task_ids, "batch_id": triggered.batch_id, "log_ids": triggered.log_ids})]
+    if wait:
+        out.append(follow_logs(database_url, triggered.task_ids, timeout, poll, progress))
+    return out
+
+
+def follow_logs(database_url: str, task_ids: list[str], timeout: float, poll: float = 0.5, progress: Callable[[str], None] | None = None) -> Result:
+    """Poll the logs of ``task_ids`` until all are final or ``timeout`` passes."""
+    from pmsops.sync.logs import get_by_task
+
+    deadline = time.monotonic() + timeout
+    watch = Stopwatch()
+    last: dict[str, dict] = {}
+    async def fetch(conn) -> list:
+        return [await get_by_task(conn, t) for t in task_ids]
+
+    while True:
+        rows = with_connection(database_url, fetch)
+        last = {t: r for t, r in zip(task_ids, rows) if r}
+        states = {t: (r["status"] if r else "missing") for t, r in zip(task_ids, rows)}
+        if progress:
+            progress(", ".join(f"{last[t]['operation_type'] if t in last else t}: {s}" for t, s in states.items()))
+        if all(s in FINAL_STATUSES for s in states.values()) or time.monotonic() >= deadline:
+            break
+        time.sleep(poll)
+    notes = [f"{r['operation_type']}: {r['status']}" + (f" ({r['error']})" if r.get("error") else "") for r in last.values()]
+    details = {"logs": [{k: str(v) if k in ("id", "connection_id", "batch_id", "created_at", "updated_at", "tenant_id") else v for k, v in r.items()} for r in last.values()]}
+    if any(r["status"] == "failed" for r in last.values()):
+        return results.fail("sync", "sync failed", notes=notes, details=details, hint="see the error of each failed log; worker logs: pmsops host logs pms-worker-v2", duration_ms=watch.ms)
+    if len(last) < len(task_ids) or any(r["status"] not in FINAL_STATUSES for r in last.values()):
+        return results.fail("sync", f"not final after {timeout:g} s", notes=notes, details=details, duration_ms=watch.ms,
+                            hint="logs stuck in 'triggered' mean no worker picked the task up: pmsops celery ping; stuck in 'running': pmsops celery active")
+    return results.ok("sync", f"all {len(last)} operation(s) succeeded", notes=notes, details=details, duration_ms=watch.ms)

@@ -1,0 +1,84 @@
+"""Sync errors: transient ones retry with backoff, permanent ones fail at once.
+
+::
+
+    SyncError
+    ├── TransientSyncError        retried by Celery (autoretry_for), 1 s, 2 s, 4 s
+    │   ├── DatabaseUnavailable   pre-flight SELECT 1 failed (error_type database_unavailable)
+    │   ├── PlatformUnavailable   platform 5xx
+    │   ├── PlatformTimeout       no answer within the adapter timeout
+    │   ├── RateLimited           429 (honours Retry-After) or our own limiter
+    │   └── CircuitOpen           too many recent failures of this platform
+    └── PermanentSyncError        fails at once
+        ├── ValidationFailed      400, or bad data on our side
+        ├── NotFound              404, or a connection that does not exist
+        ├── PlatformAuthError     401/403: the platform token is invalid
+        └── TimeLimitExceeded     the task ran out of CELERY_TIME_LIMIT
+"""
+
+from __future__ import annotations
+
+
+class SyncError(Exception):
+    error_type = "sync_error"
+    label = "Sync error"
+    transient = False
+    retry_after: float | None = None
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        if retry_after is not None:
+            self.retry_after = retry_after
+
+
+class TransientSyncError(SyncError):
+    transient = True
+
+
+class DatabaseUnavailable(TransientSyncError):
+    error_type = "database_unavailable"
+    label = "Database unavailable"
+
+
+class PlatformUnavailable(TransientSyncError):
+    error_type = "platform_error"
+    label = "Platform error"
+
+
+class PlatformTimeout(TransientSyncError):
+    error_type = "timeout"
+    label = "Platform timeout"
+
+
+class RateLimited(TransientSyncError):
+    error_type = "rate_limited"
+    label = "Rate limited"
+
+
+class CircuitOpen(TransientSyncError):
+    error_type = "circuit_open"
+    label = "Circuit open"
+
+
+class PermanentSyncError(SyncError):
+    pass
+
+
+class ValidationFailed(PermanentSyncError):
+    error_type = "validation_error"
+    label = "Validation error"
+
+
+class NotFound(PermanentSyncError):
+    error_type = "not_found"
+    label = "Not found"
+
+
+class PlatformAuthError(PermanentSyncError):
+    error_type = "authentication_error"
+    label = "Platform authentication failed"
+
+
+class TimeLimitExceeded(PermanentSyncError):
+    error_type = "time_limit"
+    label = "Time limit exceeded"

@@ -1,0 +1,133 @@
+"""Per-platform rate limits and circuit breakers, kept in Redis so all workers share them.
+
+Numbers are the contract's. Rate limits are token buckets per platform *account*
+(platform + connection: partner APIs meter each set of credentials), refilled at
+``requests / window`` per second up to ``burst``. Circuit breakers are per
+platform (an outage hits every account): after ``failures_to_open`` consecutive
+platform failures the circuit opens for ``open_seconds``; then one call at a time
+is let through (half-open) until ``successes_to_close`` succeed. Both are single
+Lua scripts using Redis's clock, so they are atomic and agree across hosts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from pmsops.sync.errors import CircuitOpen, RateLimited
+
+
+@dataclass(frozen=True)
+class PlatformLimits:
+    requests: int
+    window_seconds: float
+    burst: int
+    failures_to_open: int
+    successes_to_close: int
+    open_seconds: float
+
+    @property
+    def rate_per_second(self) -> float:
+        return self.requests / self.window_seconds
+
+
+LIMITS: dict[str, PlatformLimits] = {
+    "airbnb": PlatformLimits(10, 1, 15, 5, 2, 60),
+    "booking_com": PlatformLimits(20, 60, 30, 5, 2, 120),
+    "expedia": PlatformLimits(50, 1, 75, 10, 3, 60),
+    "fewo_direkt": PlatformLimits(30, 1, 45, 5, 2, 60),
+    "google": PlatformLimits(100, 1, 150, 10, 3, 30),
+}
+
+_TOKEN_BUCKET = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local capacity, rate = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tokens = tonumber(redis.call('HGET', KEYS[1], 'tokens') or capacity)
+local stamp = tonumber(redis.call('HGET', KEYS[1], 'stamp') or now)
+tokens = math.min(capacity, tokens + (now - stamp) * rate)
+local wait = 0
+if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'stamp', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil(capacity / rate) + 60)
+return tostring(wait)
+"""
+
+_CIRCUIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local op = ARGV[1]
+local to_open, to_close, open_for = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
+local opened = tonumber(redis.call('HGET', KEYS[1], 'opened_at') or '0')
+if op == 'check' then
+  if state == 'open' then
+    local remaining = opened + open_for - now
+    if remaining > 0 then return {'open', tostring(remaining)} end
+    redis.call('HSET', KEYS[1], 'state', 'half_open', 'successes', 0)
+    return {'half_open', '0'}
+  end
+  return {state, '0'}
+elseif op == 'success' then
+  if state == 'half_open' then
+    local s = redis.call('HINCRBY', KEYS[1], 'successes', 1)
+    if s >= to_close then redis.call('DEL', KEYS[1]) return {'closed', '0'} end
+    return {'half_open', '0'}
+  end
+  if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'failures', 0) end
+  return {'closed', '0'}
+else
+  if state == 'half_open' or state == 'open' then
+    redis.call('HSET', KEYS[1], 'state', 'open', 'opened_at', tostring(now), 'failures', 0)
+    return {'open', tostring(open_for)}
+  end
+  local f = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+  redis.call('EXPIRE', KEYS[1], math.ceil(open_for) * 10)
+  if f >= to_open then
+    redis.call('HSET', KEYS[1], 'state', 'open', 'opened_at', tostring(now))
+    return {'open', tostring(open_for)}
+  end
+  return {'closed', '0'}
+end
+"""
+
+MAX_LOCAL_WAIT = 1.0
+"""Wait this long for a rate-limit token inside the task; longer waits become a retry."""
+
+
+def limits_for(platform: str) -> PlatformLimits:
+    return LIMITS[platform]
+
+
+async def acquire(redis, platform: str, account: str) -> float:
+    """Take one request token; sleep briefly if needed, else raise RateLimited. Returns seconds waited."""
+    limits = limits_for(platform)
+    key = f"pmsops:ratelimit:{platform}:{account}"
+    waited = 0.0
+    for _ in range(3):
+        wait = float(await redis.eval(_TOKEN_BUCKET, 1, key, limits.burst, limits.rate_per_second))
+        if wait <= 0:
+            return waited
+        if wait > MAX_LOCAL_WAIT:
+            raise RateLimited(f"{platform} rate limit ({limits.requests}/{limits.window_seconds:g} s, burst {limits.burst}) reached", retry_after=wait)
+        await asyncio.sleep(wait)
+        waited += wait
+    raise RateLimited(f"{platform} rate limit reached", retry_after=1.0)
+
+
+async def circuit(redis, platform: str, op: str) -> tuple[str, float]:
+    limits = limits_for(platform)
+    state, seconds = await redis.eval(_CIRCUIT, 1, f"pmsops:circuit:{platform}", op, limits.failures_to_open, limits.successes_to_close, limits.open_seconds)
+    return (state.decode() if isinstance(state, bytes) else state), float(seconds)
+
+
+async def before_call(redis, platform: str) -> None:
+    """Raise CircuitOpen while the platform's circuit is open."""
+    state, remaining = await circuit(redis, platform, "check")
+    if state == "open":
+        raise CircuitOpen(f"{platform} circuit open after repeated platform failures; next attempt in {remaining:.0f} s", retry_after=remaining)
+
+
+async def record(redis, platform: str, success: bool) -> str:
+    state, _ = await circuit(redis, platform, "success" if success else "failure")
+    return state

@@ -1,0 +1,100 @@
+"""The sync-log store: one row per operation, found by ``task_id``.
+
+Lifecycle ``triggered`` (API) → ``running`` (worker) → ``success`` | ``failed``;
+``details`` is merged, never replaced, so retry details accumulate next to the
+trigger's. Every function takes an asyncpg connection or pool.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from pmsops.sync import FINAL_STATUSES, OPEN_STATUSES
+
+_COLUMNS = "id, tenant_id, connection_id, operation_type, direction, status, details, error, task_id, batch_id, created_at, updated_at"
+
+
+def _row(record) -> dict[str, Any] | None:
+    if record is None:
+        return None
+    row = dict(record)
+    if isinstance(row.get("details"), str):
+        row["details"] = json.loads(row["details"])
+    return row
+
+
+async def create_log(db, *, connection_id, operation_type: str, direction: str, status: str = "triggered", task_id: str | None = None,
+                     batch_id=None, details: dict | None = None, tenant_id=None) -> dict[str, Any]:
+    record = await db.fetchrow(
+        f"""INSERT INTO channel_sync_logs (tenant_id, connection_id, operation_type, direction, status, details, task_id, batch_id)
+            VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8) RETURNING {_COLUMNS}""",
+        tenant_id, uuid.UUID(str(connection_id)), operation_type, direction, status, json.dumps(details or {}), task_id,
+        uuid.UUID(str(batch_id)) if batch_id else None,
+    )
+    return _row(record)
+
+
+async def get_by_task(db, task_id: str) -> dict[str, Any] | None:
+    return _row(await db.fetchrow(f"SELECT {_COLUMNS} FROM channel_sync_logs WHERE task_id = $1 ORDER BY created_at DESC LIMIT 1", task_id))
+
+
+async def mark_running(db, task_id: str, details: dict[str, Any]) -> dict[str, Any] | None:
+    """``running`` with merged details; a final ``success``/``cancelled`` is never reopened."""
+    return _row(await db.fetchrow(
+        f"""UPDATE channel_sync_logs SET status = 'running', error = NULL, details = details || $2::text::jsonb, updated_at = now()
+            WHERE task_id = $1 AND status <> ALL($3::text[]) RETURNING {_COLUMNS}""",
+        task_id, json.dumps(details), ["success", "cancelled"],
+    ))
+
+
+async def mark_success(db, task_id: str, details: dict[str, Any]) -> dict[str, Any] | None:
+    return _row(await db.fetchrow(
+        f"""UPDATE channel_sync_logs SET status = 'success', error = NULL, details = details || $2::text::jsonb, updated_at = now()
+            WHERE task_id = $1 RETURNING {_COLUMNS}""",
+        task_id, json.dumps(details),
+    ))
+
+
+async def mark_failed(db, task_id: str, error: str, details: dict[str, Any]) -> dict[str, Any] | None:
+    """``failed`` with the error text; a log that already succeeded stays successful."""
+    return _row(await db.fetchrow(
+        f"""UPDATE channel_sync_logs SET status = 'failed', error = $2, details = details || $3::text::jsonb, updated_at = now()
+            WHERE task_id = $1 AND status <> 'success' RETURNING {_COLUMNS}""",
+        task_id, error, json.dumps(details),
+    ))
+
+
+async def reap(db, older_than_seconds: float, connection_id=None) -> list[dict[str, Any]]:
+    """Mark open logs with no update for that long as failed ("Marked stale …")."""
+    minutes = older_than_seconds / 60
+    text = f"Marked stale (no update for {minutes:g} minutes)" if minutes >= 1 else f"Marked stale (no update for {older_than_seconds:g} seconds)"
+    query = f"""UPDATE channel_sync_logs SET status = 'failed', error = $2,
+                    details = details || jsonb_build_object('error_type', 'stale', 'reaped', true), updated_at = now()
+                WHERE status = ANY($3::text[]) AND updated_at < now() - make_interval(secs => $1)
+                {'AND connection_id = $4' if connection_id else ''} RETURNING {_COLUMNS}"""
+    args = [older_than_seconds, text, list(OPEN_STATUSES)]
+    if connection_id:
+        args.append(uuid.UUID(str(connection_id)))
+    return [_row(r) for r in await db.fetch(query, *args)]
+
+
+async def list_logs(db, connection_id, limit: int = 50, offset: int = 0, **filters: Any) -> list[dict[str, Any]]:
+    """Newest first, with the contract's filters (status, operation_type, task_id, batch_id, direction)."""
+    clauses, args = ["connection_id = $1"], [uuid.UUID(str(connection_id))]
+    for column in ("status", "operation_type", "task_id", "batch_id", "direction"):
+        value = filters.get(column)
+        if value:
+            args.append(uuid.UUID(str(value)) if column == "batch_id" else value)
+            clauses.append(f"{column} = ${len(args)}")
+    args += [limit, offset]
+    rows = await db.fetch(
+        f"SELECT {_COLUMNS} FROM channel_sync_logs WHERE {' AND '.join(clauses)} ORDER BY created_at DESC, id LIMIT ${len(args) - 1} OFFSET ${len(args)}",
+        *args,
+    )
+    return [_row(r) for r in rows]
+
+
+def is_final(status: str) -> bool:
+    return status in FINAL_STATUSES

@@ -1,0 +1,95 @@
+"""Trigger a sync: create the ``triggered`` logs, then enqueue the tasks.
+
+The order matters: the logs exist before any worker can pick a task up, so a
+fast worker never finds no row. If enqueueing fails (broker down), the logs are
+marked ``failed`` at once: nothing is lost and nothing stays ``triggered``.
+A trigger also reaps this connection's stale open logs (``SYNC_LOG_STALE_MINUTES``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+from pmsops.sync import SYNC_TYPES, logs, operations_for
+from pmsops.sync.errors import NotFound, ValidationFailed
+
+Sender = Callable[[str, str, str], None]
+
+
+@dataclass
+class Triggered:
+    connection_id: str
+    sync_type: str
+    task_ids: list[str] = field(default_factory=list)
+    log_ids: list[str] = field(default_factory=list)
+    batch_id: str | None = None
+    reaped: int = 0
+
+    def to_response(self) -> dict[str, Any]:
+        """The contract's 200 body."""
+        return {"status": "triggered", "message": f"{self.sync_type} sync triggered", "connection_id": self.connection_id,
+                "sync_type": self.sync_type, "task_ids": self.task_ids, "batch_id": self.batch_id, "created_log_ids": self.log_ids}
+
+
+def celery_sender(name: str, connection_id: str, task_id: str) -> None:
+    from pmsops.sync.worker import celery_app
+
+    celery_app.send_task(name, args=[connection_id], task_id=task_id)
+
+
+def validate_sync_type(sync_type: str) -> None:
+    if sync_type not in SYNC_TYPES:
+        raise ValidationFailed(f"Invalid sync_type. Must be one of: {list(SYNC_TYPES)}")
+
+
+async def trigger_sync(conn, connection_id: str, sync_type: str, *, agency_id=None, manual: bool = True,
+                       send: Sender = celery_sender, stale_minutes: float | None = None) -> Triggered:
+    """Create one ``triggered`` log per operation (one batch for full), then enqueue."""
+    from pmsops.sync.config import SyncConfig
+
+    validate_sync_type(sync_type)
+    try:
+        cid = uuid.UUID(str(connection_id))
+    except ValueError:
+        raise ValidationFailed(f"connection id {connection_id!r} is not a UUID") from None
+    query = "SELECT id, agency_id, property_id, platform_type FROM channel_connections WHERE id = $1 AND deleted_at IS NULL"
+    args: list[Any] = [cid]
+    if agency_id:
+        query += " AND agency_id = $2"
+        args.append(uuid.UUID(str(agency_id)))
+    row = await conn.fetchrow(query, *args)
+    if row is None:
+        raise NotFound("Connection not found")
+    stale = stale_minutes if stale_minutes is not None else SyncConfig().stale_minutes
+    reaped = await logs.reap(conn, stale * 60, connection_id=cid)
+    ops = operations_for(sync_type)
+    batch_id = str(uuid.uuid4()) if len(ops) > 1 else None
+    today = datetime.now(timezone.utc).date()
+    details = {"platform": row["platform_type"], "property_id": str(row["property_id"]) if row["property_id"] else None,
+               "manual_trigger": manual, "sync_type": sync_type, "start_date": today.isoformat(),
+               "end_date": (today + timedelta(days=SyncConfig().window_days)).isoformat()}
+    result = Triggered(str(cid), sync_type, batch_id=batch_id, reaped=len(reaped))
+    planned = []
+    async with conn.transaction():
+        for op in ops:
+            task_id = str(uuid.uuid4())
+            log = await logs.create_log(conn, connection_id=cid, operation_type=op.operation_type, direction=op.direction,
+                                        task_id=task_id, batch_id=batch_id, details=details, tenant_id=row["agency_id"])
+            planned.append((op, task_id))
+            result.task_ids.append(task_id)
+            result.log_ids.append(str(log["id"]))
+    for index, (op, task_id) in enumerate(planned):
+        try:
+            await asyncio.to_thread(send, op.task, str(cid), task_id)
+        except Exception as exc:  # noqa: BLE001 - the broker is down: settle the logs, then report
+            from pmsops.errors import DependencyError
+            from pmsops.redaction import redact
+
+            for _, pending in planned[index:]:
+                await logs.mark_failed(conn, pending, f"Could not enqueue the task: {redact(str(exc))}", {"error_type": "broker_unavailable"})
+            raise DependencyError(f"could not enqueue {op.task}: {redact(str(exc))}", hint="the Celery broker is unreachable: pmsops check redis; pmsops celery ping") from exc
+    return result

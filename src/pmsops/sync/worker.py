@@ -1,0 +1,83 @@
+"""The Celery app the worker runs: ``celery -A pmsops.sync.worker:celery_app worker``.
+
+Configured from the environment (runbook names): broker ``CELERY_BROKER_URL``
+(fallback ``REDIS_URL``), result backend ``CELERY_RESULT_BACKEND``; JSON only;
+``task_acks_late`` + ``task_reject_on_worker_lost`` so a task whose worker dies is
+redelivered; prefetch 1; Redis ``visibility_timeout`` longer than any retry
+countdown and the time limit (``CELERY_VISIBILITY_TIMEOUT``, default
+max(3 × CELERY_TIME_LIMIT, 900) s); ``broker_connection_retry_on_startup=True``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from celery import Celery, signals
+
+from pmsops.settings import register_environment_secrets
+
+
+def _float_env(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name) or default)
+    except ValueError:
+        return default
+
+
+TIME_LIMIT = _float_env("CELERY_TIME_LIMIT", 300.0)
+VISIBILITY_TIMEOUT = _float_env("CELERY_VISIBILITY_TIMEOUT", max(3 * TIME_LIMIT, 900.0))
+
+register_environment_secrets(os.environ)
+
+celery_app = Celery("pmsops", include=["pmsops.sync.tasks"])
+celery_app.conf.update(
+    broker_url=os.environ.get("CELERY_BROKER_URL") or os.environ.get("REDIS_URL"),
+    result_backend=os.environ.get("CELERY_RESULT_BACKEND") or None,
+    broker_connection_retry_on_startup=True,
+    broker_connection_timeout=5,
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    result_accept_content=["json"],
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT, "socket_timeout": 10, "socket_connect_timeout": 5},
+    result_backend_transport_options={"socket_timeout": 10, "socket_connect_timeout": 5},
+    redis_socket_timeout=10,
+    redis_socket_connect_timeout=5,
+    task_time_limit=TIME_LIMIT + 30,
+    task_ignore_result=True,
+    result_expires=3600,
+    worker_hijack_root_logger=True,
+    worker_redirect_stdouts=False,
+)
+if os.environ.get("CELERY_MAX_TASKS_PER_CHILD", "").isdigit():
+    celery_app.conf.worker_max_tasks_per_child = int(os.environ["CELERY_MAX_TASKS_PER_CHILD"])
+
+
+@signals.worker_process_init.connect
+def _fresh_runtime_after_fork(**_: object) -> None:
+    """A forked child must not use its parent's event loop or pool."""
+    from pmsops.sync.runtime import reset_runtime
+
+    reset_runtime()
+
+
+@signals.worker_process_shutdown.connect
+@signals.worker_shutdown.connect
+def _close_runtime(**_: object) -> None:
+    from pmsops.sync.runtime import close_runtime
+
+    close_runtime()
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def _redact_worker_logs(logger: logging.Logger | None = None, **_: object) -> None:
+    """Every line the worker logs passes the redaction layer (URLs in broker errors, tokens)."""
+    from pmsops.redaction import redact_logging
+
+    if logger is not None:
+        redact_logging(logger)

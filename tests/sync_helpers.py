@@ -1,0 +1,75 @@
+"""Seed data and helpers for the sync-library tests (real PostgreSQL, real Celery)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import date, timedelta
+from typing import Any
+
+from conftest import ENCRYPTION_KEY
+
+
+def run(database_url: str, fn):
+    from pmsops.sync.admin import with_connection
+
+    return with_connection(database_url, fn)
+
+
+def seed_connection(database_url: str, platform: str = "airbnb", token: str | None = "platform-token-123", status: str = "active",
+                    bookings: list[tuple[int, int]] | None = None, rates_days: int = 10) -> dict[str, Any]:
+    """An agency, a property with rates and bookings, and one channel connection; returns the ids."""
+    from pmsops.sync.crypto import encrypt
+
+    agency, prop, conn_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    listing = f"L-{conn_id.hex[:8]}"
+    today = date.today()
+
+    async def go(conn):
+        await conn.execute("INSERT INTO agencies (id, name) VALUES ($1, 'Test agency')", agency)
+        await conn.execute("INSERT INTO properties (id, agency_id, name) VALUES ($1, $2, 'Seaside flat')", prop, agency)
+        for offset in range(rates_days):
+            await conn.execute("INSERT INTO nightly_rates (property_id, night, price, min_stay) VALUES ($1, $2, $3, 2)", prop, today + timedelta(days=offset), 100 + offset)
+        for start, nights in bookings or []:
+            await conn.execute("INSERT INTO bookings (property_id, platform, external_id, check_in, check_out) VALUES ($1, 'direct', $2, $3, $4)",
+                               prop, f"D-{uuid.uuid4().hex[:6]}", today + timedelta(days=start), today + timedelta(days=start + nights))
+        await conn.execute(
+            """INSERT INTO channel_connections (id, agency_id, property_id, platform_type, platform_listing_id, status, access_token_encrypted)
+               VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+            conn_id, agency, prop, platform, listing, status, encrypt(token, ENCRYPTION_KEY) if token else None,
+        )
+
+    run(database_url, go)
+    return {"agency_id": str(agency), "property_id": str(prop), "connection_id": str(conn_id), "listing": listing, "platform": platform}
+
+
+def sender_for(broker_url: str):
+    from celery import Celery
+
+    app = Celery("test-sender", broker=broker_url, set_as_current=False)
+    return lambda name, connection_id, task_id: app.send_task(name, args=[connection_id], task_id=task_id)
+
+
+def trigger(database_url: str, broker_url: str, connection_id: str, sync_type: str = "availability"):
+    from pmsops.sync.trigger import trigger_sync
+
+    return run(database_url, lambda conn: trigger_sync(conn, connection_id, sync_type, send=sender_for(broker_url)))
+
+
+def logs_for(database_url: str, task_ids: list[str]) -> list[dict[str, Any]]:
+    from pmsops.sync.logs import get_by_task
+
+    async def fetch(conn):
+        return [await get_by_task(conn, t) for t in task_ids]
+
+    return run(database_url, fetch)
+
+
+def wait_final(database_url: str, task_ids: list[str], timeout: float = 30.0) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = logs_for(database_url, task_ids)
+        if all(r and r["status"] in ("success", "failed", "cancelled") for r in rows) or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.2)
