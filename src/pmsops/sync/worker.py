@@ -5,7 +5,8 @@ Configured from the environment (runbook names): broker ``CELERY_BROKER_URL``
 ``task_acks_late`` + ``task_reject_on_worker_lost`` so a task whose worker dies is
 redelivered; prefetch 1; Redis ``visibility_timeout`` longer than any retry
 countdown and the time limit (``CELERY_VISIBILITY_TIMEOUT``, default
-max(3 × CELERY_TIME_LIMIT, 900) s); ``broker_connection_retry_on_startup=True``.
+max(3 × CELERY_TIME_LIMIT, 900) s), swept every ``CELERY_UNACKED_RESTORE_INTERVAL``
+(10) s, so a killed worker's task is redelivered; ``broker_connection_retry_on_startup=True``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ def _float_env(name: str, default: float) -> float:
 
 TIME_LIMIT = _float_env("CELERY_TIME_LIMIT", 300.0)
 VISIBILITY_TIMEOUT = _float_env("CELERY_VISIBILITY_TIMEOUT", max(3 * TIME_LIMIT, 900.0))
+RESTORE_INTERVAL = int(_float_env("CELERY_UNACKED_RESTORE_INTERVAL", 10))
+"""How often a worker sweeps for unacked messages older than the visibility timeout (a
+crashed worker's tasks); kombu's default sweep is every ~100 s."""
 
 register_environment_secrets(os.environ)
 
@@ -43,7 +47,13 @@ celery_app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
-    broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT, "socket_timeout": 10, "socket_connect_timeout": 5},
+    broker_transport_options={
+        "visibility_timeout": VISIBILITY_TIMEOUT,
+        "unacked_restore_interval": RESTORE_INTERVAL,
+        "unacked_restore_throttle": 1,
+        "socket_timeout": 10,
+        "socket_connect_timeout": 5,
+    },
     result_backend_transport_options={"socket_timeout": 10, "socket_connect_timeout": 5},
     redis_socket_timeout=10,
     redis_socket_connect_timeout=5,

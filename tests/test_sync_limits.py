@@ -1,0 +1,112 @@
+"""Rate limits and circuit breakers live in Redis, so every worker sees the same state."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from pmsops.sync import limits
+from pmsops.sync.errors import CircuitOpen, RateLimited
+
+
+def _redis(redis_server):
+    import redis.asyncio as aioredis
+
+    return aioredis.Redis.from_url(redis_server.url_for_db(6))
+
+
+def test_burst_is_allowed_then_the_limiter_asks_to_retry_later(redis_server, monkeypatch):
+    monkeypatch.setitem(limits.LIMITS, "booking_com", limits.PlatformLimits(20, 60, 3, 5, 2, 120))
+    account = uuid.uuid4().hex
+
+    async def go():
+        client = _redis(redis_server)
+        try:
+            for _ in range(3):
+                await limits.acquire(client, "booking_com", account)
+            with pytest.raises(RateLimited) as caught:
+                await limits.acquire(client, "booking_com", account)
+            return caught.value.retry_after
+        finally:
+            await client.aclose()
+
+    retry_after = asyncio.run(go())
+    assert 2.0 < retry_after <= 3.1  # one token every 3 s (20 per 60 s)
+
+
+def test_circuit_opens_after_consecutive_failures_and_closes_after_successes(redis_server, monkeypatch):
+    platform = "airbnb"
+    monkeypatch.setitem(limits.LIMITS, platform, limits.PlatformLimits(10, 1, 15, 3, 2, 0.5))
+
+    async def go():
+        client = _redis(redis_server)
+        await client.delete(f"pmsops:circuit:{platform}")
+        try:
+            for _ in range(3):
+                await limits.before_call(client, platform)
+                await limits.record(client, platform, success=False)
+            with pytest.raises(CircuitOpen):
+                await limits.before_call(client, platform)
+            await asyncio.sleep(0.6)
+            await limits.before_call(client, platform)  # half-open: one call allowed
+            assert await limits.record(client, platform, success=True) == "half_open"
+            assert await limits.record(client, platform, success=True) == "closed"
+            await limits.before_call(client, platform)
+        finally:
+            await client.aclose()
+
+    asyncio.run(go())
+
+
+def test_failure_in_half_open_state_reopens_the_circuit(redis_server, monkeypatch):
+    platform = "google"
+    monkeypatch.setitem(limits.LIMITS, platform, limits.PlatformLimits(100, 1, 150, 1, 3, 0.3))
+
+    async def go():
+        client = _redis(redis_server)
+        await client.delete(f"pmsops:circuit:{platform}")
+        try:
+            await limits.record(client, platform, success=False)
+            await asyncio.sleep(0.35)
+            await limits.before_call(client, platform)
+            await limits.record(client, platform, success=False)
+            with pytest.raises(CircuitOpen):
+                await limits.before_call(client, platform)
+        finally:
+            await client.aclose()
+
+    asyncio.run(go())
+
+
+def test_contract_numbers_are_configured_for_every_platform():
+    from pmsops.sync import PLATFORMS
+
+    assert set(limits.LIMITS) == set(PLATFORMS)
+    assert limits.LIMITS["booking_com"] == limits.PlatformLimits(20, 60, 30, 5, 2, 120)
+    assert limits.LIMITS["google"].open_seconds == 30
+
+
+def test_http_status_maps_to_the_contracts_errors():
+    from pmsops.sync.adapters.base import error_for_status
+    from pmsops.sync import errors
+
+    assert isinstance(error_for_status("airbnb", 401, ""), errors.PlatformAuthError)
+    assert isinstance(error_for_status("airbnb", 403, ""), errors.PlatformAuthError)
+    assert isinstance(error_for_status("airbnb", 404, ""), errors.NotFound)
+    assert isinstance(error_for_status("airbnb", 400, ""), errors.ValidationFailed)
+    assert isinstance(error_for_status("airbnb", 503, ""), errors.PlatformUnavailable)
+    limited = error_for_status("airbnb", 429, "", "7")
+    assert isinstance(limited, errors.RateLimited) and limited.retry_after == 7
+    assert error_for_status("airbnb", 204, "") is None
+
+
+def test_wrong_encryption_key_is_a_permanent_error_that_names_the_cause():
+    from pmsops.sync.crypto import decrypt, encrypt, generate_key
+    from pmsops.sync.errors import PlatformAuthError
+
+    token = encrypt("tok-123456", generate_key())
+    with pytest.raises(PlatformAuthError) as caught:
+        decrypt(token, generate_key())
+    assert "ENCRYPTION_KEY" in str(caught.value)

@@ -1,0 +1,111 @@
+"""What must never happen: a log left 'running', a task run twice, a crash that loses a sync."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+
+import pytest
+
+from conftest import start_worker, stop_worker, sync_worker_env
+from sync_helpers import logs_for, run, seed_connection, trigger, wait_final
+
+
+def test_database_down_during_a_run_is_retried_until_it_returns(sync_db, sync_worker, postgres, fake_platform):
+    ids = seed_connection(sync_db, platform="google")
+    postgres.stop_server()
+    try:
+        from celery import Celery
+
+        task_id = str(uuid.uuid4())
+        # the log could not be created while the database is down: the task adopts it when it comes back
+        Celery(broker=sync_worker["CELERY_BROKER_URL"], set_as_current=False).send_task("pmsops.sync.availability_push", args=[ids["connection_id"]], task_id=task_id)
+        time.sleep(2.0)
+    finally:
+        postgres.restart_server()
+    [log] = wait_final(sync_db, [task_id], timeout=20)
+    assert log is not None and log["status"] == "success", log
+    assert log["details"]["retry_count"] >= 1
+
+
+def test_database_down_for_every_retry_ends_failed_not_running(sync_db, sync_worker, postgres):
+    ids = seed_connection(sync_db, platform="airbnb")
+    triggered = trigger(sync_db, sync_worker["CELERY_BROKER_URL"], ids["connection_id"], "pricing")
+    # stop the database before the worker runs it: no handler can write while it is away
+    postgres.stop_server()
+    time.sleep(9)  # 1 + 2 + 4 s of retries, then the final failure
+    postgres.restart_server()
+    [log] = logs_for(sync_db, triggered.task_ids)
+    if log["status"] not in ("failed", "success"):
+        # the handlers could not write: the reaper settles it
+        from pmsops.sync.admin import reap_logs
+
+        reap_logs(sync_db, 1)
+        [log] = logs_for(sync_db, triggered.task_ids)
+    assert log["status"] in ("failed", "success")
+
+
+@pytest.fixture
+def crash_worker_env(redis_server, sync_db, fake_platform):
+    return sync_worker_env(redis_server, 4, sync_db, fake_platform.url, CELERY_VISIBILITY_TIMEOUT="3", CELERY_UNACKED_RESTORE_INTERVAL="1")
+
+
+def test_worker_killed_mid_task_is_redelivered_to_the_next_worker(crash_worker_env, sync_db, fake_platform):
+    fake_platform.reset()
+    env = crash_worker_env
+    ids = seed_connection(sync_db, platform="expedia")
+    first = start_worker(env["CELERY_BROKER_URL"], "doomed@pmsops-test", app="pmsops.sync.worker:celery_app", concurrency=2, extra_env=env)
+    fake_platform.fail_next(0, count=1, delay=3.0, platform="expedia")  # the first call hangs for 3 s
+    triggered = trigger(sync_db, env["CELERY_BROKER_URL"], ids["connection_id"], "availability")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and logs_for(sync_db, triggered.task_ids)[0]["status"] != "running":
+        time.sleep(0.1)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    assert logs_for(sync_db, triggered.task_ids)[0]["status"] == "running"
+    second = start_worker(env["CELERY_BROKER_URL"], "heir@pmsops-test", app="pmsops.sync.worker:celery_app", concurrency=2, extra_env=env)
+    try:
+        [log] = wait_final(sync_db, triggered.task_ids, timeout=30)
+    finally:
+        stop_worker(second)
+    assert log["status"] == "success", log
+
+
+def test_two_workers_on_one_queue_process_each_task_once(redis_server, sync_db, fake_platform):
+    fake_platform.reset()
+    env = sync_worker_env(redis_server, 5, sync_db, fake_platform.url)
+    workers = [start_worker(env["CELERY_BROKER_URL"], f"twin{i}@pmsops-test", app="pmsops.sync.worker:celery_app", concurrency=2, extra_env=env) for i in (1, 2)]
+    try:
+        connections = [seed_connection(sync_db, platform="google", rates_days=1) for _ in range(12)]
+        task_ids = []
+        for ids in connections:
+            task_ids += trigger(sync_db, env["CELERY_BROKER_URL"], ids["connection_id"], "availability").task_ids
+        rows = wait_final(sync_db, task_ids, timeout=60)
+    finally:
+        for proc in workers:
+            stop_worker(proc)
+    assert all(r["status"] == "success" for r in rows)
+    listings = [c["listing"] for c in fake_platform.received("availability")]
+    assert sorted(listings) == sorted(ids["listing"] for ids in connections)
+
+
+def test_reap_marks_stale_running_logs_failed(cli, sync_db):
+    ids = seed_connection(sync_db)
+    run(sync_db, lambda c: c.execute("INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at) VALUES ($1::uuid, 'pricing_update', 'running', 'stale-task', now() - interval '90 minutes')", ids["connection_id"]))
+    result = cli("sync", "reap", "--older-than", "60m", "--database-url", sync_db, "--connection", ids["connection_id"])
+    assert result.exit_code == 0, result.output
+    assert "marked 1 stale log(s) failed" in result.stdout
+    [log] = logs_for(sync_db, ["stale-task"])
+    assert log["status"] == "failed" and log["error"] == "Marked stale (no update for 60 minutes)"
+
+
+def test_worker_reuses_its_database_connections(sync_db, sync_worker, postgres):
+    ids = seed_connection(sync_db, platform="google", rates_days=1)
+    task_ids = []
+    for _ in range(10):
+        task_ids += trigger(sync_db, sync_worker["CELERY_BROKER_URL"], ids["connection_id"], "availability").task_ids
+    wait_final(sync_db, task_ids)
+    count = run(postgres.superuser_url, lambda c: c.fetchval("SELECT count(*) FROM pg_stat_activity WHERE usename = 'pms user' AND backend_type = 'client backend'"))
+    assert count <= 4 + 1 + 1  # the worker's pool (concurrency + 1) and this query's connection
