@@ -1,0 +1,127 @@
+"""``worker-check``: one command for ``docker exec pms-worker-v2 pmsops worker-check``
+and for a Docker ``HEALTHCHECK``.
+
+User (not root, has a passwd entry) → environment (names only) → the three Redis
+URLs agree → DNS + TCP to database and Redis → broker answers → this
+container's worker answers a ping addressed to it → expected tasks registered →
+optional code hash. Each step is a Result; the whole run takes milliseconds plus
+the ping round trip, because the ping returns as soon as the worker answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import socket
+from pathlib import Path
+
+from pmsops import results
+from pmsops.errors import UsageError
+from pmsops.results import Result, run_check
+from pmsops.settings import WORKER_RECOMMENDED_VARIABLES, WORKER_REQUIRED_VARIABLES, Settings
+
+
+def check_user(allow_root: bool = False) -> Result:
+    uid = os.geteuid()
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return results.fail("user", f"uid {uid} has no passwd entry", hint="create the user in the image (useradd -u UID appuser): tools like ps and celery need it")
+    if uid == 0:
+        make = results.warn if allow_root else results.fail
+        return make("user", "running as root", hint="Celery's SecurityWarning: run the worker as a non-root user (USER appuser in Dockerfile.worker)")
+    return results.ok("user", f"{name} (uid {uid})")
+
+
+def check_environment(settings: Settings) -> Result:
+    missing = [n for n in WORKER_REQUIRED_VARIABLES if not settings.env.get(n)]
+    optional = [n for n in WORKER_RECOMMENDED_VARIABLES if not settings.env.get(n)]
+    present = [n for n in WORKER_REQUIRED_VARIABLES if settings.env.get(n)]
+    notes = [f"set: {', '.join(present)}"] if present else []
+    if optional:
+        notes.append(f"not set (recommended): {', '.join(optional)}")
+    if missing:
+        return results.fail("environment", f"missing: {', '.join(missing)}", notes=notes,
+                            hint="copy ALL variables from pms-backend to the worker (pmsops host env-diff pms-backend pms-worker-v2)")
+    if optional:
+        return results.warn("environment", f"all {len(WORKER_REQUIRED_VARIABLES)} required variables set", notes=notes)
+    return results.ok("environment", f"all {len(WORKER_REQUIRED_VARIABLES)} required variables set", notes=notes)
+
+
+def check_redis_agreement(settings: Settings) -> Result:
+    from pmsops.checks.urls import check_redis_urls
+
+    try:
+        found = check_redis_urls(settings)
+    except UsageError as exc:
+        return results.fail("redis-urls", exc.message, hint=exc.hint)
+    bad = [r for r in found if r.status == "fail"]
+    if bad:
+        return results.fail("redis-urls", "; ".join(f"{r.name}: {r.summary}" for r in bad), notes=[n for r in bad for n in r.notes], hint="pmsops redis-url check")
+    return results.ok("redis-urls", found[-1].summary)
+
+
+def check_network(settings: Settings, timeout: float) -> list[Result]:
+    from pmsops.worker.deps import probe
+    from pmsops.worker.wait import dependencies_from
+
+    out = []
+    for dep in dependencies_from(settings.env):
+        reach = probe(type(dep)(dep.name, dep.kind, dep.host, dep.port, None), timeout)
+        name = "network db" if dep.kind == "postgres" else "network redis"
+        if reach.ready:
+            out.append(results.ok(name, f"{dep.where}: DNS + TCP ok"))
+        else:
+            out.append(results.fail(name, f"{dep.where}: {reach.message}", hint="attach the worker to the coolify and Supabase networks (pmsops host networks pms-worker-v2)"))
+    return out
+
+
+def check_broker(broker_url: str, timeout: float) -> Result:
+    from pmsops.checks.redis import check_redis
+
+    found = check_redis(broker_url, timeout, name="broker")
+    if found.status == "ok":
+        found.summary = found.summary.split(": ", 1)[0] + ": reachable, PING ok"
+    return found
+
+
+def check_code(expectations: list[str]) -> list[Result]:
+    out = []
+    for item in expectations:
+        path, sep, expected = item.partition("=")
+        if not sep or len(expected) < 8:
+            raise UsageError(f"--expect-sha256 takes PATH=HEX, got {item!r}")
+        try:
+            actual = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        except OSError as exc:
+            out.append(results.fail(f"code {path}", f"cannot read: {exc.strerror}"))
+            continue
+        if actual.startswith(expected.lower()):
+            out.append(results.ok(f"code {path}", f"sha256 {actual[:16]} as expected"))
+        else:
+            out.append(results.fail(f"code {path}", f"sha256 {actual[:16]}, expected {expected[:16]}",
+                                    hint="stale code: redeploy with 'Disable build cache' and a pinned commit (Stale Code After Deployment)"))
+    return out
+
+
+def worker_check(settings: Settings, expect_tasks: list[str] | None = None, destination: str | None = None, allow_root: bool = False,
+                 expect_sha256: list[str] | None = None, timeout: float = 3.0) -> list[Result]:
+    from pmsops.checks import celery as celery_check
+    from pmsops.sync import TASK_NAMES
+
+    out = [check_user(allow_root), check_environment(settings), check_redis_agreement(settings)]
+    out += run_check("network", lambda: check_network(settings, timeout))
+    broker = settings.get("CELERY_BROKER_URL")
+    if not broker:
+        out.append(results.fail("broker", "CELERY_BROKER_URL (or REDIS_URL) not set"))
+        return out + check_code(expect_sha256 or [])
+    out += run_check("broker", lambda: check_broker(broker, timeout))
+    me = destination or f"celery@{socket.gethostname()}"
+    out += run_check("ping", lambda: celery_check.ping(broker, timeout, destination=[me], name="ping"))
+    tasks = list(expect_tasks) if expect_tasks else list(TASK_NAMES)
+    if out[-1].status == "ok":
+        out += run_check("registered", lambda: celery_check.registered(broker, timeout, tasks, destination=[me], name="registered"))
+    else:
+        out.append(results.skip("registered", "skipped: the worker did not answer"))
+    return out + check_code(expect_sha256 or [])

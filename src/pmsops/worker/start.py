@@ -1,0 +1,61 @@
+"""``worker-start``: the runbook's ``start_worker.sh`` as a command.
+
+Builds ``celery -A <app> worker`` from CELERY_POOL (threads), CELERY_CONCURRENCY
+(4), CELERY_LOGLEVEL (INFO), CELERY_MAX_TASKS_PER_CHILD, CELERY_TIME_LIMIT; the
+app defaults to this package's sync library (``--app`` / CELERY_APP override).
+It refuses to run as root: Celery prints a SecurityWarning for a reason (a
+compromised task runs with root's rights), and the runbook runs the worker as a
+non-root user.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Mapping
+
+from pmsops.errors import UsageError
+
+DEFAULT_APP = "pmsops.sync.worker:celery_app"
+POOLS = ("threads", "prefork", "gevent", "eventlet", "solo")
+
+ROOT_REFUSAL = (
+    "refusing to start the worker as root: Celery warns (SecurityWarning) that a worker running as root "
+    "lets any task run with root's rights; the runbook runs it as a non-root user (appuser, UID 10001)"
+)
+ROOT_HINT = "set USER in the Dockerfile (USER appuser), or pass --allow-root if you really must"
+
+
+def worker_command(env: Mapping[str, str], app: str | None = None, hostname: str | None = None) -> list[str]:
+    """The exact argv worker-start executes."""
+    pool = env.get("CELERY_POOL") or "threads"
+    if pool not in POOLS:
+        raise UsageError(f"CELERY_POOL={pool!r} is not a Celery pool (use one of {', '.join(POOLS)})")
+    concurrency = env.get("CELERY_CONCURRENCY") or "4"
+    if not concurrency.isdigit() or int(concurrency) < 1:
+        raise UsageError(f"CELERY_CONCURRENCY must be a positive number, got {concurrency!r}")
+    argv = [sys.executable, "-m", "celery", "-A", app or env.get("CELERY_APP") or DEFAULT_APP, "worker",
+            "--pool", pool, "--concurrency", concurrency, "--loglevel", env.get("CELERY_LOGLEVEL") or "INFO"]
+    for var, flag in (("CELERY_MAX_TASKS_PER_CHILD", "--max-tasks-per-child"), ("CELERY_TIME_LIMIT", "--time-limit")):
+        value = env.get(var)
+        if value:
+            if not value.replace(".", "", 1).isdigit():
+                raise UsageError(f"{var} must be a number, got {value!r}")
+            argv += [flag, value]
+    if hostname:
+        argv += ["--hostname", hostname]
+    return argv
+
+
+def configuration_lines(argv: list[str]) -> list[str]:
+    """The runbook's start-up block (Pool, Concurrency, …)."""
+    def value(flag: str) -> str:
+        return argv[argv.index(flag) + 1] if flag in argv else "-"
+
+    return ["====== Celery Worker Starting ======", "Configuration:", f"  App: {argv[argv.index('-A') + 1]}",
+            f"  Pool: {value('--pool')}", f"  Concurrency: {value('--concurrency')}", f"  Log level: {value('--loglevel')}",
+            f"  Max tasks per child: {value('--max-tasks-per-child')}", f"  Time limit: {value('--time-limit')}"]
+
+
+def running_as_root() -> bool:
+    return os.geteuid() == 0

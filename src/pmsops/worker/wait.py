@@ -1,0 +1,107 @@
+"""``wait-for-deps``: wait until the database and Redis are ready, or give up.
+
+Prints the runbook's lines (``====== Wait-for-Deps Preflight Check ======``,
+``Waiting for Database (host:port)...``, ``✓ Database is ready``, ``✓ All
+dependencies ready``) with timestamps; measures time on a monotonic clock; sleeps
+``interval`` ± 10 % between attempts so a fleet does not retry in lock-step.
+Exit codes: 0 ready, 124 timeout (naming the dependency and its last error),
+1 permanent error (a wrong password will not fix itself).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable, Mapping
+
+from pmsops import exitcodes
+from pmsops.errors import UsageError
+from pmsops.urls import host_of
+from pmsops.worker.deps import Dependency, probe
+
+
+@dataclass(frozen=True)
+class WaitSettings:
+    enabled: bool
+    timeout: float
+    interval: float
+    dependencies: tuple[Dependency, ...]
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    value = env.get(name)
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise UsageError(f"{name} must be a number of seconds, got {value!r}") from None
+
+
+def dependencies_from(env: Mapping[str, str]) -> tuple[Dependency, ...]:
+    """WORKER_WAIT_*_HOST/PORT when set, else host and port of DATABASE_URL and REDIS_URL."""
+    deps = []
+    for name, kind, prefix, url_var, default_port in (
+        ("Database", "postgres", "WORKER_WAIT_DB", "DATABASE_URL", 5432),
+        ("Redis", "redis", "WORKER_WAIT_REDIS", "REDIS_URL", 6379),
+    ):
+        url = env.get(url_var) or (env.get("CELERY_BROKER_URL") if kind == "redis" else None)
+        url_host, url_port = host_of(url) if url else (None, None)
+        host = env.get(f"{prefix}_HOST") or url_host
+        if not host:
+            continue
+        port_text = env.get(f"{prefix}_PORT")
+        if port_text and not port_text.isdigit():
+            raise UsageError(f"{prefix}_PORT must be a port number, got {port_text!r}")
+        port = int(port_text) if port_text else (url_port or default_port)
+        probe_url = url if url and url_host == host else None
+        deps.append(Dependency(name, kind, host, port, probe_url))
+    return tuple(deps)
+
+
+def settings_from(env: Mapping[str, str], timeout: float | None = None, interval: float | None = None) -> WaitSettings:
+    enabled = (env.get("WORKER_WAIT_FOR_DEPS") or "true").strip().lower() not in ("0", "false", "no", "off")
+    return WaitSettings(
+        enabled=enabled,
+        timeout=timeout if timeout is not None else _number(env, "WORKER_WAIT_TIMEOUT", 60.0),
+        interval=interval if interval is not None else _number(env, "WORKER_WAIT_INTERVAL", 2.0),
+        dependencies=dependencies_from(env),
+    )
+
+
+def stamp(line: str) -> str:
+    return f"[{datetime.now():%Y-%m-%d %H:%M:%S}] {line}"
+
+
+def wait_for_dependencies(settings: WaitSettings, emit: Callable[[str], None], clock: Callable[[], float] = time.monotonic) -> int:
+    """Wait for each dependency in turn; return 0, 124 or 1."""
+    emit(stamp("====== Wait-for-Deps Preflight Check ======"))
+    if not settings.enabled:
+        emit(stamp("WORKER_WAIT_FOR_DEPS=false: skipping the dependency wait"))
+        return exitcodes.OK
+    if not settings.dependencies:
+        raise UsageError("nothing to wait for: set DATABASE_URL and REDIS_URL (or WORKER_WAIT_DB_HOST / WORKER_WAIT_REDIS_HOST)")
+    started = clock()
+    for dep in settings.dependencies:
+        emit(stamp(f"Waiting for {dep.name} ({dep.where})..."))
+        while True:
+            remaining = settings.timeout - (clock() - started)
+            result = probe(dep, timeout=max(0.2, min(2.0, remaining)))
+            elapsed = clock() - started
+            if result.ready:
+                emit(stamp(f"  ✓ {dep.name} is ready ({dep.where})"))
+                break
+            if result.permanent:
+                emit(stamp(f"  ✗ {dep.name} ({dep.where}): {result.message}"))
+                emit(stamp("✗ Permanent error: not retrying (fix the configuration, then restart)"))
+                return exitcodes.FAILED
+            if elapsed >= settings.timeout:
+                emit(stamp(f"  ✗ {dep.name} not ready after {elapsed:.1f} s ({dep.where}): last error at {result.stage}: {result.message}"))
+                emit(stamp(f"✗ Timeout after {settings.timeout:g} s waiting for {dep.name}: exiting so the container restarts"))
+                return exitcodes.TIMEOUT
+            emit(stamp(f"    … {dep.name} not ready ({result.stage}: {result.message}); {elapsed:.1f} s elapsed"))
+            time.sleep(max(0.0, min(settings.interval * random.uniform(0.9, 1.1), settings.timeout - (clock() - started))))
+    emit(stamp(f"✓ All dependencies ready ({clock() - started:.1f} s)"))
+    return exitcodes.OK
