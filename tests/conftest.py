@@ -58,7 +58,8 @@ def cli():
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch):
-    """No test sees the machine's own Redis/DB variables."""
+    """No test sees the machine's own Redis/DB variables, nor what an --env-file loaded in another test."""
+    saved = dict(os.environ)
     for name in list(os.environ):
         if name in {"REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "DATABASE_URL", "PMS_API_URL", "API",
                     "API_BASE_URL", "BACKEND_URL", "TOKEN", "JWT_TOKEN", "SB_URL", "ANON_KEY", "EMAIL", "PASSWORD",
@@ -66,6 +67,8 @@ def _clean_environment(monkeypatch):
             monkeypatch.delenv(name, raising=False)
     yield
     REDACTOR.forget_all()
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")

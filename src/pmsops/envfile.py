@@ -4,7 +4,8 @@ Understood: ``KEY=VALUE`` and ``export KEY=VALUE``; single quotes (literal),
 double quotes (``\\"`` ``\\\\`` ``\\$`` escapes, ``$VAR``/``${VAR}`` expansion),
 unquoted values (``$VAR`` expansion, `` # comment`` stripped); blank lines and
 ``#`` comments. Anything else (``echo …``, ``source …``) is skipped and reported,
-because running it is exactly what we promise not to do.
+because running it is exactly what we promise not to do; so is an assignment
+whose value needs a command to run (``$(…)`` or backticks outside single quotes).
 """
 
 from __future__ import annotations
@@ -29,8 +30,21 @@ class EnvFile:
     """Line numbers that were not assignments (never their text: it may hold a secret)."""
 
 
+_ESCAPED_DOLLAR = "\0"
+"""Stands for a ``\\$`` while ``$VAR`` is expanded (no env value can contain NUL)."""
+_ESCAPED_BACKTICK = "\1"
+"""Stands for a ``\\``` so it is not taken for command substitution."""
+
+
+class _NeedsCommand(ValueError):
+    """The value is a command substitution: only running it would give its value."""
+
+
 def _expand(value: str, known: Mapping[str, str]) -> str:
-    return _VARIABLE.sub(lambda m: known.get(m.group(1) or m.group(2), ""), value)
+    if "$(" in value or "`" in value:
+        raise _NeedsCommand("command substitution")
+    expanded = _VARIABLE.sub(lambda m: known.get(m.group(1) or m.group(2), ""), value)
+    return expanded.replace(_ESCAPED_DOLLAR, "$")
 
 
 def _parse_value(raw: str, known: Mapping[str, str]) -> str:
@@ -45,12 +59,11 @@ def _parse_value(raw: str, known: Mapping[str, str]) -> str:
         while i < len(raw):
             ch = raw[i]
             if ch == "\\" and i + 1 < len(raw) and raw[i + 1] in '"\\$`':
-                out.append("\0" + raw[i + 1] if raw[i + 1] == "$" else raw[i + 1])
+                out.append({"$": _ESCAPED_DOLLAR, "`": _ESCAPED_BACKTICK}.get(raw[i + 1], raw[i + 1]))
                 i += 2
                 continue
             if ch == '"':
-                text = _expand("".join(out), known)
-                return text.replace("\0$", "$")
+                return _expand("".join(out), known).replace(_ESCAPED_BACKTICK, "`")
             out.append(ch)
             i += 1
         raise ValueError("unterminated double quote")
@@ -73,6 +86,9 @@ def parse_env_text(text: str, path: str = "<text>", base: Mapping[str, str] | No
         key, raw = match.groups()
         try:
             value = _parse_value(raw, known)
+        except _NeedsCommand:
+            result.skipped.append(number)
+            continue
         except ValueError as exc:
             raise UsageError(f"{path}:{number}: {exc} in the value of {key}") from None
         result.values[key] = value
@@ -84,7 +100,7 @@ def load_env_file(path: str | os.PathLike[str], base: Mapping[str, str] | None =
     """Read and parse ``path``; an unreadable file is a usage error (exit 2)."""
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        text = file.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise UsageError(f"env file not found: {file}", hint="check the path passed to --env-file") from None
     except PermissionError:

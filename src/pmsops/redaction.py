@@ -122,7 +122,7 @@ class Redactor:
     def register(self, value: str | None) -> None:
         if not value or len(value) < MIN_SECRET_LENGTH:
             return
-        forms = {value, quote(value, safe=""), quote_plus(value), json.dumps(value)[1:-1]}
+        forms = {value, quote(value, safe=""), quote(value), quote_plus(value), json.dumps(value)[1:-1]}
         with self._lock:
             before = len(self._secrets)
             self._secrets.update(f for f in forms if len(f) >= MIN_SECRET_LENGTH)

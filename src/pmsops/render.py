@@ -47,9 +47,12 @@ class Output:
     def _make_console(self, stderr: bool):
         from rich.console import Console
 
+        # Rich's no_color drops colours but still writes bold/dim escapes; without a
+        # colour system it writes none at all (https://no-color.org: no ANSI codes).
         return Console(
             stderr=stderr,
             no_color=self.no_color,
+            color_system=None if self.no_color else "auto",
             highlight=False,
             soft_wrap=True,
             emoji=False,

@@ -51,8 +51,12 @@ def build_redis_url(password: str, host: str, port: int = DEFAULT_PORT, db: int 
 
 
 def _sanitise_parser_error(exc: Exception) -> str:
-    """Parser errors quote fragments of the password ("… as 'abc'"): drop the quotes' content."""
-    return re.sub(r"'[^']*'", "'…'", str(exc)).strip()
+    """Parser errors quote fragments of the password ("… as 'abc'"): drop the quotes' content.
+
+    Everything from the first quote to the last goes, so a quote *inside* the
+    password cannot leave a piece of it behind.
+    """
+    return re.sub(r"'.*'", "'…'", str(exc), flags=re.S).strip()
 
 
 def parse_with_redis_py(url: str) -> dict:
@@ -91,7 +95,7 @@ def mask_url(url: str) -> str:
         return redact(url)
     rest = url.strip()[match.end():]
     if "@" not in rest:
-        return url.strip()
+        return redact(url.strip())  # still masks ?password=… and registered secrets
     userinfo, hostpart = rest.rsplit("@", 1)
     if ":" in userinfo:
         return f"{match.group(1)}://:{MASK}@{hostpart}"
@@ -128,14 +132,14 @@ def split_intended(url: str) -> IntendedUrl:
     match = _SCHEME.match(text)
     if not match:
         raise UsageError(
-            "not a URL (expected redis://:PASSWORD@HOST:PORT/DB)",
+            "not a URL (expected redis://:<PASSWORD>@<HOST>:<PORT>/<DB>)",
             hint="quote the URL in single quotes so the shell keeps special characters",
         )
     scheme = match.group(1).lower()
     if scheme not in REDIS_SCHEMES:
         raise UsageError(
             f"unknown scheme '{scheme}://' (expected redis://, rediss:// or unix://)",
-            hint="the runbook's form is redis://:PASSWORD@coolify-redis:6379/0",
+            hint="the runbook's form is redis://:<PASSWORD>@coolify-redis:6379/0",
         )
     rest = text[match.end():]
     userinfo = None
@@ -149,11 +153,23 @@ def split_intended(url: str) -> IntendedUrl:
             username = userinfo
     hostport, _, tail = rest.partition("/") if scheme != "unix" else ("", "", rest)
     path, _, query = tail.partition("?")
-    host, port = hostport, None
-    if hostport.count(":") == 1:
+    host, port_text = hostport, None
+    if hostport.startswith("["):  # an IPv6 literal: [::1]:6379
+        bracket = hostport.find("]")
+        if bracket > 0:
+            host, after = hostport[1:bracket], hostport[bracket + 1:]
+            port_text = after[1:] if after.startswith(":") else (after or None)
+    elif hostport.count(":") == 1:
         host, port_text = hostport.split(":")
-        port = int(port_text) if port_text.isdigit() else -1
+    port = None
+    if port_text is not None:
+        port = int(port_text) if _is_number(port_text) else -1
     return IntendedUrl(scheme, username or None, password, host, port, path or None, query)
+
+
+def _is_number(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts '²', which ``int`` rejects."""
+    return text.isascii() and text.isdigit()
 
 
 @dataclass
@@ -213,8 +229,10 @@ def lint_redis_url(url: str, name: str = "URL") -> UrlReport:
     Raises :class:`UsageError` when the text is not a Redis URL at all.
     """
     report = UrlReport(name, url)
-    if url != url.strip():
-        report.add("warning", "whitespace", "leading or trailing whitespace (parsers strip it; a copy-paste artefact)")
+    if url != url.lstrip():
+        report.add("error", "leading-whitespace", "whitespace before the scheme (a copy-paste artefact): redis-py rejects the URL (\"Redis URL must specify one of the following schemes\") and kombu reads it as no host and no password")
+    if url != url.rstrip():
+        report.add("warning", "trailing-whitespace", "whitespace after the URL (a copy-paste artefact): parsers drop a trailing newline, but a trailing space ends up in the db, port or host")
     intended = split_intended(url)
     report.intended = intended
     if intended.scheme == "unix":
@@ -222,9 +240,9 @@ def lint_redis_url(url: str, name: str = "URL") -> UrlReport:
     password = intended.password
 
     if intended.username is not None and password is None:
-        report.add("error", "missing-colon", "userinfo has no ':' — clients send it as a user name and no password (\"Authentication required\"); write redis://:PASSWORD@HOST")
+        report.add("error", "missing-colon", "userinfo has no ':' — clients send it as a user name and no password (\"Authentication required\"); write redis://:<PASSWORD>@<HOST>")
     elif intended.username and intended.username != "default":
-        report.add("warning", "username", f"a user name is set (len {len(intended.username)}): Redis usually has none; clients will AUTH as that ACL user (write redis://:PASSWORD@HOST for requirepass)")
+        report.add("warning", "username", f"a user name is set (len {len(intended.username)}): Redis usually has none; clients will AUTH as that ACL user (write redis://:<PASSWORD>@<HOST> for requirepass)")
     if password is not None:
         if password == "":
             report.add("error", "empty-password", "the password after ':' is empty")
@@ -233,10 +251,10 @@ def lint_redis_url(url: str, name: str = "URL") -> UrlReport:
 
     if intended.scheme != "unix":
         if not intended.host:
-            report.add("error", "no-host", "no host: expected redis://:PASSWORD@HOST:PORT/DB")
+            report.add("error", "no-host", "no host: expected redis://:<PASSWORD>@<HOST>:<PORT>/<DB>")
         if intended.port is not None and not (0 < intended.port < 65536):
             report.add("error", "bad-port", "port is not a number between 1 and 65535")
-        if intended.db is not None and not intended.db.isdigit():
+        if intended.db is not None and not _is_number(intended.db):
             report.add("error", "bad-db", "database must be a number (redis://…:6379/0)")
         if intended.db is None:
             report.add("note", "default-db", "no /DB given: database 0 is used")
@@ -244,8 +262,10 @@ def lint_redis_url(url: str, name: str = "URL") -> UrlReport:
     _compare_with_parsers(report)
     if password and (report.errors or any(f.code in ("raw-special", "non-ascii", "raw-percent") for f in report.findings)):
         literal = password if not (_ESCAPE.search(password) and not report.warnings) else unquote(password)
-        db = int(intended.db) if intended.db and intended.db.isdigit() else 0
-        report.corrected = build_redis_url(literal, intended.host or "HOST", intended.effective_port, db, intended.scheme if intended.scheme != "unix" else "redis")
+        db = int(intended.db) if intended.db and _is_number(intended.db) else 0
+        port = intended.effective_port if 0 < intended.effective_port < 65536 else DEFAULT_PORT
+        host = f"[{intended.host}]" if ":" in intended.host else (intended.host or "HOST")
+        report.corrected = build_redis_url(literal, host, port, db, intended.scheme if intended.scheme != "unix" else "redis")
     return report
 
 
@@ -253,10 +273,22 @@ def _compare_with_parsers(report: UrlReport) -> None:
     """Parse with redis-py and kombu and report where they disagree with the author."""
     intended = report.intended
     assert intended is not None
+    url = report.url.strip()
     try:
-        parsed = parse_with_redis_py(report.url.strip())
+        parsed = parse_with_redis_py(url)
     except ValueError as exc:
-        report.add("error", "parser-error", f"redis-py and kombu cannot parse it: {_sanitise_parser_error(exc)}")
+        problem = _sanitise_parser_error(exc)
+        try:
+            parse_with_kombu(url)
+        except ValueError as kombu_exc:
+            kombu_problem = _sanitise_parser_error(kombu_exc)
+            if kombu_problem == problem:
+                report.add("error", "parser-error", f"redis-py and kombu cannot parse it: {problem}")
+            else:
+                report.add("error", "parser-error", f"redis-py cannot parse it: {problem}")
+                report.add("error", "kombu-error", f"kombu (Celery's broker layer) cannot parse it: {kombu_problem}")
+        else:
+            report.add("error", "parser-error", f"redis-py (the backend's client) cannot parse it: {problem}")
         return
     report.effective_password = parsed.get("password")
     report.effective_host = parsed.get("host") or parsed.get("path")
@@ -269,6 +301,12 @@ def _compare_with_parsers(report: UrlReport) -> None:
             "wrong-host",
             f"clients read a different host (len {len(report.effective_host or '')}, a piece of the password) and a truncated password (len {pw_len}): a raw '/', '?' or '#' in the password ends the host part",
         )
+    elif intended.password and (report.effective_password or "") != unquote(intended.password):
+        report.add(
+            "error",
+            "password-differs",
+            f"clients read a different password (len {len(report.effective_password or '')}) than the one written (len {len(unquote(intended.password))}): URL parsers drop tabs and line breaks; encode the password",
+        )
     try:
         kombu = parse_with_kombu(report.url.strip())
     except ValueError as exc:
@@ -278,11 +316,18 @@ def _compare_with_parsers(report: UrlReport) -> None:
         report.add("error", "kombu-failover", f"kombu splits it at ';' into {kombu['failover_urls']} failover URLs")
 
 
+def reads_password_as_host(report: UrlReport) -> bool:
+    """Whether clients take a piece of the password for host, port and db (never show those)."""
+    return any(f.code == "wrong-host" for f in report.findings)
+
+
 def describe(report: UrlReport) -> str:
     """One line: masked URL, where it points, and the password's fingerprint."""
     parts = [mask_url(report.url)]
-    if report.effective_host is not None:
-        parts.append(f"host {report.effective_host if not any(f.code == 'wrong-host' for f in report.findings) else '(a piece of the password)'}")
+    if report.effective_host is not None and reads_password_as_host(report):
+        parts.append("host, port and db: (pieces of the password)")
+    elif report.effective_host is not None:
+        parts.append(f"host {report.effective_host}")
         parts.append(f"port {report.effective_port}")
         parts.append(f"db {report.effective_db}")
     if report.effective_password:
@@ -299,17 +344,20 @@ def compare_redis_urls(reports: list[UrlReport]) -> list[Finding]:
     if len(usable) < 2:
         return findings
     reference = usable[0]
+    hidden = "(a piece of the password)"
     for other in usable[1:]:
+        secret_ref, secret_other = reads_password_as_host(reference), reads_password_as_host(other)
         for label, a, b in (
             ("host", reference.effective_host, other.effective_host),
             ("port", reference.effective_port, other.effective_port),
         ):
             if a != b:
-                findings.append(Finding("error", f"differs-{label}", f"{other.name} points at another {label} than {reference.name} ({a} vs {b})"))
+                shown_a, shown_b = (hidden if secret_ref else a), (hidden if secret_other else b)
+                findings.append(Finding("error", f"differs-{label}", f"{other.name} points at another {label} than {reference.name} ({shown_a} vs {shown_b})"))
         pa, pb = reference.effective_password or "", other.effective_password or ""
         if pa != pb:
             findings.append(Finding("error", "differs-password", f"{other.name} has another password than {reference.name} ({fingerprint(pb)} vs {fingerprint(pa)})"))
-        if reference.effective_db != other.effective_db:
+        if reference.effective_db != other.effective_db and not (secret_ref or secret_other):
             findings.append(Finding("warning", "differs-db", f"{other.name} uses db {other.effective_db}, {reference.name} db {reference.effective_db}: allowed, but the runbook gives all three the same URL"))
     return findings
 

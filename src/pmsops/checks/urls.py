@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pmsops import results
 from pmsops.errors import UsageError
-from pmsops.results import Result
-from pmsops.settings import REDIS_URL_VARIABLES, Settings
-from pmsops.urls import UrlReport, compare_redis_urls, describe, lint_redis_url, mask_url
+from pmsops.results import Result, Stopwatch
+from pmsops.settings import REDIS_URL_VARIABLES, Settings, register_environment_secrets
+from pmsops.urls import UrlReport, compare_redis_urls, describe, lint_redis_url, mask_url, reads_password_as_host
 
 _ENCODE_HINT = "get the exact value with: pmsops encode-redis-password --host HOST (prompted, never echoed)"
 
@@ -18,12 +18,13 @@ def report_to_result(report: UrlReport) -> Result:
         hint = f"corrected (masked): {mask_url(report.corrected)}\n{_ENCODE_HINT}"
     elif report.errors:
         hint = _ENCODE_HINT
+    pieces_of_password = reads_password_as_host(report)
     details = {
         "url": mask_url(report.url),
         "findings": [vars(f) for f in report.findings],
-        "host": report.effective_host if not any(f.code == "wrong-host" for f in report.findings) else None,
-        "port": report.effective_port,
-        "db": report.effective_db,
+        "host": report.effective_host if not pieces_of_password else None,
+        "port": report.effective_port if not pieces_of_password else None,
+        "db": report.effective_db if not pieces_of_password else None,
         "corrected": mask_url(report.corrected) if report.corrected else None,
     }
     summary = describe(report)
@@ -51,10 +52,19 @@ def _lint_or_usage(url: str, name: str) -> UrlReport:
         raise UsageError(f"{name}: {exc.message}", hint=exc.hint) from None
 
 
+def _timed_result(url: str, name: str) -> Result:
+    watch = Stopwatch()
+    result = report_to_result(_lint_or_usage(url, name))
+    result.duration_ms = watch.ms
+    return result
+
+
 def check_redis_urls(settings: Settings, urls: dict[str, str] | None = None) -> list[Result]:
     """Results for the given URLs, or for the three Redis variables plus their agreement."""
     if urls:
-        return [report_to_result(_lint_or_usage(url, name)) for name, url in urls.items()]
+        register_environment_secrets(urls)  # a URL given on the command line is as secret as one from the environment
+        return [_timed_result(url, name) for name, url in urls.items()]
+    watch = Stopwatch()
     reports = lint_environment(settings)
     if not reports:
         raise UsageError(
@@ -62,6 +72,8 @@ def check_redis_urls(settings: Settings, urls: dict[str, str] | None = None) -> 
             hint="pass a URL in single quotes, or --env-file /root/pms_env.sh",
         )
     out = [report_to_result(r) for r in reports]
+    for result in out:
+        result.duration_ms = watch.ms / len(out)
     missing = [n for n in REDIS_URL_VARIABLES if not settings.env.get(n)]
     findings = compare_redis_urls(reports)
     notes = [f.message for f in findings]
@@ -71,7 +83,8 @@ def check_redis_urls(settings: Settings, urls: dict[str, str] | None = None) -> 
     if errors:
         out.append(results.fail("consistency", "the Redis URLs disagree", notes=notes, hint="backend and worker must use identical REDIS_URL, CELERY_BROKER_URL and CELERY_RESULT_BACKEND"))
     elif findings or missing:
-        out.append(results.warn("consistency", "the Redis URLs agree on host, port and password", notes=notes))
+        summary = "the Redis URLs that are set agree on host, port and password" if missing else "the Redis URLs agree on host, port and password"
+        out.append(results.warn("consistency", summary, notes=notes))
     else:
         out.append(results.ok("consistency", f"all {len(reports)} Redis URLs agree on host, port and password"))
     return out

@@ -92,11 +92,50 @@ def _report_unexpected(exc: BaseException) -> int:
     return exitcodes.FAILED
 
 
+def _click_exception_types() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """(usage errors, aborts) of the click Typer runs on.
+
+    Typer ≥ 0.2x ships its own copy of click (``typer._click``) whose exceptions are
+    not the ``click`` package's: catch both, or a bad option becomes a crash report.
+    """
+    usage: list[type] = []
+    aborts: list[type] = [typer.Abort]
+    try:
+        from typer._click.exceptions import ClickException as VendoredClickException
+
+        usage.append(VendoredClickException)
+        vendored = True
+    except ImportError:  # older Typer: click itself
+        vendored = False
+    click = sys.modules.get("click")  # only code that imported click can raise its exceptions
+    if click is None and not vendored:
+        import click
+    if click is not None:
+        usage.append(click.ClickException)
+        aborts.append(click.exceptions.Abort)
+    return tuple(usage), tuple(aborts)
+
+
+def _report_click_error(exc: Exception) -> int:
+    """A click usage error as one redacted line plus a hint; its exit code (2)."""
+    from pmsops.render import Output
+
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        text = exc.format_message()  # type: ignore[attr-defined]
+        if text.strip():  # older click puts the help in the message; Typer has printed it already
+            sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return getattr(exc, "exit_code", exitcodes.USAGE)
+    ctx = getattr(exc, "ctx", None)
+    hint = f"see {ctx.command_path} --help" if ctx is not None else "see pmsops --help"
+    Output(no_color=STATE.no_color).error(exc.format_message(), hint)  # type: ignore[attr-defined]
+    return getattr(exc, "exit_code", exitcodes.USAGE)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv``; return the exit code."""
-    import click
-
     from pmsops.errors import PmsopsError
+
+    click_errors, aborts = _click_exception_types()
 
     args = list(sys.argv[1:] if argv is None else argv)
     STATE.debug = "--debug" in args[: args.index("--") if "--" in args else len(args)]
@@ -115,13 +154,12 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(redact("".join(traceback.format_exception(exc))))
         Output(no_color=STATE.no_color).error(exc.message, exc.hint)
         return exc.exit_code
-    except click.exceptions.Abort:
+    except aborts:
         sys.stderr.write("aborted\n")
         return 130
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Exit as exc:
+    except click_errors as exc:
+        return _report_click_error(exc)
+    except typer.Exit as exc:
         return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

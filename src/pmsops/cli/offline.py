@@ -37,9 +37,20 @@ def encode_redis_password(
         from pmsops.errors import UsageError
 
         raise UsageError(f"unknown --format {fmt!r}: use text, env or json")
+    if host is not None and not _is_plain_host(host):
+        from pmsops.errors import UsageError
+
+        raise UsageError("--host must be a host name or IP address (no scheme, user, port or path)", hint="for example: --host coolify-redis --port 6379")
     password = read_secret("Redis password (input hidden)", stdin, password_arg)
     report = encode_report(password, host=host, port=port, db=db)
     finish(_render_encoded(report, fmt))
+
+
+def _is_plain_host(host: str) -> bool:
+    """A name, an IPv4 address or a bracketed IPv6 literal: nothing a URL would split."""
+    import re
+
+    return bool(re.fullmatch(r"[A-Za-z0-9._\-]+|\[[0-9A-Fa-f:.]+\]", host))
 
 
 def _render_encoded(report, fmt: str) -> int:
@@ -107,7 +118,7 @@ def compare_password_hash(
     sources = [s for s in (requirepass_stdin, redis_conf, container) if s]
     if len(sources) != 1:
         raise UsageError("give exactly one of --requirepass-stdin, --redis-conf PATH or --container NAME")
-    the_url = url or settings().require("REDIS_URL", hint="pass --url 'redis://:…@host:6379/0' or export REDIS_URL")
+    the_url = url or settings().require("REDIS_URL", hint="pass --url 'redis://:<PASSWORD>@host:6379/0' or export REDIS_URL")
     if redis_conf:
         requirepass, source = read_requirepass_file(redis_conf), redis_conf
     elif container:
@@ -130,7 +141,7 @@ def explain(
 
     wanted: list[int] = []
     for code in codes or [str(c) for c in STATUS_TABLE]:
-        if not code.isdigit() or not 100 <= int(code) <= 599:
+        if not (code.isascii() and code.isdigit()) or not 100 <= int(code) <= 599:
             raise UsageError(f"not an HTTP status code: {code!r}")
         wanted.append(int(code))
     out = output(json_mode)

@@ -1,0 +1,212 @@
+"""The redaction layer: the last line of defence between a secret and the operator's terminal.
+
+Runbook: "Do NOT paste raw password in production logs/docs" and "Mask password for
+logging". Everything that leaves the process passes through ``pmsops.redaction``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from urllib.parse import quote, quote_plus
+
+import pytest
+
+from pmsops.redaction import (
+    MASK,
+    RedactingFormatter,
+    Secret,
+    fingerprint,
+    redact,
+    redact_logging,
+    redact_obj,
+    register_secret,
+    sha256_prefix,
+)
+
+JWT = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+
+
+# --- URLs -----------------------------------------------------------------------------------------------
+
+
+def test_redis_url_password_is_masked_the_runbook_way():
+    assert redact("connecting to redis://:hunter22@coolify-redis:6379/0") == "connecting to redis://:***@coolify-redis:6379/0"
+
+
+def test_redis_url_with_password_but_no_colon_is_masked_whole():
+    assert redact("redis://hunter22@coolify-redis:6379/0") == "redis://***@coolify-redis:6379/0"
+
+
+def test_postgres_url_keeps_the_user_and_masks_the_password():
+    assert redact("postgresql://pms:hunter22@supabase-db:5432/postgres") == "postgresql://pms:***@supabase-db:5432/postgres"
+
+
+def test_url_with_unencoded_special_characters_in_password_is_masked():
+    text = "Error 111 connecting to redis://:p+ss=w@rd/#1@host:6379/0."
+
+    assert redact(text) == "Error 111 connecting to redis://:***@host:6379/0."
+
+
+def test_url_without_userinfo_is_left_alone():
+    assert redact("GET https://api.example.com/api/v1/health/ready") == "GET https://api.example.com/api/v1/health/ready"
+
+
+# --- tokens and key=value pairs -----------------------------------------------------------------------------
+
+
+def test_jwt_is_replaced_by_its_length_and_sha256_prefix():
+    assert redact(f"token: {JWT}") == f"token: <jwt {fingerprint(JWT)}>"
+
+
+def test_bearer_value_is_masked():
+    assert redact("Authorization: Bearer abcdef0123456789") == f"Authorization: Bearer {MASK}"
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("password=hunter22", "password=***"),
+        ("host=db user=pms password=hunter22 dbname=pms", "host=db user=pms password=*** dbname=pms"),
+        ("?requirepass=hunter22&db=0", "?requirepass=***&db=0"),
+        ("JWT_SECRET='abc def'", "JWT_SECRET=***"),
+        ('api_key="abc"', "api_key=***"),
+    ],
+)
+def test_password_equals_value_pairs_are_masked(text, masked):
+    assert redact(text) == masked
+
+
+def test_fingerprints_are_not_masked_again():
+    assert redact("password=len=8 sha256=0123456789abcdef") == "password=len=8 sha256=0123456789abcdef"
+
+
+# --- registered secrets -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("form", [str, lambda s: quote(s, safe=""), quote, quote_plus], ids=["raw", "quote-safe-empty", "quote", "quote_plus"])
+def test_registered_secret_is_masked_in_every_encoded_form(form):
+    secret = "S3cret +=@:/?#&%ß"
+    register_secret(secret)
+
+    assert redact(f"value is {form(secret)}!") == f"value is {MASK}!"
+
+
+def test_registered_secret_is_masked_inside_json_escaping():
+    secret = 'quote"and\\backslash'
+    register_secret(secret)
+
+    assert secret not in redact(json.dumps({"v": secret}))
+    assert json.dumps(secret)[1:-1] not in redact(json.dumps({"v": secret}))
+
+
+def test_very_short_values_are_not_registered_so_words_survive():
+    register_secret("a")
+
+    assert redact("a cat") == "a cat"
+
+
+def test_redact_obj_masks_nested_strings_and_keys():
+    register_secret("hunter22")
+
+    assert redact_obj({"url": "redis://:x@h", "list": ["hunter22"], "hunter22": 1, "n": 3}) == {
+        "url": "redis://:***@h", "list": [MASK], MASK: 1, "n": 3,
+    }
+
+
+# --- Secret -------------------------------------------------------------------------------------------------------------
+
+
+def test_secret_str_repr_and_format_never_reveal():
+    secret = Secret("hunter22")
+
+    shown = [str(secret), repr(secret), f"{secret}", f"{secret!r}", f"{secret:>20}", "%s" % secret, "{}".format(secret)]
+
+    assert all("hunter22" not in text for text in shown)
+    assert str(secret) == MASK
+
+
+def test_secret_reveals_only_when_asked():
+    assert Secret("hunter22").reveal() == "hunter22"
+
+
+def test_secret_inside_a_container_repr_does_not_reveal():
+    assert "hunter22" not in repr({"password": Secret("hunter22")})
+
+
+def test_secret_is_registered_so_its_value_is_masked_anywhere():
+    Secret("hunter22")
+
+    assert redact("raw hunter22 leaked") == "raw *** leaked"
+
+
+def test_fingerprint_is_length_and_16_hex_of_sha256():
+    import hashlib
+
+    assert fingerprint("hunter22") == f"len=8 sha256={hashlib.sha256(b'hunter22').hexdigest()[:16]}"
+    assert sha256_prefix("hunter22") == hashlib.sha256(b"hunter22").hexdigest()[:16]
+
+
+# --- exception texts and logging ---------------------------------------------------------------------------------------------
+
+
+def test_exception_text_from_a_failing_check_is_redacted():
+    from pmsops.results import run_check
+
+    def broken():
+        raise ConnectionError("Error connecting to redis://:hunter22@coolify-redis:6379/0")
+
+    [result] = run_check("redis", broken)
+
+    assert result.status.value == "fail"
+    assert result.summary == "ConnectionError: Error connecting to redis://:***@coolify-redis:6379/0"
+
+
+def test_unexpected_exception_in_a_command_is_one_redacted_line(cli, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("cannot reach redis://:hunter22@coolify-redis:6379/0 with password=hunter22")
+
+    monkeypatch.setattr("pmsops.checks.urls.check_redis_urls", boom)
+
+    result = cli("redis-url", "check", "redis://coolify-redis:6379/0")
+
+    assert result.exit_code == 1
+    assert "hunter22" not in result.output
+    assert "Traceback" not in result.output
+    assert result.stderr.splitlines()[0] == "✗ error: RuntimeError: cannot reach redis://:***@coolify-redis:6379/0 with password=***"
+
+
+def test_logging_formatter_redacts_messages_and_tracebacks():
+    stream = io.StringIO()
+    logger = logging.getLogger("pmsops.test.redaction")
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        redact_logging(logger)
+        try:
+            raise ValueError("bad url redis://:hunter22@h:6379/0")
+        except ValueError:
+            logger.exception("connect failed to %s", "redis://:hunter22@h:6379/0")
+    finally:
+        logger.removeHandler(handler)
+
+    text = stream.getvalue()
+    assert "hunter22" not in text
+    assert "ERROR connect failed to redis://:***@h:6379/0" in text
+    assert "ValueError: bad url redis://:***@h:6379/0" in text
+
+
+def test_redacting_formatter_wraps_the_existing_formatter_once():
+    handler = logging.StreamHandler(io.StringIO())
+    logger = logging.getLogger("pmsops.test.redaction.once")
+    logger.addHandler(handler)
+    try:
+        redact_logging(logger)
+        redact_logging(logger)
+        assert isinstance(handler.formatter, RedactingFormatter)
+        assert not isinstance(handler.formatter._inner, RedactingFormatter)
+    finally:
+        logger.removeHandler(handler)
