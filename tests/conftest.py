@@ -272,3 +272,16 @@ def sync_worker(redis_server, sync_db, fake_platform):
     proc = start_worker(env["CELERY_BROKER_URL"], "sync@pmsops-test", app="pmsops.sync.worker:celery_app", concurrency=4, extra_env=env)
     yield env
     stop_worker(proc)
+
+
+# --- the reference stack --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory):
+    """One reference stack for the API and smoke tests (started by the same code as `pmsops sandbox up`)."""
+    from pmsops.sandbox.stack import Sandbox
+
+    stack = Sandbox.at(tmp_path_factory.mktemp("sandbox"))
+    stack.up()
+    yield stack
+    stack.down()

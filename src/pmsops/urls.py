@@ -97,9 +97,16 @@ def mask_url(url: str) -> str:
     if "@" not in rest:
         return redact(url.strip())  # still masks ?password=… and registered secrets
     userinfo, hostpart = rest.rsplit("@", 1)
+    scheme = match.group(1)
     if ":" in userinfo:
-        return f"{match.group(1)}://:{MASK}@{hostpart}"
-    return f"{match.group(1)}://{MASK}@{hostpart}"
+        user = userinfo.split(":", 1)[0]
+        # Redis URLs are shown the runbook's way; a database user name is worth keeping
+        # unless it holds characters no user name has (then it is a piece of a raw password).
+        keep = not scheme.lower().startswith(("redis", "unix")) and user and not any(c in user for c in "/?#[]%@ ")
+        return f"{scheme}://{redact(user) if keep else ''}:{MASK}@{hostpart}"
+    if scheme.lower().startswith(("redis", "unix", "amqp")):
+        return f"{scheme}://{MASK}@{hostpart}"
+    return f"{scheme}://{redact(userinfo)}@{hostpart}"
 
 
 @dataclass

@@ -84,7 +84,9 @@ class RedisServer:
 
     def start(self, timeout: float = 10.0) -> "RedisServer":
         self.port = self.port or free_port()
-        self.workdir = Path(tempfile.mkdtemp(prefix="pmsops-redis-"))
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="pmsops-redis-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
         conf = self.workdir / "redis.conf"
         conf.write_text(
             f"port {self.port}\nbind {LOOPBACK}\nrequirepass {_redis_conf_quote(self.password)}\n"
@@ -118,6 +120,16 @@ def _service_user() -> pwd.struct_passwd | None:
         except KeyError:
             continue
     raise ServerError("running as root and neither a 'postgres' nor a 'nobody' user exists to run PostgreSQL")
+
+
+def traversable_by_service_user(path: Path) -> bool:
+    """Can PostgreSQL's user reach ``path`` (every ancestor searchable by others)?"""
+    if _service_user() is None:
+        return True
+    for parent in Path(path).resolve().parents:
+        if parent.exists() and not parent.stat().st_mode & 0o001:
+            return False
+    return True
 
 
 def _demote(user: pwd.struct_passwd | None):
@@ -161,7 +173,9 @@ class PostgresCluster:
         import secrets
 
         self.port = self.port or free_port()
-        self.basedir = Path(tempfile.mkdtemp(prefix="pmsops-pg-"))
+        if self.basedir is None:
+            self.basedir = Path(tempfile.mkdtemp(prefix="pmsops-pg-"))
+        self.basedir.mkdir(parents=True, exist_ok=True)
         self._superpass = secrets.token_urlsafe(18)
         owner = _service_user()
         pwfile = self.basedir / "pwfile"
@@ -172,10 +186,12 @@ class PostgresCluster:
             for path in (self.basedir, pwfile):
                 os.chown(path, owner.pw_uid, owner.pw_gid)
         env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
-        subprocess.run(
+        done = subprocess.run(
             [find_binary("initdb"), "-D", str(self.datadir), "-U", "postgres", f"--pwfile={pwfile}", "--auth-host=scram-sha-256", "--auth-local=scram-sha-256", "-E", "UTF8", "--no-sync"],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_demote(owner), env=env, cwd=str(self.basedir),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_demote(owner), env=env, cwd=str(self.basedir),
         )
+        if done.returncode != 0:
+            raise ServerError(f"initdb failed: {done.stderr.decode(errors='replace').strip()[-500:]}")
         pwfile.unlink()
         self._launch(owner, env, timeout)
         self._create_role()
@@ -240,3 +256,18 @@ class PostgresCluster:
             self._log.close()
         if self.basedir:
             shutil.rmtree(self.basedir, ignore_errors=True)
+
+
+def relaunch_postgres(basedir: Path, port: int, timeout: float = 30.0) -> int:
+    """Start an existing cluster again (the sandbox's ``start db``); returns the postmaster pid."""
+    cluster = PostgresCluster(port=port, basedir=Path(basedir))
+    cluster._launch(_service_user(), {**os.environ, "LC_ALL": "C", "LANG": "C"}, timeout)
+    return cluster.proc.pid
+
+
+def relaunch_redis(workdir: Path, port: int, timeout: float = 10.0) -> int:
+    """Start an existing redis-server configuration again; returns its pid."""
+    proc = subprocess.Popen([find_binary("redis-server"), str(Path(workdir) / "redis.conf")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    _wait_port(port, timeout, proc, "redis-server", Path(workdir) / "redis.log")
+    return proc.pid

@@ -1,0 +1,330 @@
+"""The reference backend: a faithful slice of the channel manager's API (FastAPI).
+
+Serves ``/health``, ``/health/ready`` (built on :mod:`pmsops.checks`, current
+``components`` shape), a Supabase-compatible ``/auth/v1/token``, and the
+channel-connection endpoints of the contract with its status codes and bodies:
+the list answers 307 without its trailing slash; a connection of another
+agency is a 404; a sync trigger writes the ``triggered`` logs and enqueues the
+:mod:`pmsops.sync` tasks. Configuration comes from the sandbox env file.
+Run: ``uvicorn pmsops.sandbox.api:app``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from pmsops.sandbox.auth import AuthFailure, check_password, issue_token, verify_token
+from pmsops.sync import PLATFORMS, SYNC_TYPES
+
+CONNECTION_COLUMNS = "id, agency_id, property_id, platform_type, platform_listing_id, status, platform_metadata, last_sync_at, created_at, updated_at"
+DB_RETRIES = 3
+
+
+def _env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise RuntimeError(f"{name} is not set for the sandbox API")
+    return value
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    import asyncpg
+
+    from pmsops.checks.db import normalise_dsn
+    from pmsops.settings import register_environment_secrets
+    from pmsops.sync.runtime import _init_connection
+
+    register_environment_secrets(os.environ)
+    dsn, _ = normalise_dsn(_env("DATABASE_URL"))
+    app.state.pool = await asyncpg.create_pool(dsn, min_size=0, max_size=10, init=_init_connection, timeout=3, command_timeout=10)
+    yield
+    await app.state.pool.close()
+
+
+app = FastAPI(title="pmsops sandbox backend", lifespan=lifespan)
+
+
+class DatabaseDown(Exception):
+    pass
+
+
+@app.exception_handler(DatabaseDown)
+async def _database_down(request: Request, exc: DatabaseDown) -> JSONResponse:
+    return JSONResponse(status_code=503, content={"error": "service_unavailable", "message": "Database is temporarily unavailable.", "retry_count": DB_RETRIES})
+
+
+async def with_db(request: Request, fn):
+    """Run ``fn(conn)`` with the API layer's retries (0.1, 0.2, 0.4 s); 503 when the database stays down."""
+    import asyncpg
+
+    transient = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError)
+    for attempt in range(DB_RETRIES + 1):
+        try:
+            async with request.app.state.pool.acquire(timeout=3) as conn:
+                return await fn(conn)
+        except transient:
+            if attempt == DB_RETRIES:
+                raise DatabaseDown() from None
+            await asyncio.sleep(0.1 * 2**attempt)
+
+
+# --- health -------------------------------------------------------------------------------------------
+
+@app.get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@app.api_route("/health/ready", methods=["GET", "HEAD"])
+async def ready() -> JSONResponse:
+    from pmsops.checks import celery as celery_check
+    from pmsops.checks.db import check_db
+    from pmsops.checks.redis import check_redis
+
+    broker = os.environ.get("CELERY_BROKER_URL") or os.environ.get("REDIS_URL")
+    db, redis_result, celery_result = await asyncio.gather(
+        asyncio.to_thread(check_db, _env("DATABASE_URL"), 2.0),
+        asyncio.to_thread(check_redis, _env("REDIS_URL"), 2.0),
+        asyncio.to_thread(celery_check.ping, broker, 2.0),
+    )
+
+    def component(result, **details: Any) -> dict[str, Any]:
+        entry: dict[str, Any] = {"status": "up" if result.status in ("ok", "warn") else "down", "details": details}
+        if entry["status"] == "down":
+            entry["error"] = result.summary
+        return entry
+
+    body = {
+        "status": "up" if db.status in ("ok", "warn") else "down",
+        "components": {
+            "db": component(db, latency_ms=db.details.get("latency_ms")),
+            "redis": component(redis_result, latency_ms=redis_result.details.get("latency_ms")),
+            "celery": component(celery_result, workers=celery_result.details.get("workers", [])),
+        },
+        "checked_at": datetime.now(timezone.utc).isoformat(),
+    }
+    return JSONResponse(status_code=200 if body["status"] == "up" else 503, content=body)
+
+
+# --- auth ---------------------------------------------------------------------------------------------
+
+class PasswordGrant(BaseModel):
+    email: str
+    password: str
+
+
+@app.post("/auth/v1/token")
+async def password_grant(request: Request, grant: PasswordGrant, grant_type: str = Query(...), apikey: Optional[str] = Header(None)) -> JSONResponse:
+    if apikey != os.environ.get("ANON_KEY"):
+        return JSONResponse(status_code=401, content={"message": "Invalid API key"})
+    if grant_type != "password":
+        return JSONResponse(status_code=400, content={"error": "unsupported_grant_type", "error_description": "only grant_type=password"})
+    row = await with_db(request, lambda c: c.fetchrow("SELECT id, email, password_hash FROM sandbox_users WHERE email = $1", grant.email))
+    if row is None or not check_password(grant.password, row["password_hash"]):
+        return JSONResponse(status_code=400, content={"error": "invalid_grant", "error_description": "Invalid login credentials"})
+    token = issue_token(_env("SUPABASE_JWT_SECRET"), str(row["id"]), row["email"])
+    return JSONResponse({"access_token": token, "token_type": "bearer", "expires_in": 3600, "refresh_token": uuid.uuid4().hex,
+                         "user": {"id": str(row["id"]), "email": row["email"], "aud": "authenticated", "role": "authenticated"}})
+
+
+async def current_agency(request: Request, authorization: Optional[str] = Header(None), x_agency_id: Optional[str] = Header(None)) -> uuid.UUID:
+    """Bearer JWT → user → agency (x-agency-id with membership, agency_id claim, or the single membership)."""
+    if not authorization or not authorization.lower().startswith("bearer "):
+        raise HTTPException(401, "Not authenticated")
+    try:
+        claims = verify_token(authorization.split(" ", 1)[1].strip(), _env("SUPABASE_JWT_SECRET"), os.environ.get("JWT_AUDIENCE") or "authenticated")
+    except AuthFailure as exc:
+        raise HTTPException(401, str(exc)) from None
+    try:
+        user_id = uuid.UUID(str(claims.get("sub")))
+    except ValueError:
+        raise HTTPException(401, "Invalid authentication token") from None
+    memberships = await with_db(request, lambda c: c.fetch("SELECT agency_id FROM agency_members WHERE user_id = $1", user_id))
+    agencies = [r["agency_id"] for r in memberships]
+    wanted = x_agency_id or claims.get("agency_id")
+    if wanted:
+        try:
+            agency = uuid.UUID(str(wanted))
+        except ValueError:
+            raise HTTPException(403, "Not a member of this agency") from None
+        if agency not in agencies:
+            raise HTTPException(403, "Not a member of this agency")
+        return agency
+    if len(agencies) == 1:
+        return agencies[0]
+    raise HTTPException(403, "Choose an agency with the x-agency-id header" if agencies else "User has no agency membership")
+
+
+# --- channel connections ------------------------------------------------------------------------------
+
+def _connection_json(row) -> dict[str, Any]:
+    data = dict(row)
+    for key in ("id", "agency_id", "property_id"):
+        data[key] = str(data[key]) if data[key] else None
+    for key in ("last_sync_at", "created_at", "updated_at"):
+        data[key] = data[key].isoformat() if data[key] else None
+    return data
+
+
+async def _connection_or_404(request: Request, conn, connection_id: uuid.UUID, agency: uuid.UUID):
+    row = await conn.fetchrow(f"SELECT {CONNECTION_COLUMNS} FROM channel_connections WHERE id = $1 AND agency_id = $2 AND deleted_at IS NULL", connection_id, agency)
+    if row is None:
+        raise HTTPException(404, "Connection not found")
+    return row
+
+
+@app.get("/api/v1/channel-connections/")
+async def list_connections(request: Request, agency: uuid.UUID = Depends(current_agency), limit: int = Query(50, ge=1, le=100), offset: int = Query(0, ge=0)) -> list[dict[str, Any]]:
+    rows = await with_db(request, lambda c: c.fetch(
+        f"SELECT {CONNECTION_COLUMNS} FROM channel_connections WHERE agency_id = $1 AND deleted_at IS NULL ORDER BY created_at, id LIMIT $2 OFFSET $3", agency, limit, offset))
+    return [_connection_json(r) for r in rows]
+
+
+class ConnectionCreate(BaseModel):
+    platform_type: str
+    platform_listing_id: str
+    property_id: Optional[uuid.UUID] = None
+    status: str = "active"
+    platform_metadata: dict[str, Any] = {}
+    access_token: Optional[str] = None
+
+
+@app.post("/api/v1/channel-connections/", status_code=201)
+async def create_connection(request: Request, body: ConnectionCreate, agency: uuid.UUID = Depends(current_agency)) -> dict[str, Any]:
+    from pmsops.sync.crypto import encrypt
+
+    if body.platform_type not in PLATFORMS:
+        raise HTTPException(400, f"Invalid platform_type. Must be one of: {list(PLATFORMS)}")
+    token = encrypt(body.access_token, _env("ENCRYPTION_KEY")) if body.access_token else None
+    row = await with_db(request, lambda c: c.fetchrow(
+        f"""INSERT INTO channel_connections (agency_id, property_id, platform_type, platform_listing_id, status, platform_metadata, access_token_encrypted)
+            VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {CONNECTION_COLUMNS}""",
+        agency, body.property_id, body.platform_type, body.platform_listing_id, body.status, body.platform_metadata, token))
+    return _connection_json(row)
+
+
+@app.get("/api/v1/channel-connections/{connection_id}")
+async def get_connection(request: Request, connection_id: uuid.UUID, agency: uuid.UUID = Depends(current_agency)) -> dict[str, Any]:
+    return _connection_json(await with_db(request, lambda c: _connection_or_404(request, c, connection_id, agency)))
+
+
+class ConnectionUpdate(BaseModel):
+    status: Optional[str] = None
+    platform_listing_id: Optional[str] = None
+    platform_metadata: Optional[dict[str, Any]] = None
+
+
+@app.put("/api/v1/channel-connections/{connection_id}")
+async def update_connection(request: Request, connection_id: uuid.UUID, body: ConnectionUpdate, agency: uuid.UUID = Depends(current_agency)) -> dict[str, Any]:
+    async def update(conn):
+        await _connection_or_404(request, conn, connection_id, agency)
+        return await conn.fetchrow(
+            f"""UPDATE channel_connections SET status = COALESCE($2, status), platform_listing_id = COALESCE($3, platform_listing_id),
+                platform_metadata = COALESCE($4, platform_metadata), updated_at = now() WHERE id = $1 RETURNING {CONNECTION_COLUMNS}""",
+            connection_id, body.status, body.platform_listing_id, body.platform_metadata)
+
+    return _connection_json(await with_db(request, update))
+
+
+@app.delete("/api/v1/channel-connections/{connection_id}")
+async def delete_connection(request: Request, connection_id: uuid.UUID, agency: uuid.UUID = Depends(current_agency)) -> dict[str, Any]:
+    async def delete(conn):
+        await _connection_or_404(request, conn, connection_id, agency)
+        await conn.execute("UPDATE channel_connections SET deleted_at = now(), updated_at = now() WHERE id = $1", connection_id)
+
+    await with_db(request, delete)
+    return {"id": str(connection_id), "deleted": True}
+
+
+@app.post("/api/v1/channel-connections/{connection_id}/test")
+async def test_connection(request: Request, connection_id: uuid.UUID, agency: uuid.UUID = Depends(current_agency)) -> dict[str, Any]:
+    row = await with_db(request, lambda c: _connection_or_404(request, c, connection_id, agency))
+    from pmsops.sync.config import platform_url
+
+    url = platform_url(row["platform_type"])
+    healthy = bool(url) and row["status"] == "active"
+    return {"connection_id": str(connection_id), "platform_type": row["platform_type"], "healthy": healthy,
+            "message": "Connection healthy" if healthy else f"Connection is {row['status']}" if url else "No platform URL configured",
+            "details": {"status": row["status"], "listing": row["platform_listing_id"]}}
+
+
+class SyncRequest(BaseModel):
+    sync_type: str
+
+
+@app.post("/api/v1/channel-connections/{connection_id}/sync")
+async def trigger(request: Request, connection_id: uuid.UUID, body: SyncRequest, agency: uuid.UUID = Depends(current_agency)) -> dict[str, Any]:
+    from pmsops.errors import DependencyError
+    from pmsops.sync.errors import NotFound
+    from pmsops.sync.trigger import trigger_sync
+
+    if body.sync_type not in SYNC_TYPES:
+        raise HTTPException(400, f"Invalid sync_type. Must be one of: {list(SYNC_TYPES)}")
+    try:
+        triggered = await with_db(request, lambda c: trigger_sync(c, str(connection_id), body.sync_type, agency_id=agency))
+    except NotFound:
+        raise HTTPException(404, "Connection not found") from None
+    except DependencyError as exc:
+        raise HTTPException(503, {"error": "broker_unavailable", "message": exc.message, "error_code": "BROKER_DOWN", "hint": exc.hint}) from None
+    return triggered.to_response()
+
+
+@app.get("/api/v1/channel-connections/{connection_id}/sync-logs")
+async def sync_logs(request: Request, connection_id: uuid.UUID, agency: uuid.UUID = Depends(current_agency), limit: int = Query(50, ge=1, le=100),
+                    offset: int = Query(0, ge=0), status: Optional[str] = None, operation_type: Optional[str] = None, task_id: Optional[str] = None,
+                    batch_id: Optional[uuid.UUID] = None, direction: Optional[str] = None) -> dict[str, Any]:
+    from pmsops.sync.logs import list_logs
+
+    async def fetch(conn):
+        await _connection_or_404(request, conn, connection_id, agency)
+        return await list_logs(conn, connection_id, limit, offset, status=status, operation_type=operation_type, task_id=task_id, batch_id=batch_id, direction=direction)
+
+    logs = await with_db(request, fetch)
+    return {"connection_id": str(connection_id), "logs": [_log_json(l) for l in logs], "limit": limit, "offset": offset}
+
+
+def _log_json(log: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat() if isinstance(v, datetime) else str(v) if isinstance(v, uuid.UUID) else v) for k, v in log.items()}
+
+
+def batch_status(statuses: list[str]) -> str:
+    """The contract's rule: failed if any failed; running if any open and none failed; success if all succeeded."""
+    if any(s == "failed" for s in statuses):
+        return "failed"
+    if any(s in ("triggered", "queued", "running") for s in statuses):
+        return "running"
+    if statuses and all(s == "success" for s in statuses):
+        return "success"
+    return "unknown"
+
+
+@app.get("/api/v1/channel-connections/{connection_id}/sync-batches")
+async def sync_batches(request: Request, connection_id: uuid.UUID, agency: uuid.UUID = Depends(current_agency), limit: int = Query(50, ge=1, le=100),
+                       offset: int = Query(0, ge=0), status: str = Query("any")) -> dict[str, Any]:
+    if status not in ("any", "running", "failed", "success"):
+        raise HTTPException(400, "Invalid status. Must be one of: ['any', 'running', 'failed', 'success']")
+
+    async def fetch(conn):
+        await _connection_or_404(request, conn, connection_id, agency)
+        return await conn.fetch(
+            """SELECT batch_id, array_agg(status ORDER BY operation_type) AS statuses, array_agg(operation_type ORDER BY operation_type) AS ops,
+                      min(created_at) AS created_at, max(updated_at) AS updated_at
+               FROM channel_sync_logs WHERE connection_id = $1 AND batch_id IS NOT NULL GROUP BY batch_id ORDER BY min(created_at) DESC""",
+            connection_id)
+
+    rows = await with_db(request, fetch)
+    items = [{"batch_id": str(r["batch_id"]), "status": batch_status(list(r["statuses"])), "operations": dict(zip(r["ops"], r["statuses"])),
+              "created_at": r["created_at"].isoformat(), "updated_at": r["updated_at"].isoformat()} for r in rows]
+    if status != "any":
+        items = [i for i in items if i["status"] == status]
+    return {"items": items[offset: offset + limit], "limit": limit, "offset": offset}

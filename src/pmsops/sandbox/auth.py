@@ -1,0 +1,58 @@
+"""Sandbox auth: a Supabase-compatible password grant and HS256 JWT verification.
+
+Passwords are stored as scrypt hashes. Tokens are HS256, audience
+``authenticated``, user id in ``sub``, one hour, signed with ``SUPABASE_JWT_SECRET``
+(the backend verifies with the same secret, as in production).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from typing import Any
+
+TOKEN_LIFETIME = 3600
+AUDIENCE = "authenticated"
+
+
+def hash_password(password: str, salt: bytes | None = None) -> str:
+    salt = salt or os.urandom(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1)
+    return f"scrypt${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def check_password(password: str, stored: str) -> bool:
+    try:
+        _, salt, digest = stored.split("$")
+    except ValueError:
+        return False
+    expected = hash_password(password, base64.b64decode(salt)).split("$")[2]
+    return hmac.compare_digest(expected, digest)
+
+
+def issue_token(secret: str, user_id: str, email: str, lifetime: int = TOKEN_LIFETIME, audience: str = AUDIENCE, extra: dict[str, Any] | None = None) -> str:
+    import jwt
+
+    now = int(time.time())
+    claims = {"sub": user_id, "aud": audience, "role": "authenticated", "email": email, "iat": now, "exp": now + lifetime,
+              "iss": "pmsops-sandbox", "session_id": secrets.token_hex(8), **(extra or {})}
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+class AuthFailure(Exception):
+    """401 with the contract's detail text."""
+
+
+def verify_token(token: str, secret: str, audience: str = AUDIENCE) -> dict[str, Any]:
+    import jwt
+
+    try:
+        return jwt.decode(token, secret, algorithms=["HS256"], audience=audience)
+    except jwt.ExpiredSignatureError:
+        raise AuthFailure("Token has expired") from None
+    except jwt.PyJWTError:
+        raise AuthFailure("Invalid authentication token") from None

@@ -1,0 +1,337 @@
+"""``sandbox up|status|down|stop|start``: the reference stack on free loopback ports.
+
+``up`` starts, in order: redis-server (generated requirepass full of special
+characters), a private PostgreSQL cluster (or ``--database-url``), migrations and
+seed data, the fake platform, a Celery worker through ``pmsops worker-start``, and
+the API (uvicorn). It writes an env file (``export …`` lines, URL-encoded
+passwords) for ``--env-file``, and a state file naming every process it started,
+so ``down`` stops exactly those and removes the sandbox's directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import quote
+
+from pmsops import results
+from pmsops.errors import OperationError, UsageError
+from pmsops.results import Result
+
+STATE_FILE = "sandbox.json"
+ENV_FILE = "sandbox.env"
+COMPONENTS = ("redis", "db", "platform", "worker", "api")
+USERS = ("ops@kolibri.test", "ops@alpen.test")
+
+
+def default_directory() -> Path:
+    base = os.environ.get("PMSOPS_SANDBOX_DIR")
+    if base:
+        return Path(base)
+    return Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"pmsops-sandbox-{os.getuid()}"
+
+
+def special_password(length: int = 12) -> str:
+    """Random, plus every character the runbook warns about and a non-ASCII letter."""
+    return secrets.token_urlsafe(length) + "+=@:/?#&%ü"
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours is not alive
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return True
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.3):
+            return True
+    except OSError:
+        return False
+
+
+def _shell_export(env: dict[str, str]) -> str:
+    import shlex
+
+    return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
+
+
+@dataclass
+class Sandbox:
+    directory: Path
+
+    @classmethod
+    def at(cls, directory: str | os.PathLike[str] | None = None) -> "Sandbox":
+        return cls(Path(directory) if directory else default_directory())
+
+    @property
+    def state_path(self) -> Path:
+        return self.directory / STATE_FILE
+
+    @property
+    def env_path(self) -> Path:
+        return self.directory / ENV_FILE
+
+    def load(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.state_path.read_text())
+        except FileNotFoundError:
+            raise UsageError(f"no sandbox at {self.directory}", hint="start one: pmsops sandbox up") from None
+
+    def save(self, state: dict[str, Any]) -> None:
+        self.state_path.write_text(json.dumps(state, indent=2))
+        self.state_path.chmod(0o600)
+
+    def env(self) -> dict[str, str]:
+        return dict(self.load()["env"])
+
+    # --- up ------------------------------------------------------------------------------------------
+    def up(self, database_url: str | None = None, progress: Callable[[str], None] = lambda _: None, timeout: float = 60.0) -> dict[str, Any]:
+        if self.state_path.exists():
+            state = json.loads(self.state_path.read_text())
+            if any(_alive(c.get("pid")) for c in state.get("components", {}).values()):
+                raise UsageError(f"a sandbox is already running at {self.directory}", hint="pmsops sandbox status, or pmsops sandbox down")
+            shutil.rmtree(self.directory, ignore_errors=True)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.directory, 0o755)
+        state: dict[str, Any] = {"directory": str(self.directory), "components": {}, "env": {}, "external_db": bool(database_url)}
+        self.save(state)
+        try:
+            self._up(state, database_url, progress, timeout)
+        except BaseException:
+            progress("start-up failed: stopping what was started")
+            self.down()
+            raise
+        return state
+
+    def _up(self, state: dict[str, Any], database_url: str | None, progress: Callable[[str], None], timeout: float) -> None:
+        from pmsops.sandbox.servers import PostgresCluster, RedisServer, free_port
+        from pmsops.sync.crypto import generate_key
+
+        redis_password = special_password()
+        redis = RedisServer(redis_password, workdir=self.directory / "redis").start()
+        state["components"]["redis"] = {"pid": redis.proc.pid, "port": redis.port, "workdir": str(redis.workdir)}
+        self.save(state)
+        progress(f"redis-server on 127.0.0.1:{redis.port} (requirepass with special characters)")
+        if database_url:
+            db_url = database_url
+            progress("database: using --database-url")
+        else:
+            from pmsops.sandbox.servers import traversable_by_service_user
+
+            basedir = self.directory / "pg" if traversable_by_service_user(self.directory) else None
+            cluster = PostgresCluster(user="pms_app", password=special_password(), database="pms", basedir=basedir).start()
+            state["components"]["db"] = {"pid": cluster.proc.pid, "port": cluster.port, "basedir": str(cluster.basedir)}
+            self.save(state)
+            db_url = cluster.url
+            progress(f"PostgreSQL on 127.0.0.1:{cluster.port} (private cluster, scram-sha-256)")
+        platform_port, api_port = free_port(), free_port()
+        api_url = f"http://127.0.0.1:{api_port}"
+        users = {USERS[0]: secrets.token_urlsafe(12), USERS[1]: secrets.token_urlsafe(12)}
+        jwt_secret = secrets.token_urlsafe(32)
+        env = {
+            "PMS_API_URL": api_url, "SB_URL": api_url, "ANON_KEY": "sb-anon-" + secrets.token_urlsafe(24),
+            "EMAIL": USERS[0], "PASSWORD": users[USERS[0]],
+            "REDIS_URL": redis.url, "CELERY_BROKER_URL": redis.url, "CELERY_RESULT_BACKEND": redis.url,
+            "DATABASE_URL": db_url, "JWT_SECRET": jwt_secret, "SUPABASE_JWT_SECRET": jwt_secret, "JWT_AUDIENCE": "authenticated",
+            "ENCRYPTION_KEY": generate_key(), "PLATFORM_BASE_URL": f"http://127.0.0.1:{platform_port}",
+            "CHANNEL_MANAGER_ENABLED": "true", "MODULES_ENABLED": "true", "ENABLE_REDIS_HEALTHCHECK": "true", "ENABLE_CELERY_HEALTHCHECK": "true",
+            "CELERY_POOL": "threads", "CELERY_CONCURRENCY": "4", "CELERY_LOGLEVEL": "INFO", "CELERY_TIME_LIMIT": "300",
+            "WORKER_WAIT_TIMEOUT": "30", "WORKER_WAIT_INTERVAL": "0.5", "SYNC_WINDOW_DAYS": "90",
+        }
+        state["env"] = env
+        state["users"] = {USERS[1]: users[USERS[1]]}
+        self.env_path.write_text("# pmsops sandbox: load with  pmsops --env-file " + str(self.env_path) + " …\n" + _shell_export(env))
+        self.env_path.chmod(0o600)
+        self.save(state)
+        state["seed"] = self._migrate_and_seed(db_url, env["ENCRYPTION_KEY"], users)
+        self.save(state)
+        progress(f"schema migrated; seeded 2 agencies, 3 properties, {len(state['seed']['connections'])} connections, 2 users")
+        self._spawn(state, "platform", [sys.executable, "-m", "pmsops.sandbox.fake_platform", "--port", str(platform_port)], env, platform_port)
+        self._wait_port(state, "platform", platform_port, timeout)
+        self._load_reservations(env["PLATFORM_BASE_URL"], state["seed"])
+        progress(f"fake platform on 127.0.0.1:{platform_port}")
+        self._spawn(state, "worker", self._worker_argv(), env)
+        self._spawn(state, "api", [sys.executable, "-m", "uvicorn", "pmsops.sandbox.api:app", "--host", "127.0.0.1", "--port", str(api_port), "--log-level", "warning"], env, api_port)
+        self._wait_port(state, "api", api_port, timeout)
+        progress(f"API on {api_url}")
+        self._wait_worker(state, timeout)
+        progress(f"Celery worker {self.worker_name} answers (started by pmsops worker-start)")
+        progress(f"env file: {self.env_path}")
+
+    @property
+    def worker_name(self) -> str:
+        return f"sandbox@{socket.gethostname()}"
+
+    def _worker_argv(self) -> list[str]:
+        argv = [sys.executable, "-m", "pmsops", "worker-start", "--hostname", self.worker_name]
+        return argv + (["--allow-root"] if os.geteuid() == 0 else [])
+
+    def _migrate_and_seed(self, db_url: str, key: str, users: dict[str, str]) -> dict[str, Any]:
+        from pmsops.sandbox.seed import apply_sandbox_schema, seed
+        from pmsops.sync.admin import with_connection
+        from pmsops.sync.migrate import migrate
+
+        async def go(conn):
+            await migrate(conn)
+            await apply_sandbox_schema(conn)
+            return await seed(conn, key, users)
+
+        return with_connection(db_url, go, timeout=30)
+
+    def _load_reservations(self, platform_url: str, seeded: dict[str, Any]) -> None:
+        import httpx
+
+        from pmsops.sandbox.seed import demo_reservations
+
+        listing = seeded["listings"]["airbnb"]
+        httpx.post(f"{platform_url}/_control/reservations", json={"listing": listing, "reservations": demo_reservations()}, timeout=5).raise_for_status()
+
+    def _spawn(self, state: dict[str, Any], name: str, argv: list[str], env: dict[str, str], port: int | None = None) -> None:
+        log = self.directory / f"{name}.log"
+        with open(log, "ab") as handle:
+            proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True, cwd=str(self.directory))
+        state["components"][name] = {"pid": proc.pid, "port": port, "argv": argv, "log": str(log)}
+        self.save(state)
+
+    def _wait_port(self, state: dict[str, Any], name: str, port: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        pid = state["components"][name]["pid"]
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                raise OperationError(f"sandbox {name} exited during start-up: see {state['components'][name]['log']}")
+            if _port_open(port):
+                return
+            time.sleep(0.1)
+        raise OperationError(f"sandbox {name} did not listen on {port} within {timeout:g} s: see {state['components'][name]['log']}")
+
+    def _wait_worker(self, state: dict[str, Any], timeout: float) -> None:
+        from pmsops.checks.celery import ping
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not _alive(state["components"]["worker"]["pid"]):
+                raise OperationError(f"sandbox worker exited during start-up: see {state['components']['worker']['log']}")
+            if ping(state["env"]["CELERY_BROKER_URL"], 1.0, destination=[self.worker_name]).status == "ok":
+                return
+            time.sleep(0.3)
+        raise OperationError(f"sandbox worker did not answer within {timeout:g} s: see {state['components']['worker']['log']}")
+
+    # --- status, stop, start, down ---------------------------------------------------------------------
+    def status(self) -> list[Result]:
+        state = self.load()
+        out = []
+        for name in COMPONENTS:
+            comp = state["components"].get(name)
+            if comp is None:
+                out.append(results.skip(name, "external (--database-url)" if name == "db" and state.get("external_db") else "not started"))
+                continue
+            where = f" on 127.0.0.1:{comp['port']}" if comp.get("port") else ""
+            if _alive(comp["pid"]):
+                out.append(results.ok(name, f"running (pid {comp['pid']}){where}"))
+            else:
+                out.append(results.fail(name, f"not running (pid {comp['pid']} gone){where}", hint=f"pmsops sandbox start {name}" + (f"; log: {comp['log']}" if comp.get("log") else "")))
+        out.append(results.ok("env file", str(self.env_path), notes=[f"pmsops --env-file {self.env_path} doctor"]))
+        return out
+
+    def stop(self, name: str) -> Result:
+        """Stop one component (to rehearse an outage)."""
+        state = self.load()
+        comp = self._component(state, name)
+        _terminate(comp["pid"], graceful=signal.SIGINT if name == "db" else signal.SIGTERM)
+        return results.ok(name, f"stopped (pid {comp['pid']})")
+
+    def start(self, name: str, timeout: float = 30.0) -> Result:
+        """Start a stopped component again, on the same port."""
+        from pmsops.sandbox.servers import relaunch_postgres, relaunch_redis
+
+        state = self.load()
+        comp = self._component(state, name)
+        if _alive(comp["pid"]):
+            return results.ok(name, f"already running (pid {comp['pid']})")
+        if name == "db":
+            comp["pid"] = relaunch_postgres(Path(comp["basedir"]), comp["port"], timeout)
+        elif name == "redis":
+            comp["pid"] = relaunch_redis(Path(comp["workdir"]), comp["port"], timeout)
+        else:
+            self._spawn(state, name, comp["argv"], state["env"], comp.get("port"))
+            comp = state["components"][name]
+            if comp.get("port"):
+                self._wait_port(state, name, comp["port"], timeout)
+            if name == "worker":
+                self._wait_worker(state, timeout)
+        state["components"][name] = comp
+        self.save(state)
+        return results.ok(name, f"started (pid {comp['pid']})")
+
+    def _component(self, state: dict[str, Any], name: str) -> dict[str, Any]:
+        if name not in COMPONENTS:
+            raise UsageError(f"unknown component {name!r}: one of {', '.join(COMPONENTS)}")
+        comp = state["components"].get(name)
+        if comp is None:
+            raise UsageError(f"{name} is not part of this sandbox")
+        return comp
+
+    def down(self) -> list[Result]:
+        """Stop exactly what ``up`` started (newest first) and remove the sandbox's directory."""
+        if not self.state_path.exists():
+            if self.directory.exists():
+                shutil.rmtree(self.directory, ignore_errors=True)
+            return [results.ok("sandbox", f"nothing running at {self.directory}")]
+        state = json.loads(self.state_path.read_text())
+        out = []
+        for name in reversed(COMPONENTS):
+            comp = state.get("components", {}).get(name)
+            if comp:
+                _terminate(comp["pid"], graceful=signal.SIGINT if name == "db" else signal.SIGTERM)
+                out.append(results.ok(name, f"stopped (pid {comp['pid']})"))
+                for key in ("basedir", "workdir"):  # data kept outside the sandbox directory
+                    if comp.get(key):
+                        shutil.rmtree(comp[key], ignore_errors=True)
+        shutil.rmtree(self.directory, ignore_errors=True)
+        out.append(results.ok("sandbox", f"removed {self.directory}"))
+        return out
+
+
+def _terminate(pid: int, graceful: int = signal.SIGTERM, timeout: float = 15.0) -> None:
+    """Signal the process group (the component and its children), then insist."""
+    if not _alive(pid):
+        return
+    try:
+        os.killpg(pid, graceful)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, graceful)
+        except ProcessLookupError:
+            return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return
+        time.sleep(0.05)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
