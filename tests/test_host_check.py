@@ -1,0 +1,105 @@
+"""``pmsops host check``: every host diagnosis for the runbook's containers in one run.
+
+One broken part fails its own lines and the run (exit 1); the other parts still run.
+"""
+
+from __future__ import annotations
+
+import json
+
+from host_helpers import fake_docker  # noqa: F401
+
+SECTIONS = ["coolify-redis state", "pms-worker-v2 state", "pms-backend state", "requirepass", "password-hash", "start command", "user",
+            "image", "networks", "dns supabase-db", "dns coolify-redis", "required variables", "recommended variables", "shared values",
+            "redis urls", "other variables", "logs ready", "logs tasks", "logs errors", "git commit"]
+
+
+def report(result) -> dict:
+    return json.loads(result.stdout)
+
+
+def statuses(result) -> dict[str, str]:
+    return {r["name"]: r["status"] for r in report(result)["results"]}
+
+
+def test_healthy_deployment_passes_every_part_exit_0(cli, fake_docker):
+    result = cli("host", "check", "--json")
+
+    assert result.exit_code == 0, result.stdout
+    data = report(result)
+    assert data["command"] == "host check" and data["status"] == "ok"
+    assert list(statuses(result)) == SECTIONS
+    assert set(statuses(result).values()) <= {"ok", "skip"}
+
+
+def test_worker_with_a_start_command_override_fails_the_check_and_everything_else_still_runs(cli, fake_docker):
+    fake_docker.edit("pms-worker-v2", Cmd=["/bin/sh", "-c", "celery -A app.channel_manager.core.sync_engine:celery_app worker"])
+
+    result = cli("host", "check", "--json")
+
+    assert result.exit_code == 1
+    assert statuses(result)["start command"] == "fail"
+    assert list(statuses(result)) == SECTIONS
+
+
+def test_worker_redis_url_with_a_wrong_password_fails_the_password_hash_part(cli, fake_docker):
+    fake_docker.set_env("pms-worker-v2", REDIS_URL="redis://:not-the-password@coolify-redis:6379/0")
+
+    result = cli("host", "check", "--json")
+
+    hashes = {r["name"]: r for r in report(result)["results"]}["password-hash"]
+    assert hashes["status"] == "fail"
+    assert hashes["notes"][0] == "pms-worker-v2 REDIS_URL vs coolify-redis requirepass"
+
+
+def test_missing_backend_container_fails_its_parts_and_the_worker_is_still_checked(cli, fake_docker):
+    fake_docker.remove("pms-backend")
+
+    result = cli("host", "check", "--json")
+
+    got = statuses(result)
+    assert result.exit_code == 1
+    assert got["pms-backend state"] == "fail"
+    assert got["environment"] == "fail"  # env-diff needs the backend
+    assert got["start command"] == "ok" and got["dns supabase-db"] == "ok" and got["logs ready"] == "ok"
+    assert {r["name"]: r for r in report(result)["results"]}["pms-backend state"]["summary"] == "container pms-backend not found"
+
+
+def test_container_names_can_be_overridden(cli, fake_docker):
+    for old, new in (("pms-worker-v2", "pms-worker"), ("pms-backend", "api"), ("coolify-redis", "redis")):
+        obj = fake_docker.inspect(old)
+        obj["Name"] = f"/{new}"
+        fake_docker.remove(old)
+        fake_docker.save(new, obj)
+        (fake_docker.root / "exec" / f"{old}.json").rename(fake_docker.root / "exec" / f"{new}.json")
+    for suffix in ("stdout", "stderr"):
+        (fake_docker.root / "logs" / f"pms-worker-v2.{suffix}").rename(fake_docker.root / "logs" / f"pms-worker.{suffix}")
+
+    result = cli("host", "check", "--redis", "redis", "--worker", "pms-worker", "--backend", "api", "--json")
+
+    assert result.exit_code == 0, result.stdout
+    assert ["logs", "--since", "60m", "pms-worker"] in fake_docker.calls()
+
+
+def test_local_checkout_adds_the_code_hash_part(cli, fake_docker, tmp_path):
+    local = tmp_path / "sync_engine.py"
+    local.write_text("stale\n")
+
+    result = cli("host", "check", "--local", str(local), "--json")
+
+    assert statuses(result)["code hash"] == "fail"
+    assert result.exit_code == 1
+
+
+def test_warnings_alone_pass_unless_strict(cli, fake_docker):
+    fake_docker.edit("pms-worker-v2", User="root")
+
+    assert cli("host", "check").exit_code == 0
+    assert cli("host", "check", "--strict").exit_code == 1
+
+
+def test_text_output_lists_every_part_with_its_symbol(cli, fake_docker):
+    result = cli("host", "check")
+
+    for name in ("requirepass", "start command", "networks", "redis urls", "logs ready"):
+        assert f"✓ {name}" in result.stdout

@@ -1,0 +1,147 @@
+"""Runbook: "Check Worker Logs", "Celery Worker is Ready", "Tasks are Being Received".
+
+``docker logs pms-worker-v2 --since 60m | egrep -n 'received|succeeded|ERROR|Traceback'``
+and the red flags ("Authentication required", "Connection refused", …), summarised.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from host_helpers import RECORDED, fake_docker  # noqa: F401
+from pmsops.host.logs import MAX_QUOTES, scan_logs
+
+
+def results_by_name(stdout: str) -> dict[str, dict]:
+    return {r["name"]: r for r in json.loads(stdout)["results"]}
+
+
+def test_healthy_worker_logs_show_ready_registered_tasks_and_task_counts(cli, fake_docker):
+    result = cli("host", "logs", "pms-worker-v2")
+
+    assert result.exit_code == 0
+    assert "celery@pms-worker-v2 ready (3 tasks registered)" in result.stdout
+    assert "registered: app.channel_manager.core.sync_engine.update_channel_availability" in result.stdout
+    assert "2 received, 2 succeeded since 60m" in result.stdout
+    assert "no authentication, connection, DNS errors or tracebacks" in result.stdout
+
+
+def test_since_is_passed_to_docker_logs(cli, fake_docker):
+    cli("host", "logs", "--since", "2h", "--tail", "500")
+
+    assert ["logs", "--since", "2h", "--tail", "500", "pms-worker-v2"] in fake_docker.calls()
+
+
+def test_container_stderr_is_scanned_too_because_celery_logs_there(cli, fake_docker):
+    # The recorded worker prints its banner and [tasks] on stdout, the ready line on stderr.
+    fake_docker.logs("pms-worker-v2", stdout="", stderr=(RECORDED / "logs" / "pms-worker-v2.stderr").read_text())
+
+    result = cli("host", "logs")
+
+    assert "celery@pms-worker-v2 ready" in result.stdout
+
+
+def test_broken_worker_fails_on_auth_refused_dns_and_traceback_and_warns_about_root(cli, fake_docker):
+    fake_docker.logs_variant("pms-worker-v2", "broken-worker")
+
+    result = cli("host", "logs", "--json")
+
+    report = results_by_name(result.stdout)
+    assert result.exit_code == 1
+    statuses = {name: r["status"] for name, r in report.items() if name.startswith("logs ")}
+    assert statuses == {"logs ready": "warn", "logs tasks": "skip", "logs auth": "fail", "logs refused": "fail", "logs dns": "fail",
+                        "logs task-failed": "fail", "logs traceback": "fail", "logs root": "warn"}
+    assert report["logs auth"]["details"]["count"] == 2
+    assert "pmsops compare-password-hash --container coolify-redis" in report["logs auth"]["hint"]
+    assert "docker network connect <supabase-network> pms-worker-v2" in report["logs dns"]["hint"]
+    assert "Dockerfile.worker" in report["logs root"]["hint"]
+
+
+def test_red_flags_are_quoted_with_line_numbers_at_most_a_few(cli, fake_docker):
+    stderr = "".join(f"[2025-12-29 12:20:0{i},000: ERROR/MainProcess] consumer: Connection refused (attempt {i})\n" for i in range(8))
+    fake_docker.logs("pms-worker-v2", stderr=stderr)
+
+    refused = results_by_name(cli("host", "logs", "--json").stdout)["logs refused"]
+
+    assert refused["details"]["count"] == 8
+    assert len(refused["notes"]) == MAX_QUOTES
+    assert refused["notes"][-1].startswith("line 8: [2025-12-29 12:20:07,000: ERROR/MainProcess] consumer: Connection refused (attempt 7)")
+
+
+def test_errors_only_before_the_last_ready_line_are_warnings_the_worker_got_past_them(cli, fake_docker):
+    fake_docker.logs_variant("pms-worker-v2", "recovered-worker")
+
+    result = cli("host", "logs", "--json")
+
+    dns = results_by_name(result.stdout)["logs dns"]
+    assert result.exit_code == 0
+    assert dns["status"] == "warn"
+    assert "all before the last ready line" in dns["summary"]
+
+
+def test_ready_without_start_worker_sh_line_points_at_worker_cmd(cli, fake_docker):
+    fake_docker.logs("pms-worker-v2", stderr="[2025-12-29 11:58:06,447: INFO/MainProcess] celery@pms-worker-v2 ready.\n")
+
+    result = cli("host", "logs")
+
+    assert "no '[worker] start_worker.sh active' line" in result.stdout
+    assert "pmsops host worker-cmd pms-worker-v2" in result.stdout
+
+
+def test_no_ready_line_in_the_window_suggests_a_longer_window(cli, fake_docker):
+    fake_docker.logs("pms-worker-v2", stderr="[2025-12-29 13:00:00,000: INFO/MainProcess] Task x[1] received\n")
+
+    report = results_by_name(cli("host", "logs", "--json").stdout)
+
+    assert report["logs ready"]["status"] == "warn"
+    assert "--since 24h" in report["logs ready"]["hint"]
+
+
+def test_empty_logs_warn_instead_of_claiming_health(cli, fake_docker):
+    fake_docker.logs("pms-worker-v2")
+
+    result = cli("host", "logs")
+
+    assert result.exit_code == 0
+    assert "no log output since 60m" in result.stdout
+
+
+def test_logs_of_a_crashed_worker_are_still_read_and_its_state_fails(cli, fake_docker):
+    fake_docker.stop("pms-worker-v2", exit_code=1)
+    fake_docker.logs_variant("pms-worker-v2", "broken-worker")
+
+    report = results_by_name(cli("host", "logs", "--json").stdout)
+
+    assert report["pms-worker-v2 state"]["summary"] == "container pms-worker-v2 is not running (status exited, exit code 1)"
+    assert report["logs auth"]["status"] == "fail"
+
+
+@pytest.mark.parametrize("since", ["60", "1h30m", "2025-12-29", "2025-12-29T12:00:00Z"])
+def test_docker_durations_and_dates_are_accepted_for_since(cli, fake_docker, since):
+    assert cli("host", "logs", "--since", since).exit_code == 0
+
+
+def test_nonsense_since_is_bad_input_exit_2(cli, fake_docker):
+    result = cli("host", "logs", "--since", "yesterday")
+
+    assert result.exit_code == 2
+    assert fake_docker.calls() == []
+
+
+def test_celery_task_list_in_the_runbooks_format_is_read_too():
+    scan = scan_logs("[INFO/MainProcess] celery@pms-worker-v2 ready.\n[INFO/MainProcess] Tasks:\n"
+                     "  - app.channel_manager.core.sync_engine.update_channel_availability\n"
+                     "  - app.channel_manager.core.sync_engine.update_channel_pricing\n")
+
+    assert scan.node == "celery@pms-worker-v2"
+    assert scan.tasks == ["app.channel_manager.core.sync_engine.update_channel_availability",
+                          "app.channel_manager.core.sync_engine.update_channel_pricing"]
+
+
+def test_colour_codes_in_logs_do_not_hide_signals():
+    scan = scan_logs("\x1b[1;31m[ERROR]\x1b[0m Authentication required.\n")
+
+    assert scan.hits["auth"] == [1]
+    assert "\x1b" not in scan.lines[0]

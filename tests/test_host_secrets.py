@@ -1,0 +1,107 @@
+"""No host command ever shows a secret it read from Docker.
+
+A sentinel with every character the runbook warns about is put everywhere a real
+deployment keeps secrets: Redis's ``--requirepass``, its ``REDIS_PASSWORD`` and
+redis.conf, the backend's and worker's env (JWT secrets, ENCRYPTION_KEY,
+DATABASE_URL, Coolify's ``SERVICE_PASSWORD_REDIS``), a raw unencoded Redis URL, and
+worker log lines that quote it. Every command, in text and ``--json``, must show
+none of its forms (raw, ``quote()``-d, ``quote_plus()``-ed).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from urllib.parse import quote, quote_plus
+
+import pytest
+
+from host_helpers import fake_docker  # noqa: F401
+
+SENTINELS = [
+    "S3ntinel+=@:/?#&%ß",
+    "S3nt inel'\"+=@:/?#&%[];`$\\ß",
+]
+
+COMMANDS: list[tuple[str, ...]] = [
+    ("host", "redis-password"),
+    ("host", "redis-password", "--container", "coolify-redis"),
+    ("host", "worker-cmd"),
+    ("host", "worker-cmd", "coolify-redis"),  # Redis's own command holds --requirepass
+    ("host", "networks"),
+    ("host", "code-hash", "--compare-commit", "pms-backend"),
+    ("host", "logs"),
+    ("host", "env-diff"),
+    ("host", "env-diff", "pms-worker-v2", "coolify-redis"),
+    ("host", "check"),
+    ("compare-password-hash", "--container", "coolify-redis", "--url", "redis://:wrong@coolify-redis:6379/0"),
+    ("--debug", "host", "check"),
+]
+
+
+def forms(secret: str) -> dict[str, str]:
+    return {"raw": secret, "quote(safe='')": quote(secret, safe=""), "quote()": quote(secret), "quote_plus()": quote_plus(secret),
+            "JSON-escaped": json.dumps(secret, ensure_ascii=False)[1:-1], "JSON-escaped ASCII": json.dumps(secret)[1:-1],
+            "a piece of it": secret[:6]}
+
+
+def assert_never_leaks(result, secret: str) -> None:
+    for name, form in forms(secret).items():
+        assert form not in result.stdout, f"{name} form of the secret on stdout:\n{result.stdout}"
+        assert form not in result.stderr, f"{name} form of the secret on stderr:\n{result.stderr}"
+
+
+@pytest.mark.parametrize("json_flag", [(), ("--json",)], ids=["text", "json"])
+@pytest.mark.parametrize("argv", COMMANDS, ids=[" ".join(a) for a in COMMANDS])
+@pytest.mark.parametrize("secret", SENTINELS, ids=["runbook-specials", "quotes-and-spaces"])
+def test_sentinel_secret_from_docker_never_appears_in_any_output(cli, fake_docker, secret, argv, json_flag):
+    fake_docker.use_secret(secret)
+
+    result = cli(*argv, *json_flag)
+
+    assert result.exit_code in (0, 1)
+    if "--debug" not in argv:
+        assert "Traceback" not in result.stderr
+    assert_never_leaks(result, secret)
+
+
+@pytest.mark.parametrize("json_flag", [(), ("--json",)], ids=["text", "json"])
+@pytest.mark.parametrize("argv", [("host", "worker-cmd", "coolify-redis"), ("host", "redis-password")], ids=["worker-cmd", "redis-password"])
+@pytest.mark.parametrize("secret", SENTINELS, ids=["runbook-specials", "quotes-and-spaces"])
+def test_secret_shell_quoted_inside_sh_c_is_not_shown_in_pieces(cli, fake_docker, secret, argv, json_flag):
+    """``sh -c "redis-server --requirepass 'p'\"'\"'w'"``: the quoting splits the secret, the redactor must not care."""
+    fake_docker.use_secret(secret)
+    fake_docker.edit("coolify-redis", Cmd=["sh", "-c", f"exec redis-server --appendonly yes --requirepass {shlex.quote(secret)} --save 60 1"])
+
+    result = cli(*argv, *json_flag)
+
+    assert result.exit_code in (0, 1)
+    assert_never_leaks(result, secret)
+    assert "S3nt" not in result.output
+
+
+@pytest.mark.parametrize("secret", SENTINELS, ids=["runbook-specials", "quotes-and-spaces"])
+def test_the_sentinel_really_reaches_the_commands(fake_docker, secret):
+    """Guard against a vacuous table: the fake holds the exact secret and the diagnoses see it."""
+    from pmsops.host.envdiff import check_env_diff
+    from pmsops.host.logs import scan_logs
+    from pmsops.host.redis_password import find_requirepass
+
+    fake_docker.use_secret(secret)
+
+    assert find_requirepass("coolify-redis").value == secret
+    assert fake_docker.env("pms-backend")["JWT_SECRET"] == secret
+    diff = {r.name: r for r in check_env_diff()}
+    assert diff["shared values"].details["differ"] == ["JWT_SECRET"]
+    assert diff["redis urls"].status.value == "fail"
+    assert any(secret in line for line in scan_logs((fake_docker.root / "logs" / "pms-worker-v2.stderr").read_text()).lines)
+
+
+def test_container_with_a_secret_in_an_oddly_named_variable_is_masked_in_quoted_logs(cli, fake_docker):
+    fake_docker.set_env("pms-worker-v2", SERVICE_PASSWORD_64_STRIPE="sk-live-oddly-named-9f8e7d6c")
+    fake_docker.logs("pms-worker-v2", stderr="[ERROR/MainProcess] Traceback (most recent call last): key sk-live-oddly-named-9f8e7d6c rejected\n")
+
+    result = cli("host", "logs")
+
+    assert "key *** rejected" in result.stdout
+    assert "sk-live-oddly-named-9f8e7d6c" not in result.output
