@@ -14,10 +14,10 @@ availability push whatever the platform calls it). Control endpoints:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -43,90 +43,70 @@ class FakePlatformState:
         return None
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    state: FakePlatformState
+class _Platform:
+    """Request handling, independent of the transport: (method, target, headers, body) → response."""
 
-    def log_message(self, *args: Any) -> None:
-        pass
+    def __init__(self, state: FakePlatformState) -> None:
+        self.state = state
 
-    def _body(self) -> Any:
-        length = int(self.headers.get("content-length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            return json.loads(raw) if raw else None
-        except ValueError:
-            return raw.decode(errors="replace")
-
-    def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _control(self, path: str, body: Any) -> None:
-        state = self.state
-        if path == "/_control/fail":
-            with state.lock:
-                state.failures.append({"status": int(body.get("status", 503)), "count": int(body.get("count", 1)),
-                                       "retry_after": body.get("retry_after"), "delay": float(body.get("delay", 0)), "platform": body.get("platform")})
-            return self._send(200, {"ok": True})
-        if path == "/_control/reservations":
-            with state.lock:
-                state.reservations[str(body["listing"])] = list(body.get("reservations", []))
-            return self._send(200, {"ok": True})
-        if path == "/_control/reset":
-            with state.lock:
-                state.received.clear()
-                state.failures.clear()
-                state.reservations.clear()
-            return self._send(200, {"ok": True})
-        if path == "/_control/received":
-            with state.lock:
-                return self._send(200, {"received": list(state.received)})
-        if path == "/_control/keep":
-            state.keep_received = bool(body.get("keep", True))
-            return self._send(200, {"ok": True})
-        return self._send(404, {"error": "unknown control endpoint"})
-
-    def _handle(self) -> None:
-        url = urlsplit(self.path)
-        body = self._body() if self.command in ("POST", "PUT", "PATCH") else None
+    def handle(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> tuple[int, Any, dict[str, str], float]:
+        url = urlsplit(target)
+        body: Any = None
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = raw.decode(errors="replace")
         if url.path.startswith("/_control/"):
-            return self._control(url.path, body or {})
+            return (*self._control(url.path, body or {}), 0.0)
         parts = [p for p in url.path.split("/") if p]
         if len(parts) < 3:
-            return self._send(404, {"error": "not found"})
+            return 404, {"error": "not found"}, {}, 0.0
         platform, kind, listing = parts[0], parts[-1], parts[-2]
         rule = self.state.next_failure(platform)
-        if rule and rule["delay"]:
-            time.sleep(rule["delay"])
+        delay = rule["delay"] if rule else 0.0
         if rule and rule["status"]:
-            self._record({"platform": platform, "method": self.command, "kind": kind, "listing": listing, "at": time.time(), "status": rule["status"]}, None)
-            headers = {"retry-after": str(rule["retry_after"])} if rule.get("retry_after") is not None else {}
-            return self._send(rule["status"], {"error": f"injected {rule['status']}"}, headers)
-        if not (self.headers.get("authorization") or "").startswith("Bearer "):
-            return self._send(401, {"error": "missing bearer token"})
-        record = {"platform": platform, "method": self.command, "kind": kind, "listing": listing, "at": time.time(), "status": 200}
-        if kind in AVAILABILITY and self.command == "PUT":
+            self._record({"platform": platform, "method": method, "kind": kind, "listing": listing, "at": time.time(), "status": rule["status"]}, None)
+            extra = {"retry-after": str(rule["retry_after"])} if rule.get("retry_after") is not None else {}
+            return rule["status"], {"error": f"injected {rule['status']}"}, extra, delay
+        if not (headers.get("authorization") or "").startswith("Bearer "):
+            return 401, {"error": "missing bearer token"}, {}, delay
+        record = {"platform": platform, "method": method, "kind": kind, "listing": listing, "at": time.time(), "status": 200}
+        if kind in AVAILABILITY and method == "PUT":
             record["ranges"] = len((body or {}).get("ranges", []))
             self._record(record, body)
-            return self._send(200, {"accepted": record["ranges"]})
-        if kind in PRICES and self.command == "PUT":
+            return 200, {"accepted": record["ranges"]}, {}, delay
+        if kind in PRICES and method == "PUT":
             record["prices"] = len((body or {}).get("prices", []))
             self._record(record, body)
-            return self._send(200, {"accepted": record["prices"]})
-        if kind in RESERVATIONS and self.command == "GET":
+            return 200, {"accepted": record["prices"]}, {}, delay
+        if kind in RESERVATIONS and method == "GET":
             record["since"] = parse_qs(url.query).get("since", [None])[0]
             self._record(record, None)
             with self.state.lock:
                 items = list(self.state.reservations.get(listing, []))
-            return self._send(200, {"reservations": items})
-        return self._send(404, {"error": f"no such endpoint: {self.command} {kind}"})
+            return 200, {"reservations": items}, {}, delay
+        return 404, {"error": f"no such endpoint: {method} {kind}"}, {}, delay
+
+    def _control(self, path: str, body: Any) -> tuple[int, Any, dict[str, str]]:
+        state = self.state
+        with state.lock:
+            if path == "/_control/fail":
+                state.failures.append({"status": int(body.get("status", 503)), "count": int(body.get("count", 1)),
+                                       "retry_after": body.get("retry_after"), "delay": float(body.get("delay", 0)), "platform": body.get("platform")})
+            elif path == "/_control/reservations":
+                state.reservations[str(body["listing"])] = list(body.get("reservations", []))
+            elif path == "/_control/reset":
+                state.received.clear()
+                state.failures.clear()
+                state.reservations.clear()
+            elif path == "/_control/received":
+                return 200, {"received": list(state.received)}, {}
+            elif path == "/_control/keep":
+                state.keep_received = bool(body.get("keep", True))
+            else:
+                return 404, {"error": "unknown control endpoint"}, {}
+        return 200, {"ok": True}, {}
 
     def _record(self, record: dict[str, Any], body: Any) -> None:
         if not self.state.keep_received:
@@ -135,32 +115,87 @@ class _Handler(BaseHTTPRequestHandler):
         with self.state.lock:
             self.state.received.append(record)
 
-    do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = _handle
+
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 429: "Too Many Requests",
+            500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+
+
+async def _serve_connection(platform: _Platform, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """HTTP/1.1 with keep-alive, just enough for JSON clients (no chunked request bodies).
+
+    asyncio instead of http.server: the stdlib server parses headers with the e-mail
+    parser and spends a thread per connection, which made the fake platform, not the
+    code under test, the bottleneck of the throughput benchmark.
+    """
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            method, target, _ = lines[0].split(" ", 2)
+            headers = {}
+            for line in lines[1:]:
+                if ":" in line:
+                    key, value = line.split(":", 1)
+                    headers[key.strip().lower()] = value.strip()
+            length = int(headers.get("content-length") or 0)
+            raw = await reader.readexactly(length) if length else b""
+            status, payload, extra, delay = platform.handle(method, target, headers, raw)
+            if delay:
+                await asyncio.sleep(delay)
+            data = json.dumps(payload).encode()
+            head_out = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}", "content-type: application/json", f"content-length: {len(data)}"]
+            head_out += [f"{k}: {v}" for k, v in extra.items()]
+            writer.write(("\r\n".join(head_out) + "\r\n\r\n").encode("latin-1") + data)
+            await writer.drain()
+            if headers.get("connection", "").lower() == "close":
+                break
+    except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+        pass
+    finally:
+        writer.close()
 
 
 class FakePlatform:
-    """Run the fake platform in a thread of this process (tests) or as ``python -m`` (sandbox)."""
+    """Run the fake platform on its own event loop in a thread (tests) or as ``python -m`` (sandbox)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.state = FakePlatformState()
-        handler = type("Handler", (_Handler,), {"state": self.state})
-        self.server = ThreadingHTTPServer((host, port), handler)
-        self.server.daemon_threads = True
+        self._platform = _Platform(self.state)
+        self._host, self._port = host, port
+        self.loop = asyncio.new_event_loop()
+        self.server: asyncio.AbstractServer | None = None
         self.thread: threading.Thread | None = None
+
+    async def _start_server(self) -> None:
+        self.server = await asyncio.start_server(lambda r, w: _serve_connection(self._platform, r, w), self._host, self._port)
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return self.server.sockets[0].getsockname()[1]
 
     @property
     def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{self._host}:{self.port}"
 
     def start(self) -> "FakePlatform":
-        self.thread = threading.Thread(target=self.server.serve_forever, name="fake-platform", daemon=True)
+        self.loop.run_until_complete(self._start_server())
+        self.thread = threading.Thread(target=self.loop.run_forever, name="fake-platform", daemon=True)
         self.thread.start()
         return self
 
+    def serve_forever(self) -> None:
+        self.loop.run_until_complete(self._start_server())
+        self.loop.run_forever()
+
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        async def close() -> None:
+            self.server.close()
+
+        asyncio.run_coroutine_threadsafe(close(), self.loop).result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        if self.thread:
+            self.thread.join(5)
 
     def fail_next(self, status: int, count: int = 1, retry_after: float | None = None, delay: float = 0.0, platform: str | None = None) -> None:
         with self.state.lock:
@@ -186,13 +221,8 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description="Fake OTA platform API on loopback")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--port-file", help="write the bound port here once listening")
     args = parser.parse_args()
-    platform = FakePlatform(port=args.port)
-    if args.port_file:
-        with open(args.port_file, "w") as handle:
-            handle.write(str(platform.server.server_address[1]))
-    platform.server.serve_forever()
+    FakePlatform(port=args.port).serve_forever()
 
 
 if __name__ == "__main__":

@@ -91,6 +91,43 @@ else
 end
 """
 
+_ADMIT = """
+-- circuit check (KEYS[1]) and token bucket (KEYS[2]) in one round trip
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local open_for = tonumber(ARGV[1])
+local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
+local failures = tonumber(redis.call('HGET', KEYS[1], 'failures') or '0')
+if state == 'open' then
+  local remaining = tonumber(redis.call('HGET', KEYS[1], 'opened_at') or '0') + open_for - now
+  if remaining > 0 then return {'open', tostring(remaining), tostring(failures)} end
+  redis.call('HSET', KEYS[1], 'state', 'half_open', 'successes', 0)
+  state = 'half_open'
+end
+local capacity, rate = tonumber(ARGV[2]), tonumber(ARGV[3])
+local tokens = tonumber(redis.call('HGET', KEYS[2], 'tokens') or capacity)
+local stamp = tonumber(redis.call('HGET', KEYS[2], 'stamp') or now)
+tokens = math.min(capacity, tokens + (now - stamp) * rate)
+local wait = 0
+if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+redis.call('HSET', KEYS[2], 'tokens', tostring(tokens), 'stamp', tostring(now))
+redis.call('EXPIRE', KEYS[2], math.ceil(capacity / rate) + 60)
+if wait > 0 then return {'limited', tostring(wait), tostring(failures)} end
+return {state, '0', tostring(failures)}
+"""
+
+
+@dataclass(frozen=True)
+class Admission:
+    state: str
+    failures: int
+
+    @property
+    def needs_success_record(self) -> bool:
+        """A success only has to be written when it changes something (half-open, or failures to reset)."""
+        return self.state != "closed" or self.failures > 0
+
+
 MAX_LOCAL_WAIT = 1.0
 """Wait this long for a rate-limit token inside the task; longer waits become a retry."""
 
@@ -112,6 +149,24 @@ async def acquire(redis, platform: str, account: str) -> float:
             raise RateLimited(f"{platform} rate limit ({limits.requests}/{limits.window_seconds:g} s, burst {limits.burst}) reached", retry_after=wait)
         await asyncio.sleep(wait)
         waited += wait
+    raise RateLimited(f"{platform} rate limit reached", retry_after=1.0)
+
+
+async def admit(redis, platform: str, account: str) -> Admission:
+    """Circuit check and rate-limit token in one script; raises CircuitOpen or RateLimited."""
+    limits = limits_for(platform)
+    for _ in range(3):
+        state, seconds, failures = await redis.eval(_ADMIT, 2, f"pmsops:circuit:{platform}", f"pmsops:ratelimit:{platform}:{account}",
+                                                    limits.open_seconds, limits.burst, limits.rate_per_second)
+        state = state.decode() if isinstance(state, bytes) else state
+        wait = float(seconds)
+        if state == "open":
+            raise CircuitOpen(f"{platform} circuit open after repeated platform failures; next attempt in {wait:.0f} s", retry_after=wait)
+        if state != "limited":
+            return Admission(state, int(float(failures)))
+        if wait > MAX_LOCAL_WAIT:
+            raise RateLimited(f"{platform} rate limit ({limits.requests}/{limits.window_seconds:g} s, burst {limits.burst}) reached", retry_after=wait)
+        await asyncio.sleep(wait)
     raise RateLimited(f"{platform} rate limit reached", retry_after=1.0)
 
 

@@ -49,6 +49,35 @@ async def mark_running(db, task_id: str, details: dict[str, Any]) -> dict[str, A
     ))
 
 
+CONNECTION_FIELDS = ("id", "agency_id", "property_id", "platform_type", "platform_listing_id", "status", "platform_metadata",
+                     "access_token_encrypted", "last_sync_at")
+
+
+async def start_running(db, task_id: str, connection_id, details: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
+    """One round trip for a task's start: mark its log ``running`` (with the connection's
+    platform and property) and load the connection. Returns (connection or None, log found)."""
+    row = await db.fetchrow(
+        f"""WITH c AS (SELECT {', '.join(CONNECTION_FIELDS)} FROM channel_connections WHERE id = $2 AND deleted_at IS NULL),
+                 l AS (UPDATE channel_sync_logs SET status = 'running', error = NULL, updated_at = now(),
+                           details = details || $3::text::jsonb || COALESCE((SELECT jsonb_build_object('platform', platform_type, 'property_id', property_id) FROM c), '{{}}'::jsonb)
+                       WHERE task_id = $1 AND status <> ALL(ARRAY['success', 'cancelled']) RETURNING id)
+            SELECT (SELECT count(*) FROM l) AS logs_marked, c.* FROM (SELECT 1) AS one LEFT JOIN c ON true""",
+        task_id, uuid.UUID(str(connection_id)), json.dumps(details),
+    )
+    connection = {k: row[k] for k in CONNECTION_FIELDS} if row["id"] is not None else None
+    return connection, row["logs_marked"] > 0
+
+
+async def finish_success(db, task_id: str, connection_id, details: dict[str, Any]) -> None:
+    """One round trip for a task's end: log ``success`` and the connection's ``last_sync_at``."""
+    await db.execute(
+        """WITH s AS (UPDATE channel_sync_logs SET status = 'success', error = NULL, details = details || $2::text::jsonb, updated_at = now()
+                      WHERE task_id = $1 RETURNING 1)
+           UPDATE channel_connections SET last_sync_at = now(), updated_at = now() WHERE id = $3""",
+        task_id, json.dumps(details), uuid.UUID(str(connection_id)),
+    )
+
+
 async def mark_success(db, task_id: str, details: dict[str, Any]) -> dict[str, Any] | None:
     return _row(await db.fetchrow(
         f"""UPDATE channel_sync_logs SET status = 'success', error = NULL, details = details || $2::text::jsonb, updated_at = now()

@@ -10,6 +10,7 @@ whether they retry.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from datetime import date, datetime, timedelta, timezone
@@ -33,43 +34,45 @@ def _db_connection_errors() -> tuple[type[BaseException], ...]:
     )
 
 
-async def preflight(pool, timeout: float) -> None:
-    """``SELECT 1`` within ``timeout``: fail fast (and retry) while the database is away."""
+def _connection_id(connection_id: str) -> uuid.UUID:
     try:
-        async with pool.acquire(timeout=timeout) as conn:
-            await conn.fetchval("SELECT 1", timeout=timeout)
-    except _db_connection_errors() as exc:
-        raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}".strip()) from None
+        return uuid.UUID(str(connection_id))
+    except ValueError:
+        raise ValidationFailed(f"connection id {connection_id!r} is not a UUID") from None
+
+
+def check_connection(row: dict[str, Any] | None, connection_id: str) -> dict[str, Any]:
+    """A connection the task may sync, or the permanent error that says why not."""
+    if row is None:
+        raise NotFound(f"channel connection {connection_id} not found (deleted?)")
+    if row["property_id"] is None:
+        raise ValidationFailed(f"channel connection {connection_id} has no property to sync")
+    if row["status"] not in ("active", "error"):
+        raise ValidationFailed(f"channel connection {connection_id} is {row['status']}: only active connections sync")
+    return row
 
 
 async def load_connection(conn, connection_id: str) -> dict[str, Any]:
-    try:
-        cid = uuid.UUID(str(connection_id))
-    except ValueError:
-        raise ValidationFailed(f"connection id {connection_id!r} is not a UUID") from None
-    row = await conn.fetchrow(
-        """SELECT id, agency_id, property_id, platform_type, platform_listing_id, status, platform_metadata,
-                  access_token_encrypted, last_sync_at FROM channel_connections WHERE id = $1 AND deleted_at IS NULL""",
-        cid,
-    )
-    if row is None:
-        raise NotFound(f"channel connection {connection_id} not found (deleted?)")
-    data = dict(row)
-    if data["property_id"] is None:
-        raise ValidationFailed(f"channel connection {connection_id} has no property to sync")
-    if data["status"] not in ("active", "error"):
-        raise ValidationFailed(f"channel connection {connection_id} is {data['status']}: only active connections sync")
-    return data
+    cid = _connection_id(connection_id)
+    row = await conn.fetchrow(f"SELECT {', '.join(logs.CONNECTION_FIELDS)} FROM channel_connections WHERE id = $1 AND deleted_at IS NULL", cid)
+    return check_connection(dict(row) if row else None, connection_id)
 
 
 def _platform_token(row: dict[str, Any], key: str | None) -> str | None:
     if not row.get("access_token_encrypted"):
         return None
-    from pmsops.sync.crypto import decrypt
-
     if not key:
         raise ValidationFailed("ENCRYPTION_KEY is not set in the worker: platform tokens cannot be decrypted")
-    return decrypt(row["access_token_encrypted"], key)
+    return _decrypt_cached(row["access_token_encrypted"], key)
+
+
+@functools.lru_cache(maxsize=1024)
+def _decrypt_cached(ciphertext: str, key: str) -> str:
+    """Fernet verification and decryption cost more than the rest of a task's CPU; a
+    connection's token changes rarely, and a changed token is a new ciphertext."""
+    from pmsops.sync.crypto import decrypt
+
+    return decrypt(ciphertext, key)
 
 
 def _window(days: int) -> tuple[date, date]:
@@ -168,16 +171,14 @@ async def _store_conflict(conn, booking: ExternalBooking, property_id, platform:
 async def _call_platform(runtime, platform: str, account: str, call):
     """One adapter call behind the circuit breaker and the rate limiter."""
     redis = await runtime.redis() if runtime.config.rate_limits_enabled else None
-    if redis is not None:
-        await platform_limits.before_call(redis, platform)
-        await platform_limits.acquire(redis, platform, account)
+    admitted = await platform_limits.admit(redis, platform, account) if redis is not None else None
     try:
         result = await call()
     except (PlatformUnavailable, PlatformTimeout):
         if redis is not None:
             await platform_limits.record(redis, platform, success=False)
         raise
-    if redis is not None:
+    if admitted is not None and admitted.needs_success_record:
         await platform_limits.record(redis, platform, success=True)
     return result
 
@@ -186,24 +187,23 @@ async def run_operation(runtime, operation: str, connection_id: str, task_id: st
     """The body of a sync task; returns the details stored with ``success``."""
     config = runtime.config
     started = time.perf_counter()
+    cid = _connection_id(connection_id)
     pool = await runtime.pool()
-    await preflight(pool, config.preflight_timeout)
     try:
         async with pool.acquire(timeout=config.preflight_timeout) as conn:
-            running = {"retry_count": retries}
+            await conn.fetchval("SELECT 1", timeout=config.preflight_timeout)  # the pre-flight, on the connection we then use
+            running: dict[str, Any] = {"retry_count": retries}
             if redelivered:
                 running["redelivered"] = True
-            if await logs.mark_running(conn, task_id, running) is None and await logs.get_by_task(conn, task_id) is None:
+            row, found = await logs.start_running(conn, task_id, cid, running)
+            if not found and await logs.get_by_task(conn, task_id) is None:
                 await _adopt_orphan_task(conn, operation, connection_id, task_id, retries)
-            row = await load_connection(conn, connection_id)
+            row = check_connection(row, connection_id)
             platform = row["platform_type"]
-            await logs.mark_running(conn, task_id, {"platform": platform, "property_id": str(row["property_id"])})
             adapter = adapter_for(platform, platform_url(platform), _platform_token(row, config.encryption_key), await runtime.http(), config.platform_timeout)
-            account = str(row["id"])
-            details = await _perform(runtime, conn, operation, row, adapter, account)
+            details = await _perform(runtime, conn, operation, row, adapter, str(row["id"]))
             details.update({"retry_count": retries, "platform": platform, "duration_ms": round((time.perf_counter() - started) * 1000, 1)})
-            await logs.mark_success(conn, task_id, details)
-            await conn.execute("UPDATE channel_connections SET last_sync_at = now(), updated_at = now() WHERE id = $1", row["id"])
+            await logs.finish_success(conn, task_id, cid, details)
             return details
     except SyncError:
         raise
