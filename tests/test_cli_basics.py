@@ -249,7 +249,9 @@ def test_bad_input_exits_2_without_a_traceback(cli, argv):
 def test_usage_error_names_the_help_of_the_command(cli):
     result = cli("redis-url", "check", "--no-such-option")
 
-    assert result.stderr.splitlines() == ["✗ error: No such option: --no-such-option", "  → see pmsops redis-url check --help"]
+    first, second = result.stderr.splitlines()
+    assert first.startswith("✗ error: No such option") and "--no-such-option" in first  # click's wording varies by version
+    assert second == "  → see pmsops redis-url check --help"
 
 
 def test_usage_error_text_passes_the_redaction_layer(cli):

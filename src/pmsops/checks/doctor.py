@@ -7,6 +7,8 @@ Unconfigured checks are ``skip`` results naming the variable to set.
 
 from __future__ import annotations
 
+import time
+
 from pmsops import results
 from pmsops.checks.runner import Job, run_concurrently
 from pmsops.errors import UsageError
@@ -28,8 +30,22 @@ def _url_results(settings: Settings) -> list[Result]:
     return found
 
 
-def plan(settings: Settings, timeout: float, expect_workers: int | None = None) -> list[Job | Result]:
-    """The jobs to run, or a skip result where the configuration is missing."""
+def plan(settings: Settings, timeout: float, expect_workers: int | None = None, started: float | None = None) -> list[Job | Result]:
+    """The jobs to run, or a skip result where the configuration is missing.
+
+    With ``started`` (a time.monotonic() value), each check gets what is left of
+    ``timeout`` since then, after importing its client library: the whole doctor
+    then ends within its timeout of being launched, start-up included.
+    """
+    def budget(*modules: str) -> float:
+        import importlib
+
+        for module in modules:
+            importlib.import_module(module)
+        if started is None:
+            return timeout
+        return max(0.2, timeout - (time.monotonic() - started))
+
     from pmsops.checks import celery as celery_check
     from pmsops.checks.db import check_db
     from pmsops.checks.health import check_health
@@ -40,22 +56,22 @@ def plan(settings: Settings, timeout: float, expect_workers: int | None = None) 
     broker_url = settings.get("CELERY_BROKER_URL")
     api_url = settings.get("PMS_API_URL")
     planned: list[Job | Result] = [
-        Job("redis", lambda: check_redis(redis_url, timeout), timeout) if redis_url
+        Job("redis", lambda: check_redis(redis_url, budget("redis")), timeout) if redis_url
         else results.skip("redis", "not configured", hint="set REDIS_URL"),
-        Job("db", lambda: check_db(database_url, timeout), timeout) if database_url
+        Job("db", lambda: check_db(database_url, budget("asyncpg")), timeout) if database_url
         else results.skip("db", "not configured", hint="set DATABASE_URL"),
-        Job("celery", lambda: celery_check.ping(broker_url, timeout, expect=expect_workers), timeout * 2) if broker_url
+        Job("celery", lambda: celery_check.ping(broker_url, budget("redis", "celery"), expect=expect_workers), timeout * 2) if broker_url
         else results.skip("celery", "not configured", hint="set CELERY_BROKER_URL (or REDIS_URL)"),
-        Job("health", lambda: check_health(api_url, timeout), timeout) if api_url
+        Job("health", lambda: check_health(api_url, budget("httpx")), timeout) if api_url
         else results.skip("health", "not configured", hint="set PMS_API_URL (or API, API_BASE_URL, BACKEND_URL)"),
     ]
     return planned
 
 
-def run_doctor(settings: Settings, timeout: float = 3.0, expect_workers: int | None = None) -> list[Result]:
+def run_doctor(settings: Settings, timeout: float = 3.0, expect_workers: int | None = None, started: float | None = None) -> list[Result]:
     """URL lint first (offline, instant), then all live checks concurrently."""
     out = _url_results(settings)
-    planned = plan(settings, timeout, expect_workers)
+    planned = plan(settings, timeout, expect_workers, started)
     jobs = [p for p in planned if isinstance(p, Job)]
     finished = iter(run_concurrently(jobs))
     for item in planned:

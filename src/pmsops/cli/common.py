@@ -13,6 +13,8 @@ from pmsops import exitcodes
 
 @dataclass
 class State:
+    started: float = 0.0
+    """time.monotonic() when main() began: doctor's deadlines count from here."""
     debug: bool = False
     no_color: bool = False
     env_file: str | None = None

@@ -154,4 +154,6 @@ def doctor(
     """Every configured check at once: Redis URLs, Redis, database, Celery, /health/ready."""
     from pmsops.checks.doctor import run_doctor
 
-    finish_results(run_doctor(settings(), timeout, expect_workers), "doctor", json_mode, strict, title="pmsops doctor")
+    from pmsops.cli.common import STATE
+
+    finish_results(run_doctor(settings(), timeout, expect_workers, started=STATE.started or None), "doctor", json_mode, strict, title="pmsops doctor")

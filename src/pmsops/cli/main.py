@@ -138,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     click_errors, aborts = _click_exception_types()
 
     args = list(sys.argv[1:] if argv is None else argv)
+    import time
+
+    STATE.started = time.monotonic()
     STATE.debug = "--debug" in args[: args.index("--") if "--" in args else len(args)]
     command = typer.main.get_command(app)
     try:

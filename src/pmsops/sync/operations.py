@@ -208,6 +208,9 @@ async def run_operation(runtime, operation: str, connection_id: str, task_id: st
     except SyncError:
         raise
     except _db_connection_errors() as exc:
+        # After a database restart every pooled connection is dead: drop them all, or the
+        # next retries would each draw another dead one and fail without trying the server.
+        await pool.expire_connections()
         raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}".strip()) from None
 
 
