@@ -25,9 +25,9 @@ def test_burst_is_allowed_then_the_limiter_asks_to_retry_later(redis_server, mon
         client = _redis(redis_server)
         try:
             for _ in range(3):
-                await limits.acquire(client, "booking_com", account)
+                await limits.admit(client, "booking_com", account)
             with pytest.raises(RateLimited) as caught:
-                await limits.acquire(client, "booking_com", account)
+                await limits.admit(client, "booking_com", account)
             return caught.value.retry_after
         finally:
             await client.aclose()
@@ -45,15 +45,15 @@ def test_circuit_opens_after_consecutive_failures_and_closes_after_successes(red
         await client.delete(f"pmsops:circuit:{platform}")
         try:
             for _ in range(3):
-                await limits.before_call(client, platform)
+                await limits.admit(client, platform, "acct")
                 await limits.record(client, platform, success=False)
             with pytest.raises(CircuitOpen):
-                await limits.before_call(client, platform)
+                await limits.admit(client, platform, "acct")
             await asyncio.sleep(0.6)
-            await limits.before_call(client, platform)  # half-open: one call allowed
+            await limits.admit(client, platform, "acct")  # half-open: one call allowed
             assert await limits.record(client, platform, success=True) == "half_open"
             assert await limits.record(client, platform, success=True) == "closed"
-            await limits.before_call(client, platform)
+            await limits.admit(client, platform, "acct")
         finally:
             await client.aclose()
 
@@ -70,10 +70,10 @@ def test_failure_in_half_open_state_reopens_the_circuit(redis_server, monkeypatc
         try:
             await limits.record(client, platform, success=False)
             await asyncio.sleep(0.35)
-            await limits.before_call(client, platform)
+            await limits.admit(client, platform, "acct")
             await limits.record(client, platform, success=False)
             with pytest.raises(CircuitOpen):
-                await limits.before_call(client, platform)
+                await limits.admit(client, platform, "acct")
         finally:
             await client.aclose()
 

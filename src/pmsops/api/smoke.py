@@ -51,7 +51,7 @@ def _step(run: SmokeRun, name: str, fn: Callable[[], Result]) -> None:
 def run_smoke(settings: Settings, connection: str | None = None, sync_type: str = "full", timeout: float = 60.0,
               http_timeout: float = 10.0, poll: float = 1.0, progress: Callable[[str], None] | None = None, env_file: str | None = None) -> SmokeRun:
     from pmsops.api.client import ApiClient
-    from pmsops.api.synclogs import wait_until_final
+    from pmsops.api.synclogs import final_verdict, wait_until_final
     from pmsops.api.token import describe, obtain
     from pmsops.checks.health import check_health
 
@@ -111,16 +111,8 @@ def run_smoke(settings: Settings, connection: str | None = None, sync_type: str 
     def logs() -> Result:
         with ApiClient(state["api"], state["token"], http_timeout, settings.get("AGENCY_ID")) as client:
             found, finished = wait_until_final(lambda: client.sync_logs(state["cid"], limit=50)["logs"], state["task_ids"], state["log_ids"], timeout, poll, progress)
-        notes = [f"{m.get('operation_type')}: {m.get('status')}" + (f" ({m.get('error')})" if m.get("error") else "") for m in found]
         run.context["logs"] = [{k: m.get(k) for k in ("id", "operation_type", "status", "error", "task_id")} for m in found]
-        if not finished:
-            stuck = {m.get("status") for m in found} or {"missing"}
-            hint = ("logs stay 'triggered': no worker picks up tasks — is pms-worker running and on the broker? (pmsops celery ping; pmsops host logs pms-worker-v2)"
-                    if stuck <= {"triggered", "queued", "missing"} else "logs stay 'running': a task hangs or its worker died (pmsops celery active; pmsops sync reap)")
-            return results.fail("sync-logs", f"not final after {timeout:g} s ({', '.join(sorted(stuck))})", notes=notes, hint=hint)
-        if any(m.get("status") != "success" for m in found):
-            return results.fail("sync-logs", "sync failed", notes=notes, hint="read each log's error; worker logs: pmsops host logs pms-worker-v2")
-        return results.ok("sync-logs", f"all {len(found)} operation(s) succeeded", notes=notes)
+        return final_verdict("sync-logs", found, finished, timeout)
 
     steps = [load_env, token, health, pick_connection, trigger, logs]
     try:

@@ -68,3 +68,16 @@ def wait_until_final(fetch: Callable[[], list[dict[str, Any]]], task_ids: list[s
         if time.monotonic() >= deadline:
             return mine, False
         time.sleep(min(poll, max(0.05, deadline - time.monotonic())))
+
+
+def final_verdict(name: str, found: list[dict[str, Any]], finished: bool, timeout: float) -> Result:
+    """Success only if every log the trigger created ended ``success``; hints name why not."""
+    notes = [f"{m.get('operation_type')}: {m.get('status')}" + (f" ({m.get('error')})" if m.get("error") else "") for m in found]
+    if not finished:
+        stuck = {m.get("status") for m in found} or {"missing"}
+        hint = ("logs stay 'triggered': no worker picks up tasks — is pms-worker running and on the broker? (pmsops celery ping; pmsops host logs pms-worker-v2)"
+                if stuck <= {"triggered", "queued", "missing"} else "logs stay 'running': a task hangs or its worker died (pmsops celery active; pmsops sync reap)")
+        return results.fail(name, f"not final after {timeout:g} s ({', '.join(sorted(str(s) for s in stuck))})", notes=notes, hint=hint)
+    if any(m.get("status") != "success" for m in found):
+        return results.fail(name, "sync failed", notes=notes, hint="read each log's error; worker logs: pmsops host logs pms-worker-v2")
+    return results.ok(name, f"all {len(found)} operation(s) succeeded", notes=notes)

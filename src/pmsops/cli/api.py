@@ -85,7 +85,7 @@ def sync_trigger(
 ) -> None:
     """POST /channel-connections/{id}/sync; prints task ids and batch id; --wait follows the logs."""
     from pmsops import results
-    from pmsops.api.synclogs import wait_until_final
+    from pmsops.api.synclogs import final_verdict, wait_until_final
 
     _validate_trigger(connection_id, sync_type)
     out = output(json_mode)
@@ -98,13 +98,7 @@ def sync_trigger(
         if wait:
             progress = None if json_mode else (lambda line: out.progress(f"  … {line}"))
             logs, finished = wait_until_final(lambda: client.sync_logs(connection_id, limit=50)["logs"], task_ids, log_ids, timeout, 1.0, progress)
-            lines = [f"{m.get('operation_type')}: {m.get('status')}" + (f" ({m.get('error')})" if m.get("error") else "") for m in logs]
-            if not finished:
-                found.append(results.fail("logs", f"not final after {timeout:g} s", notes=lines, hint="no worker picks up tasks (pmsops celery ping), or a task hangs (pmsops celery active)"))
-            elif any(m.get("status") != "success" for m in logs):
-                found.append(results.fail("logs", "sync failed", notes=lines))
-            else:
-                found.append(results.ok("logs", f"all {len(logs)} operation(s) succeeded", notes=lines))
+            found.append(final_verdict("logs", logs, finished, timeout))
     finish(out.results(found, "sync trigger"))
 
 

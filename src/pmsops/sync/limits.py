@@ -39,36 +39,13 @@ LIMITS: dict[str, PlatformLimits] = {
     "google": PlatformLimits(100, 1, 150, 10, 3, 30),
 }
 
-_TOKEN_BUCKET = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local capacity, rate = tonumber(ARGV[1]), tonumber(ARGV[2])
-local tokens = tonumber(redis.call('HGET', KEYS[1], 'tokens') or capacity)
-local stamp = tonumber(redis.call('HGET', KEYS[1], 'stamp') or now)
-tokens = math.min(capacity, tokens + (now - stamp) * rate)
-local wait = 0
-if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'stamp', tostring(now))
-redis.call('EXPIRE', KEYS[1], math.ceil(capacity / rate) + 60)
-return tostring(wait)
-"""
-
 _CIRCUIT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local op = ARGV[1]
 local to_open, to_close, open_for = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
-local opened = tonumber(redis.call('HGET', KEYS[1], 'opened_at') or '0')
-if op == 'check' then
-  if state == 'open' then
-    local remaining = opened + open_for - now
-    if remaining > 0 then return {'open', tostring(remaining)} end
-    redis.call('HSET', KEYS[1], 'state', 'half_open', 'successes', 0)
-    return {'half_open', '0'}
-  end
-  return {state, '0'}
-elseif op == 'success' then
+if op == 'success' then
   if state == 'half_open' then
     local s = redis.call('HINCRBY', KEYS[1], 'successes', 1)
     if s >= to_close then redis.call('DEL', KEYS[1]) return {'closed', '0'} end
@@ -136,22 +113,6 @@ def limits_for(platform: str) -> PlatformLimits:
     return LIMITS[platform]
 
 
-async def acquire(redis, platform: str, account: str) -> float:
-    """Take one request token; sleep briefly if needed, else raise RateLimited. Returns seconds waited."""
-    limits = limits_for(platform)
-    key = f"pmsops:ratelimit:{platform}:{account}"
-    waited = 0.0
-    for _ in range(3):
-        wait = float(await redis.eval(_TOKEN_BUCKET, 1, key, limits.burst, limits.rate_per_second))
-        if wait <= 0:
-            return waited
-        if wait > MAX_LOCAL_WAIT:
-            raise RateLimited(f"{platform} rate limit ({limits.requests}/{limits.window_seconds:g} s, burst {limits.burst}) reached", retry_after=wait)
-        await asyncio.sleep(wait)
-        waited += wait
-    raise RateLimited(f"{platform} rate limit reached", retry_after=1.0)
-
-
 async def admit(redis, platform: str, account: str) -> Admission:
     """Circuit check and rate-limit token in one script; raises CircuitOpen or RateLimited."""
     limits = limits_for(platform)
@@ -174,13 +135,6 @@ async def circuit(redis, platform: str, op: str) -> tuple[str, float]:
     limits = limits_for(platform)
     state, seconds = await redis.eval(_CIRCUIT, 1, f"pmsops:circuit:{platform}", op, limits.failures_to_open, limits.successes_to_close, limits.open_seconds)
     return (state.decode() if isinstance(state, bytes) else state), float(seconds)
-
-
-async def before_call(redis, platform: str) -> None:
-    """Raise CircuitOpen while the platform's circuit is open."""
-    state, remaining = await circuit(redis, platform, "check")
-    if state == "open":
-        raise CircuitOpen(f"{platform} circuit open after repeated platform failures; next attempt in {remaining:.0f} s", retry_after=remaining)
 
 
 async def record(redis, platform: str, success: bool) -> str:
