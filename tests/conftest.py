@@ -262,7 +262,8 @@ def fake_platform():
 def sync_worker_env(redis_server, db: int, database_url: str, platform_url: str, **extra: str) -> dict[str, str]:
     broker = redis_server.url_for_db(db)
     return {"CELERY_BROKER_URL": broker, "REDIS_URL": broker, "DATABASE_URL": database_url, "ENCRYPTION_KEY": ENCRYPTION_KEY,
-            "PLATFORM_BASE_URL": platform_url, "CELERY_CONCURRENCY": "4", **extra}
+            "PLATFORM_BASE_URL": platform_url, "CELERY_CONCURRENCY": "4",
+            "SYNC_REAP_INTERVAL": "0", **extra}  # tests that insert stale logs must not race the worker's own sweep
 
 
 @pytest.fixture(scope="session")

@@ -109,3 +109,18 @@ def test_worker_reuses_its_database_connections(sync_db, sync_worker, postgres):
     wait_final(sync_db, task_ids)
     count = run(postgres.superuser_url, lambda c: c.fetchval("SELECT count(*) FROM pg_stat_activity WHERE usename = 'pms user' AND backend_type = 'client backend'"))
     assert count <= 4 + 1 + 1  # the worker's pool (concurrency + 1) and this query's connection
+
+
+def test_the_worker_sweeps_stale_logs_by_itself(redis_server, sync_db, fake_platform):
+    env = sync_worker_env(redis_server, 9, sync_db, fake_platform.url, SYNC_REAP_INTERVAL="0.5", SYNC_LOG_STALE_MINUTES="1")
+    ids = seed_connection(sync_db)
+    run(sync_db, lambda c: c.execute("INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at) VALUES ($1::uuid, 'bookings_sync', 'triggered', 'orphan-task', now() - interval '5 minutes')", ids["connection_id"]))
+    worker = start_worker(env["CELERY_BROKER_URL"], "sweeper@pmsops-test", app="pmsops.sync.worker:celery_app", concurrency=1, extra_env=env)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and logs_for(sync_db, ["orphan-task"])[0]["status"] != "failed":
+            time.sleep(0.2)
+    finally:
+        stop_worker(worker)
+    [log] = logs_for(sync_db, ["orphan-task"])
+    assert log["status"] == "failed" and log["error"].startswith("Marked stale")

@@ -91,3 +91,46 @@ def _redact_worker_logs(logger: logging.Logger | None = None, **_: object) -> No
 
     if logger is not None:
         redact_logging(logger)
+
+
+REAP_INTERVAL = _float_env("SYNC_REAP_INTERVAL", 300.0)
+"""Seconds between the worker's own sweeps for stale open logs (0 turns them off)."""
+
+
+@signals.worker_ready.connect
+def _start_reaper(**_: object) -> None:
+    """Every worker sweeps stale ``triggered``/``running`` logs now and then (idempotent across workers).
+
+    The handlers settle what they see; a log whose worker was killed before redelivery, or whose
+    database was down for every retry, is settled here, without waiting for the next trigger.
+    """
+    import threading
+
+    if REAP_INTERVAL <= 0:
+        return
+    stop = threading.Event()
+    signals.worker_shutdown.connect(lambda **_: stop.set(), weak=False)
+    threading.Thread(target=_reap_forever, args=(stop,), name="pmsops-reaper", daemon=True).start()
+
+
+def _reap_forever(stop) -> None:
+    from pmsops.redaction import redact
+    from pmsops.sync.logs import reap
+    from pmsops.sync.runtime import get_runtime
+
+    log = logging.getLogger("pmsops.sync.reaper")
+    while not stop.wait(REAP_INTERVAL):
+        runtime = get_runtime()
+
+        async def sweep():
+            pool = await runtime.pool()
+            async with pool.acquire(timeout=runtime.config.preflight_timeout) as conn:
+                return await reap(conn, runtime.config.stale_minutes * 60)
+
+        try:
+            reaped = runtime.run(sweep(), timeout=30)
+        except Exception as exc:  # noqa: BLE001 - the database may be away; try again next time
+            log.warning("Stale-log sweep failed: %s", redact(str(exc) or type(exc).__name__))
+            continue
+        if reaped:
+            log.warning("Marked %d stale sync log(s) failed (no update for %g minutes)", len(reaped), runtime.config.stale_minutes)
