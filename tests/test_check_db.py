@@ -61,3 +61,9 @@ def test_database_password_never_appears(cli, postgres):
     result = cli("check", "db", "--url", postgres.url, "--json")
     assert PG_PASSWORD not in result.output
     assert quote(PG_PASSWORD, safe="") not in result.output
+
+
+def test_unparseable_database_url_is_bad_input_without_password_fragments(cli):
+    result = cli("check", "db", "--url", "postgresql://u:secr/et@db:5432/pms")
+    assert result.exit_code == 2
+    assert "does not parse" in result.stderr and "secr" not in result.stderr

@@ -85,3 +85,8 @@ def test_check_redis_json_reports_version_and_latency(cli, redis_server):
     details = report["results"][0]["details"]
     assert details["version"] and details["latency_ms"] >= 0
     assert quote(REDIS_PASSWORD, safe="") not in result.stdout
+
+
+def test_non_redis_url_is_bad_input(cli):
+    result = cli("check", "redis", "--url", "ftp://example.test")
+    assert result.exit_code == 2 and "unknown scheme" in result.stderr

@@ -32,6 +32,15 @@ def normalise_dsn(url: str) -> tuple[str, str | None]:
     base, _, driver = scheme.partition("+")
     if base not in _SCHEMES:
         raise UsageError(f"unknown database scheme '{scheme}://' (expected postgresql://, postgres:// or postgresql+asyncpg://)")
+    try:
+        from urllib.parse import urlsplit
+
+        urlsplit(url.strip()).port
+    except ValueError as exc:
+        from pmsops.urls import _sanitise_parser_error
+
+        # the parser quotes the piece it choked on, often a piece of the password: not shown
+        raise UsageError(f"DATABASE_URL does not parse: {_sanitise_parser_error(exc)} (URL-encode special characters in the password)") from None
     if driver:
         return "postgresql://" + url.strip()[match.end():], f"normalised {scheme}:// (SQLAlchemy style) to postgresql:// for asyncpg"
     return url.strip(), None

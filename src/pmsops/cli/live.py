@@ -38,7 +38,10 @@ def check_redis(
     """PING, server version, latency and a SET/GET round trip (runbook: Test Redis Connection)."""
     from pmsops.checks.redis import check_redis as run
 
+    from pmsops.urls import split_intended
+
     the_url = url or settings().require("REDIS_URL")
+    split_intended(the_url)  # not a Redis URL at all is bad input (exit 2), before anything is attempted
     finish_results(_bounded("redis", lambda: run(the_url, timeout), timeout), "check redis", json_mode, strict)
 
 
