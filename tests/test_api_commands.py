@@ -186,3 +186,12 @@ def test_legacy_queued_trigger_response_is_accepted(cli, http_stub, monkeypatch)
     monkeypatch.setenv("TOKEN", "x.y.z")
     result = cli("sync", "trigger", cid, "--type", "full")
     assert result.exit_code == 0 and "full sync queued: 1 task(s)" in result.stdout
+
+
+def test_unwritable_save_path_is_bad_input_not_a_traceback(cli, http_stub, monkeypatch):
+    cid = str(uuid.uuid4())
+    http_stub.json(f"/api/v1/channel-connections/{cid}/sync-logs", {"connection_id": cid, "logs": []})
+    monkeypatch.setenv("PMS_API_URL", http_stub.url)
+    monkeypatch.setenv("TOKEN", "x.y.z")
+    result = cli("sync", "logs", cid, "--save", "/nonexistent-dir/logs.json")
+    assert result.exit_code == 2 and "cannot write" in result.stderr and "Traceback" not in result.output

@@ -110,3 +110,23 @@ def test_wrong_encryption_key_is_a_permanent_error_that_names_the_cause():
     with pytest.raises(PlatformAuthError) as caught:
         decrypt(token, generate_key())
     assert "ENCRYPTION_KEY" in str(caught.value)
+
+
+def test_platform_error_text_in_a_log_never_carries_our_token_or_secret_fields():
+    from pmsops.sync.adapters.base import error_for_status
+
+    body = '{"error": "invalid token tok-live-123456 for listing", "access_token": "tok-live-123456", "api_key": "k-98765"}'
+    error = error_for_status("airbnb", 401, body, token="tok-live-123456")
+    assert "tok-live-123456" not in str(error) and "k-98765" not in str(error)
+    assert "invalid token" in str(error)
+
+
+def test_redis_outage_does_not_fail_a_push_that_succeeded():
+    import asyncio
+
+    from pmsops.sync.operations import _best_effort
+
+    async def broken():
+        raise ConnectionError("Error 111 connecting to redis")
+
+    assert asyncio.run(_best_effort(broken())) is None

@@ -188,3 +188,29 @@ def test_broker_down_at_trigger_fails_the_logs_instead_of_leaving_them_triggered
     assert "secret" not in str(caught.value)
     rows = run(sync_db, lambda c: c.fetch("SELECT status, error FROM channel_sync_logs WHERE connection_id = $1::uuid", ids["connection_id"]))
     assert len(rows) == 3 and {r["status"] for r in rows} == {"failed"}
+
+
+def test_a_pricing_push_does_not_move_the_bookings_cursor(sync_db, sync_worker, fake_platform):
+    from datetime import datetime
+
+    ids = seed_connection(sync_db, platform="airbnb")
+    first = trigger(sync_db, sync_worker["CELERY_BROKER_URL"], ids["connection_id"], "bookings")
+    wait_final(sync_db, first.task_ids)
+    pricing = trigger(sync_db, sync_worker["CELERY_BROKER_URL"], ids["connection_id"], "pricing")
+    [priced] = wait_final(sync_db, pricing.task_ids)
+    second = trigger(sync_db, sync_worker["CELERY_BROKER_URL"], ids["connection_id"], "bookings")
+    wait_final(sync_db, second.task_ids)
+    pulls = [c for c in fake_platform.received("reservations") if c["listing"] == ids["listing"]]
+    since = datetime.fromisoformat(pulls[-1]["since"])
+    assert since < priced["updated_at"]  # from the first pull's start, not the pricing push's finish
+
+
+def test_a_late_retry_notice_does_not_reopen_a_failed_log(sync_db):
+    from sync_helpers import logs_for, run
+
+    from pmsops.sync.logs import mark_running
+
+    ids = seed_connection(sync_db)
+    run(sync_db, lambda c: c.execute("INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, details) VALUES ($1::uuid, 'pricing_update', 'failed', 'late-notice', '{\"retry_count\": 3}')", ids["connection_id"]))
+    assert run(sync_db, lambda c: mark_running(c, "late-notice", {"retry_count": 3, "next_retry_seconds": 4})) is None
+    assert logs_for(sync_db, ["late-notice"])[0]["status"] == "failed"

@@ -205,3 +205,11 @@ def test_worker_check_fails_as_root_without_allow_root():
 
     assert check_user().status == "fail"
     assert check_user(allow_root=True).status == "warn"
+
+
+def test_non_finite_timeouts_are_bad_input(cli, monkeypatch):
+    assert cli("wait-for-deps", "--timeout", "nan").exit_code == 2
+    monkeypatch.setenv("WORKER_WAIT_TIMEOUT", "inf")
+    monkeypatch.setenv("REDIS_URL", "redis://:x@127.0.0.1:1/0")
+    result = cli("wait-for-deps")
+    assert result.exit_code == 2 and "finite" in result.stderr

@@ -36,6 +36,9 @@ ordinary words. Such passwords are weak anyway; URLs holding them are still mask
 _URL_USERINFO = re.compile(
     r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*)://(?P<userinfo>[^\s'\"<>`]*)@(?=[^\s'\"<>`@]*)"
 )
+_JSON_SECRET = re.compile(
+    r'(?i)("[A-Za-z_]*(?:password|passwd|secret|token|api_?key|apikey|authorization)"\s*:\s*)"(?!\*\*\*")[^"]*"'
+)
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*")
 _BEARER = re.compile(r"(?i)\b(bearer\s+)([A-Za-z0-9_\-\.=+/]{8,})")
 _KEY_VALUE = re.compile(
@@ -149,6 +152,7 @@ class Redactor:
         if pattern is not None:
             text = pattern.sub(MASK, text)
         text = _URL_USERINFO.sub(_mask_userinfo, text)
+        text = _JSON_SECRET.sub(lambda m: m.group(1) + f'"{MASK}"', text)
         text = _JWT.sub(lambda m: f"<jwt {fingerprint(m.group(0))}>", text)
         text = _BEARER.sub(lambda m: m.group(1) + MASK, text)
         text = _KEY_VALUE.sub(lambda m: m.group(1) + m.group(2) + MASK, text)

@@ -21,7 +21,7 @@ class Response:
     redirected_from: str | None = None
 
 
-def decode_body(text: str, content_type: str) -> Any:
+def decode_body(text: str) -> Any:
     """JSON when it is JSON; None for an empty body; the text otherwise."""
     if not text.strip():
         return None
@@ -63,7 +63,7 @@ class ApiClient:
             host, port = host_of(url)
             failure = classify(exc, host, port, self.timeout, "the API")
             raise ApiError(f"{method} {url}: {failure.summary}", hint=failure.hint) from None
-        body = decode_body(response.text, response.headers.get("content-type", ""))
+        body = decode_body(response.text)
         redirected = str(response.history[0].request.url) if response.history else None
         if response.status_code not in expect:
             raise api_error(method, url, response.status_code, body)

@@ -9,8 +9,8 @@ from typing import Any, Callable
 from pmsops import results
 from pmsops.results import Result
 
-FINAL = ("success", "failed", "cancelled")
-OPEN = ("triggered", "queued", "running")
+from pmsops.sync import FINAL_STATUSES as FINAL
+from pmsops.sync import OPEN_STATUSES as OPEN
 
 
 def parse_time(value: Any) -> datetime | None:

@@ -45,7 +45,7 @@ def fetch_token(sb_url: str, anon_key: str, email: str, password: str, timeout: 
         host, port = host_of(url)
         failure = classify(exc, host, port, timeout, "Supabase auth")
         raise ApiError(f"POST {url}: {failure.summary}", hint=f"{failure.hint}; check SB_URL (curl -s \"$SB_URL/health\")") from None
-    body = decode_body(response.text, response.headers.get("content-type", ""))
+    body = decode_body(response.text)
     if response.status_code != 200:
         detail = body.get("error_description") or body.get("msg") or body.get("error") if isinstance(body, dict) else None
         hint = "wrong EMAIL/PASSWORD, or ANON_KEY of another project" if response.status_code in (400, 401) else "check SB_URL and ANON_KEY"

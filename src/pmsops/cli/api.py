@@ -7,13 +7,13 @@ from typing import Optional
 
 import typer
 
-from pmsops.cli.common import JSON_OPTION, STRICT_OPTION, STATE, finish, finish_results, output, settings
+from pmsops.cli.common import JSON_OPTION, STATE, STRICT_OPTION, finish, finish_results, finite, output, settings
 from pmsops.cli.sync import TYPE_OPTION, _validate_trigger, sync_app
 
 connections_app = typer.Typer(help="Channel connections of the API.", no_args_is_help=True)
 
 API_OPTION = typer.Option(None, "--api", help="API base URL (default PMS_API_URL, API, API_BASE_URL or BACKEND_URL).")
-HTTP_TIMEOUT_OPTION = typer.Option(10.0, "--http-timeout", min=0.1, help="Timeout of each HTTP call in seconds.")
+HTTP_TIMEOUT_OPTION = typer.Option(10.0, "--http-timeout", min=0.1, callback=finite, help="Timeout of each HTTP call in seconds.")
 
 
 def register(app: typer.Typer) -> None:
@@ -22,6 +22,17 @@ def register(app: typer.Typer) -> None:
     sync_app.command("trigger")(sync_trigger)
     sync_app.command("logs")(sync_logs)
     app.command("smoke")(smoke)
+
+
+def write_file(path: str, text: str) -> None:
+    """A report file; an unwritable path is bad input, not a traceback."""
+    from pmsops.errors import UsageError
+
+    try:
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
 
 
 def _client(api: Optional[str], http_timeout: float):
@@ -78,7 +89,7 @@ def sync_trigger(
     connection_id: str = typer.Argument(..., help="Channel connection UUID."),
     sync_type: str = TYPE_OPTION,
     wait: bool = typer.Option(False, "--wait", help="Follow the logs until every created log is final."),
-    timeout: float = typer.Option(60.0, "--timeout", min=1, help="How long --wait waits."),
+    timeout: float = typer.Option(60.0, "--timeout", min=1, callback=finite, help="How long --wait waits."),
     api: Optional[str] = API_OPTION,
     http_timeout: float = HTTP_TIMEOUT_OPTION,
     json_mode: bool = JSON_OPTION,
@@ -107,7 +118,7 @@ def sync_logs(
     limit: int = typer.Option(20, "--limit", min=1, max=100),
     offset: int = typer.Option(0, "--offset", min=0),
     status: Optional[str] = typer.Option(None, "--status", help="Only logs with this status."),
-    stale_after: float = typer.Option(600.0, "--stale-after", min=1, help="Warn about triggered/running logs older than this many seconds."),
+    stale_after: float = typer.Option(600.0, "--stale-after", min=1, callback=finite, help="Warn about triggered/running logs older than this many seconds."),
     save: Optional[str] = typer.Option(None, "--save", help="Also write the (normalised) JSON page to this file."),
     api: Optional[str] = API_OPTION,
     http_timeout: float = HTTP_TIMEOUT_OPTION,
@@ -130,8 +141,7 @@ def sync_logs(
         page = client.sync_logs(connection_id, limit, offset, status=status)
     logs = page["logs"]
     if save:
-        with open(save, "w", encoding="utf-8") as handle:
-            json.dump(redact_obj(page), handle, indent=2, default=str)
+        write_file(save, json.dumps(redact_obj(page), indent=2, default=str))
     found = summarise(logs, stale_after)
     table = [f"{str(l.get('created_at'))[:19]}  {l.get('operation_type', '?'):<20} {l.get('direction', '?'):<8} {l.get('status', '?'):<9} "
              f"retry {(l.get('details') or {}).get('retry_count', 0)}" + (f"  {l.get('error')}" if l.get("error") else "") for l in logs]
@@ -143,7 +153,7 @@ def sync_logs(
 def smoke(
     connection: Optional[str] = typer.Option(None, "--connection", help="Connection id (default CID, else the first listed)."),
     sync_type: str = typer.Option("full", "--sync-type", help="full, availability, pricing or bookings."),
-    timeout: float = typer.Option(60.0, "--timeout", min=1, help="How long step 6 waits for the sync to finish."),
+    timeout: float = typer.Option(60.0, "--timeout", min=1, callback=finite, help="How long step 6 waits for the sync to finish."),
     http_timeout: float = HTTP_TIMEOUT_OPTION,
     junit: Optional[str] = typer.Option(None, "--junit", help="Write a JUnit XML report (one testcase per step)."),
     env_file: Optional[str] = typer.Option(None, "--env-file", help="Load this env file first (same as the global option)."),
@@ -165,6 +175,5 @@ def smoke(
     progress = None if json_mode else (lambda line: out.progress(f"    … {line}"))
     run = run_smoke(settings(), connection, sync_type, timeout, http_timeout, progress=progress, env_file=env_file or STATE.env_file)
     if junit:
-        with open(junit, "w", encoding="utf-8") as handle:
-            handle.write(junit_xml(run))
+        write_file(junit, junit_xml(run))
     finish(out.results(run.results, "smoke", title="pmsops smoke (Quick Smoke)", extra={"context": run.context}))

@@ -22,9 +22,18 @@ class State:
 
 STATE = State()
 
+def finite(value: float | None) -> float | None:
+    """nan and inf pass click's range checks and would make a wait endless or a timeout crash."""
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
 JSON_OPTION = typer.Option(False, "--json", help="Print a JSON report (schema pmsops.report/v1) instead of text.")
 STRICT_OPTION = typer.Option(False, "--strict", help="Exit 1 on warnings too.")
-TIMEOUT_OPTION = typer.Option(3.0, "--timeout", min=0.1, help="Connect and read timeout in seconds.")
+TIMEOUT_OPTION = typer.Option(3.0, "--timeout", min=0.1, callback=finite, help="Connect and read timeout in seconds.")
 
 
 def output(json_mode: bool = False):

@@ -11,7 +11,7 @@ from typing import List, Optional
 
 import typer
 
-from pmsops.cli.common import JSON_OPTION, STRICT_OPTION, finish_results
+from pmsops.cli.common import JSON_OPTION, STRICT_OPTION, finish_results, finite
 
 host_app = typer.Typer(
     help="Docker diagnostics on the host server (HOST-SERVER-TERMINAL): the runbook's docker inspect/exec/logs procedures.",
@@ -19,7 +19,7 @@ host_app = typer.Typer(
 )
 env_app = typer.Typer(help="Compare environment files (backend vs worker) by name and fingerprint, never by value.", no_args_is_help=True)
 
-DOCKER_TIMEOUT_OPTION = typer.Option(10.0, "--timeout", min=0.1, help="Seconds each docker call may take.")
+DOCKER_TIMEOUT_OPTION = typer.Option(10.0, "--timeout", min=0.1, callback=finite, help="Seconds each docker call may take.")
 WORKER_ARGUMENT = typer.Argument("pms-worker-v2", help="Worker container name.")
 SINCE_OPTION = typer.Option("60m", "--since", help="Log window, as docker logs --since takes it (60m, 2h, a date).")
 REQUIRE_OPTION = typer.Option(None, "--require", metavar="NETWORK", help="A network the container must be on; repeatable (default: coolify).")

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from pmsops.cli.common import JSON_OPTION, STRICT_OPTION, TIMEOUT_OPTION, finish_results, settings
+from pmsops.cli.common import JSON_OPTION, STRICT_OPTION, TIMEOUT_OPTION, finish_results, finite, settings
 
 check_app = typer.Typer(help="Check one dependency: Redis, the database, or the API's /health/ready.", no_args_is_help=True)
 celery_app = typer.Typer(help="Ask Celery workers over the broker (never imports the application).", no_args_is_help=True)
@@ -118,7 +118,7 @@ def celery_registered(
 @celery_app.command("active")
 def celery_active(
     broker: Optional[str] = BROKER_OPTION,
-    stuck_after: float = typer.Option(300.0, "--stuck-after", min=0, help="Flag tasks running longer than this many seconds."),
+    stuck_after: float = typer.Option(300.0, "--stuck-after", min=0, callback=finite, help="Flag tasks running longer than this many seconds."),
     expect: Optional[int] = EXPECT_OPTION,
     destination: Optional[List[str]] = DEST_OPTION,
     timeout: float = TIMEOUT_OPTION,

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from pmsops.cli.common import JSON_OPTION, finish, finish_results, output
+from pmsops.cli.common import JSON_OPTION, finish, finish_results, finite, output
 
 sandbox_app = typer.Typer(help="A local reference stack to rehearse the runbook (real Redis, PostgreSQL, worker, API).", no_args_is_help=True)
 DIR_OPTION = typer.Option(None, "--dir", help="Sandbox directory (default $PMSOPS_SANDBOX_DIR or $XDG_RUNTIME_DIR/pmsops-sandbox-UID).")
@@ -71,7 +71,7 @@ def demo(
     keep: bool = typer.Option(False, "--keep", help="Leave the sandbox running afterwards."),
     directory: Optional[str] = DIR_OPTION,
     database_url: Optional[str] = typer.Option(None, "--database-url", help="Use this PostgreSQL instead of a private cluster."),
-    timeout: float = typer.Option(60.0, "--timeout", min=1, help="How long the smoke waits for the sync."),
+    timeout: float = typer.Option(60.0, "--timeout", min=1, callback=finite, help="How long the smoke waits for the sync."),
 ) -> None:
     """The main job on a local default: sandbox up, smoke, doctor, sandbox down."""
     from pmsops.sandbox.demo import run_demo

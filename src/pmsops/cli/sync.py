@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from pmsops.cli.common import JSON_OPTION, STRICT_OPTION, finish_results, output, settings
+from pmsops.cli.common import JSON_OPTION, STRICT_OPTION, finish_results, finite, output, settings
 
 db_app = typer.Typer(help="The sync database: apply migrations, detect schema drift.", no_args_is_help=True)
 sync_app = typer.Typer(help="Sync operations: trigger, follow and reap sync logs.", no_args_is_help=True)
@@ -63,7 +63,7 @@ def sync_run(
     connection_id: str = typer.Argument(..., help="Channel connection UUID."),
     sync_type: str = TYPE_OPTION,
     wait: bool = typer.Option(False, "--wait", help="Follow the logs until every operation is final."),
-    timeout: float = typer.Option(60.0, "--timeout", min=1, help="How long --wait waits."),
+    timeout: float = typer.Option(60.0, "--timeout", min=1, callback=finite, help="How long --wait waits."),
     database_url: Optional[str] = DB_URL_OPTION,
     json_mode: bool = JSON_OPTION,
 ) -> None:
@@ -84,6 +84,14 @@ def sync_reap(
     json_mode: bool = JSON_OPTION,
 ) -> None:
     """Mark triggered/running logs with no update for that long as failed ("Marked stale …")."""
+    import uuid
+
+    from pmsops.errors import UsageError
     from pmsops.sync.admin import parse_duration, reap_logs
 
+    if connection_id:
+        try:
+            uuid.UUID(connection_id)
+        except ValueError:
+            raise UsageError(f"connection id {connection_id!r} is not a UUID") from None
     finish_results(reap_logs(_database_url(database_url), parse_duration(older_than), connection_id), "sync reap", json_mode)

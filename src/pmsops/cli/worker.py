@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from pmsops.cli.common import JSON_OPTION, finish, output, settings
+from pmsops.cli.common import JSON_OPTION, finish, finite, output, settings
 
 
 def register(app: typer.Typer) -> None:
@@ -31,8 +31,8 @@ def _exec(argv: list[str]) -> None:
 
 def wait_for_deps(
     ctx: typer.Context,
-    timeout: Optional[float] = typer.Option(None, "--timeout", min=0, help="Seconds to wait in all (default WORKER_WAIT_TIMEOUT or 60)."),
-    interval: Optional[float] = typer.Option(None, "--interval", min=0.05, help="Seconds between attempts (default WORKER_WAIT_INTERVAL or 2)."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", min=0, callback=finite, help="Seconds to wait in all (default WORKER_WAIT_TIMEOUT or 60)."),
+    interval: Optional[float] = typer.Option(None, "--interval", min=0.05, callback=finite, help="Seconds between attempts (default WORKER_WAIT_INTERVAL or 2)."),
 ) -> None:
     """Wait for the database and Redis (DNS → TCP → credentials), then exec `-- COMMAND` if given.
 
@@ -87,7 +87,7 @@ def worker_check(
     destination: Optional[str] = typer.Option(None, "--destination", "-d", help="Worker to ping (default celery@<this hostname>)."),
     expect_sha256: Optional[List[str]] = typer.Option(None, "--expect-sha256", help="PATH=HEX: the file's SHA-256 must start with HEX; repeatable."),
     allow_root: bool = typer.Option(False, "--allow-root", help="Running as root is a warning, not a failure."),
-    timeout: float = typer.Option(3.0, "--timeout", min=0.1, help="Timeout for each network step."),
+    timeout: float = typer.Option(3.0, "--timeout", min=0.1, callback=finite, help="Timeout for each network step."),
     json_mode: bool = JSON_OPTION,
 ) -> None:
     """Everything the worker container needs, in one command (also a Docker HEALTHCHECK)."""

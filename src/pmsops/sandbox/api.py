@@ -125,7 +125,7 @@ class PasswordGrant(BaseModel):
 
 @app.post("/auth/v1/token")
 async def password_grant(request: Request, grant: PasswordGrant, grant_type: str = Query(...), apikey: Optional[str] = Header(None)) -> JSONResponse:
-    if apikey != os.environ.get("ANON_KEY"):
+    if not apikey or apikey != _env("ANON_KEY"):
         return JSONResponse(status_code=401, content={"message": "Invalid API key"})
     if grant_type != "password":
         return JSONResponse(status_code=400, content={"error": "unsupported_grant_type", "error_description": "only grant_type=password"})

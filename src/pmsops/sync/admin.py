@@ -22,6 +22,8 @@ def parse_duration(text: str) -> float:
     if not match:
         raise UsageError(f"not a duration: {text!r} (use e.g. 90s, 60m, 2h)")
     value, unit = float(match.group(1)), match.group(2) or "s"
+    if value <= 0:
+        raise UsageError(f"duration must be positive, got {text!r} (0 would mark every open log failed)")
     return value * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
 
 
@@ -39,7 +41,26 @@ def with_connection(database_url: str, fn: Callable[[Any], Awaitable[Any]], time
         finally:
             await conn.close(timeout=timeout)
 
-    return asyncio.run(go())
+    try:
+        return asyncio.run(go())
+    except (OSError, asyncio.TimeoutError) as exc:
+        from pmsops.checks.db import _classify_db_error
+        from pmsops.errors import DependencyError
+        from pmsops.urls import host_of, mask_url
+
+        host, port = host_of(database_url)
+        kind, summary, hint = _classify_db_error(exc, host, port or 5432, timeout)
+        raise DependencyError(f"{mask_url(database_url)}: {summary}", hint=hint) from exc
+    except Exception as exc:
+        import asyncpg
+
+        if isinstance(exc, (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidCatalogNameError,
+                            asyncpg.TooManyConnectionsError, asyncpg.CannotConnectNowError)):
+            from pmsops.errors import DependencyError
+            from pmsops.urls import mask_url
+
+            raise DependencyError(f"{mask_url(database_url)}: {exc}", hint="check DATABASE_URL (pmsops check db)") from exc
+        raise
 
 
 def migrate_database(database_url: str) -> list[Result]:

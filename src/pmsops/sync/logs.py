@@ -11,7 +11,7 @@ import json
 import uuid
 from typing import Any
 
-from pmsops.sync import FINAL_STATUSES, OPEN_STATUSES
+from pmsops.sync import OPEN_STATUSES
 
 _COLUMNS = "id, tenant_id, connection_id, operation_type, direction, status, details, error, task_id, batch_id, created_at, updated_at"
 
@@ -41,10 +41,15 @@ async def get_by_task(db, task_id: str) -> dict[str, Any] | None:
 
 
 async def mark_running(db, task_id: str, details: dict[str, Any]) -> dict[str, Any] | None:
-    """``running`` with merged details; a final ``success``/``cancelled`` is never reopened."""
+    """``running`` with merged details (retry notices); a final ``success``/``cancelled`` is never
+    reopened, nor a log whose stored ``retry_count`` is newer, nor a failure by a late notice."""
     return _row(await db.fetchrow(
         f"""UPDATE channel_sync_logs SET status = 'running', error = NULL, details = details || $2::text::jsonb, updated_at = now()
-            WHERE task_id = $1 AND status <> ALL($3::text[]) RETURNING {_COLUMNS}""",
+            WHERE task_id = $1 AND status <> ALL($3::text[])
+              -- a late retry notice never reopens a log that moved on (a newer attempt, or a final failure)
+              AND (COALESCE((details->>'retry_count')::int, 0) < COALESCE(($2::text::jsonb->>'retry_count')::int, 1000000)
+                   OR (status <> 'failed' AND COALESCE((details->>'retry_count')::int, 0) = COALESCE(($2::text::jsonb->>'retry_count')::int, 1000000)))
+            RETURNING {_COLUMNS}""",
         task_id, json.dumps(details), ["success", "cancelled"],
     ))
 
@@ -76,14 +81,6 @@ async def finish_success(db, task_id: str, connection_id, details: dict[str, Any
            UPDATE channel_connections SET last_sync_at = now(), updated_at = now() WHERE id = $3""",
         task_id, json.dumps(details), uuid.UUID(str(connection_id)),
     )
-
-
-async def mark_success(db, task_id: str, details: dict[str, Any]) -> dict[str, Any] | None:
-    return _row(await db.fetchrow(
-        f"""UPDATE channel_sync_logs SET status = 'success', error = NULL, details = details || $2::text::jsonb, updated_at = now()
-            WHERE task_id = $1 RETURNING {_COLUMNS}""",
-        task_id, json.dumps(details),
-    ))
 
 
 async def mark_failed(db, task_id: str, error: str, details: dict[str, Any]) -> dict[str, Any] | None:
@@ -124,6 +121,3 @@ async def list_logs(db, connection_id, limit: int = 50, offset: int = 0, **filte
     )
     return [_row(r) for r in rows]
 
-
-def is_final(status: str) -> bool:
-    return status in FINAL_STATUSES

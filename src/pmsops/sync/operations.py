@@ -52,12 +52,6 @@ def check_connection(row: dict[str, Any] | None, connection_id: str) -> dict[str
     return row
 
 
-async def load_connection(conn, connection_id: str) -> dict[str, Any]:
-    cid = _connection_id(connection_id)
-    row = await conn.fetchrow(f"SELECT {', '.join(logs.CONNECTION_FIELDS)} FROM channel_connections WHERE id = $1 AND deleted_at IS NULL", cid)
-    return check_connection(dict(row) if row else None, connection_id)
-
-
 def _platform_token(row: dict[str, Any], key: str | None) -> str | None:
     if not row.get("access_token_encrypted"):
         return None
@@ -168,19 +162,61 @@ async def _store_conflict(conn, booking: ExternalBooking, property_id, platform:
     }
 
 
+CURSOR_OVERLAP = timedelta(minutes=10)
+"""Fetch a little before the last fetch began: imports are idempotent, clocks drift."""
+
+
+def bookings_cursor(row: dict[str, Any]) -> datetime | None:
+    """Where the next bookings pull starts: set only by bookings pulls, at fetch start.
+
+    Not ``last_sync_at``: a pricing push finishing after a pull would move that
+    forward, and the next pull would skip the bookings made in between."""
+    meta = row.get("platform_metadata") or {}
+    if isinstance(meta, str):
+        import json
+
+        meta = json.loads(meta)
+    value = meta.get("bookings_cursor") if isinstance(meta, dict) else None
+    try:
+        return datetime.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+async def save_bookings_cursor(conn, connection_id, when: datetime) -> None:
+    await conn.execute(
+        "UPDATE channel_connections SET platform_metadata = platform_metadata || jsonb_build_object('bookings_cursor', $2::text) WHERE id = $1",
+        connection_id, when.isoformat(),
+    )
+
+
 async def _call_platform(runtime, platform: str, account: str, call):
     """One adapter call behind the circuit breaker and the rate limiter."""
     redis = await runtime.redis() if runtime.config.rate_limits_enabled else None
-    admitted = await platform_limits.admit(redis, platform, account) if redis is not None else None
+    admitted = await _best_effort(platform_limits.admit(redis, platform, account)) if redis is not None else None
     try:
         result = await call()
     except (PlatformUnavailable, PlatformTimeout):
         if redis is not None:
-            await platform_limits.record(redis, platform, success=False)
+            await _best_effort(platform_limits.record(redis, platform, success=False))
         raise
     if admitted is not None and admitted.needs_success_record:
-        await platform_limits.record(redis, platform, success=True)
+        await _best_effort(platform_limits.record(redis, platform, success=True))
     return result
+
+
+async def _best_effort(step):
+    """Limits and breakers are protection, not the job: with Redis away, sync without them
+    (a push that succeeded must not be logged as failed because its bookkeeping failed)."""
+    import logging
+
+    import redis.exceptions
+
+    try:
+        return await step
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+        logging.getLogger("pmsops.sync").warning("Rate limit/circuit state unavailable (%s): continuing without it", type(exc).__name__)
+        return None
 
 
 async def run_operation(runtime, operation: str, connection_id: str, task_id: str, retries: int, redelivered: bool = False) -> dict[str, Any]:
@@ -236,9 +272,11 @@ async def _perform(runtime, conn, operation: str, row: dict[str, Any], adapter, 
         await _call_platform(runtime, platform, account, lambda: adapter.push_prices(listing, prices))
         return {"start_date": start.isoformat(), "end_date": end.isoformat(), "nights": len(prices)}
     if operation == "bookings":
-        since = row["last_sync_at"] or datetime.now(timezone.utc) - timedelta(days=30)
+        since = bookings_cursor(row) or datetime.now(timezone.utc) - timedelta(days=30)
+        fetch_started = datetime.now(timezone.utc)
         bookings = await _call_platform(runtime, platform, account, lambda: adapter.fetch_bookings(listing, since))
         result = await import_bookings(conn, row["property_id"], platform, bookings)
+        await save_bookings_cursor(conn, row["id"], fetch_started - CURSOR_OVERLAP)
         result["since"] = since.isoformat()
         return result
     raise ValidationFailed(f"unknown operation {operation!r}")

@@ -15,7 +15,7 @@ import json
 import os
 import threading
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Awaitable, TypeVar
 
 from pmsops.sync.config import SyncConfig
 from pmsops.sync.errors import DatabaseUnavailable
@@ -50,9 +50,6 @@ class Runtime:
         except FutureTimeout:
             future.cancel()
             raise
-
-    def call(self, fn: Callable[..., Awaitable[T]], *args: Any, timeout: float | None = None) -> T:
-        return self.run(fn(*args), timeout)
 
     async def pool(self):
         """The process's asyncpg pool, created on first use (after fork)."""

@@ -102,7 +102,8 @@ def execute(task: SyncTask, connection_id: str) -> dict[str, Any]:
         return runtime.run(asyncio.wait_for(run_operation(runtime, task.operation, connection_id, task.request.id, task.request.retries, redelivered), limit), timeout=limit + 5)
     except (RateLimited, CircuitOpen) as exc:
         if exc.retry_after:
-            raise task.retry(exc=exc, countdown=max(exc.retry_after, backoff(task.request.retries)))
+            # capped: a countdown beyond the broker's visibility timeout would run the task twice
+            raise task.retry(exc=exc, countdown=min(max(exc.retry_after, backoff(task.request.retries)), RETRY_BACKOFF_MAX))
         raise
     except (asyncio.TimeoutError, FutureTimeout):
         raise TimeLimitExceeded(f"the sync did not finish within CELERY_TIME_LIMIT={limit:g} s") from None
@@ -136,7 +137,7 @@ def full_sync(self, connection_id: str, **_: Any) -> dict[str, Any]:
 
     async def go():
         pool = await runtime.pool()
-        async with pool.acquire() as conn:
+        async with pool.acquire(timeout=runtime.config.preflight_timeout) as conn:
             return await trigger_sync(conn, connection_id, "full", manual=False)
 
     triggered = runtime.run(go(), timeout=60)

@@ -34,10 +34,15 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     value = env.get(name)
     if not value:
         return default
+    import math
+
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         raise UsageError(f"{name} must be a number of seconds, got {value!r}") from None
+    if not math.isfinite(number) or number < 0:
+        raise UsageError(f"{name} must be a finite, non-negative number of seconds, got {value!r}")
+    return number
 
 
 def dependencies_from(env: Mapping[str, str]) -> tuple[Dependency, ...]:

@@ -87,9 +87,30 @@ def _retry_after(value: str | None) -> float | None:
             return None
 
 
-def error_for_status(platform: str, status: int, body: str, retry_after: str | None = None) -> SyncError | None:
+def safe_snippet(body: str, token: str | None = None) -> str:
+    """What of a platform's error body may be stored in a sync log (which the API serves
+    and the CLI prints): its error/message/detail fields, short, redacted, never our token."""
+    import json
+
+    from pmsops.redaction import MASK, redact
+
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        text = " ".join(str(data[k]) for k in ("error", "message", "detail", "error_description") if data.get(k) is not None)
+    else:
+        text = "non-JSON body" if body.strip() else "empty body"
+    text = " ".join(text.split())[:120]
+    if token and len(token) >= 4:
+        text = text.replace(token, MASK)
+    return redact(text)
+
+
+def error_for_status(platform: str, status: int, body: str, retry_after: str | None = None, token: str | None = None) -> SyncError | None:
     """The sync error an HTTP status means, or None for success."""
-    snippet = " ".join(body.split())[:200]
+    snippet = safe_snippet(body, token)
     where = f"{platform} answered HTTP {status}"
     if status < 400:
         return None
@@ -130,7 +151,7 @@ class HttpPlatformAdapter(PlatformAdapter):
             raise PlatformTimeout(f"{self.name} did not answer within {self._timeout:g} s ({type(exc).__name__})") from None
         except httpx.HTTPError as exc:
             raise PlatformUnavailable(f"{self.name} unreachable: {type(exc).__name__}: {exc}") from None
-        error = error_for_status(self.name, response.status_code, response.text, response.headers.get("retry-after"))
+        error = error_for_status(self.name, response.status_code, response.text, response.headers.get("retry-after"), self._token)
         if error is not None:
             raise error
         try:
