@@ -110,8 +110,10 @@ def read_requirepass_from_conf(text: str, source: str = "redis.conf") -> str:
 
 
 def read_requirepass_file(path: str) -> str:
-    try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    from pmsops.safefile import read_regular
+
+    try:  # a regular file of at most 1 MiB: never a FIFO (hangs) or /dev/zero (never ends)
+        text = read_regular(path, 1024 * 1024, "redis.conf").decode("utf-8", errors="replace")
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
     return read_requirepass_from_conf(text, path)

@@ -6,11 +6,17 @@ app defaults to this package's sync library (``--app`` / CELERY_APP override).
 It refuses to run as root: Celery prints a SecurityWarning for a reason (a
 compromised task runs with root's rights), and the runbook runs the worker as a
 non-root user.
+
+Python runs with ``-P``: ``python -m celery`` would otherwise import a ``celery.py``
+from the working directory before Celery itself. Celery still imports the app from
+the working directory (that is how ``-A app.worker`` finds the runbook's /app), so
+worker-start refuses a working directory that other users can write to.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from typing import Mapping
 
@@ -34,7 +40,7 @@ def worker_command(env: Mapping[str, str], app: str | None = None, hostname: str
     concurrency = env.get("CELERY_CONCURRENCY") or "4"
     if not concurrency.isdigit() or int(concurrency) < 1:
         raise UsageError(f"CELERY_CONCURRENCY must be a positive number, got {concurrency!r}")
-    argv = [sys.executable, "-m", "celery", "-A", app or env.get("CELERY_APP") or DEFAULT_APP, "worker",
+    argv = [sys.executable, "-P", "-m", "celery", "-A", app or env.get("CELERY_APP") or DEFAULT_APP, "worker",
             "--pool", pool, "--concurrency", concurrency, "--loglevel", env.get("CELERY_LOGLEVEL") or "INFO"]
     for var, flag in (("CELERY_MAX_TASKS_PER_CHILD", "--max-tasks-per-child"), ("CELERY_TIME_LIMIT", "--time-limit")):
         value = env.get(var)
@@ -59,3 +65,18 @@ def configuration_lines(argv: list[str]) -> list[str]:
 
 def running_as_root() -> bool:
     return os.geteuid() == 0
+
+
+def check_working_directory(path: str | None = None) -> None:
+    """Refuse to start Celery from a directory another user can write to (it imports the app from there).
+
+    Fine: a directory root or we own that no one else can write to. Refused: any
+    group/other-writable one, sticky or not (anyone can add ``app.py`` to ``/tmp``).
+    """
+    directory = path or os.getcwd()
+    info = os.stat(directory)
+    if info.st_mode & 0o022 or info.st_uid not in (0, os.geteuid()):
+        raise UsageError(
+            f"refusing to start the worker from {directory}: other users can write to it (mode {stat.S_IMODE(info.st_mode):o}, uid {info.st_uid}) "
+            "and Celery imports the app from the working directory; cd to the app's directory first"
+        )
