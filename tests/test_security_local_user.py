@@ -257,6 +257,24 @@ def test_sandbox_down_removes_only_what_up_created_and_keeps_the_operators_files
     assert "the directory existed before, kept" in result.stdout
 
 
+def test_sandbox_down_does_not_kill_a_process_that_reused_a_recorded_pid(cli, tmp_path):
+    """After a reboot a stale sandbox.json names pids that now belong to other programs: root must not signal them."""
+    directory = tmp_path / "stale"
+    directory.mkdir(mode=0o700)
+    stranger = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        (directory / "sandbox.json").write_text(json.dumps({"directory": str(directory), "created_directory": True, "created": ["sandbox.json"], "env": {},
+                                                            "components": {"api": {"pid": stranger.pid, "started": "1", "port": None}}}))
+        result = cli("sandbox", "down", "--dir", str(directory))
+        alive = stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait()
+    assert alive
+    assert result.exit_code == 0, result.output
+    assert f"not running (pid {stranger.pid} gone or reused: not signalled)" in result.stdout
+
+
 # --- worker-start --------------------------------------------------------------------------------------------------
 
 

@@ -84,6 +84,24 @@ def _alive(pid: int | None) -> bool:
         return True
 
 
+def _start_time(pid: int | None) -> str | None:
+    """When ``pid`` started (clock ticks since boot, /proc/PID/stat field 22); None when unknown."""
+    try:
+        data = Path(f"/proc/{int(pid or 0)}/stat").read_bytes()
+        return data[data.rindex(b")") + 2:].split()[19].decode()
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _running(comp: dict[str, Any]) -> bool:
+    """Is the component's process still the one we started? A reused pid (after a reboot) is not ours to signal."""
+    pid = comp.get("pid")
+    if not _alive(pid):
+        return False
+    recorded, current = comp.get("started"), _start_time(pid)
+    return recorded is None or current is None or recorded == current
+
+
 def _port_open(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.3):
@@ -104,7 +122,9 @@ class Sandbox:
 
     @classmethod
     def at(cls, directory: str | os.PathLike[str] | None = None) -> "Sandbox":
-        return cls(Path(os.path.abspath(directory if directory else default_directory())))
+        """The sandbox at ``directory``: its parent resolved once (links in it cannot be re-pointed later), the last part kept as given."""
+        path = os.path.abspath(directory if directory else default_directory())
+        return cls(Path(os.path.realpath(os.path.dirname(path))) / os.path.basename(path))
 
     @property
     def state_path(self) -> Path:
@@ -158,10 +178,12 @@ class Sandbox:
         created_directory = safefile.private_directory(self.directory)
         old = self._read_state()
         if old is not None:
-            if any(_alive(c.get("pid")) for c in old.get("components", {}).values()):
+            if any(_running(c) for c in old.get("components", {}).values() if isinstance(c, dict)):
                 raise UsageError(f"a sandbox is already running at {self.directory}", hint="pmsops sandbox status, or pmsops sandbox down")
             created_directory = created_directory or bool(old.get("created_directory"))
-            self._remove_created(old)
+            left = self._remove_created(old)
+            if left:
+                raise OperationError(f"could not remove what the last sandbox left in {self.directory}: {', '.join(left[:5])}", hint="remove them by hand")
         state: dict[str, Any] = {"directory": str(self.directory), "created_directory": created_directory, "created": [STATE_FILE],
                                  "components": {}, "env": {}, "external_db": bool(database_url)}
         self.save(state)
@@ -179,7 +201,7 @@ class Sandbox:
 
         redis_password = special_password()
         redis = RedisServer(redis_password, workdir=self._create(state, "redis")).start()
-        state["components"]["redis"] = {"pid": redis.proc.pid, "port": redis.port, "workdir": str(redis.workdir)}
+        state["components"]["redis"] = {"pid": redis.proc.pid, "started": _start_time(redis.proc.pid), "port": redis.port, "workdir": str(redis.workdir)}
         self.save(state)
         progress(f"redis-server on 127.0.0.1:{redis.port} (requirepass with special characters)")
         if database_url:
@@ -191,7 +213,7 @@ class Sandbox:
             # PostgreSQL runs as its own user when we are root: it cannot enter our 0700 directory, so then it gets a mkdtemp one
             basedir = self._create(state, "pg") if traversable_by_service_user(self.directory / "pg") else None
             cluster = PostgresCluster(user="pms_app", password=special_password(), database="pms", basedir=basedir).start()
-            state["components"]["db"] = {"pid": cluster.proc.pid, "port": cluster.port, "basedir": str(cluster.basedir)}
+            state["components"]["db"] = {"pid": cluster.proc.pid, "started": _start_time(cluster.proc.pid), "port": cluster.port, "basedir": str(cluster.basedir)}
             self.save(state)
             db_url = cluster.url
             progress(f"PostgreSQL on 127.0.0.1:{cluster.port} (private cluster, scram-sha-256)")
@@ -266,7 +288,7 @@ class Sandbox:
                                     start_new_session=True, cwd=str(self.directory), umask=CHILD_UMASK)
         finally:
             os.close(fd)
-        state["components"][name] = {"pid": proc.pid, "port": port, "argv": argv, "log": str(log)}
+        state["components"][name] = {"pid": proc.pid, "started": _start_time(proc.pid), "port": port, "argv": argv, "log": str(log)}
         self.save(state)
 
     def _wait_port(self, state: dict[str, Any], name: str, port: int, timeout: float) -> None:
@@ -302,7 +324,7 @@ class Sandbox:
                 out.append(results.skip(name, "external (--database-url)" if name == "db" and state.get("external_db") else "not started"))
                 continue
             where = f" on 127.0.0.1:{comp['port']}" if comp.get("port") else ""
-            if _alive(comp["pid"]):
+            if _running(comp):
                 out.append(results.ok(name, f"running (pid {comp['pid']}){where}"))
             else:
                 out.append(results.fail(name, f"not running (pid {comp['pid']} gone){where}", hint=f"pmsops sandbox start {name}" + (f"; log: {comp['log']}" if comp.get("log") else "")))
@@ -313,7 +335,8 @@ class Sandbox:
         """Stop one component (to rehearse an outage)."""
         state = self.load()
         comp = self._component(state, name)
-        _terminate(comp["pid"], graceful=signal.SIGINT if name == "db" else signal.SIGTERM)
+        if _running(comp):
+            _terminate(comp["pid"], graceful=signal.SIGINT if name == "db" else signal.SIGTERM)
         return results.ok(name, f"stopped (pid {comp['pid']})")
 
     def start(self, name: str, timeout: float = 30.0) -> Result:
@@ -322,12 +345,14 @@ class Sandbox:
 
         state = self.load()
         comp = self._component(state, name)
-        if _alive(comp["pid"]):
+        if _running(comp):
             return results.ok(name, f"already running (pid {comp['pid']})")
         if name == "db":
             comp["pid"] = relaunch_postgres(Path(comp["basedir"]), comp["port"], timeout)
+            comp["started"] = _start_time(comp["pid"])
         elif name == "redis":
             comp["pid"] = relaunch_redis(Path(comp["workdir"]), comp["port"], timeout)
+            comp["started"] = _start_time(comp["pid"])
         else:
             self._spawn(state, name, comp["argv"], state["env"], comp.get("port"))
             comp = state["components"][name]
@@ -359,8 +384,11 @@ class Sandbox:
         for name in reversed(COMPONENTS):
             comp = state.get("components", {}).get(name)
             if comp:
-                _terminate(comp["pid"], graceful=signal.SIGINT if name == "db" else signal.SIGTERM)
-                out.append(results.ok(name, f"stopped (pid {comp['pid']})"))
+                if _running(comp):
+                    _terminate(comp["pid"], graceful=signal.SIGINT if name == "db" else signal.SIGTERM)
+                    out.append(results.ok(name, f"stopped (pid {comp['pid']})"))
+                else:
+                    out.append(results.ok(name, f"not running (pid {comp['pid']} gone or reused: not signalled)"))
         left = self._remove_created(state)
         if left:
             out.append(results.fail("sandbox", f"could not remove {len(left)} path(s): {', '.join(left[:5])}", hint="remove them by hand"))
