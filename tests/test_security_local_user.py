@@ -27,9 +27,9 @@ def one_line_error(result, text: str) -> None:
     """Exit 2, a single ``✗ error:`` line containing ``text``, no traceback, nothing on stdout."""
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
-    lines = result.stderr.splitlines()
-    assert lines and lines[0].startswith("✗ error: ") and text in lines[0], result.stderr
-    assert sum(line.startswith("✗") for line in lines) == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("✗")]
+    assert len(errors) == 1 and errors[0].startswith("✗ error: ") and text in errors[0], result.stderr
+    assert result.stdout == ""
 
 
 @pytest.fixture
@@ -273,6 +273,23 @@ def test_sandbox_down_does_not_kill_a_process_that_reused_a_recorded_pid(cli, tm
     assert alive
     assert result.exit_code == 0, result.output
     assert f"not running (pid {stranger.pid} gone or reused: not signalled)" in result.stdout
+
+
+def test_sandbox_up_refuses_a_symlink_in_place_of_a_directory_it_creates(cli, tmp_path):
+    directory = tmp_path / "sb"
+    directory.mkdir(mode=0o700)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (directory / "redis").symlink_to(elsewhere)  # left by anyone who could write here before: never followed
+
+    try:
+        result = cli("sandbox", "up", "--dir", str(directory))
+    finally:
+        _take_down_if_started(directory)
+
+    one_line_error(result, f"{directory / 'redis'} already exists and was not created by sandbox up (it is a symbolic link)")
+    assert os.listdir(elsewhere) == []
+    assert sorted(os.listdir(directory)) == ["redis"] and (directory / "redis").is_symlink()  # up removed its state file, nothing else
 
 
 # --- worker-start --------------------------------------------------------------------------------------------------

@@ -160,6 +160,18 @@ def check_private_directory(path: str | os.PathLike[str]) -> os.stat_result:
     return info
 
 
+def _open_directory(directory: Path) -> int:
+    """A directory's descriptor, never through a link (O_NOFOLLOW|O_DIRECTORY); anything else is a UsageError."""
+    try:
+        return os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        try:
+            what = kind(os.lstat(directory).st_mode)
+        except OSError:
+            what = _why(exc)
+        raise UsageError(f"unsafe directory {directory}: it is {what}, not a directory") from None
+
+
 def private_directory(path: str | os.PathLike[str]) -> bool:
     """Create ``path`` with mode 0700 (parents must exist), or accept a safe existing one.
 
@@ -177,7 +189,7 @@ def private_directory(path: str | os.PathLike[str]) -> bool:
         return False
     except OSError as exc:
         raise UsageError(f"cannot create sandbox directory {directory}: {_why(exc)}") from None
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    fd = _open_directory(directory)
     try:  # the umask may have taken bits away; never leave more than 0700
         os.fchmod(fd, PRIVATE_DIR)
     finally:
@@ -200,7 +212,7 @@ def private_subdirectory(path: str | os.PathLike[str], owner: int | None = None)
         created = False
     except OSError as exc:
         raise UsageError(f"cannot create {directory}: {_why(exc)}") from None
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    fd = _open_directory(directory)
     try:
         info = os.fstat(fd)
         if info.st_uid not in {os.geteuid(), owner}:

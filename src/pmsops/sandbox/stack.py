@@ -165,10 +165,18 @@ class Sandbox:
 
     def _create(self, state: dict[str, Any], name: str) -> Path:
         """Note ``name`` (in the directory) as ours before creating it, so ``down`` removes it even after a crash."""
+        path = self.directory / name
         if name not in state["created"]:
+            try:
+                info = os.lstat(path)
+            except FileNotFoundError:
+                info = None
+            if info is not None:  # not left by an earlier sandbox (those were removed): never reuse or remove it
+                raise UsageError(f"{path} already exists and was not created by sandbox up (it is {safefile.kind(info.st_mode)})",
+                                 hint="remove it, or pass another --dir")
             state["created"].append(name)
             self.save(state)
-        return self.directory / name
+        return path
 
     def env(self) -> dict[str, str]:
         return dict(self.load()["env"])

@@ -70,13 +70,16 @@ def running_as_root() -> bool:
 def check_working_directory(path: str | None = None) -> None:
     """Refuse to start Celery from a directory another user can write to (it imports the app from there).
 
-    Fine: a directory root or we own that no one else can write to. Refused: any
-    group/other-writable one, sticky or not (anyone can add ``app.py`` to ``/tmp``).
+    Fine: owned by root or us, not writable by others; group write only for root's
+    group or our own (OpenShift runs with gid 0 and a group-writable /app).
+    Refused: world-writable (sticky or not: anyone can add ``app.py`` to ``/tmp``),
+    writable by another group, or owned by another user.
     """
     directory = path or os.getcwd()
     info = os.stat(directory)
-    if info.st_mode & 0o022 or info.st_uid not in (0, os.geteuid()):
+    foreign_group_write = info.st_mode & 0o020 and info.st_gid not in (0, os.getegid())
+    if info.st_mode & 0o002 or foreign_group_write or info.st_uid not in (0, os.geteuid()):
         raise UsageError(
-            f"refusing to start the worker from {directory}: other users can write to it (mode {stat.S_IMODE(info.st_mode):o}, uid {info.st_uid}) "
+            f"refusing to start the worker from {directory}: other users can write to it (mode {stat.S_IMODE(info.st_mode):o}, uid {info.st_uid}, gid {info.st_gid}) "
             "and Celery imports the app from the working directory; cd to the app's directory first"
         )
