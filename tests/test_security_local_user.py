@@ -292,6 +292,22 @@ def test_sandbox_up_refuses_a_symlink_in_place_of_a_directory_it_creates(cli, tm
     assert sorted(os.listdir(directory)) == ["redis"] and (directory / "redis").is_symlink()  # up removed its state file, nothing else
 
 
+def test_sandbox_start_does_not_append_its_log_through_a_symlink(cli, tmp_path, victim):
+    directory = tmp_path / "sb"
+    directory.mkdir(mode=0o700)
+    (directory / "worker.log").symlink_to(victim)
+    (directory / "sandbox.json").write_text(json.dumps({"directory": str(directory), "created_directory": True, "env": {},
+                                                        "created": ["sandbox.json", "worker.log"],
+                                                        "components": {"worker": {"pid": 2 ** 22 + 1, "port": None, "argv": ["/bin/echo", "log line"],
+                                                                                  "log": str(directory / "worker.log")}}}))
+
+    result = cli("sandbox", "start", "worker", "--dir", str(directory))
+
+    one_line_error(result, f"refusing to write log {directory / 'worker.log'}: it is a symbolic link")
+    assert json.loads((directory / "sandbox.json").read_text())["components"]["worker"]["pid"] == 2 ** 22 + 1  # nothing was started
+    assert victim.read_text() == "original\n" and stat.S_IMODE(victim.stat().st_mode) == 0o644
+
+
 # --- worker-start --------------------------------------------------------------------------------------------------
 
 
@@ -383,3 +399,22 @@ def test_redis_conf_that_never_ends_is_refused_at_once():
 
     assert done.returncode == 2, done.stderr[-500:]
     assert done.stderr == "✗ error: redis.conf is a character device, not a regular file: /dev/zero\n"
+
+
+def test_worker_check_expected_hash_of_a_fifo_fails_at_once_instead_of_hanging(tmp_path):
+    import threading
+
+    from pmsops.worker.healthcheck import check_code
+
+    fifo = tmp_path / "sync_engine.py"
+    os.mkfifo(fifo)
+    found = []
+    worker = threading.Thread(target=lambda: found.extend(check_code([f"{fifo}=abcdef12"])), daemon=True)
+    worker.start()
+    worker.join(1.0)
+    hung = worker.is_alive()
+    if hung:  # old behaviour: blocked opening the FIFO; be its writer so the thread ends
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(5)
+    assert not hung, "hashing blocked on a FIFO"
+    assert [(r.status.value, r.summary) for r in found] == [("fail", f"cannot hash: {fifo} is a FIFO, not a regular file")]
