@@ -166,7 +166,7 @@ class Sandbox:
     def _create(self, state: dict[str, Any], name: str) -> Path:
         """Note ``name`` (in the directory) as ours before creating it, so ``down`` removes it even after a crash."""
         path = self.directory / name
-        if name not in state["created"]:
+        if name not in state.setdefault("created", []):
             try:
                 info = os.lstat(path)
             except FileNotFoundError:
@@ -219,7 +219,12 @@ class Sandbox:
             from pmsops.sandbox.servers import traversable_by_service_user
 
             # PostgreSQL runs as its own user when we are root: it cannot enter our 0700 directory, so then it gets a mkdtemp one
-            basedir = self._create(state, "pg") if traversable_by_service_user(self.directory / "pg") else None
+            if traversable_by_service_user(self.directory / "pg"):
+                basedir = self._create(state, "pg")
+            else:  # noted before start so that down removes it even if initdb fails
+                basedir = Path(tempfile.mkdtemp(prefix="pmsops-pg-"))
+                state["components"]["db"] = {"pid": None, "port": None, "basedir": str(basedir)}
+                self.save(state)
             cluster = PostgresCluster(user="pms_app", password=special_password(), database="pms", basedir=basedir).start()
             state["components"]["db"] = {"pid": cluster.proc.pid, "started": _start_time(cluster.proc.pid), "port": cluster.port, "basedir": str(cluster.basedir)}
             self.save(state)
