@@ -7,21 +7,56 @@ for (``encode-redis-password``, ``token --print``).
 JSON schema (``--json``), stable and documented in the README::
 
     {"schema": "pmsops.report/v1", "command": "check redis", "status": "ok|warn|fail|skip",
-     "exit_code": 0, "duration_ms": 12.3,
+     "exit_code": 0, "duration_ms": 12.3, "error": null,
      "results": [{"name", "status", "summary", "hint", "notes", "details", "duration_ms"}]}
+
+Every exit of a command run with ``--json`` writes exactly one such object on stdout,
+errors included (exit 1 or 2: ``"status": "fail"``, ``"results": []`` and
+``"error": {"type": "usage|operation|dependency|unexpected|interrupted", "message", "hint"}``),
+so ``pmsops … --json | jq -e '.status=="ok"'`` cannot pass on empty input.
+The top-level ``duration_ms`` is the command's elapsed wall time (from the start of
+``main``), not a sum; an executed result that did not time itself carries that
+elapsed time too (an upper bound), so no executed result has ``null``; only
+``skip`` results may.
+
+JUnit text goes through :func:`xml_text`: only characters XML 1.0 allows, ANSI
+escapes removed, other control characters written visibly as ``\\xNN``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
+import time
 from typing import Any, Iterable
 
 from pmsops.redaction import redact, redact_obj
 from pmsops.results import Result, Status, exit_code, worst
 
 SCHEMA = "pmsops.report/v1"
+STARTED: float | None = None
+"""time.monotonic() when the CLI's main() began (set there): JSON's top-level duration_ms counts from here."""
+STDOUT_USED = False
+"""Set once a report object (or a revealed value) went to stdout: main() then adds no error report."""
+
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+_NOT_XML = re.compile("[^\t\n\r\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_text(text: str) -> str:
+    """Only characters XML 1.0 allows: ANSI escapes dropped, other control characters (and
+    lone surrogates, U+FFFE/U+FFFF) shown as ``\\xNN``/``\\uNNNN``, so one stray byte in an error
+    cannot make a CI system drop the whole report. Escaping of ``<&>"`` is the caller's."""
+    text = _ANSI.sub("", text)
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", text)
+
+
+def elapsed_ms() -> float | None:
+    return None if STARTED is None else (time.monotonic() - STARTED) * 1000
+
+
 SYMBOLS = {Status.OK: "✓", Status.WARN: "!", Status.FAIL: "✗", Status.SKIP: "-"}
 STYLES = {Status.OK: "green", Status.WARN: "yellow", Status.FAIL: "red", Status.SKIP: "dim"}
 
@@ -84,10 +119,14 @@ class Output:
 
     def reveal(self, text: str) -> None:
         """Write a value the operator explicitly asked for, unredacted, alone on stdout."""
+        global STDOUT_USED
+        STDOUT_USED = True
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
 
     def json(self, payload: Any) -> None:
+        global STDOUT_USED
+        STDOUT_USED = True
         sys.stdout.write(json.dumps(redact_obj(payload), ensure_ascii=False, indent=2, default=str) + "\n")
         sys.stdout.flush()
 
@@ -110,13 +149,22 @@ class Output:
         items = list(results)
         code = exit_code(items, strict=strict)
         if self.json_mode:
+            wall = elapsed_ms()
+            total = wall if wall is not None else sum(r.duration_ms or 0 for r in items)
+            rows = []
+            for r in items:
+                row = r.to_dict()
+                if row.get("duration_ms") is None and r.status != Status.SKIP:
+                    row["duration_ms"] = round(total, 1)  # executed but not timed on its own: the command's time bounds it
+                rows.append(row)
             payload: dict[str, Any] = {
                 "schema": SCHEMA,
                 "command": command,
                 "status": worst(items).value if items else Status.SKIP.value,
                 "exit_code": code,
-                "duration_ms": round(sum(r.duration_ms or 0 for r in items), 1),
-                "results": [r.to_dict() for r in items],
+                "duration_ms": round(total, 1),
+                "error": None,
+                "results": rows,
             }
             if extra:
                 payload.update(extra)
@@ -145,6 +193,20 @@ class Output:
                 for hint_line in redact(result.hint).splitlines():
                     self.console.print(Text(f"    {arrow} {hint_line}", style="cyan"))
         return code
+
+
+def error_report(command: str, exit_code: int, kind: str | None, message: str | None, hint: str | None = None) -> dict[str, Any]:
+    """The one report object for an exit that produced no results (an error, or a command that printed none)."""
+    wall = elapsed_ms()
+    return {
+        "schema": SCHEMA,
+        "command": command,
+        "status": Status.OK.value if exit_code == 0 else Status.FAIL.value,
+        "exit_code": exit_code,
+        "duration_ms": round(wall, 1) if wall is not None else None,
+        "error": None if kind is None else {"type": kind, "message": message, "hint": hint},
+        "results": [],
+    }
 
 
 def _duration(ms: float) -> str:

@@ -4,19 +4,33 @@
 5 trigger sync → 6 sync logs until the triggered operations are final. Each step
 is a Result with its duration and the runbook's hint; after a failure the later
 steps are ``skip``. Exit 0 only if the sync succeeded.
+
+:func:`junit_xml` is the CI report. What CI viewers do with it decided its shape:
+GitLab drops a whole report that is not well-formed XML, so every text passes
+:func:`pmsops.render.xml_text`; GitLab shows output only for failed and skipped
+cases and Jenkins hides ``<system-out>`` of passes, so a warning step is written as
+``<skipped message="warning: …">`` (or ``<failure type="warning">`` with
+``--strict``); two smoke runs in one job (staging, prod) must not collide, so the
+suite name and ``classname`` carry the context (``--suite-name``, else
+``PMSOPS_CONTEXT``, else the API host); ``<testsuite>`` carries ``timestamp``
+(UTC, the xunit schema's form without a zone) and ``hostname``.
 """
 
 from __future__ import annotations
 
+import re
+import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Callable
 from xml.sax.saxutils import escape, quoteattr
 
 from pmsops import results
 from pmsops.errors import PmsopsError
 from pmsops.redaction import redact
-from pmsops.results import Result, Stopwatch
+from pmsops.render import xml_text
+from pmsops.results import Result, Status, Stopwatch
 from pmsops.settings import Settings
 
 STEPS = ("1 load environment", "2 token", "3 health", "4 channel connection", "5 trigger sync", "6 sync logs")
@@ -26,6 +40,33 @@ STEPS = ("1 load environment", "2 token", "3 health", "4 channel connection", "5
 class SmokeRun:
     results: list[Result] = field(default_factory=list)
     context: dict[str, Any] = field(default_factory=dict)
+    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    elapsed_ms: float | None = None
+    """Wall time of the whole run (not the sum of the steps)."""
+
+
+def suite_context(settings: Settings, explicit: str | None = None) -> str:
+    """What tells this smoke run apart in CI: --suite-name, else PMSOPS_CONTEXT, else the API's host."""
+    if explicit and explicit.strip():
+        return explicit.strip()
+    if settings.get("PMSOPS_CONTEXT"):
+        return settings.get("PMSOPS_CONTEXT").strip()
+    api = settings.get("PMS_API_URL")
+    if api:
+        from urllib.parse import urlsplit
+
+        try:
+            host = urlsplit(api).hostname
+        except ValueError:
+            host = None
+        if host:
+            return host
+    return "default"
+
+
+def _classname(context: str) -> str:
+    """``pmsops.smoke.<context>``; dots and other punctuation become ``_`` (viewers split classnames at dots)."""
+    return "pmsops.smoke." + (re.sub(r"[^A-Za-z0-9_-]+", "_", context).strip("_") or "default")
 
 
 class _StepFailed(Exception):
@@ -56,6 +97,7 @@ def run_smoke(settings: Settings, connection: str | None = None, sync_type: str 
     from pmsops.checks.health import check_health
 
     run = SmokeRun()
+    clock = time.monotonic()
     state: dict[str, Any] = {}
 
     def load_env() -> Result:
@@ -121,25 +163,42 @@ def run_smoke(settings: Settings, connection: str | None = None, sync_type: str 
     except _StepFailed:
         for name in STEPS[len(run.results):]:
             run.results.append(results.skip(name, "skipped after an earlier failure"))
+    run.elapsed_ms = (time.monotonic() - clock) * 1000
     return run
 
 
-def junit_xml(run: SmokeRun) -> str:
-    """One testcase per step, for CI."""
-    failures = sum(r.status == "fail" for r in run.results)
-    skipped = sum(r.status == "skip" for r in run.results)
-    total = sum((r.duration_ms or 0) for r in run.results) / 1000
+def junit_xml(run: SmokeRun, context: str = "default", strict: bool = False, hostname: str | None = None) -> str:
+    """One testcase per step, for CI: well-formed whatever the texts contain; warnings visible."""
+    import socket
+
+    def attr(text: str) -> str:
+        return quoteattr(xml_text(redact(text)))
+
+    def body(r: Result) -> str:
+        return escape(xml_text(redact("\n".join([r.summary, *r.notes, *([f"hint: {r.hint}"] if r.hint else [])]))))
+
+    warnings = [r for r in run.results if r.status == Status.WARN]
+    failures = sum(r.status == Status.FAIL for r in run.results) + (len(warnings) if strict else 0)
+    skipped = sum(r.status == Status.SKIP for r in run.results) + (0 if strict else len(warnings))
+    total = (run.elapsed_ms if run.elapsed_ms is not None else sum(r.duration_ms or 0 for r in run.results)) / 1000
+    stamp = run.started_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    host = hostname or socket.gethostname() or "localhost"
+    classname = _classname(context)
     lines = ['<?xml version="1.0" encoding="UTF-8"?>',
-             f'<testsuite name="pmsops smoke" tests="{len(run.results)}" failures="{failures}" errors="0" skipped="{skipped}" time="{total:.3f}">']
+             f'<testsuite name={attr(f"pmsops smoke ({context})")} tests="{len(run.results)}" failures="{failures}" errors="0" skipped="{skipped}" '
+             f'time="{total:.3f}" timestamp="{stamp}" hostname={attr(host)}>']
     for r in run.results:
-        lines.append(f'  <testcase classname="pmsops.smoke" name={quoteattr(redact(r.name))} time="{(r.duration_ms or 0) / 1000:.3f}">')
-        text = escape(redact("\n".join([r.summary, *r.notes, *( [f"hint: {r.hint}"] if r.hint else [])])))
-        if r.status == "fail":
-            lines.append(f"    <failure message={quoteattr(redact(r.summary))}>{text}</failure>")
-        elif r.status == "skip":
-            lines.append(f"    <skipped message={quoteattr(redact(r.summary))}/>")
+        lines.append(f'  <testcase classname={attr(classname)} name={attr(r.name)} time="{(r.duration_ms or 0) / 1000:.3f}">')
+        if r.status == Status.FAIL:
+            lines.append(f"    <failure message={attr(r.summary)}>{body(r)}</failure>")
+        elif r.status == Status.WARN and strict:
+            lines.append(f'    <failure type="warning" message={attr("warning: " + r.summary)}>{body(r)}</failure>')
+        elif r.status == Status.WARN:
+            lines.append(f'    <skipped type="warning" message={attr("warning: " + r.summary)}>{body(r)}</skipped>')
+        elif r.status == Status.SKIP:
+            lines.append(f"    <skipped message={attr(r.summary)}/>")
         else:
-            lines.append(f"    <system-out>{text}</system-out>")
+            lines.append(f"    <system-out>{body(r)}</system-out>")
         lines.append("  </testcase>")
     lines.append("</testsuite>")
     return "\n".join(lines) + "\n"

@@ -152,11 +152,13 @@ def smoke(
     timeout: float = typer.Option(60.0, "--timeout", min=1, callback=finite, help="How long step 6 waits for the sync to finish."),
     http_timeout: float = HTTP_TIMEOUT_OPTION,
     junit: Optional[str] = typer.Option(None, "--junit", help="Write a JUnit XML report (one testcase per step)."),
+    suite_name: Optional[str] = typer.Option(None, "--suite-name", help="Context in the JUnit suite name and classname (default PMSOPS_CONTEXT, else the API host)."),
     env_file: Optional[str] = typer.Option(None, "--env-file", help="Load this env file first (same as the global option)."),
     json_mode: bool = JSON_OPTION,
+    strict: bool = STRICT_OPTION,
 ) -> None:
     """The runbook's Quick Smoke: env → token → /health/ready → connection → trigger → logs."""
-    from pmsops.api.smoke import junit_xml, run_smoke
+    from pmsops.api.smoke import junit_xml, run_smoke, suite_context
     from pmsops.cli.main import apply_env_file
 
     if env_file:
@@ -169,7 +171,9 @@ def smoke(
         raise UsageError(f"unknown sync type {sync_type!r}: use one of {', '.join(SYNC_TYPES)}")
     out = output(json_mode)
     progress = None if json_mode else (lambda line: out.progress(f"    … {line}"))
-    run = run_smoke(settings(), connection, sync_type, timeout, http_timeout, progress=progress, env_file=env_file or STATE.env_file)
+    env = settings()
+    context = suite_context(env, suite_name)
+    run = run_smoke(env, connection, sync_type, timeout, http_timeout, progress=progress, env_file=env_file or STATE.env_file)
     if junit:
-        write_file(junit, junit_xml(run))
-    finish(out.results(run.results, "smoke", title="pmsops smoke (Quick Smoke)", extra={"context": run.context}))
+        write_file(junit, junit_xml(run, context, strict))
+    finish(out.results(run.results, "smoke", strict=strict, title=f"pmsops smoke (Quick Smoke, {context})", extra={"context": {**run.context, "suite": context}}))

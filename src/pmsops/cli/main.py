@@ -131,16 +131,69 @@ def _report_click_error(exc: Exception) -> int:
     return getattr(exc, "exit_code", exitcodes.USAGE)
 
 
+def _json_requested(args: list[str]) -> bool:
+    """``--json`` among the options (before a ``--``), and not a help request."""
+    head = args[: args.index("--")] if "--" in args else args
+    return "--json" in head and not ({"--help", "-h"} & set(head))
+
+
+def _command_name(args: list[str]) -> str:
+    """The command path in ``args`` ("connections list"), found by walking the click tree."""
+    group = typer.main.get_command(app)
+    words: list[str] = []
+    for arg in args:
+        commands = getattr(group, "commands", None)
+        if not commands:
+            break
+        if arg in commands:
+            words.append(arg)
+            group = commands[arg]
+        elif words and not arg.startswith("-"):
+            break  # an argument of the command, not a sub-command
+    return " ".join(words) or "pmsops"
+
+
+def _error_kind(exc: BaseException) -> str:
+    from pmsops.errors import DependencyError, OperationError, UsageError
+
+    for kind, cls in (("usage", UsageError), ("dependency", DependencyError), ("operation", OperationError)):
+        if isinstance(exc, cls):
+            return kind
+    return "unexpected"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI with ``argv``; return the exit code."""
+    """Run the CLI with ``argv``; return the exit code.
+
+    With ``--json``, every exit writes exactly one report object on stdout: the
+    command's own, or (error, usage error, a command that printed nothing) one made
+    here with ``exit_code`` and ``error``.
+    """
+    import time
+
+    from pmsops import render
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    STATE.started = time.monotonic()
+    render.STARTED = STATE.started
+    render.STDOUT_USED = False
+    error: dict[str, str | None] = {}
+    code = _run(args, error)
+    if _json_requested(args) and not render.STDOUT_USED:
+        from pmsops.redaction import redact
+
+        message = error.get("message")
+        report = render.error_report(_command_name(args), code, error.get("kind"), redact(message) if message else None,
+                                     redact(error["hint"]) if error.get("hint") else None)
+        render.Output().json(report)
+    return code
+
+
+def _run(args: list[str], error: dict) -> int:
+    """Dispatch ``args``; errors become one line on stderr and are noted in ``error``."""
     from pmsops.errors import PmsopsError
 
     click_errors, aborts = _click_exception_types()
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    import time
-
-    STATE.started = time.monotonic()
     STATE.debug = "--debug" in args[: args.index("--") if "--" in args else len(args)]
     command = typer.main.get_command(app)
     try:
@@ -156,18 +209,23 @@ def main(argv: list[str] | None = None) -> int:
 
             sys.stderr.write(redact("".join(traceback.format_exception(exc))))
         Output(no_color=STATE.no_color).error(exc.message, exc.hint)
+        error.update(kind=_error_kind(exc), message=exc.message, hint=exc.hint)
         return exc.exit_code
     except aborts:
         sys.stderr.write("aborted\n")
+        error.update(kind="interrupted", message="aborted")
         return 130
     except click_errors as exc:
+        error.update(kind="usage", message=exc.format_message() if hasattr(exc, "format_message") else str(exc))
         return _report_click_error(exc)
     except typer.Exit as exc:
         return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
+        error.update(kind="interrupted", message="interrupted")
         return 130
     except Exception as exc:  # noqa: BLE001 - the one place that turns crashes into one line
+        error.update(kind="unexpected", message=f"{type(exc).__name__}: {exc}")
         return _report_unexpected(exc)
 
 

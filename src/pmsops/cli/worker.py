@@ -61,7 +61,8 @@ def worker_start(
     import shlex
 
     from pmsops.errors import OperationError
-    from pmsops.worker.start import ROOT_HINT, ROOT_REFUSAL, check_working_directory, configuration_lines, running_as_root, worker_command
+    from pmsops.worker.start import (ROOT_HINT, ROOT_REFUSAL, TZDATA_HINT, check_working_directory, configuration_lines, running_as_root,
+                                     timezone_problem, worker_command)
     from pmsops.worker.wait import settings_from, stamp, wait_for_dependencies
 
     env = settings().env
@@ -73,6 +74,9 @@ def worker_start(
     if running_as_root() and not allow_root:
         raise OperationError(ROOT_REFUSAL, hint=ROOT_HINT)
     check_working_directory()
+    problem = timezone_problem()
+    if problem:  # before the wait: Celery would only die after it, with a traceback
+        raise OperationError(problem, hint=TZDATA_HINT)
     out.line("[worker] pmsops worker-start active")
     if not no_wait:
         code = wait_for_dependencies(settings_from(env), out.line)
@@ -89,14 +93,20 @@ def worker_check(
     expect_sha256: Optional[List[str]] = typer.Option(None, "--expect-sha256", help="PATH=HEX: the file's SHA-256 must start with HEX; repeatable."),
     allow_root: bool = typer.Option(False, "--allow-root", help="Running as root is a warning, not a failure."),
     timeout: float = typer.Option(3.0, "--timeout", min=0.1, callback=finite, help="Timeout for each network step."),
+    liveness: bool = typer.Option(False, "--liveness", help="Cheap HEALTHCHECK mode: only read the beacon the worker keeps fresh (no broker, no Celery import)."),
+    max_age: Optional[float] = typer.Option(None, "--max-age", min=0.1, callback=finite, help="With --liveness: oldest acceptable beat in seconds (default 3 × WORKER_BEACON_INTERVAL)."),
     json_mode: bool = JSON_OPTION,
 ) -> None:
-    """Everything the worker container needs, in one command (also a Docker HEALTHCHECK)."""
+    """Everything the worker container needs, in one command; --liveness is the cheap Docker HEALTHCHECK."""
     from pmsops.results import Stopwatch, worst
+    from pmsops.worker.healthcheck import liveness_check
     from pmsops.worker.healthcheck import worker_check as run
 
     watch = Stopwatch()
-    found = run(settings(), expect_task, destination, allow_root, expect_sha256, timeout)
+    if liveness:
+        found = liveness_check(max_age)
+    else:
+        found = run(settings(), expect_task, destination, allow_root, expect_sha256, timeout)
     out = output(json_mode)
     code = out.results(found, "worker-check")
     failed = [r.name for r in found if r.status == "fail"]

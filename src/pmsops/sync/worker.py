@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 
-from celery import Celery, signals
+from celery import Celery, bootsteps, signals
 
 from pmsops.settings import register_environment_secrets
 
@@ -134,3 +134,58 @@ def _reap_forever(stop) -> None:
             continue
         if reaped:
             log.warning("Marked %d stale sync log(s) failed (no update for %g minutes)", len(reaped), runtime.config.stale_minutes)
+
+
+class LivenessBeacon(bootsteps.StartStopStep):
+    """Keep the liveness beacon fresh from the consumer's own timer (see :mod:`pmsops.worker.beacon`).
+
+    A consumer step, started after the consumer consumes tasks and stopped when it
+    loses the broker (the consumer restarts its steps on reconnect) or shuts down, so
+    ``worker-check --liveness`` can tell "consuming" from a cheap file read. The timer
+    runs in the consumer's event loop: a stuck loop stops the beats too.
+    """
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def __init__(self, c, **kwargs) -> None:
+        from pmsops.worker.beacon import beacon_interval, beacon_path
+
+        super().__init__(c, **kwargs)
+        self.path = beacon_path()
+        self.interval = beacon_interval()
+        self.tref = None
+        self.failed = False
+
+    def include_if(self, c) -> bool:
+        return self.interval > 0
+
+    def _beat(self, node: str) -> None:
+        from pmsops.worker.beacon import write_beacon
+
+        try:
+            write_beacon(self.path, node, self.interval)
+            self.failed = False
+        except Exception as exc:  # noqa: BLE001 - a beacon that cannot be written makes the HEALTHCHECK fail, not the worker
+            if not self.failed:
+                from pmsops.redaction import redact
+
+                logging.getLogger("pmsops.sync.beacon").warning("Liveness beacon %s not written: %s", self.path, redact(getattr(exc, "message", None) or str(exc)))
+            self.failed = True
+
+    def start(self, c) -> None:
+        node = c.hostname
+        self._beat(node)
+        self.tref = c.timer.call_repeatedly(self.interval, self._beat, (node,), priority=10)
+
+    def stop(self, c) -> None:
+        from pmsops.worker.beacon import remove_beacon
+
+        if self.tref is not None:
+            self.tref.cancel()
+            self.tref = None
+        remove_beacon(self.path)
+
+    shutdown = stop
+
+
+celery_app.steps["consumer"].add(LivenessBeacon)

@@ -1,11 +1,16 @@
 """``worker-check``: one command for ``docker exec pms-worker-v2 pmsops worker-check``
 and for a Docker ``HEALTHCHECK``.
 
-User (not root, has a passwd entry) → environment (names only) → the three Redis
-URLs agree → DNS + TCP to database and Redis → broker answers → this
-container's worker answers a ping addressed to it → expected tasks registered →
+User (not root, has a passwd entry) → environment (names only) → time-zone data →
+the three Redis URLs agree → database: DNS + TCP + login + ``SELECT 1`` (no prepared
+statement, so a transaction pooler is fine) → Redis: DNS + TCP → broker answers →
+this container's worker answers a ping addressed to it → expected tasks registered →
 optional code hash. Each step is a Result; the whole run takes milliseconds plus
 the ping round trip, because the ping returns as soon as the worker answers.
+
+``--liveness`` (:func:`liveness_check`) is the cheap HEALTHCHECK mode: it reads the
+beacon the worker keeps fresh (:mod:`pmsops.worker.beacon`) and imports none of
+celery, kombu, redis-py or asyncpg.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import socket
 
 from pmsops import results
 from pmsops.errors import UsageError
-from pmsops.results import Result, run_check
+from pmsops.results import Result, Stopwatch, run_check
 from pmsops.settings import WORKER_RECOMMENDED_VARIABLES, WORKER_REQUIRED_VARIABLES, Settings
 
 
@@ -28,8 +33,19 @@ def check_user(allow_root: bool = False) -> Result:
         return results.fail("user", f"uid {uid} has no passwd entry", hint="create the user in the image (useradd -u UID appuser): tools like ps and celery need it")
     if uid == 0:
         make = results.warn if allow_root else results.fail
-        return make("user", "running as root", hint="Celery's SecurityWarning: run the worker as a non-root user (USER appuser in Dockerfile.worker)")
-    return results.ok("user", f"{name} (uid {uid})")
+        return make("user", "running as root (effective UID 0)",
+                    hint="Celery's SecurityWarning: run the worker as a non-root user (USER appuser in Dockerfile.worker); "
+                         "this step passes for any non-root user with a passwd entry")
+    return results.ok("user", f"{name} (uid {uid}): not root, has a passwd entry")
+
+
+def check_timezone() -> Result:
+    from pmsops.worker.start import TZDATA_HINT, timezone_problem
+
+    problem = timezone_problem()
+    if problem:
+        return results.fail("timezone", problem, hint=TZDATA_HINT)
+    return results.ok("timezone", "time-zone data found (UTC loads)")
 
 
 def check_environment(settings: Settings) -> Result:
@@ -66,12 +82,20 @@ def check_network(settings: Settings, timeout: float) -> list[Result]:
 
     out = []
     for dep in dependencies_from(settings.env):
-        reach = probe(type(dep)(dep.name, dep.kind, dep.host, dep.port, None), timeout)
         name = "network db" if dep.kind == "postgres" else "network redis"
+        # Redis credentials are the broker step's; the database's are checked here (login + SELECT 1):
+        # a worker with a wrong database password must not report healthy.
+        with_login = dep.kind == "postgres" and dep.url is not None
+        watch = Stopwatch()
+        reach = probe(dep if with_login else type(dep)(dep.name, dep.kind, dep.host, dep.port, None), timeout)
         if reach.ready:
-            out.append(results.ok(name, f"{dep.where}: DNS + TCP ok"))
+            found = results.ok(name, f"{dep.where}: DNS + TCP + login + SELECT 1 ok" if with_login else f"{dep.where}: DNS + TCP ok")
+        elif reach.stage == "protocol":
+            found = results.fail(name, f"{dep.where}: {reach.message}", hint="check DATABASE_URL's user, password and database name (pmsops check db)")
         else:
-            out.append(results.fail(name, f"{dep.where}: {reach.message}", hint="attach the worker to the coolify and Supabase networks (pmsops host networks pms-worker-v2)"))
+            found = results.fail(name, f"{dep.where}: {reach.message}", hint="attach the worker to the coolify and Supabase networks (pmsops host networks pms-worker-v2)")
+        found.duration_ms = watch.ms
+        out.append(found)
     return out
 
 
@@ -113,7 +137,8 @@ def worker_check(settings: Settings, expect_tasks: list[str] | None = None, dest
     from pmsops.checks import celery as celery_check
     from pmsops.sync import TASK_NAMES
 
-    out = [check_user(allow_root), check_environment(settings), check_redis_agreement(settings)]
+    out = run_check("user", lambda: check_user(allow_root)) + run_check("environment", lambda: check_environment(settings))
+    out += run_check("timezone", check_timezone) + run_check("redis-urls", lambda: check_redis_agreement(settings))
     out += run_check("network", lambda: check_network(settings, timeout))
     broker = settings.get("CELERY_BROKER_URL")
     if not broker:
@@ -128,3 +153,16 @@ def worker_check(settings: Settings, expect_tasks: list[str] | None = None, dest
     else:
         out.append(results.skip("registered", "skipped: the worker did not answer"))
     return out + check_code(expect_sha256 or [])
+
+
+def liveness_check(max_age: float | None = None) -> list[Result]:
+    """The HEALTHCHECK mode: is the worker's beacon fresh? No broker, no Celery import."""
+    from pmsops.worker.beacon import beacon_interval, beacon_path, read_liveness
+
+    watch = Stopwatch()
+    interval = beacon_interval()
+    limit = max_age if max_age is not None else 3 * (interval or 10.0)
+    found = read_liveness(beacon_path(), limit)
+    result = (results.ok if found.alive else results.fail)("liveness", found.summary, hint=found.hint)
+    result.duration_ms = watch.ms
+    return [result]

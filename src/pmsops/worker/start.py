@@ -26,10 +26,31 @@ DEFAULT_APP = "pmsops.sync.worker:celery_app"
 POOLS = ("threads", "prefork", "gevent", "eventlet", "solo")
 
 ROOT_REFUSAL = (
-    "refusing to start the worker as root: Celery warns (SecurityWarning) that a worker running as root "
-    "lets any task run with root's rights; the runbook runs it as a non-root user (appuser, UID 10001)"
+    "refusing to start the worker as root (effective UID 0): Celery warns (SecurityWarning) that a worker running as root "
+    "lets any task run with root's rights. This check only verifies that the effective UID is not 0: any non-root user "
+    "passes (the runbook's image uses appuser, UID 10001, but neither that name nor that UID is required)"
 )
-ROOT_HINT = "set USER in the Dockerfile (USER appuser), or pass --allow-root if you really must"
+ROOT_HINT = "set USER in the Dockerfile (USER appuser, or docker run --user UID), or pass --allow-root if you really must"
+
+TZDATA_HINT = "pip install tzdata (a pmsops dependency; reinstall it into the image), or add the OS package (apt-get install tzdata / apk add tzdata)"
+
+
+def timezone_problem() -> str | None:
+    """Why Celery would die at start for lack of time-zone data, or None.
+
+    Celery/kombu load ``ZoneInfo("UTC")`` at start; in an image without
+    /usr/share/zoneinfo and without the ``tzdata`` package that is a traceback ending
+    in ``No module named 'tzdata'``, after the dependency wait. Checked up front.
+    """
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo("UTC")
+    except zoneinfo.ZoneInfoNotFoundError:
+        where = ", ".join(zoneinfo.TZPATH) or "TZPATH (empty)"
+        return ("no time-zone data: 'UTC' is not in " + where + " and the tzdata package is not installed; "
+                "Celery would exit at start with \"No module named 'tzdata'\"")
+    return None
 
 
 def worker_command(env: Mapping[str, str], app: str | None = None, hostname: str | None = None) -> list[str]:

@@ -5,16 +5,26 @@ Prints the runbook's lines (``====== Wait-for-Deps Preflight Check ======``,
 dependencies ready``) with timestamps; measures time on a monotonic clock; sleeps
 ``interval`` ± 10 % between attempts so a fleet does not retry in lock-step.
 Exit codes: 0 ready, 124 timeout (naming the dependency and its last error),
-1 permanent error (a wrong password will not fix itself).
+1 permanent error (a wrong password will not fix itself), 128 + signal number
+when stopped (143 for ``docker stop``'s SIGTERM, 130 for Ctrl-C).
+
+As a container's PID 1 the process gets no default action for SIGTERM (the
+kernel drops default-action signals sent to PID 1), so ``docker stop`` would wait
+its whole grace period and then SIGKILL (exit 137) with no line saying why. While
+waiting, SIGTERM and SIGINT are therefore handled: one line, exit 128 + signal at
+once. The previous handlers are restored when the wait ends, and ``exec`` resets
+caught signals anyway, so Celery started afterwards keeps its own handling.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
+import signal
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping
 
 from pmsops import exitcodes
 from pmsops.errors import UsageError
@@ -80,8 +90,55 @@ def stamp(line: str) -> str:
     return f"[{datetime.now():%Y-%m-%d %H:%M:%S}] {line}"
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class Stopped(Exception):
+    """A stop signal arrived while waiting."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+@contextlib.contextmanager
+def stoppable() -> Iterator[None]:
+    """Turn SIGTERM/SIGINT into :class:`Stopped` for the duration (main thread only; elsewhere a no-op)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        raise Stopped(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def wait_for_dependencies(settings: WaitSettings, emit: Callable[[str], None], clock: Callable[[], float] = time.monotonic) -> int:
-    """Wait for each dependency in turn; return 0, 124 or 1."""
+    """Wait for each dependency in turn; return 0, 124, 1, or 128 + signal when stopped."""
+    current = {"dep": None}
+    try:
+        with stoppable():
+            return _wait(settings, emit, clock, current)
+    except Stopped as stop:
+        name = signal.Signals(stop.signum).name
+        what = f"waiting for {current['dep'].name} ({current['dep'].where})" if current["dep"] else "before waiting"
+        emit(stamp(f"✗ Stopped by {name} {what}: exiting {stop.exit_code} without starting the worker"))
+        return stop.exit_code
+
+
+def _wait(settings: WaitSettings, emit: Callable[[str], None], clock: Callable[[], float], current: dict) -> int:
     emit(stamp("====== Wait-for-Deps Preflight Check ======"))
     if not settings.enabled:
         emit(stamp("WORKER_WAIT_FOR_DEPS=false: skipping the dependency wait"))
@@ -90,6 +147,7 @@ def wait_for_dependencies(settings: WaitSettings, emit: Callable[[str], None], c
         raise UsageError("nothing to wait for: set DATABASE_URL and REDIS_URL (or WORKER_WAIT_DB_HOST / WORKER_WAIT_REDIS_HOST)")
     started = clock()
     for dep in settings.dependencies:
+        current["dep"] = dep
         emit(stamp(f"Waiting for {dep.name} ({dep.where})..."))
         while True:
             remaining = settings.timeout - (clock() - started)
