@@ -286,3 +286,27 @@ def sandbox(tmp_path_factory):
     stack.up()
     yield stack
     stack.down()
+
+
+# --- a real Docker engine (private dockerd, no registry, internal networks) ------------------------------------------
+
+@pytest.fixture(scope="session")
+def docker_scenario():
+    """A private dockerd with the Coolify-like layout (see tests/docker_engine.py), started once, stopped after the session."""
+    import shutil
+    import tempfile
+
+    from docker_engine import start_scenario
+
+    base = Path(tempfile.mkdtemp(prefix="pmsops-docker-"))
+    os.chmod(base, 0o711)  # PostgreSQL's service user must reach its data directory below
+    scenario = start_scenario(base, TESTS.parent / "src", REDIS_PASSWORD, "pms user", PG_PASSWORD)
+    yield scenario
+    scenario.engine.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def docker_engine(docker_scenario):
+    """Just the engine (``engine.docker(...)``), for tests that bring their own containers."""
+    return docker_scenario.engine
