@@ -118,6 +118,49 @@ def bench_live(sandbox, runs: int) -> None:
     print(f"    (for reference: asyncpg's default connect timeout is {asyncpg_default:.0f} s; redis-cli ping and celery inspect ping hang on a black hole)")
 
 
+def cpu_and_wall(argv: list[str], env: dict[str, str] | None = None, runs: int = 5) -> tuple[float, float, int]:
+    """Median CPU (user + sys of the child, seconds) and median wall time per run; last exit code."""
+    import resource
+
+    cpus, walls, code = [], [], 0
+    for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        code = subprocess.run(argv, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60).returncode
+        walls.append(time.perf_counter() - started)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime))
+    return statistics.median(cpus), statistics.median(walls), code
+
+
+def bench_healthcheck(sandbox, runs: int) -> None:
+    """What one Docker HEALTHCHECK run costs: worker-check --liveness vs the full worker-check vs celery inspect ping -d."""
+    env = sandbox.env()
+    worker = sandbox.worker_name
+    print("worker HEALTHCHECK cost per run (median of %d; CPU = user + sys)" % runs, flush=True)
+    beacon = os.environ["WORKER_BEACON_FILE"]
+    deadline = time.monotonic() + 30
+    while not os.path.exists(beacon) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    bare_cpu, bare_wall, _ = cpu_and_wall([sys.executable, "-c", "pass"], runs=runs)
+    live_cpu, live_wall, live_code = cpu_and_wall([PMSOPS, "worker-check", "--liveness"], runs=runs)
+    mod_cpu, mod_wall, mod_code = cpu_and_wall([sys.executable, "-m", "pmsops.worker.alive"], runs=runs)
+    full_cpu, full_wall, full_code = cpu_and_wall([PMSOPS, "--env-file", str(sandbox.env_path), "worker-check", "--allow-root", "--destination", worker], runs=runs)
+    ping_cpu, ping_wall, _ = cpu_and_wall([CELERY, "-A", "pmsops.sync.worker:celery_app", "inspect", "ping", "-d", worker, "-t", "3"], env=env, runs=runs)
+    record("python -m pmsops.worker.alive vs celery inspect ping -d HOST (CPU per run)", mod_cpu, ping_cpu, "≤ 0.25", mod_cpu <= 0.25 * ping_cpu and mod_code == 0, unit="s CPU",
+           note=f"python -c pass: {bare_cpu:.3f} s CPU, {bare_wall:.3f} s wall")
+    record("python -m pmsops.worker.alive vs celery inspect ping -d HOST (wall per run)", mod_wall, ping_wall, "≤ 0.25", mod_wall <= 0.25 * ping_wall)
+    record("pmsops worker-check --liveness vs celery inspect ping -d HOST (CPU per run)", live_cpu, ping_cpu, "≤ 0.5", live_cpu <= 0.5 * ping_cpu and live_code == 0, unit="s CPU",
+           note="the CLI's start-up (Typer, Rich) is most of it")
+    record("pmsops worker-check --liveness vs celery inspect ping -d HOST (wall per run)", live_wall, ping_wall, "≤ 0.5", live_wall <= 0.5 * ping_wall)
+    record("full worker-check vs celery inspect ping -d HOST (CPU per run)", full_cpu, ping_cpu, "≤ 1.2", full_cpu <= 1.2 * ping_cpu and full_code == 0, unit="s CPU")
+    record("full worker-check vs celery inspect ping -d HOST (wall per run)", full_wall, ping_wall, "≤ 1.2", full_wall <= 1.2 * ping_wall)
+    for interval in (5, 10, 30):
+        print(f"    HEALTHCHECK every {interval:>2} s: python -m pmsops.worker.alive {100 * mod_cpu / interval:.2f} % of a core, "
+              f"worker-check --liveness {100 * live_cpu / interval:.2f} %, "
+              f"full worker-check {100 * full_cpu / interval:.1f} %, inspect ping {100 * ping_cpu / interval:.1f} %", flush=True)
+
+
 def shell_quote(value: str) -> str:
     import shlex
 
@@ -296,7 +339,7 @@ def markdown(machine: str) -> str:
              "| Benchmark | pmsops | baseline | ratio | target | met |", "|---|---|---|---|---|---|"]
     for r in RESULTS:
         unit = r["unit"]
-        fmt = (lambda v: f"{v:.3f} s") if unit == "s" else (lambda v: f"{v:.0f} {unit}")
+        fmt = (lambda v: f"{v:.3f} {unit}") if unit.startswith("s") else (lambda v: f"{v:.0f} {unit}")
         base = fmt(r["baseline"]) if r["baseline"] is not None else "-"
         ratio = f"{r['ratio']:.2f}" if r["ratio"] is not None else "-"
         lines.append(f"| {r['name']} | {fmt(r['ours'])} | {base} | {ratio} | {r['target']} | {'yes' if r['met'] else 'no'} |")
@@ -306,10 +349,10 @@ def markdown(machine: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer runs and tasks (a smoke test of the benchmarks)")
-    parser.add_argument("--only", choices=["startup", "live", "throughput", "logs"], action="append")
+    parser.add_argument("--only", choices=["startup", "live", "healthcheck", "throughput", "logs"], action="append")
     args = parser.parse_args()
     runs, n = (3, 200) if args.quick else (7, 1000)
-    only = set(args.only or ["startup", "live", "throughput", "logs"])
+    only = set(args.only or ["startup", "live", "healthcheck", "throughput", "logs"])
     if not shutil.which("redis-cli") or not shutil.which("curl"):
         print("note: redis-cli and curl are needed for the runbook baseline (apt-get install redis-tools curl)")
     from pmsops.sandbox.stack import Sandbox
@@ -317,13 +360,17 @@ def main() -> None:
     if "startup" in only:
         bench_startup(runs)
     sandbox = None
-    if only & {"live", "throughput", "logs"}:
+    if only & {"live", "healthcheck", "throughput", "logs"}:
         sandbox = Sandbox.at(Path(tempfile.mkdtemp(prefix="pmsops-bench-")))
+        # the sandbox's worker inherits this: its liveness beacon goes where worker-check --liveness reads it
+        os.environ["WORKER_BEACON_FILE"] = str(Path(tempfile.mkdtemp(prefix="pmsops-bench-beacon-")) / "beacon")
         print("starting the reference stack …", flush=True)
         sandbox.up()
     try:
         if "live" in only:
             bench_live(sandbox, runs)
+        if "healthcheck" in only:
+            bench_healthcheck(sandbox, runs)
         if "logs" in only:
             bench_log_writes(sandbox, n)
         if "throughput" in only:

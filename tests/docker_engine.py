@@ -257,6 +257,12 @@ class Scenario:
                 "-v", "/usr/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu:ro"]
 
     @property
+    def python(self) -> str:
+        import sys
+
+        return str(Path(sys.prefix).resolve() / "bin" / "python")
+
+    @property
     def pmsops(self) -> str:
         import sys
 
@@ -283,9 +289,13 @@ class Scenario:
         return write_text(self.env_dir / f"{name}.env", "".join(f"{k}={v}\n" for k, v in env.items()), "env file")
 
     def create_worker(self, name: str, env: dict[str, str], networks: tuple[str, ...] = ("coolify", "supabase"), user: str = str(APP_UID),
-                      command: tuple[str, ...] = (), health: bool = False, extra: tuple[str, ...] = ()) -> str:
-        """``docker create`` a worker container attached to ``networks`` (not started)."""
-        health_args = ["--health-cmd", f"{self.pmsops} worker-check --liveness", "--health-interval", "1s", "--health-timeout", "5s",
+                      command: tuple[str, ...] = (), health: str | None = None, extra: tuple[str, ...] = ()) -> str:
+        """``docker create`` a worker container attached to ``networks`` (not started).
+
+        ``health``: "cli" (``pmsops worker-check --liveness``) or "module" (``python -m pmsops.worker.alive``)
+        as the HEALTHCHECK, every second."""
+        health_cmd = {"cli": f"{self.pmsops} worker-check --liveness", "module": f"{self.python} -m pmsops.worker.alive"}
+        health_args = ["--health-cmd", health_cmd[health], "--health-interval", "1s", "--health-timeout", "5s",
                        "--health-retries", "2", "--health-start-period", "60s"] if health else []
         args = ["create", "--name", name, "--hostname", name, "--user", user, "--workdir", "/app", "--env-file", str(self.env_file(name, env)),
                 "--network", networks[0] if networks else "none", "--stop-timeout", "10", *self.python_mounts, *health_args, *extra,

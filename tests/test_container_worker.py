@@ -54,7 +54,7 @@ def worker_name(docker_scenario, request):
 @pytest.fixture(scope="module")
 def running_worker(docker_scenario):
     """One worker started by `pmsops worker-start` with `worker-check --liveness` as its HEALTHCHECK, healthy."""
-    name = docker_scenario.create_worker("w-running", docker_scenario.worker_env(), health=True)
+    name = docker_scenario.create_worker("w-running", docker_scenario.worker_env(), health="cli")
     docker_scenario.engine.docker("start", name)
     _wait_for(lambda: _health(docker_scenario.engine, name) == "healthy", 60, f"{name} did not become healthy: {docker_scenario.engine.logs(name)[-2000:]}")
     yield name
@@ -88,8 +88,9 @@ def test_worker_check_fails_a_running_worker_whose_database_password_is_wrong(do
 
 
 def test_frozen_worker_turns_unhealthy_because_its_beacon_goes_stale(docker_scenario, worker_name):
+    """The README's HEALTHCHECK line (python -m pmsops.worker.alive): healthy first, unhealthy once the worker freezes."""
     engine = docker_scenario.engine
-    name = docker_scenario.create_worker(worker_name, docker_scenario.worker_env(), health=True)
+    name = docker_scenario.create_worker(worker_name, docker_scenario.worker_env(), health="module")
     engine.docker("start", name)
     _wait_for(lambda: _health(engine, name) == "healthy", 60, "worker did not become healthy")
     engine.docker("kill", "-s", "STOP", name)  # from the host: inside, PID 1 ignores signals it has no handler for
@@ -102,7 +103,7 @@ def test_database_that_starts_late_is_waited_for_then_the_worker_runs(docker_sce
     engine = docker_scenario.engine
     docker_scenario.stop_postgres()
     try:
-        name = docker_scenario.create_worker(worker_name, docker_scenario.worker_env(), health=True)
+        name = docker_scenario.create_worker(worker_name, docker_scenario.worker_env(), health="module")
         engine.docker("start", name)
         _wait_for(lambda: "Database not ready" in engine.logs(name), 30, "worker did not report the database as not ready")
         engine.docker("start", docker_scenario.PG)

@@ -34,6 +34,11 @@ def _liveness(beacon, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=30)
 
 
+def _module_liveness(beacon, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-P", "-m", "pmsops.worker.alive", *args], env=_env(WORKER_BEACON_FILE=str(beacon), WORKER_BEACON_INTERVAL="0.5"),
+                          capture_output=True, text=True, timeout=30)
+
+
 def _until(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -51,6 +56,18 @@ def test_liveness_check_imports_no_celery_kombu_redis_or_asyncpg(tmp_path):
     assert "no beacon at" in done.stdout
 
 
+def test_module_liveness_imports_only_the_beacon_reader(tmp_path):
+    code = ("import sys\nfrom pmsops.worker.alive import main\ncode = main([])\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in {'celery', 'kombu', 'redis', 'typer', 'rich', 'click'} or m.startswith('pmsops.')))\n")
+    done = subprocess.run([sys.executable, "-P", "-c", code], env=_env(WORKER_BEACON_FILE=str(tmp_path / "none")), capture_output=True, text=True, timeout=30)
+    assert done.stdout.strip().endswith("['pmsops.worker', 'pmsops.worker.alive', 'pmsops.worker.beacon']"), done.stdout + done.stderr
+
+
+def test_module_liveness_rejects_a_bad_max_age_with_exit_2(tmp_path):
+    done = _module_liveness(tmp_path / "none", "--max-age", "nan")
+    assert done.returncode == 2 and "usage" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_liveness_follows_a_real_worker_from_start_to_shutdown(redis_server, tmp_path):
     beacon = tmp_path / "beacon"
     broker = redis_server.url_for_db(7)
@@ -62,10 +79,13 @@ def test_liveness_follows_a_real_worker_from_start_to_shutdown(redis_server, tmp
         assert alive.returncode == 0, alive.stdout + alive.stderr
         assert "alive@pmsops-test: alive, last beat" in alive.stdout
         assert oct(beacon.stat().st_mode & 0o777) == "0o600"
+        module = _module_liveness(beacon)
+        assert module.returncode == 0 and "alive@pmsops-test: alive" in module.stdout
     finally:
         stop_worker(proc)
     gone = _liveness(beacon)
     assert gone.returncode == 1 and "no beacon at" in gone.stdout  # removed at warm shutdown: a stopped worker is not alive
+    assert _module_liveness(beacon).returncode == 1
 
 
 def test_worker_that_loses_its_broker_turns_not_alive_within_the_max_age(tmp_path):
