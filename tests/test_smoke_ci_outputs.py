@@ -173,3 +173,28 @@ def test_duration_is_the_elapsed_wall_time_and_never_null_for_an_executed_step(r
         assert all(r["duration_ms"] is not None for r in executed), (run.state, run.args)
         if run.args[2:3] == ("smoke",) or "smoke" in run.args[:3]:
             assert report["duration_ms"] >= max(r["duration_ms"] for r in executed)
+
+
+def test_junit_stays_well_formed_and_schema_valid_whatever_a_step_says():
+    """Property: any text in any step (control characters, ANSI, surrogates, markup) gives a valid report."""
+    import xmlschema
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from pmsops import results
+    from pmsops.api.smoke import SmokeRun, junit_xml
+
+    schema = xmlschema.XMLSchema(str(SCHEMA))
+    makers = [results.ok, results.warn, results.fail, results.skip]
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.lists(st.tuples(st.sampled_from(range(4)), st.text(), st.text(), st.lists(st.text(), max_size=2)), min_size=1, max_size=6),
+           st.text(min_size=1), st.booleans())
+    def check(steps, context, strict):
+        run = SmokeRun(results=[makers[k](name, summary, notes=notes, hint=summary or None, duration_ms=1.0) for k, name, summary, notes in steps])
+        text = junit_xml(run, context, strict, hostname="ci-host")
+        root = ET.fromstring(text.encode("utf-8"))
+        schema.validate(root)
+        assert len(root.findall("testcase")) == len(steps)
+
+    check()

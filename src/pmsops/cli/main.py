@@ -178,14 +178,17 @@ def main(argv: list[str] | None = None) -> int:
     render.STARTED = STATE.started
     render.STDOUT_USED = False
     error: dict[str, str | None] = {}
-    code = _run(args, error)
-    if _json_requested(args) and not render.STDOUT_USED:
-        from pmsops.redaction import redact
+    try:
+        code = _run(args, error)
+        if _json_requested(args) and not render.STDOUT_USED:
+            from pmsops.redaction import redact
 
-        message = error.get("message")
-        report = render.error_report(_command_name(args), code, error.get("kind"), redact(message) if message else None,
-                                     redact(error["hint"]) if error.get("hint") else None)
-        render.Output().json(report)
+            message = error.get("message")
+            report = render.error_report(_command_name(args), code, error.get("kind"), redact(message) if message else None,
+                                         redact(error["hint"]) if error.get("hint") else None)
+            render.Output().json(report)
+    finally:
+        render.STARTED = None  # library callers after us get their own timing, not this command's
     return code
 
 
