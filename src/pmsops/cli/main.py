@@ -219,7 +219,9 @@ def _run(args: list[str], error: dict) -> int:
         error.update(kind="interrupted", message="aborted")
         return 130
     except click_errors as exc:
-        error.update(kind="usage", message=exc.format_message() if hasattr(exc, "format_message") else str(exc))
+        ctx = getattr(exc, "ctx", None)
+        error.update(kind="usage", message=exc.format_message() if hasattr(exc, "format_message") else str(exc),
+                     hint=f"see {ctx.command_path} --help" if ctx is not None else "see pmsops --help")
         return _report_click_error(exc)
     except typer.Exit as exc:
         return exc.exit_code
