@@ -14,13 +14,13 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
   need+=(postgresql)
 fi
 command -v make >/dev/null 2>&1 || need+=(make)
+command -v "$PYTHON" >/dev/null 2>&1 || need+=(python3)
+if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then need+=(python3-venv); fi
 # a real Docker engine for the container tests (started privately by the tests, no registry needed)
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || need+=(busybox-static)
 # jq: the CI gate the tests run on every --json output
 command -v jq >/dev/null 2>&1 || need+=(jq)
-command -v "$PYTHON" >/dev/null 2>&1 || need+=(python3)
-if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then need+=(python3-venv); fi
 if [ "${#need[@]}" -gt 0 ]; then
   echo "bootstrap: installing Debian packages: ${need[*]}"
   sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get update -qq

@@ -137,9 +137,9 @@ def worker_check(settings: Settings, expect_tasks: list[str] | None = None, dest
     from pmsops.checks import celery as celery_check
     from pmsops.sync import TASK_NAMES
 
-    out = run_check("user", lambda: check_user(allow_root)) + run_check("environment", lambda: check_environment(settings))
-    out += run_check("timezone", check_timezone) + run_check("redis-urls", lambda: check_redis_agreement(settings))
+    out = [check_user(allow_root), check_environment(settings), check_redis_agreement(settings)]
     out += run_check("network", lambda: check_network(settings, timeout))
+    out[2:2] = run_check("timezone", check_timezone)  # after environment; Celery cannot start without zone data
     broker = settings.get("CELERY_BROKER_URL")
     if not broker:
         out.append(results.fail("broker", "CELERY_BROKER_URL (or REDIS_URL) not set"))
