@@ -100,18 +100,12 @@ class Secret:
 
 
 def _mask_userinfo(match: re.Match[str]) -> str:
-    scheme, userinfo = match.group("scheme"), match.group("userinfo")
-    if not userinfo:
+    """``scheme://userinfo@`` masked by the one masker, :func:`pmsops.urlread.mask_url`."""
+    from pmsops.urlread import mask_url
+
+    if not match.group("userinfo"):
         return match.group(0)
-    if ":" in userinfo:
-        user = userinfo.split(":", 1)[0]
-        # A "user" that contains characters no user name has is part of a raw password.
-        if any(ch in user for ch in "/?#[]%"):
-            user = ""
-        return f"{scheme}://{user}:{MASK}@"
-    if scheme.lower().startswith("redis") or scheme.lower().startswith("amqp"):
-        return f"{scheme}://{MASK}@"
-    return match.group(0)
+    return mask_url(match.group(0))
 
 
 class Redactor:

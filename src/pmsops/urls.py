@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote
 
 from pmsops.errors import UsageError
-from pmsops.redaction import MASK, fingerprint
+from pmsops.redaction import fingerprint
+from pmsops.urlread import _map_parser_error, host_of, mask_url  # noqa: F401 - re-exported: one masker, one reader
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 DEFAULT_PORT = 6379
@@ -51,12 +52,8 @@ def build_redis_url(password: str, host: str, port: int = DEFAULT_PORT, db: int 
 
 
 def _sanitise_parser_error(exc: Exception) -> str:
-    """Parser errors quote fragments of the password ("… as 'abc'"): drop the quotes' content.
-
-    Everything from the first quote to the last goes, so a quote *inside* the
-    password cannot leave a piece of it behind.
-    """
-    return re.sub(r"'.*'", "'…'", str(exc), flags=re.S).strip()
+    """Parser errors quote fragments of the password ("… as 'abc'"): never shown, only named."""
+    return _map_parser_error(exc, "redis-py")
 
 
 def parse_with_redis_py(url: str) -> dict:
@@ -84,29 +81,6 @@ def parse_with_kombu(url: str) -> dict:
         "db": parts.path,
         "failover_urls": len(pieces),
     }
-
-
-def mask_url(url: str) -> str:
-    """The URL with its userinfo masked the runbook's way (``redis://:***@host:6379/0``)."""
-    from pmsops.redaction import redact
-
-    match = _SCHEME.match(url.strip())
-    if not match:
-        return redact(url)
-    rest = url.strip()[match.end():]
-    if "@" not in rest:
-        return redact(url.strip())  # still masks ?password=… and registered secrets
-    userinfo, hostpart = rest.rsplit("@", 1)
-    scheme = match.group(1)
-    if ":" in userinfo:
-        user = userinfo.split(":", 1)[0]
-        # Redis URLs are shown the runbook's way; a database user name is worth keeping
-        # unless it holds characters no user name has (then it is a piece of a raw password).
-        keep = not scheme.lower().startswith(("redis", "unix")) and user and not any(c in user for c in "/?#[]%@ ")
-        return f"{scheme}://{redact(user) if keep else ''}:{MASK}@{hostpart}"
-    if scheme.lower().startswith(("redis", "unix", "amqp")):
-        return f"{scheme}://{MASK}@{hostpart}"
-    return f"{scheme}://{redact(userinfo)}@{hostpart}"
 
 
 @dataclass
@@ -390,15 +364,6 @@ def verify_round_trip(url: str, password: str) -> list[RoundTrip]:
         else:
             checks.append(RoundTrip(parser, False, f"decodes to a different password ({fingerprint(got or '')})"))
     return checks
-
-
-def host_of(url: str) -> tuple[str | None, int | None]:
-    """Host and port of any URL (Redis or PostgreSQL), as ``urlsplit`` reads them."""
-    try:
-        parts = urlsplit(url.strip())
-        return parts.hostname, parts.port
-    except ValueError:
-        return None, None
 
 
 @dataclass
