@@ -150,11 +150,12 @@ def test_database_that_is_not_a_number_is_an_error(cli):
     assert "database must be a number" in result.stdout
 
 
-def test_missing_host_is_an_error(cli):
+def test_missing_host_says_the_clients_fall_back_to_localhost(cli):
     result = cli("redis-url", "check", "redis://")
 
-    assert result.exit_code == 1
-    assert "no host" in result.stdout
+    assert result.exit_code == 0
+    assert "host localhost, port 6379" in result.stdout
+    assert "no host in the URL: redis-py and kombu fall back to localhost:6379" in result.stdout
 
 
 def test_leading_whitespace_is_an_error_because_redis_py_rejects_the_url(cli):
@@ -205,7 +206,7 @@ def test_unencoded_hash_in_password_is_reported_as_truncation(cli):
 
     assert result.exit_code == 2
     assert "password contains raw '/' '#' (encode as %2F %23)" in result.stderr
-    assert "redis-py cuts the URL there and reads another host" in result.stderr
+    assert "redis-py would send a password of 6 characters to a host made of a piece of the password (not host)" in result.stderr
     assert "p+ss" not in result.output
 
 

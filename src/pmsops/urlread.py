@@ -60,7 +60,7 @@ _RAW_DANGEROUS = {
     "\\": "%5C", " ": "%20", "\t": "%09", "\n": "%0A", "\r": "%0D", ":": "%3A", "%": "%25",
 }
 _CHAR_NAMES = {" ": "space", "\t": "tab", "\n": "line break", "\r": "carriage return"}
-_NOT_IN_USER_NAMES = set("/?#[]%@ \t\r\n\\;,")
+_NOT_IN_USER_NAMES = set("/?#[]@ \t\r\n\\;,")
 _MAX_BOUNDARIES = 48
 """Above this many cut points, register runs between delimiters (not every span): bounded work."""
 
@@ -306,16 +306,33 @@ def _map_parser_error(exc: BaseException, client: str) -> str:
     return f"cannot read it ({type(exc).__name__})"
 
 
-def _check_userinfo(name: str, client: str, raw: RawUrl, user: str | None, password: str | None) -> None:
+def _describe_misreading(raw: RawUrl, reading: "Reading") -> str:
+    """What the client would do instead, without quoting any piece of the URL's secret part.
+
+    Host and port are named only when they are the author's; otherwise they are
+    pieces of the password and are described by their origin alone.
+    """
+    got = reading.password
+    said = f"would send a password of {len(got)} character{'s' if len(got) != 1 else ''}" if got else "would send no password"
+    address = reading.address
+    if address.socket:
+        return f"{said} to the socket the URL names"
+    mine = unquote(raw.host).lower()
+    if (address.host or "").lower() == mine and mine:
+        return f"{said} to {address}"
+    return f"{said} to a host made of a piece of the password (not {raw.host or 'the host written'})"
+
+
+def _check_userinfo(name: str, client: str, raw: RawUrl, reading: "Reading") -> None:
     """Raise when the client's user name or password differ from the author's (decoded)."""
+    user, password = reading.user, reading.password
     want_user = unquote(raw.user) if raw.user else None
     want_password = unquote(raw.password) if raw.password else None
     if raw.userinfo is None:
         return
     # only what the URL sets: asyncpg fills a missing user or password from PGUSER, PGPASSWORD, .pgpass
     if (want_user is not None and user != want_user) or (want_password is not None and password != want_password):
-        problem = "cuts the URL there and reads another host, port or password"
-        raise _misread_error(name, client, raw, problem)
+        raise _misread_error(name, client, raw, _describe_misreading(raw, reading))
 
 
 def read_url(url: str, client: str, name: str = "URL") -> Reading:
@@ -342,7 +359,7 @@ def read_url(url: str, client: str, name: str = "URL") -> Reading:
             raise _misread_error(name, client, raw, _map_parser_error(exc, client)) from None
         raise UsageError(f"{name}: {CLIENTS[client]} {_map_parser_error(exc, client)}") from None
     if raw.userinfo is not None:
-        _check_userinfo(name, client, raw, reading.user, reading.password)
+        _check_userinfo(name, client, raw, reading)
     return reading
 
 
