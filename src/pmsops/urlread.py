@@ -297,6 +297,8 @@ def _map_parser_error(exc: BaseException, client: str) -> str:
         return "accepts only postgresql:// and postgres://"
     if "no such transport" in lowered:
         return "has no transport for this scheme"
+    if "must have parameter ssl_cert_reqs" in lowered:
+        return "requires the query option ssl_cert_reqs (CERT_REQUIRED, CERT_OPTIONAL or CERT_NONE) on a rediss:// URL"
     if "sslmode" in lowered:
         return "rejects the sslmode option (disable, allow, prefer, require, verify-ca, verify-full)"
     if "tls version" in lowered:
@@ -374,9 +376,13 @@ def _read_redis_py(url: str, name: str) -> Reading:
     if scheme.lower() not in ("redis", "rediss", "unix"):
         raise UsageError(f"{name}: unknown scheme {scheme + '://'!r} (redis-py accepts redis://, rediss:// and unix://)",
                          hint="the runbook's form is redis://:<PASSWORD>@coolify-redis:6379/0")
-    if scheme not in ("redis", "rediss", "unix"):
-        raise UsageError(f"{name}: redis-py rejects the upper-case scheme {scheme + '://'!r} (it accepts only lower-case redis://, rediss:// and unix://)")
-    pool = redis.ConnectionPool.from_url(url)
+    try:
+        pool = redis.ConnectionPool.from_url(url)
+    except ValueError as exc:
+        if scheme != scheme.lower() and "must specify one of the following schemes" in str(exc):
+            # the installed redis-py compares schemes case-sensitively (newer releases accept REDIS://)
+            raise UsageError(f"{name}: redis-py rejects the upper-case scheme {scheme + '://'!r} (it accepts only lower-case redis://, rediss:// and unix://)") from None
+        raise
     conn = pool.connection_class(**pool.connection_kwargs)
     kwargs = pool.connection_kwargs
     path = getattr(conn, "path", None)
@@ -401,18 +407,17 @@ def _read_kombu(url: str, name: str) -> Reading:
     conn = Connection(url)
     info = conn.info()
     scheme = url.split("://", 1)[0]
-    host = info.get("hostname")
-    port = info.get("port")
+    host = conn.hostname
+    port = conn.port or info.get("port")
+    if not host:  # kombu's Redis channel connects to 127.0.0.1 (Channel._connparams); other transports: localhost
+        host = "127.0.0.1" if conn.transport_cls.split("+")[0] in ("redis", "rediss") else info.get("hostname")
     if host and "://" in host:  # redis+socket:// keeps the URL as its "host" and reads the path later
         from kombu.utils.url import url_to_parts
 
         parts = url_to_parts(host)
         addresses = [Address(socket="/" + (parts.path or "").lstrip("/"))]
         return Reading("kombu", name, url, scheme, addresses, parts.username, parts.password, None, options=dict(parts.query))
-    fallback = None
-    parts_host = _kombu_parts(url.split(";")[0]).hostname
-    if not parts_host:
-        fallback = f"no host in the URL: kombu falls back to {host}"
+    fallback = None if conn.hostname else f"no host in the URL: kombu falls back to {host}"
     findings = []
     if conn.alt and len(conn.alt) > 1:
         findings.append(Finding("note", "failover", f"kombu reads a failover list of {len(conn.alt)} URLs split at ';' and uses the first"))
@@ -429,17 +434,35 @@ def _kombu_parts(url: str):
     return url_to_parts(url)
 
 
+_BACKEND_APP = None
+
+
 def _read_celery_backend(url: str, name: str) -> Reading:
-    """Celery's Redis result backend: kombu's ``url_to_parts``; no host means localhost:6379."""
-    parts = _kombu_parts(url)
+    """Celery's Redis result backend: ``RedisBackend(url=…).connparams``, built without connecting.
+
+    Celery parses the URL with kombu's ``url_to_parts`` and adds its own rules (a
+    ``rediss://`` URL must carry ``ssl_cert_reqs``; no host means localhost:6379).
+    """
+    global _BACKEND_APP
+    from celery import Celery
+    from celery.backends.redis import RedisBackend
+
     scheme = url.split("://", 1)[0]
-    if parts.scheme == "socket" or scheme.endswith("+socket"):
-        addresses = [Address(socket="/" + (parts.path or ""))]
-        return Reading("celery-backend", name, url, scheme, addresses, parts.username, parts.password, None, options=dict(parts.query))
-    fallback = None if parts.hostname else "no host in the URL: Celery's backend falls back to localhost:6379"
+    if scheme.lower() not in ("redis", "rediss", "socket", "unix", "redis+socket"):
+        raise UsageError(f"{name}: unknown scheme {scheme + '://'!r} for Celery's Redis result backend (redis://, rediss:// or socket://)")
+    if _BACKEND_APP is None:
+        _BACKEND_APP = Celery("pmsops-url-reader", set_as_current=False)
+    params = RedisBackend(app=_BACKEND_APP, url=url).connparams
+    parts = _kombu_parts(url)
+    if params.get("path"):
+        addresses = [Address(socket=params["path"])]
+        fallback = None
+    else:
+        addresses = [Address(params["host"], int(params["port"]))]
+        fallback = None if parts.hostname else f"no host in the URL: Celery's backend falls back to {addresses[0]}"
     return Reading(
-        "celery-backend", name, url, scheme, [Address(parts.hostname or "localhost", parts.port or 6379)], parts.username, parts.password,
-        parts.path or "0", tls=scheme.lower() == "rediss", options=dict(parts.query), fallback=fallback,
+        "celery-backend", name, url, scheme, addresses, params.get("username"), params.get("password"), str(params.get("db", 0)),
+        tls="ssl_cert_reqs" in params or scheme.lower() == "rediss", options=dict(parts.query), fallback=fallback,
     )
 
 
