@@ -136,3 +136,20 @@ def test_unknown_client_is_a_programming_error_not_bad_input():
         read_url("redis://h", "amqp")
     with pytest.raises(UsageError):
         read_url("h:6379", "redis-py")
+
+
+def test_database_user_name_without_password_is_not_masked_as_a_secret():
+    from pmsops.redaction import redact
+
+    read_url("postgresql://postgres@db.internal:5432/pms", "asyncpg")
+
+    assert redact("connecting as postgres to postgresql://postgres@db.internal:5432/pms") == (
+        "connecting as postgres to postgresql://postgres@db.internal:5432/pms")
+
+
+def test_redis_userinfo_without_colon_is_masked_as_the_password_it_almost_always_is():
+    from pmsops.redaction import redact
+
+    read_url("redis://Kq9Zx7Wv@coolify-redis:6379/0", "redis-py")
+
+    assert "Kq9Zx7Wv" not in redact("AUTH failed for Kq9Zx7Wv")

@@ -57,10 +57,12 @@ _DELIMITERS = "/?#@:[];,&= \t\r\n\\"
 
 _RAW_DANGEROUS = {
     "/": "%2F", "?": "%3F", "#": "%23", "@": "%40", "[": "%5B", "]": "%5D", ";": "%3B", ",": "%2C",
-    "\\": "%5C", " ": "%20", "\t": "%09", "\n": "%0A", "\r": "%0D", ":": "%3A", "%": "%25",
+    "\\": "%5C", " ": "%20", "\t": "%09", "\n": "%0A", "\r": "%0D",
 }
 _CHAR_NAMES = {" ": "space", "\t": "tab", "\n": "line break", "\r": "carriage return"}
 _NOT_IN_USER_NAMES = set("/?#[]@ \t\r\n\\;,")
+_PASSWORD_ONLY_SCHEMES = ("redis", "unix", "amqp", "socket")
+"""Schemes whose colon-less userinfo is almost always a password without its ':' (Redis has no user by default)."""
 _MAX_BOUNDARIES = 48
 """Above this many cut points, register runs between delimiters (not every span): bounded work."""
 
@@ -128,7 +130,7 @@ def mask_url(url: str) -> str:
     if raw.userinfo is None:
         return redact(url.strip())  # still masks ?password=… and registered secrets
     if raw.password is None:
-        if raw.scheme.lower().startswith(("redis", "unix", "amqp", "socket")) or not _plausible_user(raw.userinfo):
+        if raw.scheme.lower().startswith(_PASSWORD_ONLY_SCHEMES) or not _plausible_user(raw.userinfo):
             return f"{raw.scheme}://{MASK}@{redact(raw.hostpart)}"
         return f"{raw.scheme}://{redact(raw.userinfo)}@{redact(raw.hostpart)}"
     user = raw.user if raw.user and _plausible_user(raw.user) else ""
@@ -158,6 +160,8 @@ def secret_fragments(url: str) -> set[str]:
     raw = split_raw(url)
     if raw is None or raw.userinfo is None:
         return set()
+    if raw.password is None and not raw.scheme.lower().startswith(_PASSWORD_ONLY_SCHEMES):
+        return set()  # postgresql://user@host: a user name, not a secret
     secret = raw.password if raw.password is not None else raw.userinfo
     if not secret:
         return set()
@@ -227,6 +231,8 @@ class Reading:
     fallback: str | None = None
     """Set when the URL names no host: what the client falls back to, in its words."""
     findings: list[Finding] = field(default_factory=list)
+    raw: RawUrl | None = None
+    """The author's split (the raw pieces, nothing decoded)."""
 
     @property
     def address(self) -> Address:
@@ -250,7 +256,7 @@ def _name_chars(chars: list[str]) -> str:
 
 def _dangerous_in(text: str, client: str) -> list[str]:
     """The raw characters in ``text`` that make ``client`` cut the URL elsewhere."""
-    relevant = set("/?#[]\\\t\r\n")
+    relevant = set("/?#[]\t\r\n")
     if client == "asyncpg":
         relevant.add("@")
     if client == "kombu":
@@ -362,6 +368,7 @@ def read_url(url: str, client: str, name: str = "URL") -> Reading:
         raise UsageError(f"{name}: {CLIENTS[client]} {_map_parser_error(exc, client)}") from None
     if raw.userinfo is not None:
         _check_userinfo(name, client, raw, reading)
+    reading.raw = raw
     return reading
 
 
@@ -514,11 +521,6 @@ def _asyncpg_has_host(dsn: str) -> bool:
     if hostspec:
         return True
     return "host" in parse_qs(parsed.query)
-
-
-def read_variable(name: str, url: str) -> Reading:
-    """``read_url`` with the client that reads environment variable ``name``."""
-    return read_url(url, VARIABLE_CLIENTS.get(name, "redis-py"), name)
 
 
 def host_of(url: str) -> tuple[str | None, int | None]:

@@ -28,7 +28,7 @@ from urllib.parse import quote, unquote
 
 from pmsops.errors import UsageError
 from pmsops.redaction import fingerprint
-from pmsops.urlread import _map_parser_error, host_of, mask_url, split_raw  # noqa: F401 - re-exported: one masker, one reader
+from pmsops.urlread import Finding, _map_parser_error, host_of, mask_url, split_raw  # noqa: F401 - re-exported: one masker, one reader
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 SOCKET_SCHEMES = ("redis+socket", "socket")
@@ -83,13 +83,6 @@ def parse_with_kombu(url: str) -> dict:
         "db": parts.path,
         "failover_urls": len(pieces),
     }
-
-
-@dataclass
-class Finding:
-    level: str  # "error" | "warning" | "note"
-    code: str
-    message: str
 
 
 @dataclass
