@@ -10,9 +10,9 @@ before any client sees it:
   could cut it, is registered with the redactor (:func:`register_url_secrets`);
 - the *client's* reading comes from the client's own parser: redis-py
   (``ConnectionPool.from_url`` and its connection class) for ``REDIS_URL``, kombu's
-  ``Connection`` for ``CELERY_BROKER_URL``, Celery's Redis backend (kombu's
-  ``url_to_parts``) for ``CELERY_RESULT_BACKEND``, asyncpg's DSN parser (without
-  connecting) for ``DATABASE_URL``;
+  ``Connection`` for ``CELERY_BROKER_URL``, Celery's ``RedisBackend`` (its
+  ``connparams``) for ``CELERY_RESULT_BACKEND``, asyncpg's DSN parser (without
+  connecting) for ``DATABASE_URL``; nothing connects;
 - where the two differ on the user name or password, or the client raises, the URL
   is bad input (:class:`~pmsops.errors.UsageError`, exit 2) with one line that names
   the raw characters to encode. A parser's exception text is never shown: it often
@@ -63,7 +63,7 @@ _CHAR_NAMES = {" ": "space", "\t": "tab", "\n": "line break", "\r": "carriage re
 _NOT_IN_USER_NAMES = set("/?#[]@ \t\r\n\\;,")
 _PASSWORD_ONLY_SCHEMES = ("redis", "unix", "amqp", "socket")
 """Schemes whose colon-less userinfo is almost always a password without its ':' (Redis has no user by default)."""
-_MAX_BOUNDARIES = 48
+_MAX_BOUNDARIES = 24
 """Above this many cut points, register runs between delimiters (not every span): bounded work."""
 
 
