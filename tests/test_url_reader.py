@@ -153,3 +153,12 @@ def test_redis_userinfo_without_colon_is_masked_as_the_password_it_almost_always
     read_url("redis://Kq9Zx7Wv@coolify-redis:6379/0", "redis-py")
 
     assert "Kq9Zx7Wv" not in redact("AUTH failed for Kq9Zx7Wv")
+
+
+def test_a_password_every_parser_reads_whole_does_not_mask_ordinary_words(cli):
+    # 'complex+pass=word' is read whole by every client: its pieces ('word') are no secret on their own
+    result = cli("redis-url", "check", "redis://:complex+pass=word@coolify-redis:6379/0")
+
+    assert result.exit_code == 0
+    assert "password contains raw '+' '='" in result.stdout
+    assert "complex+pass=word" not in result.output

@@ -63,6 +63,8 @@ _CHAR_NAMES = {" ": "space", "\t": "tab", "\n": "line break", "\r": "carriage re
 _NOT_IN_USER_NAMES = set("/?#[]@ \t\r\n\\;,")
 _PASSWORD_ONLY_SCHEMES = ("redis", "unix", "amqp", "socket")
 """Schemes whose colon-less userinfo is almost always a password without its ':' (Redis has no user by default)."""
+_CUTS_USERINFO = "/?#[]@;\t\r\n"
+"""Raw characters that make at least one client's parser cut the userinfo short (urlsplit, asyncpg's '@', kombu's ';')."""
 _MAX_BOUNDARIES = 24
 """Above this many cut points, register runs between delimiters (not every span): bounded work."""
 
@@ -166,7 +168,10 @@ def secret_fragments(url: str) -> set[str]:
     if not secret:
         return set()
     forms = {secret, raw.userinfo}
-    for text in {secret, re.sub(r"[\t\r\n]", "", secret)}:
+    # Without a character that makes some parser end the userinfo early, every parser reads the
+    # password whole: registering its pieces would only mask ordinary words ("pass=word" → "word").
+    cut_anywhere = any(c in secret for c in _CUTS_USERINFO)
+    for text in {secret, re.sub(r"[\t\r\n]", "", secret)} if cut_anywhere else ():
         points = _cut_points(text)
         if len(points) > _MAX_BOUNDARIES:
             spans = [(a, b) for a, b in zip(points, points[1:])]
