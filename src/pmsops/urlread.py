@@ -205,6 +205,11 @@ class Address:
     port: int | None = None
     socket: str | None = None
 
+    @property
+    def endpoint(self) -> tuple[str | None, int | None]:
+        """(host, port) for failure messages; a socket is (path, None)."""
+        return (self.socket, None) if self.socket else (self.host, self.port)
+
     def __str__(self) -> str:
         if self.socket:
             return self.socket

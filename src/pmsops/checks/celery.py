@@ -138,7 +138,7 @@ def _broker_failure(name: str, url: str, exc: BaseException, timeout: float) -> 
     if words:
         return results.fail(name, f"broker {masked}: {words}", hint=AUTH_HINT)
     address = read_url(url, "kombu", "CELERY_BROKER_URL").address
-    host, port = (address.socket, None) if address.socket else (address.host, address.port)
+    host, port = address.endpoint
     failure = classify(exc, host, port, timeout, "the Redis broker")
     return results.fail(name, f"broker {masked}: {failure.summary}", hint=failure.hint, details={"error": failure.kind})
 

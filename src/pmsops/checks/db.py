@@ -65,7 +65,7 @@ def check_db(url: str, timeout: float = 3.0, name: str = "db") -> Result:
     reading = read_database_url(url)
     _, note = asyncpg_dsn(url)
     address = reading.address
-    host, port = (address.socket, None) if address.socket else (address.host, address.port)
+    host, port = address.endpoint
     masked = f"{mask_url(url)} at {reading.where}"
     notes = [note] if note else []
     watch = Stopwatch()

@@ -13,7 +13,7 @@ import uuid
 from pmsops import results
 from pmsops.checks.failures import classify
 from pmsops.results import Result, Stopwatch
-from pmsops.urlread import Reading, mask_url, read_url
+from pmsops.urlread import mask_url, read_url
 
 LATENCY_WARN_MS = 100.0
 """The contract's alert threshold for Redis."""
@@ -50,12 +50,6 @@ def auth_failure(exc: BaseException) -> str | None:
     return None
 
 
-def where(reading: Reading) -> tuple[str | None, int | None]:
-    """(host, port) for failure messages: the address the client really uses (a socket has no port)."""
-    address = reading.address
-    return (address.socket, None) if address.socket else (address.host, address.port)
-
-
 def check_redis(url: str, timeout: float = 3.0, name: str = "redis", variable: str = "REDIS_URL") -> Result:
     """Connect, authenticate, PING, INFO, SET/GET/DEL a namespaced key with a 10 s TTL.
 
@@ -66,7 +60,7 @@ def check_redis(url: str, timeout: float = 3.0, name: str = "redis", variable: s
     import redis
 
     reading = read_url(url, "redis-py", variable)
-    host, port = where(reading)
+    host, port = reading.address.endpoint
     masked = f"{mask_url(url)} at {reading.where}"
     watch = Stopwatch()
     client = client_for(url, timeout)
