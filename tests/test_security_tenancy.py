@@ -86,11 +86,12 @@ def own_connection(world):
 # --- tenant isolation ------------------------------------------------------------------------------------
 
 def test_agency_a_cannot_create_a_connection_on_agency_bs_property(world):
-    before = run(world.env["DATABASE_URL"], lambda c: c.fetchval("SELECT count(*) FROM channel_connections WHERE property_id = $1::uuid", world.prop("b")))
+    count = "SELECT count(*) FROM channel_connections WHERE property_id = $1::uuid"
+    before = run(world.env["DATABASE_URL"], lambda c: c.fetchval(count, world.prop("b")))
     response = httpx.post(f"{world.base}{API}/", headers=world.headers("a"), timeout=10,
                           json={"platform_type": "airbnb", "platform_listing_id": "ATTACKER-LISTING", "property_id": world.prop("b")})
     assert (response.status_code, response.json()) == (404, {"detail": "Property not found"})
-    after = run(world.env["DATABASE_URL"], lambda c: c.fetchval("SELECT count(*) FROM channel_connections WHERE property_id = $1::uuid", world.prop("b")))
+    after = run(world.env["DATABASE_URL"], lambda c: c.fetchval(count, world.prop("b")))
     assert after == before
 
 
@@ -103,7 +104,8 @@ def test_unknown_property_is_404_like_another_agencys(world):
 def test_agency_a_cannot_move_its_connection_onto_agency_bs_property(world, own_connection):
     response = httpx.put(f"{world.base}{API}/{own_connection}", headers=world.headers("a"), json={"property_id": world.prop("b")}, timeout=10)
     assert (response.status_code, response.json()) == (404, {"detail": "Property not found"})
-    stored = run(world.env["DATABASE_URL"], lambda c: c.fetchval("SELECT property_id::text FROM channel_connections WHERE id = $1::uuid", own_connection))
+    query = "SELECT property_id::text FROM channel_connections WHERE id = $1::uuid"
+    stored = run(world.env["DATABASE_URL"], lambda c: c.fetchval(query, own_connection))
     assert stored == world.prop("a")
     moved = httpx.put(f"{world.base}{API}/{own_connection}", headers=world.headers("a"), json={"property_id": world.prop("a")}, timeout=10)
     assert moved.status_code == 200 and moved.json()["property_id"] == world.prop("a")
@@ -130,7 +132,8 @@ def test_sync_log_filters_never_reach_another_agencys_logs(world, own_connection
         assert response.status_code == 200 and response.json()["logs"] == [], params
     batches = httpx.get(f"{world.base}{API}/{own_connection}/sync-batches", headers=world.headers("a"), timeout=10)
     assert theirs.batch_id not in batches.text
-    run(world.env["DATABASE_URL"], lambda c: c.execute("UPDATE channel_sync_logs SET status = 'cancelled' WHERE batch_id = $1::uuid", theirs.batch_id))
+    close = "UPDATE channel_sync_logs SET status = 'cancelled' WHERE batch_id = $1::uuid"
+    run(world.env["DATABASE_URL"], lambda c: c.execute(close, theirs.batch_id))
 
 
 def test_x_agency_id_of_another_agency_is_403(world):
@@ -174,7 +177,8 @@ HOSTILE_CASES = [
     ("NUL task_id filter", "GET", f"{API}/{{own}}/sync-logs", {"task_id": "\x00"}, None, 422, ["request"]),
     ("NUL status filter", "GET", f"{API}/{{own}}/sync-logs", {"status": "a\x00"}, None, 422, ["request"]),
     ("bogus status on PUT", "PUT", f"{API}/{{own}}", None, {"status": "bogus"}, 422, ["body", "status"]),
-    ("bogus status on create", "POST", f"{API}/", None, {"platform_type": "airbnb", "platform_listing_id": "x", "status": "bogus"}, 422, ["body", "status"]),
+    ("bogus status on create", "POST", f"{API}/", None, {"platform_type": "airbnb", "platform_listing_id": "x", "status": "bogus"}, 422,
+     ["body", "status"]),
     ("NUL in listing id", "POST", f"{API}/", None, {"platform_type": "airbnb", "platform_listing_id": "a\x00b"}, 422, ["request"]),
     ("NUL in metadata", "PUT", f"{API}/{{own}}", None, {"platform_metadata": {"note": "x\x00y"}}, 422, ["request"]),
     ("NUL in listing id on PUT", "PUT", f"{API}/{{own}}", None, {"platform_listing_id": "\x00"}, 422, ["request"]),
@@ -227,8 +231,10 @@ def _slots(world: World, own: str) -> dict[str, Any]:
     for name in ("status", "platform_listing_id", "platform_metadata", "property_id"):
         slots[f"update.{name}"] = ("PUT", f"{API}/{own}", "body", name, {}, "a")
     slots["update.body"] = ("PUT", f"{API}/{own}", "whole", None, None, "a")
-    for method, suffix in (("GET", ""), ("PUT", ""), ("DELETE", ""), ("POST", "/test"), ("POST", "/sync"), ("GET", "/sync-logs"), ("GET", "/sync-batches")):
-        slots[f"path {method} {suffix or '/'}"] = (method, f"{API}/{{value}}{suffix}", "path", None, {"sync_type": "availability"} if suffix == "/sync" else None, "a")
+    for method, suffix in (("GET", ""), ("PUT", ""), ("DELETE", ""), ("POST", "/test"), ("POST", "/sync"), ("GET", "/sync-logs"),
+                           ("GET", "/sync-batches")):
+        body = {"sync_type": "availability"} if suffix == "/sync" else None
+        slots[f"path {method} {suffix or '/'}"] = (method, f"{API}/{{value}}{suffix}", "path", None, body, "a")
     slots["sync.sync_type"] = ("POST", f"{API}/{own}/sync", "body", "sync_type", {}, "a")
     slots["token.grant_type"] = ("POST", "/auth/v1/token", "query", "grant_type", {"email": "nobody@x.test", "password": "x"}, None)
     for name in ("email", "password"):

@@ -163,10 +163,18 @@ def test_connection_pointing_at_another_agencys_property_is_refused_without_a_pl
     assert {r["details"]["error_type"] for r in rows} == {"tenant_mismatch"}
     assert {r["details"]["retry_count"] for r in rows} == {0}
     for row in rows:
-        assert row["error"].startswith(f"Tenant mismatch: channel connection {ids['connection_id']} belongs to another agency than its property"), row["error"]
-    assert [c for c in fake_platform.received() if c["listing"] == ids["listing"]] == []
-    from sync_helpers import run
+        expected = f"Tenant mismatch: channel connection {ids['connection_id']} belongs to another agency than its property"
+        assert row["error"].startswith(expected), row["error"]
+    import uuid
 
+    from sync_helpers import run, sender_for
+
+    by_hand = str(uuid.uuid4())  # a task enqueued without a trigger: adopted, then refused the same way
+    sender_for(sync_worker["CELERY_BROKER_URL"])("pmsops.sync.bookings_pull", ids["connection_id"], by_hand)
+    [adopted] = wait_final(sync_db, [by_hand])
+    outcome = (adopted["status"], adopted["details"]["error_type"], str(adopted["tenant_id"]))
+    assert outcome == ("failed", "tenant_mismatch", ids["intruder_agency_id"])
+    assert [c for c in fake_platform.received() if c["listing"] == ids["listing"]] == []
     assert run(sync_db, lambda c: c.fetchval("SELECT count(*) FROM bookings WHERE external_id = 'HM-XT-1'")) == 0
 
 

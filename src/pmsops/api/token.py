@@ -117,9 +117,11 @@ def verify(token: str, secret: str, audience: str | None) -> Result:
 
     register_secret(secret)
     try:
-        jwt.decode(token, secret, algorithms=["HS256"], audience=audience or "authenticated", options={"verify_exp": False, "require": list(REQUIRED_CLAIMS)})
+        jwt.decode(token, secret, algorithms=["HS256"], audience=audience or "authenticated",
+                   options={"verify_exp": False, "require": list(REQUIRED_CLAIMS)})
     except jwt.MissingRequiredClaimError as exc:
-        return results.fail("verify", missing_claim_text(exc.claim), hint="the backend refuses it (HTTP 401): get a token from the password grant (pmsops token)")
+        return results.fail("verify", missing_claim_text(exc.claim),
+                            hint="the backend refuses it (HTTP 401): get a token from the password grant (pmsops token)")
     except jwt.InvalidAudienceError:
         return results.fail("verify", f"audience mismatch (expected {audience or 'authenticated'})", hint="JWT_AUDIENCE must match the token's aud claim")
     except jwt.InvalidSignatureError:

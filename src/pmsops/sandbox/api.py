@@ -230,7 +230,8 @@ class PasswordGrant(BaseModel):
 
 
 @app.post("/auth/v1/token")
-async def password_grant(request: Request, grant: PasswordGrant, grant_type: str = Query(..., max_length=SHORT_TEXT), apikey: Optional[str] = Header(None)) -> JSONResponse:
+async def password_grant(request: Request, grant: PasswordGrant, grant_type: str = Query(..., max_length=SHORT_TEXT),
+                         apikey: Optional[str] = Header(None)) -> JSONResponse:
     if not apikey or apikey != _env("ANON_KEY"):
         return JSONResponse(status_code=401, content={"message": "Invalid API key"})
     if grant_type != "password":
@@ -301,7 +302,8 @@ LIMIT = Query(50, ge=1, le=100)
 
 
 @app.get("/api/v1/channel-connections/")
-async def list_connections(request: Request, agency: uuid.UUID = Depends(current_agency), limit: int = LIMIT, offset: int = OFFSET) -> list[dict[str, Any]]:
+async def list_connections(request: Request, agency: uuid.UUID = Depends(current_agency), limit: int = LIMIT,
+                           offset: int = OFFSET) -> list[dict[str, Any]]:
     rows = await with_db(request, lambda c: c.fetch(
         f"SELECT {CONNECTION_COLUMNS} FROM channel_connections WHERE agency_id = $1 AND deleted_at IS NULL ORDER BY created_at, id LIMIT $2 OFFSET $3", agency, limit, offset))
     return [_connection_json(r) for r in rows]
@@ -327,7 +329,8 @@ async def create_connection(request: Request, body: ConnectionCreate, agency: uu
     async def create(conn):
         await _own_property_or_404(conn, body.property_id, agency)
         return await conn.fetchrow(
-            f"""INSERT INTO channel_connections (agency_id, property_id, platform_type, platform_listing_id, status, platform_metadata, access_token_encrypted)
+            f"""INSERT INTO channel_connections
+                    (agency_id, property_id, platform_type, platform_listing_id, status, platform_metadata, access_token_encrypted)
                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {CONNECTION_COLUMNS}""",
             agency, body.property_id, body.platform_type, body.platform_listing_id, body.status, body.platform_metadata, token)
 
@@ -364,7 +367,8 @@ async def update_connection(request: Request, connection_id: uuid.UUID, body: Co
 async def delete_connection(request: Request, connection_id: uuid.UUID, agency: uuid.UUID = Depends(current_agency)) -> dict[str, Any]:
     async def delete(conn):
         await _connection_or_404(request, conn, connection_id, agency)
-        await conn.execute("UPDATE channel_connections SET deleted_at = now(), updated_at = now() WHERE id = $1 AND agency_id = $2", connection_id, agency)
+        await conn.execute("UPDATE channel_connections SET deleted_at = now(), updated_at = now() WHERE id = $1 AND agency_id = $2",
+                           connection_id, agency)
 
     await with_db(request, delete)
     return {"id": str(connection_id), "deleted": True}
@@ -434,8 +438,8 @@ def batch_status(statuses: list[str]) -> str:
 
 
 @app.get("/api/v1/channel-connections/{connection_id}/sync-batches")
-async def sync_batches(request: Request, connection_id: uuid.UUID, agency: uuid.UUID = Depends(current_agency), limit: int = LIMIT, offset: int = OFFSET,
-                       status: str = Query("any", max_length=SHORT_TEXT)) -> dict[str, Any]:
+async def sync_batches(request: Request, connection_id: uuid.UUID, agency: uuid.UUID = Depends(current_agency), limit: int = LIMIT,
+                       offset: int = OFFSET, status: str = Query("any", max_length=SHORT_TEXT)) -> dict[str, Any]:
     if status not in ("any", "running", "failed", "success"):
         raise HTTPException(400, "Invalid status. Must be one of: ['any', 'running', 'failed', 'success']")
 
