@@ -98,8 +98,10 @@ def error_response(exc: BaseException) -> tuple[int, dict[str, Any]] | None:
     Database errors caused by the request's values are the caller's fault, so they are
     4xx: a CHECK or NOT NULL violation, a reference to a missing record, a value out of
     range, a NUL byte or a character the database cannot store (SQLSTATE class 22) are
-    422; a duplicate is 409; a missing table or column is the contract's 503 (schema out
-    of date); a database that stays away is the contract's 503. No body quotes a value.
+    422, as is text that cannot be encoded at all (a lone UTF-16 surrogate from a JSON
+    ``\\ud800`` escape fails in the driver, the password hash or the cipher); a duplicate
+    is 409; a missing table or column is the contract's 503 (schema out of date); a
+    database that stays away is the contract's 503. No body quotes a value.
     """
     import asyncpg
 
@@ -107,6 +109,8 @@ def error_response(exc: BaseException) -> tuple[int, dict[str, Any]] | None:
         return 503, {"error": "service_unavailable", "message": "Database is temporarily unavailable.", "retry_count": DB_RETRIES}
     if isinstance(exc, RequestValidationError):
         return 422, {"detail": [{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in exc.errors()]}
+    if isinstance(exc, UnicodeError):
+        return _invalid("invalid_text", "text contains characters that cannot be encoded (a lone surrogate)")
     if isinstance(exc, asyncpg.ForeignKeyViolationError):
         return _invalid("foreign_key_violation", "refers to a record that does not exist", _constraint_column(exc))
     if isinstance(exc, (asyncpg.CheckViolationError, asyncpg.NotNullViolationError)):
