@@ -18,6 +18,7 @@ know is a generic 500 and one log line without values (:class:`ErrorBoundary`).
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import os
 import uuid
@@ -236,7 +237,7 @@ class PasswordGrant(BaseModel):
 @app.post("/auth/v1/token")
 async def password_grant(request: Request, grant: PasswordGrant, grant_type: str = Query(..., max_length=SHORT_TEXT),
                          apikey: Optional[str] = Header(None)) -> JSONResponse:
-    if not apikey or apikey != _env("ANON_KEY"):
+    if not apikey or not hmac.compare_digest(apikey.encode(), _env("ANON_KEY").encode()):  # constant time
         return JSONResponse(status_code=401, content={"message": "Invalid API key"})
     if grant_type != "password":
         return JSONResponse(status_code=400, content={"error": "unsupported_grant_type", "error_description": "only grant_type=password"})
