@@ -17,6 +17,9 @@ RIGHT = 16
 COLORS = {"ok": "#2e7d32", "fail": "#c62828", "retry": "#ef6c00", "ready": "#1565c0", "reserved": "#6a1b9a", "axis": "#888", "text": "#222"}
 
 
+OUTCOME = {"ok": "success", "fail": "failed", "retry": "still retrying"}
+
+
 def _svg(kind: str, title: str, height: int, body: list[str]) -> str:
     return (f'<svg class="chart" data-chart="{escape(kind)}" role="img" aria-label="{escape(title)}" width="{WIDTH}" height="{height}" '
             f'viewBox="0 0 {WIDTH} {height}"><title>{escape(title)}</title>' + "".join(body) + "</svg>")
@@ -39,15 +42,15 @@ def _time_axis(y: float, span_s: float) -> list[str]:
 
 
 def outcomes_chart(buckets: list[dict[str, Any]], platforms: list[str], bucket_seconds: float, span_s: float) -> str:
-    """Sync outcomes per platform over time: stacked bars (success, failed) per time bucket.
+    """Sync outcomes per platform over time: stacked bars (success, failed, still retrying) per time bucket.
 
-    ``buckets`` rows are ``{"platform", "bucket" (0 = newest), "status", "n"}``.
+    ``buckets`` rows are ``{"platform", "bucket" (0 = newest), "status": success|failed|retrying, "n"}``.
     """
     count = max(1, int(round(span_s / bucket_seconds)))
     lane, plot = 46, WIDTH - LEFT - RIGHT
     height = 20 + lane * max(1, len(platforms)) + 24
     width = plot / count
-    body = [_text(LEFT, 12, f"sync outcomes per {bucket_seconds / 60:g} min: green success, red failed", size=11)]
+    body = [_text(LEFT, 12, f"sync outcomes per {bucket_seconds / 60:g} min: green success, red failed, orange still retrying", size=11)]
     for row, platform in enumerate(platforms):
         top = 20 + row * lane
         mine = [b for b in buckets if b.get("platform") == platform and 0 <= b["bucket"] < count]
@@ -57,14 +60,15 @@ def outcomes_chart(buckets: list[dict[str, Any]], platforms: list[str], bucket_s
         for k in range(count):
             ok = sum(b["n"] for b in mine if b["bucket"] == k and b["status"] == "success")
             failed = sum(b["n"] for b in mine if b["bucket"] == k and b["status"] == "failed")
+            retrying = sum(b["n"] for b in mine if b["bucket"] == k and b["status"] == "retrying")
             x = LEFT + (count - 1 - k) * width
             base = top + lane - 4
-            for n, cls in ((ok, "ok"), (failed, "fail")):
+            for n, cls in ((ok, "ok"), (failed, "fail"), (retrying, "retry")):
                 if n:
                     h = (lane - 10) * n / peak
                     base -= h
                     body.append(f'<rect class="bar {cls}" x="{x + 1:.1f}" y="{base:.1f}" width="{max(1.0, width - 2):.1f}" height="{h:.1f}" fill="{COLORS[cls]}">'
-                                f'<title>{escape(platform)}: {n} {"success" if cls == "ok" else "failed"}</title></rect>')
+                                f'<title>{escape(platform)}: {n} {OUTCOME[cls]}</title></rect>')
         if not mine:
             body.append(_text(LEFT + 6, top + lane / 2 + 4, "no syncs", size=10, fill=COLORS["axis"]))
     body += _time_axis(height - 22, span_s)

@@ -252,7 +252,7 @@ def _versions(settings, opts: Options) -> Section:
             finally:
                 await conn.close(timeout=opts.timeout)
 
-        found["PostgreSQL server"] = asyncio.run(ask())
+        found["PostgreSQL server"] = _database(settings, opts, lambda: asyncio.run(ask()))
         return results.ok("postgresql server", f"PostgreSQL {found['PostgreSQL server']}")
 
     section.results = [results.ok("libraries", ", ".join(f"{k} {v}" for k, v in found.items()))]
@@ -325,9 +325,12 @@ SYNC_EVIDENCE_QUERIES = {
         ORDER BY l.created_at DESC LIMIT {RECENT_FAILED}""",
     "buckets": """
         SELECT COALESCE(l.details->>'platform', c.platform_type) AS platform,
-               floor(extract(epoch FROM now() - l.created_at)::float8 / $2::float8)::int AS bucket, l.status, count(*)::int AS n
+               floor(extract(epoch FROM now() - l.created_at)::float8 / $2::float8)::int AS bucket,
+               CASE WHEN l.status = ANY(ARRAY['success', 'failed']) THEN l.status ELSE 'retrying' END AS status, count(*)::int AS n
         FROM channel_sync_logs l LEFT JOIN channel_connections c ON c.id = l.connection_id
-        WHERE l.status = ANY(ARRAY['success', 'failed']) AND l.created_at > now() - make_interval(secs => $1::float8)
+        WHERE l.status = ANY(ARRAY['triggered', 'queued', 'running', 'success', 'failed'])
+          AND l.created_at > now() - make_interval(secs => $1::float8)
+          AND (l.status = ANY(ARRAY['success', 'failed']) OR COALESCE((l.details->>'retry_count')::int, 0) > 0)
         GROUP BY 1, 2, 3""",
     "events": f"""
         SELECT COALESCE(l.details->>'platform', c.platform_type) AS platform, l.status, l.details->>'error_type' AS error_type,
@@ -343,7 +346,28 @@ SYNC_EVIDENCE_QUERIES = {
         FROM channel_sync_logs l LEFT JOIN channel_connections c ON c.id = l.connection_id
         WHERE l.status = 'failed' AND l.created_at > now() - make_interval(secs => $1::float8)
         GROUP BY 1, 2 ORDER BY first_at""",
+    "retrying": """
+        SELECT COALESCE(l.details->>'platform', c.platform_type) AS platform, count(*)::int AS n,
+               string_agg(DISTINCT COALESCE(l.details->>'error_type', 'unknown'), ', ') AS error_types,
+               extract(epoch FROM min(l.created_at))::float8 AS first_at
+        FROM channel_sync_logs l LEFT JOIN channel_connections c ON c.id = l.connection_id
+        WHERE l.status = ANY(ARRAY['triggered', 'queued', 'running']) AND l.created_at > now() - make_interval(secs => $1::float8)
+          AND COALESCE((l.details->>'retry_count')::int, 0) > 0
+        GROUP BY 1 ORDER BY first_at""",
 }
+
+
+def _database(settings, opts: Options, fn: Callable[[], Any]) -> Any:
+    """Run a database call; a failure becomes one line: 'database unreachable (…)' or 'database query failed (…)'."""
+    from pmsops.errors import DependencyError, PmsopsError
+    from pmsops.observe.snapshot import _db_words
+
+    try:
+        return fn()
+    except PmsopsError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - named, redacted, and raised as the section's failure
+        raise DependencyError(_db_words(settings.require("DATABASE_URL"), exc, opts.timeout)) from exc
 
 
 def bucket_seconds_for(since_seconds: float) -> float:
@@ -370,7 +394,7 @@ def _sync_logs(settings, opts: Options) -> Section:
         finally:
             await conn.close(timeout=opts.timeout)
 
-    data = asyncio.run(fetch())
+    data = _database(settings, opts, lambda: asyncio.run(fetch()))
     for row in data["failed"]:
         row["error"] = redact(row.get("error") or "")
     data["bucket_seconds"] = bucket
@@ -382,8 +406,12 @@ def _sync_logs(settings, opts: Options) -> Section:
                 f"syncs {f['platform']} {f['error_type']}",
                 f"{f['n']} failed sync(s) on {f['platform']} ({f['error_type']}) since {_utc(f['first_at'])}, last at {_utc(f['last_at'])}",
                 details={"first_at": f["first_at"], "last_at": f["last_at"]}))
-    else:
-        section.results.append(results.ok("syncs", f"no failed sync in the last {opts.since_text}"))
+    for r in data["retrying"]:
+        section.results.append(results.warn(
+            f"syncs {r['platform']} retrying", f"{r['n']} sync(s) on {r['platform']} retrying ({r['error_types']}) since {_utc(r['first_at'])}",
+            details={"first_at": r["first_at"]}))
+    if not failures and not data["retrying"]:
+        section.results.append(results.ok("syncs", f"no failed or retrying sync in the last {opts.since_text}"))
     lines = [f"{_utc(r['created_at'])}  {r['platform'] or '?':<12} {r['operation_type']:<20} {r['error_type'] or '-':<22} retry {r['retry_count'] or 0}  "
              f"task {r['task_id']}  connection {r['connection_id']}\n    {r['error']}" for r in data["failed"]]
     section.evidence["evidence/failed-sync-logs.txt"] = f"# the last {RECENT_FAILED} failed sync logs in the last {opts.since_text}, newest first\n" + "\n".join(lines) + "\n"
