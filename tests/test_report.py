@@ -7,6 +7,7 @@ shape in its environment and in the worker log it excerpts.
 from __future__ import annotations
 
 import base64
+import html
 import json
 import os
 import re
@@ -42,6 +43,7 @@ def every_form(value: str) -> dict[str, str]:
         "base64": base64.b64encode(raw).decode(), "base64url": base64.urlsafe_b64encode(raw).decode(),
         "base64 unpadded": base64.b64encode(raw).decode().rstrip("="),
         "json": json.dumps(value)[1:-1], "json ascii": json.dumps(value, ensure_ascii=True)[1:-1],
+        "html": html.escape(value, quote=True),
     }
     return {k: v for k, v in shapes.items() if len(v) >= 4}
 

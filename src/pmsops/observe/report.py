@@ -45,6 +45,7 @@ RUNBOOK: list[tuple[str, str, str]] = [
     ("celery", "Troubleshooting › Celery Worker Not Detected", "start the worker, check its start command and CELERY_BROKER_URL (pmsops celery ping; pmsops host worker-cmd)"),
     ("workers", "Troubleshooting › Celery Worker Not Detected", "start the missing worker (docker ps | grep worker; pmsops host worker-cmd)"),
     ("health", "Verification Steps › 1. Check /health/ready Endpoint", "see which component is down in the details; fix that dependency first"),
+    ("channel connection", "Quick Smoke › Step 4: Get Channel Connection ID", "list the connections (pmsops connections list); check AGENCY_ID and the token's agency"),
     ("token", "Quick Smoke › Step 2: Get JWT Token", "check SB_URL, ANON_KEY, EMAIL and PASSWORD (pmsops token)"),
     ("breaker", "Troubleshooting › Worker Logs Show Task Failures", "the platform failed repeatedly: check the platform's status and PLATFORM_BASE_URL; the breaker half-opens by itself"),
     ("syncs", "Troubleshooting › Worker Logs Show Task Failures", "read the error of the failed logs below; pmsops sync logs --json; retry with pmsops sync run once fixed"),
@@ -65,7 +66,7 @@ def context_name(explicit: str | None = None) -> str:
 
 def runbook_for(name: str) -> tuple[str, str]:
     """The runbook section and fix for a failing item, by its name."""
-    lowered = name.lower()
+    lowered = re.sub(r"^\d+ ", "", name.lower())  # smoke steps are numbered: "3 health"
     for prefix, section, fix in RUNBOOK:
         if lowered.split(": ")[-1].startswith(prefix) or lowered.startswith(prefix):
             return section, fix
@@ -430,7 +431,7 @@ def _worker_logs(settings, opts: Options) -> Section:
             excerpts.append(f"## {path} (last {LOG_TAIL_LINES} lines)\n{redact(text)}")
             found = log_results(scan_logs(text), Path(path).name, opts.since_text)
             for r in found:
-                r.name = f"logs {Path(path).name}: {r.name}"
+                r.name = f"{Path(path).name}: {r.name}"
             return found
         section.results += results.run_check(f"logs {path}", one)
     reachable, why = docker_reachable(opts.timeout) if opts.docker else (False, "--no-docker")
@@ -512,16 +513,17 @@ class Bundle:
 
 def failing_items(sections: list[Section]) -> list[dict[str, Any]]:
     """What is failing, since when, and the runbook's section and fix for each (fails first, then warnings)."""
-    items = []
-    for section in sections:
-        for r in section.results:
-            if r.status not in (Status.FAIL, Status.WARN):
-                continue
-            since = (r.details or {}).get("first_at") or (r.details or {}).get("opened_at")
-            runbook, fix = runbook_for(r.name if section.name not in ("snapshot",) else r.name)
-            items.append({"section": section.name, "name": r.name, "status": r.status.value, "what": redact(r.summary),
-                          "since": _utc(since) if since else "at report time", "runbook": runbook, "fix": redact(r.hint or fix)})
-    items.sort(key=lambda i: 0 if i["status"] == "fail" else 1)
+    ranked = [(s, r) for s in sections for r in s.results if r.status in (Status.FAIL, Status.WARN)]
+    ranked.sort(key=lambda pair: 0 if pair[1].status is Status.FAIL else 1)
+    items, seen = [], set()
+    for section, r in ranked:
+        if r.summary in seen:
+            continue  # several sections meet the same outage (doctor and smoke both ask /health/ready): one line each
+        seen.add(r.summary)
+        since = (r.details or {}).get("first_at") or (r.details or {}).get("opened_at")
+        runbook, fix = runbook_for(r.name)
+        items.append({"section": section.name, "name": r.name, "status": r.status.value, "what": redact(r.summary),
+                      "since": _utc(since) if since else "at report time", "runbook": runbook, "fix": redact(r.hint or fix)})
     return items
 
 
@@ -609,8 +611,16 @@ pre{background:#f7f7f7;border:1px solid #e5e5e5;padding:8px;overflow:auto;font-s
 """
 
 
+def _h(value: Any) -> str:
+    return escape(redact(str(value)))
+
+
 def html_page(payload: dict[str, Any], sections: list[Section], evidence: dict[str, str]) -> str:
-    """One self-contained page: inline CSS and SVG, a CSP that forbids every external load, no script."""
+    """One self-contained page: inline CSS and SVG, a CSP that forbids every external load, no script.
+
+    Every text is redacted *before* it is HTML-escaped (:func:`_h`): a secret with ``&`` or a quote
+    in it would otherwise reach the page in an escaped form that no later pass recognises.
+    """
     from pmsops.observe import charts
     from pmsops.sync import PLATFORMS
 
@@ -625,32 +635,32 @@ def html_page(payload: dict[str, Any], sections: list[Section], evidence: dict[s
     chart_html = [
         "<h3>Sync outcomes per platform over time</h3>",
         charts.outcomes_chart(syncs.get("buckets") or [], list(PLATFORMS), float(syncs.get("bucket_seconds") or bucket_seconds_for(since)), since)
-        if syncs else f"<p class=\"fail\">no sync data: {escape(str((payload['sections'].get('sync-logs') or {}).get('error') or 'sync-logs section failed'))}</p>",
+        if syncs else f"<p class=\"fail\">no sync data: {_h(str((payload['sections'].get('sync-logs') or {}).get('error') or 'sync-logs section failed'))}</p>",
         "<h3>Retries and errors on a timeline</h3>",
         charts.timeline_chart(events, list(PLATFORMS), now, since) if syncs else "",
         "<h3>Queue depth</h3>",
         charts.queue_chart(queues.get("items") or [], queues.get("unacked")),
     ]
     summary_rows = "".join(
-        f"<tr><td><span class=\"badge {escape(i['status'])}\">{escape(i['status'])}</span></td><td><b>{escape(i['name'])}</b>: {escape(i['what'])}</td>"
-        f"<td>{escape(i['since'])}</td><td>{escape(i['runbook'])}</td><td>{escape(i['fix'])}</td></tr>" for i in payload["summary"])
+        f"<tr><td><span class=\"badge {_h(i['status'])}\">{_h(i['status'])}</span></td><td><b>{_h(i['name'])}</b>: {_h(i['what'])}</td>"
+        f"<td>{_h(i['since'])}</td><td>{_h(i['runbook'])}</td><td>{_h(i['fix'])}</td></tr>" for i in payload["summary"])
     summary = (f"<table><tr><th></th><th>what is failing</th><th>since</th><th>runbook section</th><th>fix</th></tr>{summary_rows}</table>"
                if payload["summary"] else "<p class=\"ok\">Nothing is failing.</p>")
     details = []
     for s in sections:
-        rows = "".join(f"<tr><td class=\"{r.status.value}\">{r.status.value}</td><td>{escape(r.name)}</td><td>{escape(r.summary)}"
-                       + "".join(f"<br><small>{escape(n)}</small>" for n in r.notes[:20])
-                       + (f"<br><small>→ {escape(r.hint)}</small>" if r.hint and r.status is not Status.OK else "") + "</td></tr>" for r in s.results)
-        details.append(f"<h3>{escape(s.title)} <span class=\"badge {s.status.value}\">{s.status.value}</span> <small>{s.duration_ms:.0f} ms</small></h3>"
-                       + (f"<p class=\"fail\">section failed: {escape(s.error)}</p>" if s.error else "") + f"<table>{rows}</table>")
-    files = "".join(f"<h3>{escape(path)}</h3><pre>{escape(text)}</pre>" for path, text in sorted(evidence.items()))
+        rows = "".join(f"<tr><td class=\"{r.status.value}\">{r.status.value}</td><td>{_h(r.name)}</td><td>{_h(r.summary)}"
+                       + "".join(f"<br><small>{_h(n)}</small>" for n in r.notes[:20])
+                       + (f"<br><small>→ {_h(r.hint)}</small>" if r.hint and r.status is not Status.OK else "") + "</td></tr>" for r in s.results)
+        details.append(f"<h3>{_h(s.title)} <span class=\"badge {s.status.value}\">{s.status.value}</span> <small>{s.duration_ms:.0f} ms</small></h3>"
+                       + (f"<p class=\"fail\">section failed: {_h(s.error)}</p>" if s.error else "") + f"<table>{rows}</table>")
+    files = "".join(f"<h3>{_h(path)}</h3><pre>{_h(text)}</pre>" for path, text in sorted(evidence.items()))
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>pmsops report — {escape(payload['context'])} — {escape(payload['generated_at'])}</title><style>{CSS}</style></head>
-<body><h1>pmsops report — {escape(payload['context'])}</h1>
-<p>Generated {escape(payload['generated_at'])}; window: last {escape(payload['since'])}; overall <span class="badge {escape(payload['status'])}">{escape(payload['status'])}</span></p>
+<title>pmsops report — {_h(payload['context'])} — {_h(payload['generated_at'])}</title><style>{CSS}</style></head>
+<body><h1>pmsops report — {_h(payload['context'])}</h1>
+<p>Generated {_h(payload['generated_at'])}; window: last {_h(payload['since'])}; overall <span class="badge {_h(payload['status'])}">{_h(payload['status'])}</span></p>
 <h2 id="summary">Summary</h2>{summary}
 <h2 id="charts">Charts</h2>{''.join(chart_html)}
 <h2 id="details">Details</h2>{''.join(details)}

@@ -5,7 +5,7 @@ the report is written, its whole content is searched for every secret registered
 with :func:`pmsops.redaction.register_secret` in each form a tool might have
 written it in: raw, percent-encoded (upper- and lower-case hex, ``safe=""`` and
 ``safe="/"``), ``quote_plus``, base64 (standard and URL-safe, with and without
-padding) and JSON-escaped. A hit means a leak the redactor missed: nothing is
+padding), JSON-escaped and HTML-escaped. A hit means a leak the redactor missed: nothing is
 written (:class:`SecretFound`, exit 1). Messages name the file and the form, and
 show the secret only as a fingerprint.
 """
@@ -13,6 +13,7 @@ show the secret only as a fingerprint.
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 from dataclasses import dataclass
@@ -58,6 +59,7 @@ def forms(value: str) -> dict[str, str]:
         "base64url (unpadded)": base64.urlsafe_b64encode(raw).decode().rstrip("="),
         "JSON-escaped": json.dumps(value)[1:-1],
         "JSON-escaped (ASCII)": json.dumps(value, ensure_ascii=True)[1:-1],
+        "HTML-escaped": html.escape(value, quote=True),
     }
     out["percent-encoded (lower-case hex)"] = _lower_hex(out["percent-encoded"])
     out["quote_plus (lower-case hex)"] = _lower_hex(out["quote_plus"])

@@ -159,9 +159,9 @@ def _platforms_panel(panel: dict[str, Any]):
     if panel.get("error"):
         return Panel(_error_text(panel["error"]), title="Platforms", border_style="red")
     table = Table(expand=True, box=None, pad_edge=False)
-    table.add_column("platform")
-    table.add_column("breaker")
-    table.add_column("rate-limit tokens left per account")
+    table.add_column("platform", no_wrap=True)
+    table.add_column("breaker", no_wrap=True)
+    table.add_column("tokens left / account", overflow="fold")
     for p in panel["items"]:
         breaker = p["breaker"]
         tokens = ", ".join(f"{b['account'][:8]} {b['tokens']:g}/{b['burst']}" for b in p["rate_limits"]) or "—"
