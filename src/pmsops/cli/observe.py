@@ -79,7 +79,12 @@ def report(
     from pmsops.observe.report import Options, context_name as make_context, make_report
     from pmsops.sync.admin import parse_duration
 
-    since_seconds = parse_duration(since)
+    try:
+        since_seconds = parse_duration(since)
+    except UsageError:
+        raise UsageError(f"--since {since!r}: not a positive duration (use e.g. 90s, 60m, 2h, 1d)") from None
+    if output_path and not os.path.isdir(output_path) and not os.path.isdir(os.path.dirname(os.path.abspath(output_path))):
+        raise UsageError(f"--output {output_path}: its directory does not exist")
     for path in worker_log or []:
         if not os.path.isfile(path):
             raise UsageError(f"--worker-log {path}: not a readable file")

@@ -39,6 +39,8 @@ LOG_TAIL_LINES = 200
 
 RUNBOOK: list[tuple[str, str, str]] = [
     # (result name prefix or marker, runbook section, fix)
+    ("load environment", "Quick Smoke › Step 1: Load Environment", "load the env file: pmsops --env-file /root/pms_env.sh report"),
+    ("sync-logs", "Troubleshooting › Database Connection Issues", "the sync logs live in PostgreSQL: pmsops check db"),
     ("redis-url", "Redis URL Format + Password Encoding", "URL-encode the password (pmsops encode-redis-password) and use redis://:PASSWORD@HOST:6379/0"),
     ("redis", "Troubleshooting › Redis Authentication Errors", "compare the URL's password with requirepass (pmsops compare-password-hash); encode special characters"),
     ("db", "Troubleshooting › Database Connection Issues", "check DATABASE_URL and the worker's networks (pmsops check db; pmsops host networks)"),
