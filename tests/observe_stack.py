@@ -21,6 +21,7 @@ class Outage:
     worker_log: str
     failing_platform: str
     opened_at: float
+    task_ids: list[str]
 
 
 def _redis(env: dict[str, str]):
@@ -29,7 +30,7 @@ def _redis(env: dict[str, str]):
     return client_for(env["REDIS_URL"], 3.0)
 
 
-def _trigger_full_syncs(env: dict[str, str], platform: str, count: int) -> None:
+def _trigger_full_syncs(env: dict[str, str], platform: str, count: int) -> list[str]:
     from pmsops.api.client import ApiClient
     from pmsops.api.token import obtain
     from pmsops.settings import Settings
@@ -37,8 +38,17 @@ def _trigger_full_syncs(env: dict[str, str], platform: str, count: int) -> None:
     with ApiClient(env["PMS_API_URL"], obtain(Settings.from_environ(env)).token) as client:
         items, _ = client.list_connections()
         cid = next(c["id"] for c in items if c["platform_type"] == platform)
-        for _ in range(count):
-            client.trigger_sync(cid, "full")
+        return [t for _ in range(count) for t in client.trigger_sync(cid, "full")["task_ids"]]
+
+
+def _retrying_behind_the_breaker(env: dict[str, str], task_ids: list[str]) -> bool:
+    """Every operation has failed and is waiting for its retry behind the open breaker."""
+    from pmsops.sync.admin import with_connection
+
+    async def count(conn) -> int:
+        return await conn.fetchval("SELECT count(*) FROM channel_sync_logs WHERE task_id = ANY($1::text[]) AND details->>'error_type' = 'circuit_open'", task_ids)
+
+    return with_connection(env["DATABASE_URL"], count) == len(task_ids)
 
 
 def _wait_for(condition, timeout: float, what: str):
@@ -63,20 +73,21 @@ def _reset_limits(env: dict[str, str]) -> None:
 
 @pytest.fixture(scope="module")
 def outage(sandbox):
-    """Platform stopped → two full syncs fail → airbnb breaker open → worker stopped."""
+    """Platform stopped → two full syncs fail → airbnb breaker open, retries wait behind it → worker stopped."""
     env = sandbox.env()
     platform = "airbnb"
     sandbox.stop("platform")
     try:
-        _trigger_full_syncs(env, platform, 2)
+        task_ids = _trigger_full_syncs(env, platform, 2)
         client = _redis(env)
         try:
             _wait_for(lambda: client.hget(f"pmsops:circuit:{platform}", "state") == b"open", 20, f"the {platform} breaker to open")
             opened_at = float(client.hget(f"pmsops:circuit:{platform}", "opened_at"))
         finally:
             client.close()
+        _wait_for(lambda: _retrying_behind_the_breaker(env, task_ids), 20, "every failed sync to wait behind the open breaker")
         sandbox.stop("worker")
-        yield Outage(str(sandbox.env_path), env, str(sandbox.directory / "worker.log"), platform, opened_at)
+        yield Outage(str(sandbox.env_path), env, str(sandbox.directory / "worker.log"), platform, opened_at, task_ids)
     finally:
         sandbox.start("platform")
         _reset_limits(env)
