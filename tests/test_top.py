@@ -62,7 +62,7 @@ def test_database_down_shows_database_unreachable_in_the_sync_panel_while_broker
 
 # --- the live view in a pseudo-terminal ------------------------------------------------------------------------
 
-def _spawn_top(env_file: str, interval: str = "0.3"):
+def _spawn_top(env_file: str, interval: str = "0.3", *extra: str):
     """``pmsops top`` as a child on a pseudo-terminal of 40x160; returns (pid, master fd)."""
     import fcntl
     import pty
@@ -74,7 +74,7 @@ def _spawn_top(env_file: str, interval: str = "0.3"):
         env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "COLUMNS", "LINES")}  # pytest's COLUMNS would win over the pty
         env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
         fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
-        os.execve(sys.executable, [sys.executable, "-m", "pmsops", "--env-file", env_file, "top", "--interval", interval, "--broadcast-timeout", "0.3"], env)
+        os.execve(sys.executable, [sys.executable, "-m", "pmsops", "--env-file", env_file, "top", "--interval", interval, "--broadcast-timeout", "0.3", *extra], env)
     return pid, fd
 
 
@@ -123,3 +123,26 @@ def test_top_redraws_in_a_terminal_and_quits_on_q_and_ctrl_c(outage, key, how):
             pass
         os.close(fd)
     assert code == 0, f"top did not quit on {how}"
+
+
+def test_q_quits_at_once_while_a_refresh_waits_on_a_black_holed_database(outage, black_hole, tmp_path):
+    env_file = tmp_path / "db-black-holed.env"
+    env_file.write_text(Path(outage.env_file).read_text() + f"export DATABASE_URL='postgresql://pms_app:x@127.0.0.1:{black_hole}/pms'\n")
+    pid, fd = _spawn_top(str(env_file), "0.3", "--timeout", "20")
+    try:
+        seen = _read_until(fd, lambda s: b"collecting the first snapshot" in s, 20)
+        assert b"collecting the first snapshot" in seen
+        time.sleep(0.5)  # the refresh is now waiting on the database (up to 20 s)
+        asked = time.monotonic()
+        os.write(fd, b"q")
+        code = _exit_code(pid, fd, 5)
+        took = time.monotonic() - asked
+    finally:
+        try:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        os.close(fd)
+    assert code == 0
+    assert took < 2.0, f"quitting took {took:.1f} s"

@@ -140,7 +140,9 @@ class Collector:
             except Exception:  # noqa: BLE001
                 pass
             self._redis = None
-        if self._loop is not None and self._db_busy.acquire(timeout=self.options.db_timeout):
+        # A query still waiting on a black-holed database must not hold up quitting: its daemon
+        # thread and socket end with the process.
+        if self._loop is not None and self._db_busy.acquire(timeout=0.2):
             try:
                 if self._conn is not None:
                     try:
