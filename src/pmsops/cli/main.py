@@ -65,7 +65,7 @@ def apply_env_file(path: str) -> None:
 
 def _register_commands() -> None:
     offline.register(app)
-    for module_name in ("live", "worker", "sync", "api", "host", "sandbox"):
+    for module_name in ("live", "worker", "sync", "api", "host", "sandbox", "observe"):
         try:
             module = __import__(f"pmsops.cli.{module_name}", fromlist=["register"])
         except ModuleNotFoundError as exc:
