@@ -464,11 +464,9 @@ SECTIONS: list[tuple[str, Callable[[Any, Options], Section], float]] = [
 
 
 def _tail(path: Path, lines: int) -> str:
-    with open(path, "rb") as handle:
-        handle.seek(0, os.SEEK_END)
-        size = handle.tell()
-        handle.seek(max(0, size - 256 * 1024))
-        data = handle.read().decode("utf-8", errors="replace")
+    from pmsops.safefile import tail_regular
+
+    data = tail_regular(path, 256 * 1024).decode("utf-8", errors="replace")
     return "\n".join(data.splitlines()[-lines:])
 
 
@@ -695,44 +693,6 @@ def archive_bytes(bundle: Bundle, now: float | None = None) -> bytes:
     return gzip.compress(raw.getvalue(), mtime=int(now))
 
 
-def write_new(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` without ever following a symlink or replacing a file.
-
-    A temporary file next to it is created with ``O_CREAT | O_EXCL | O_NOFOLLOW`` and
-    mode 0600, synced, then hard-linked to ``path`` (which fails if anything exists
-    there, a symlink included) and unlinked. Minimal and local: to be merged with
-    :mod:`pmsops.safefile`.
-    """
-    import secrets as _secrets
-
-    from pmsops.errors import UsageError
-
-    directory = path.parent
-    temp = directory / f".{path.name}.{_secrets.token_hex(6)}.tmp"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(temp, flags, 0o600)
-    except FileNotFoundError:
-        raise UsageError(f"cannot write the report: directory {directory} does not exist") from None
-    except PermissionError:
-        raise UsageError(f"cannot write the report: no permission to write in {directory}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.link(temp, path, follow_symlinks=False)
-        except FileExistsError:
-            raise UsageError(f"{path} already exists (a report is never overwritten)", hint="pass another --output") from None
-    finally:
-        try:
-            os.unlink(temp)
-        except FileNotFoundError:
-            pass
-    return path
-
-
 def destination(output: str | None, name: str) -> Path:
     """--output as a directory (the bundle's name inside it) or as the file name; default the current directory."""
     if not output:
@@ -756,4 +716,6 @@ def make_report(settings, opts: Options, output: str | None = None) -> tuple[Pat
         from pmsops.errors import UsageError
 
         raise UsageError(f"{target} already exists (a report is never overwritten)", hint="pass another --output")
-    return write_new(target, data), bundle
+    from pmsops.safefile import write_new
+
+    return write_new(target, data, what="the report", hint="pass another --output"), bundle
