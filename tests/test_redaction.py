@@ -101,10 +101,24 @@ def test_registered_secret_is_masked_inside_json_escaping():
     assert json.dumps(secret)[1:-1] not in redact(json.dumps({"v": secret}))
 
 
-def test_very_short_values_are_not_registered_so_words_survive():
+def test_short_registered_secret_is_masked_as_a_whole_token_but_not_inside_words():
+    register_secret("Qz7")
+
+    assert redact("AUTH failed for Qz7, retry 'Qz7' (pw=Qz7)") == "AUTH failed for ***, retry '***' (pw=***)"
+    assert redact("xQz7y and Qz7x stay") == "xQz7y and Qz7x stay"
+
+
+def test_one_letter_secret_masks_the_word_but_no_letter_inside_words():
     register_secret("a")
 
-    assert redact("a cat") == "a cat"
+    assert redact("a cat ate data") == "*** cat ate data"
+
+
+def test_short_punctuation_and_flag_values_are_never_registered_so_output_survives():
+    for value in (":", "-", "1", "0", "on", "no", "yes"):
+        register_secret(value)
+
+    assert redact("h: 1 retry, 0 failed, logging on: yes - no") == "h: 1 retry, 0 failed, logging on: yes - no"
 
 
 def test_redact_obj_masks_nested_strings_and_keys():
@@ -141,8 +155,50 @@ def test_secret_is_registered_so_its_value_is_masked_anywhere():
     assert redact("raw hunter22 leaked") == "raw *** leaked"
 
 
-def test_fingerprint_is_length_and_16_hex_of_sha256():
+@pytest.fixture
+def fingerprint_settings():
+    from pmsops.redaction import set_fingerprint_salt, set_reveal_fingerprint
+
+    yield set_fingerprint_salt, set_reveal_fingerprint
+    set_fingerprint_salt(None)
+    set_reveal_fingerprint(None)
+
+
+def test_fingerprint_is_length_and_salted_pbkdf2_not_the_bare_sha256(fingerprint_settings):
     import hashlib
+
+    set_salt, _ = fingerprint_settings
+    set_salt("test-salt")
+
+    digest = hashlib.pbkdf2_hmac("sha256", b"hunter22", b"test-salt", 100_000).hex()[:16]
+    assert fingerprint("hunter22") == f"len=8 pbkdf2={digest} salt=test-salt"
+    assert hashlib.sha256(b"hunter22").hexdigest()[:16] not in fingerprint("hunter22")
+
+
+def test_fingerprint_salt_is_random_per_invocation_so_no_lookup_table_applies(fingerprint_settings):
+    set_salt, _ = fingerprint_settings
+    set_salt(None)
+    first = fingerprint("hunter22")
+    set_salt(None)
+    second = fingerprint("hunter22")
+
+    assert first != second
+    assert first.split()[0] == second.split()[0] == "len=8"
+
+
+def test_fingerprint_salt_from_the_environment_lets_two_machines_compare(fingerprint_settings, monkeypatch):
+    set_salt, _ = fingerprint_settings
+    monkeypatch.setenv("PMSOPS_FINGERPRINT_SALT", "incident-0412")
+    set_salt(None)
+
+    assert fingerprint("hunter22").endswith(" salt=incident-0412")
+
+
+def test_revealed_fingerprint_is_the_runbooks_sha256_prefix(fingerprint_settings):
+    import hashlib
+
+    _, reveal = fingerprint_settings
+    reveal(True)
 
     assert fingerprint("hunter22") == f"len=8 sha256={hashlib.sha256(b'hunter22').hexdigest()[:16]}"
     assert sha256_prefix("hunter22") == hashlib.sha256(b"hunter22").hexdigest()[:16]
