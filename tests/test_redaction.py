@@ -266,3 +266,99 @@ def test_redacting_formatter_wraps_the_existing_formatter_once():
         assert not isinstance(handler.formatter._inner, RedactingFormatter)
     finally:
         logger.removeHandler(handler)
+
+
+# --- secrets nobody registered, in the shapes logs and configs carry them ------------------------------------------------
+
+from secret_shapes import ORDINARY_LINES, cases, leaks  # noqa: E402
+
+CASES = cases()
+
+
+@pytest.mark.parametrize(("shape", "secret"), [(shape, secret) for _, shape, secret in CASES], ids=[c[0] for c in CASES])
+def test_unregistered_secret_in_a_log_shape_is_masked_in_every_form(shape, secret):
+    line = shape.build(secret)
+
+    assert leaks(redact(line), secret) == []
+
+
+@pytest.mark.parametrize(("shape", "secret"), [(shape, secret) for _, shape, secret in CASES], ids=[c[0] for c in CASES])
+def test_unregistered_secret_in_a_log_shape_is_masked_inside_json_output(shape, secret):
+    dumped = json.dumps(redact_obj({"notes": [shape.build(secret)], "line": shape.build(secret)}), ensure_ascii=False)
+
+    assert leaks(dumped, secret) == []
+
+
+@pytest.mark.parametrize("line", ORDINARY_LINES)
+def test_ordinary_log_lines_with_secretish_words_are_not_mangled(line):
+    assert redact(line) == line
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("+ redis-cli -h coolify-redis -a 'p@ss w' ping", "+ redis-cli -h coolify-redis -a *** ping"),
+        ("redis-server --requirepass 'Qz7'\"'\"'x' --save 60", "redis-server --requirepass *** --save 60"),
+        ("requirepass \"a b\"", "requirepass ***"),
+        ("CONFIG SET masterauth Lm9x", "CONFIG SET masterauth ***"),
+        ("AUTH default Lm9x", "AUTH default ***"),
+        ("AUTH alice Lm9x", "AUTH *** ***"),
+        ('"AUTH" "default" "Lm9x"', '"AUTH" "default" "***"'),
+        ("PASSWORD: Lm9x", "PASSWORD: ***"),
+        ("password = Lm9x", "password = ***"),
+        ('  password: "Lm9x"', '  password: ***'),
+        ("{'password': 'Lm9x', 'db': 0}", "{'password': '***', 'db': 0}"),
+        ('{"api_key":"Lm9x","n":1}', '{"api_key":"***","n":1}'),
+        ("X-Api-Key: Lm9x", "X-Api-Key: ***"),
+        ("x-auth-token=Lm9x; path=/", "x-auth-token=***; path=/"),
+        ("Authorization: Basic ZGVmYXVsdDpMbTl4", "Authorization: Basic ***"),
+        ("Authorization: Token Lm9xLm9x", "Authorization: Token ***"),
+        ("curl -H 'Authorization: Bearer Lm9x'", "curl -H 'Authorization: Bearer ***'"),
+        ("sent Basic ZGVmYXVsdDpMbTl4 upstream", "sent Basic *** upstream"),
+        ("mysql -u root -pLm9x db", "mysql -u root -p*** db"),
+        ("pg_dump --password=Lm9x pms", "pg_dump --password=*** pms"),
+        ('{"broker": "redis:\\/\\/:Lm9x@coolify-redis:6379\\/0"}', '{"broker": "redis:\\/\\/:***@coolify-redis:6379\\/0"}'),
+        ("redis://:Lm 9x@coolify-redis:6379/0 refused", "redis://:***@coolify-redis:6379/0 refused"),
+        ("postgresql://pms:it's@db:5432/pms", "postgresql://pms:***@db:5432/pms"),
+    ],
+    ids=lambda v: v if len(v) < 40 else v[:40],
+)
+def test_secret_shapes_keep_the_keyword_and_lose_the_value(text, masked):
+    assert redact(text) == masked
+
+
+def test_port_flags_are_not_passwords():
+    assert redact("redis-cli -p 6379 -h coolify-redis ping; psql -p 5432") == "redis-cli -p 6379 -h coolify-redis ping; psql -p 5432"
+
+
+def test_redact_obj_masks_string_values_under_secret_keys_in_json_output():
+    masked = redact_obj({"password": "Lm9x", "X-Api-Key": "Lm9x", "details": {"client_secret": "Lm9x", "password_length": 4},
+                         "requirepass": {"length": 4}, "token": None})
+
+    assert masked == {"password": MASK, "X-Api-Key": MASK, "details": {"client_secret": MASK, "password_length": 4},
+                      "requirepass": {"length": 4}, "token": None}
+
+
+def test_debug_traceback_with_secret_arguments_is_masked():
+    import traceback
+
+    def connect(password: str) -> None:
+        raise ConnectionError(f"AUTH default {password} rejected; kwargs={{'password': {password!r}}}")
+
+    secret = "-".join(["Lm9x", "never", "registered"])  # not a literal: the traceback quotes source lines
+    try:
+        connect(secret)
+    except ConnectionError as exc:
+        text = redact("".join(traceback.format_exception(exc)))
+
+    assert "Lm9x" not in text
+    assert "AUTH default *** rejected; kwargs={'password': '***'}" in text
+
+
+def test_host_logs_style_redaction_shows_the_keyword_and_a_fingerprint(fingerprint_settings):
+    from pmsops.redaction import redact_with_fingerprints
+
+    set_salt, _ = fingerprint_settings
+    set_salt("logs-salt")
+
+    assert redact_with_fingerprints("AUTH default Lm9x-secret") == f"AUTH default <{fingerprint('Lm9x-secret')}>"

@@ -14,7 +14,7 @@ What it masks, known or not:
   whole token (not inside a longer word: a password ``Qz7`` masks ``Qz7`` and
   ``'Qz7'`` but leaves ``xQz7y`` alone);
 - the userinfo of any URL (``redis://:***@host:6379/0``, ``postgresql://user:***@db``),
-  also JSON-escaped (``redis:\\/\\/:***@host``) and with a raw space in the password;
+  also JSON-escaped (``redis:\\/\\/:***@host``) and with a raw blank or quote in the password;
 - secrets in the shapes logs and configs put them, whatever their value
   (:data:`SECRET_KEYWORDS`): ``password=X``, ``password = X``, ``PASSWORD: X``,
   ``password: "X"``, ``{'password': 'X'}``, ``"api_key":"X"``, ``X-Api-Key: X``,
@@ -87,7 +87,11 @@ _KEYWORD = "(?:" + "|".join(sorted(SECRET_KEYWORDS, key=len, reverse=True)) + ")
 _KEY_NAME = rf"(?<![\w.\-])[\w.\-]*?{_KEYWORD}(?![\w\-])"
 _QUOTED = r"\\\"(?:[^\"\\\n]|\\(?!\")[^\n])*\\\"|\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'"
 """A value in JSON-escaped double quotes, double quotes or single quotes (backslash escapes honoured)."""
-_VALUE = rf"(?P<value>{_QUOTED}|[^\s]+)"
+_VALUE = (
+    rf"(?P<value>(?:{_QUOTED})(?=[ \t]*(?:[,}}\]);]|\r?\n|\Z))"  # one quoted value ending a JSON/dict/YAML/kwarg item
+    rf"|(?:{_QUOTED}|[^\s\"'])+(?=[\s,;)\]}}]|\Z)"  # a shell word: quoted pieces glued together ('p'"'"'w')
+    r"|[^\s]+)"  # anything else up to the next blank (trailing punctuation is given back)
+)
 
 NOT_A_VALUE = frozenset({
     "a", "an", "the", "is", "was", "are", "not", "no", "must", "should", "may", "can", "will", "missing", "required",
@@ -122,20 +126,24 @@ _AUTH_COMMAND = re.compile(
 _AUTH_HEADER = re.compile(
     r"(?i)(?P<key>\b(?:proxy-)?authorization)(?P<sep>\\?[\"']?[ \t]*[:=][ \t]*\\?[\"']?)"
     r"(?P<scheme>(?:basic|bearer|token|digest|negotiate|ntlm|hawk|apikey|key|aws4-hmac-sha256)[ \t]+)?"
-    r"(?P<value>[^\s\"',\\]+)"
+    r"(?P<value>[^\s]+)"
 )
 """``Authorization: Basic …``, ``Bearer …``, ``Token …``, also in JSON or dict form."""
 _BASIC = re.compile(r"(?i)\b(basic[ \t]+)([A-Za-z0-9+/_\-]{6,}={0,2})(?![\w+/=])")
 """A bare ``Basic <base64>``: masked when it decodes to ``user:password``."""
-_URL_USERINFO_ESCAPED = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*):\\/\\/(?P<userinfo>(?:[^\s'\"<>`\\]|\\.)*)@(?=[\w\[])")
+_URL_USERINFO_ESCAPED = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*):\\/\\/(?P<userinfo>(?:[^\s\"<>\\]|\\.)*)@(?=[\w\[])")
 """A URL inside a JSON string: ``"redis:\\/\\/:X@host"``."""
-_URL_USERINFO_SPACED = re.compile(
-    r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*)(?P<slashes>://|:\\/\\/)(?P<user>[^\s:/@'\"<>`]*):(?P<first>[^\s/@'\"<>`]*)"
-    r"(?P<rest>[ \t](?:(?!://|:\\/\\/)[^\n])*)@(?=[\w\[])"
+_URL_USERINFO_UNUSUAL = re.compile(
+    r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*)(?P<slashes>://|:\\/\\/)(?P<user>[^\s:/@'\"<>`]*):"
+    r"(?P<password>(?:(?!://|:\\/\\/)[^\n])*)@(?=[\w\[])"
 )
-"""A URL whose raw password holds a space (``redis://:my pass@host``): masked up to the last ``@`` of the line."""
+"""A URL whose raw password holds what the plain pattern stops at (a blank, a quote, a backtick:
+``redis://:my pass@host``): masked up to the last ``@`` of the line, never across another URL."""
+_UNUSUAL_IN_PASSWORD = re.compile(r"[\s'\"<>`]")
+_PORT_THEN_PATH = re.compile(r"\d+(?:[/?#\s]|$)")
 _ENV_REFERENCE = re.compile(r"\$\{?[A-Z_][A-Z0-9_]*\}?")
 _TRAILING = re.compile(r"[,;)\]}>\"'\\]+$")
+_TRAILING_AFTER_QUOTE = re.compile(r"[,;)\]}>]+$")
 _QUERY_NEXT = re.compile(r"&[\w.\-]+=")
 
 Hide = Callable[[str], str]
@@ -143,11 +151,29 @@ Hide = Callable[[str], str]
 
 
 def _unquote(value: str) -> tuple[str, str, str]:
-    """(opening quote, inner value, closing quote) of a matched value."""
-    for quote_mark in ('\\"', '"', "'"):
-        if len(value) >= 2 * len(quote_mark) and value.startswith(quote_mark) and value.endswith(quote_mark):
-            return quote_mark, value[len(quote_mark):-len(quote_mark)], quote_mark
+    """(opening quote, inner value, closing quote) of a value that is exactly one quoted string."""
+    if re.fullmatch(_QUOTED, value):
+        mark = '\\"' if value.startswith('\\"') else value[0]
+        return mark, value[len(mark):-len(mark)], mark
     return "", value, ""
+
+
+_ESCAPE = re.compile(r"\\(.)")
+
+
+def _decoded(raw: str, inner: str, opening: str) -> str:
+    """The value a reader of ``raw`` gets (backslash escapes in quotes, shell quoting): what a fingerprint is of."""
+    if opening:
+        return _ESCAPE.sub(r"\1", inner)
+    if "'" in raw or '"' in raw:
+        import shlex
+
+        try:
+            words = shlex.split(raw)
+        except ValueError:
+            return raw
+        return words[0] if len(words) == 1 else raw
+    return raw
 
 
 def _is_placeholder(inner: str, prose: bool) -> bool:
@@ -169,25 +195,25 @@ def _split_value(raw: str, sep: str) -> tuple[str, str]:
         found = _QUERY_NEXT.search(secret)
         if found:
             secret, rest = secret[:found.start()], secret[found.start():]
-    trailing = _TRAILING.search(secret)
+    trailing = (_TRAILING_AFTER_QUOTE if re.match(_QUOTED, secret) else _TRAILING).search(secret)
     if trailing and trailing.start() > 0:
         secret, rest = secret[:trailing.start()], secret[trailing.start():] + rest
     return secret, rest
 
 
 def _hide_value(match: re.Match[str], hide: Hide, prose: bool) -> str:
-    """Replace the ``value`` group of a keyword match, keeping key, separator and quotes."""
-    raw = match.group("value")
+    """Replace the ``value`` group of a keyword match, keeping key, separator and (in JSON or dict form) quotes."""
+    raw, rest = match.group("value"), ""
     opening, inner, closing = _unquote(raw)
-    rest = ""
     if not opening:
-        inner, rest = _split_value(raw, match.group("sep"))
+        raw, rest = _split_value(raw, match.group("sep"))
+        opening, inner, closing = _unquote(raw)
     if _is_placeholder(inner, prose and not opening):
         return match.group(0)
     if match.group("key").upper() in ("PWD", "OLDPWD") and inner.startswith("/"):
         return match.group(0)  # the shell's working directory, not a password
     keep_quotes = bool(opening) and (bool(match.group("kq")) or match.group("key")[-1:] in "\"'")
-    shown = f"{opening}{hide(inner)}{closing}" if keep_quotes else hide(inner)
+    shown = f"{opening}{hide(_decoded(raw, inner, opening))}{closing}" if keep_quotes else hide(_decoded(raw, inner, opening))
     return match.group(0)[: match.start("value") - match.start()] + shown + rest
 
 
@@ -205,10 +231,11 @@ def _hide_auth_command(match: re.Match[str], hide: Hide) -> str:
 
 
 def _hide_auth_header(match: re.Match[str], hide: Hide) -> str:
-    value = match.group("value")
+    """The credentials after ``Authorization:`` and its scheme, up to the next blank (a closing quote stays)."""
+    value, rest = _split_value(match.group("value"), "")
     if _is_placeholder(value, prose=False):
         return match.group(0)
-    return match.group("key") + match.group("sep") + (match.group("scheme") or "") + hide(value)
+    return match.group("key") + match.group("sep") + (match.group("scheme") or "") + hide(value) + rest
 
 
 def _looks_like_basic_credentials(token: str) -> bool:
@@ -233,11 +260,13 @@ def _mask_escaped_userinfo(match: re.Match[str]) -> str:
     return f"{scheme}:\\/\\/{MASK}@"
 
 
-def _mask_spaced_userinfo(match: re.Match[str]) -> str:
-    """``redis://:my pass@h`` → ``redis://:***@h``; ``host:6379 … user@x`` (a port, then prose) is left alone."""
-    user, first = match.group("user"), match.group("first")
-    if user and first.isdigit():
+def _mask_unusual_userinfo(match: re.Match[str]) -> str:
+    """``redis://:my pass@h`` → ``redis://:***@h``; a plain URL (the usual pattern's job) or a port is left alone."""
+    user, password = match.group("user"), match.group("password")
+    if password.startswith(MASK) or not _UNUSUAL_IN_PASSWORD.search(password):
         return match.group(0)
+    if user and _PORT_THEN_PATH.match(password):
+        return match.group(0)  # redis://host:6379/0 … user@example.com: a port, then prose
     if any(ch in user for ch in "?#[]%\\"):
         user = ""
     return f"{match.group('scheme')}{match.group('slashes')}{user}:{MASK}@"
@@ -457,8 +486,8 @@ class Redactor:
             text = pattern.sub(lambda m: conceal(self._secrets.get(m.group(0), m.group(0))), text)
         if short_pattern is not None:
             text = short_pattern.sub(lambda m: conceal(self._secrets.get(m.group(0), m.group(0))), text)
-        text = _URL_USERINFO_SPACED.sub(_mask_spaced_userinfo, text)
         text = _URL_USERINFO.sub(_mask_userinfo, text)
+        text = _URL_USERINFO_UNUSUAL.sub(_mask_unusual_userinfo, text)
         text = _JWT.sub(lambda m: f"<jwt {fingerprint(m.group(0))}>", text)
         text = _BEARER.sub(lambda m: m.group(1) + conceal(m.group(2)), text)
         text = redact_patterns(text, conceal)
