@@ -287,6 +287,46 @@ def redact_patterns(text: str, hide: Hide) -> str:
     return text
 
 
+_FLAG_WORD = re.compile(
+    r"(?i)--?[\w\-]*?(?:password|passwd|pass|pwd|secret|token|api-?key|apikey|requirepass|masterauth|auth|credentials?|private-?key|access-?key)"
+)
+_MYSQL_CLIENTS = ("mysql", "mysqldump", "mysqladmin", "mariadb")
+
+
+def _secret_followers(words: list[str], i: int) -> int:
+    """How many of the words after ``words[i]`` are secrets: ``--password X``, ``requirepass X``,
+    ``redis-cli … -a X``, ``AUTH X`` / ``AUTH user X`` (``AUTH default X`` keeps ``default``)."""
+    word = words[i]
+    programs = [w.rsplit("/", 1)[-1] for w in words[:i]]
+    if _FLAG_WORD.fullmatch(word) or word.lower() in ("requirepass", "masterauth") or (word == "-a" and "redis-cli" in programs):
+        return 1
+    if word.upper() == "AUTH" and i + 1 < len(words):
+        return 2
+    return 0
+
+
+def redact_argv(argv: list[str]) -> list[str]:
+    """A command's words fit to show: each word redacted, and the word after a secret-taking flag masked
+    whatever it holds (``["redis-server", "--requirepass", X]`` has no ``--requirepass X`` string to match)."""
+    out = [redact(word) for word in argv]
+    programs: list[str] = []
+    for i, word in enumerate(argv):
+        programs.append(word.rsplit("/", 1)[-1])
+        if word.startswith("-p") and len(word) > 2 and any(p in _MYSQL_CLIENTS for p in programs[:-1]):
+            out[i] = "-p" + MASK
+            continue
+        count = _secret_followers(argv, i)
+        targets = range(i + 1, min(i + 1 + count, len(argv)))
+        for j in targets:
+            if count == 2 and j == i + 1 and argv[j] == "default":
+                continue
+            if argv[j].startswith("-") and count == 1 and argv[j] != "-":
+                break  # --no-password -h db: the flag takes no value
+            if not _is_placeholder(out[j], prose=False):
+                out[j] = MASK
+    return out
+
+
 def is_secret_key(key: str) -> bool:
     """Whether a JSON/dict key names a secret (its value is masked in ``--json`` output)."""
     return bool(re.fullmatch(rf"(?i)[\w.\-]*?{_KEYWORD}", key.strip()))
