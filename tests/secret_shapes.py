@@ -72,6 +72,7 @@ SHAPES: tuple[Shape, ...] = (
     Shape("Authorization: Bearer", lambda x: f"Authorization: Bearer {x}", False),
     Shape("apikey: X", lambda x: f"apikey: {x}", False),
     Shape("X-Api-Key: X", lambda x: f"X-Api-Key: {x}", False),
+    Shape("SQL WITH PASSWORD 'X'", lambda x: "statement: ALTER ROLE pms WITH PASSWORD '" + x.replace("'", "''") + "';", True),
     Shape("--password X", lambda x: f"pg_dump --host supabase-db --password {shlex.quote(x)} pms", True),
 )
 

@@ -320,6 +320,8 @@ def test_ordinary_log_lines_with_secretish_words_are_not_mangled(line):
         ('{"broker": "redis:\\/\\/:Lm9x@coolify-redis:6379\\/0"}', '{"broker": "redis:\\/\\/:***@coolify-redis:6379\\/0"}'),
         ("redis://:Lm 9x@coolify-redis:6379/0 refused", "redis://:***@coolify-redis:6379/0 refused"),
         ("postgresql://pms:it's@db:5432/pms", "postgresql://pms:***@db:5432/pms"),
+        ("statement: ALTER ROLE pms WITH PASSWORD 'Lm 9x';", "statement: ALTER ROLE pms WITH PASSWORD ***;"),
+        ("CREATE USER u IDENTIFIED BY \"Lm9x\"", "CREATE USER u IDENTIFIED BY ***"),
     ],
     ids=lambda v: v if len(v) < 40 else v[:40],
 )

@@ -85,8 +85,8 @@ SECRET_KEYWORDS = (
 ``password_hash``, ``tokens`` or ``routing_key`` do not."""
 _KEYWORD = "(?:" + "|".join(sorted(SECRET_KEYWORDS, key=len, reverse=True)) + ")"
 _KEY_NAME = rf"(?<![\w.\-])[\w.\-]*?{_KEYWORD}(?![\w\-])"
-_QUOTED = r"\\\"(?:[^\"\\\n]|\\(?!\")[^\n])*\\\"|\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'"
-"""A value in JSON-escaped double quotes, double quotes or single quotes (backslash escapes honoured)."""
+_QUOTED = r"\\\"(?:[^\"\\\n]|\\(?!\")[^\n])*\\\"|\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.|'')*'"
+"""A value in JSON-escaped double quotes, double quotes or single quotes (backslash escapes and SQL's ``''`` honoured)."""
 _VALUE = (
     rf"(?P<value>(?:{_QUOTED})(?=[ \t]*(?:[,}}\]);]|\r?\n|\Z))"  # one quoted value ending a JSON/dict/YAML/kwarg item
     rf"|(?:{_QUOTED}|[^\s\"'])+(?=[\s,;)\]}}]|\Z)"  # a shell word: quoted pieces glued together ('p'"'"'w')
@@ -106,6 +106,8 @@ NOT_A_VALUE = frozenset({
 
 _PAIR = re.compile(rf"(?i)(?P<key>{_KEY_NAME})(?P<kq>\\?[\"']?)(?P<sep>[ \t]*(?:=>|:=|=|:)[ \t]*)(?!//){_VALUE}")
 """``key=value``, ``key = value``, ``key: value``, ``"key": "value"``, ``{'key': 'value'}``, ``key => value``."""
+_QUOTED_AFTER_KEYWORD = re.compile(rf"(?i)(?P<key>{_KEY_NAME}|\bidentified[ \t]+by)(?P<kq>)(?P<sep>[ \t]+)(?P<value>{_QUOTED})")
+"""SQL and prose: ``ALTER ROLE pms WITH PASSWORD 'X'``, ``IDENTIFIED BY 'X'``, ``the password "X" is wrong``."""
 _DIRECTIVE = re.compile(rf"(?i)(?P<key>(?<![\w\-])(?:requirepass|masterauth))(?P<kq>)(?P<sep>[ \t]+){_VALUE}")
 """Redis's config directives and ``CONFIG SET`` arguments: ``requirepass X``."""
 _QUOTED_ARGS = re.compile(rf"(?i)(?P<key>([\"'])(?:requirepass|masterauth|auth)\2)(?P<kq>)(?P<sep>[ \t]+)(?:\"default\"[ \t]+)?{_VALUE}")
@@ -163,6 +165,8 @@ _ESCAPE = re.compile(r"\\(.)")
 
 def _decoded(raw: str, inner: str, opening: str) -> str:
     """The value a reader of ``raw`` gets (backslash escapes in quotes, shell quoting): what a fingerprint is of."""
+    if opening == "'" and "''" in inner:
+        return inner.replace("''", "'")  # SQL doubles quotes and has no backslash escapes
     if opening:
         return _ESCAPE.sub(r"\1", inner)
     if "'" in raw or '"' in raw:
@@ -282,6 +286,7 @@ def redact_patterns(text: str, hide: Hide) -> str:
     text = _FLAG.sub(lambda m: _hide_value(m, hide, prose="=" not in m.group("sep")), text)
     text = _QUOTED_ARGS.sub(lambda m: _hide_value(m, hide, prose=False), text)
     text = _DIRECTIVE.sub(lambda m: _hide_value(m, hide, prose=True), text)
+    text = _QUOTED_AFTER_KEYWORD.sub(lambda m: _hide_value(m, hide, prose=False), text)
     text = _AUTH_COMMAND.sub(lambda m: _hide_auth_command(m, hide), text)
     text = _PAIR.sub(lambda m: _hide_value(m, hide, prose="=" not in m.group("sep")), text)
     return text
