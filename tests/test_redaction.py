@@ -364,3 +364,23 @@ def test_host_logs_style_redaction_shows_the_keyword_and_a_fingerprint(fingerpri
     set_salt("logs-salt")
 
     assert redact_with_fingerprints("AUTH default Lm9x-secret") == f"AUTH default <{fingerprint('Lm9x-secret')}>"
+
+
+@pytest.mark.parametrize(
+    ("argv", "shown"),
+    [
+        (["redis-server", "--appendonly", "yes", "--requirepass", "Lm9x", "--save", "60"],
+         ["redis-server", "--appendonly", "yes", "--requirepass", MASK, "--save", "60"]),
+        (["redis-cli", "-h", "coolify-redis", "-p", "6379", "-a", "Lm9x", "ping"], ["redis-cli", "-h", "coolify-redis", "-p", "6379", "-a", MASK, "ping"]),
+        (["/usr/local/bin/redis-cli", "AUTH", "default", "Lm9x"], ["/usr/local/bin/redis-cli", "AUTH", "default", MASK]),
+        (["redis-server", "/etc/redis.conf", "--masterauth", "Lm 9x"], ["redis-server", "/etc/redis.conf", "--masterauth", MASK]),
+        (["mysql", "-u", "root", "-pLm9x"], ["mysql", "-u", "root", "-p" + MASK]),
+        (["psql", "--no-password", "-h", "db", "-p", "5432"], ["psql", "--no-password", "-h", "db", "-p", "5432"]),
+        (["tar", "-a", "-cf", "x.tar"], ["tar", "-a", "-cf", "x.tar"]),
+    ],
+    ids=["--requirepass", "redis-cli -a", "AUTH default", "--masterauth with blank", "mysql -p", "psql -p port", "-a elsewhere"],
+)
+def test_exec_form_command_words_after_a_secret_taking_flag_are_masked(argv, shown):
+    from pmsops.redaction import redact_argv
+
+    assert redact_argv(argv) == shown
