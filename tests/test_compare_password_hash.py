@@ -311,3 +311,10 @@ def test_compare_result_fails_with_a_hint_on_mismatch():
 
     assert result.status.value == "fail"
     assert result.hint.startswith("likely cause: the password in the URL is encoded twice")
+
+
+def test_bad_salt_in_the_environment_is_one_line_and_exit_2(cli):
+    result = compare(cli, ENCODED_URL, PASSWORD, env={"PMSOPS_FINGERPRINT_SALT": "no spaces allowed"})
+
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0] == "✗ error: a fingerprint salt is 4 to 64 letters, digits, '.', '_' or '-'"

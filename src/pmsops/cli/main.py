@@ -46,11 +46,11 @@ def _global(
     """Global options come before the command: pmsops --env-file /root/pms_env.sh doctor."""
     from pmsops.cli.common import configure_fingerprints
 
-    configure_fingerprints(fingerprint_salt, reveal_fingerprint, start=True)
     STATE.debug = debug or STATE.debug
     STATE.no_color = no_color or bool(os.environ.get("NO_COLOR"))
     if env_file:
         apply_env_file(env_file)
+    configure_fingerprints(fingerprint_salt, reveal_fingerprint, start=True)
 
 
 def apply_env_file(path: str) -> None:
