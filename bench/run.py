@@ -151,8 +151,8 @@ def bench_throughput(sandbox, n: int) -> None:
     common = {**os.environ, "PYTHONPATH": str(ROOT), "CELERY_CONCURRENCY": "4"}
     print(f"throughput: {n} tasks, threads pool, concurrency 4, Redis broker", flush=True)
     noop_env = {**common, "CELERY_BROKER_URL": noop_broker, "BENCH_COUNTER_URL": base + "/12"}
-    noop_worker = subprocess.Popen([CELERY, "-A", "bench.noop_app:app", "worker", "--pool", "threads", "-c", "4", "-l", "WARNING", "-n", "noop@bench",
-                                    "--without-mingle", "--without-gossip"], env=noop_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    noop_worker = subprocess.Popen([sys.executable, "-P", "-m", "celery", "-A", "bench.noop_app:app", "worker", "--pool", "threads", "-c", "4", "-l", "WARNING", "-n", "noop@bench",
+                                    "--without-mingle", "--without-gossip"], env=noop_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, cwd=str(ROOT))
     try:
         _await_worker(noop_broker, "noop@bench")
         sender = Celery(broker=noop_broker, set_as_current=False)
@@ -166,11 +166,11 @@ def bench_throughput(sandbox, n: int) -> None:
         _stop(noop_worker)
 
     platform_port = free_port()
-    platform = subprocess.Popen([sys.executable, "-m", "pmsops.sandbox.fake_platform", "--port", str(platform_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    platform = subprocess.Popen([sys.executable, "-P", "-m", "pmsops.sandbox.fake_platform", "--port", str(platform_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(ROOT))
     sync_env = {**common, **env, "CELERY_BROKER_URL": sync_broker, "REDIS_URL": sync_broker, "CELERY_RESULT_BACKEND": "",
                 "PLATFORM_BASE_URL": f"http://127.0.0.1:{platform_port}", "CELERY_LOGLEVEL": "WARNING"}
-    sync_worker = subprocess.Popen([CELERY, "-A", "pmsops.sync.worker:celery_app", "worker", "--pool", "threads", "-c", "4", "-l", "WARNING", "-n", "sync@bench",
-                                    "--without-mingle", "--without-gossip"], env=sync_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    sync_worker = subprocess.Popen([sys.executable, "-P", "-m", "celery", "-A", "pmsops.sync.worker:celery_app", "worker", "--pool", "threads", "-c", "4", "-l", "WARNING", "-n", "sync@bench",
+                                    "--without-mingle", "--without-gossip"], env=sync_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, cwd=str(ROOT))
     try:
         import httpx
 
@@ -334,7 +334,9 @@ def main() -> None:
     machine = f"{os.cpu_count()} cores, Python {sys.version.split()[0]}"
     out = BENCH / "results"
     out.mkdir(exist_ok=True)
-    (out / "latest.json").write_text(json.dumps({"machine": machine, "results": RESULTS}, indent=2))
+    from pmsops.safefile import write_text
+
+    write_text(out / "latest.json", json.dumps({"machine": machine, "results": RESULTS}, indent=2), "benchmark results")
     print()
     print(markdown(machine))
 

@@ -8,6 +8,11 @@ process environment and loses to command-line flags.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -210,19 +215,87 @@ def test_env_file_that_is_not_text_is_bad_input_exit_2(cli, tmp_path):
     assert_one_line_usage_error(result, "env file is not UTF-8 text")
 
 
-def test_unreadable_env_file_is_bad_input_exit_2(cli, env_file, monkeypatch):
-    import pathlib
+def test_unreadable_env_file_is_bad_input_exit_2(tmp_path):
+    """A real permission problem: root's 0600 file read by a second local user (chmod 000 does not stop root itself)."""
+    from local_user import call_as, intruder
 
-    path = env_file("export A=1\n")
+    from pmsops.envfile import load_env_file
+    from pmsops.errors import UsageError
 
-    def denied(self, *args, **kwargs):  # chmod 000 does not stop root, which runs these tests in CI
-        raise PermissionError(13, "Permission denied", str(self))
+    user = intruder()
+    folder = Path(tempfile.mkdtemp(prefix="pmsops-env-"))  # reachable by the other user; the file itself is not readable
+    try:
+        folder.chmod(0o755)
+        path = folder / "pms_env.sh"
+        path.write_text("export A=1\n")
+        path.chmod(0o600)
+        with pytest.raises(UsageError, match=r"^env file not readable \(permission denied\): "):
+            call_as(user, load_env_file, str(path))
+    finally:
+        shutil.rmtree(folder)
 
-    monkeypatch.setattr(pathlib.Path, "read_text", denied)
 
-    result = cli("--env-file", path, "redis-url", "check")
+# --- hostile env files: refused at once, never read whole ----------------------------------------------------------------
 
-    assert_one_line_usage_error(result, "env file not readable")
+
+def test_env_file_that_is_a_fifo_is_refused_within_a_second(cli, tmp_path):
+    fifo = tmp_path / "pms_env.sh"
+    os.mkfifo(fifo)
+    outcome = []
+    reader = threading.Thread(target=lambda: outcome.append(cli("--env-file", str(fifo), "redis-url", "check")), daemon=True)
+    reader.start()
+    reader.join(1.0)
+    hung = reader.is_alive()
+    if hung:  # old behaviour: blocked in open() until a writer comes; be that writer so the thread ends
+        with open(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK), "w"):
+            pass
+        reader.join(5)
+    assert not hung, "--env-file blocked on a FIFO"
+    assert_one_line_usage_error(outcome[0], f"env file is a FIFO, not a regular file: {fifo}")
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ("/dev/zero", "env file is a character device, not a regular file: /dev/zero"),
+    ("sparse", "env file is too large (1073741824 bytes, at most 1048576): "),
+], ids=["dev-zero", "sparse-1GiB"])
+def test_env_file_that_never_ends_or_is_huge_is_refused_without_reading_it(tmp_path, source, message):
+    from local_user import run_bounded
+
+    path = source
+    if source == "sparse":
+        path = str(tmp_path / "pms_env.sh")
+        with open(path, "wb") as handle:
+            handle.truncate(1 << 30)
+    started = time.monotonic()
+    done = run_bounded("--env-file", path, "redis-url", "check", memory=1 << 30)  # reading it whole would die of MemoryError
+    assert done.returncode == 2, done.stderr[-300:]
+    assert done.stderr.startswith(f"✗ error: {message}") and done.stderr.count("\n") == 1, done.stderr[-300:]
+    assert time.monotonic() - started < 20
+
+
+def test_env_file_just_over_one_mebibyte_is_refused(cli, tmp_path):
+    path = tmp_path / "pms_env.sh"
+    path.write_text("export A=1\n" + "#" * (1024 * 1024))
+
+    result = cli("--env-file", str(path), "redis-url", "check")
+
+    assert_one_line_usage_error(result, f"env file is too large ({1024 * 1024 + 11} bytes, at most 1048576): {path}")
+
+
+def test_env_file_from_proc_is_refused_not_loaded_silently(cli):
+    result = cli("--env-file", "/proc/self/environ", "redis-url", "check")
+
+    assert_one_line_usage_error(result, "env file is a pseudo-file (it reports size 0 but has content, as /proc and /sys files do): /proc/self/environ")
+
+
+def test_env_file_through_a_link_to_a_regular_file_is_read(cli, env_file, tmp_path):
+    target = env_file(f"export REDIS_URL='{ENCODED_URL}'\n")
+    link = tmp_path / "current.env"
+    link.symlink_to(target)
+
+    result = cli("--env-file", str(link), "redis-url", "check")
+
+    assert result.exit_code == 0, result.output
 
 
 def test_unterminated_quote_is_bad_input_naming_line_and_variable_not_value(cli, env_file):

@@ -56,13 +56,13 @@ def test_url_is_shown_with_its_password_masked(cli):
     assert "my_secure_password_123" not in result.output
 
 
-def test_password_is_shown_only_as_length_and_sha256_prefix(cli):
+def test_password_is_shown_only_as_length_and_salted_fingerprint(cli):
     import hashlib
 
-    result = cli("redis-url", "check", RUNBOOK_URL)
+    result = cli("--fingerprint-salt", "urls-test", "redis-url", "check", RUNBOOK_URL)
 
-    prefix = hashlib.sha256(b"my_secure_password_123").hexdigest()[:16]
-    assert f"password len=22 sha256={prefix}" in result.stdout
+    digest = hashlib.pbkdf2_hmac("sha256", b"my_secure_password_123", b"urls-test", 100_000).hex()[:16]
+    assert f"password len=22 pbkdf2={digest} salt=urls-test" in result.stdout
 
 
 def test_rediss_scheme_is_accepted(cli):

@@ -96,17 +96,29 @@ def parse_env_text(text: str, path: str = "<text>", base: Mapping[str, str] | No
     return result
 
 
+MAX_ENV_FILE_BYTES = 1024 * 1024
+"""An env file is a few kilobytes; 1 MiB leaves room and stops /dev/zero-style input at once."""
+
+
 def load_env_file(path: str | os.PathLike[str], base: Mapping[str, str] | None = None) -> EnvFile:
-    """Read and parse ``path``; an unreadable file is a usage error (exit 2)."""
+    """Read and parse ``path``; an unusable file is a usage error (exit 2), at once.
+
+    Only a regular file of at most 1 MiB is read (never a FIFO, device or /proc file:
+    see :func:`pmsops.safefile.read_regular`), and never more than that.
+    """
+    from pmsops.safefile import read_regular
+
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8-sig")
+        data = read_regular(file, MAX_ENV_FILE_BYTES, "env file")
     except FileNotFoundError:
         raise UsageError(f"env file not found: {file}", hint="check the path passed to --env-file") from None
     except PermissionError:
         raise UsageError(f"env file not readable (permission denied): {file}", hint="run as a user that can read it, e.g. with sudo") from None
-    except IsADirectoryError:
-        raise UsageError(f"env file is a directory: {file}") from None
+    except OSError as exc:
+        raise UsageError(f"env file not readable: {file}: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise UsageError(f"env file is not UTF-8 text: {file}") from None
     return parse_env_text(text, str(file), base if base is not None else os.environ)

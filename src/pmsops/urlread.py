@@ -63,6 +63,8 @@ _CHAR_NAMES = {" ": "space", "\t": "tab", "\n": "line break", "\r": "carriage re
 _NOT_IN_USER_NAMES = set("/?#[]@ \t\r\n\\;,")
 _PASSWORD_ONLY_SCHEMES = ("redis", "unix", "amqp", "socket")
 """Schemes whose colon-less userinfo is almost always a password without its ':' (Redis has no user by default)."""
+MIN_FRAGMENT_LENGTH = 4
+"""Pieces of a password shorter than this are not registered (the whole password always is)."""
 _CUTS_USERINFO = "/?#[]@;\t\r\n"
 """Raw characters that make at least one client's parser cut the userinfo short (urlsplit, asyncpg's '@', kombu's ';')."""
 _MAX_BOUNDARIES = 24
@@ -179,11 +181,13 @@ def secret_fragments(url: str) -> set[str]:
         else:
             spans = [(a, b) for i, a in enumerate(points) for b in points[i + 1:]]
         forms.update(text[a:b] for a, b in spans)
+    whole = {secret, unquote(secret)}
     out: set[str] = set()
     for form in forms | {f.strip() for f in forms}:
         for variant in (form, unquote(form)):
             out.update((variant, variant.lower()))
-    return {f for f in out if f}
+    # pieces shorter than 4 characters would mask ordinary tokens ('0', 'db'); the whole password is always kept
+    return {f for f in out if len(f) >= MIN_FRAGMENT_LENGTH or f in whole}
 
 
 def register_url_secrets(url: str) -> None:

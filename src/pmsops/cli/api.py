@@ -25,14 +25,10 @@ def register(app: typer.Typer) -> None:
 
 
 def write_file(path: str, text: str) -> None:
-    """A report file; an unwritable path is bad input, not a traceback."""
-    from pmsops.errors import UsageError
+    """A report file (mode 0600, never through a planted link); an unusable path is bad input, not a traceback."""
+    from pmsops.safefile import write_text
 
-    try:
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(text)
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+    write_text(path, text, "report")
 
 
 def _client(api: Optional[str], http_timeout: float):

@@ -9,7 +9,8 @@ import typer
 from pmsops.cli.common import JSON_OPTION, finish, finish_results, finite, output
 
 sandbox_app = typer.Typer(help="A local reference stack to rehearse the runbook (real Redis, PostgreSQL, worker, API).", no_args_is_help=True)
-DIR_OPTION = typer.Option(None, "--dir", help="Sandbox directory (default $PMSOPS_SANDBOX_DIR or $XDG_RUNTIME_DIR/pmsops-sandbox-UID).")
+DIR_OPTION = typer.Option(None, "--dir", help="Sandbox directory: created 0700, or an existing one of yours no one else can write "
+                          "(default $PMSOPS_SANDBOX_DIR or $XDG_RUNTIME_DIR/pmsops-sandbox-UID, else /tmp/pmsops-sandbox-UID).")
 
 
 def register(app: typer.Typer) -> None:

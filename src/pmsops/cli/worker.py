@@ -61,7 +61,7 @@ def worker_start(
     import shlex
 
     from pmsops.errors import OperationError
-    from pmsops.worker.start import ROOT_HINT, ROOT_REFUSAL, configuration_lines, running_as_root, worker_command
+    from pmsops.worker.start import ROOT_HINT, ROOT_REFUSAL, check_working_directory, configuration_lines, running_as_root, worker_command
     from pmsops.worker.wait import settings_from, stamp, wait_for_dependencies
 
     env = settings().env
@@ -72,6 +72,7 @@ def worker_start(
         finish(0)
     if running_as_root() and not allow_root:
         raise OperationError(ROOT_REFUSAL, hint=ROOT_HINT)
+    check_working_directory()
     out.line("[worker] pmsops worker-start active")
     if not no_wait:
         code = wait_for_dependencies(settings_from(env), out.line)

@@ -8,9 +8,7 @@ local checkout's, and ``git rev-parse HEAD`` in the backend against the worker.
 
 from __future__ import annotations
 
-import hashlib
 import re
-from pathlib import Path
 
 from pmsops import results
 from pmsops.errors import OperationError, UsageError
@@ -31,7 +29,9 @@ _COMMIT = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 def local_sha256(path: str) -> str:
     """SHA-256 of a local file (the runbook's ``sha256sum backend/app/…/sync_engine.py``)."""
     try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        from pmsops.safefile import sha256_regular
+
+        return sha256_regular(path)  # a FIFO or device is refused, not hashed forever
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}", hint="pass --local with the path in your checkout, e.g. backend/app/channel_manager/core/sync_engine.py") from None
 

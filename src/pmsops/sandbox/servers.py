@@ -3,7 +3,9 @@
 Used by the test suite and by ``pmsops sandbox``: one way to run the real parts.
 Passwords are written to files with mode 0600 (never put on a command line,
 where ``ps`` would show them). PostgreSQL refuses to run as root, so when we are
-root the cluster runs as the ``postgres`` user (or ``nobody``).
+root the cluster runs as the ``postgres`` user (or ``nobody``). Directories are
+0700, files 0600 (written without following links), and the servers run with a
+077 umask and their own directory as working directory.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 LOOPBACK = "127.0.0.1"
+SERVER_UMASK = 0o077
 
 
 class ServerError(RuntimeError):
@@ -84,18 +87,22 @@ class RedisServer:
 
     def start(self, timeout: float = 10.0) -> "RedisServer":
         self.port = self.port or free_port()
+        from pmsops import safefile
+
         if self.workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="pmsops-redis-"))
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        safefile.private_subdirectory(self.workdir)
         conf = self.workdir / "redis.conf"
-        conf.write_text(
+        log = self.workdir / "redis.log"
+        safefile.write_text(  # paths quoted too: a newline in a directory name must not add a directive
+            conf,
             f"port {self.port}\nbind {LOOPBACK}\nrequirepass {_redis_conf_quote(self.password)}\n"
-            f'save ""\nappendonly no\ndir {self.workdir}\nlogfile {self.workdir / "redis.log"}\n',
-            encoding="utf-8",
+            f'save ""\nappendonly no\ndir {_redis_conf_quote(str(self.workdir))}\nlogfile {_redis_conf_quote(str(log))}\n',
+            "redis.conf",
         )
-        conf.chmod(0o600)
-        self.proc = subprocess.Popen([find_binary("redis-server"), str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        _wait_port(self.port, timeout, self.proc, "redis-server", self.workdir / "redis.log")
+        os.close(safefile.open_append(log))  # 0600 before redis-server opens it
+        self.proc = _start_redis(conf, self.workdir)
+        _wait_port(self.port, timeout, self.proc, "redis-server", log)
         return self
 
     def stop(self) -> None:
@@ -108,6 +115,11 @@ class RedisServer:
                 self.proc.wait()
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _start_redis(conf: Path, workdir: Path) -> subprocess.Popen:
+    return subprocess.Popen([find_binary("redis-server"), str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                            start_new_session=True, cwd=str(workdir), umask=SERVER_UMASK)
 
 
 def _service_user() -> pwd.struct_passwd | None:
@@ -172,23 +184,22 @@ class PostgresCluster:
     def start(self, timeout: float = 60.0) -> "PostgresCluster":
         import secrets
 
+        from pmsops import safefile
+
         self.port = self.port or free_port()
         if self.basedir is None:
             self.basedir = Path(tempfile.mkdtemp(prefix="pmsops-pg-"))
-        self.basedir.mkdir(parents=True, exist_ok=True)
+        safefile.private_subdirectory(self.basedir)
         self._superpass = secrets.token_urlsafe(18)
         owner = _service_user()
-        pwfile = self.basedir / "pwfile"
-        pwfile.write_text(self._superpass + "\n")
-        pwfile.chmod(0o600)
+        pwfile = safefile.write_text(self.basedir / "pwfile", self._superpass + "\n", "password file")
         if owner:
-            os.chmod(self.basedir, 0o700)
             for path in (self.basedir, pwfile):
-                os.chown(path, owner.pw_uid, owner.pw_gid)
+                os.chown(path, owner.pw_uid, owner.pw_gid, follow_symlinks=False)
         env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
         done = subprocess.run(
             [find_binary("initdb"), "-D", str(self.datadir), "-U", "postgres", f"--pwfile={pwfile}", "--auth-host=scram-sha-256", "--auth-local=scram-sha-256", "-E", "UTF8", "--no-sync"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_demote(owner), env=env, cwd=str(self.basedir),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, preexec_fn=_demote(owner), env=env, cwd=str(self.basedir), umask=SERVER_UMASK,
         )
         if done.returncode != 0:
             raise ServerError(f"initdb failed: {done.stderr.decode(errors='replace').strip()[-500:]}")
@@ -198,16 +209,16 @@ class PostgresCluster:
         return self
 
     def _launch(self, owner, env, timeout: float) -> None:
+        from pmsops import safefile
+
         log = self.basedir / "postgres.log"
-        log.touch()
-        if owner:
-            os.chown(log, owner.pw_uid, owner.pw_gid)
-        self._log = open(log, "ab")
+        self._log = os.fdopen(safefile.open_append(log, owner.pw_uid if owner else None), "ab")
         self.proc = subprocess.Popen(
             [find_binary("postgres"), "-D", str(self.datadir), "-p", str(self.port), "-c", f"listen_addresses={LOOPBACK}",
-             "-c", f"unix_socket_directories={self.basedir}", "-c", "fsync=off", "-c", "synchronous_commit=off",
+             "-c", f"unix_socket_directories={self.basedir}", "-c", "unix_socket_permissions=0700", "-c", "fsync=off", "-c", "synchronous_commit=off",
              "-c", "full_page_writes=off", "-c", "max_connections=200", "-c", "shared_buffers=64MB"],
-            stdout=self._log, stderr=self._log, preexec_fn=_demote(owner), env=env, start_new_session=True, cwd=str(self.basedir),
+            stdout=self._log, stderr=self._log, stdin=subprocess.DEVNULL, preexec_fn=_demote(owner), env=env, start_new_session=True, cwd=str(self.basedir),
+            umask=SERVER_UMASK,
         )
         _wait_port(self.port, timeout, self.proc, "postgres", log)
         self._owner, self._env = owner, env
@@ -267,7 +278,6 @@ def relaunch_postgres(basedir: Path, port: int, timeout: float = 30.0) -> int:
 
 def relaunch_redis(workdir: Path, port: int, timeout: float = 10.0) -> int:
     """Start an existing redis-server configuration again; returns its pid."""
-    proc = subprocess.Popen([find_binary("redis-server"), str(Path(workdir) / "redis.conf")], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = _start_redis(Path(workdir) / "redis.conf", Path(workdir))
     _wait_port(port, timeout, proc, "redis-server", Path(workdir) / "redis.log")
     return proc.pid

@@ -4,8 +4,16 @@
 characters), a private PostgreSQL cluster (or ``--database-url``), migrations and
 seed data, the fake platform, a Celery worker through ``pmsops worker-start``, and
 the API (uvicorn). It writes an env file (``export …`` lines, URL-encoded
-passwords) for ``--env-file``, and a state file naming every process it started,
-so ``down`` stops exactly those and removes the sandbox's directory.
+passwords) for ``--env-file``, and a state file naming every process it started
+and every file it created, so ``down`` stops exactly those and removes exactly those.
+
+Security (pmsops often runs as root; the default directory is predictable): the
+directory is created 0700, or an existing one is used only when it is a real
+directory owned by us that no one else can write (else exit 2). Every file in it
+is 0600 and written without following links (:mod:`pmsops.safefile`). Python
+children run with ``-P`` and ``PYTHONSAFEPATH=1``, a 077 umask, and that verified
+directory as their working directory, so nothing another user planted can be
+imported.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -25,12 +34,14 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote
 
-from pmsops import results
+from pmsops import results, safefile
 from pmsops.errors import OperationError, UsageError
 from pmsops.results import Result
 
 STATE_FILE = "sandbox.json"
 ENV_FILE = "sandbox.env"
+MAX_STATE_BYTES = 1024 * 1024
+CHILD_UMASK = 0o077
 COMPONENTS = ("redis", "db", "platform", "worker", "api")
 USERS = ("ops@kolibri.test", "ops@alpen.test")
 
@@ -40,6 +51,16 @@ def default_directory() -> Path:
     if base:
         return Path(base)
     return Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"pmsops-sandbox-{os.getuid()}"
+
+
+def python_argv(*args: str) -> list[str]:
+    """``python -P ARGS``: with ``-P`` (safe path) ``-m`` does not put the working directory first on ``sys.path``."""
+    return [sys.executable, "-P", *args]
+
+
+def child_environment(env: dict[str, str]) -> dict[str, str]:
+    """The environment of every sandbox child: ours, the sandbox's, and PYTHONSAFEPATH=1 for any Python they start."""
+    return {**os.environ, **env, "PYTHONSAFEPATH": "1"}
 
 
 def special_password(length: int = 12) -> str:
@@ -63,6 +84,24 @@ def _alive(pid: int | None) -> bool:
         return True
 
 
+def _start_time(pid: int | None) -> str | None:
+    """When ``pid`` started (clock ticks since boot, /proc/PID/stat field 22); None when unknown."""
+    try:
+        data = Path(f"/proc/{int(pid or 0)}/stat").read_bytes()
+        return data[data.rindex(b")") + 2:].split()[19].decode()
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _running(comp: dict[str, Any]) -> bool:
+    """Is the component's process still the one we started? A reused pid (after a reboot) is not ours to signal."""
+    pid = comp.get("pid")
+    if not _alive(pid):
+        return False
+    recorded, current = comp.get("started"), _start_time(pid)
+    return recorded is None or current is None or recorded == current
+
+
 def _port_open(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.3):
@@ -83,7 +122,9 @@ class Sandbox:
 
     @classmethod
     def at(cls, directory: str | os.PathLike[str] | None = None) -> "Sandbox":
-        return cls(Path(directory) if directory else default_directory())
+        """The sandbox at ``directory``: its parent resolved once (links in it cannot be re-pointed later), the last part kept as given."""
+        path = os.path.abspath(directory if directory else default_directory())
+        return cls(Path(os.path.realpath(os.path.dirname(path))) / os.path.basename(path))
 
     @property
     def state_path(self) -> Path:
@@ -94,28 +135,65 @@ class Sandbox:
         return self.directory / ENV_FILE
 
     def load(self) -> dict[str, Any]:
+        """The state file, only from a directory that is ours (another user's would choose the pids we kill and the argv we run)."""
+        if not os.path.lexists(self.directory):
+            raise UsageError(f"no sandbox at {self.directory}", hint="start one: pmsops sandbox up")
+        safefile.check_private_directory(self.directory)
+        state = self._read_state()
+        if state is None:
+            raise UsageError(f"no sandbox at {self.directory}", hint="start one: pmsops sandbox up")
+        return state
+
+    def _read_state(self) -> dict[str, Any] | None:
+        """The state file of a checked directory, or None; it must be a regular file of ours."""
         try:
-            return json.loads(self.state_path.read_text())
+            info = os.lstat(self.state_path)
         except FileNotFoundError:
-            raise UsageError(f"no sandbox at {self.directory}", hint="start one: pmsops sandbox up") from None
+            return None
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+            raise UsageError(f"unsafe sandbox state {self.state_path}: it is {safefile.kind(info.st_mode)} of uid {info.st_uid}")
+        try:
+            state = json.loads(safefile.read_regular(self.state_path, MAX_STATE_BYTES, "sandbox state"))
+        except ValueError:
+            raise UsageError(f"sandbox state {self.state_path} is not valid JSON", hint="remove the directory by hand") from None
+        if not isinstance(state, dict):
+            raise UsageError(f"sandbox state {self.state_path} is not a JSON object", hint="remove the directory by hand")
+        return state
 
     def save(self, state: dict[str, Any]) -> None:
-        self.state_path.write_text(json.dumps(state, indent=2))
-        self.state_path.chmod(0o600)
+        safefile.write_text(self.state_path, json.dumps(state, indent=2), "sandbox state")
+
+    def _create(self, state: dict[str, Any], name: str) -> Path:
+        """Note ``name`` (in the directory) as ours before creating it, so ``down`` removes it even after a crash."""
+        path = self.directory / name
+        if name not in state.setdefault("created", []):
+            try:
+                info = os.lstat(path)
+            except FileNotFoundError:
+                info = None
+            if info is not None:  # not left by an earlier sandbox (those were removed): never reuse or remove it
+                raise UsageError(f"{path} already exists and was not created by sandbox up (it is {safefile.kind(info.st_mode)})",
+                                 hint="remove it, or pass another --dir")
+            state["created"].append(name)
+            self.save(state)
+        return path
 
     def env(self) -> dict[str, str]:
         return dict(self.load()["env"])
 
     # --- up ------------------------------------------------------------------------------------------
     def up(self, database_url: str | None = None, progress: Callable[[str], None] = lambda _: None, timeout: float = 60.0) -> dict[str, Any]:
-        if self.state_path.exists():
-            state = json.loads(self.state_path.read_text())
-            if any(_alive(c.get("pid")) for c in state.get("components", {}).values()):
+        created_directory = safefile.private_directory(self.directory)
+        old = self._read_state()
+        if old is not None:
+            if any(_running(c) for c in old.get("components", {}).values() if isinstance(c, dict)):
                 raise UsageError(f"a sandbox is already running at {self.directory}", hint="pmsops sandbox status, or pmsops sandbox down")
-            shutil.rmtree(self.directory, ignore_errors=True)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.directory, 0o755)
-        state: dict[str, Any] = {"directory": str(self.directory), "components": {}, "env": {}, "external_db": bool(database_url)}
+            created_directory = created_directory or bool(old.get("created_directory"))
+            left = self._remove_created(old)
+            if left:
+                raise OperationError(f"could not remove what the last sandbox left in {self.directory}: {', '.join(left[:5])}", hint="remove them by hand")
+        state: dict[str, Any] = {"directory": str(self.directory), "created_directory": created_directory, "created": [STATE_FILE],
+                                 "components": {}, "env": {}, "external_db": bool(database_url)}
         self.save(state)
         try:
             self._up(state, database_url, progress, timeout)
@@ -130,8 +208,8 @@ class Sandbox:
         from pmsops.sync.crypto import generate_key
 
         redis_password = special_password()
-        redis = RedisServer(redis_password, workdir=self.directory / "redis").start()
-        state["components"]["redis"] = {"pid": redis.proc.pid, "port": redis.port, "workdir": str(redis.workdir)}
+        redis = RedisServer(redis_password, workdir=self._create(state, "redis")).start()
+        state["components"]["redis"] = {"pid": redis.proc.pid, "started": _start_time(redis.proc.pid), "port": redis.port, "workdir": str(redis.workdir)}
         self.save(state)
         progress(f"redis-server on 127.0.0.1:{redis.port} (requirepass with special characters)")
         if database_url:
@@ -140,9 +218,15 @@ class Sandbox:
         else:
             from pmsops.sandbox.servers import traversable_by_service_user
 
-            basedir = self.directory / "pg" if traversable_by_service_user(self.directory) else None
+            # PostgreSQL runs as its own user when we are root: it cannot enter our 0700 directory, so then it gets a mkdtemp one
+            if traversable_by_service_user(self.directory / "pg"):
+                basedir = self._create(state, "pg")
+            else:  # noted before start so that down removes it even if initdb fails
+                basedir = Path(tempfile.mkdtemp(prefix="pmsops-pg-"))
+                state["components"]["db"] = {"pid": None, "port": None, "basedir": str(basedir)}
+                self.save(state)
             cluster = PostgresCluster(user="pms_app", password=special_password(), database="pms", basedir=basedir).start()
-            state["components"]["db"] = {"pid": cluster.proc.pid, "port": cluster.port, "basedir": str(cluster.basedir)}
+            state["components"]["db"] = {"pid": cluster.proc.pid, "started": _start_time(cluster.proc.pid), "port": cluster.port, "basedir": str(cluster.basedir)}
             self.save(state)
             db_url = cluster.url
             progress(f"PostgreSQL on 127.0.0.1:{cluster.port} (private cluster, scram-sha-256)")
@@ -162,18 +246,18 @@ class Sandbox:
         }
         state["env"] = env
         state["users"] = {USERS[1]: users[USERS[1]]}
-        self.env_path.write_text("# pmsops sandbox: load with  pmsops --env-file " + str(self.env_path) + " …\n" + _shell_export(env))
-        self.env_path.chmod(0o600)
+        self._create(state, ENV_FILE)
+        safefile.write_text(self.env_path, "# pmsops sandbox: load with  pmsops --env-file " + str(self.env_path) + " …\n" + _shell_export(env), "sandbox env file")
         self.save(state)
         state["seed"] = self._migrate_and_seed(db_url, env["ENCRYPTION_KEY"], users)
         self.save(state)
         progress(f"schema migrated; seeded 2 agencies, 3 properties, {len(state['seed']['connections'])} connections, 2 users")
-        self._spawn(state, "platform", [sys.executable, "-m", "pmsops.sandbox.fake_platform", "--port", str(platform_port)], env, platform_port)
+        self._spawn(state, "platform", python_argv("-m", "pmsops.sandbox.fake_platform", "--port", str(platform_port)), env, platform_port)
         self._wait_port(state, "platform", platform_port, timeout)
         self._load_reservations(env["PLATFORM_BASE_URL"], state["seed"])
         progress(f"fake platform on 127.0.0.1:{platform_port}")
         self._spawn(state, "worker", self._worker_argv(), env)
-        self._spawn(state, "api", [sys.executable, "-m", "uvicorn", "pmsops.sandbox.api:app", "--host", "127.0.0.1", "--port", str(api_port), "--log-level", "warning"], env, api_port)
+        self._spawn(state, "api", python_argv("-m", "uvicorn", "pmsops.sandbox.api:app", "--host", "127.0.0.1", "--port", str(api_port), "--log-level", "warning"), env, api_port)
         self._wait_port(state, "api", api_port, timeout)
         progress(f"API on {api_url}")
         self._wait_worker(state, timeout)
@@ -185,7 +269,7 @@ class Sandbox:
         return f"sandbox@{socket.gethostname()}"
 
     def _worker_argv(self) -> list[str]:
-        argv = [sys.executable, "-m", "pmsops", "worker-start", "--hostname", self.worker_name]
+        argv = python_argv("-m", "pmsops", "worker-start", "--hostname", self.worker_name)
         return argv + (["--allow-root"] if os.geteuid() == 0 else [])
 
     def _migrate_and_seed(self, db_url: str, key: str, users: dict[str, str]) -> dict[str, Any]:
@@ -209,11 +293,15 @@ class Sandbox:
         httpx.post(f"{platform_url}/_control/reservations", json={"listing": listing, "reservations": demo_reservations()}, timeout=5).raise_for_status()
 
     def _spawn(self, state: dict[str, Any], name: str, argv: list[str], env: dict[str, str], port: int | None = None) -> None:
-        log = self.directory / f"{name}.log"
-        with open(log, "ab") as handle:
-            proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True, cwd=str(self.directory))
-        state["components"][name] = {"pid": proc.pid, "port": port, "argv": argv, "log": str(log)}
+        """Start a child: log 0600 (never through a link), umask 077, cwd = our checked 0700 directory, PYTHONSAFEPATH=1."""
+        log = self._create(state, f"{name}.log")
+        fd = safefile.open_append(log)
+        try:
+            proc = subprocess.Popen(argv, env=child_environment(env), stdout=fd, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True, cwd=str(self.directory), umask=CHILD_UMASK)
+        finally:
+            os.close(fd)
+        state["components"][name] = {"pid": proc.pid, "started": _start_time(proc.pid), "port": port, "argv": argv, "log": str(log)}
         self.save(state)
 
     def _wait_port(self, state: dict[str, Any], name: str, port: int, timeout: float) -> None:
@@ -249,7 +337,7 @@ class Sandbox:
                 out.append(results.skip(name, "external (--database-url)" if name == "db" and state.get("external_db") else "not started"))
                 continue
             where = f" on 127.0.0.1:{comp['port']}" if comp.get("port") else ""
-            if _alive(comp["pid"]):
+            if _running(comp):
                 out.append(results.ok(name, f"running (pid {comp['pid']}){where}"))
             else:
                 out.append(results.fail(name, f"not running (pid {comp['pid']} gone){where}", hint=f"pmsops sandbox start {name}" + (f"; log: {comp['log']}" if comp.get("log") else "")))
@@ -260,7 +348,8 @@ class Sandbox:
         """Stop one component (to rehearse an outage)."""
         state = self.load()
         comp = self._component(state, name)
-        _terminate(comp["pid"], graceful=signal.SIGINT if name == "db" else signal.SIGTERM)
+        if _running(comp):
+            _terminate(comp["pid"], graceful=signal.SIGINT if name == "db" else signal.SIGTERM)
         return results.ok(name, f"stopped (pid {comp['pid']})")
 
     def start(self, name: str, timeout: float = 30.0) -> Result:
@@ -269,12 +358,14 @@ class Sandbox:
 
         state = self.load()
         comp = self._component(state, name)
-        if _alive(comp["pid"]):
+        if _running(comp):
             return results.ok(name, f"already running (pid {comp['pid']})")
         if name == "db":
             comp["pid"] = relaunch_postgres(Path(comp["basedir"]), comp["port"], timeout)
+            comp["started"] = _start_time(comp["pid"])
         elif name == "redis":
             comp["pid"] = relaunch_redis(Path(comp["workdir"]), comp["port"], timeout)
+            comp["started"] = _start_time(comp["pid"])
         else:
             self._spawn(state, name, comp["argv"], state["env"], comp.get("port"))
             comp = state["components"][name]
@@ -295,24 +386,68 @@ class Sandbox:
         return comp
 
     def down(self) -> list[Result]:
-        """Stop exactly what ``up`` started (newest first) and remove the sandbox's directory."""
-        if not self.state_path.exists():
-            if self.directory.exists():
-                shutil.rmtree(self.directory, ignore_errors=True)
+        """Stop exactly what ``up`` started (newest first) and remove exactly what it created; say what is left."""
+        if not os.path.lexists(self.directory):
             return [results.ok("sandbox", f"nothing running at {self.directory}")]
-        state = json.loads(self.state_path.read_text())
+        safefile.check_private_directory(self.directory)
+        state = self._read_state()
+        if state is None:
+            return [results.ok("sandbox", f"nothing running at {self.directory} (no {STATE_FILE}; nothing removed)")]
         out = []
         for name in reversed(COMPONENTS):
             comp = state.get("components", {}).get(name)
             if comp:
-                _terminate(comp["pid"], graceful=signal.SIGINT if name == "db" else signal.SIGTERM)
-                out.append(results.ok(name, f"stopped (pid {comp['pid']})"))
-                for key in ("basedir", "workdir"):  # data kept outside the sandbox directory
-                    if comp.get(key):
-                        shutil.rmtree(comp[key], ignore_errors=True)
-        shutil.rmtree(self.directory, ignore_errors=True)
-        out.append(results.ok("sandbox", f"removed {self.directory}"))
+                if _running(comp):
+                    _terminate(comp["pid"], graceful=signal.SIGINT if name == "db" else signal.SIGTERM)
+                    out.append(results.ok(name, f"stopped (pid {comp['pid']})"))
+                else:
+                    out.append(results.ok(name, f"not running (pid {comp['pid']} gone or reused: not signalled)"))
+        left = self._remove_created(state)
+        if left:
+            out.append(results.fail("sandbox", f"could not remove {len(left)} path(s): {', '.join(left[:5])}", hint="remove them by hand"))
+        elif state.get("created_directory"):
+            try:
+                os.rmdir(self.directory)
+                out.append(results.ok("sandbox", f"removed {self.directory}"))
+            except OSError:
+                names = sorted(os.listdir(self.directory))
+                out.append(results.warn("sandbox", f"removed what sandbox up created; kept {self.directory}: {len(names)} entr{'y' if len(names) == 1 else 'ies'} not ours ({', '.join(names[:5])})"))
+        else:
+            out.append(results.ok("sandbox", f"removed what sandbox up created in {self.directory} (the directory existed before, kept)"))
         return out
+
+    def _remove_created(self, state: dict[str, Any]) -> list[str]:
+        """Remove the entries ``up`` noted (state file last) and a private cluster outside; return what could not be removed."""
+        left: list[str] = []
+        db = state.get("components", {}).get("db") or {}
+        basedir = db.get("basedir")
+        if basedir and Path(basedir).parent != self.directory:  # a mkdtemp cluster outside our directory (we are root)
+            left += _remove_tree(Path(basedir))
+        names = [n for n in state.get("created", []) if n != STATE_FILE] + [STATE_FILE]
+        for name in names:
+            if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
+                left.append(repr(name))
+                continue
+            left += _remove_tree(self.directory / name)
+        return left
+
+
+def _remove_tree(path: Path) -> list[str]:
+    """Remove a file, link or directory tree without following links out of it; return [path] if it stays."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return []
+    except OSError:
+        return [str(path)]
+    try:
+        if stat.S_ISDIR(info.st_mode):
+            shutil.rmtree(path)  # fd-based on Linux: never follows a link inside the tree
+        else:
+            os.unlink(path)
+    except OSError:
+        return [str(path)] if os.path.lexists(path) else []
+    return []
 
 
 def _terminate(pid: int, graceful: int = signal.SIGTERM, timeout: float = 15.0) -> None:

@@ -10,11 +10,9 @@ the ping round trip, because the ping returns as soon as the worker answers.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pwd
 import socket
-from pathlib import Path
 
 from pmsops import results
 from pmsops.errors import UsageError
@@ -93,9 +91,14 @@ def check_code(expectations: list[str]) -> list[Result]:
         if not sep or len(expected) < 8:
             raise UsageError(f"--expect-sha256 takes PATH=HEX, got {item!r}")
         try:
-            actual = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            from pmsops.safefile import sha256_regular
+
+            actual = sha256_regular(path)  # a FIFO or device is refused, not hashed forever
         except OSError as exc:
             out.append(results.fail(f"code {path}", f"cannot read: {exc.strerror}"))
+            continue
+        except UsageError as exc:
+            out.append(results.fail(f"code {path}", f"cannot hash: {exc.message}"))
             continue
         if actual.startswith(expected.lower()):
             out.append(results.ok(f"code {path}", f"sha256 {actual[:16]} as expected"))

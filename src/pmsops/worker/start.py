@@ -6,11 +6,17 @@ app defaults to this package's sync library (``--app`` / CELERY_APP override).
 It refuses to run as root: Celery prints a SecurityWarning for a reason (a
 compromised task runs with root's rights), and the runbook runs the worker as a
 non-root user.
+
+Python runs with ``-P``: ``python -m celery`` would otherwise import a ``celery.py``
+from the working directory before Celery itself. Celery still imports the app from
+the working directory (that is how ``-A app.worker`` finds the runbook's /app), so
+worker-start refuses a working directory that other users can write to.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from typing import Mapping
 
@@ -34,7 +40,7 @@ def worker_command(env: Mapping[str, str], app: str | None = None, hostname: str
     concurrency = env.get("CELERY_CONCURRENCY") or "4"
     if not concurrency.isdigit() or int(concurrency) < 1:
         raise UsageError(f"CELERY_CONCURRENCY must be a positive number, got {concurrency!r}")
-    argv = [sys.executable, "-m", "celery", "-A", app or env.get("CELERY_APP") or DEFAULT_APP, "worker",
+    argv = [sys.executable, "-P", "-m", "celery", "-A", app or env.get("CELERY_APP") or DEFAULT_APP, "worker",
             "--pool", pool, "--concurrency", concurrency, "--loglevel", env.get("CELERY_LOGLEVEL") or "INFO"]
     for var, flag in (("CELERY_MAX_TASKS_PER_CHILD", "--max-tasks-per-child"), ("CELERY_TIME_LIMIT", "--time-limit")):
         value = env.get(var)
@@ -59,3 +65,21 @@ def configuration_lines(argv: list[str]) -> list[str]:
 
 def running_as_root() -> bool:
     return os.geteuid() == 0
+
+
+def check_working_directory(path: str | None = None) -> None:
+    """Refuse to start Celery from a directory another user can write to (it imports the app from there).
+
+    Fine: owned by root or us, not writable by others; group write only for root's
+    group or our own (OpenShift runs with gid 0 and a group-writable /app).
+    Refused: world-writable (sticky or not: anyone can add ``app.py`` to ``/tmp``),
+    writable by another group, or owned by another user.
+    """
+    directory = path or os.getcwd()
+    info = os.stat(directory)
+    foreign_group_write = info.st_mode & 0o020 and info.st_gid not in (0, os.getegid())
+    if info.st_mode & 0o002 or foreign_group_write or info.st_uid not in (0, os.geteuid()):
+        raise UsageError(
+            f"refusing to start the worker from {directory}: other users can write to it (mode {stat.S_IMODE(info.st_mode):o}, uid {info.st_uid}, gid {info.st_gid}) "
+            "and Celery imports the app from the working directory; cd to the app's directory first"
+        )
