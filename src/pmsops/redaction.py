@@ -488,6 +488,11 @@ class Redactor:
             if len(self._secrets) != before:
                 self._pattern = self._short_pattern = None
 
+    def secrets(self) -> list[str]:
+        """The registered values themselves (not their encoded forms), for scans that must fail closed."""
+        with self._lock:
+            return sorted(set(self._secrets.values()))
+
     def forget_all(self) -> None:
         """For tests: start from an empty registry."""
         with self._lock:
@@ -553,6 +558,7 @@ class Redactor:
 
 REDACTOR = Redactor()
 register_secret = REDACTOR.register
+registered_secrets = REDACTOR.secrets
 redact = REDACTOR.redact
 redact_obj = REDACTOR.redact_obj
 

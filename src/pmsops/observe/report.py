@@ -194,7 +194,7 @@ FINGERPRINT_PREFIXES = ("CELERY_", "REDIS_", "DATABASE_", "DB_", "SYNC_", "PLATF
 
 
 def env_fingerprints(env: dict[str, str]) -> list[dict[str, Any]]:
-    """Names, lengths and SHA-256 prefixes of the variables pmsops reads — never values."""
+    """Names, lengths and fingerprints (:func:`pmsops.redaction.fingerprint`) of the variables pmsops reads — never values."""
     from pmsops.settings import ALIASES, SECRET_VARIABLES, URL_VARIABLES, WORKER_RECOMMENDED_VARIABLES, WORKER_REQUIRED_VARIABLES, is_secret_name
 
     known = set(SECRET_VARIABLES) | set(URL_VARIABLES) | set(WORKER_REQUIRED_VARIABLES) | set(WORKER_RECOMMENDED_VARIABLES)
@@ -203,8 +203,7 @@ def env_fingerprints(env: dict[str, str]) -> list[dict[str, Any]]:
     for name in sorted(env):
         if name in known or name.startswith(FINGERPRINT_PREFIXES) or is_secret_name(name):
             value = env[name]
-            rows.append({"name": name, "length": len(value), "sha256_prefix": fingerprint(value).split("sha256=")[1] if value else None,
-                         "secret": is_secret_name(name)})
+            rows.append({"name": name, "length": len(value), "fingerprint": fingerprint(value) if value else None, "secret": is_secret_name(name)})
     return rows
 
 
@@ -212,9 +211,9 @@ def _environment(settings, opts: Options) -> Section:
     section = Section("environment", "environment fingerprints")
     rows = env_fingerprints(dict(settings.env))
     section.data = rows
-    section.results = [results.ok("environment", f"{len(rows)} variables fingerprinted (names, lengths, SHA-256 prefixes; never values)")]
-    lines = [f"{r['name']:<32} len={r['length']:<4} sha256={r['sha256_prefix'] or '-'}{'  (secret)' if r['secret'] else ''}" for r in rows]
-    section.evidence["evidence/env-fingerprints.txt"] = "# name, length, SHA-256 prefix (16 hex digits) — never values\n" + "\n".join(lines) + "\n"
+    section.results = [results.ok("environment", f"{len(rows)} variables fingerprinted (names, lengths, salted fingerprints; never values)")]
+    lines = [f"{r['name']:<32} {r['fingerprint'] or 'len=0'}{'  (secret)' if r['secret'] else ''}" for r in rows]
+    section.evidence["evidence/env-fingerprints.txt"] = "# name and fingerprint (length, salted PBKDF2 prefix; see the README's security model) — never values\n" + "\n".join(lines) + "\n"
     return section
 
 

@@ -20,25 +20,11 @@ from dataclasses import dataclass
 from urllib.parse import quote, quote_plus
 
 from pmsops.errors import OperationError
-from pmsops.redaction import MIN_SECRET_LENGTH, REDACTOR, fingerprint
+from pmsops.redaction import MIN_SECRET_LENGTH, fingerprint, registered_secrets
 
 
 class SecretFound(OperationError):
     """The report's content holds a registered secret: nothing was written."""
-
-
-def registered_secrets() -> list[str]:
-    """The values registered with the redactor (a copy).
-
-    :mod:`pmsops.redaction` has no public accessor for its registry yet; this reads it
-    under its lock, and is the one place to change when it gets one.
-    """
-    lock = getattr(REDACTOR, "_lock", None)
-    values = getattr(REDACTOR, "_secrets", set())
-    if lock is None:
-        return sorted(values)
-    with lock:
-        return sorted(values)
 
 
 def _lower_hex(text: str) -> str:
