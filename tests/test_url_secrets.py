@@ -236,3 +236,12 @@ def test_check_db_names_the_first_host_asyncpg_uses(cli, postgres, refused_port)
 
     assert result.exit_code == 0, result.output
     assert f"at 127.0.0.1:{postgres.port} (first of 2)" in result.stdout
+
+
+def test_a_piece_of_an_unencoded_password_never_eats_part_of_an_ordinary_word():
+    """'tail' of 'PrefixQz7/tail' is masked where a parser shows it, not inside "details" of every JSON report."""
+    REDACTOR.forget_all()
+    register_url_secrets(redis_url("PrefixQz7/tail"))
+    assert redact('{"details": {}, "summary": "retail"}') == '{"details": {}, "summary": "retail"}'
+    assert redact("host 'tail@127.0.0.1' does not resolve") == "host '***@127.0.0.1' does not resolve"
+    assert redact("value as 'PrefixQz7'") == "value as '***'"

@@ -472,20 +472,32 @@ class Redactor:
     def __init__(self) -> None:
         self._secrets: dict[str, str] = {}
         """Every form to mask → the secret it is a form of (fingerprints are of the secret, not of the form)."""
+        self._token_only: set[str] = set()
+        """Forms masked only as whole tokens: pieces of a password (a parser's cut), which may also be ordinary words."""
         self._lock = threading.Lock()
         self._pattern: re.Pattern[str] | None = None
         self._short_pattern: re.Pattern[str] | None = None
 
-    def register(self, value: str | None) -> None:
-        """Mask ``value`` (and its URL-encoded, ``quote_plus`` and JSON-escaped forms) from now on."""
+    def register(self, value: str | None, whole_token: bool = False) -> None:
+        """Mask ``value`` (and its URL-encoded, ``quote_plus`` and JSON-escaped forms) from now on.
+
+        ``whole_token`` is for pieces of a secret (where some parser cuts a password):
+        they always stand between delimiters in what a library prints, and may also be
+        ordinary words ("tail" of ``Prefix/tail``), so they are masked only as a whole
+        token, never inside a longer word such as "details".
+        """
         if not value or value.lower() in HARMLESS_VALUES or (len(value) < MIN_SECRET_LENGTH and not any(ch.isalnum() for ch in value)):
             return  # a short run of punctuation (the ':' of "redis://:@h") would mask every ':' of the output
         forms = {value, quote(value, safe=""), quote(value), quote_plus(value), json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
         with self._lock:
-            before = len(self._secrets)
+            before = (len(self._secrets), len(self._token_only))
             for form in forms:
+                if whole_token and form not in self._secrets:
+                    self._token_only.add(form)
+                elif not whole_token:
+                    self._token_only.discard(form)
                 self._secrets.setdefault(form, value)
-            if len(self._secrets) != before:
+            if (len(self._secrets), len(self._token_only)) != before or not whole_token:
                 self._pattern = self._short_pattern = None
 
     def secrets(self) -> list[str]:
@@ -497,6 +509,7 @@ class Redactor:
         """For tests: start from an empty registry."""
         with self._lock:
             self._secrets.clear()
+            self._token_only.clear()
             self._pattern = self._short_pattern = None
 
     def _compiled(self) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None]:
@@ -504,8 +517,8 @@ class Redactor:
         with self._lock:
             if self._pattern is None and self._short_pattern is None and self._secrets:
                 ordered = sorted(self._secrets, key=len, reverse=True)
-                long_forms = [s for s in ordered if len(s) >= MIN_SECRET_LENGTH]
-                short_forms = [s for s in ordered if len(s) < MIN_SECRET_LENGTH]
+                long_forms = [s for s in ordered if len(s) >= MIN_SECRET_LENGTH and s not in self._token_only]
+                short_forms = [s for s in ordered if len(s) < MIN_SECRET_LENGTH or s in self._token_only]
                 if long_forms:
                     self._pattern = re.compile("|".join(re.escape(s) for s in long_forms))
                 if short_forms:

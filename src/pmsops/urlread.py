@@ -194,8 +194,11 @@ def register_url_secrets(url: str) -> None:
     """Register :func:`secret_fragments` of ``url`` with the redactor (no-op without userinfo)."""
     from pmsops.redaction import register_secret
 
+    raw = split_raw(url)
+    whole = {raw.password, raw.userinfo} if raw is not None else set()
+    whole |= {unquote(w) for w in whole if w}
     for fragment in secret_fragments(url):
-        register_secret(fragment)
+        register_secret(fragment, whole_token=fragment not in whole)
 
 
 # --- the client's reading -----------------------------------------------------------------------
