@@ -14,6 +14,8 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
   need+=(postgresql)
 fi
 command -v make >/dev/null 2>&1 || need+=(make)
+# the report tests open report.html in a real headless browser
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || need+=(chromium)
 command -v "$PYTHON" >/dev/null 2>&1 || need+=(python3)
 if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then need+=(python3-venv); fi
 # a real Docker engine for the container tests (started privately by the tests, no registry needed)

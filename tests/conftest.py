@@ -133,7 +133,9 @@ def start_worker(broker_url: str, name: str, app: str = "tests.apps.sleepy:app",
 
     from pmsops.checks.celery import ping
 
-    env = {**os.environ, "CELERY_BROKER_URL": broker_url, "PYTHONPATH": str(TESTS.parent), **(extra_env or {})}
+    # keep the caller's PYTHONPATH after the tests directory: a worktree's src/ must win over an installed pmsops
+    pythonpath = os.pathsep.join(p for p in (str(TESTS.parent), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "CELERY_BROKER_URL": broker_url, "PYTHONPATH": pythonpath, **(extra_env or {})}
     proc = subprocess.Popen(
         [sys.executable, "-P", "-m", "celery", "-A", app, "worker", "--pool", pool, "-c", str(concurrency), "-n", name, "-l", "WARNING", "--without-mingle", "--without-gossip"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, cwd=str(TESTS.parent),  # -P and a cwd we own: nothing planted is imported

@@ -73,3 +73,56 @@ def wait_final(database_url: str, task_ids: list[str], timeout: float = 30.0) ->
         if all(r and r["status"] in ("success", "failed", "cancelled") for r in rows) or time.monotonic() > deadline:
             return rows
         time.sleep(0.2)
+
+
+class WorkerOutput:
+    """A real worker's stderr, read line by line in a thread, so a test waits for the line an
+    operator would see (e.g. a task that has no log row to show its failure in)."""
+
+    def __init__(self, proc) -> None:
+        import threading
+
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(proc.stderr,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream) -> None:
+        for raw in iter(stream.readline, b""):
+            self.lines.append(raw.decode(errors="replace").rstrip("\n"))
+
+    def wait_for(self, text: str, timeout: float = 20.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if text in line:
+                    return line
+            time.sleep(0.05)
+        raise AssertionError(f"worker never logged {text!r} within {timeout:g} s; last lines: {self.lines[-10:]}")
+
+
+def wait_scheduled(broker_url: str, task_id: str, timeout: float = 20.0) -> None:
+    """Wait until a worker holds ``task_id`` as a scheduled retry (it has failed at least once)."""
+    from celery import Celery
+
+    app = Celery("test-inspect", broker=broker_url, set_as_current=False)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        scheduled = app.control.inspect(timeout=0.5).scheduled() or {}
+        if any(entry.get("request", {}).get("id") == task_id for entries in scheduled.values() for entry in entries):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"task {task_id} was never scheduled for a retry within {timeout:g} s")
+
+
+def seed_cross_tenant_connection(database_url: str, platform: str = "airbnb") -> dict[str, Any]:
+    """A connection of a fresh agency A pointing at the property of another agency B (what the
+    API allowed before tenant checks): the sync library must refuse it."""
+    ids = seed_connection(database_url, platform=platform)
+    intruder = uuid.uuid4()
+
+    async def go(conn):
+        await conn.execute("INSERT INTO agencies (id, name) VALUES ($1, 'Intruder agency')", intruder)
+        await conn.execute("UPDATE channel_connections SET agency_id = $1 WHERE id = $2::uuid", intruder, ids["connection_id"])
+
+    run(database_url, go)
+    return {**ids, "intruder_agency_id": str(intruder)}

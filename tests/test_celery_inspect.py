@@ -102,3 +102,12 @@ def test_black_holed_broker_fails_within_timeout(cli, black_hole):
     result = cli("celery", "ping", "--broker", f"redis://:x@127.0.0.1:{black_hole}/0", "--timeout", "1")
     assert result.exit_code == 1
     assert time.monotonic() - started < 2.5
+
+
+def test_ping_names_the_broker_address_kombu_really_uses(cli, worker_broker, celery_worker, redis_server):
+    result = cli("celery", "ping", "--broker", worker_broker, "--json")
+
+    details = json.loads(result.stdout)["results"][0]["details"]
+    assert result.exit_code == 0, result.output
+    assert details["broker_address"] == f"127.0.0.1:{redis_server.port}"
+    assert f"broker: redis://:***@127.0.0.1:{redis_server.port}/" in " ".join(json.loads(result.stdout)["results"][0]["notes"])

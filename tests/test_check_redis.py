@@ -30,12 +30,13 @@ def test_wrong_password_is_reported_as_auth_failure_with_encoding_hint(cli, redi
     assert "redis-url check" in result.stdout and "compare-password-hash" in result.stdout
 
 
-def test_unencoded_password_fails_and_points_at_redis_url_check(cli, redis_server):
+def test_unencoded_password_is_bad_input_naming_the_characters_to_encode(cli, redis_server):
     url = f"redis://:{REDIS_PASSWORD}@127.0.0.1:{redis_server.port}/0"
     result = cli("check", "redis", "--url", url)
-    assert result.exit_code == 1
-    assert "redis-url check" in result.stdout
-    assert REDIS_PASSWORD not in result.output
+    assert result.exit_code == 2
+    assert "password contains raw '/' '?' '#' (encode as %2F %3F %23)" in result.stderr
+    assert "encode-redis-password" in result.stderr
+    assert REDIS_PASSWORD not in result.output and "r3d+" not in result.output
 
 
 def test_password_without_colon_is_authentication_required(cli, redis_server):

@@ -1,9 +1,10 @@
 """Runbook: "Redis Connection Diagnostics → Verify Password Encoding".
 
-``pmsops compare-password-hash`` does what the runbook's two snippets do (SHA-256
-of the URL's decoded password, SHA-256 of ``requirepass``) without showing either
+``pmsops compare-password-hash`` does what the runbook's two snippets do (a hash
+of the URL's decoded password, a hash of ``requirepass``) without showing either
 password, decodes the URL exactly as redis-py does, and names the likely cause of
-a mismatch.
+a mismatch. The hash is salted (PBKDF2-HMAC-SHA256, one salt for both sides); the
+runbook's unsalted ``sha256sum | cut -c1-16`` only with ``--reveal-fingerprint``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ ENCODED_URL = "redis://:my%2Bpass%3Dword%40123@coolify-redis:6379/0"
 
 def sha16(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def pbkdf2(text: str, salt: str) -> str:
+    """The documented fingerprint, recomputed with nothing but hashlib (what another machine would run)."""
+    return hashlib.pbkdf2_hmac("sha256", text.encode(), salt.encode(), 100_000).hex()[:16]
 
 
 def compare(cli, url: str, requirepass: str, *args: str, env=None):
@@ -53,19 +59,58 @@ def test_different_password_is_a_mismatch_exit_1(cli):
     assert "mismatch" in result.stdout
 
 
-def test_both_lengths_and_sha256_prefixes_are_printed(cli):
+def test_both_sides_are_shown_as_length_and_salted_fingerprint_under_one_salt(cli):
     result = compare(cli, ENCODED_URL, "another-password")
 
-    assert f"URL password (as redis-py decodes it): len=16 sha256={sha16(PASSWORD)}" in result.stdout
-    assert f"requirepass (stdin): len=16 sha256={sha16('another-password')}" in result.stdout
+    salts = set(re.findall(r"salt=([0-9a-f]{8})\b", result.stdout))
+    assert len(salts) == 1, result.stdout
+    salt = salts.pop()
+    assert f"URL password (as redis-py decodes it): len=16 pbkdf2={pbkdf2(PASSWORD, salt)} salt={salt}" in result.stdout
+    assert f"requirepass (stdin): len=16 pbkdf2={pbkdf2('another-password', salt)} salt={salt}" in result.stdout
 
 
-def test_sha256_prefix_is_the_runbooks_16_hex_digits(cli):
-    # Runbook: echo -n "$REDIS_PASS" | sha256sum | cut -c1-16
+def test_unsalted_sha256_prefix_is_not_shown_by_default(cli):
     result = compare(cli, ENCODED_URL, PASSWORD)
+
+    assert sha16(PASSWORD) not in result.output
+    assert "sha256=" not in result.output
+
+
+def test_two_runs_draw_different_salts_so_fingerprints_cannot_be_looked_up(cli):
+    first, second = compare(cli, ENCODED_URL, PASSWORD), compare(cli, ENCODED_URL, PASSWORD)
+
+    assert re.findall(r"pbkdf2=(\w+)", first.stdout) != re.findall(r"pbkdf2=(\w+)", second.stdout)
+
+
+@pytest.mark.parametrize("how", ["option", "global-option", "environment"])
+def test_same_salt_on_two_machines_gives_comparable_fingerprints(cli, how):
+    if how == "option":
+        result = compare(cli, ENCODED_URL, PASSWORD, "--salt", "incident-0412")
+    elif how == "global-option":
+        result = cli("--fingerprint-salt", "incident-0412", "compare-password-hash", "--url", ENCODED_URL, "--requirepass-stdin", input=PASSWORD)
+    else:
+        result = compare(cli, ENCODED_URL, PASSWORD, env={"PMSOPS_FINGERPRINT_SALT": "incident-0412"})
+
+    assert result.exit_code == 0
+    assert re.findall(r"pbkdf2=(\w+) salt=([\w.-]+)", result.stdout) == [(pbkdf2(PASSWORD, "incident-0412"), "incident-0412")] * 2
+
+
+def test_reveal_fingerprint_shows_the_runbooks_16_hex_digits(cli):
+    # Runbook: echo -n "$REDIS_PASS" | sha256sum | cut -c1-16
+    result = compare(cli, ENCODED_URL, PASSWORD, "--reveal-fingerprint")
 
     prefixes = re.findall(r"sha256=([0-9a-f]+)", result.stdout)
     assert prefixes == [sha16(PASSWORD)] * 2
+    assert "pbkdf2=" not in result.stdout
+
+
+@pytest.mark.parametrize("salt", ["", "abc", "has space", "a" * 65, "semi;colon"])
+def test_bad_salt_is_one_line_and_exit_2(cli, salt):
+    result = compare(cli, ENCODED_URL, PASSWORD, "--salt", salt)
+
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert result.stderr.splitlines()[0] == "✗ error: a fingerprint salt is 4 to 64 letters, digits, '.', '_' or '-'"
 
 
 def test_neither_password_is_ever_shown(cli):
@@ -90,14 +135,15 @@ def test_url_option_wins_over_redis_url(cli):
     assert result.exit_code == 0
 
 
-def test_json_report_has_lengths_prefixes_and_cause(cli):
+def test_json_report_has_lengths_fingerprints_and_cause(cli):
     result = compare(cli, "redis://:my%252Bpass@coolify-redis:6379/0", "my+pass", "--json")
 
     data = json.loads(result.stdout)
     assert (data["schema"], data["status"], data["exit_code"]) == ("pmsops.report/v1", "fail", 1)
     details = data["results"][0]["details"]
-    assert details["requirepass"] == {"length": 7, "sha256_prefix": sha16("my+pass"), "source": "stdin"}
-    assert details["url_password"] == {"length": 9, "sha256_prefix": sha16("my%2Bpass")}
+    salt = details["requirepass"]["salt"]
+    assert details["requirepass"] == {"length": 7, "pbkdf2": pbkdf2("my+pass", salt), "salt": salt, "source": "stdin"}
+    assert details["url_password"] == {"length": 9, "pbkdf2": pbkdf2("my%2Bpass", salt), "salt": salt}
     assert details["match"] is False
     assert "encoded twice" in details["likely_cause"]
 
@@ -265,3 +311,10 @@ def test_compare_result_fails_with_a_hint_on_mismatch():
 
     assert result.status.value == "fail"
     assert result.hint.startswith("likely cause: the password in the URL is encoded twice")
+
+
+def test_bad_salt_in_the_environment_is_one_line_and_exit_2(cli):
+    result = compare(cli, ENCODED_URL, PASSWORD, env={"PMSOPS_FINGERPRINT_SALT": "no spaces allowed"})
+
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0] == "✗ error: a fingerprint salt is 4 to 64 letters, digits, '.', '_' or '-'"

@@ -50,8 +50,8 @@ def test_doctor_runs_checks_concurrently_not_one_after_another(cli, monkeypatch,
     assert elapsed < 3.0  # three black holes of 1 s each (celery: 2 s budget), run at once
 
 
-def test_doctor_reports_unencoded_redis_url_first(cli, monkeypatch, redis_server):
+def test_doctor_refuses_an_unencoded_redis_url_before_any_check(cli, monkeypatch, redis_server):
     monkeypatch.setenv("REDIS_URL", f"redis://:p+ss=w@rd/#1@127.0.0.1:{redis_server.port}/0")
     result = cli("doctor", "--timeout", "1", "--json")
-    report = json.loads(result.stdout)["results"]
-    assert report[0]["name"] == "redis-url REDIS_URL" and report[0]["status"] == "fail"
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.startswith("✗ error: REDIS_URL: the password contains raw '/' '#' (encode as %2F %23)")

@@ -61,12 +61,14 @@ def test_round_trip_through_redis_py_and_kombu_is_confirmed(cli):
     assert "✓ round trip: decodes back to the exact password with redis-py and kombu" in result.stdout
 
 
-def test_password_is_described_only_by_length_and_sha256_prefix(cli):
+def test_password_is_described_only_by_length_and_salted_fingerprint(cli):
     import hashlib
 
-    result = encode(cli, "my+pass=word@123")
+    result = cli("--fingerprint-salt", "encode-test", "encode-redis-password", "--stdin", input="my+pass=word@123")
 
-    assert f"Password: len=16 sha256={hashlib.sha256(b'my+pass=word@123').hexdigest()[:16]}" in result.stdout
+    digest = hashlib.pbkdf2_hmac("sha256", b"my+pass=word@123", b"encode-test", 100_000).hex()[:16]
+    assert f"Password: len=16 pbkdf2={digest} salt=encode-test" in result.stdout
+    assert hashlib.sha256(b"my+pass=word@123").hexdigest()[:16] not in result.output
 
 
 # --- formats ---------------------------------------------------------------------------------------------
@@ -92,7 +94,7 @@ def test_json_format_parses_and_reports_the_round_trip(cli):
     data = json.loads(result.stdout)
     assert data["schema"] == "pmsops.encoded-password/v1"
     assert data["encoded"] == "my%2Bpass%3Dword%40123"
-    assert data["length"] == 16 and len(data["sha256_prefix"]) == 16
+    assert data["length"] == 16 and data["fingerprint"]["length"] == 16 and len(data["fingerprint"]["pbkdf2"]) == 16
     assert data["urls"]["CELERY_BROKER_URL"] == "redis://:my%2Bpass%3Dword%40123@coolify-redis:6379/0"
     assert data["round_trip"] == {"redis-py": True, "kombu": True}
     assert data["problems"] == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 from host_helpers import fake_docker  # noqa: F401
 from pmsops.host.envdiff import diff_environments
@@ -21,8 +22,9 @@ def results_by_name(stdout: str) -> dict[str, dict]:
     return {r["name"]: r for r in json.loads(stdout)["results"]}
 
 
-def sha16(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def fp(text: str, salt: str = "envdiff-test") -> str:
+    """The documented fingerprint, recomputed with hashlib alone."""
+    return f"len={len(text)} pbkdf2={hashlib.pbkdf2_hmac('sha256', text.encode(), salt.encode(), 100_000).hex()[:16]} salt={salt}"
 
 
 def test_worker_with_the_backends_configuration_is_ok(cli, fake_docker):
@@ -48,12 +50,11 @@ def test_differing_jwt_secret_fails_and_shows_fingerprints_never_values(cli, fak
     backend_secret = fake_docker.env("pms-backend")["JWT_SECRET"]
     fake_docker.set_env("pms-worker-v2", JWT_SECRET="an-old-jwt-secret-from-last-year")
 
-    result = cli("host", "env-diff")
+    result = cli("--fingerprint-salt", "envdiff-test", "host", "env-diff")
 
     assert result.exit_code == 1
     assert "JWT_SECRET differs between pms-backend and pms-worker-v2 (they must match exactly)" in result.stdout
-    assert f"pms-backend len={len(backend_secret)} sha256={sha16(backend_secret)}" in result.stdout
-    assert f"pms-worker-v2 len=32 sha256={sha16('an-old-jwt-secret-from-last-year')}" in result.stdout
+    assert f"JWT_SECRET differs: pms-backend {fp(backend_secret)} vs pms-worker-v2 {fp('an-old-jwt-secret-from-last-year')}" in result.stdout
     assert "an-old-jwt-secret-from-last-year" not in result.output and backend_secret not in result.output
 
 
@@ -61,13 +62,25 @@ def test_differing_harmless_values_are_fingerprinted_too(cli, fake_docker):
     fake_docker.set_env("pms-worker-v2", LOG_LEVEL="DEBUG", CELERY_POOL="prefork")
     fake_docker.set_env("pms-backend", CELERY_POOL="threads")
 
-    result = cli("host", "env-diff", "--json")
+    result = cli("--fingerprint-salt", "envdiff-test", "host", "env-diff", "--json")
 
     report = results_by_name(result.stdout)
     assert report["shared values"]["status"] == "warn"
-    assert f"LOG_LEVEL: pms-backend len=4 sha256={sha16('INFO')} vs pms-worker-v2 len=5 sha256={sha16('DEBUG')}" in report["shared values"]["notes"]
+    assert f"LOG_LEVEL differs: pms-backend {fp('INFO')} vs pms-worker-v2 {fp('DEBUG')}" in report["shared values"]["notes"]
     assert "DEBUG" not in json.dumps(report["shared values"]["details"])
-    assert any(n.startswith("CELERY_POOL: pms-backend len=7") for n in report["other variables"]["notes"])
+    assert f"CELERY_POOL differs: pms-backend {fp('threads')} vs pms-worker-v2 {fp('prefork')}" in report["other variables"]["notes"]
+
+
+def test_equal_secret_values_in_one_run_share_a_salt_so_a_difference_is_visible(cli, fake_docker):
+    """Without --fingerprint-salt the salt is random, but one per run: both sides of a note are comparable."""
+    fake_docker.set_env("pms-worker-v2", JWT_SECRET="an-old-jwt-secret-from-last-year")
+
+    result = cli("host", "env-diff")
+
+    [line] = [n for n in result.stdout.splitlines() if "JWT_SECRET differs:" in n]
+    salts = re.findall(r"salt=([0-9a-f]+)", line)
+    assert len(salts) == 2 and salts[0] == salts[1]
+    assert hashlib.sha256(b"an-old-jwt-secret-from-last-year").hexdigest()[:16] not in result.output
 
 
 def test_missing_feature_flags_and_optional_variables_warn(cli, fake_docker):

@@ -6,6 +6,7 @@ and the red flags ("Authentication required", "Connection refused", …), summar
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -145,3 +146,61 @@ def test_colour_codes_in_logs_do_not_hide_signals():
 
     assert scan.hits["auth"] == [1]
     assert "\x1b" not in scan.lines[0]
+
+
+# --- secrets in quoted log lines (issue #10): nobody registered them, the patterns must catch them ----------------------
+
+from secret_shapes import ORDINARY_LINES, cases, leaks  # noqa: E402
+
+SHAPE_CASES = cases()
+
+
+def salted(secret: str, salt: str = "logs-test") -> str:
+    """The fingerprint ``host logs`` shows in a secret's place, recomputed with hashlib alone."""
+    digest = hashlib.pbkdf2_hmac("sha256", secret.encode(), salt.encode(), 100_000).hex()[:16]
+    return f"<len={len(secret)} pbkdf2={digest} salt={salt}>"
+
+
+@pytest.mark.parametrize(("shape", "secret"), [(s, x) for _, s, x in SHAPE_CASES], ids=[c[0] for c in SHAPE_CASES])
+def test_secret_nobody_registered_in_a_quoted_log_line_never_reaches_the_operator(cli, fake_docker, shape, secret):
+    line = shape.build(secret)
+    fake_docker.logs("pms-worker-v2", stderr=f"[2025-12-29 12:30:00,000: ERROR/MainProcess] Authentication required. {line}\n")
+
+    text = cli("--fingerprint-salt", "logs-test", "host", "logs")
+    as_json = cli("--fingerprint-salt", "logs-test", "host", "logs", "--json")
+
+    assert (text.exit_code, as_json.exit_code) == (1, 1)
+    assert "line 1: [2025-12-29 12:30:00,000: ERROR/MainProcess] Authentication required." in text.stdout  # the line is quoted
+    assert leaks(text.stdout + text.stderr, secret) == []
+    assert leaks(as_json.stdout + as_json.stderr, secret) == []
+    if shape.fingerprinted:
+        assert salted(secret) in text.stdout  # the keyword stays, the value becomes its fingerprint
+
+
+def test_quoted_log_line_keeps_the_keyword_and_shows_the_fingerprint_instead_of_the_value(cli, fake_docker):
+    fake_docker.logs("pms-worker-v2", stderr="[ERROR/MainProcess] NOAUTH Authentication required. redis-cli -a Vq7-unknown-pw ping\n")
+
+    result = cli("--fingerprint-salt", "logs-test", "host", "logs")
+
+    assert f"line 1: [ERROR/MainProcess] NOAUTH Authentication required. redis-cli -a {salted('Vq7-unknown-pw')} ping" in result.stdout
+
+
+def test_ordinary_worker_log_lines_are_quoted_unchanged(cli, fake_docker):
+    stderr = "".join(f"[ERROR/MainProcess] Traceback (most recent call last): {line}\n" for line in ORDINARY_LINES)
+    fake_docker.logs("pms-worker-v2", stderr=stderr)
+
+    quoted = results_by_name(cli("host", "logs", "--json").stdout)["logs traceback"]["notes"]
+
+    expected = [f"line {n}: [ERROR/MainProcess] Traceback (most recent call last): {line}"
+                for n, line in enumerate(ORDINARY_LINES, start=1)][-MAX_QUOTES:]
+    assert quoted == expected
+
+
+def test_short_registered_secret_in_a_quoted_log_line_is_masked(cli, fake_docker):
+    fake_docker.set_env("pms-worker-v2", JWT_SECRET="Q7x")
+    fake_docker.logs("pms-worker-v2", stderr="[ERROR/MainProcess] Traceback (most recent call last): jwt.decode(token, 'Q7x') said Q7x!\n")
+
+    result = cli("host", "logs")
+
+    assert "Q7x" not in result.output
+    assert "jwt.decode(token, '<len=3 pbkdf2=" in result.stdout

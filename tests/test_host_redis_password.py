@@ -1,13 +1,14 @@
 """Runbook: "Verify Redis Password" (Option A: docker inspect, Option B: redis.conf via docker exec).
 
 ``pmsops host redis-password`` finds requirepass where Coolify's Redis keeps it and
-prints only where it was found, its length and its SHA-256 prefix.
+prints only where it was found, its length and its salted fingerprint.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import pytest
 
@@ -21,6 +22,10 @@ def sha16(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def pbkdf2(text: str, salt: str) -> str:
+    return hashlib.pbkdf2_hmac("sha256", text.encode(), salt.encode(), 100_000).hex()[:16]
+
+
 def only_in_conf(fake, conf_path: str = "/etc/redis/redis.conf", cmd: list[str] | None = None) -> None:
     """Coolify's Redis started from a config file: no --requirepass, no REDIS_PASSWORD."""
     fake.edit("coolify-redis", Cmd=cmd or ["redis-server"])
@@ -28,12 +33,20 @@ def only_in_conf(fake, conf_path: str = "/etc/redis/redis.conf", cmd: list[str] 
     fake.inside("coolify-redis", files={conf_path: f'bind 0.0.0.0\nport 6379\n# requirepass old-one\nrequirepass "{OTHER}"\nappendonly yes\n'})
 
 
-def test_requirepass_in_coolifys_redis_command_is_found_and_shown_as_length_and_sha256_prefix(cli, fake_docker):
+def test_requirepass_in_coolifys_redis_command_is_found_and_shown_as_length_and_salted_fingerprint(cli, fake_docker):
     result = cli("host", "redis-password", "--container", "coolify-redis")
 
     assert result.exit_code == 0
-    assert f"set (Config.Cmd --requirepass): len={len(REDIS_PASSWORD)} sha256={sha16(REDIS_PASSWORD)}" in result.stdout
+    [salt] = re.findall(r"salt=([0-9a-f]{8})\b", result.stdout)
+    assert f"set (Config.Cmd --requirepass): len={len(REDIS_PASSWORD)} pbkdf2={pbkdf2(REDIS_PASSWORD, salt)} salt={salt}" in result.stdout
     assert REDIS_PASSWORD not in result.output
+    assert sha16(REDIS_PASSWORD) not in result.output
+
+
+def test_reveal_fingerprint_shows_the_runbooks_unsalted_prefix_for_sha256sum_users(cli, fake_docker):
+    result = cli("--reveal-fingerprint", "host", "redis-password", "--container", "coolify-redis")
+
+    assert f"set (Config.Cmd --requirepass): len={len(REDIS_PASSWORD)} sha256={sha16(REDIS_PASSWORD)}" in result.stdout
 
 
 def test_library_returns_the_value_and_its_source_but_never_shows_it_in_repr(fake_docker):
@@ -111,13 +124,14 @@ def test_redis_without_any_requirepass_fails_saying_authentication_looks_off(cli
 def test_stopped_redis_still_shows_the_password_from_its_command_and_fails_on_its_state(cli, fake_docker):
     fake_docker.stop("coolify-redis", exit_code=1)
 
-    result = cli("host", "redis-password", "--json")
+    result = cli("--fingerprint-salt", "stopped-redis", "host", "redis-password", "--json")
 
     report = json.loads(result.stdout)
     assert result.exit_code == 1
     assert [(r["name"], r["status"]) for r in report["results"]] == [("coolify-redis state", "fail"), ("requirepass", "ok")]
     assert report["results"][0]["summary"] == "container coolify-redis is not running (status exited, exit code 1)"
-    assert report["results"][1]["details"] == {"source": "Config.Cmd --requirepass", "length": len(REDIS_PASSWORD), "sha256_prefix": sha16(REDIS_PASSWORD)}
+    assert report["results"][1]["details"] == {"source": "Config.Cmd --requirepass", "length": len(REDIS_PASSWORD),
+                                              "pbkdf2": pbkdf2(REDIS_PASSWORD, "stopped-redis"), "salt": "stopped-redis"}
 
 
 # --- compare-password-hash --container uses it -------------------------------------------------------------------------

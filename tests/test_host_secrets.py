@@ -10,6 +10,7 @@ none of its forms (raw, ``quote()``-d, ``quote_plus()``-ed).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 from urllib.parse import quote, quote_plus
@@ -21,6 +22,7 @@ from host_helpers import fake_docker  # noqa: F401
 SENTINELS = [
     "S3ntinel+=@:/?#&%ß",
     "S3nt inel'\"+=@:/?#&%[];`$\\ß",
+    "Q7!",  # shorter than 4: masked as a whole token
 ]
 
 COMMANDS: list[tuple[str, ...]] = [
@@ -53,7 +55,7 @@ def assert_never_leaks(result, secret: str) -> None:
 
 @pytest.mark.parametrize("json_flag", [(), ("--json",)], ids=["text", "json"])
 @pytest.mark.parametrize("argv", COMMANDS, ids=[" ".join(a) for a in COMMANDS])
-@pytest.mark.parametrize("secret", SENTINELS, ids=["runbook-specials", "quotes-and-spaces"])
+@pytest.mark.parametrize("secret", SENTINELS, ids=["runbook-specials", "quotes-and-spaces", "short"])
 def test_sentinel_secret_from_docker_never_appears_in_any_output(cli, fake_docker, secret, argv, json_flag):
     fake_docker.use_secret(secret)
 
@@ -67,7 +69,7 @@ def test_sentinel_secret_from_docker_never_appears_in_any_output(cli, fake_docke
 
 @pytest.mark.parametrize("json_flag", [(), ("--json",)], ids=["text", "json"])
 @pytest.mark.parametrize("argv", [("host", "worker-cmd", "coolify-redis"), ("host", "redis-password")], ids=["worker-cmd", "redis-password"])
-@pytest.mark.parametrize("secret", SENTINELS, ids=["runbook-specials", "quotes-and-spaces"])
+@pytest.mark.parametrize("secret", SENTINELS, ids=["runbook-specials", "quotes-and-spaces", "short"])
 def test_secret_shell_quoted_inside_sh_c_is_not_shown_in_pieces(cli, fake_docker, secret, argv, json_flag):
     """``sh -c "redis-server --requirepass 'p'\"'\"'w'"``: the quoting splits the secret, the redactor must not care."""
     fake_docker.use_secret(secret)
@@ -80,7 +82,7 @@ def test_secret_shell_quoted_inside_sh_c_is_not_shown_in_pieces(cli, fake_docker
     assert "S3nt" not in result.output
 
 
-@pytest.mark.parametrize("secret", SENTINELS, ids=["runbook-specials", "quotes-and-spaces"])
+@pytest.mark.parametrize("secret", SENTINELS[:2], ids=["runbook-specials", "quotes-and-spaces"])
 def test_the_sentinel_really_reaches_the_commands(fake_docker, secret):
     """Guard against a vacuous table: the fake holds the exact secret and the diagnoses see it."""
     from pmsops.host.envdiff import check_env_diff
@@ -101,7 +103,46 @@ def test_container_with_a_secret_in_an_oddly_named_variable_is_masked_in_quoted_
     fake_docker.set_env("pms-worker-v2", SERVICE_PASSWORD_64_STRIPE="sk-live-oddly-named-9f8e7d6c")
     fake_docker.logs("pms-worker-v2", stderr="[ERROR/MainProcess] Traceback (most recent call last): key sk-live-oddly-named-9f8e7d6c rejected\n")
 
-    result = cli("host", "logs")
+    result = cli("--fingerprint-salt", "odd-name", "host", "logs")
 
-    assert "key *** rejected" in result.stdout
+    digest = hashlib.pbkdf2_hmac("sha256", b"sk-live-oddly-named-9f8e7d6c", b"odd-name", 100_000).hex()[:16]
+    assert f"key <len=28 pbkdf2={digest} salt=odd-name> rejected" in result.stdout
     assert "sk-live-oddly-named-9f8e7d6c" not in result.output
+
+
+# --- secrets nobody registered, in every shape, in commands, env and logs (issue #10) -----------------------------------
+
+from secret_shapes import SHAPES, UNKNOWN_SENTINELS, BLANK_SENTINEL, leaks  # noqa: E402
+
+
+def plant_unknown_secret(fake, secret: str) -> None:
+    """The secret in every shape, where only the patterns can find it: a Start Command script, exec-form
+    commands, harmless-named variables and the worker's log lines (no secret-named variable holds it)."""
+    lines = [shape.build(secret) for shape in SHAPES if shape.delimits_blanks or " " not in secret]
+    script = "\n".join([shlex.join(["echo", line]) for line in lines]
+                       + [f"redis-cli -u redis://:other@coolify-redis:6379 -a {shlex.quote(secret)} ping",
+                          f"exec celery -A app worker --broker-password {shlex.quote(secret)}"])
+    fake.edit("pms-worker-v2", Cmd=["sh", "-c", script])
+    fake.edit("coolify-redis", Cmd=["redis-server", "--appendonly", "yes", "--requirepass", "Kn0wn-0ther-Pass", "--masterauth", secret])
+    fake.edit("pms-backend", Cmd=["redis-cli", "-h", "coolify-redis", "-p", "6379", "-a", secret, "AUTH", "default", secret])
+    fake.set_env("pms-worker-v2", **{f"APP_SETTING_{i}": line for i, line in enumerate(lines)})
+    fake.logs("pms-worker-v2", stderr="".join(f"[ERROR/MainProcess] Traceback (most recent call last): {line}\n" for line in lines)
+              + "".join(f"[ERROR/MainProcess] Authentication required: {line}\n" for line in lines))
+
+
+UNKNOWN_COMMANDS = [("host", "worker-cmd"), ("host", "worker-cmd", "coolify-redis"), ("host", "worker-cmd", "pms-backend"),
+                    ("host", "logs"), ("host", "env-diff"),
+                    ("host", "check"), ("--debug", "host", "check")]
+
+
+@pytest.mark.parametrize("json_flag", [(), ("--json",)], ids=["text", "json"])
+@pytest.mark.parametrize("argv", UNKNOWN_COMMANDS, ids=[" ".join(a) for a in UNKNOWN_COMMANDS])
+@pytest.mark.parametrize("secret", [UNKNOWN_SENTINELS["quotes-and-dollar"], UNKNOWN_SENTINELS["runbook-specials"], BLANK_SENTINEL],
+                         ids=["quotes-and-dollar", "runbook-specials", "blank"])
+def test_unregistered_secret_in_commands_env_and_logs_never_appears(cli, fake_docker, secret, argv, json_flag):
+    plant_unknown_secret(fake_docker, secret)
+
+    result = cli(*argv, *json_flag)
+
+    assert result.exit_code in (0, 1)
+    assert leaks(result.stdout + result.stderr, secret) == []

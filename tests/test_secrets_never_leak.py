@@ -4,7 +4,8 @@ Runbook: "Do NOT paste raw password in production logs/docs", "Store in variable
 (don't echo to logs)". A sentinel secret with every character the runbook warns
 about is fed to each command through the environment, an ``--env-file``, stdin and
 files; stdout and stderr must never contain it raw, ``quote()``-d or
-``quote_plus()``-ed, in text or ``--json`` mode.
+``quote_plus()``-ed, base64-encoded or JSON-escaped, in text or ``--json`` mode; a
+secret shorter than 4 characters included.
 
 To cover a new command, add its argv to ``COMMANDS`` (placeholders: ``{redis_conf}``,
 a redis.conf whose requirepass is the sentinel; ``{sentinel_file}``, a file holding
@@ -14,6 +15,8 @@ gets the sentinel on stdin too.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 from urllib.parse import quote, quote_plus
 
@@ -22,7 +25,9 @@ import pytest
 SENTINELS = [
     "S3ntinel+=@:/?#&%ß",
     "S3nt inel'\"+=@:/?#&%[];`$\\ß",  # space, both quotes, brackets, backtick, dollar, backslash
+    "Q7!",  # shorter than 4 characters: masked wherever it stands as a whole token
 ]
+SENTINEL_IDS = ["runbook-specials", "quotes-and-spaces", "short"]
 
 COMMANDS: list[tuple[str, ...]] = [
     ("redis-url", "check"),
@@ -50,6 +55,9 @@ def forms(secret: str) -> dict[str, str]:
         "quote(safe='')": quote(secret, safe=""),
         "quote()": quote(secret),
         "quote_plus()": quote_plus(secret),
+        "base64": base64.b64encode(secret.encode()).decode().rstrip("="),
+        "JSON-escaped": json.dumps(secret, ensure_ascii=False)[1:-1],
+        "JSON-escaped ASCII": json.dumps(secret)[1:-1],
     }
 
 
@@ -122,7 +130,7 @@ def run(cli, tmp_path, argv: tuple[str, ...], secret: str, env: dict[str, str], 
 @pytest.mark.parametrize("via_env_file", [False, True], ids=["process-env", "env-file"])
 @pytest.mark.parametrize("environment", ["raw-in-urls", "encoded-in-urls", "missing-colon", "user-and-password"])
 @pytest.mark.parametrize("argv", COMMANDS, ids=[" ".join(argv) for argv in COMMANDS])
-@pytest.mark.parametrize("secret", SENTINELS, ids=["runbook-specials", "quotes-and-spaces"])
+@pytest.mark.parametrize("secret", SENTINELS, ids=SENTINEL_IDS)
 def test_secret_never_appears_in_any_form(cli, tmp_path, secret, argv, environment, via_env_file):
     result = run(cli, tmp_path, argv, secret, environments(secret)[environment], via_env_file)
 
@@ -133,7 +141,7 @@ def test_secret_never_appears_in_any_form(cli, tmp_path, secret, argv, environme
 
 
 @pytest.mark.parametrize("fmt", ["text", "env", "json"])
-@pytest.mark.parametrize("secret", SENTINELS, ids=["runbook-specials", "quotes-and-spaces"])
+@pytest.mark.parametrize("secret", SENTINELS, ids=SENTINEL_IDS)
 def test_encode_redis_password_prints_only_the_encoded_value_it_was_asked_for(cli, secret, fmt):
     result = cli("encode-redis-password", "--stdin", "--host", "coolify-redis", "--format", fmt, input=secret + "\n",
                  env=environments(secret)["raw-in-urls"])
@@ -143,14 +151,14 @@ def test_encode_redis_password_prints_only_the_encoded_value_it_was_asked_for(cl
     assert_never_leaks(result, secret, allowed=(quote(secret, safe=""),))
 
 
-@pytest.mark.parametrize("secret", SENTINELS, ids=["runbook-specials", "quotes-and-spaces"])
+@pytest.mark.parametrize("secret", SENTINELS, ids=SENTINEL_IDS)
 def test_encode_redis_password_from_an_argument_does_not_echo_it(cli, secret):
     result = cli("encode-redis-password", secret)
 
     assert_never_leaks(result, secret, allowed=(quote(secret, safe=""),))
 
 
-@pytest.mark.parametrize("secret", SENTINELS, ids=["runbook-specials", "quotes-and-spaces"])
+@pytest.mark.parametrize("secret", SENTINELS, ids=SENTINEL_IDS)
 def test_the_sentinel_really_reaches_the_commands(cli, tmp_path, secret):
     """Guard against a vacuous table: env file, stdin and redis.conf deliver the exact secret."""
     from pmsops.envfile import parse_env_text

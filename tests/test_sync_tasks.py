@@ -125,26 +125,57 @@ def test_rate_limited_429_honours_retry_after(sync_db, sync_worker, fake_platfor
     assert log["details"]["next_retry_seconds"] == 3
 
 
-def test_missing_connection_fails_at_once_as_not_found(sync_db, sync_worker):
+@pytest.fixture
+def observed_worker(redis_server, sync_db, fake_platform):
+    """A worker of its own whose log lines the test reads (db 12: no other worker consumes it)."""
+    from conftest import start_worker, stop_worker, sync_worker_env
+    from sync_helpers import WorkerOutput
+
+    env = sync_worker_env(redis_server, 12, sync_db, fake_platform.url)
+    proc = start_worker(env["CELERY_BROKER_URL"], "observed@pmsops-test", app="pmsops.sync.worker:celery_app", concurrency=1, extra_env=env)
+    yield env, WorkerOutput(proc)
+    stop_worker(proc)
+
+
+def test_sync_of_an_unknown_connection_fails_at_once_as_not_found_and_leaves_no_log(sync_db, observed_worker):
     import uuid
 
-    from sync_helpers import sender_for
+    from sync_helpers import logs_for, run, sender_for
 
-    task_id = str(uuid.uuid4())
-    sender_for(sync_worker["CELERY_BROKER_URL"])("pmsops.sync.availability_push", str(uuid.uuid4()), task_id)
-    # no log existed: the task adopts one, then fails it
-    import time
+    env, output = observed_worker
+    task_id, missing = str(uuid.uuid4()), str(uuid.uuid4())
+    sender_for(env["CELERY_BROKER_URL"])("pmsops.sync.availability_push", missing, task_id)
+    line = output.wait_for(f"Sync task {task_id} failed")
+    assert f"Sync task {task_id} failed (not_found): Not found: channel connection {missing} not found" in line, line
+    assert not [l for l in output.lines if f"Retrying task {task_id}" in l]  # permanent: no retry
+    assert logs_for(sync_db, [task_id]) == [None]  # a log row cannot reference a missing connection: none written, none left open
+    assert run(sync_db, lambda c: c.fetchval("SELECT count(*) FROM channel_sync_logs WHERE connection_id = $1::uuid", missing)) == 0
 
-    from sync_helpers import logs_for
 
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        [log] = logs_for(sync_db, [task_id])
-        if log is None or log["status"] != "failed":
-            time.sleep(0.2)
-            continue
-        break
-    assert log is None or log["status"] == "failed"
+def test_connection_pointing_at_another_agencys_property_is_refused_without_a_platform_call(sync_db, sync_worker, fake_platform):
+    from sync_helpers import seed_cross_tenant_connection
+
+    ids = seed_cross_tenant_connection(sync_db, platform="airbnb")
+    fake_platform.set_reservations(ids["listing"], [{"id": "HM-XT-1", "check_in": "2031-01-10", "check_out": "2031-01-12", "guest_name": "Mallory"}])
+    triggered = trigger(sync_db, sync_worker["CELERY_BROKER_URL"], ids["connection_id"], "full")
+    rows = wait_final(sync_db, triggered.task_ids)
+    assert [r["status"] for r in rows] == ["failed", "failed", "failed"], rows
+    assert {r["details"]["error_type"] for r in rows} == {"tenant_mismatch"}
+    assert {r["details"]["retry_count"] for r in rows} == {0}
+    for row in rows:
+        expected = f"Tenant mismatch: channel connection {ids['connection_id']} belongs to another agency than its property"
+        assert row["error"].startswith(expected), row["error"]
+    import uuid
+
+    from sync_helpers import run, sender_for
+
+    by_hand = str(uuid.uuid4())  # a task enqueued without a trigger: adopted, then refused the same way
+    sender_for(sync_worker["CELERY_BROKER_URL"])("pmsops.sync.bookings_pull", ids["connection_id"], by_hand)
+    [adopted] = wait_final(sync_db, [by_hand])
+    outcome = (adopted["status"], adopted["details"]["error_type"], str(adopted["tenant_id"]))
+    assert outcome == ("failed", "tenant_mismatch", ids["intruder_agency_id"])
+    assert [c for c in fake_platform.received() if c["listing"] == ids["listing"]] == []
+    assert run(sync_db, lambda c: c.fetchval("SELECT count(*) FROM bookings WHERE external_id = 'HM-XT-1'")) == 0
 
 
 def test_platform_token_is_stored_encrypted(sync_db):

@@ -56,13 +56,13 @@ def test_url_is_shown_with_its_password_masked(cli):
     assert "my_secure_password_123" not in result.output
 
 
-def test_password_is_shown_only_as_length_and_sha256_prefix(cli):
+def test_password_is_shown_only_as_length_and_salted_fingerprint(cli):
     import hashlib
 
-    result = cli("redis-url", "check", RUNBOOK_URL)
+    result = cli("--fingerprint-salt", "urls-test", "redis-url", "check", RUNBOOK_URL)
 
-    prefix = hashlib.sha256(b"my_secure_password_123").hexdigest()[:16]
-    assert f"password len=22 sha256={prefix}" in result.stdout
+    digest = hashlib.pbkdf2_hmac("sha256", b"my_secure_password_123", b"urls-test", 100_000).hex()[:16]
+    assert f"password len=22 pbkdf2={digest} salt=urls-test" in result.stdout
 
 
 def test_rediss_scheme_is_accepted(cli):
@@ -129,18 +129,18 @@ def test_empty_password_after_colon_is_an_error(cli):
     assert "the password after ':' is empty" in result.stdout
 
 
-def test_port_out_of_range_is_an_error(cli):
+def test_port_out_of_range_is_bad_input_because_redis_py_cannot_read_it(cli):
     result = cli("redis-url", "check", "redis://:pw0rd123@coolify-redis:99999/0")
 
-    assert result.exit_code == 1
-    assert "port is not a number between 1 and 65535" in result.stdout
+    assert result.exit_code == 2
+    assert "redis-py cannot read the port (not a number between 0 and 65535)" in result.stderr
 
 
-def test_port_that_is_not_a_number_is_an_error(cli):
+def test_port_that_is_not_a_number_is_bad_input_because_redis_py_cannot_read_it(cli):
     result = cli("redis-url", "check", "redis://:pw0rd123@coolify-redis:63a9/0")
 
-    assert result.exit_code == 1
-    assert "port is not a number" in result.stdout
+    assert result.exit_code == 2
+    assert "cannot read the port" in result.stderr and "63a9" not in result.output
 
 
 def test_database_that_is_not_a_number_is_an_error(cli):
@@ -150,11 +150,12 @@ def test_database_that_is_not_a_number_is_an_error(cli):
     assert "database must be a number" in result.stdout
 
 
-def test_missing_host_is_an_error(cli):
+def test_missing_host_says_the_clients_fall_back_to_localhost(cli):
     result = cli("redis-url", "check", "redis://")
 
-    assert result.exit_code == 1
-    assert "no host" in result.stdout
+    assert result.exit_code == 0
+    assert "host localhost, port 6379" in result.stdout
+    assert "no host in the URL: redis-py and kombu fall back to localhost:6379" in result.stdout
 
 
 def test_leading_whitespace_is_an_error_because_redis_py_rejects_the_url(cli):
@@ -162,8 +163,8 @@ def test_leading_whitespace_is_an_error_because_redis_py_rejects_the_url(cli):
 
     result = cli("redis-url", "check", url)
 
-    assert result.exit_code == 1
-    assert "redis-py rejects the URL" in result.stdout
+    assert result.exit_code == 2
+    assert "whitespace before the scheme" in result.stderr and "redis-py rejects" in result.stderr
     with pytest.raises(ValueError, match="must specify one of the following schemes"):
         parse_with_redis_py(url)
     assert parse_with_kombu(url)["password"] is None
@@ -180,12 +181,13 @@ def test_trailing_whitespace_is_a_warning(cli):
 
 
 @pytest.mark.parametrize("char", ["/", "?", "#"])
-def test_unencoded_delimiter_in_password_is_reported_as_port_cast_failure(cli, char):
+def test_unencoded_delimiter_in_password_is_bad_input_naming_the_character_to_encode(cli, char):
     result = cli("redis-url", "check", f"redis://:pa{char}ss@coolify-redis:6379/0")
 
-    assert result.exit_code == 1
-    assert f"password contains raw '{char}'" in result.stdout
-    assert "Port could not be cast to integer" in result.stdout
+    assert result.exit_code == 2
+    assert f"password contains raw '{char}' (encode as %{ord(char):02X})" in result.stderr
+    assert "redis-py cannot read the port" in result.stderr
+    assert result.stdout == "" and len(result.stderr.splitlines()) == 1
 
 
 def test_parser_error_never_quotes_the_password_piece(cli):
@@ -202,16 +204,17 @@ def test_unencoded_hash_in_password_is_reported_as_truncation(cli):
 
     result = cli("redis-url", "check", url)
 
-    assert result.exit_code == 1
-    assert "clients read a different host" in result.stdout
-    assert "truncated password (len 6)" in result.stdout
+    assert result.exit_code == 2
+    assert "password contains raw '/' '#' (encode as %2F %23)" in result.stderr
+    assert "redis-py would send a password of 6 characters to a host made of a piece of the password (not host)" in result.stderr
+    assert "p+ss" not in result.output
 
 
 def test_password_piece_read_as_host_is_never_shown(cli):
     result = cli("redis-url", "check", "redis://:pa55@evilhost/#x@coolify-redis:6379/0", "--json")
 
+    assert result.exit_code == 2
     assert "evilhost" not in result.output
-    assert report(result)["results"][0]["details"]["host"] is None
 
 
 def test_password_piece_read_as_host_is_never_shown_when_urls_disagree(cli):
@@ -222,7 +225,8 @@ def test_password_piece_read_as_host_is_never_shown_when_urls_disagree(cli):
 
     result = cli("redis-url", "check", env=env)
 
-    assert result.exit_code == 1
+    assert result.exit_code == 2
+    assert "CELERY_BROKER_URL: the password contains raw '/' '#'" in result.stderr
     assert "evilhost" not in result.output
 
 
@@ -232,8 +236,8 @@ def test_password_piece_read_as_host_is_never_shown_when_urls_disagree(cli):
 def test_bracket_in_password_is_reported_as_invalid_ipv6_url(cli):
     result = cli("redis-url", "check", "redis://:pa[ss@coolify-redis:6379/0")
 
-    assert result.exit_code == 1
-    assert "Invalid IPv6 URL" in result.stdout
+    assert result.exit_code == 2
+    assert "'[' (encode as %5B)" in result.stderr and "'[' and ']' do not enclose an IPv6 address" in result.stderr
 
 
 def test_percent_escape_in_password_is_a_note_that_it_is_decoded(cli):
@@ -254,14 +258,15 @@ def test_semicolon_in_password_is_reported_as_kombu_failover_split(cli):
     assert "kombu splits the broker URL there into a failover list" in result.stdout
 
 
-def test_tab_in_password_is_an_error_because_parsers_drop_it(cli):
-    url = "redis://:pa\tss@coolify-redis:6379/0"
-    assert parse_with_redis_py(url)["password"] == "pass"
+def test_tab_in_password_is_bad_input_because_parsers_drop_it(cli):
+    url = "redis://:zq\tx9@coolify-redis:6379/0"
+    assert parse_with_redis_py(url)["password"] == "zqx9"
 
     result = cli("redis-url", "check", url)
 
-    assert result.exit_code == 1
-    assert "clients read a different password" in result.stdout
+    assert result.exit_code == 2
+    assert "password contains raw tab (encode as %09)" in result.stderr
+    assert "zqx9" not in result.output
 
 
 # --- + = @ : & space and non-ASCII: kept literally today, but the runbook says encode ----------
@@ -396,16 +401,23 @@ def test_json_report_exit_code_follows_strict(cli):
 
 
 def test_json_report_lists_each_finding_with_a_code(cli):
-    result = cli("redis-url", "check", "--json", "redis://:pa/ss@coolify-redis:6379/0")
+    result = cli("redis-url", "check", "--json", "redis://:pa+ss;x@coolify-redis:6379")
 
     findings = report(result)["results"][0]["details"]["findings"]
-    assert {(f["level"], f["code"]) for f in findings} >= {("error", "raw-delimiter"), ("error", "parser-error")}
+    assert {(f["level"], f["code"]) for f in findings} >= {("warning", "raw-special"), ("error", "raw-semicolon"), ("note", "default-db")}
 
 
 def test_json_report_has_nothing_on_stdout_but_json(cli):
-    result = cli("redis-url", "check", "--json", "redis://:pa/ss@coolify-redis:6379/0")
+    result = cli("redis-url", "check", "--json", "redis://:pa;ss@coolify-redis:6379/0")
 
     assert report(result)["status"] == "fail"
+
+
+def test_json_mode_bad_input_is_one_line_on_stderr_and_nothing_on_stdout(cli):
+    result = cli("redis-url", "check", "--json", "redis://:pa/ss@coolify-redis:6379/0")
+
+    assert result.exit_code == 2
+    assert result.stdout == "" and len(result.stderr.splitlines()) == 1
 
 
 # --- the three variables of the environment ------------------------------------------------------
@@ -499,7 +511,7 @@ def test_url_argument_wins_over_the_environment(cli):
     [
         ("redis://:p+ss=w@rd/#1@host:6379/0", "redis://:***@host:6379/0"),
         ("redis://secret@host:6379/0", "redis://***@host:6379/0"),
-        ("redis://user:pw@host:6379/0", "redis://:***@host:6379/0"),
+        ("redis://user:pw@host:6379/0", "redis://user:***@host:6379/0"),
         ("redis://host:6379/0", "redis://host:6379/0"),
         ("redis://host:6379/0?password=hunter22", "redis://host:6379/0?password=***"),
     ],

@@ -1,6 +1,7 @@
 """Compare the password a Redis URL carries with the server's ``requirepass``.
 
-Only lengths and SHA-256 prefixes are ever shown. When the two differ, we try the
+Only lengths and fingerprints (:func:`pmsops.redaction.fingerprint`: salted, one
+salt for both sides of one comparison) are ever shown. When the two differ, we try the
 transformations that explain most real mismatches (password not encoded, encoded
 twice, the server holding the *encoded* form, ``+`` read as a space) and name the
 one that makes them match.
@@ -14,7 +15,7 @@ from urllib.parse import quote, unquote, unquote_plus
 
 from pmsops import results
 from pmsops.errors import UsageError
-from pmsops.redaction import fingerprint, register_secret
+from pmsops.redaction import fingerprint, fingerprint_fields, register_secret
 from pmsops.results import Result
 from pmsops.urls import encode_password, parse_with_redis_py, split_intended
 
@@ -140,7 +141,7 @@ def likely_cause(raw_in_url: str | None, decoded: str | None, requirepass: str) 
     truncated = decoded is not None and decoded != requirepass and requirepass.startswith(decoded)
     if requirepass in (raw_in_url, unquote(raw_in_url)) and any(c in raw_in_url for c in "/?#[]"):
         if truncated:
-            return "the URL's password is a truncated prefix of requirepass: a raw '/', '?' or '#' in it ends the host part (encode it with pmsops encode-redis-password)"
+            return "the URL's password is a truncated prefix of requirepass (a raw '/', '?' or '#' in it ends the host part): encode it with pmsops encode-redis-password"
         return "the URL holds the raw password and its raw '/', '?', '#', '[' or ']' breaks the URL: encode it with pmsops encode-redis-password"
     if decoded is not None and requirepass in (encode_password(decoded), quote(decoded)):
         return "Redis's requirepass holds the *encoded* password (the URL is decoded, Redis is not): put the raw password in Redis, the encoded one in the URL (or, if the password really contains '%xx', write each '%' as %25 in the URL)"
@@ -155,7 +156,7 @@ def likely_cause(raw_in_url: str | None, decoded: str | None, requirepass: str) 
     if decoded is not None and decoded.strip() == requirepass.strip():
         return "they differ only in leading/trailing whitespace (a copy-paste artefact)"
     if decoded is not None and requirepass.startswith(decoded) and decoded != requirepass:
-        return "the URL's password is a truncated prefix of requirepass: a raw '/', '?' or '#' cut it (encode the password)"
+        return "the URL's password is a truncated prefix of requirepass (a raw '/', '?' or '#' cut it): encode the password"
     return None
 
 
@@ -176,11 +177,12 @@ def compare(url: str, requirepass: str) -> Comparison:
 
 
 def compare_result(url: str, requirepass: str, source: str) -> Result:
+    """Match or mismatch, with both sides' fingerprints under one salt (shown once, in each fingerprint)."""
     comparison = compare(url, requirepass)
     url_fp = fingerprint(comparison.url_password) if comparison.url_password is not None else "no password (URL does not parse, or has none)"
     details = {
-        "url_password": {"length": len(comparison.url_password or ""), "sha256_prefix": fingerprint(comparison.url_password or "").split("sha256=")[1]} if comparison.url_password is not None else None,
-        "requirepass": {"length": len(requirepass), "sha256_prefix": fingerprint(requirepass).split("sha256=")[1], "source": source},
+        "url_password": fingerprint_fields(comparison.url_password) if comparison.url_password is not None else None,
+        "requirepass": {**fingerprint_fields(requirepass), "source": source},
         "match": comparison.match,
         "likely_cause": comparison.cause,
     }

@@ -2,59 +2,417 @@
 
 Secrets are wrapped in :class:`Secret` the moment they are read, so ``repr`` and
 ``str`` never show them. Strings that come from libraries (exception texts embed
-URLs; tracebacks embed arguments) still pass through :func:`redact` before they
-leave the process: every renderer, the error handler and the logging filter call it.
+URLs; tracebacks embed arguments) and from other programs (container logs) still
+pass through :func:`redact` before they leave the process: every renderer (text and
+``--json``), the error handler, ``--debug`` tracebacks and the logging filter call it.
 
-What it masks:
+What it masks, known or not:
 
-- the userinfo of any URL (``redis://:***@host:6379/0``, ``postgresql://user:***@db``);
-  a Redis URL whose only userinfo is a user name (``redis://secret@host``) is
-  masked whole, because that "user" is almost always a password without its colon;
-- JSON Web Tokens and ``Bearer`` values;
-- ``password=…``-style pairs in DSNs and query strings;
 - every value registered with :func:`register_secret` (all secret variables of the
-  environment, the passwords inside URL variables), also in its URL-encoded forms.
+  environment, the passwords inside URL variables), also in its URL-encoded and
+  JSON-escaped forms; values shorter than 4 characters wherever they stand as a
+  whole token (not inside a longer word: a password ``Qz7`` masks ``Qz7`` and
+  ``'Qz7'`` but leaves ``xQz7y`` alone);
+- the userinfo of any URL (``redis://:***@host:6379/0``, ``postgresql://user:***@db``),
+  also JSON-escaped (``redis:\\/\\/:***@host``) and with a raw blank or quote in the password;
+- secrets in the shapes logs and configs put them, whatever their value
+  (:data:`SECRET_KEYWORDS`): ``password=X``, ``password = X``, ``PASSWORD: X``,
+  ``password: "X"``, ``{'password': 'X'}``, ``"api_key":"X"``, ``X-Api-Key: X``,
+  ``requirepass X``, ``--requirepass 'X'``, ``--password=X``, ``redis-cli -a X``,
+  ``mysql -pX``, ``AUTH [user] X``, ``Authorization: Basic|Bearer|Token X``, a bare
+  ``Basic <base64 of user:pass>``, JSON Web Tokens;
+- in :func:`redact_obj` (``--json``), every string value under a secret-ish key.
 
-Only lengths and SHA-256 prefixes (16 hex digits) of secrets are ever shown.
+What is shown instead: ``***``, or, where the caller asks for it (``host logs``),
+the value's :func:`fingerprint` so an operator can tell which password a log line used.
+
+False positives, by rule: ``-p`` is a port (redis-cli, psql) and is masked only glued
+to ``mysql -pX``; a keyword followed by a blank is masked only for the Redis
+directives (``requirepass``, ``masterauth``), command-line flags and ``AUTH``; an
+ordinary word after a keyword (``requirepass is not set``) is no value
+(:data:`NOT_A_VALUE`).
+
+Fingerprints (:func:`fingerprint`): ``len=N pbkdf2=<16 hex> salt=<salt>``,
+PBKDF2-HMAC-SHA256 keyed by a salt that is random per invocation unless the operator
+sets one (``--fingerprint-salt``, ``PMSOPS_FINGERPRINT_SALT``) to compare two
+machines. The runbook's unsalted ``sha256sum | cut -c1-16`` is shown only with
+``--reveal-fingerprint`` (``PMSOPS_REVEAL_FINGERPRINT=1``).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import functools
 import hashlib
 import json
 import logging
+import os
 import re
+import secrets as _random
 import threading
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import quote, quote_plus
 
 MASK = "***"
 MIN_SECRET_LENGTH = 4
-"""Shorter values are not masked wherever they occur: a 3-letter secret would mask
-ordinary words. Such passwords are weak anyway; URLs holding them are still masked."""
+"""Registered values at least this long are masked wherever they occur, even inside
+a word; shorter ones only as a whole token (see :meth:`Redactor.redact`)."""
+HARMLESS_VALUES = frozenset({"0", "1", "no", "on", "off", "yes", "y", "n"})
+"""Short flag values of secret-named variables (``*_TOKEN_ENABLED=1``): not secrets, never registered.
+Neither are values under 4 characters without a letter or digit (``:``, ``-``)."""
+FINGERPRINT_ITERATIONS = 100_000
+FINGERPRINT_HEX = 16
+SALT_ENV = "PMSOPS_FINGERPRINT_SALT"
+REVEAL_ENV = "PMSOPS_REVEAL_FINGERPRINT"
+_SALT_SHAPE = re.compile(r"[A-Za-z0-9._\-]{4,64}")
 
 _URL_USERINFO = re.compile(
     r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*)://(?P<userinfo>[^\s'\"<>`]*)@(?=[^\s'\"<>`@]*)"
 )
-_JSON_SECRET = re.compile(
-    r'(?i)("[A-Za-z_]*(?:password|passwd|secret|token|api_?key|apikey|authorization)"\s*:\s*)"(?!\*\*\*")[^"]*"'
-)
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*")
 _BEARER = re.compile(r"(?i)\b(bearer\s+)([A-Za-z0-9_\-\.=+/]{8,})")
-_KEY_VALUE = re.compile(
-    r"(?i)\b([A-Za-z_]*(?:password|passwd|pwd|requirepass|secret|token|api_?key|apikey|anon_key))"
-    r"(=)(?!\*\*\*|len=)(\"[^\"]*\"|'[^']*'|[^\s&;,'\"]+)"
+
+# --- secrets in the shapes logs, configs and command lines put them --------------------------------------------------
+
+SECRET_KEYWORDS = (
+    "password", "passwd", "passphrase", "pwd", "pass", "secret", "token", "auth", "requirepass", "masterauth",
+    "credential", "credentials", "client[-_]?secret", "api[-_]?key", "apikey", "access[-_]?key", "private[-_]?key",
+    "secret[-_]?key", "signing[-_]?key", "encryption[-_]?key", "anon[-_]?key", "service[-_]?role[-_]?key",
+    "session[-_]?key", "master[-_]?key",
 )
+"""A key *ending* in one of these names a secret (``db_password``, ``X-Api-Key``, ``auth_token``);
+``password_hash``, ``tokens`` or ``routing_key`` do not."""
+_KEYWORD = "(?:" + "|".join(sorted(SECRET_KEYWORDS, key=len, reverse=True)) + ")"
+_KEY_NAME = rf"(?<![\w.\-])[\w.\-]*?{_KEYWORD}(?![\w\-])"
+_QUOTED = r"\\\"(?:[^\"\\\n]|\\(?!\")[^\n])*\\\"|\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.|'')*'"
+"""A value in JSON-escaped double quotes, double quotes or single quotes (backslash escapes and SQL's ``''`` honoured)."""
+_VALUE = (
+    rf"(?P<value>(?:{_QUOTED})(?=[ \t]*(?:[,}}\]);]|\r?\n|\Z))"  # one quoted value ending a JSON/dict/YAML/kwarg item
+    rf"|(?:{_QUOTED}|[^\s\"'])+(?=[\s,;)\]}}]|\Z)"  # a shell word: quoted pieces glued together ('p'"'"'w')
+    r"|[^\s]+)"  # anything else up to the next blank (trailing punctuation is given back)
+)
+
+NOT_A_VALUE = frozenset({
+    "a", "an", "the", "is", "was", "are", "not", "no", "must", "should", "may", "can", "will", "missing", "required",
+    "empty", "set", "unset", "given", "found", "none", "null", "nil", "true", "false", "undefined", "ok", "failed",
+    "invalid", "wrong", "incorrect", "mismatch", "match", "matches", "differs", "directive", "takes", "line", "holds",
+    "of", "in", "for", "from", "and", "or", "to", "on", "with", "by", "as", "if", "when", "via", "only", "still", "also",
+    "has", "have", "had", "file", "value", "option", "argument", "command", "str", "int", "bytes", "bool", "optional",
+    "any", "authentication", "error", "expired", "rejected", "refused", "changed", "updated", "reset", "again", "where",
+    "up", "really", "full", "else", "after", "before", "that", "this", "it", "its", "which", "|", "—", "-", "+",
+})
+"""Words that follow a keyword in prose (``requirepass is not set``, ``password: missing``): not a value."""
+
+_PAIR = re.compile(rf"(?i)(?P<key>{_KEY_NAME})(?P<kq>\\?[\"']?)(?P<sep>[ \t]*(?:=>|:=|=|:)[ \t]*)(?!//){_VALUE}")
+"""``key=value``, ``key = value``, ``key: value``, ``"key": "value"``, ``{'key': 'value'}``, ``key => value``."""
+_QUOTED_AFTER_KEYWORD = re.compile(rf"(?i)(?P<key>{_KEY_NAME}|\bidentified[ \t]+by)(?P<kq>)(?P<sep>[ \t]+)(?P<value>{_QUOTED})")
+"""SQL and prose: ``ALTER ROLE pms WITH PASSWORD 'X'``, ``IDENTIFIED BY 'X'``, ``the password "X" is wrong``."""
+_DIRECTIVE = re.compile(rf"(?i)(?P<key>(?<![\w\-])(?:requirepass|masterauth))(?P<kq>)(?P<sep>[ \t]+){_VALUE}")
+"""Redis's config directives and ``CONFIG SET`` arguments: ``requirepass X``."""
+_QUOTED_ARGS = re.compile(rf"(?i)(?P<key>([\"'])(?:requirepass|masterauth|auth)\2)(?P<kq>)(?P<sep>[ \t]+)(?:\"default\"[ \t]+)?{_VALUE}")
+"""``MONITOR``'s quoting: ``"config" "set" "requirepass" "X"``, ``"auth" "X"``."""
+_FLAG = re.compile(
+    r"(?i)(?P<key>(?<![\w\-])--?[\w\-]*?(?:password|passwd|pass|pwd|secret|token|api-?key|apikey|requirepass|masterauth|auth"
+    rf"|credentials?|private-?key|access-?key))(?![\w\-])(?P<kq>)(?P<sep>[ \t]*=[ \t]*|[ \t]+)(?!-){_VALUE}"
+)
+"""``--password X``, ``--requirepass 'X'``, ``--auth-token=X`` (``--password-stdin`` is no flag with a value)."""
+_REDIS_CLI_A = re.compile(rf"(?P<key>\bredis-cli\b[^\n]*?[ \t]-a)(?P<kq>)(?P<sep>[ \t]+){_VALUE}")
+"""``redis-cli -a X`` (``-p`` stays: it is the port)."""
+_MYSQL_P = re.compile(r"(?P<key>\b(?:mysql|mysqldump|mysqladmin|mariadb)\b[^\n]*?[ \t]-p)(?P<kq>)(?P<sep>)(?P<value>[^\s]+)")
+"""``mysql -pX`` (the password glued to ``-p``); a lone ``-p`` prompts and holds nothing."""
+_AUTH_COMMAND = re.compile(
+    rf"(?P<key>(?<![\w\-])AUTH)(?P<sep>[ \t]+)(?P<first>{_QUOTED}|[^\s]+)(?:(?P<sep2>[ \t]+)(?P<second>{_QUOTED}|[^\s]+))?"
+)
+"""Redis's ``AUTH password`` and ``AUTH user password`` (upper case, as clients and scripts write it)."""
+_AUTH_HEADER = re.compile(
+    r"(?i)(?P<key>\b(?:proxy-)?authorization)(?P<sep>\\?[\"']?[ \t]*[:=][ \t]*\\?[\"']?)"
+    r"(?P<scheme>(?:basic|bearer|token|digest|negotiate|ntlm|hawk|apikey|key|aws4-hmac-sha256)[ \t]+)?"
+    r"(?P<value>[^\s]+)"
+)
+"""``Authorization: Basic …``, ``Bearer …``, ``Token …``, also in JSON or dict form."""
+_BASIC = re.compile(r"(?i)\b(basic[ \t]+)([A-Za-z0-9+/_\-]{6,}={0,2})(?![\w+/=])")
+"""A bare ``Basic <base64>``: masked when it decodes to ``user:password``."""
+_URL_USERINFO_ESCAPED = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*):\\/\\/(?P<userinfo>(?:[^\s\"<>\\]|\\.)*)@(?=[\w\[])")
+"""A URL inside a JSON string: ``"redis:\\/\\/:X@host"``."""
+_URL_USERINFO_UNUSUAL = re.compile(
+    r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*)(?P<slashes>://|:\\/\\/)(?P<user>[^\s:/@'\"<>`]*):"
+    r"(?P<password>(?:(?!://|:\\/\\/)[^\n])*)@(?=[\w\[])"
+)
+"""A URL whose raw password holds what the plain pattern stops at (a blank, a quote, a backtick:
+``redis://:my pass@host``): masked up to the last ``@`` of the line, never across another URL."""
+_UNUSUAL_IN_PASSWORD = re.compile(r"[\s'\"<>`]")
+_PORT_THEN_PATH = re.compile(r"\d+(?:[/?#\s]|$)")
+_ENV_REFERENCE = re.compile(r"\$\{?[A-Z_][A-Z0-9_]*\}?")
+_TRAILING = re.compile(r"[,;)\]}>\"'\\]+$")
+_TRAILING_AFTER_QUOTE = re.compile(r"[,;)\]}>]+$")
+_QUERY_NEXT = re.compile(r"&[\w.\-]+=")
+
+Hide = Callable[[str], str]
+"""What replaces a secret value: ``***`` or a fingerprint tag."""
+
+
+def _unquote(value: str) -> tuple[str, str, str]:
+    """(opening quote, inner value, closing quote) of a value that is exactly one quoted string."""
+    if re.fullmatch(_QUOTED, value):
+        mark = '\\"' if value.startswith('\\"') else value[0]
+        return mark, value[len(mark):-len(mark)], mark
+    return "", value, ""
+
+
+_ESCAPE = re.compile(r"\\(.)")
+
+
+def _decoded(raw: str, inner: str, opening: str) -> str:
+    """The value a reader of ``raw`` gets (backslash escapes in quotes, shell quoting): what a fingerprint is of."""
+    if opening == "'" and "''" in inner:
+        return inner.replace("''", "'")  # SQL doubles quotes and has no backslash escapes
+    if opening:
+        return _ESCAPE.sub(r"\1", inner)
+    if "'" in raw or '"' in raw:
+        import shlex
+
+        try:
+            words = shlex.split(raw)
+        except ValueError:
+            return raw
+        return words[0] if len(words) == 1 else raw
+    return raw
+
+
+def _is_placeholder(inner: str, prose: bool) -> bool:
+    """Values that are no secret: already masked, a fingerprint, an empty or null value, a ``$VARIABLE``."""
+    if not inner or inner.startswith(("**", "<len=", "<jwt", "len=", "<redacted", "[redacted", "[REDACTED", "<hidden")):
+        return True
+    if _ENV_REFERENCE.fullmatch(inner):
+        return True
+    lowered = inner.lower()
+    if lowered in ("none", "null", "nil", "undefined", "true", "false", "''", '""'):
+        return True
+    return prose and (lowered.rstrip(".,;:!") in NOT_A_VALUE or inner.startswith(("(", "[")))
+
+
+def _split_value(raw: str, sep: str) -> tuple[str, str]:
+    """(secret part, what follows it) of an unquoted value: trailing punctuation and ``&next=`` stay visible."""
+    secret, rest = raw, ""
+    if "=" in sep:
+        found = _QUERY_NEXT.search(secret)
+        if found:
+            secret, rest = secret[:found.start()], secret[found.start():]
+    trailing = (_TRAILING_AFTER_QUOTE if re.match(_QUOTED, secret) else _TRAILING).search(secret)
+    if trailing and trailing.start() > 0:
+        secret, rest = secret[:trailing.start()], secret[trailing.start():] + rest
+    return secret, rest
+
+
+def _hide_value(match: re.Match[str], hide: Hide, prose: bool) -> str:
+    """Replace the ``value`` group of a keyword match, keeping key, separator and (in JSON or dict form) quotes."""
+    raw, rest = match.group("value"), ""
+    opening, inner, closing = _unquote(raw)
+    if not opening:
+        raw, rest = _split_value(raw, match.group("sep"))
+        opening, inner, closing = _unquote(raw)
+    if _is_placeholder(inner, prose and not opening):
+        return match.group(0)
+    if match.group("key").upper() in ("PWD", "OLDPWD") and inner.startswith("/"):
+        return match.group(0)  # the shell's working directory, not a password
+    keep_quotes = bool(opening) and (bool(match.group("kq")) or match.group("key")[-1:] in "\"'")
+    shown = f"{opening}{hide(_decoded(raw, inner, opening))}{closing}" if keep_quotes else hide(_decoded(raw, inner, opening))
+    return match.group(0)[: match.start("value") - match.start()] + shown + rest
+
+
+def _hide_auth_command(match: re.Match[str], hide: Hide) -> str:
+    """``AUTH X`` → ``AUTH ***``; ``AUTH default X`` keeps ``default``; another first word is masked too (it may be the password)."""
+    first, second = match.group("first"), match.group("second")
+    if _is_placeholder(_unquote(first)[1], prose=True):
+        return match.group(0)
+    head = match.group("key") + match.group("sep")
+    if second is None:
+        return head + hide(_unquote(first)[1])
+    if _unquote(first)[1] == "default":
+        return head + first + match.group("sep2") + (match.group(0)[match.start("second") - match.start():] if _is_placeholder(_unquote(second)[1], prose=True) else hide(_unquote(second)[1]))
+    return head + hide(_unquote(first)[1]) + match.group("sep2") + hide(_unquote(second)[1])
+
+
+def _hide_auth_header(match: re.Match[str], hide: Hide) -> str:
+    """The credentials after ``Authorization:`` and its scheme, up to the next blank (a closing quote stays)."""
+    value, rest = _split_value(match.group("value"), "")
+    if _is_placeholder(value, prose=False):
+        return match.group(0)
+    return match.group("key") + match.group("sep") + (match.group("scheme") or "") + hide(value) + rest
+
+
+def _looks_like_basic_credentials(token: str) -> bool:
+    """Whether ``token`` is base64 of ``user:password`` (what ``Basic`` carries)."""
+    try:
+        decoded = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_" if ("-" in token or "_" in token) else None, validate=True)
+        return ":" in decoded.decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return False
+
+
+def _mask_escaped_userinfo(match: re.Match[str]) -> str:
+    """``redis:\\/\\/:X@h`` → ``redis:\\/\\/:***@h``: the JSON-escaped twin of :func:`_mask_userinfo`."""
+    scheme, userinfo = match.group("scheme"), match.group("userinfo")
+    if not userinfo:
+        return match.group(0)
+    if ":" in userinfo:
+        user = userinfo.split(":", 1)[0]
+        if any(ch in user for ch in "/?#[]%\\"):
+            user = ""
+        return f"{scheme}:\\/\\/{user}:{MASK}@"
+    return f"{scheme}:\\/\\/{MASK}@"
+
+
+def _mask_unusual_userinfo(match: re.Match[str]) -> str:
+    """``redis://:my pass@h`` → ``redis://:***@h``; a plain URL (the usual pattern's job) or a port is left alone."""
+    user, password = match.group("user"), match.group("password")
+    if password.startswith(MASK) or not _UNUSUAL_IN_PASSWORD.search(password):
+        return match.group(0)
+    if user and _PORT_THEN_PATH.match(password):
+        return match.group(0)  # redis://host:6379/0 … user@example.com: a port, then prose
+    if any(ch in user for ch in "?#[]%\\"):
+        user = ""
+    return f"{match.group('scheme')}{match.group('slashes')}{user}:{MASK}@"
+
+
+def redact_patterns(text: str, hide: Hide) -> str:
+    """Mask every secret-shaped value in ``text`` whatever its value (nothing registered needed)."""
+    text = _URL_USERINFO_ESCAPED.sub(_mask_escaped_userinfo, text)
+    text = _AUTH_HEADER.sub(lambda m: _hide_auth_header(m, hide), text)
+    text = _BASIC.sub(lambda m: m.group(1) + hide(m.group(2)) if _looks_like_basic_credentials(m.group(2)) else m.group(0), text)
+    text = _REDIS_CLI_A.sub(lambda m: _hide_value(m, hide, prose=True), text)
+    text = _MYSQL_P.sub(lambda m: _hide_value(m, hide, prose=False), text)
+    text = _FLAG.sub(lambda m: _hide_value(m, hide, prose="=" not in m.group("sep")), text)
+    text = _QUOTED_ARGS.sub(lambda m: _hide_value(m, hide, prose=False), text)
+    text = _DIRECTIVE.sub(lambda m: _hide_value(m, hide, prose=True), text)
+    text = _QUOTED_AFTER_KEYWORD.sub(lambda m: _hide_value(m, hide, prose=False), text)
+    text = _AUTH_COMMAND.sub(lambda m: _hide_auth_command(m, hide), text)
+    text = _PAIR.sub(lambda m: _hide_value(m, hide, prose="=" not in m.group("sep")), text)
+    return text
+
+
+_FLAG_WORD = re.compile(
+    r"(?i)--?[\w\-]*?(?:password|passwd|pass|pwd|secret|token|api-?key|apikey|requirepass|masterauth|auth|credentials?|private-?key|access-?key)"
+)
+_MYSQL_CLIENTS = ("mysql", "mysqldump", "mysqladmin", "mariadb")
+
+
+def _secret_followers(words: list[str], i: int) -> int:
+    """How many of the words after ``words[i]`` are secrets: ``--password X``, ``requirepass X``,
+    ``redis-cli … -a X``, ``AUTH X`` / ``AUTH user X`` (``AUTH default X`` keeps ``default``)."""
+    word = words[i]
+    programs = [w.rsplit("/", 1)[-1] for w in words[:i]]
+    if _FLAG_WORD.fullmatch(word) or word.lower() in ("requirepass", "masterauth") or (word == "-a" and "redis-cli" in programs):
+        return 1
+    if word.upper() == "AUTH" and i + 1 < len(words):
+        return 2
+    return 0
+
+
+def redact_argv(argv: list[str]) -> list[str]:
+    """A command's words fit to show: each word redacted, and the word after a secret-taking flag masked
+    whatever it holds (``["redis-server", "--requirepass", X]`` has no ``--requirepass X`` string to match)."""
+    out = [redact(word) for word in argv]
+    programs: list[str] = []
+    for i, word in enumerate(argv):
+        programs.append(word.rsplit("/", 1)[-1])
+        if word.startswith("-p") and len(word) > 2 and any(p in _MYSQL_CLIENTS for p in programs[:-1]):
+            out[i] = "-p" + MASK
+            continue
+        count = _secret_followers(argv, i)
+        targets = range(i + 1, min(i + 1 + count, len(argv)))
+        for j in targets:
+            if count == 2 and j == i + 1 and argv[j] == "default":
+                continue
+            if argv[j].startswith("-") and count == 1 and argv[j] != "-":
+                break  # --no-password -h db: the flag takes no value
+            if not _is_placeholder(out[j], prose=False):
+                out[j] = MASK
+    return out
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a JSON/dict key names a secret (its value is masked in ``--json`` output)."""
+    return bool(re.fullmatch(rf"(?i)[\w.\-]*?{_KEYWORD}", key.strip()))
+
+
+# --- fingerprints ---------------------------------------------------------------------------------------------------
+
+_FINGERPRINT_STATE: dict[str, Any] = {"salt": None, "reveal": None}
+
+
+def set_fingerprint_salt(salt: str | None) -> None:
+    """Use ``salt`` for every fingerprint from now on (two machines with one salt can compare); ``None``: draw again."""
+    if salt is not None and not _SALT_SHAPE.fullmatch(salt):
+        from pmsops.errors import UsageError
+
+        raise UsageError("a fingerprint salt is 4 to 64 letters, digits, '.', '_' or '-'", hint="for example: --fingerprint-salt incident-0412")
+    _FINGERPRINT_STATE["salt"] = salt
+
+
+def set_reveal_fingerprint(reveal: bool | None) -> None:
+    """Show the runbook's unsalted SHA-256 prefix instead of the salted fingerprint (``None``: as ``PMSOPS_REVEAL_FINGERPRINT`` says)."""
+    _FINGERPRINT_STATE["reveal"] = reveal
+
+
+def fingerprint_salt() -> str:
+    """This process's salt: set explicitly, else ``PMSOPS_FINGERPRINT_SALT``, else random (once per invocation)."""
+    if _FINGERPRINT_STATE["salt"] is None:
+        from_env = os.environ.get(SALT_ENV, "").strip()
+        set_fingerprint_salt(from_env or _random.token_hex(4))
+    return _FINGERPRINT_STATE["salt"]
+
+
+def reveal_fingerprints() -> bool:
+    if _FINGERPRINT_STATE["reveal"] is None:
+        return os.environ.get(REVEAL_ENV, "").strip().lower() in ("1", "true", "yes")
+    return bool(_FINGERPRINT_STATE["reveal"])
 
 
 def sha256_prefix(value: str, length: int = 16) -> str:
-    """First ``length`` hex digits of the SHA-256 of ``value`` (UTF-8), as the runbook compares them."""
+    """First ``length`` hex digits of the unsalted SHA-256 (the runbook's ``sha256sum | cut -c1-16``): only with --reveal-fingerprint."""
     return hashlib.sha256(value.encode("utf-8")).hexdigest()[:length]
 
 
+@functools.lru_cache(maxsize=1024)
+def _derive(value: str, salt: str) -> str:
+    return hashlib.pbkdf2_hmac("sha256", value.encode("utf-8"), salt.encode("utf-8"), FINGERPRINT_ITERATIONS).hex()[:FINGERPRINT_HEX]
+
+
+def salted_digest(value: str, salt: str | None = None) -> str:
+    """PBKDF2-HMAC-SHA256(value, salt, 100 000 rounds), first 16 hex digits.
+
+    Why not plain SHA-256: a short or dictionary password's unsalted hash is in
+    every lookup table; a fresh salt defeats tables and the rounds make each guess
+    100 000 times dearer, while equal passwords under one salt still compare equal.
+    """
+    return _derive(value, salt or fingerprint_salt())
+
+
+def fingerprint_fields(value: str) -> dict[str, Any]:
+    """The fingerprint for ``--json``: ``{"length", "pbkdf2", "salt"}`` (or ``{"length", "sha256_prefix"}`` when revealed)."""
+    if reveal_fingerprints():
+        return {"length": len(value), "sha256_prefix": sha256_prefix(value)}
+    salt = fingerprint_salt()
+    return {"length": len(value), "pbkdf2": salted_digest(value, salt), "salt": salt}
+
+
 def fingerprint(value: str) -> str:
-    """What may be shown of a secret: its length and a SHA-256 prefix."""
-    return f"len={len(value)} sha256={sha256_prefix(value)}"
+    """What may be shown of a secret: ``len=N pbkdf2=<16 hex> salt=<salt>`` (``len=N sha256=<16 hex>`` when revealed).
+
+    The one fingerprint of the project: every command that shows or compares a
+    secret calls this, so one invocation's fingerprints share one salt.
+    """
+    fields = fingerprint_fields(value)
+    if "sha256_prefix" in fields:
+        return f"len={fields['length']} sha256={fields['sha256_prefix']}"
+    return f"len={fields['length']} pbkdf2={fields['pbkdf2']} salt={fields['salt']}"
+
+
+def fingerprint_tag(value: str) -> str:
+    """A fingerprint standing in for a value inside quoted text: ``<len=8 pbkdf2=… salt=…>``."""
+    return f"<{fingerprint(value)}>"
 
 
 class Secret:
@@ -100,81 +458,127 @@ class Secret:
 
 
 def _mask_userinfo(match: re.Match[str]) -> str:
-    scheme, userinfo = match.group("scheme"), match.group("userinfo")
-    if not userinfo:
+    """``scheme://userinfo@`` masked by the one masker, :func:`pmsops.urlread.mask_url`."""
+    from pmsops.urlread import mask_url
+
+    if not match.group("userinfo"):
         return match.group(0)
-    if ":" in userinfo:
-        user = userinfo.split(":", 1)[0]
-        # A "user" that contains characters no user name has is part of a raw password.
-        if any(ch in user for ch in "/?#[]%"):
-            user = ""
-        return f"{scheme}://{user}:{MASK}@"
-    if scheme.lower().startswith("redis") or scheme.lower().startswith("amqp"):
-        return f"{scheme}://{MASK}@"
-    return match.group(0)
+    return mask_url(match.group(0))
 
 
 class Redactor:
     """Masks known secrets and secret-shaped substrings; thread-safe."""
 
     def __init__(self) -> None:
-        self._secrets: set[str] = set()
+        self._secrets: dict[str, str] = {}
+        """Every form to mask → the secret it is a form of (fingerprints are of the secret, not of the form)."""
+        self._token_only: set[str] = set()
+        """Forms masked only as whole tokens: pieces of a password (a parser's cut), which may also be ordinary words."""
         self._lock = threading.Lock()
         self._pattern: re.Pattern[str] | None = None
+        self._short_pattern: re.Pattern[str] | None = None
 
-    def register(self, value: str | None) -> None:
-        if not value or len(value) < MIN_SECRET_LENGTH:
-            return
-        forms = {value, quote(value, safe=""), quote(value), quote_plus(value), json.dumps(value)[1:-1]}
+    def register(self, value: str | None, whole_token: bool = False) -> None:
+        """Mask ``value`` (and its URL-encoded, ``quote_plus`` and JSON-escaped forms) from now on.
+
+        ``whole_token`` is for pieces of a secret (where some parser cuts a password):
+        they always stand between delimiters in what a library prints, and may also be
+        ordinary words ("tail" of ``Prefix/tail``), so they are masked only as a whole
+        token, never inside a longer word such as "details".
+        """
+        if not value or value.lower() in HARMLESS_VALUES or (len(value) < MIN_SECRET_LENGTH and not any(ch.isalnum() for ch in value)):
+            return  # a short run of punctuation (the ':' of "redis://:@h") would mask every ':' of the output
+        forms = {value, quote(value, safe=""), quote(value), quote_plus(value), json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
         with self._lock:
-            before = len(self._secrets)
-            self._secrets.update(f for f in forms if len(f) >= MIN_SECRET_LENGTH)
-            if len(self._secrets) != before:
-                self._pattern = None
+            before = (len(self._secrets), len(self._token_only))
+            for form in forms:
+                if whole_token and form not in self._secrets:
+                    self._token_only.add(form)
+                elif not whole_token:
+                    self._token_only.discard(form)
+                self._secrets.setdefault(form, value)
+            if (len(self._secrets), len(self._token_only)) != before or not whole_token:
+                self._pattern = self._short_pattern = None
+
+    def secrets(self) -> list[str]:
+        """The registered values themselves (not their encoded forms), for scans that must fail closed."""
+        with self._lock:
+            return sorted(set(self._secrets.values()))
 
     def forget_all(self) -> None:
         """For tests: start from an empty registry."""
         with self._lock:
             self._secrets.clear()
-            self._pattern = None
+            self._token_only.clear()
+            self._pattern = self._short_pattern = None
 
-    def _compiled(self) -> re.Pattern[str] | None:
+    def _compiled(self) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None]:
+        """(long forms anywhere, short forms as whole tokens), longest first so a form never masks half of another."""
         with self._lock:
-            if self._pattern is None and self._secrets:
-                alternatives = sorted(self._secrets, key=len, reverse=True)
-                self._pattern = re.compile("|".join(re.escape(s) for s in alternatives))
-            return self._pattern
+            if self._pattern is None and self._short_pattern is None and self._secrets:
+                ordered = sorted(self._secrets, key=len, reverse=True)
+                long_forms = [s for s in ordered if len(s) >= MIN_SECRET_LENGTH and s not in self._token_only]
+                short_forms = [s for s in ordered if len(s) < MIN_SECRET_LENGTH or s in self._token_only]
+                if long_forms:
+                    self._pattern = re.compile("|".join(re.escape(s) for s in long_forms))
+                if short_forms:
+                    alternatives = "|".join(re.escape(s) for s in short_forms)
+                    self._short_pattern = re.compile(rf"(?<![^\W_])(?:{alternatives})(?![^\W_])")
+            return self._pattern, self._short_pattern
 
-    def redact(self, text: str) -> str:
+    def redact(self, text: str, hide: Hide | None = None) -> str:
+        """``text`` with every secret replaced by ``hide(secret)`` (default ``***``).
+
+        Registered values of 4 characters and more are masked wherever they occur;
+        shorter ones only as a whole token (no letter or digit glued to either side),
+        so a 3-character password is masked as a word, a quoted value or after
+        ``password=``, but ``a`` inside ``cat`` survives. Then every secret-shaped
+        value is masked whatever it is (:func:`redact_patterns`).
+        """
         if not text:
             return text
-        pattern = self._compiled()
+        conceal: Hide = hide or (lambda _value: MASK)
+        pattern, short_pattern = self._compiled()
         if pattern is not None:
-            text = pattern.sub(MASK, text)
+            text = pattern.sub(lambda m: conceal(self._secrets.get(m.group(0), m.group(0))), text)
+        if short_pattern is not None:
+            text = short_pattern.sub(lambda m: conceal(self._secrets.get(m.group(0), m.group(0))), text)
         text = _URL_USERINFO.sub(_mask_userinfo, text)
-        text = _JSON_SECRET.sub(lambda m: m.group(1) + f'"{MASK}"', text)
+        text = _URL_USERINFO_UNUSUAL.sub(_mask_unusual_userinfo, text)
         text = _JWT.sub(lambda m: f"<jwt {fingerprint(m.group(0))}>", text)
-        text = _BEARER.sub(lambda m: m.group(1) + MASK, text)
-        text = _KEY_VALUE.sub(lambda m: m.group(1) + m.group(2) + MASK, text)
+        text = _BEARER.sub(lambda m: m.group(1) + conceal(m.group(2)), text)
+        text = redact_patterns(text, conceal)
         return text
 
-    def redact_obj(self, obj: Any) -> Any:
-        """Redact every string inside a JSON-like structure (keys included)."""
+    def redact_obj(self, obj: Any, hide: Hide | None = None) -> Any:
+        """Redact every string inside a JSON-like structure (keys included); a string under a secret-ish key is masked whole."""
         if isinstance(obj, str):
-            return self.redact(obj)
+            return self.redact(obj, hide)
         if isinstance(obj, Secret):
             return MASK
         if isinstance(obj, dict):
-            return {self.redact(str(k)): self.redact_obj(v) for k, v in obj.items()}
+            out = {}
+            for key, value in obj.items():
+                if isinstance(value, str) and is_secret_key(str(key)) and not _is_placeholder(value, prose=False):
+                    out[self.redact(str(key), hide)] = (hide or (lambda _value: MASK))(value)
+                else:
+                    out[self.redact(str(key), hide)] = self.redact_obj(value, hide)
+            return out
         if isinstance(obj, (list, tuple, set)):
-            return [self.redact_obj(v) for v in obj]
+            return [self.redact_obj(v, hide) for v in obj]
         return obj
 
 
 REDACTOR = Redactor()
 register_secret = REDACTOR.register
+registered_secrets = REDACTOR.secrets
 redact = REDACTOR.redact
 redact_obj = REDACTOR.redact_obj
+
+
+def redact_with_fingerprints(text: str) -> str:
+    """:func:`redact`, but each secret becomes its :func:`fingerprint_tag`: quoted log lines then tell which password they held."""
+    return REDACTOR.redact(text, fingerprint_tag)
 
 
 class RedactingFormatter(logging.Formatter):

@@ -87,6 +87,40 @@ def write_bytes(path: str | os.PathLike[str], data: bytes, what: str = "file") -
     return target
 
 
+def write_new(path: str | os.PathLike[str], data: bytes, what: str = "file", hint: str | None = None) -> Path:
+    """Write ``data`` to a path that must not exist yet: never replaces, never follows a link.
+
+    For files that are evidence (incident reports): a temporary file (``O_CREAT|O_EXCL|
+    O_NOFOLLOW``, 0600, synced) is hard-linked into place, which fails if anything,
+    a link included, is already there.
+    """
+    import secrets
+
+    target = Path(path)
+    temporary = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_FILE)
+    except OSError as exc:
+        raise UsageError(f"cannot write {what} in {target.parent}: {_why(exc)}", hint=hint) from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(temporary, target, follow_symlinks=False)
+        except FileExistsError:
+            raise UsageError(f"{target} already exists ({what} is never overwritten)", hint=hint) from None
+        except OSError as exc:
+            raise UsageError(f"cannot write {what} {target}: {_why(exc)}", hint=hint) from None
+    finally:
+        try:
+            os.unlink(temporary)
+        except FileNotFoundError:
+            pass
+    return target
+
+
 def write_text(path: str | os.PathLike[str], text: str, what: str = "file") -> Path:
     """:func:`write_bytes` for UTF-8 text."""
     return write_bytes(path, text.encode("utf-8"), what)
@@ -262,6 +296,27 @@ def read_regular(path: str | os.PathLike[str], limit: int, what: str = "file") -
         raise UsageError(f"{what} is too large (more than {limit} bytes): {target}")
     if info.st_size == 0 and total:
         raise UsageError(f"{what} is a pseudo-file (it reports size 0 but has content, as /proc and /sys files do): {target}")
+    return b"".join(chunks)
+
+
+def tail_regular(path: str | os.PathLike[str], limit: int) -> bytes:
+    """The last ``limit`` bytes of a regular file (a log that may be huge): FIFOs and devices are refused at once."""
+    target = Path(path)
+    info = os.stat(target)
+    if not stat.S_ISREG(info.st_mode):
+        raise UsageError(f"{target} is {kind(info.st_mode)}, not a regular file")
+    fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UsageError(f"{target} is not a regular file")
+        size = os.lseek(fd, 0, os.SEEK_END)
+        os.lseek(fd, max(0, size - limit), os.SEEK_SET)
+        chunks, total = [], 0
+        while total < limit and (chunk := os.read(fd, min(1 << 20, limit - total))):
+            chunks.append(chunk)
+            total += len(chunk)
+    finally:
+        os.close(fd)
     return b"".join(chunks)
 
 

@@ -15,7 +15,6 @@ import os
 import re
 from dataclasses import dataclass
 from typing import Mapping
-from urllib.parse import unquote
 
 from pmsops.errors import UsageError
 from pmsops.redaction import Secret, register_secret
@@ -58,25 +57,13 @@ def is_secret_name(name: str) -> bool:
 
 
 def url_password_forms(url: str) -> list[str]:
-    """Every string a parser might take as this URL's password (raw and decoded).
+    """Every string a parser might take as (a piece of) this URL's password.
 
-    The userinfo is taken up to the *last* ``@``, as a human meant it, and also as
-    ``urlsplit`` cuts it at the first ``/ ? #``; both are registered as secrets.
+    One definition for the whole tool: :func:`pmsops.urlread.secret_fragments`.
     """
-    forms: list[str] = []
-    if "://" not in url:
-        return forms
-    rest = url.split("://", 1)[1]
-    candidates = []
-    if "@" in rest:
-        candidates.append(rest.rsplit("@", 1)[0])
-    netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
-    if "@" in netloc:
-        candidates.append(netloc.rsplit("@", 1)[0])
-    for userinfo in candidates:
-        password = userinfo.split(":", 1)[1] if ":" in userinfo else userinfo
-        forms += [password, unquote(password), userinfo]
-    return [f for f in forms if f]
+    from pmsops.urlread import secret_fragments
+
+    return sorted(secret_fragments(url), key=len, reverse=True)
 
 
 def register_environment_secrets(env: Mapping[str, str]) -> None:

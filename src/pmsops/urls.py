@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote
 
 from pmsops.errors import UsageError
-from pmsops.redaction import MASK, fingerprint
+from pmsops.redaction import fingerprint
+from pmsops.urlread import Finding, _map_parser_error, host_of, mask_url, split_raw  # noqa: F401 - re-exported: one masker, one reader
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+SOCKET_SCHEMES = ("redis+socket", "socket")
+"""kombu's (and Celery's backend's) Unix-socket broker URLs; redis-py does not read them."""
 DEFAULT_PORT = 6379
 
 _ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
@@ -51,12 +54,8 @@ def build_redis_url(password: str, host: str, port: int = DEFAULT_PORT, db: int 
 
 
 def _sanitise_parser_error(exc: Exception) -> str:
-    """Parser errors quote fragments of the password ("… as 'abc'"): drop the quotes' content.
-
-    Everything from the first quote to the last goes, so a quote *inside* the
-    password cannot leave a piece of it behind.
-    """
-    return re.sub(r"'.*'", "'…'", str(exc), flags=re.S).strip()
+    """Parser errors quote fragments of the password ("… as 'abc'"): never shown, only named."""
+    return _map_parser_error(exc, "redis-py")
 
 
 def parse_with_redis_py(url: str) -> dict:
@@ -86,36 +85,6 @@ def parse_with_kombu(url: str) -> dict:
     }
 
 
-def mask_url(url: str) -> str:
-    """The URL with its userinfo masked the runbook's way (``redis://:***@host:6379/0``)."""
-    from pmsops.redaction import redact
-
-    match = _SCHEME.match(url.strip())
-    if not match:
-        return redact(url)
-    rest = url.strip()[match.end():]
-    if "@" not in rest:
-        return redact(url.strip())  # still masks ?password=… and registered secrets
-    userinfo, hostpart = rest.rsplit("@", 1)
-    scheme = match.group(1)
-    if ":" in userinfo:
-        user = userinfo.split(":", 1)[0]
-        # Redis URLs are shown the runbook's way; a database user name is worth keeping
-        # unless it holds characters no user name has (then it is a piece of a raw password).
-        keep = not scheme.lower().startswith(("redis", "unix")) and user and not any(c in user for c in "/?#[]%@ ")
-        return f"{scheme}://{redact(user) if keep else ''}:{MASK}@{hostpart}"
-    if scheme.lower().startswith(("redis", "unix", "amqp")):
-        return f"{scheme}://{MASK}@{hostpart}"
-    return f"{scheme}://{redact(userinfo)}@{hostpart}"
-
-
-@dataclass
-class Finding:
-    level: str  # "error" | "warning" | "note"
-    code: str
-    message: str
-
-
 @dataclass
 class IntendedUrl:
     """The URL as a human meant it: userinfo runs to the *last* ``@``."""
@@ -134,32 +103,35 @@ class IntendedUrl:
 
 
 def split_intended(url: str) -> IntendedUrl:
-    """Split ``url`` as its author meant it; raises :class:`UsageError` if it is no Redis URL."""
-    text = url.strip()
-    match = _SCHEME.match(text)
-    if not match:
+    """Split ``url`` as its author meant it; raises :class:`UsageError` if it is no Redis URL.
+
+    The userinfo split is :func:`pmsops.urlread.split_raw` (the one hand-split of the
+    tool); the host part ends at the first ``/``, ``?`` or ``#`` after it, so a query
+    without ``/DB`` (``redis://localhost?db=0``) is a query, not a port.
+    """
+    raw = split_raw(url)
+    if raw is None:
         raise UsageError(
             "not a URL (expected redis://:<PASSWORD>@<HOST>:<PORT>/<DB>)",
             hint="quote the URL in single quotes so the shell keeps special characters",
         )
-    scheme = match.group(1).lower()
-    if scheme not in REDIS_SCHEMES:
+    scheme = raw.scheme.lower()
+    if scheme not in REDIS_SCHEMES + SOCKET_SCHEMES:
         raise UsageError(
-            f"unknown scheme '{scheme}://' (expected redis://, rediss:// or unix://)",
+            f"unknown scheme '{scheme}://' (expected redis://, rediss://, unix:// or kombu's redis+socket://)",
             hint="the runbook's form is redis://:<PASSWORD>@coolify-redis:6379/0",
         )
-    rest = text[match.end():]
-    userinfo = None
-    if "@" in rest:
-        userinfo, rest = rest.rsplit("@", 1)
-    username = password = None
-    if userinfo is not None:
-        if ":" in userinfo:
-            username, password = userinfo.split(":", 1)
-        else:
-            username = userinfo
-    hostport, _, tail = rest.partition("/") if scheme != "unix" else ("", "", rest)
+    username = raw.user if raw.userinfo is not None else None
+    password = raw.password
+    rest = raw.hostpart
+    if scheme in ("unix",) + SOCKET_SCHEMES:
+        hostport, tail = "", rest
+    else:
+        cut = re.search(r"[/?#]", rest)
+        hostport, tail = (rest[:cut.start()], rest[cut.start():]) if cut else (rest, "")
+    tail = tail.split("#", 1)[0]
     path, _, query = tail.partition("?")
+    path = path[1:] if path.startswith("/") and scheme not in ("unix",) + SOCKET_SCHEMES else path
     host, port_text = hostport, None
     if hostport.startswith("["):  # an IPv6 literal: [::1]:6379
         bracket = hostport.find("]")
@@ -242,37 +214,43 @@ def lint_redis_url(url: str, name: str = "URL") -> UrlReport:
         report.add("warning", "trailing-whitespace", "whitespace after the URL (a copy-paste artefact): parsers drop a trailing newline, but a trailing space ends up in the db, port or host")
     intended = split_intended(url)
     report.intended = intended
+    socket_url = intended.scheme in ("unix",) + SOCKET_SCHEMES
     if intended.scheme == "unix":
         report.add("note", "unix", "unix socket URL: host and port checks do not apply")
+    elif socket_url:
+        report.add("note", "kombu-socket", f"{intended.scheme}:// is kombu's Unix-socket broker URL: Celery reads it, redis-py does not (use unix:// for REDIS_URL)")
     password = intended.password
 
     if intended.username is not None and password is None:
         report.add("error", "missing-colon", "userinfo has no ':' — clients send it as a user name and no password (\"Authentication required\"); write redis://:<PASSWORD>@<HOST>")
-    elif intended.username and intended.username != "default":
-        report.add("warning", "username", f"a user name is set (len {len(intended.username)}): Redis usually has none; clients will AUTH as that ACL user (write redis://:<PASSWORD>@<HOST> for requirepass)")
+    elif intended.username and unquote(intended.username) != "default":
+        report.add("warning", "username", f"a user name is set (len {len(unquote(intended.username))}): Redis usually has none; clients will AUTH as that ACL user (write redis://:<PASSWORD>@<HOST> for requirepass)")
     if password is not None:
         if password == "":
             report.add("error", "empty-password", "the password after ':' is empty")
         else:
             _check_password_characters(report, password)
 
-    if intended.scheme != "unix":
+    if not socket_url:
         if not intended.host:
-            report.add("error", "no-host", "no host: expected redis://:<PASSWORD>@<HOST>:<PORT>/<DB>")
+            report.add("warning", "no-host", "no host in the URL: redis-py and kombu fall back to localhost:6379 (write redis://:<PASSWORD>@<HOST>:<PORT>/<DB>)")
         if intended.port is not None and not (0 < intended.port < 65536):
             report.add("error", "bad-port", "port is not a number between 1 and 65535")
         if intended.db is not None and not _is_number(intended.db):
-            report.add("error", "bad-db", "database must be a number (redis://…:6379/0)")
-        if intended.db is None:
+            report.add("error", "bad-db", "database must be a number (redis://…:6379/0): redis-py ignores the path and uses database 0")
+        if intended.db is None and not re.search(r"(^|&)db=", intended.query):
             report.add("note", "default-db", "no /DB given: database 0 is used")
 
-    _compare_with_parsers(report)
+    if socket_url and intended.scheme != "unix":
+        _compare_with_kombu_only(report)
+    else:
+        _compare_with_parsers(report)
     if password and (report.errors or any(f.code in ("raw-special", "non-ascii", "raw-percent") for f in report.findings)):
         literal = password if not (_ESCAPE.search(password) and not report.warnings) else unquote(password)
         db = int(intended.db) if intended.db and _is_number(intended.db) else 0
         port = intended.effective_port if 0 < intended.effective_port < 65536 else DEFAULT_PORT
         host = f"[{intended.host}]" if ":" in intended.host else (intended.host or "HOST")
-        report.corrected = build_redis_url(literal, host, port, db, intended.scheme if intended.scheme != "unix" else "redis")
+        report.corrected = build_redis_url(literal, host, port, db, intended.scheme if not socket_url else "redis")
     return report
 
 
@@ -298,10 +276,10 @@ def _compare_with_parsers(report: UrlReport) -> None:
             report.add("error", "parser-error", f"redis-py (the backend's client) cannot parse it: {problem}")
         return
     report.effective_password = parsed.get("password")
-    report.effective_host = parsed.get("host") or parsed.get("path")
+    report.effective_host = parsed.get("host") or parsed.get("path") or "localhost"  # redis-py's fallback without a host
     report.effective_port = parsed.get("port") or DEFAULT_PORT
     report.effective_db = parsed.get("db", 0)
-    if intended.scheme != "unix" and intended.host and report.effective_host != intended.host:
+    if intended.scheme != "unix" and intended.host and (report.effective_host or "").lower() != unquote(intended.host).lower():
         pw_len = len(report.effective_password or "")
         report.add(
             "error",
@@ -323,6 +301,19 @@ def _compare_with_parsers(report: UrlReport) -> None:
         report.add("error", "kombu-failover", f"kombu splits it at ';' into {kombu['failover_urls']} failover URLs")
 
 
+def _compare_with_kombu_only(report: UrlReport) -> None:
+    """A kombu socket URL: only kombu reads it; the socket path stands in for the host."""
+    try:
+        kombu = parse_with_kombu(report.url.strip())
+    except ValueError as exc:
+        report.add("error", "kombu-error", f"kombu (Celery's broker layer) cannot parse it: {_sanitise_parser_error(exc)}")
+        return
+    report.effective_password = kombu["password"]
+    report.effective_host = "/" + (kombu["db"] or "").lstrip("/")
+    report.effective_port = None
+    report.effective_db = 0
+
+
 def reads_password_as_host(report: UrlReport) -> bool:
     """Whether clients take a piece of the password for host, port and db (never show those)."""
     return any(f.code == "wrong-host" for f in report.findings)
@@ -333,6 +324,8 @@ def describe(report: UrlReport) -> str:
     parts = [mask_url(report.url)]
     if report.effective_host is not None and reads_password_as_host(report):
         parts.append("host, port and db: (pieces of the password)")
+    elif report.effective_host is not None and report.effective_port is None:
+        parts.append(f"socket {report.effective_host}")
     elif report.effective_host is not None:
         parts.append(f"host {report.effective_host}")
         parts.append(f"port {report.effective_port}")
@@ -390,15 +383,6 @@ def verify_round_trip(url: str, password: str) -> list[RoundTrip]:
         else:
             checks.append(RoundTrip(parser, False, f"decodes to a different password ({fingerprint(got or '')})"))
     return checks
-
-
-def host_of(url: str) -> tuple[str | None, int | None]:
-    """Host and port of any URL (Redis or PostgreSQL), as ``urlsplit`` reads them."""
-    try:
-        parts = urlsplit(url.strip())
-        return parts.hostname, parts.port
-    except ValueError:
-        return None, None
 
 
 @dataclass

@@ -3,6 +3,7 @@
 What is shown of a token: its length, its number of parts, and decoded claims
 (sub, aud, role, agency, time left). Never the token itself, unless ``--print``
 asks for exactly that, alone on stdout, for ``export TOKEN=$(pmsops token --print)``.
+``--verify`` refuses a token without ``exp``, ``sub`` or ``aud`` as the backend does.
 """
 
 from __future__ import annotations
@@ -17,6 +18,16 @@ from pmsops.errors import UsageError
 from pmsops.redaction import register_secret
 from pmsops.results import Result
 from pmsops.settings import Settings
+
+
+REQUIRED_CLAIMS = ("exp", "sub", "aud")
+"""Claims a backend token must carry: without ``exp`` it would be valid forever; ``sub`` is the user;
+``aud`` says which service it is for. The reference API (pmsops.sandbox.auth) requires the same."""
+
+
+def missing_claim_text(claim: str) -> str:
+    """The one-line reason for a token without a required claim (the API's 401 detail, ``token --verify``)."""
+    return f"Token has no '{claim}' claim ({', '.join(REQUIRED_CLAIMS)} are required)"
 
 
 @dataclass
@@ -106,7 +117,11 @@ def verify(token: str, secret: str, audience: str | None) -> Result:
 
     register_secret(secret)
     try:
-        jwt.decode(token, secret, algorithms=["HS256"], audience=audience or "authenticated", options={"verify_exp": False})
+        jwt.decode(token, secret, algorithms=["HS256"], audience=audience or "authenticated",
+                   options={"verify_exp": False, "require": list(REQUIRED_CLAIMS)})
+    except jwt.MissingRequiredClaimError as exc:
+        return results.fail("verify", missing_claim_text(exc.claim),
+                            hint="the backend refuses it (HTTP 401): get a token from the password grant (pmsops token)")
     except jwt.InvalidAudienceError:
         return results.fail("verify", f"audience mismatch (expected {audience or 'authenticated'})", hint="JWT_AUDIENCE must match the token's aud claim")
     except jwt.InvalidSignatureError:

@@ -24,7 +24,8 @@ from typing import Any
 from pmsops import results
 from pmsops.checks.failures import classify
 from pmsops.results import Result
-from pmsops.urls import host_of, mask_url
+from pmsops.errors import UsageError
+from pmsops.urlread import mask_url, read_url
 
 PIDBOX_BINDINGS = "_kombu.binding.celery.pidbox"
 REPLY_BINDINGS = "_kombu.binding.reply.celery.pidbox"
@@ -53,6 +54,11 @@ def bound_workers(url: str, timeout: float) -> list[str] | None:
     if not url.startswith(("redis://", "rediss://", "unix://")):
         return None
     from pmsops.checks.redis import client_for
+
+    try:
+        read_url(url, "redis-py", "CELERY_BROKER_URL")
+    except UsageError:
+        return None  # kombu reads it, redis-py would not: no binding count, wait the full timeout
 
     client = client_for(url, timeout)
     try:
@@ -93,7 +99,12 @@ def _cleanup_reply_queue(app, mailbox) -> None:
 
 
 def broadcast(url: str, command: str, timeout: float = 3.0, destination: list[str] | None = None, expect: int | None = None) -> Broadcast:
-    """Send one inspect command; return early once the expected number of workers replied."""
+    """Send one inspect command; return early once the expected number of workers replied.
+
+    The URL is read by kombu's own parser first: one it would misread raises
+    :class:`UsageError` before kombu, Celery or redis-py see it.
+    """
+    read_url(url, "kombu", "CELERY_BROKER_URL")
     bound = bound_workers(url, timeout)
     limit: int | None
     if destination:
@@ -114,14 +125,20 @@ def broadcast(url: str, command: str, timeout: float = 3.0, destination: list[st
     return Broadcast(command, replies, bound or [], waited, limit)
 
 
+def broker_where(url: str) -> str:
+    """The masked broker URL and the address kombu really connects to."""
+    return f"{mask_url(url)} at {read_url(url, 'kombu', 'CELERY_BROKER_URL').where}"
+
+
 def _broker_failure(name: str, url: str, exc: BaseException, timeout: float) -> Result:
     from pmsops.checks.redis import AUTH_HINT, auth_failure
 
-    masked = mask_url(url)
+    masked = broker_where(url)
     words = auth_failure(exc)
     if words:
         return results.fail(name, f"broker {masked}: {words}", hint=AUTH_HINT)
-    host, port = host_of(url)
+    address = read_url(url, "kombu", "CELERY_BROKER_URL").address
+    host, port = address.endpoint
     failure = classify(exc, host, port, timeout, "the Redis broker")
     return results.fail(name, f"broker {masked}: {failure.summary}", hint=failure.hint, details={"error": failure.kind})
 
@@ -141,10 +158,12 @@ def ping(url: str, timeout: float = 3.0, expect: int | None = None, destination:
     """Which workers answer a ping, and is that the number we expect?"""
     try:
         got = broadcast(url, "ping", timeout, destination, expect)
+    except UsageError:
+        raise
     except Exception as exc:  # noqa: BLE001 - broker errors become a named failure
         return _broker_failure(name, url, exc, timeout)
     workers = sorted(got.replies)
-    notes = [f"{w}: pong" for w in workers]
+    notes = [f"{w}: pong" for w in workers] + [f"broker: {broker_where(url)}"]
     stale = sorted(set(got.bound_workers) - set(workers)) if not destination else []
     if stale:
         notes.append(f"bound in Redis but silent (stale binding of a stopped or killed worker?): {', '.join(stale)}")
@@ -152,7 +171,8 @@ def ping(url: str, timeout: float = 3.0, expect: int | None = None, destination:
         missing = sorted(set(destination) - set(workers))
         if missing:
             notes.append(f"no answer from {', '.join(missing)}")
-    details = {"workers": workers, "bound_workers": got.bound_workers, "waited_ms": round(got.waited_ms, 1), "broker": mask_url(url)}
+    details = {"workers": workers, "bound_workers": got.bound_workers, "waited_ms": round(got.waited_ms, 1), "broker": mask_url(url),
+               "broker_address": str(read_url(url, "kombu", "CELERY_BROKER_URL").address)}
     summary = f" in {got.waited_ms:.0f} ms: {', '.join(workers)}" if workers else f" within {timeout:g} s"
     return _count_verdict(name, workers, expect if not destination else len(destination), summary, details, notes)
 
@@ -161,6 +181,8 @@ def registered(url: str, timeout: float = 3.0, expect_tasks: list[str] | None = 
     """Which tasks each worker registered; every ``expect_tasks`` name must be there."""
     try:
         got = broadcast(url, "registered", timeout, destination, expect)
+    except UsageError:
+        raise
     except Exception as exc:  # noqa: BLE001
         return _broker_failure(name, url, exc, timeout)
     notes, missing_any = [], []
@@ -183,6 +205,8 @@ def active(url: str, timeout: float = 3.0, stuck_after: float = STUCK_AFTER_SECO
     """Running tasks with their age; a task older than ``stuck_after`` seconds is flagged."""
     try:
         got = broadcast(url, "active", timeout, destination, expect)
+    except UsageError:
+        raise
     except Exception as exc:  # noqa: BLE001
         return _broker_failure(name, url, exc, timeout)
     now = time.time()
@@ -211,6 +235,8 @@ def stats(url: str, timeout: float = 3.0, destination: list[str] | None = None, 
     """Pool, concurrency, processed-task counts and uptime of every worker."""
     try:
         got = broadcast(url, "stats", timeout, destination, expect)
+    except UsageError:
+        raise
     except Exception as exc:  # noqa: BLE001
         return _broker_failure(name, url, exc, timeout)
     notes, details = [], {}

@@ -8,42 +8,27 @@ through a transaction pooler (PgBouncer/Supavisor), where prepared statements br
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 
 from pmsops import results
 from pmsops.checks.failures import classify
 from pmsops.errors import UsageError
 from pmsops.results import Result, Stopwatch
-from pmsops.urls import host_of, mask_url
+from pmsops.urlread import Reading, asyncpg_dsn, mask_url, read_url
 
 LATENCY_WARN_MS = 500.0
 """The contract's alert threshold for the database."""
 
-_SCHEMES = ("postgresql", "postgres")
+def normalise_dsn(url: str, name: str = "DATABASE_URL") -> tuple[str, str | None]:
+    """The DSN asyncpg gets and a note when we had to change the scheme; :class:`UsageError` when
+    asyncpg would misread or reject the URL (read by asyncpg's own parser, see :mod:`pmsops.urlread`)."""
+    read_url(url, "asyncpg", name)
+    return asyncpg_dsn(url)
 
 
-def normalise_dsn(url: str) -> tuple[str, str | None]:
-    """An asyncpg DSN and a note when we had to change the scheme."""
-    match = re.match(r"^([A-Za-z][A-Za-z0-9+.\-]*)://", url.strip())
-    if not match:
-        raise UsageError("DATABASE_URL is not a URL (expected postgresql://USER:PASSWORD@HOST:5432/DB)")
-    scheme = match.group(1).lower()
-    base, _, driver = scheme.partition("+")
-    if base not in _SCHEMES:
-        raise UsageError(f"unknown database scheme '{scheme}://' (expected postgresql://, postgres:// or postgresql+asyncpg://)")
-    try:
-        from urllib.parse import urlsplit
-
-        urlsplit(url.strip()).port
-    except ValueError as exc:
-        from pmsops.urls import _sanitise_parser_error
-
-        # the parser quotes the piece it choked on, often a piece of the password: not shown
-        raise UsageError(f"DATABASE_URL does not parse: {_sanitise_parser_error(exc)} (URL-encode special characters in the password)") from None
-    if driver:
-        return "postgresql://" + url.strip()[match.end():], f"normalised {scheme}:// (SQLAlchemy style) to postgresql:// for asyncpg"
-    return url.strip(), None
+def read_database_url(url: str, name: str = "DATABASE_URL") -> Reading:
+    """DATABASE_URL as asyncpg reads it: addresses (first host, socket, fallback), user, database."""
+    return read_url(url, "asyncpg", name)
 
 
 async def connect(url: str, timeout: float):
@@ -77,10 +62,11 @@ def _classify_db_error(exc: BaseException, host, port, timeout: float) -> tuple[
 
 def check_db(url: str, timeout: float = 3.0, name: str = "db") -> Result:
     """Connect, ``SELECT version()``, time a ``SELECT 1`` round trip."""
-    dsn, note = normalise_dsn(url)
-    host, port = host_of(dsn)
-    port = port or 5432
-    masked = mask_url(url)
+    reading = read_database_url(url)
+    _, note = asyncpg_dsn(url)
+    address = reading.address
+    host, port = address.endpoint
+    masked = f"{mask_url(url)} at {reading.where}"
     notes = [note] if note else []
     watch = Stopwatch()
 
@@ -102,9 +88,9 @@ def check_db(url: str, timeout: float = 3.0, name: str = "db") -> Result:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         kind, summary, hint = _classify_db_error(exc, host, port, timeout)
-        return results.fail(name, f"{masked}: {summary}", hint=hint, notes=notes, details={"url": masked, "error": kind})
+        return results.fail(name, f"{masked}: {summary}", hint=hint, notes=notes, details={"url": mask_url(url), "address": str(address), "error": kind})
     short = " ".join(version.split()[:2])
-    details = {"url": masked, "version": version, "latency_ms": round(latency, 2)}
+    details = {"url": mask_url(url), "address": str(address), "fallback": reading.fallback, "version": version, "latency_ms": round(latency, 2)}
     summary = f"{masked}: {short}, SELECT 1 in {latency:.1f} ms"
     if latency > LATENCY_WARN_MS:
         return results.warn(name, summary + f" (over the {LATENCY_WARN_MS:.0f} ms alert threshold)", notes=notes, details=details, duration_ms=watch.ms)

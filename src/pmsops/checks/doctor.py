@@ -69,7 +69,11 @@ def plan(settings: Settings, timeout: float, expect_workers: int | None = None, 
 
 
 def run_doctor(settings: Settings, timeout: float = 3.0, expect_workers: int | None = None, started: float | None = None) -> list[Result]:
-    """URL lint first (offline, instant), then all live checks concurrently."""
+    """Every URL read by its client first (a misread one is bad input, exit 2), then the URL lint
+    (offline, instant), then all live checks concurrently."""
+    from pmsops.urlread import environment_pairs, read_all
+
+    read_all(environment_pairs(settings.env))
     out = _url_results(settings)
     planned = plan(settings, timeout, expect_workers, started)
     jobs = [p for p in planned if isinstance(p, Job)]

@@ -37,7 +37,7 @@ def _text(exc: BaseException) -> str:
 
 def classify(exc: BaseException, host: str | None, port: int | None, timeout: float, what: str) -> Failure:
     """The runbook's name for the failure behind ``exc`` (``what`` is "Redis", "PostgreSQL", …)."""
-    where = f"{host}:{port}" if host else what
+    where = (host if port is None or host.startswith("/") else f"{host}:{port}") if host else what  # a Unix socket has a path, no port
     chain, text = _chain(exc), _text(exc)
     if any(isinstance(e, socket.gaierror) for e in chain) or any(s in text for s in ("name or service not known", "temporary failure in name resolution", "nodename nor servname", "no address associated", "name resolution")):
         return Failure("dns", f"cannot resolve host {host!r}", f"DNS failure: this container is not on {what}'s Docker network (docker network connect …), or the host name is wrong; DNS can also flap for 30-60 s after a deploy")

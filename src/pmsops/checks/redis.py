@@ -13,7 +13,7 @@ import uuid
 from pmsops import results
 from pmsops.checks.failures import classify
 from pmsops.results import Result, Stopwatch
-from pmsops.urls import host_of, mask_url
+from pmsops.urlread import mask_url, read_url
 
 LATENCY_WARN_MS = 100.0
 """The contract's alert threshold for Redis."""
@@ -50,17 +50,20 @@ def auth_failure(exc: BaseException) -> str | None:
     return None
 
 
-def check_redis(url: str, timeout: float = 3.0, name: str = "redis") -> Result:
-    """Connect, authenticate, PING, INFO, SET/GET/DEL a namespaced key with a 10 s TTL."""
+def check_redis(url: str, timeout: float = 3.0, name: str = "redis", variable: str = "REDIS_URL") -> Result:
+    """Connect, authenticate, PING, INFO, SET/GET/DEL a namespaced key with a 10 s TTL.
+
+    The URL is read by redis-py's own parser first (:func:`pmsops.urlread.read_url`):
+    a URL it would misread is bad input, and every line names the address redis-py
+    really connects to (``localhost:6379`` when the URL has no host).
+    """
     import redis
 
-    host, port = host_of(url)
-    masked = mask_url(url)
+    reading = read_url(url, "redis-py", variable)
+    host, port = reading.address.endpoint
+    masked = f"{mask_url(url)} at {reading.where}"
     watch = Stopwatch()
-    try:
-        client = client_for(url, timeout)
-    except ValueError as exc:
-        return results.fail(name, f"{masked}: the URL does not parse ({exc.__class__.__name__})", hint="run pmsops redis-url check: a raw '/', '?', '#' or '[' in the password breaks parsing")
+    client = client_for(url, timeout)
     try:
         started = time.perf_counter()
         client.ping()
@@ -74,16 +77,16 @@ def check_redis(url: str, timeout: float = 3.0, name: str = "redis") -> Result:
         words = auth_failure(exc)
         if words is None:
             return results.fail(name, f"{masked}: {exc}", hint="the server rejected a command: check ACLs for this user")
-        return results.fail(name, f"{masked}: {words}", hint=AUTH_HINT, details={"url": masked, "error": "auth"})
+        return results.fail(name, f"{masked}: {words}", hint=AUTH_HINT, details={"url": mask_url(url), "address": str(reading.address), "error": "auth"})
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
         words = auth_failure(exc)
         if words:
-            return results.fail(name, f"{masked}: {words}", hint=AUTH_HINT, details={"url": masked, "error": "auth"})
-        failure = classify(exc, host, port or 6379, timeout, "Redis")
-        return results.fail(name, f"{masked}: {failure.summary}", hint=failure.hint, details={"url": masked, "error": failure.kind})
+            return results.fail(name, f"{masked}: {words}", hint=AUTH_HINT, details={"url": mask_url(url), "address": str(reading.address), "error": "auth"})
+        failure = classify(exc, host, port, timeout, "Redis")
+        return results.fail(name, f"{masked}: {failure.summary}", hint=failure.hint, details={"url": mask_url(url), "address": str(reading.address), "error": failure.kind})
     finally:
         client.close()
-    details = {"url": masked, "version": version, "latency_ms": round(latency, 2), "set_get": value == b"ok"}
+    details = {"url": mask_url(url), "address": str(reading.address), "fallback": reading.fallback, "version": version, "latency_ms": round(latency, 2), "set_get": value == b"ok"}
     summary = f"{masked}: PONG from Redis {version} in {latency:.1f} ms, SET/GET ok"
     if value != b"ok":
         return results.fail(name, f"{masked}: SET/GET round trip returned {value!r}", details=details, hint="another client may be evicting keys (maxmemory-policy)")

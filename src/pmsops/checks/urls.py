@@ -61,9 +61,16 @@ def _timed_result(url: str, name: str) -> Result:
 
 def check_redis_urls(settings: Settings, urls: dict[str, str] | None = None) -> list[Result]:
     """Results for the given URLs, or for the three Redis variables plus their agreement."""
+    from pmsops.urlread import VARIABLE_CLIENTS, read_all
+
     if urls:
         register_environment_secrets(urls)  # a URL given on the command line is as secret as one from the environment
+        # a URL that redis-py would misread is bad input (exit 2): one line naming the characters to encode;
+        # what only kombu would do differently (';', unix://) is a finding of the lint
+        read_all([(name, url, "kombu" if url.lower().startswith(("redis+socket://", "socket://")) else "redis-py")
+                  for name, url in urls.items() if "://" in url])
         return [_timed_result(url, name) for name, url in urls.items()]
+    read_all([(name, settings.env.get(name), VARIABLE_CLIENTS[name]) for name in REDIS_URL_VARIABLES if "://" in (settings.env.get(name) or "")])
     watch = Stopwatch()
     reports = lint_environment(settings)
     if not reports:

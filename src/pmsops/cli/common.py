@@ -57,6 +57,21 @@ def finish_results(results, command: str, json_mode: bool = False, strict: bool 
     finish(output(json_mode).results(results, command=command, strict=strict, title=title, extra=extra))
 
 
+def configure_fingerprints(salt: str | None, reveal: bool, start: bool = False) -> None:
+    """``--fingerprint-salt`` / ``--reveal-fingerprint`` (global, ``start``: a new invocation, or per command).
+
+    A new invocation forgets the previous one's salt: a random salt is per invocation.
+    A bad salt is bad input (exit 2).
+    """
+    from pmsops.redaction import fingerprint_salt, set_fingerprint_salt, set_reveal_fingerprint
+
+    if start or salt is not None:
+        set_fingerprint_salt(salt)
+    if start or reveal:
+        set_reveal_fingerprint(True if reveal else None)
+    fingerprint_salt()  # a bad PMSOPS_FINGERPRINT_SALT is bad input now, not a failed check later
+
+
 def read_secret(prompt: str, from_stdin: bool, positional: str | None = None, what: str = "password") -> str:
     """A secret from stdin, a hidden prompt, or (discouraged) a positional argument."""
     from pmsops.errors import UsageError

@@ -37,12 +37,12 @@ def check_redis(
 ) -> None:
     """PING, server version, latency and a SET/GET round trip (runbook: Test Redis Connection)."""
     from pmsops.checks.redis import check_redis as run
-
-    from pmsops.urls import split_intended
+    from pmsops.urlread import read_url
 
     the_url = url or settings().require("REDIS_URL")
-    split_intended(the_url)  # not a Redis URL at all is bad input (exit 2), before anything is attempted
-    finish_results(_bounded("redis", lambda: run(the_url, timeout), timeout), "check redis", json_mode, strict)
+    variable = "--url" if url else "REDIS_URL"
+    read_url(the_url, "redis-py", variable)  # a URL redis-py would misread is bad input (exit 2), before anything is attempted
+    finish_results(_bounded("redis", lambda: run(the_url, timeout, variable=variable), timeout), "check redis", json_mode, strict)
 
 
 @check_app.command("db")
@@ -57,7 +57,7 @@ def check_db(
     from pmsops.checks.db import normalise_dsn
 
     the_url = url or settings().require("DATABASE_URL")
-    normalise_dsn(the_url)  # bad input is exit 2 before anything is attempted
+    normalise_dsn(the_url, "--url" if url else "DATABASE_URL")  # read by asyncpg's parser: bad input is exit 2 before anything is attempted
     finish_results(_bounded("db", lambda: run(the_url, timeout), timeout), "check db", json_mode, strict)
 
 
@@ -76,7 +76,13 @@ def check_health(
 
 
 def _broker(url: Optional[str]) -> str:
-    return url or settings().require("CELERY_BROKER_URL", hint="export CELERY_BROKER_URL (or REDIS_URL), or pass --broker")
+    """The broker URL, read by kombu's parser first: one it would misread is bad input (exit 2)."""
+    from pmsops.urlread import read_url
+
+    found = settings()
+    the_url = url or found.require("CELERY_BROKER_URL", hint="export CELERY_BROKER_URL (or REDIS_URL), or pass --broker")
+    read_url(the_url, "kombu", "--broker" if url else (found.source("CELERY_BROKER_URL") or "CELERY_BROKER_URL"))
+    return the_url
 
 
 BROKER_OPTION = typer.Option(None, "--broker", "-b", help="Broker URL. Default: CELERY_BROKER_URL, then REDIS_URL.")

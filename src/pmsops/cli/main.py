@@ -40,12 +40,17 @@ def _global(
     debug: bool = typer.Option(False, "--debug", help="Show (redacted) tracebacks."),
     no_color: bool = typer.Option(False, "--no-color", help="No colours (NO_COLOR and non-TTY output also turn them off)."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    fingerprint_salt: Optional[str] = typer.Option(None, "--fingerprint-salt", metavar="SALT", help="Salt every fingerprint with SALT (default: random per run; env PMSOPS_FINGERPRINT_SALT). Use one SALT on two machines to compare their fingerprints."),
+    reveal_fingerprint: bool = typer.Option(False, "--reveal-fingerprint", help="Show the runbook's unsalted sha256 prefix (echo -n \"$PW\" | sha256sum | cut -c1-16) instead of salted fingerprints: reversible for weak passwords."),
 ) -> None:
     """Global options come before the command: pmsops --env-file /root/pms_env.sh doctor."""
+    from pmsops.cli.common import configure_fingerprints
+
     STATE.debug = debug or STATE.debug
     STATE.no_color = no_color or bool(os.environ.get("NO_COLOR"))
     if env_file:
         apply_env_file(env_file)
+    configure_fingerprints(fingerprint_salt, reveal_fingerprint, start=True)
 
 
 def apply_env_file(path: str) -> None:
@@ -65,7 +70,7 @@ def apply_env_file(path: str) -> None:
 
 def _register_commands() -> None:
     offline.register(app)
-    for module_name in ("live", "worker", "sync", "api", "host", "sandbox"):
+    for module_name in ("live", "worker", "sync", "api", "host", "sandbox", "observe"):
         try:
             module = __import__(f"pmsops.cli.{module_name}", fromlist=["register"])
         except ModuleNotFoundError as exc:

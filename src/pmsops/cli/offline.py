@@ -31,6 +31,7 @@ def encode_redis_password(
     Prints urllib.parse.quote(password, safe="") and verifies that redis-py and kombu
     decode the URL back to exactly the password.
     """
+    from pmsops.redaction import fingerprint, fingerprint_fields
     from pmsops.urls import encode_report
 
     if fmt not in ("text", "env", "json"):
@@ -43,7 +44,7 @@ def encode_redis_password(
         raise UsageError("--host must be a host name or IP address (no scheme, user, port or path)", hint="for example: --host coolify-redis --port 6379")
     password = read_secret("Redis password (input hidden)", stdin, password_arg)
     report = encode_report(password, host=host, port=port, db=db)
-    finish(_render_encoded(report, fmt))
+    finish(_render_encoded(report, fmt, fingerprint(password), fingerprint_fields(password)))
 
 
 def _is_plain_host(host: str) -> bool:
@@ -53,8 +54,8 @@ def _is_plain_host(host: str) -> bool:
     return bool(re.fullmatch(r"[A-Za-z0-9._\-]+|\[[0-9A-Fa-f:.]+\]", host))
 
 
-def _render_encoded(report, fmt: str) -> int:
-    """The encoded value and URLs are what the operator asked for: revealed, nothing else."""
+def _render_encoded(report, fmt: str, shown: str, fingerprint: dict) -> int:
+    """The encoded value and URLs are what the operator asked for: revealed; the password only as its fingerprint."""
     import shlex
 
     out = output(fmt == "json")
@@ -64,7 +65,7 @@ def _render_encoded(report, fmt: str) -> int:
             "schema": "pmsops.encoded-password/v1",
             "encoded": report.encoded,
             "length": report.length,
-            "sha256_prefix": report.sha256,
+            "fingerprint": fingerprint,
             "urls": report.urls,
             "round_trip": {r.parser: r.ok for r in report.round_trip},
             "problems": problems,
@@ -76,7 +77,7 @@ def _render_encoded(report, fmt: str) -> int:
         else:
             out.reveal(f"export REDIS_PASSWORD_ENCODED={shlex.quote(report.encoded)}")
     else:
-        out.line(f"Password: len={report.length} sha256={report.sha256}")
+        out.line(f"Password: {shown}")
         out.reveal(f"Encoded password: {report.encoded}")
         for name, url in report.urls.items():
             out.reveal(f"{name}={url}")
@@ -109,12 +110,19 @@ def compare_password_hash(
     requirepass_stdin: bool = typer.Option(False, "--requirepass-stdin", help="Read Redis's requirepass from standard input."),
     redis_conf: Optional[str] = typer.Option(None, "--redis-conf", help="Read requirepass from this redis.conf."),
     container: Optional[str] = typer.Option(None, "--container", help="Read requirepass from this Docker container (command, env or redis.conf)."),
+    salt: Optional[str] = typer.Option(None, "--salt", help="Fingerprint salt (default: random per run, shown next to each fingerprint). Give the same --salt on another machine to compare."),
+    reveal_fingerprint: bool = typer.Option(False, "--reveal-fingerprint", help="Show the runbook's unsalted sha256 prefix instead (reversible for weak passwords)."),
     json_mode: bool = JSON_OPTION,
 ) -> None:
-    """Compare the URL's password (decoded as redis-py does) with requirepass by length and SHA-256 prefix."""
+    """Compare the URL's password (decoded as redis-py does) with requirepass by length and salted fingerprint.
+
+    Both sides are fingerprinted with one salt, so equal fingerprints mean equal passwords.
+    """
+    from pmsops.cli.common import configure_fingerprints
     from pmsops.errors import UsageError
     from pmsops.passwords import compare_result, read_requirepass_file
 
+    configure_fingerprints(salt, reveal_fingerprint)
     sources = [s for s in (requirepass_stdin, redis_conf, container) if s]
     if len(sources) != 1:
         raise UsageError("give exactly one of --requirepass-stdin, --redis-conf PATH or --container NAME")

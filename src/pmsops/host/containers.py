@@ -18,7 +18,7 @@ from typing import Any, Iterator
 from pmsops import results
 from pmsops.errors import DependencyError
 from pmsops.host.docker import DEFAULT_TIMEOUT, ContainerNotRunning, raise_for_docker, run_docker, validate_name
-from pmsops.redaction import redact, register_secret
+from pmsops.redaction import redact, redact_argv, register_secret
 from pmsops.results import Result
 from pmsops.settings import is_secret_name, register_environment_secrets, url_password_forms
 
@@ -106,7 +106,7 @@ def redact_script(script: str) -> str:
         words = shlex.split(script)
     except ValueError:
         return "(a shell script with unbalanced quotes, not shown)"
-    masked = [redact(word) for word in words]
+    masked = redact_argv(words)
     return redact(script) if masked == words else " ".join(masked)
 
 
@@ -115,8 +115,8 @@ def display_command(argv: list[str] | None) -> list[str] | None:
     if argv is None:
         return None
     if shell_script(argv) is not None:
-        return [redact(argv[0]), argv[1], redact_script(argv[2]), *(redact(w) for w in argv[3:])]
-    return [redact(word) for word in argv]
+        return [redact(argv[0]), argv[1], redact_script(argv[2]), *redact_argv(argv[3:])]
+    return redact_argv(argv)
 
 
 def requirepass_in(argv: list[str]) -> str | None:

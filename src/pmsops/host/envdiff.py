@@ -36,7 +36,11 @@ COPY_HINT = "copy them from {a} (Coolify → {b} → Environment Variables), the
 
 
 def _differs(name: str, a: Mapping[str, str], b: Mapping[str, str], a_name: str, b_name: str) -> str:
-    return f"{name}: {a_name} {fingerprint(a[name])} vs {b_name} {fingerprint(b[name])}"
+    """``NAME differs: a <fingerprint> vs b <fingerprint>``: one salt for both sides, so equal fingerprints mean equal values.
+
+    (Not ``NAME: …``: that is the shape of a secret in a log line and the redactor masks what follows it.)
+    """
+    return f"{name} differs: {a_name} {fingerprint(a[name])} vs {b_name} {fingerprint(b[name])}"
 
 
 def _limited(notes: list[str]) -> list[str]:

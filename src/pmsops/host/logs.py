@@ -16,7 +16,7 @@ from pmsops import results
 from pmsops.errors import UsageError
 from pmsops.host.containers import inspect_container, state_result
 from pmsops.host.docker import DEFAULT_TIMEOUT, container_logs
-from pmsops.redaction import redact
+from pmsops.redaction import redact_with_fingerprints
 from pmsops.results import Result
 
 MAX_QUOTES = 3
@@ -45,7 +45,7 @@ class Signal:
 SIGNALS: tuple[Signal, ...] = (
     Signal("auth", "fail", re.compile(r"Authentication required|invalid username-password pair|NOAUTH|WRONGPASS", re.I),
            "Redis rejects the worker's password",
-           "compare the worker's REDIS_URL with requirepass: pmsops compare-password-hash --container coolify-redis (runbook: Redis Authentication Errors)"),
+           "compare the worker's REDIS_URL with Redis's requirepass (pmsops compare-password-hash --container coolify-redis; runbook: Redis Authentication Errors)"),
     Signal("refused", "fail", re.compile(r"Connection refused|Error 111 connecting", re.I),
            "a dependency refuses connections",
            "is it up and on the worker's networks? pmsops host networks {container} (runbook: Database Connection Issues)"),
@@ -117,10 +117,14 @@ def scan_logs(text: str) -> LogScan:
 
 
 def quote(scan: LogScan, numbers: list[int]) -> list[str]:
-    """The last few matching lines, redacted and shortened: enough to recognise, never a dump."""
+    """The last few matching lines, redacted and shortened: enough to recognise, never a dump.
+
+    A secret in a quoted line becomes its fingerprint (``AUTH default <len=… pbkdf2=… salt=…>``):
+    the operator can tell which password the worker used without seeing it.
+    """
     quoted = []
     for number in numbers[-MAX_QUOTES:]:
-        line = redact(scan.lines[number - 1].strip())
+        line = redact_with_fingerprints(scan.lines[number - 1].strip())
         quoted.append(f"line {number}: {line[:MAX_QUOTE_LENGTH]}{'…' if len(line) > MAX_QUOTE_LENGTH else ''}")
     return quoted
 

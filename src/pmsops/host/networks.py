@@ -29,17 +29,20 @@ _PY_RESOLVE = "import socket,sys; print(socket.getaddrinfo(sys.argv[1], None)[0]
 def intended_host(url: str | None) -> str | None:
     """The host a URL's author meant (after the *last* '@'), without port; ``None`` if there is none.
 
-    Not ``urlsplit``: with a raw '/' in the password it returns a piece of the
-    password as host, which must never be passed to ``getent`` or printed.
+    The author's split comes from :func:`pmsops.urlread.split_raw`, not ``urlsplit``:
+    with a raw '/' in the password ``urlsplit`` returns a piece of the password as
+    host, which must never be passed to ``getent`` or printed.
     """
-    if not url or "://" not in url:
+    from urllib.parse import unquote
+
+    from pmsops.urlread import split_raw
+
+    raw = split_raw(url) if url else None
+    if raw is None:
         return None
-    rest = url.strip().split("://", 1)[1].rsplit("@", 1)[-1]
-    hostport = re.split(r"[/?#]", rest, maxsplit=1)[0]
-    if hostport.startswith("["):
-        end = hostport.find("]")
-        return hostport[1:end] if end > 1 else None
-    host = hostport.split(":", 1)[0]
+    host = unquote(raw.host)
+    if raw.hostport.startswith("[") and host and ":" in host:
+        return host
     return host if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._\-]*", host or "") else None
 
 

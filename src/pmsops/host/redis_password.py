@@ -4,7 +4,8 @@ Runbook, "Verify Redis Password" / "Get Redis Password (requirepass)":
 ``docker inspect coolify-redis | grep -i requirepass`` (Option A) and
 ``docker exec -it coolify-redis cat /etc/redis/redis.conf | grep requirepass``
 (Option B). Both print the password; here it is registered as a secret the moment
-it is read and only its length and SHA-256 prefix ever leave this module.
+it is read and only its fingerprint (length and salted digest,
+:func:`pmsops.redaction.fingerprint`) ever leaves this module.
 
 Sources, in the order Redis itself gives them weight: the command line
 (``--requirepass X``, also inside ``sh -c "redis-server …"``), the ``REDIS_PASSWORD``
@@ -21,7 +22,7 @@ from pmsops.host.containers import (Container, command_words, inspect_container,
                                     state_result, variable_reference)
 from pmsops.host.docker import DEFAULT_TIMEOUT, ContainerNotRunning, exec_in
 from pmsops.passwords import read_requirepass_from_conf
-from pmsops.redaction import fingerprint, sha256_prefix
+from pmsops.redaction import fingerprint, fingerprint_fields
 from pmsops.results import Result, run_check
 
 CONF_PATHS = ("/etc/redis/redis.conf", "/usr/local/etc/redis/redis.conf")
@@ -108,8 +109,8 @@ def find_requirepass(container: str, timeout: float = DEFAULT_TIMEOUT) -> Requir
 
 
 def requirepass_result(found: RequirePass) -> Result:
-    """Length and SHA-256 prefix, as the runbook's ``echo -n "$REDIS_PASS" | sha256sum | cut -c1-16``."""
-    details = {"source": found.source, "length": len(found.value), "sha256_prefix": sha256_prefix(found.value)}
+    """Length and salted fingerprint; the runbook's ``echo -n "$REDIS_PASS" | sha256sum | cut -c1-16`` only with --reveal-fingerprint."""
+    details = {"source": found.source, **fingerprint_fields(found.value)}
     notes = [found.note] if found.note else []
     if found.value == "":
         return results.fail("requirepass", f"empty ({found.source}): Redis accepts any client", details=details)

@@ -7,26 +7,42 @@ the list answers 307 without its trailing slash; a connection of another
 agency is a 404; a sync trigger writes the ``triggered`` logs and enqueues the
 :mod:`pmsops.sync` tasks. Configuration comes from the sandbox env file.
 Run: ``uvicorn pmsops.sandbox.api:app``.
+
+Tenancy: every id a request names (path, body or query) is looked up within the
+caller's agency; another agency's connection or property is a 404, as one that
+does not exist. Errors: :func:`error_response` is the one mapping from exceptions
+to status codes (database constraint and data errors are 4xx); anything it does not
+know is a generic 500 and one log line without values (:class:`ErrorBoundary`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
+import logging
 import os
 import uuid
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from pmsops.sandbox.auth import AuthFailure, check_password, issue_token, verify_token
 from pmsops.sync import PLATFORMS, SYNC_TYPES
 
 CONNECTION_COLUMNS = "id, agency_id, property_id, platform_type, platform_listing_id, status, platform_metadata, last_sync_at, created_at, updated_at"
 DB_RETRIES = 3
+ConnectionStatus = Literal["active", "inactive", "paused", "disabled", "error"]
+MAX_OFFSET = 2**31 - 1
+"""Offsets beyond this are bad input (422), not a database error."""
+MAX_BODY_BYTES = 1024 * 1024
+SHORT_TEXT = 255
+"""Listing ids, filters, e-mail addresses: longer values are bad input (422)."""
+logger = logging.getLogger("pmsops.sandbox.api")
 
 
 def _env(name: str) -> str:
@@ -54,13 +70,108 @@ async def lifespan(app: FastAPI):
 app = FastAPI(title="pmsops sandbox backend", lifespan=lifespan)
 
 
+# --- errors: one mapping, one boundary ----------------------------------------------------------------
+
 class DatabaseDown(Exception):
     pass
 
 
-@app.exception_handler(DatabaseDown)
-async def _database_down(request: Request, exc: DatabaseDown) -> JSONResponse:
-    return JSONResponse(status_code=503, content={"error": "service_unavailable", "message": "Database is temporarily unavailable.", "retry_count": DB_RETRIES})
+def _constraint_column(exc: Any) -> str | None:
+    """``channel_connections_status_check`` → ``status`` (PostgreSQL's default constraint names)."""
+    column = getattr(exc, "column_name", None)
+    if column:
+        return column
+    name, table = getattr(exc, "constraint_name", None) or "", getattr(exc, "table_name", None) or ""
+    for suffix in ("_check", "_fkey", "_key"):
+        if table and name.startswith(table + "_") and name.endswith(suffix):
+            return name[len(table) + 1: -len(suffix)] or None
+    return None
+
+
+def _invalid(kind: str, message: str, column: str | None = None) -> tuple[int, dict[str, Any]]:
+    """A 422 in FastAPI's ``detail[]`` shape (the contract's body for bad input), without the value."""
+    return 422, {"detail": [{"loc": ["body", column] if column else ["request"], "msg": message, "type": kind}]}
+
+
+def error_response(exc: BaseException) -> tuple[int, dict[str, Any]] | None:
+    """The status and body for an exception, or None when it is unexpected (a bug: 500).
+
+    Database errors caused by the request's values are the caller's fault, so they are
+    4xx: a CHECK or NOT NULL violation, a reference to a missing record, a value out of
+    range, a NUL byte or a character the database cannot store (SQLSTATE class 22) are
+    422, as is text that cannot be encoded at all (a lone UTF-16 surrogate from a JSON
+    ``\\ud800`` escape fails in the driver, the password hash or the cipher); a duplicate
+    is 409; a missing table or column is the contract's 503 (schema out of date); a
+    database that stays away is the contract's 503. No body quotes a value.
+    """
+    import asyncpg
+
+    if isinstance(exc, DatabaseDown):
+        return 503, {"error": "service_unavailable", "message": "Database is temporarily unavailable.", "retry_count": DB_RETRIES}
+    if isinstance(exc, RequestValidationError):
+        return 422, {"detail": [{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in exc.errors()]}
+    if isinstance(exc, UnicodeError):
+        return _invalid("invalid_text", "text contains characters that cannot be encoded (a lone surrogate)")
+    if isinstance(exc, asyncpg.ForeignKeyViolationError):
+        return _invalid("foreign_key_violation", "refers to a record that does not exist", _constraint_column(exc))
+    if isinstance(exc, (asyncpg.CheckViolationError, asyncpg.NotNullViolationError)):
+        return _invalid("check_violation", "value is not allowed", _constraint_column(exc))
+    if isinstance(exc, (asyncpg.UniqueViolationError, asyncpg.ExclusionViolationError)):
+        return 409, {"detail": "Conflicts with an existing record"}
+    if isinstance(exc, (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError)):
+        return _invalid("invalid_text", "text contains a NUL byte or a character the database cannot store")
+    if isinstance(exc, asyncpg.DataError):  # SQLSTATE class 22, and asyncpg's own "value out of int64 range"
+        return _invalid("invalid_value", "value out of range or malformed")
+    if isinstance(exc, (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError)):
+        return 503, {"error": "schema_out_of_date", "message": "Database schema is out of date: run the migrations."}
+    return None
+
+
+@app.exception_handler(RequestValidationError)
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    status, body = error_response(exc)  # type: ignore[misc] - always mapped
+    return JSONResponse(status_code=status, content=body)
+
+
+class ErrorBoundary:
+    """ASGI middleware around the routes: mapped errors get their status; anything else a
+    generic 500 and ONE log line (method, route template, exception type, SQLSTATE, an
+    error id also returned to the caller) — no traceback, no values, no secrets. Also
+    refuses bodies over ``MAX_BODY_BYTES`` (413) before they are read."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+            await JSONResponse(status_code=413, content={"detail": f"Request body too large (limit {MAX_BODY_BYTES} bytes)"})(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:  # noqa: BLE001 - the boundary: nothing escapes with a traceback
+            mapped = error_response(exc)
+            if mapped is None:
+                error_id = uuid.uuid4().hex[:12]
+                route = getattr(scope.get("route"), "path", None) or "(unrouted)"
+                logger.error("%s %s failed: %s%s (error id %s)", scope.get("method", "?"), route, type(exc).__name__,
+                             f" sqlstate {exc.sqlstate}" if getattr(exc, "sqlstate", None) else "", error_id)
+                mapped = 500, {"detail": "Internal server error", "error_id": error_id}
+            if not started:
+                await JSONResponse(status_code=mapped[0], content=mapped[1])(scope, receive, send)
+
+
+app.add_middleware(ErrorBoundary)
 
 
 async def with_db(request: Request, fn):
@@ -119,13 +230,14 @@ async def ready() -> JSONResponse:
 # --- auth ---------------------------------------------------------------------------------------------
 
 class PasswordGrant(BaseModel):
-    email: str
-    password: str
+    email: str = Field(max_length=SHORT_TEXT)
+    password: str = Field(max_length=1024)
 
 
 @app.post("/auth/v1/token")
-async def password_grant(request: Request, grant: PasswordGrant, grant_type: str = Query(...), apikey: Optional[str] = Header(None)) -> JSONResponse:
-    if not apikey or apikey != _env("ANON_KEY"):
+async def password_grant(request: Request, grant: PasswordGrant, grant_type: str = Query(..., max_length=SHORT_TEXT),
+                         apikey: Optional[str] = Header(None)) -> JSONResponse:
+    if not apikey or not hmac.compare_digest(apikey.encode(), _env("ANON_KEY").encode()):  # constant time
         return JSONResponse(status_code=401, content={"message": "Invalid API key"})
     if grant_type != "password":
         return JSONResponse(status_code=400, content={"error": "unsupported_grant_type", "error_description": "only grant_type=password"})
@@ -183,20 +295,32 @@ async def _connection_or_404(request: Request, conn, connection_id: uuid.UUID, a
     return row
 
 
+async def _own_property_or_404(conn, property_id: uuid.UUID | None, agency: uuid.UUID) -> None:
+    """A property a request names must be the caller's agency's: another agency's is a 404, as a missing one
+    (else agency A could create a connection that imports bookings into, and pushes prices of, B's property)."""
+    if property_id is not None and await conn.fetchval("SELECT 1 FROM properties WHERE id = $1 AND agency_id = $2", property_id, agency) is None:
+        raise HTTPException(404, "Property not found")
+
+
+OFFSET = Query(0, ge=0, le=MAX_OFFSET)
+LIMIT = Query(50, ge=1, le=100)
+
+
 @app.get("/api/v1/channel-connections/")
-async def list_connections(request: Request, agency: uuid.UUID = Depends(current_agency), limit: int = Query(50, ge=1, le=100), offset: int = Query(0, ge=0)) -> list[dict[str, Any]]:
+async def list_connections(request: Request, agency: uuid.UUID = Depends(current_agency), limit: int = LIMIT,
+                           offset: int = OFFSET) -> list[dict[str, Any]]:
     rows = await with_db(request, lambda c: c.fetch(
         f"SELECT {CONNECTION_COLUMNS} FROM channel_connections WHERE agency_id = $1 AND deleted_at IS NULL ORDER BY created_at, id LIMIT $2 OFFSET $3", agency, limit, offset))
     return [_connection_json(r) for r in rows]
 
 
 class ConnectionCreate(BaseModel):
-    platform_type: str
-    platform_listing_id: str
+    platform_type: str = Field(max_length=SHORT_TEXT)
+    platform_listing_id: str = Field(max_length=SHORT_TEXT)
     property_id: Optional[uuid.UUID] = None
-    status: str = "active"
+    status: ConnectionStatus = "active"
     platform_metadata: dict[str, Any] = {}
-    access_token: Optional[str] = None
+    access_token: Optional[str] = Field(None, max_length=8192)
 
 
 @app.post("/api/v1/channel-connections/", status_code=201)
@@ -206,11 +330,16 @@ async def create_connection(request: Request, body: ConnectionCreate, agency: uu
     if body.platform_type not in PLATFORMS:
         raise HTTPException(400, f"Invalid platform_type. Must be one of: {list(PLATFORMS)}")
     token = encrypt(body.access_token, _env("ENCRYPTION_KEY")) if body.access_token else None
-    row = await with_db(request, lambda c: c.fetchrow(
-        f"""INSERT INTO channel_connections (agency_id, property_id, platform_type, platform_listing_id, status, platform_metadata, access_token_encrypted)
-            VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {CONNECTION_COLUMNS}""",
-        agency, body.property_id, body.platform_type, body.platform_listing_id, body.status, body.platform_metadata, token))
-    return _connection_json(row)
+
+    async def create(conn):
+        await _own_property_or_404(conn, body.property_id, agency)
+        return await conn.fetchrow(
+            f"""INSERT INTO channel_connections
+                    (agency_id, property_id, platform_type, platform_listing_id, status, platform_metadata, access_token_encrypted)
+                VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {CONNECTION_COLUMNS}""",
+            agency, body.property_id, body.platform_type, body.platform_listing_id, body.status, body.platform_metadata, token)
+
+    return _connection_json(await with_db(request, create))
 
 
 @app.get("/api/v1/channel-connections/{connection_id}")
@@ -219,19 +348,22 @@ async def get_connection(request: Request, connection_id: uuid.UUID, agency: uui
 
 
 class ConnectionUpdate(BaseModel):
-    status: Optional[str] = None
-    platform_listing_id: Optional[str] = None
+    status: Optional[ConnectionStatus] = None
+    platform_listing_id: Optional[str] = Field(None, max_length=SHORT_TEXT)
     platform_metadata: Optional[dict[str, Any]] = None
+    property_id: Optional[uuid.UUID] = None
 
 
 @app.put("/api/v1/channel-connections/{connection_id}")
 async def update_connection(request: Request, connection_id: uuid.UUID, body: ConnectionUpdate, agency: uuid.UUID = Depends(current_agency)) -> dict[str, Any]:
     async def update(conn):
         await _connection_or_404(request, conn, connection_id, agency)
+        await _own_property_or_404(conn, body.property_id, agency)
         return await conn.fetchrow(
-            f"""UPDATE channel_connections SET status = COALESCE($2, status), platform_listing_id = COALESCE($3, platform_listing_id),
-                platform_metadata = COALESCE($4, platform_metadata), updated_at = now() WHERE id = $1 RETURNING {CONNECTION_COLUMNS}""",
-            connection_id, body.status, body.platform_listing_id, body.platform_metadata)
+            f"""UPDATE channel_connections SET status = COALESCE($3, status), platform_listing_id = COALESCE($4, platform_listing_id),
+                platform_metadata = COALESCE($5, platform_metadata), property_id = COALESCE($6, property_id), updated_at = now()
+                WHERE id = $1 AND agency_id = $2 RETURNING {CONNECTION_COLUMNS}""",
+            connection_id, agency, body.status, body.platform_listing_id, body.platform_metadata, body.property_id)
 
     return _connection_json(await with_db(request, update))
 
@@ -240,7 +372,8 @@ async def update_connection(request: Request, connection_id: uuid.UUID, body: Co
 async def delete_connection(request: Request, connection_id: uuid.UUID, agency: uuid.UUID = Depends(current_agency)) -> dict[str, Any]:
     async def delete(conn):
         await _connection_or_404(request, conn, connection_id, agency)
-        await conn.execute("UPDATE channel_connections SET deleted_at = now(), updated_at = now() WHERE id = $1", connection_id)
+        await conn.execute("UPDATE channel_connections SET deleted_at = now(), updated_at = now() WHERE id = $1 AND agency_id = $2",
+                           connection_id, agency)
 
     await with_db(request, delete)
     return {"id": str(connection_id), "deleted": True}
@@ -259,7 +392,7 @@ async def test_connection(request: Request, connection_id: uuid.UUID, agency: uu
 
 
 class SyncRequest(BaseModel):
-    sync_type: str
+    sync_type: str = Field(max_length=SHORT_TEXT)
 
 
 @app.post("/api/v1/channel-connections/{connection_id}/sync")
@@ -280,9 +413,10 @@ async def trigger(request: Request, connection_id: uuid.UUID, body: SyncRequest,
 
 
 @app.get("/api/v1/channel-connections/{connection_id}/sync-logs")
-async def sync_logs(request: Request, connection_id: uuid.UUID, agency: uuid.UUID = Depends(current_agency), limit: int = Query(50, ge=1, le=100),
-                    offset: int = Query(0, ge=0), status: Optional[str] = None, operation_type: Optional[str] = None, task_id: Optional[str] = None,
-                    batch_id: Optional[uuid.UUID] = None, direction: Optional[str] = None) -> dict[str, Any]:
+async def sync_logs(request: Request, connection_id: uuid.UUID, agency: uuid.UUID = Depends(current_agency), limit: int = LIMIT, offset: int = OFFSET,
+                    status: Optional[str] = Query(None, max_length=SHORT_TEXT), operation_type: Optional[str] = Query(None, max_length=SHORT_TEXT),
+                    task_id: Optional[str] = Query(None, max_length=SHORT_TEXT), batch_id: Optional[uuid.UUID] = None,
+                    direction: Optional[str] = Query(None, max_length=SHORT_TEXT)) -> dict[str, Any]:
     from pmsops.sync.logs import list_logs
 
     async def fetch(conn):
@@ -309,8 +443,8 @@ def batch_status(statuses: list[str]) -> str:
 
 
 @app.get("/api/v1/channel-connections/{connection_id}/sync-batches")
-async def sync_batches(request: Request, connection_id: uuid.UUID, agency: uuid.UUID = Depends(current_agency), limit: int = Query(50, ge=1, le=100),
-                       offset: int = Query(0, ge=0), status: str = Query("any")) -> dict[str, Any]:
+async def sync_batches(request: Request, connection_id: uuid.UUID, agency: uuid.UUID = Depends(current_agency), limit: int = LIMIT,
+                       offset: int = OFFSET, status: str = Query("any", max_length=SHORT_TEXT)) -> dict[str, Any]:
     if status not in ("any", "running", "failed", "success"):
         raise HTTPException(400, "Invalid status. Must be one of: ['any', 'running', 'failed', 'success']")
 

@@ -2,7 +2,9 @@
 
 Passwords are stored as scrypt hashes. Tokens are HS256, audience
 ``authenticated``, user id in ``sub``, one hour, signed with ``SUPABASE_JWT_SECRET``
-(the backend verifies with the same secret, as in production).
+(the backend verifies with the same secret, as in production). A token without
+``exp``, ``sub`` or ``aud`` is refused (:data:`REQUIRED_CLAIMS`): one without ``exp``
+would be valid forever.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import os
 import secrets
 import time
 from typing import Any
+
+from pmsops.api.token import REQUIRED_CLAIMS, missing_claim_text
 
 TOKEN_LIFETIME = 3600
 AUDIENCE = "authenticated"
@@ -51,8 +55,10 @@ def verify_token(token: str, secret: str, audience: str = AUDIENCE) -> dict[str,
     import jwt
 
     try:
-        return jwt.decode(token, secret, algorithms=["HS256"], audience=audience)
+        return jwt.decode(token, secret, algorithms=["HS256"], audience=audience, options={"require": list(REQUIRED_CLAIMS)})
     except jwt.ExpiredSignatureError:
         raise AuthFailure("Token has expired") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise AuthFailure(missing_claim_text(exc.claim)) from None
     except jwt.PyJWTError:
         raise AuthFailure("Invalid authentication token") from None

@@ -25,7 +25,10 @@ async def seed(conn, encryption_key: str, users: dict[str, str]) -> dict[str, An
     connections = [("airbnb", "seeblick", agency_a, "active"), ("booking_com", "duenenhaus", agency_a, "active"),
                    ("expedia", "seeblick", agency_a, "active"), ("fewo_direkt", "duenenhaus", agency_a, "paused"),
                    ("google", "bergchalet", agency_b, "active")]
-    ids: dict[str, Any] = {"agencies": {"a": str(agency_a), "b": str(agency_b)}, "connections": [], "listings": {}}
+    ids: dict[str, Any] = {
+        "agencies": {"a": str(agency_a), "b": str(agency_b)}, "connections": [], "listings": {},
+        "properties": {key: {"id": str(pid), "agency": "a" if agency == agency_a else "b"} for key, (pid, agency, _) in props.items()},
+    }
     async with conn.transaction():
         await conn.execute("INSERT INTO agencies (id, name) VALUES ($1, 'Kolibri Ferienwohnungen'), ($2, 'Alpen Chalets')", agency_a, agency_b)
         for key, (pid, agency, name) in props.items():

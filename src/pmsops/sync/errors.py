@@ -13,6 +13,7 @@
         ├── ValidationFailed      400, or bad data on our side
         ├── NotFound              404, or a connection that does not exist
         ├── PlatformAuthError     401/403: the platform token is invalid
+        ├── TenantMismatch        the connection's agency is not its property's agency
         └── TimeLimitExceeded     the task ran out of CELERY_TIME_LIMIT
 """
 
@@ -77,6 +78,14 @@ class NotFound(PermanentSyncError):
 class PlatformAuthError(PermanentSyncError):
     error_type = "authentication_error"
     label = "Platform authentication failed"
+
+
+class TenantMismatch(PermanentSyncError):
+    """A connection of one agency pointing at another agency's property: syncing it would
+    import bookings into, and push prices out of, a property the connection's owner does not own."""
+
+    error_type = "tenant_mismatch"
+    label = "Tenant mismatch"
 
 
 class TimeLimitExceeded(PermanentSyncError):

@@ -60,16 +60,19 @@ CONNECTION_FIELDS = ("id", "agency_id", "property_id", "platform_type", "platfor
 
 async def start_running(db, task_id: str, connection_id, details: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
     """One round trip for a task's start: mark its log ``running`` (with the connection's
-    platform and property) and load the connection. Returns (connection or None, log found)."""
+    platform and property) and load the connection, with its property's agency as
+    ``property_agency_id`` (the tenant check). Returns (connection or None, log found)."""
     row = await db.fetchrow(
-        f"""WITH c AS (SELECT {', '.join(CONNECTION_FIELDS)} FROM channel_connections WHERE id = $2 AND deleted_at IS NULL),
+        f"""WITH c AS (SELECT {', '.join('cc.' + f for f in CONNECTION_FIELDS)}, p.agency_id AS property_agency_id
+                       FROM channel_connections cc LEFT JOIN properties p ON p.id = cc.property_id
+                       WHERE cc.id = $2 AND cc.deleted_at IS NULL),
                  l AS (UPDATE channel_sync_logs SET status = 'running', error = NULL, updated_at = now(),
                            details = details || $3::text::jsonb || COALESCE((SELECT jsonb_build_object('platform', platform_type, 'property_id', property_id) FROM c), '{{}}'::jsonb)
                        WHERE task_id = $1 AND status <> ALL(ARRAY['success', 'cancelled']) RETURNING id)
             SELECT (SELECT count(*) FROM l) AS logs_marked, c.* FROM (SELECT 1) AS one LEFT JOIN c ON true""",
         task_id, uuid.UUID(str(connection_id)), json.dumps(details),
     )
-    connection = {k: row[k] for k in CONNECTION_FIELDS} if row["id"] is not None else None
+    connection = {k: row[k] for k in (*CONNECTION_FIELDS, "property_agency_id")} if row["id"] is not None else None
     return connection, row["logs_marked"] > 0
 
 

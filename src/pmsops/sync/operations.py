@@ -1,7 +1,9 @@
 """What each sync operation reads, sends and writes: the domain half of a task.
 
 ``run_operation`` is the whole body of a task: database pre-flight (``SELECT 1``,
-5 s) → log ``running`` → load the connection → ask the platform through its
+5 s) → log ``running`` → load the connection (a missing one is ``not_found`` before
+any log row is written; one whose property belongs to another agency is
+``tenant_mismatch``) → ask the platform through its
 adapter (behind the shared circuit breaker and rate limiter) → store what came
 back → log ``success``. Errors are :mod:`pmsops.sync.errors`; the task decides
 whether they retry.
@@ -19,7 +21,7 @@ from typing import Any
 from pmsops.sync import limits as platform_limits
 from pmsops.sync.adapters import AvailabilityRange, ExternalBooking, NightlyPrice, adapter_for
 from pmsops.sync.config import platform_url
-from pmsops.sync.errors import DatabaseUnavailable, NotFound, PlatformTimeout, PlatformUnavailable, SyncError, ValidationFailed
+from pmsops.sync.errors import DatabaseUnavailable, NotFound, PlatformTimeout, PlatformUnavailable, SyncError, TenantMismatch, ValidationFailed
 from pmsops.sync import logs
 
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (OSError, asyncio.TimeoutError, TimeoutError, ConnectionError)
@@ -42,14 +44,26 @@ def _connection_id(connection_id: str) -> uuid.UUID:
 
 
 def check_connection(row: dict[str, Any] | None, connection_id: str) -> dict[str, Any]:
-    """A connection the task may sync, or the permanent error that says why not."""
+    """A connection the task may sync, or the permanent error that says why not.
+
+    ``row`` carries ``property_agency_id`` (see :func:`logs.start_running`): a connection
+    whose agency is not its property's agency is refused before any platform call, since
+    syncing it would import bookings into, and push prices of, another tenant's property.
+    A row without that key is refused too (fail closed)."""
     if row is None:
-        raise NotFound(f"channel connection {connection_id} not found (deleted?)")
+        raise _not_found(connection_id)
     if row["property_id"] is None:
         raise ValidationFailed(f"channel connection {connection_id} has no property to sync")
+    if row.get("property_agency_id") != row["agency_id"]:
+        raise TenantMismatch(f"channel connection {connection_id} belongs to another agency than its property {row['property_id']}: "
+                             "refusing to sync (no platform call was made)")
     if row["status"] not in ("active", "error"):
         raise ValidationFailed(f"channel connection {connection_id} is {row['status']}: only active connections sync")
     return row
+
+
+def _not_found(connection_id: str) -> NotFound:
+    return NotFound(f"channel connection {connection_id} not found (deleted?)")
 
 
 def _platform_token(row: dict[str, Any], key: str | None) -> str | None:
@@ -232,8 +246,12 @@ async def run_operation(runtime, operation: str, connection_id: str, task_id: st
             if redelivered:
                 running["redelivered"] = True
             row, found = await logs.start_running(conn, task_id, cid, running)
+            if row is None:
+                # Before any adoption: a log row must reference an existing connection (foreign
+                # key), so an unknown one ends here as not_found, with no row written or left open.
+                raise _not_found(connection_id)
             if not found and await logs.get_by_task(conn, task_id) is None:
-                await _adopt_orphan_task(conn, operation, connection_id, task_id, retries)
+                await _adopt_orphan_task(conn, operation, row, task_id, retries)
             row = check_connection(row, connection_id)
             platform = row["platform_type"]
             adapter = adapter_for(platform, platform_url(platform), _platform_token(row, config.encryption_key), await runtime.http(), config.platform_timeout)
@@ -250,13 +268,16 @@ async def run_operation(runtime, operation: str, connection_id: str, task_id: st
         raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}".strip()) from None
 
 
-async def _adopt_orphan_task(conn, operation: str, connection_id: str, task_id: str, retries: int) -> None:
-    """A task enqueued without a trigger (e.g. by hand) still gets its log row."""
+async def _adopt_orphan_task(conn, operation: str, connection: dict[str, Any], task_id: str, retries: int) -> None:
+    """A task enqueued without a trigger (e.g. by hand) for an existing connection still gets
+    its log row, so that a later refusal (paused, tenant mismatch) is logged like any other."""
     from pmsops.sync import OPERATIONS
 
     op = OPERATIONS[operation]
-    await logs.create_log(conn, connection_id=connection_id, operation_type=op.operation_type, direction=op.direction,
-                          status="running", task_id=task_id, details={"retry_count": retries, "manual_trigger": False})
+    await logs.create_log(conn, connection_id=connection["id"], operation_type=op.operation_type, direction=op.direction,
+                          status="running", task_id=task_id, tenant_id=connection["agency_id"],
+                          details={"retry_count": retries, "manual_trigger": False, "platform": connection["platform_type"],
+                                   "property_id": str(connection["property_id"]) if connection["property_id"] else None})
 
 
 async def _perform(runtime, conn, operation: str, row: dict[str, Any], adapter, account: str) -> dict[str, Any]:

@@ -86,8 +86,10 @@ class SyncTask(Task):
             error = f"{label} after {retries} retries: {_error_text(exc)}"
         else:
             error = f"{label}: {_error_text(exc)}" if isinstance(exc, SyncError) else f"{type(exc).__name__}: {_error_text(exc)}"
-        logger.error("Sync task %s failed: %s", task_id, error)
-        _write(logs.mark_failed, task_id, error, {"retry_count": retries, "error_type": getattr(exc, "error_type", "internal_error")})
+        error_type = getattr(exc, "error_type", "internal_error")
+        # the error type is in the worker's line too: a task with no log row (unknown connection) is seen only here
+        logger.error("Sync task %s failed (%s): %s", task_id, error_type, error)
+        _write(logs.mark_failed, task_id, error, {"retry_count": retries, "error_type": error_type})
 
 
 def execute(task: SyncTask, connection_id: str) -> dict[str, Any]:

@@ -99,10 +99,10 @@ def check_network(settings: Settings, timeout: float) -> list[Result]:
     return out
 
 
-def check_broker(broker_url: str, timeout: float) -> Result:
+def check_broker(broker_url: str, timeout: float, variable: str = "CELERY_BROKER_URL") -> Result:
     from pmsops.checks.redis import check_redis
 
-    found = check_redis(broker_url, timeout, name="broker")
+    found = check_redis(broker_url, timeout, name="broker", variable=variable)
     if found.status == "ok":
         found.summary = found.summary.split(": ", 1)[0] + ": reachable, PING ok"
     return found
@@ -136,7 +136,9 @@ def worker_check(settings: Settings, expect_tasks: list[str] | None = None, dest
                  expect_sha256: list[str] | None = None, timeout: float = 3.0) -> list[Result]:
     from pmsops.checks import celery as celery_check
     from pmsops.sync import TASK_NAMES
+    from pmsops.urlread import environment_pairs, read_all
 
+    read_all(environment_pairs(settings.env, broker_clients=("kombu", "redis-py")))  # misread URLs: exit 2, before any check
     out = [check_user(allow_root), check_environment(settings), check_redis_agreement(settings)]
     out += run_check("network", lambda: check_network(settings, timeout))
     out[2:2] = run_check("timezone", check_timezone)  # after environment; Celery cannot start without zone data

@@ -28,7 +28,6 @@ from typing import Callable, Iterator, Mapping
 
 from pmsops import exitcodes
 from pmsops.errors import UsageError
-from pmsops.urls import host_of
 from pmsops.worker.deps import Dependency, probe
 
 
@@ -55,6 +54,22 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     return number
 
 
+def _address(url: str | None, variable: str, kind: str) -> tuple[str | None, int | None]:
+    """Host and port the client really uses (asyncpg for the database, redis-py for Redis).
+
+    Read by the client's own parser (:func:`pmsops.urlread.read_url`): a URL it would
+    misread is bad input (exit 2) before anything is probed.
+    """
+    if not url:
+        return None, None
+    from pmsops.urlread import read_url
+
+    address = read_url(url, "asyncpg" if kind == "postgres" else "redis-py", variable).address
+    if address.socket:
+        raise UsageError(f"{variable} names a Unix socket ({address.socket}): wait-for-deps probes TCP; set {'WORKER_WAIT_DB' if kind == 'postgres' else 'WORKER_WAIT_REDIS'}_HOST and _PORT")
+    return address.host, address.port
+
+
 def dependencies_from(env: Mapping[str, str]) -> tuple[Dependency, ...]:
     """WORKER_WAIT_*_HOST/PORT when set, else host and port of DATABASE_URL and REDIS_URL."""
     deps = []
@@ -63,7 +78,7 @@ def dependencies_from(env: Mapping[str, str]) -> tuple[Dependency, ...]:
         ("Redis", "redis", "WORKER_WAIT_REDIS", "REDIS_URL", 6379),
     ):
         url = env.get(url_var) or (env.get("CELERY_BROKER_URL") if kind == "redis" else None)
-        url_host, url_port = host_of(url) if url else (None, None)
+        url_host, url_port = _address(url, url_var if env.get(url_var) else "CELERY_BROKER_URL", kind)
         host = env.get(f"{prefix}_HOST") or url_host
         if not host:
             continue

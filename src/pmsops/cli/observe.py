@@ -1,0 +1,104 @@
+"""``pmsops top`` (the live view) and ``pmsops report`` (the incident bundle)."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from pmsops.cli.common import JSON_OPTION, finish, finite, output, settings
+
+
+def register(app: typer.Typer) -> None:
+    app.command("top")(top)
+    app.command("report")(report)
+
+
+ONCE_WIDTH = 120
+EXPECT_WORKERS_OPTION = typer.Option(None, "--expect-workers", min=0, help="Number of Celery workers that must answer; a missing one stands out.")
+
+
+def top(
+    interval: float = typer.Option(2.0, "--interval", "-n", min=0.2, callback=finite, help="Seconds between refreshes."),
+    once: bool = typer.Option(False, "--once", help="Print one frame and exit (for SSH one-liners and scripts)."),
+    json_mode: bool = typer.Option(False, "--json", help="Print one snapshot as JSON (workers, queues, active, syncs, platforms) and exit."),
+    expect_workers: Optional[int] = EXPECT_WORKERS_OPTION,
+    broadcast_timeout: float = typer.Option(1.0, "--broadcast-timeout", min=0.1, max=30, callback=finite, help="How long a refresh waits for workers to answer."),
+    timeout: float = typer.Option(2.0, "--timeout", min=0.1, max=60, callback=finite, help="Connect and read timeout for Redis and the database."),
+    stuck_after: float = typer.Option(300.0, "--stuck-after", min=0, callback=finite, help="Highlight tasks running longer than this many seconds."),
+    queue: Optional[List[str]] = typer.Option(None, "--queue", "-Q", help="Also watch this queue (the bound queues and 'celery' always are); repeatable."),
+) -> None:
+    """The whole sync system on one screen: workers, queues, active tasks, syncs, breakers and rate limits (q or Ctrl-C quits)."""
+    import os
+
+    from pmsops.observe.snapshot import Collector, options_from_settings
+
+    opts = options_from_settings(settings(), expect_workers=expect_workers, broadcast_timeout=broadcast_timeout, redis_timeout=timeout,
+                                 db_timeout=timeout, stuck_after=stuck_after, queues=list(queue or []))
+    if opts.broker_url:
+        from pmsops.urls import split_intended
+
+        split_intended(opts.broker_url)  # a broker URL that is not a Redis URL is bad input (exit 2)
+    if opts.database_url:
+        from pmsops.checks.db import normalise_dsn
+
+        normalise_dsn(opts.database_url)
+    if not opts.broker_url and not opts.database_url:
+        from pmsops.errors import UsageError
+
+        raise UsageError("neither CELERY_BROKER_URL/REDIS_URL nor DATABASE_URL is set: nothing to watch", hint="pmsops --env-file /root/pms_env.sh top")
+    out = output(json_mode)
+    with Collector(opts) as collector:
+        if json_mode:
+            out.json(collector.collect())
+            finish(0)
+        from pmsops.observe.top import render, run_live
+
+        if once or not out.console.is_terminal:
+            if not out.console.is_terminal and not os.environ.get("COLUMNS"):
+                out.console.width = ONCE_WIDTH  # piped or over SSH without a terminal: wide enough for every column
+            out.console.print(render(collector.collect()))
+            finish(0)
+        finish(run_live(collector.collect, interval, out.console))
+
+
+def report(
+    output_path: Optional[str] = typer.Option(None, "--output", "-o", metavar="PATH", help="A directory (the bundle's name inside it) or the file to write; default: the current directory."),
+    since: str = typer.Option("60m", "--since", help="How far back sync logs, charts and worker logs go (90s, 60m, 2h, 1d)."),
+    context_name: Optional[str] = typer.Option(None, "--context-name", help="Name in the file name (default: PMSOPS_CONTEXT, else 'default')."),
+    expect_workers: Optional[int] = EXPECT_WORKERS_OPTION,
+    worker_log: Optional[List[str]] = typer.Option(None, "--worker-log", metavar="PATH", help="A worker log file to excerpt (when the worker is not a Docker container); repeatable."),
+    no_docker: bool = typer.Option(False, "--no-docker", help="Do not ask Docker (host check, container logs) even if an engine answers."),
+    timeout: float = typer.Option(3.0, "--timeout", min=0.1, max=60, callback=finite, help="Connect and read timeout of each check."),
+    json_mode: bool = JSON_OPTION,
+) -> None:
+    """Write pmsops-report-<context>-<UTC time>.tar.gz: report.md, report.json, report.html and the evidence, redacted and secret-scanned."""
+    import os
+
+    from pmsops.errors import UsageError
+    from pmsops.observe.report import Options, context_name as make_context, make_report
+    from pmsops.sync.admin import parse_duration
+
+    try:
+        since_seconds = parse_duration(since)
+    except UsageError:
+        raise UsageError(f"--since {since!r}: not a positive duration (use e.g. 90s, 60m, 2h, 1d)") from None
+    if output_path and not os.path.isdir(output_path) and not os.path.isdir(os.path.dirname(os.path.abspath(output_path))):
+        raise UsageError(f"--output {output_path}: its directory does not exist")
+    for path in worker_log or []:
+        if not os.path.isfile(path):
+            raise UsageError(f"--worker-log {path}: not a readable file")
+    opts = Options(since_seconds=since_seconds, since_text=since.strip(), timeout=timeout, expect_workers=expect_workers,
+                   worker_logs=list(worker_log or []), docker=not no_docker, context=make_context(context_name))
+    path, bundle = make_report(settings(), opts, output_path)
+    out = output(json_mode)
+    if json_mode:
+        out.json({"schema": "pmsops.report/v1", "command": "report", "status": bundle.status.value, "exit_code": 0, "path": str(path),
+                  "files": sorted(bundle.members), "summary": bundle.summary})
+        finish(0)
+    out.line(f"wrote {path}")
+    for item in bundle.summary[:10]:
+        out.line(f"  {item['status'].upper():<4} {item['name']}: {item['what']}  (since {item['since']}; runbook: {item['runbook']})")
+    if not bundle.summary:
+        out.line("  nothing is failing")
+    finish(0)

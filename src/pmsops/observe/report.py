@@ -1,0 +1,720 @@
+"""``pmsops report``: one redacted ``.tar.gz`` to attach to an incident.
+
+The bundle ``pmsops-report-<context>-<UTC time>.tar.gz`` holds ``report.md``
+(summary first: what is failing, since when, the runbook section and fix),
+``report.json`` (schema ``pmsops.report/v1``), ``report.html`` (self-contained,
+inline CSS and SVG) and ``evidence/``. Sections run concurrently, each bounded
+and each recording its own failure, so the report completes when parts of the
+system are down — that is when it is needed.
+
+Fail closed: every string passes :func:`pmsops.redaction.redact`, then the whole
+content is scanned for every registered secret in every form
+(:mod:`pmsops.observe.secrets`); a hit raises and nothing is written. The archive
+is written to a temporary file (``O_EXCL | O_NOFOLLOW``, mode 0600) and linked
+into place, so a half-written or clobbered report cannot exist.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import tarfile
+import threading
+import time
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+from typing import Any, Callable
+
+from pmsops import results
+from pmsops.redaction import fingerprint, redact, redact_obj
+from pmsops.render import SCHEMA
+from pmsops.results import Result, Status, worst
+
+RECENT_FAILED = 50
+EVENTS_LIMIT = 500
+LOG_TAIL_LINES = 200
+
+RUNBOOK: list[tuple[str, str, str]] = [
+    # (result name prefix or marker, runbook section, fix)
+    ("load environment", "Quick Smoke › Step 1: Load Environment", "load the env file: pmsops --env-file /root/pms_env.sh report"),
+    ("sync-logs", "Troubleshooting › Database Connection Issues", "the sync logs live in PostgreSQL: pmsops check db"),
+    ("redis-url", "Redis URL Format + Password Encoding", "URL-encode the password (pmsops encode-redis-password) and use redis://:PASSWORD@HOST:6379/0"),
+    ("redis", "Troubleshooting › Redis Authentication Errors", "compare the URL's password with requirepass (pmsops compare-password-hash); encode special characters"),
+    ("db", "Troubleshooting › Database Connection Issues", "check DATABASE_URL and the worker's networks (pmsops check db; pmsops host networks)"),
+    ("celery", "Troubleshooting › Celery Worker Not Detected", "start the worker, check its start command and CELERY_BROKER_URL (pmsops celery ping; pmsops host worker-cmd)"),
+    ("workers", "Troubleshooting › Celery Worker Not Detected", "start the missing worker (docker ps | grep worker; pmsops host worker-cmd)"),
+    ("health", "Verification Steps › 1. Check /health/ready Endpoint", "see which component is down in the details; fix that dependency first"),
+    ("channel connection", "Quick Smoke › Step 4: Get Channel Connection ID", "list the connections (pmsops connections list); check AGENCY_ID and the token's agency"),
+    ("token", "Quick Smoke › Step 2: Get JWT Token", "check SB_URL, ANON_KEY, EMAIL and PASSWORD (pmsops token)"),
+    ("breaker", "Troubleshooting › Worker Logs Show Task Failures", "the platform failed repeatedly: check the platform's status and PLATFORM_BASE_URL; the breaker half-opens by itself"),
+    ("syncs", "Troubleshooting › Worker Logs Show Task Failures", "read the error of the failed logs below; pmsops sync logs --json; retry with pmsops sync run once fixed"),
+    ("logs", "Verification Steps › 2. Check Worker Logs", "read the quoted worker log lines; pmsops host logs"),
+    ("host", "Redis + Celery Worker Setup › Deployment Steps", "follow the failing host check's hint (pmsops host check)"),
+]
+
+
+def context_name(explicit: str | None = None) -> str:
+    """The context in the file name: --context-name, PMSOPS_CONTEXT, or ``default``.
+
+    One function on purpose: when pmsops gets named contexts, this is what changes.
+    """
+    name = explicit or os.environ.get("PMSOPS_CONTEXT") or "default"
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "default"
+    return cleaned[:48]
+
+
+def runbook_for(name: str) -> tuple[str, str]:
+    """The runbook section and fix for a failing item, by its name."""
+    lowered = re.sub(r"^\d+ ", "", name.lower())  # smoke steps are numbered: "3 health"
+    for prefix, section, fix in RUNBOOK:
+        if lowered.split(": ")[-1].startswith(prefix) or lowered.startswith(prefix):
+            return section, fix
+    return "Troubleshooting", "see the hint of this result"
+
+
+@dataclass
+class Section:
+    """One part of the report; it records its own failure instead of aborting the report."""
+
+    name: str
+    title: str
+    results: list[Result] = field(default_factory=list)
+    data: Any = None
+    evidence: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+    duration_ms: float = 0.0
+
+    @property
+    def status(self) -> Status:
+        if self.error:
+            return Status.FAIL
+        return worst(self.results) if self.results else Status.SKIP
+
+
+@dataclass
+class Options:
+    since_seconds: float = 3600.0
+    since_text: str = "60m"
+    timeout: float = 3.0
+    expect_workers: int | None = None
+    worker_logs: list[str] = field(default_factory=list)
+    docker: bool = True
+    context: str = "default"
+
+
+# --- sections --------------------------------------------------------------------------------------------
+
+def _doctor(settings, opts: Options) -> Section:
+    from pmsops.checks.doctor import run_doctor
+
+    section = Section("doctor", "doctor")
+    section.results = run_doctor(settings, opts.timeout, opts.expect_workers)
+    section.evidence["evidence/doctor.txt"] = _results_text("pmsops doctor", section.results)
+    return section
+
+
+def _smoke(settings, opts: Options) -> Section:
+    """The read-only smoke steps: environment, token, /health/ready, a channel connection. Nothing is triggered."""
+    from pmsops.api.client import ApiClient
+    from pmsops.api.token import describe, obtain
+    from pmsops.checks.health import check_health
+
+    section = Section("smoke", "read-only smoke (steps 1-4; nothing triggered)")
+    state: dict[str, Any] = {}
+
+    def env() -> Result:
+        api = settings.require("PMS_API_URL", hint="set PMS_API_URL (or API, API_BASE_URL, BACKEND_URL)")
+        state["api"] = api
+        return results.ok("1 load environment", f"API: {api}")
+
+    def token() -> Result:
+        info = obtain(settings, opts.timeout)
+        state["token"] = info.token
+        shown = describe(info)[0]
+        return results.Result("2 token", shown.status, f"TOKEN {shown.summary}", hint=shown.hint)
+
+    def health() -> Result:
+        return check_health(state["api"], opts.timeout, name="3 health")
+
+    def connection() -> Result:
+        with ApiClient(state["api"], state["token"], opts.timeout, settings.get("AGENCY_ID")) as client:
+            items, _ = client.list_connections()
+        if not items:
+            return results.fail("4 channel connection", "no channel connections", hint="create one via POST /api/v1/channel-connections/")
+        return results.ok("4 channel connection", f"{len(items)} connection(s); first {items[0]['id']} ({items[0].get('platform_type')}, {items[0].get('status')})")
+
+    steps = [("1 load environment", env), ("2 token", token), ("3 health", health), ("4 channel connection", connection)]
+    for index, (name, fn) in enumerate(steps):
+        got = results.run_check(name, fn)
+        for r in got:
+            r.name = name
+        section.results += got
+        if any(r.status is Status.FAIL for r in got) and name != "3 health":
+            section.results += [results.skip(n, "skipped after an earlier failure") for n, _ in steps[index + 1:]]
+            break
+    section.evidence["evidence/smoke.txt"] = _results_text("pmsops smoke (read-only steps)", section.results)
+    return section
+
+
+def docker_reachable(timeout: float = 3.0) -> tuple[bool, str]:
+    """Whether a Docker engine answers (``docker version``), and why not."""
+    import shutil
+
+    if shutil.which("docker") is None:
+        return False, "no docker CLI on PATH"
+    from pmsops.host.docker import run_docker
+
+    try:
+        output = run_docker(["version", "--format", "{{.Server.Version}}"], timeout=timeout)
+    except Exception as exc:  # noqa: BLE001 - an engine that fails to answer is simply not reachable
+        return False, redact(f"{type(exc).__name__}: {exc}")
+    if not output.ok:
+        return False, redact((output.stderr or output.stdout).strip().splitlines()[0] if (output.stderr or output.stdout).strip() else f"exit {output.returncode}")
+    return True, f"Docker {output.stdout.strip()}"
+
+
+def _host(settings, opts: Options) -> Section:
+    section = Section("host", "host check")
+    reachable, why = docker_reachable(opts.timeout) if opts.docker else (False, "--no-docker")
+    if not reachable:
+        section.results = [results.skip("host check", f"skipped: no Docker engine reachable ({why})")]
+    else:
+        from pmsops.host.check import Targets, run_host_check
+
+        section.results = run_host_check(Targets(since=opts.since_text))
+    section.evidence["evidence/host-check.txt"] = _results_text("pmsops host check", section.results)
+    return section
+
+
+FINGERPRINT_PREFIXES = ("CELERY_", "REDIS_", "DATABASE_", "DB_", "SYNC_", "PLATFORM_", "WORKER_", "PMS_", "SB_", "SUPABASE_", "JWT_",
+                        "ENABLE_", "CHANNEL_", "MODULES_", "SENTRY_", "PMSOPS_")
+
+
+def env_fingerprints(env: dict[str, str]) -> list[dict[str, Any]]:
+    """Names, lengths and fingerprints (:func:`pmsops.redaction.fingerprint`) of the variables pmsops reads — never values."""
+    from pmsops.settings import ALIASES, SECRET_VARIABLES, URL_VARIABLES, WORKER_RECOMMENDED_VARIABLES, WORKER_REQUIRED_VARIABLES, is_secret_name
+
+    known = set(SECRET_VARIABLES) | set(URL_VARIABLES) | set(WORKER_REQUIRED_VARIABLES) | set(WORKER_RECOMMENDED_VARIABLES)
+    known |= {n for names in ALIASES.values() for n in names} | {"EMAIL", "AGENCY_ID", "CID", "ENCRYPTION_KEY"}
+    rows = []
+    for name in sorted(env):
+        if name in known or name.startswith(FINGERPRINT_PREFIXES) or is_secret_name(name):
+            value = env[name]
+            rows.append({"name": name, "length": len(value), "fingerprint": fingerprint(value) if value else None, "secret": is_secret_name(name)})
+    return rows
+
+
+def _environment(settings, opts: Options) -> Section:
+    section = Section("environment", "environment fingerprints")
+    rows = env_fingerprints(dict(settings.env))
+    section.data = rows
+    section.results = [results.ok("environment", f"{len(rows)} variables fingerprinted (names, lengths, salted fingerprints; never values)")]
+    lines = [f"{r['name']:<32} {r['fingerprint'] or 'len=0'}{'  (secret)' if r['secret'] else ''}" for r in rows]
+    section.evidence["evidence/env-fingerprints.txt"] = "# name and fingerprint (length, salted PBKDF2 prefix; see the README's security model) — never values\n" + "\n".join(lines) + "\n"
+    return section
+
+
+def _versions(settings, opts: Options) -> Section:
+    """pmsops and its libraries, and the Redis and PostgreSQL servers (each may fail alone)."""
+    from importlib import metadata
+
+    from pmsops import __version__
+
+    section = Section("versions", "versions")
+    found: dict[str, str] = {"pmsops": __version__}
+    for dist in ("celery", "kombu", "redis", "asyncpg", "rich", "typer"):
+        try:
+            found[dist if dist != "redis" else "redis-py"] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            found[dist] = "not installed"
+
+    def redis_server() -> Result:
+        from pmsops.checks.redis import client_for
+
+        url = settings.require("REDIS_URL")
+        client = client_for(url, opts.timeout)
+        try:
+            found["Redis server"] = str(client.info("server").get("redis_version"))
+        finally:
+            client.close()
+        return results.ok("redis server", f"Redis {found['Redis server']}")
+
+    def pg_server() -> Result:
+        import asyncio
+
+        from pmsops.checks.db import connect
+
+        async def ask() -> str:
+            conn = await connect(settings.require("DATABASE_URL"), opts.timeout)
+            try:
+                return await conn.fetchval("SHOW server_version")
+            finally:
+                await conn.close(timeout=opts.timeout)
+
+        found["PostgreSQL server"] = _database(settings, opts, lambda: asyncio.run(ask()))
+        return results.ok("postgresql server", f"PostgreSQL {found['PostgreSQL server']}")
+
+    section.results = [results.ok("libraries", ", ".join(f"{k} {v}" for k, v in found.items()))]
+    section.results += results.run_check("redis server", redis_server) + results.run_check("postgresql server", pg_server)
+    for r in section.results:
+        if r.status is Status.FAIL:
+            r.status = Status.WARN  # an unknown server version is a gap in the evidence, not the incident
+    section.data = found
+    section.evidence["evidence/versions.txt"] = "".join(f"{k}: {v}\n" for k, v in found.items()) + "".join(
+        f"{r.name}: {r.summary}\n" for r in section.results if r.status is not Status.OK)
+    return section
+
+
+def _snapshot(settings, opts: Options) -> Section:
+    from pmsops.observe.snapshot import collect_once, options_from_settings
+
+    section = Section("snapshot", "workers, queues, active tasks, syncs, platforms")
+    snap = collect_once(options_from_settings(settings, expect_workers=opts.expect_workers, broadcast_timeout=min(opts.timeout, 2.0),
+                                              db_timeout=opts.timeout, redis_timeout=opts.timeout))
+    section.data = snap
+    section.results = snapshot_results(snap)
+    section.evidence["evidence/snapshot.json"] = json.dumps(redact_obj(snap), indent=2, default=str) + "\n"
+    return section
+
+
+def snapshot_results(snap: dict[str, Any]) -> list[Result]:
+    """What a snapshot says is wrong, as results (a panel's error, missing workers, open breakers, stuck tasks)."""
+    from pmsops.observe.top import breaker_label
+
+    out: list[Result] = []
+    workers = snap["workers"]
+    if workers.get("error"):
+        out.append(results.fail("workers", workers["error"]))
+    elif workers.get("missing"):
+        silent = ", ".join(w["name"] for w in workers.get("silent") or [])
+        out.append(results.fail("workers", f"{workers['answered']} of {workers['expected']} expected workers answered" + (f"; silent: {silent}" if silent else ""),
+                                hint="start the missing worker: docker ps | grep worker; pmsops host worker-cmd"))
+    else:
+        out.append(results.ok("workers", f"{workers['answered']} worker(s) answered"))
+    queues = snap["queues"]
+    if queues.get("error"):
+        out.append(results.fail("queues", queues["error"]))
+    else:
+        depth = ", ".join(f"{q['name']} {q['ready']} ready" for q in queues["items"])
+        out.append(results.ok("queues", f"{depth}; {queues['unacked']} reserved"))
+    stuck = [t for t in snap["active"].get("items") or [] if t["stuck"]]
+    if stuck:
+        out.append(results.fail("active", f"{len(stuck)} task(s) running longer than {snap['active']['stuck_after_s']:g} s"))
+    for platform in snap["platforms"].get("items") or []:
+        breaker = platform["breaker"]
+        if breaker["state"] != "closed":
+            since = f" (opened {time.strftime('%H:%M:%S UTC', time.gmtime(breaker['opened_at']))})" if breaker.get("opened_at") else ""
+            out.append(results.fail(f"breaker {platform['platform']}", f"{platform['platform']} circuit {breaker_label(breaker)}{since}",
+                                    details={"opened_at": breaker.get("opened_at")}))
+    if snap["platforms"].get("error"):
+        out.append(results.fail("breaker", snap["platforms"]["error"]))
+    if snap["syncs"].get("error"):
+        out.append(results.fail("syncs", snap["syncs"]["error"]))
+    return out
+
+
+SYNC_EVIDENCE_QUERIES = {
+    "failed": f"""
+        SELECT l.id::text AS id, l.connection_id::text AS connection_id, l.operation_type, l.direction, l.status, l.error, l.task_id,
+               COALESCE(l.details->>'platform', c.platform_type) AS platform, l.details->>'error_type' AS error_type,
+               l.details->>'retry_count' AS retry_count, extract(epoch FROM l.created_at)::float8 AS created_at,
+               extract(epoch FROM l.updated_at)::float8 AS updated_at
+        FROM channel_sync_logs l LEFT JOIN channel_connections c ON c.id = l.connection_id
+        WHERE l.status = 'failed' AND l.created_at > now() - make_interval(secs => $1::float8)
+        ORDER BY l.created_at DESC LIMIT {RECENT_FAILED}""",
+    "buckets": """
+        SELECT COALESCE(l.details->>'platform', c.platform_type) AS platform,
+               floor(extract(epoch FROM now() - l.created_at)::float8 / $2::float8)::int AS bucket,
+               CASE WHEN l.status = ANY(ARRAY['success', 'failed']) THEN l.status ELSE 'retrying' END AS status, count(*)::int AS n
+        FROM channel_sync_logs l LEFT JOIN channel_connections c ON c.id = l.connection_id
+        WHERE l.status = ANY(ARRAY['triggered', 'queued', 'running', 'success', 'failed'])
+          AND l.created_at > now() - make_interval(secs => $1::float8)
+          AND (l.status = ANY(ARRAY['success', 'failed']) OR COALESCE((l.details->>'retry_count')::int, 0) > 0)
+        GROUP BY 1, 2, 3""",
+    "events": f"""
+        SELECT COALESCE(l.details->>'platform', c.platform_type) AS platform, l.status, l.details->>'error_type' AS error_type,
+               COALESCE((l.details->>'retry_count')::int, 0) AS retry, extract(epoch FROM l.updated_at)::float8 AS at
+        FROM channel_sync_logs l LEFT JOIN channel_connections c ON c.id = l.connection_id
+        WHERE l.status = ANY(ARRAY['triggered', 'queued', 'running', 'success', 'failed', 'cancelled'])
+          AND l.created_at > now() - make_interval(secs => $1::float8)
+          AND (l.status = 'failed' OR COALESCE((l.details->>'retry_count')::int, 0) > 0)
+        ORDER BY l.updated_at DESC LIMIT {EVENTS_LIMIT}""",
+    "first_failures": """
+        SELECT COALESCE(l.details->>'platform', c.platform_type) AS platform, COALESCE(l.details->>'error_type', 'unknown') AS error_type,
+               count(*)::int AS n, extract(epoch FROM min(l.created_at))::float8 AS first_at, extract(epoch FROM max(l.updated_at))::float8 AS last_at
+        FROM channel_sync_logs l LEFT JOIN channel_connections c ON c.id = l.connection_id
+        WHERE l.status = 'failed' AND l.created_at > now() - make_interval(secs => $1::float8)
+        GROUP BY 1, 2 ORDER BY first_at""",
+    "retrying": """
+        SELECT COALESCE(l.details->>'platform', c.platform_type) AS platform, count(*)::int AS n,
+               string_agg(DISTINCT COALESCE(l.details->>'error_type', 'unknown'), ', ') AS error_types,
+               extract(epoch FROM min(l.created_at))::float8 AS first_at
+        FROM channel_sync_logs l LEFT JOIN channel_connections c ON c.id = l.connection_id
+        WHERE l.status = ANY(ARRAY['triggered', 'queued', 'running']) AND l.created_at > now() - make_interval(secs => $1::float8)
+          AND COALESCE((l.details->>'retry_count')::int, 0) > 0
+        GROUP BY 1 ORDER BY first_at""",
+}
+
+
+def _database(settings, opts: Options, fn: Callable[[], Any]) -> Any:
+    """Run a database call; a failure becomes one line: 'database unreachable (…)' or 'database query failed (…)'."""
+    from pmsops.errors import DependencyError, PmsopsError
+    from pmsops.observe.snapshot import _db_words
+
+    try:
+        return fn()
+    except PmsopsError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - named, redacted, and raised as the section's failure
+        raise DependencyError(_db_words(settings.require("DATABASE_URL"), exc, opts.timeout)) from exc
+
+
+def bucket_seconds_for(since_seconds: float) -> float:
+    """About 30 bars across the window, in whole minutes."""
+    return max(60.0, round(since_seconds / 30 / 60) * 60)
+
+
+def _sync_logs(settings, opts: Options) -> Section:
+    import asyncio
+
+    from pmsops.checks.db import connect
+
+    section = Section("sync-logs", "sync logs")
+    bucket = bucket_seconds_for(opts.since_seconds)
+
+    async def fetch() -> dict[str, Any]:
+        conn = await connect(settings.require("DATABASE_URL"), opts.timeout)
+        try:
+            out: dict[str, Any] = {"now": await conn.fetchval("SELECT extract(epoch FROM now())::float8")}
+            for key, query in SYNC_EVIDENCE_QUERIES.items():
+                args = (float(opts.since_seconds), bucket) if key == "buckets" else (float(opts.since_seconds),)
+                out[key] = [dict(r) for r in await conn.fetch(query, *args, timeout=opts.timeout * 2)]
+            return out
+        finally:
+            await conn.close(timeout=opts.timeout)
+
+    data = _database(settings, opts, lambda: asyncio.run(fetch()))
+    for row in data["failed"]:
+        row["error"] = redact(row.get("error") or "")
+    data["bucket_seconds"] = bucket
+    section.data = data
+    failures = data["first_failures"]
+    if failures:
+        for f in failures:
+            section.results.append(results.fail(
+                f"syncs {f['platform']} {f['error_type']}",
+                f"{f['n']} failed sync(s) on {f['platform']} ({f['error_type']}) since {_utc(f['first_at'])}, last at {_utc(f['last_at'])}",
+                details={"first_at": f["first_at"], "last_at": f["last_at"]}))
+    for r in data["retrying"]:
+        section.results.append(results.warn(
+            f"syncs {r['platform']} retrying", f"{r['n']} sync(s) on {r['platform']} retrying ({r['error_types']}) since {_utc(r['first_at'])}",
+            details={"first_at": r["first_at"]}))
+    if not failures and not data["retrying"]:
+        section.results.append(results.ok("syncs", f"no failed or retrying sync in the last {opts.since_text}"))
+    lines = [f"{_utc(r['created_at'])}  {r['platform'] or '?':<12} {r['operation_type']:<20} {r['error_type'] or '-':<22} retry {r['retry_count'] or 0}  "
+             f"task {r['task_id']}  connection {r['connection_id']}\n    {r['error']}" for r in data["failed"]]
+    section.evidence["evidence/failed-sync-logs.txt"] = f"# the last {RECENT_FAILED} failed sync logs in the last {opts.since_text}, newest first\n" + "\n".join(lines) + "\n"
+    return section
+
+
+def _worker_logs(settings, opts: Options) -> Section:
+    """Excerpts of the worker's log: --worker-log files, and the container's when Docker answers."""
+    from pmsops.host.logs import log_results, scan_logs
+
+    section = Section("worker-logs", "worker log excerpts")
+    excerpts: list[str] = []
+    for path in opts.worker_logs:
+        def one(path: str = path) -> list[Result]:
+            text = _tail(Path(path), LOG_TAIL_LINES)
+            excerpts.append(f"## {path} (last {LOG_TAIL_LINES} lines)\n{redact(text)}")
+            found = log_results(scan_logs(text), Path(path).name, opts.since_text)
+            for r in found:
+                r.name = f"{Path(path).name}: {r.name}"
+            return found
+        section.results += results.run_check(f"logs {path}", one)
+    reachable, why = docker_reachable(opts.timeout) if opts.docker else (False, "--no-docker")
+    if reachable:
+        from pmsops.host.check import Targets
+        from pmsops.host.docker import container_logs
+        from pmsops.host.logs import check_logs
+
+        target = Targets().worker
+        section.results += results.run_check("logs container", lambda: check_logs(target, opts.since_text, timeout=opts.timeout * 3, with_state=False))
+
+        def container() -> Result:
+            text = container_logs(target, since=opts.since_text, tail=LOG_TAIL_LINES, timeout=opts.timeout * 3)
+            excerpts.append(f"## docker logs {target} --since {opts.since_text} --tail {LOG_TAIL_LINES}\n{redact(text)}")
+            return results.ok("logs excerpt", f"{len(text.splitlines())} lines from {target}")
+        section.results += results.run_check("logs excerpt", container)
+    if not section.results:
+        section.results = [results.skip("logs", f"no worker log: pass --worker-log PATH, or run where Docker answers ({why})")]
+    section.evidence["evidence/worker-logs.txt"] = ("\n\n".join(excerpts) if excerpts else "# no worker log excerpt\n") + "\n"
+    return section
+
+
+SECTIONS: list[tuple[str, Callable[[Any, Options], Section], float]] = [
+    ("doctor", _doctor, 2.5), ("smoke", _smoke, 4.5), ("host", _host, 8.0), ("environment", _environment, 1.0),
+    ("versions", _versions, 2.5), ("snapshot", _snapshot, 3.0), ("sync-logs", _sync_logs, 3.5), ("worker-logs", _worker_logs, 4.0),
+]
+"""Name, function, and its deadline in multiples of --timeout."""
+
+
+def _tail(path: Path, lines: int) -> str:
+    from pmsops.safefile import tail_regular
+
+    data = tail_regular(path, 256 * 1024).decode("utf-8", errors="replace")
+    return "\n".join(data.splitlines()[-lines:])
+
+
+def run_sections(settings, opts: Options) -> list[Section]:
+    """Every section at once, each with its own deadline; a section that fails or hangs records why."""
+    boxes: list[tuple[str, dict[str, Any], threading.Thread, float]] = []
+    started = time.monotonic()
+    for name, fn, budget in SECTIONS:
+        box: dict[str, Any] = {}
+
+        def run(fn=fn, box=box, name=name) -> None:
+            watch = time.perf_counter()
+            try:
+                box["section"] = fn(settings, opts)
+            except Exception as exc:  # noqa: BLE001 - a section fails alone
+                from pmsops.errors import PmsopsError
+
+                message = exc.message if isinstance(exc, PmsopsError) else f"{type(exc).__name__}: {exc}"
+                box["section"] = Section(name, name, error=redact(message))
+            box["section"].duration_ms = (time.perf_counter() - watch) * 1000
+
+        thread = threading.Thread(target=run, name=f"report-{name}", daemon=True)
+        thread.start()
+        boxes.append((name, box, thread, started + budget * opts.timeout))
+    out = []
+    for name, box, thread, deadline in boxes:
+        thread.join(max(0.0, deadline - time.monotonic()))
+        section = box.get("section") or Section(name, name, error=f"no answer within {deadline - started:.0f} s (section abandoned)")
+        if not section.results and section.error:
+            section.results = [results.fail(name, section.error)]
+        out.append(section)
+    return out
+
+
+# --- the bundle -------------------------------------------------------------------------------------------
+
+@dataclass
+class Bundle:
+    name: str
+    members: dict[str, bytes]
+    summary: list[dict[str, Any]]
+    status: Status
+
+
+def failing_items(sections: list[Section]) -> list[dict[str, Any]]:
+    """What is failing, since when, and the runbook's section and fix for each (fails first, then warnings)."""
+    ranked = [(s, r) for s in sections for r in s.results if r.status in (Status.FAIL, Status.WARN)]
+    ranked.sort(key=lambda pair: 0 if pair[1].status is Status.FAIL else 1)
+    items, seen = [], set()
+    for section, r in ranked:
+        if r.summary in seen:
+            continue  # several sections meet the same outage (doctor and smoke both ask /health/ready): one line each
+        seen.add(r.summary)
+        since = (r.details or {}).get("first_at") or (r.details or {}).get("opened_at")
+        runbook, fix = runbook_for(r.name)
+        items.append({"section": section.name, "name": r.name, "status": r.status.value, "what": redact(r.summary),
+                      "since": _utc(since) if since else "at report time", "runbook": runbook, "fix": redact(r.hint or fix)})
+    return items
+
+
+def build_bundle(settings, opts: Options, sections: list[Section] | None = None, now: float | None = None) -> Bundle:
+    """Run the sections and render every file of the bundle (nothing is written here)."""
+    now = time.time() if now is None else now
+    started = time.perf_counter()
+    sections = run_sections(settings, opts) if sections is None else sections
+    summary = failing_items(sections)
+    all_results = [r for s in sections for r in s.results]
+    status = worst(all_results) if all_results else Status.SKIP
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    name = f"pmsops-report-{opts.context}-{stamp}.tar.gz"
+    payload = {
+        "schema": SCHEMA, "command": "report", "status": status.value, "exit_code": 0,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 1), "generated_at": _utc(now), "context": opts.context,
+        "since": opts.since_text, "summary": summary,
+        "sections": {s.name: {"title": s.title, "status": s.status.value, "error": s.error, "duration_ms": round(s.duration_ms, 1)} for s in sections},
+        "results": [dict(r.to_dict(), section=s.name) for s in sections for r in s.results],
+        "data": {s.name: s.data for s in sections if s.data is not None},
+    }
+    payload = redact_obj(json.loads(json.dumps(payload, default=str)))
+    evidence = {path: redact(text) for s in sections for path, text in s.evidence.items()}
+    members = {
+        "report.md": markdown(payload, sections, evidence),
+        "report.json": json.dumps(payload, indent=2, ensure_ascii=False) + "\n",
+        "report.html": html_page(payload, sections, evidence),
+        **evidence,
+    }
+    return Bundle(name, {k: v.encode("utf-8") for k, v in members.items()}, summary, status)
+
+
+def _utc(epoch: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(epoch))) if epoch else "—"
+
+
+def _results_text(title: str, items: list[Result]) -> str:
+    symbols = {Status.OK: "ok  ", Status.WARN: "WARN", Status.FAIL: "FAIL", Status.SKIP: "skip"}
+    lines = [f"# {title}"]
+    for r in items:
+        lines.append(f"{symbols[r.status]} {r.name}: {r.summary}" + (f"  ({r.duration_ms:.0f} ms)" if r.duration_ms is not None else ""))
+        lines += [f"       {note}" for note in r.notes]
+        if r.hint and r.status is not Status.OK:
+            lines.append(f"       → {r.hint}")
+    return redact("\n".join(lines) + "\n")
+
+
+def _md_cell(text: str) -> str:
+    return redact(str(text)).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown(payload: dict[str, Any], sections: list[Section], evidence: dict[str, str]) -> str:
+    """Summary first (to paste into a ticket), then every section's results, then the evidence list."""
+    out = [f"# pmsops report — {payload['context']} — {payload['generated_at']}", "",
+           f"Overall: **{payload['status'].upper()}**, window: last {payload['since']}.", "", "## Summary", ""]
+    if payload["summary"]:
+        out += ["| | what is failing | since | runbook section | fix |", "|---|---|---|---|---|"]
+        for item in payload["summary"]:
+            out.append(f"| {item['status'].upper()} | **{_md_cell(item['name'])}**: {_md_cell(item['what'])} | {item['since']} | {_md_cell(item['runbook'])} | {_md_cell(item['fix'])} |")
+    else:
+        out.append("Nothing is failing.")
+    out += ["", "## Details", ""]
+    for s in sections:
+        out.append(f"### {s.title} — {s.status.value} ({s.duration_ms:.0f} ms)")
+        if s.error:
+            out.append(f"- section failed: {_md_cell(s.error)}")
+        for r in s.results:
+            out.append(f"- `{r.status.value}` **{_md_cell(r.name)}** — {_md_cell(r.summary)}")
+            out += [f"  - {_md_cell(n)}" for n in r.notes[:20]]
+            if r.hint and r.status is not Status.OK:
+                out.append(f"  - → {_md_cell(r.hint)}")
+        out.append("")
+    out += ["## Evidence", ""] + [f"- `{path}`" for path in sorted(evidence)] + [""]
+    return redact("\n".join(out))
+
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1000px;color:#222;padding:0 16px}
+h1{font-size:22px}h2{font-size:18px;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:28px}h3{font-size:15px;margin-bottom:4px}
+table{border-collapse:collapse;width:100%;margin:8px 0}td,th{border:1px solid #ddd;padding:4px 6px;text-align:left;vertical-align:top}
+th{background:#f5f5f5}.fail{color:#c62828;font-weight:600}.warn{color:#ef6c00;font-weight:600}.ok{color:#2e7d32}.skip{color:#888}
+pre{background:#f7f7f7;border:1px solid #e5e5e5;padding:8px;overflow:auto;font-size:12px;max-height:420px}
+.chart{display:block;margin:8px 0;width:100%;height:auto;background:#fff;border:1px solid #eee}.badge{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff}
+.badge.fail{background:#c62828}.badge.warn{background:#ef6c00}.badge.ok{background:#2e7d32}.badge.skip{background:#888}
+"""
+
+
+def _h(value: Any) -> str:
+    return escape(redact(str(value)))
+
+
+def html_page(payload: dict[str, Any], sections: list[Section], evidence: dict[str, str]) -> str:
+    """One self-contained page: inline CSS and SVG, a CSP that forbids every external load, no script.
+
+    Every text is redacted *before* it is HTML-escaped (:func:`_h`): a secret with ``&`` or a quote
+    in it would otherwise reach the page in an escaped form that no later pass recognises.
+    """
+    from pmsops.observe import charts
+    from pmsops.sync import PLATFORMS
+
+    data = payload.get("data") or {}
+    syncs = data.get("sync-logs") or {}
+    snap = data.get("snapshot") or {}
+    since = float(_since_seconds(payload))
+    now = float(syncs.get("now") or time.time())
+    events = [{"platform": e["platform"], "at": e["at"], "kind": "fail" if e["status"] == "failed" else "retry", "retry": e["retry"],
+               "error_type": e["error_type"]} for e in syncs.get("events") or []]
+    queues = (snap.get("queues") or {})
+    chart_html = [
+        "<h3>Sync outcomes per platform over time</h3>",
+        charts.outcomes_chart(syncs.get("buckets") or [], list(PLATFORMS), float(syncs.get("bucket_seconds") or bucket_seconds_for(since)), since)
+        if syncs else f"<p class=\"fail\">no sync data: {_h(str((payload['sections'].get('sync-logs') or {}).get('error') or 'sync-logs section failed'))}</p>",
+        "<h3>Retries and errors on a timeline</h3>",
+        charts.timeline_chart(events, list(PLATFORMS), now, since) if syncs else "",
+        "<h3>Queue depth</h3>",
+        charts.queue_chart(queues.get("items") or [], queues.get("unacked")),
+    ]
+    summary_rows = "".join(
+        f"<tr><td><span class=\"badge {_h(i['status'])}\">{_h(i['status'])}</span></td><td><b>{_h(i['name'])}</b>: {_h(i['what'])}</td>"
+        f"<td>{_h(i['since'])}</td><td>{_h(i['runbook'])}</td><td>{_h(i['fix'])}</td></tr>" for i in payload["summary"])
+    summary = (f"<table><tr><th></th><th>what is failing</th><th>since</th><th>runbook section</th><th>fix</th></tr>{summary_rows}</table>"
+               if payload["summary"] else "<p class=\"ok\">Nothing is failing.</p>")
+    details = []
+    for s in sections:
+        rows = "".join(f"<tr><td class=\"{r.status.value}\">{r.status.value}</td><td>{_h(r.name)}</td><td>{_h(r.summary)}"
+                       + "".join(f"<br><small>{_h(n)}</small>" for n in r.notes[:20])
+                       + (f"<br><small>→ {_h(r.hint)}</small>" if r.hint and r.status is not Status.OK else "") + "</td></tr>" for r in s.results)
+        details.append(f"<h3>{_h(s.title)} <span class=\"badge {s.status.value}\">{s.status.value}</span> <small>{s.duration_ms:.0f} ms</small></h3>"
+                       + (f"<p class=\"fail\">section failed: {_h(s.error)}</p>" if s.error else "") + f"<table>{rows}</table>")
+    files = "".join(f"<h3>{_h(path)}</h3><pre>{_h(text)}</pre>" for path, text in sorted(evidence.items()))
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>pmsops report — {_h(payload['context'])} — {_h(payload['generated_at'])}</title><style>{CSS}</style></head>
+<body><h1>pmsops report — {_h(payload['context'])}</h1>
+<p>Generated {_h(payload['generated_at'])}; window: last {_h(payload['since'])}; overall <span class="badge {_h(payload['status'])}">{_h(payload['status'])}</span></p>
+<h2 id="summary">Summary</h2>{summary}
+<h2 id="charts">Charts</h2>{''.join(chart_html)}
+<h2 id="details">Details</h2>{''.join(details)}
+<h2 id="evidence">Evidence</h2>{files}
+</body></html>
+"""
+    return redact(page)
+
+
+def _since_seconds(payload: dict[str, Any]) -> float:
+    from pmsops.sync.admin import parse_duration
+
+    return parse_duration(payload.get("since") or "60m")
+
+
+# --- writing ----------------------------------------------------------------------------------------------
+
+def archive_bytes(bundle: Bundle, now: float | None = None) -> bytes:
+    """The .tar.gz in memory: members under one directory, mode 0600, no owner names."""
+    import gzip
+
+    now = time.time() if now is None else now
+    top = bundle.name[: -len(".tar.gz")]
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path, content in bundle.members.items():
+            info = tarfile.TarInfo(f"{top}/{path}")
+            info.size, info.mode, info.mtime, info.uname, info.gname = len(content), 0o600, int(now), "", ""
+            tar.addfile(info, io.BytesIO(content))
+    return gzip.compress(raw.getvalue(), mtime=int(now))
+
+
+def destination(output: str | None, name: str) -> Path:
+    """--output as a directory (the bundle's name inside it) or as the file name; default the current directory."""
+    if not output:
+        return Path.cwd() / name
+    target = Path(output).expanduser()
+    if target.is_dir():
+        return target / name
+    return target
+
+
+def make_report(settings, opts: Options, output: str | None = None) -> tuple[Path, Bundle]:
+    """Collect, render, scan for secrets (fail closed), then write the archive. Returns (path, bundle)."""
+    from pmsops.observe.secrets import ensure_clean
+
+    now = time.time()
+    bundle = build_bundle(settings, opts, now=now)
+    ensure_clean({"(archive name)": bundle.name, **bundle.members})
+    data = archive_bytes(bundle, now)
+    target = destination(output, bundle.name)
+    if target.exists() or target.is_symlink():
+        from pmsops.errors import UsageError
+
+        raise UsageError(f"{target} already exists (a report is never overwritten)", hint="pass another --output")
+    from pmsops.safefile import write_new
+
+    return write_new(target, data, what="the report", hint="pass another --output"), bundle

@@ -1,0 +1,186 @@
+"""``pmsops report`` against the reference stack during an outage (platform down, worker stopped).
+
+The report runs as the real binary in a subprocess, with sentinel secrets of every
+shape in its environment and in the worker log it excerpts.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, quote_plus
+
+import pytest
+from observe_stack import outage  # noqa: F401
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+SENTINELS = {
+    "SENTINEL_API_KEY": "sk_live_Zq9+/=@:?#&%ü\"\\'end",
+    "OPS_WEBHOOK_TOKEN": "whk-7f3a9c1e2b4d6f8a0c2e4b6d8f1a3c5e",
+    "REDIS_PASSWORD": "sentinel-redis+p@ss:w/rd?#ß",
+}
+SENTRY_PASSWORD = "s3ntry+p@ss:w0rd/ä"
+FILES = {"report.md", "report.json", "report.html", "evidence/doctor.txt", "evidence/smoke.txt", "evidence/host-check.txt",
+         "evidence/env-fingerprints.txt", "evidence/versions.txt", "evidence/snapshot.json", "evidence/failed-sync-logs.txt",
+         "evidence/worker-logs.txt"}
+
+
+def every_form(value: str) -> dict[str, str]:
+    """The shapes a secret takes in files and URLs (written out here, independent of the code under test)."""
+    raw = value.encode()
+    shapes = {
+        "raw": value, "quote": quote(value, safe=""), "quote /": quote(value), "quote_plus": quote_plus(value),
+        "quote lower-hex": re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), quote(value, safe="")),
+        "base64": base64.b64encode(raw).decode(), "base64url": base64.urlsafe_b64encode(raw).decode(),
+        "base64 unpadded": base64.b64encode(raw).decode().rstrip("="),
+        "json": json.dumps(value)[1:-1], "json ascii": json.dumps(value, ensure_ascii=True)[1:-1],
+        "html": html.escape(value, quote=True),
+    }
+    return {k: v for k, v in shapes.items() if len(v) >= 4}
+
+
+def stack_secrets(env: dict[str, str]) -> dict[str, str]:
+    from urllib.parse import unquote
+
+    redis_password = unquote(env["REDIS_URL"].split("://:", 1)[1].rsplit("@", 1)[0])
+    db_password = unquote(env["DATABASE_URL"].split("://", 1)[1].rsplit("@", 1)[0].split(":", 1)[1])
+    return {"PASSWORD": env["PASSWORD"], "ANON_KEY": env["ANON_KEY"], "JWT_SECRET": env["JWT_SECRET"], "ENCRYPTION_KEY": env["ENCRYPTION_KEY"],
+            "redis password": redis_password, "database password": db_password, **SENTINELS, "SENTRY_DSN password": SENTRY_PASSWORD}
+
+
+def run_report(env_file: str, out_dir: Path, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "NO_COLOR")}
+    env.update({"PYTHONPATH": SRC, **SENTINELS, "SENTRY_DSN": f"https://pub:{quote(SENTRY_PASSWORD, safe='')}@sentry.invalid/42", **(extra_env or {})})
+    argv = [sys.executable, "-m", "pmsops", "--env-file", env_file, "report", "--output", str(out_dir), "--no-docker", "--timeout", "1",
+            "--expect-workers", "1", *args]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+
+
+@dataclass
+class Written:
+    done: subprocess.CompletedProcess
+    archive: Path
+    files: dict[str, str]
+    directory: Path
+
+
+def sentinel_log(path: Path, source: str) -> str:
+    """The sandbox worker's log plus lines carrying the sentinels in every form the redactor must mask."""
+    lines = Path(source).read_text(errors="replace").splitlines()[-50:]
+    for name, value in SENTINELS.items():
+        lines += [f"[ERROR] connect failed with {name}={value}", f"[ERROR] url redis://:{quote(value, safe='')}@redis:6379/0",
+                  f"[ERROR] form {quote_plus(value)} and {quote(value)}", f'[ERROR] json {{"{name.lower()}": {json.dumps(value)}}}',
+                  f"[ERROR] raw {value} in a message"]
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def written(outage, tmp_path_factory) -> Written:
+    directory = tmp_path_factory.mktemp("report")
+    log = sentinel_log(directory.parent / "worker-with-sentinels.log", outage.worker_log)
+    done = run_report(outage.env_file, directory, "--worker-log", log, "--context-name", "outage test")
+    archives = list(directory.iterdir())
+    assert done.returncode == 0 and len(archives) == 1, done.stderr + done.stdout
+    with tarfile.open(archives[0]) as tar:
+        top = archives[0].name[: -len(".tar.gz")]
+        files = {m.name[len(top) + 1:]: tar.extractfile(m).read().decode() for m in tar.getmembers() if m.isfile()}
+        tar.extractall(directory / "x", filter="data")
+    return Written(done, archives[0], files, directory / "x" / top)
+
+
+def test_report_bundle_holds_the_three_files_and_the_evidence(written, outage):
+    assert re.fullmatch(r"pmsops-report-outage-test-\d{8}T\d{6}Z\.tar\.gz", written.archive.name)
+    assert oct(written.archive.stat().st_mode & 0o777) == "0o600"
+    assert set(written.files) == FILES
+    report = json.loads(written.files["report.json"])
+    assert (report["schema"], report["command"], report["status"]) == ("pmsops.report/v1", "report", "fail")
+    failing = {item["name"]: item for item in report["summary"]}
+    assert "half-open in" in failing["breaker airbnb"]["what"] and failing["breaker airbnb"]["since"] != "at report time"
+    assert failing["workers"]["what"].startswith("0 of 1 expected workers answered")
+    assert failing["workers"]["runbook"] == "Troubleshooting › Celery Worker Not Detected"
+    assert written.files["report.md"].index("## Summary") < written.files["report.md"].index("## Details")
+    assert "breaker airbnb" in written.files["report.md"].split("## Details")[0]
+    assert "FAIL celery: no worker answered" in written.files["evidence/doctor.txt"]
+    retrying = re.match(r"(\d+) sync\(s\) on airbnb retrying \(", failing["syncs airbnb retrying"]["what"])
+    assert retrying and int(retrying.group(1)) >= 6  # the outage's six; an earlier outage in the session may add its own
+    assert "SENTINEL_API_KEY" in written.files["evidence/env-fingerprints.txt"]
+    assert re.search(r"redis-py: \d", written.files["evidence/versions.txt"]) and "PostgreSQL server: " in written.files["evidence/versions.txt"]
+    assert report["sections"]["host"]["status"] == "skip"
+
+
+def test_report_contains_no_secret_of_the_stack_in_any_form(written, outage):
+    leaks = [(file, name, shape) for name, secret in stack_secrets(outage.env).items() for shape, text in every_form(secret).items()
+             for file, content in [*written.files.items(), ("(archive name)", written.archive.name), ("stdout", written.done.stdout + written.done.stderr)]
+             if text in content]
+    assert leaks == []
+    assert all("eyJ" not in content for content in written.files.values())  # the smoke step's access token
+
+
+@pytest.mark.parametrize("name, shape", [("OPS_WEBHOOK_TOKEN", "base64"), ("SENTINEL_API_KEY", "quote lower-hex")])
+def test_a_secret_form_the_redactor_misses_aborts_the_report_and_writes_nothing(outage, tmp_path, name, shape):
+    log = tmp_path / "worker.log"
+    log.write_text(f"[INFO] payload {every_form(SENTINELS[name])[shape]} sent\n")
+    out = tmp_path / "out"
+    out.mkdir()
+
+    done = run_report(outage.env_file, out, "--worker-log", str(log))
+
+    assert done.returncode == 1
+    assert "report not written" in done.stderr and "evidence/worker-logs.txt" in done.stderr
+    assert list(out.iterdir()) == []
+    assert all(text not in done.stderr + done.stdout for text in every_form(SENTINELS[name]).values())
+
+
+def test_report_completes_with_the_database_down_and_names_its_failure(outage, tmp_path, refused_port):
+    env_file = tmp_path / "db-down.env"
+    env_file.write_text(Path(outage.env_file).read_text() + f"export DATABASE_URL='postgresql://pms_app:x@127.0.0.1:{refused_port}/pms'\n")
+
+    done = run_report(str(env_file), tmp_path, "--json")
+
+    assert done.returncode == 0, done.stderr
+    written = json.loads(done.stdout)
+    with tarfile.open(written["path"]) as tar:
+        report = json.loads(tar.extractfile(tar.getmembers()[[m.name.endswith("report.json") for m in tar.getmembers()].index(True)]).read())
+    sections = report["sections"]
+    assert sections["sync-logs"]["status"] == "fail" and "refused" in sections["sync-logs"]["error"]
+    assert sections["environment"]["status"] == "ok" and sections["snapshot"]["status"] == "fail"
+    failing = {item["name"]: item for item in report["summary"]}
+    assert failing["db"]["runbook"] == "Troubleshooting › Database Connection Issues"
+    assert failing["syncs"]["what"].startswith("database unreachable (")
+    assert "breaker airbnb" in failing  # the broker half of the snapshot still reports
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--enable-logging=stderr", "--v=0"]
+
+
+def test_report_html_renders_in_headless_chromium_with_its_charts(written, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "chromium is not installed: run scripts/bootstrap.sh (Debian package 'chromium')"
+    page = (written.directory / "report.html").resolve()
+
+    done = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.as_uri()],
+                          capture_output=True, text=True, timeout=60)
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    dom = done.stdout
+    charts = re.findall(r'<svg class="chart" data-chart="(\w+)"', dom)
+    assert charts == ["outcomes", "timeline", "queues"]
+    outcomes = dom[dom.index('data-chart="outcomes"'):dom.index('data-chart="timeline"')]
+    assert outcomes.count('class="bar retry"') >= 1  # the airbnb syncs the outage left retrying
+    timeline = dom[dom.index('data-chart="timeline"'):dom.index('data-chart="queues"')]
+    assert timeline.count('class="event ') >= 1
+    assert "<h2 id=\"summary\">Summary</h2>" in dom and "breaker airbnb" in dom
+    console = [line for line in done.stderr.splitlines() if "CONSOLE" in line or "Refused to" in line or "Uncaught" in line]
+    assert console == []
+    assert not re.search(r'\b(?:src|href)\s*=', written.files["report.html"])  # nothing to load: self-contained

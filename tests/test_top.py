@@ -1,0 +1,148 @@
+"""``pmsops top`` against the reference stack during an outage (platform down, worker stopped)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from observe_stack import outage  # noqa: F401
+
+FRAME = re.compile(rb"\d\d:\d\d:\d\d UTC  refresh \d+ ms")
+"""The header of one frame (drawn once per refresh)."""
+ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def test_top_json_shows_the_open_breaker_and_the_missing_worker(cli, outage):
+    result = cli("--env-file", outage.env_file, "top", "--json", "--expect-workers", "1", "--broadcast-timeout", "0.5")
+
+    assert result.exit_code == 0, result.output
+    snap = json.loads(result.stdout)
+    assert set(snap) >= {"workers", "queues", "active", "syncs", "platforms"}
+    assert (snap["workers"]["expected"], snap["workers"]["answered"], snap["workers"]["missing"]) == (1, 0, 1)
+    breakers = {p["platform"]: p["breaker"] for p in snap["platforms"]["items"]}
+    assert breakers["airbnb"]["state"] == "open"
+    assert 0 < breakers["airbnb"]["half_open_in_s"] <= 60
+    assert breakers["booking_com"]["state"] == "closed"
+    mine = [s for s in snap["syncs"]["recent"] if s["task_id"] in outage.task_ids]
+    assert len(mine) == 6
+    assert {(s["platform"], s["status"], s["error_type"]) for s in mine} == {("airbnb", "running", "circuit_open")}
+    assert all(s["retry"] >= 1 and s["max_retries"] == 3 and s["next_retry_in_s"] > 0 for s in mine)
+    assert snap["queues"]["error"] is None and snap["syncs"]["error"] is None
+    assert snap["cost"]["round_trips"] == {"redis_pipelines": 2, "db_queries": 1, "db_connects": 1, "broadcasts": 2}
+
+
+def test_top_once_prints_one_frame_with_the_breaker_and_the_missing_worker(cli, outage):
+    result = cli("--env-file", outage.env_file, "top", "--once", "--expect-workers", "1", "--broadcast-timeout", "0.5")
+
+    assert result.exit_code == 0, result.output
+    assert "MISSING 1 expected worker (0 of 1 answered)" in result.stdout
+    assert "open — half-open in" in result.stdout
+    assert result.stdout.count("pmsops top") == 1
+
+
+def test_database_down_shows_database_unreachable_in_the_sync_panel_while_broker_panels_update(cli, outage, refused_port):
+    env_file = Path(outage.env_file).with_name("db-down.env")
+    env_file.write_text(Path(outage.env_file).read_text() + f"export DATABASE_URL='postgresql://pms_app:x@127.0.0.1:{refused_port}/pms'\n")
+
+    result = cli("--env-file", str(env_file), "top", "--json", "--broadcast-timeout", "0.5", "--timeout", "1")
+
+    snap = json.loads(result.stdout)
+    assert result.exit_code == 0
+    assert snap["syncs"]["error"].startswith("database unreachable (") and "refused" in snap["syncs"]["error"]
+    assert snap["queues"]["error"] is None and snap["workers"]["error"] is None
+    assert {p["platform"]: p["breaker"]["state"] for p in snap["platforms"]["items"]}["airbnb"] == "open"
+    assert snap["platforms"]["rate_limit_error"].startswith("database unreachable (")
+
+
+# --- the live view in a pseudo-terminal ------------------------------------------------------------------------
+
+def _spawn_top(env_file: str, interval: str = "0.3", *extra: str):
+    """``pmsops top`` as a child on a pseudo-terminal of 40x160; returns (pid, master fd)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: its controlling terminal is the pty, its size 40x160
+        env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "COLUMNS", "LINES")}  # pytest's COLUMNS would win over the pty
+        env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+        os.execve(sys.executable, [sys.executable, "-m", "pmsops", "--env-file", env_file, "top", "--interval", interval, "--broadcast-timeout", "0.3", *extra], env)
+    return pid, fd
+
+
+def _read_until(fd: int, done, timeout: float) -> bytes:
+    import select
+
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not done(seen):
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            try:
+                seen += os.read(fd, 65536)
+            except OSError:
+                break
+    return seen
+
+
+def _exit_code(pid: int, fd: int, timeout: float) -> int | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _read_until(fd, lambda _: False, 0.05)  # keep draining so the child never blocks on a full pty
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+    return None
+
+
+@pytest.mark.parametrize("key, how", [(b"q", "q"), (b"\x03", "Ctrl-C")])
+def test_top_redraws_in_a_terminal_and_quits_on_q_and_ctrl_c(outage, key, how):
+    pid, fd = _spawn_top(outage.env_file)
+    try:
+        # Two frames: the header (with its UTC time) is drawn once per refresh.
+        seen = _read_until(fd, lambda s: len(FRAME.findall(s)) >= 2, 20)
+        assert len(FRAME.findall(seen)) >= 2, seen[-2000:].decode(errors="replace")
+        assert b"\x1b[?1049h" in seen  # the alternate screen
+        screen = ANSI.sub(b"", seen).decode(errors="replace")
+        assert "half-open in" in screen, screen
+        os.write(fd, key)
+        code = _exit_code(pid, fd, 5)
+    finally:
+        try:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        os.close(fd)
+    assert code == 0, f"top did not quit on {how}"
+
+
+def test_q_quits_at_once_while_a_refresh_waits_on_a_black_holed_database(outage, black_hole, tmp_path):
+    env_file = tmp_path / "db-black-holed.env"
+    env_file.write_text(Path(outage.env_file).read_text() + f"export DATABASE_URL='postgresql://pms_app:x@127.0.0.1:{black_hole}/pms'\n")
+    pid, fd = _spawn_top(str(env_file), "0.3", "--timeout", "20")
+    try:
+        seen = _read_until(fd, lambda s: b"collecting the first snapshot" in s, 20)
+        assert b"collecting the first snapshot" in seen
+        time.sleep(0.5)  # the refresh is now waiting on the database (up to 20 s)
+        asked = time.monotonic()
+        os.write(fd, b"q")
+        code = _exit_code(pid, fd, 5)
+        took = time.monotonic() - asked
+    finally:
+        try:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        os.close(fd)
+    assert code == 0
+    assert took < 2.0, f"quitting took {took:.1f} s"
