@@ -11,6 +11,8 @@ length >= 4 of the password (raw and lower-cased: urlsplit lower-cases hosts).
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -112,8 +114,12 @@ def test_unencoded_password_in_any_url_is_one_line_exit_2_without_a_fragment(cli
         errors = [line for line in result.stderr.splitlines() if line.startswith("✗ error:")]
         assert len(errors) == 1 and errors[0].startswith(f"✗ error: {variable}: "), (password, result.output)
         assert "encode as %" in errors[0], (password, errors[0])
-        if mode != "debug":
+        if mode == "text":
             assert result.stdout == "" and result.stderr.splitlines() == errors, (password, result.output)
+        elif mode == "json":  # issue #17: one error report on stdout, so a jq gate cannot pass on empty input
+            report = json.loads(result.stdout)
+            assert report["exit_code"] == 2 and report["error"]["type"] == "usage" and report["results"] == [], (password, result.output)
+            assert result.stderr.splitlines() == errors, (password, result.output)
 
 
 def test_issue_reproduction_celery_ping_names_the_slash_not_the_port_error(cli):

@@ -413,11 +413,13 @@ def test_json_report_has_nothing_on_stdout_but_json(cli):
     assert report(result)["status"] == "fail"
 
 
-def test_json_mode_bad_input_is_one_line_on_stderr_and_nothing_on_stdout(cli):
+def test_json_mode_bad_input_is_one_line_on_stderr_and_one_error_report_on_stdout(cli):
     result = cli("redis-url", "check", "--json", "redis://:pa/ss@coolify-redis:6379/0")
 
     assert result.exit_code == 2
-    assert result.stdout == "" and len(result.stderr.splitlines()) == 1
+    assert len(result.stderr.splitlines()) == 1
+    report = json.loads(result.stdout)  # issue #17: every --json exit writes one report (jq -e on empty input passes)
+    assert report["exit_code"] == 2 and report["status"] == "fail" and report["error"]["type"] == "usage" and report["results"] == []
 
 
 # --- the three variables of the environment ------------------------------------------------------
