@@ -349,7 +349,7 @@ def compare(client: str, meant: Meant) -> None:
         assert "would send" in message, f"refusal does not name {client}'s reading: {message}"
 
 
-PARITY = settings(derandomize=True, max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
+PARITY = settings(derandomize=True, max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck))
 
 
 @PARITY
@@ -366,7 +366,7 @@ def test_generated_broker_urls_are_read_as_kombu_reads_them(meant):
     compare("kombu", meant)
 
 
-@settings(derandomize=True, max_examples=800, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(derandomize=True, max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck))
 @given(redis_urls())
 def test_generated_result_backend_urls_are_read_as_celerys_redis_backend_reads_them(meant):
     compare("celery-backend", meant)
