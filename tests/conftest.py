@@ -38,10 +38,8 @@ def invoke(*args: str, input: str | None = None, env: dict[str, str] | None = No
     """Run ``pmsops ARGS`` in-process, through the same error handler as the real binary."""
     from click.testing import CliRunner
 
-    from pmsops.cli.common import STATE
     from pmsops.cli.main import main
 
-    STATE.no_color = False
     runner = CliRunner()
     with runner.isolation(input=input, env=env) as (out, err, _):
         code = main(list(args))

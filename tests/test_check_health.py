@@ -96,10 +96,9 @@ def test_api_url_aliases_are_read(cli, http_stub, monkeypatch):
     assert cli("check", "health").exit_code == 0
 
 
-def test_worker_down_with_database_up_is_ready_but_degraded(cli, http_stub):
+def test_worker_down_with_database_up_is_degraded_and_fails(cli, http_stub):
     body = {**CURRENT_UP, "components": {**CURRENT_UP["components"], "celery": {"status": "down", "details": {"workers": []}}}}
     http_stub.json("/health/ready", body)
     result = cli("check", "health", "--url", http_stub.url)
-    assert result.exit_code == 0
-    assert "degraded: celery down" in result.stdout
-    assert cli("check", "health", "--url", http_stub.url, "--strict").exit_code == 1
+    assert result.exit_code == 1  # the backend answers 200, but no sync will run: a failure, not a warning
+    assert "✗ health FAILED  HTTP 200, status up, degraded: celery down" in result.stdout

@@ -23,10 +23,12 @@ def test_doctor_with_everything_up_exits_0_in_fixed_order(cli, monkeypatch, redi
     assert names[0].startswith("redis-url")
 
 
-def test_unconfigured_checks_are_skipped_with_the_variable_to_set(cli):
+def test_doctor_with_nothing_configured_is_not_success_and_names_what_to_set(cli):
     result = cli("doctor")
-    assert result.exit_code == 0
+    assert result.exit_code == 2
     assert "set DATABASE_URL" in result.stdout and "set PMS_API_URL" in result.stdout
+    assert result.stdout.rstrip().splitlines()[-1].startswith("nothing checked (5 skipped)")
+    assert "--env-file FILE" in result.stdout.splitlines()[-1]
 
 
 def test_black_holed_database_fails_doctor_within_its_timeout(cli, monkeypatch, redis_server, black_hole, worker_broker, celery_worker):

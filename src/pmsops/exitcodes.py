@@ -8,3 +8,5 @@ USAGE = 2
 """Bad input: an invalid option, URL, file or a missing variable."""
 TIMEOUT = 124
 """``wait-for-deps`` gave up waiting (the value GNU ``timeout`` uses)."""
+INTERRUPTED = 130
+"""Ctrl-C: the results found so far were printed (128 + SIGINT, as shells report it)."""

@@ -42,3 +42,24 @@ def hint_for(code: int) -> str:
         family = {2: "success", 3: "redirect", 4: "client error", 5: "server error"}.get(code // 100, "unexpected status")
         return f"HTTP {code} ({family}); see pmsops explain for the statuses the runbook knows"
     return f"{info.meaning}: {info.causes}. {info.fix}"
+
+
+TOPICS: dict[str, dict[str, str]] = {
+    "coolify-url": {
+        "title": "COOLIFY_URL Null Issue",
+        "section": "Coolify / Nixpacks Quirks › COOLIFY_URL Null Issue",
+        "symptom": 'the Coolify/Nixpacks build of the worker fails with "COOLIFY_URL is null" (or similar) before any pmsops or Celery code runs',
+        "cause": "the build reads COOLIFY_URL and it is unset or empty in the service's build-time environment; the worker itself does not use it",
+        "fix": "add COOLIFY_URL=https://coolify.example.com (any non-empty value works for the worker) to the service's Environment Variables, "
+               "ticked for build AND runtime, then redeploy; check with: pmsops host env-diff pms-backend pms-worker-v2",
+    },
+    "start-command": {
+        "title": "Start Command Quoting Issues",
+        "section": "Coolify / Nixpacks Quirks › Start Command Quoting Issues",
+        "symptom": "the Nixpacks build breaks, or the worker starts with a literal \"$CELERY_BROKER_URL\" as its broker",
+        "cause": "Nixpacks may take quotes around $VARIABLES in the Coolify Start Command literally during the build",
+        "fix": "keep the Start Command simple (bash /app/scripts/ops/start_worker.sh, or celery -A … worker -l INFO) and put CELERY_BROKER_URL and "
+               "CELERY_RESULT_BACKEND in the environment; check with: pmsops host worker-cmd",
+    },
+}
+"""Runbook quirks that have no status code: ``pmsops explain coolify-url``."""

@@ -33,7 +33,7 @@ import time
 from typing import Any, Iterable
 
 from pmsops.redaction import redact, redact_obj
-from pmsops.results import Result, Status, exit_code, worst
+from pmsops.results import Collector, Result, Status, counts, exit_code, seconds_text, summary_line, worst
 
 SCHEMA = "pmsops.report/v1"
 STARTED: float | None = None
@@ -59,6 +59,8 @@ def elapsed_ms() -> float | None:
 
 SYMBOLS = {Status.OK: "✓", Status.WARN: "!", Status.FAIL: "✗", Status.SKIP: "-"}
 STYLES = {Status.OK: "green", Status.WARN: "yellow", Status.FAIL: "red", Status.SKIP: "dim"}
+WORDS = {Status.OK: "ok", Status.WARN: "warning", Status.FAIL: "FAILED", Status.SKIP: "skipped"}
+"""The status as a coloured word after the name (the symbol alone is easy to miss)."""
 
 
 def _encoding_supports(stream: Any, text: str) -> bool:
@@ -73,11 +75,16 @@ def _encoding_supports(stream: Any, text: str) -> bool:
 class Output:
     """Where a command writes: results and lines to stdout, errors and progress to stderr."""
 
-    def __init__(self, json_mode: bool = False, no_color: bool = False) -> None:
+    def __init__(self, json_mode: bool = False, no_color: bool = False, quiet: bool = False, context: str | None = None) -> None:
         self.json_mode = json_mode
         self.no_color = no_color or bool(os.environ.get("NO_COLOR"))
+        self.quiet = quiet
+        """``--quiet``: nothing on stdout, the exit code says it all (errors still go to stderr)."""
+        self.context = context
+        """The active context's name, shown in every report header (None: no context in use)."""
         self._console = None
         self._err_console = None
+        self._notes_seen: set[str] = set()
 
     def _make_console(self, stderr: bool):
         from rich.console import Console
@@ -89,7 +96,7 @@ class Output:
             no_color=self.no_color,
             color_system=None if self.no_color else "auto",
             highlight=False,
-            soft_wrap=True,
+            soft_wrap=True,  # piped: one result, one line (grep-able); on a terminal _print wraps at word boundaries
             emoji=False,
             markup=False,
             force_terminal=None,
@@ -109,13 +116,42 @@ class Output:
 
     # plain lines -------------------------------------------------------------
     def line(self, text: str = "", style: str | None = None) -> None:
-        if self.json_mode:
+        if self.json_mode or self.quiet:
             return
-        self.console.print(redact(text), style=style)
+        from rich.text import Text
+
+        self._print(Text(redact(text), style=style or ""), indent=_indent_of(text))
+
+    def _print(self, text, indent: int = 0, console=None) -> None:
+        """Print one logical line; on a terminal wrapped at word boundaries, continuation lines indented.
+
+        Rich's soft wrap lets the terminal cut words at the last column; wrapping
+        here keeps every physical line within the width and whole words together.
+        """
+        console = console or self.console
+        if not console.is_terminal or console.width < 20:
+            console.print(text)
+            return
+        width = console.width
+        lines = text.wrap(console, width, overflow="fold")
+        for number, piece in enumerate(lines):
+            if number:
+                pad = min(indent + 2, width // 2)
+                for sub in piece.wrap(console, width - pad, overflow="fold"):
+                    sub.rstrip()
+                    console.print(" " * pad + "", end="")
+                    console.print(sub, soft_wrap=True)
+                continue
+            piece.rstrip()
+            console.print(piece, soft_wrap=True)
 
     def progress(self, text: str) -> None:
         """Progress and warnings go to stderr so stdout stays parseable."""
-        self.err_console.print(redact(text))
+        if self.quiet:
+            return
+        from rich.text import Text
+
+        self._print(Text(redact(text)), indent=_indent_of(text), console=self.err_console)
 
     def reveal(self, text: str) -> None:
         """Write a value the operator explicitly asked for, unredacted, alone on stdout."""
@@ -137,6 +173,85 @@ class Output:
             self.err_console.print(f"  → {redact(hint)}", style="dim")
 
     # results ------------------------------------------------------------------
+    def header(self, title: str | None) -> None:
+        """The report header: the title and, when one is in use, the active context."""
+        if self.json_mode or self.quiet or not (title or self.context):
+            return
+        from rich.text import Text
+
+        text = Text(redact(title or ""), style="bold")
+        if self.context:
+            text.append(("  " if title else "") + f"context: {redact(self.context)}", style="magenta")
+        self._print(text)
+
+    def result(self, result: Result) -> None:
+        """One result: status word, name, summary, duration; its notes and hint below."""
+        if self.json_mode or self.quiet:
+            return
+        from rich.text import Text
+
+        ascii_only = not _encoding_supports(self.console.file, "✓✗→")
+        symbol = SYMBOLS[result.status]
+        if ascii_only:
+            symbol = {"✓": "ok", "✗": "x", "!": "!", "-": "-"}[symbol]
+        line = Text()
+        line.append(f"{symbol} ", style=STYLES[result.status])
+        line.append(redact(result.label or result.name), style="bold")
+        if result.status is not Status.OK:
+            line.append(f" {WORDS[result.status]}", style=STYLES[result.status])
+        line.append("  " + redact(result.summary))
+        if result.duration_ms is not None:
+            line.append(f"  ({_duration(result.duration_ms)})", style="dim")
+        self._print(line, indent=2)
+        for note in result.notes:
+            self._print(Text("    " + redact(note)), indent=4)
+        if result.hint and result.status in (Status.FAIL, Status.WARN, Status.SKIP):
+            arrow = "->" if ascii_only else "→"
+            for hint_line in redact(result.hint).splitlines():
+                if hint_line in self._notes_seen:  # the same advice once per run, not under every result
+                    continue
+                self._notes_seen.add(hint_line)
+                self._print(Text(f"    {arrow} {hint_line}", style="cyan"), indent=6)
+
+    def summary(self, items: list[Result], seconds: float, interrupted: bool = False, pending: Iterable[str] = ()) -> None:
+        """The last line of a multi-check command: ``3 ok, 1 warning, 1 failed in 3.2 s: db, celery``."""
+        if self.json_mode or self.quiet:
+            return
+        from rich.text import Text
+
+        status = worst(items) if items else Status.SKIP
+        self._print(Text(summary_line(items, seconds, interrupted, pending), style="bold " + STYLES[status]), indent=2)
+
+    def report_json(self, items: list[Result], command: str, code: int, seconds: float | None = None,
+                    extra: dict[str, Any] | None = None, interrupted: bool = False, pending: Iterable[str] = ()) -> None:
+        """The one JSON object of a result-producing command."""
+        wall = elapsed_ms()
+        total = wall if wall is not None else (seconds * 1000 if seconds is not None else sum(r.duration_ms or 0 for r in items))
+        rows = []
+        for r in items:
+            row = r.to_dict()
+            if row.get("duration_ms") is None and r.status != Status.SKIP:
+                row["duration_ms"] = round(total, 1)  # executed but not timed on its own: the command's time bounds it
+            rows.append(row)
+        payload: dict[str, Any] = {
+            "schema": SCHEMA,
+            "command": command,
+            "status": worst(items).value if items else Status.SKIP.value,
+            "exit_code": code,
+            "duration_ms": round(total, 1),
+            "error": None,
+            "counts": counts(items),
+            "results": rows,
+        }
+        if self.context:
+            payload["context_name"] = self.context
+        if interrupted:
+            payload["interrupted"] = True
+            payload["not_finished"] = list(pending)
+        if extra:
+            payload.update(extra)
+        self.json(payload)
+
     def results(
         self,
         results: Iterable[Result],
@@ -144,55 +259,93 @@ class Output:
         strict: bool = False,
         title: str | None = None,
         extra: dict[str, Any] | None = None,
+        seconds: float | None = None,
     ) -> int:
-        """Render ``results`` and return the exit code they map to."""
+        """Render ``results`` (and a summary line when there are several) and return the exit code they map to."""
         items = list(results)
         code = exit_code(items, strict=strict)
         if self.json_mode:
-            wall = elapsed_ms()
-            total = wall if wall is not None else sum(r.duration_ms or 0 for r in items)
-            rows = []
-            for r in items:
-                row = r.to_dict()
-                if row.get("duration_ms") is None and r.status != Status.SKIP:
-                    row["duration_ms"] = round(total, 1)  # executed but not timed on its own: the command's time bounds it
-                rows.append(row)
-            payload: dict[str, Any] = {
-                "schema": SCHEMA,
-                "command": command,
-                "status": worst(items).value if items else Status.SKIP.value,
-                "exit_code": code,
-                "duration_ms": round(total, 1),
-                "error": None,
-                "results": rows,
-            }
-            if extra:
-                payload.update(extra)
-            self.json(payload)
+            self.report_json(items, command, code, seconds, extra)
             return code
+        self.header(title)
+        for result in items:
+            self.result(result)
+        if len(items) > 1:
+            self.summary(items, seconds if seconds is not None else sum(r.duration_ms or 0 for r in items) / 1000)
+        return code
+
+    def live(self, collector: Collector, labels: dict[str, str] | None = None) -> "LiveReport":
+        """Stream ``collector``'s results as they are released (see :class:`LiveReport`)."""
+        return LiveReport(self, collector, labels or {})
+
+
+class LiveReport:
+    """Results printed the moment they are known; what is still running shown below them.
+
+    On a terminal a Rich ``Live`` area (on stdout, removed when done) shows a spinner,
+    the elapsed time and one in-place progress line per operation for each running
+    slot; finished results print above it. Piped, each result is one plain line when
+    it arrives and a progress line is written to stderr only when its text changes,
+    so logs never fill with repeated lines.
+    """
+
+    def __init__(self, out: Output, collector: Collector, labels: dict[str, str]) -> None:
+        self.out = out
+        self.collector = collector
+        self.labels = labels
+        self.lines: dict[str, dict[str, str]] = {}
+        self._live = None
+        self._last_plain: dict[tuple[str, str], str] = {}
+        collector.on_result = out.result
+        collector.on_progress = self.progress
+
+    def __enter__(self) -> "LiveReport":
+        out = self.out
+        if not out.json_mode and not out.quiet and out.console.is_terminal:
+            from rich.live import Live
+
+            self._live = Live(self, console=out.console, transient=True, refresh_per_second=8, redirect_stdout=False, redirect_stderr=False)
+            self._live.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def progress(self, slot: str, key: str, text: str) -> None:
+        self.lines.setdefault(slot, {})[key] = redact(text)
+        if self._live is not None or self.out.json_mode or self.out.quiet:
+            return
+        if self._last_plain.get((slot, key)) != text:
+            self._last_plain[(slot, key)] = text
+            self.out.progress(f"    … {text}")
+
+    def __rich__(self):
+        from rich.console import Group
+        from rich.spinner import Spinner
+        from rich.table import Table
         from rich.text import Text
 
-        if title:
-            self.console.print(Text(redact(title), style="bold"))
-        ascii_only = not _encoding_supports(self.console.file, "✓✗→")
-        for result in items:
-            symbol = SYMBOLS[result.status]
-            if ascii_only:
-                symbol = {"✓": "ok", "✗": "x", "!": "!", "-": "-"}[symbol]
-            line = Text()
-            line.append(f"{symbol} ", style=STYLES[result.status])
-            line.append(redact(result.name), style="bold")
-            line.append("  " + redact(result.summary))
-            if result.duration_ms is not None:
-                line.append(f"  ({_duration(result.duration_ms)})", style="dim")
-            self.console.print(line)
-            for note in result.notes:
-                self.console.print(Text("    " + redact(note)))
-            if result.hint and result.status in (Status.FAIL, Status.WARN, Status.SKIP):
-                arrow = "->" if ascii_only else "→"
-                for hint_line in redact(result.hint).splitlines():
-                    self.console.print(Text(f"    {arrow} {hint_line}", style="cyan"))
-        return code
+        rows = []
+        for slot in self.collector.pending:
+            started = self.collector.started_at.get(slot)
+            if started is None:
+                continue
+            grid = Table.grid(padding=(0, 1))
+            grid.add_column(no_wrap=True)
+            grid.add_column(overflow="ellipsis", no_wrap=True)
+            import time
+
+            grid.add_row(Spinner("dots", style="cyan"), Text(f"{self.labels.get(slot, slot)}  {seconds_text(time.monotonic() - started)}", style="bold"))
+            for text in self.lines.get(slot, {}).values():
+                grid.add_row(Text(""), Text(text, style="dim"))
+            rows.append(grid)
+        return Group(*rows)
+
+
+def _indent_of(text: str) -> int:
+    return len(text) - len(text.lstrip(" "))
 
 
 def error_report(command: str, exit_code: int, kind: str | None, message: str | None, hint: str | None = None) -> dict[str, Any]:
@@ -210,6 +363,4 @@ def error_report(command: str, exit_code: int, kind: str | None, message: str | 
 
 
 def _duration(ms: float) -> str:
-    if ms >= 1000:
-        return f"{ms / 1000:.2f} s"
-    return f"{ms:.0f} ms" if ms >= 10 else f"{ms:.1f} ms"
+    return seconds_text(ms / 1000) if ms >= 1000 else (f"{ms:.0f} ms" if ms >= 10 else f"{ms:.1f} ms")

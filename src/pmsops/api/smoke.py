@@ -23,17 +23,22 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from pmsops import results
-from pmsops.errors import PmsopsError
 from pmsops.redaction import redact
 from pmsops.render import xml_text
-from pmsops.results import Result, Status, Stopwatch
+from pmsops.results import Collector, Result, Status, run_check, worst
 from pmsops.settings import Settings
 
-STEPS = ("1 load environment", "2 token", "3 health", "4 channel connection", "5 trigger sync", "6 sync logs")
+STEPS = (("env", "1 load environment"), ("token", "2 token"), ("health", "3 health"), ("connection", "4 channel connection"),
+         ("trigger", "5 trigger sync"), ("sync-logs", "6 sync logs"))
+"""(stable name, label): the name is the JSON/JUnit key, the label what people read."""
+SLOTS = tuple(name for name, _ in STEPS)
+LABELS = dict(STEPS)
+NEEDS = {"env": (), "token": ("env",), "health": ("env",), "connection": ("token",), "trigger": ("connection",), "sync-logs": ("trigger",)}
+"""What each step needs to have succeeded: health needs no token, so a failed token still shows health."""
 
 
 @dataclass
@@ -64,39 +69,40 @@ def suite_context(settings: Settings, explicit: str | None = None) -> str:
     return "default"
 
 
-def _classname(context: str) -> str:
+def _classname(context: str, command: str = "smoke") -> str:
     """``pmsops.smoke.<context>``; dots and other punctuation become ``_`` (viewers split classnames at dots)."""
-    return "pmsops.smoke." + (re.sub(r"[^A-Za-z0-9_-]+", "_", context).strip("_") or "default")
+    return f"pmsops.{re.sub(r'[^A-Za-z0-9_-]+', '_', command)}." + (re.sub(r"[^A-Za-z0-9_-]+", "_", context).strip("_") or "default")
 
 
-class _StepFailed(Exception):
-    def __init__(self, result: Result) -> None:
-        self.result = result
+def worker_missing(health: Result) -> str | None:
+    """What health said about the worker when it said celery is down (None: not known to be down)."""
+    component = (health.details.get("components") or {}).get("celery") if isinstance(health.details, dict) else None
+    if not component or component.get("skipped"):
+        return None
+    from pmsops.checks.health import UP
+
+    if str(component.get("status", "")).lower() in UP:
+        return None
+    return "celery " + str(component.get("status")) + (f" ({component['error']})" if component.get("error") else "") + ", no worker answers"
 
 
-def _step(run: SmokeRun, name: str, fn: Callable[[], Result]) -> None:
-    watch = Stopwatch()
-    try:
-        result = fn()
-    except PmsopsError as exc:
-        result = results.fail(name, redact(exc.message), hint=exc.hint)
-    except Exception as exc:  # noqa: BLE001 - a smoke step fails, it never crashes
-        result = results.fail(name, redact(f"{type(exc).__name__}: {exc}"))
-    result.name = name
-    result.duration_ms = watch.ms
-    run.results.append(result)
-    if result.status == "fail":
-        raise _StepFailed(result)
+def run_smoke(settings: Settings, connection: str | None = None, sync_type: str = "full", wait: float = 60.0,
+              http_timeout: float = 10.0, poll: float = 1.0, env_file: str | None = None, trigger: bool = True,
+              collector: Collector | None = None) -> SmokeRun:
+    """The Quick Smoke. Each step is released to ``collector`` the moment it ends.
 
-
-def run_smoke(settings: Settings, connection: str | None = None, sync_type: str = "full", timeout: float = 60.0,
-              http_timeout: float = 10.0, poll: float = 1.0, progress: Callable[[str], None] | None = None, env_file: str | None = None) -> SmokeRun:
+    A step runs when the steps it needs succeeded (:data:`NEEDS`); with the worker
+    reported down at step 3 nothing is triggered (its logs would stay 'triggered'
+    until the wait ran out), so the verdict names the worker within seconds.
+    ``trigger=False`` runs the read-only steps 1-4.
+    """
     from pmsops.api.client import ApiClient
-    from pmsops.api.synclogs import final_verdict, wait_until_final
+    from pmsops.api.synclogs import describe_log, final_verdict, wait_until_final
     from pmsops.api.token import describe, obtain
     from pmsops.checks.health import check_health
 
-    run = SmokeRun()
+    collector = collector or Collector(SLOTS)
+    run = SmokeRun(results=collector.results)
     clock = time.monotonic()
     state: dict[str, Any] = {}
 
@@ -119,7 +125,9 @@ def run_smoke(settings: Settings, connection: str | None = None, sync_type: str 
         return shown
 
     def health() -> Result:
-        return check_health(state["api"], http_timeout)
+        found = check_health(state["api"], http_timeout)
+        state["worker_missing"] = worker_missing(found)
+        return found
 
     def pick_connection() -> Result:
         with ApiClient(state["api"], state["token"], http_timeout, settings.get("AGENCY_ID")) as client:
@@ -139,7 +147,7 @@ def run_smoke(settings: Settings, connection: str | None = None, sync_type: str 
             via = " (after a 307 to the trailing-slash path)" if response.redirected_from else ""
             return results.ok("connection", f"CID={state['cid']} ({items[0].get('platform_type')}, {items[0].get('status')}){via}", notes=[f"{len(items)} connection(s)"])
 
-    def trigger() -> Result:
+    def trigger_sync() -> Result:
         with ApiClient(state["api"], state["token"], http_timeout, settings.get("AGENCY_ID")) as client:
             body = client.trigger_sync(state["cid"], sync_type)
         state["task_ids"] = list(body.get("task_ids") or [])
@@ -150,25 +158,49 @@ def run_smoke(settings: Settings, connection: str | None = None, sync_type: str 
         notes = [f"task {t}" for t in state["task_ids"]] + ([f"batch {body['batch_id']}"] if body.get("batch_id") else [])
         return results.ok("trigger", f"{sync_type} sync {body.get('status', 'triggered')}: {len(state['task_ids'])} task(s)", notes=notes)
 
+    def show(logs: list[dict[str, Any]]) -> None:
+        if not logs:
+            collector.progress("sync-logs", "-", "no log yet")
+        for log in logs:
+            collector.progress("sync-logs", str(log.get("id") or log.get("task_id")), describe_log(log))
+
     def logs() -> Result:
         with ApiClient(state["api"], state["token"], http_timeout, settings.get("AGENCY_ID")) as client:
-            found, finished = wait_until_final(lambda: client.sync_logs(state["cid"], limit=50)["logs"], state["task_ids"], state["log_ids"], timeout, poll, progress)
+            found, finished = wait_until_final(lambda: client.sync_logs(state["cid"], limit=50)["logs"], state["task_ids"], state["log_ids"], wait, poll, show)
         run.context["logs"] = [{k: m.get(k) for k in ("id", "operation_type", "status", "error", "task_id")} for m in found]
-        return final_verdict("sync-logs", found, finished, timeout)
+        return final_verdict("sync-logs", found, finished, wait)
 
-    steps = [load_env, token, health, pick_connection, trigger, logs]
-    try:
-        for name, fn in zip(STEPS, steps):
-            _step(run, name, fn)
-    except _StepFailed:
-        for name in STEPS[len(run.results):]:
-            run.results.append(results.skip(name, "skipped after an earlier failure"))
+    steps = {"env": load_env, "token": token, "health": health, "connection": pick_connection, "trigger": trigger_sync, "sync-logs": logs}
+    status: dict[str, Status] = {}
+    for name, label in STEPS:
+        reason = _why_not(name, status, state, trigger)
+        if reason is not None:
+            found = [results.skip(name, reason)]
+        else:
+            collector.start(name)
+            found = run_check(name, steps[name])
+        for result in found:
+            result.name, result.label = name, label
+        status[name] = worst(found)
+        collector.finish(name, found)
     run.elapsed_ms = (time.monotonic() - clock) * 1000
     return run
 
 
-def junit_xml(run: SmokeRun, context: str = "default", strict: bool = False, hostname: str | None = None) -> str:
-    """One testcase per step, for CI: well-formed whatever the texts contain; warnings visible."""
+def _why_not(name: str, status: dict[str, Status], state: dict[str, Any], trigger: bool) -> str | None:
+    """Why step ``name`` does not run (None: it runs)."""
+    for need in NEEDS[name]:
+        if status.get(need) is not Status.OK and status.get(need) is not Status.WARN:
+            return f"skipped: needs step {LABELS[need]}, which " + ("failed" if status.get(need) is Status.FAIL else "did not run")
+    if name == "trigger" and not trigger:
+        return "not triggered (--no-trigger: read-only steps only)"
+    if name == "trigger" and state.get("worker_missing"):
+        return f"not triggered: step 3 says {state['worker_missing']}; its logs would stay 'triggered' (start the worker, then re-run)"
+    return None
+
+
+def junit_xml(run: SmokeRun, context: str = "default", strict: bool = False, hostname: str | None = None, command: str = "smoke") -> str:
+    """One testcase per step (per result for other commands), for CI: well-formed whatever the texts contain; warnings visible."""
     import socket
 
     def attr(text: str) -> str:
@@ -183,12 +215,12 @@ def junit_xml(run: SmokeRun, context: str = "default", strict: bool = False, hos
     total = (run.elapsed_ms if run.elapsed_ms is not None else sum(r.duration_ms or 0 for r in run.results)) / 1000
     stamp = run.started_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     host = hostname or socket.gethostname() or "localhost"
-    classname = _classname(context)
+    classname = _classname(context, command)
     lines = ['<?xml version="1.0" encoding="UTF-8"?>',
-             f'<testsuite name={attr(f"pmsops smoke ({context})")} tests="{len(run.results)}" failures="{failures}" errors="0" skipped="{skipped}" '
+             f'<testsuite name={attr(f"pmsops {command} ({context})")} tests="{len(run.results)}" failures="{failures}" errors="0" skipped="{skipped}" '
              f'time="{total:.3f}" timestamp="{stamp}" hostname={attr(host)}>']
     for r in run.results:
-        lines.append(f'  <testcase classname={attr(classname)} name={attr(r.name)} time="{(r.duration_ms or 0) / 1000:.3f}">')
+        lines.append(f'  <testcase classname={attr(classname)} name={attr(r.label or r.name)} time="{(r.duration_ms or 0) / 1000:.3f}">')  # CI views show what people read
         if r.status == Status.FAIL:
             lines.append(f"    <failure message={attr(r.summary)}>{body(r)}</failure>")
         elif r.status == Status.WARN and strict:

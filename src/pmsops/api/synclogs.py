@@ -42,42 +42,164 @@ def summarise(logs: list[dict[str, Any]], stale_after: float = 600.0, now: datet
         if log.get("status") in OPEN and updated and (now - updated).total_seconds() > stale_after:
             stale.append(log)
     failed = [log for log in logs if log.get("status") == "failed"]
-    out = [results.ok("sync-logs", f"{len(logs)} log(s); last {last.get('operation_type')} {last.get('status')}", notes=notes)]
+    latest = _latest_per_operation(logs)
+    failing_now = [log for log in latest if log.get("status") == "failed"]
+    head = f"{len(logs)} log(s); last {last.get('operation_type')} {last.get('status')}"
+    out = [results.fail("sync-logs", head, notes=notes) if failing_now or stale else results.ok("sync-logs", head, notes=notes)]
     if failed:
-        out.append(results.warn("failed", f"{len(failed)} failed log(s); latest error: {failed[0].get('error')}",
-                                hint="check the worker logs (pmsops host logs pms-worker-v2) and the connection's credentials"))
+        # The latest run of an operation failed: it is failing now. Only older failures (since succeeded): a warning.
+        make = results.fail if failing_now else results.warn
+        which = ", ".join(sorted({str(log.get("operation_type")) for log in failing_now}))
+        out.append(make("failed", f"{len(failed)} failed log(s)" + (f"; the latest {which} failed" if failing_now else "; all since succeeded")
+                        + f"; latest error: {failed[0].get('error')}",
+                        hint="check the worker logs (pmsops host logs pms-worker-v2) and the connection's credentials"))
     if stale:
-        ages = ", ".join(f"{s.get('operation_type')} {s.get('status')} for {(now - parse_time(s.get('updated_at') or s.get('created_at'))).total_seconds() / 60:.0f} min" for s in stale)
-        out.append(results.warn("stale", f"{len(stale)} log(s) stuck open: {ages}",
+        ages = ", ".join(f"{s.get('operation_type')} {s.get('status')} for {relative(now - parse_time(s.get('updated_at') or s.get('created_at')))}" for s in stale)
+        out.append(results.fail("stale", f"{len(stale)} log(s) stuck open: {ages}",
                                 hint="'triggered' for long: no worker takes tasks (pmsops celery ping); 'running' for long: a hung task or a killed worker (pmsops celery active; pmsops sync reap)"))
     return out
 
 
+def _latest_per_operation(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The newest log of each operation type (logs come newest first)."""
+    seen: dict[str, dict[str, Any]] = {}
+    for log in logs:
+        seen.setdefault(str(log.get("operation_type")), log)
+    return list(seen.values())
+
+
+def relative(delta) -> str:
+    """'40 s', '12 min', '3 h', '2 d' (a timedelta, rounded for people)."""
+    seconds = max(0.0, delta.total_seconds())
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 36 * 3600:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} d"
+
+
+MAX_RETRIES = 3
+"""The worker's default SYNC_MAX_RETRIES: shown as ``retry n/3``."""
+
+CAUSES = {
+    "platform_error": ("the platform (channel API) answers with errors", "the platform is down or failing: check its status and PLATFORM_BASE_URL; the breaker opens after repeated errors and retries resume when it closes"),
+    "timeout": ("the platform (channel API) does not answer in time", "the platform is slow or black-holed: check the network path to it and its status"),
+    "rate_limited": ("the platform rate-limits us", "retries wait for the platform's rate limit (Retry-After): nothing to fix unless it persists"),
+    "circuit_open": ("the platform's circuit breaker is open after repeated platform errors", "the platform failed repeatedly: check it (pmsops top shows breakers); retries resume when the breaker closes"),
+    "database_unavailable": ("the worker cannot reach the database", "check DATABASE_URL in the worker and that the database runs (pmsops check db)"),
+    "authentication_error": ("the platform refused the connection's credentials", "update the connection's credentials"),
+}
+"""error_type (written by the worker into a log's details) → (what it means, what to do)."""
+
+
+def describe_log(log: dict[str, Any], max_retries: int = MAX_RETRIES, now: datetime | None = None) -> str:
+    """One in-place progress line for an operation: status, retry n/3, error type, next retry in N s."""
+    details = log.get("details") if isinstance(log.get("details"), dict) else {}
+    parts = [f"{log.get('operation_type', '?')}: {log.get('status', '?')}"]
+    if details.get("retry_count"):
+        parts.append(f"retry {details['retry_count']}/{max_retries}")
+    if details.get("error_type"):
+        parts.append(str(details["error_type"]))
+        if details["error_type"] == "circuit_open":
+            parts.append("breaker open")
+    retry_in = _retry_in(log, now)
+    if log.get("status") in OPEN and retry_in is not None:
+        parts.append(f"next retry in {retry_in:.0f} s")
+    return ", ".join(parts)
+
+
+def _retry_in(log: dict[str, Any], now: datetime | None = None) -> float | None:
+    """Seconds until the log's announced retry (``updated_at + next_retry_seconds``), or None."""
+    details = log.get("details") if isinstance(log.get("details"), dict) else {}
+    try:
+        countdown = float(details.get("next_retry_seconds"))
+    except (TypeError, ValueError):
+        return None
+    updated = parse_time(log.get("updated_at"))
+    if updated is None:
+        return countdown
+    now = now or datetime.now(timezone.utc)
+    return max(0.0, countdown - (now - updated).total_seconds())
+
+
 def wait_until_final(fetch: Callable[[], list[dict[str, Any]]], task_ids: list[str], log_ids: list[str], timeout: float, poll: float = 1.0,
-                     progress: Callable[[str], None] | None = None) -> tuple[list[dict[str, Any]], bool]:
-    """Poll until every log created by the trigger is final; returns (logs, finished)."""
+                     progress: Callable[[list[dict[str, Any]]], None] | None = None) -> tuple[list[dict[str, Any]], bool]:
+    """The one poller (API and database alike): until every log created by the trigger is final.
+
+    Returns (logs, finished). ``progress`` gets the trigger's logs after each poll.
+    Stops early, unfinished, when every open log waits for a retry announced for
+    after the deadline: waiting longer could not change the verdict.
+    """
     deadline = time.monotonic() + timeout
     while True:
         logs = fetch()
         mine = [log for log in logs if str(log.get("id")) in log_ids or log.get("task_id") in task_ids]
         if progress:
-            progress(", ".join(f"{m.get('operation_type')}: {m.get('status')}" for m in mine) or "no log yet")
+            progress(mine)
         expected = max(len(log_ids), len(task_ids)) or 1
         if len(mine) >= expected and all(m.get("status") in FINAL for m in mine):
             return mine, True
-        if time.monotonic() >= deadline:
+        left = deadline - time.monotonic()
+        if left <= 0:
             return mine, False
-        time.sleep(min(poll, max(0.05, deadline - time.monotonic())))
+        open_logs = [m for m in mine if m.get("status") not in FINAL]
+        waits = [_retry_in(m) for m in open_logs]
+        if len(mine) >= expected and open_logs and all(w is not None and w > left + poll for w in waits):
+            return mine, False
+        time.sleep(min(poll, max(0.05, left)))
 
 
 def final_verdict(name: str, found: list[dict[str, Any]], finished: bool, timeout: float) -> Result:
-    """Success only if every log the trigger created ended ``success``; hints name why not."""
-    notes = [f"{m.get('operation_type')}: {m.get('status')}" + (f" ({m.get('error')})" if m.get("error") else "") for m in found]
+    """The one verdict on a trigger's logs: success only if every log ended ``success``; the hint names the cause."""
+    notes = [describe_log(m) + (f" ({m.get('error')})" if m.get("error") else "") for m in found]
+    details = {"logs": [{k: m.get(k) for k in ("id", "task_id", "operation_type", "status", "error", "details")} for m in found]}
+    causes = [str((m.get("details") or {}).get("error_type")) for m in found if isinstance(m.get("details"), dict) and (m.get("details") or {}).get("error_type")]
+    named = next((CAUSES[c] for c in causes if c in CAUSES), None)
     if not finished:
-        stuck = {m.get("status") for m in found} or {"missing"}
+        stuck = {str(m.get("status")) for m in found} or {"missing"}
+        if named:
+            summary = f"not final after {timeout:g} s: {named[0]} ({', '.join(sorted(set(causes)))})"
+            return results.fail(name, summary, notes=notes, hint=named[1], details=details)
         hint = ("logs stay 'triggered': no worker picks up tasks — is pms-worker running and on the broker? (pmsops celery ping; pmsops host logs pms-worker-v2)"
                 if stuck <= {"triggered", "queued", "missing"} else "logs stay 'running': a task hangs or its worker died (pmsops celery active; pmsops sync reap)")
-        return results.fail(name, f"not final after {timeout:g} s ({', '.join(sorted(str(s) for s in stuck))})", notes=notes, hint=hint)
+        return results.fail(name, f"not final after {timeout:g} s ({', '.join(sorted(stuck))})", notes=notes, hint=hint, details=details)
     if any(m.get("status") != "success" for m in found):
-        return results.fail(name, "sync failed", notes=notes, hint="read each log's error; worker logs: pmsops host logs pms-worker-v2")
-    return results.ok(name, f"all {len(found)} operation(s) succeeded", notes=notes)
+        summary = "sync failed" + (f": {named[0]} ({', '.join(sorted(set(causes)))})" if named else "")
+        return results.fail(name, summary, notes=notes, details=details,
+                            hint=named[1] if named else "read each log's error; worker logs: pmsops host logs pms-worker-v2")
+    return results.ok(name, f"all {len(found)} operation(s) succeeded", notes=notes, details=details)
+
+
+def log_table(logs: list[dict[str, Any]], now: datetime | None = None) -> list[str]:
+    """The sync logs as table rows under a header: when (relative), operation, direction, status, retry, error."""
+    now = now or datetime.now(timezone.utc)
+    rows = [f"{'WHEN':<10} {'OPERATION':<20} {'DIR':<8} {'STATUS':<9} RETRY  ERROR"] if logs else []
+    for log in logs:
+        created = parse_time(log.get("created_at"))
+        when = f"{relative(now - created)} ago" if created else "?"
+        retry = (log.get("details") or {}).get("retry_count", 0) if isinstance(log.get("details"), dict) else 0
+        rows.append(f"{when:<10} {str(log.get('operation_type', '?')):<20} {str(log.get('direction', '?')):<8} {str(log.get('status', '?')):<9} "
+                    f"{retry!s:<6} {log.get('error') or ''}".rstrip())
+    return rows
+
+
+def follow_trigger(client, connection_id: str, sync_type: str, wait: float | None, collector) -> list[Result]:
+    """``sync trigger``: POST the trigger, then (``wait`` seconds at most) follow its logs with the one poller."""
+    collector.start("trigger")
+    body = client.trigger_sync(connection_id, sync_type)
+    task_ids, log_ids = list(body.get("task_ids") or []), [str(i) for i in body.get("created_log_ids") or []]
+    notes = [f"task {t}" for t in task_ids] + ([f"batch {body['batch_id']}"] if body.get("batch_id") else [])
+    collector.finish("trigger", results.ok("trigger", f"{sync_type} sync {body.get('status', 'triggered')}: {len(task_ids)} task(s)", notes=notes,
+                                           details={k: body.get(k) for k in ("task_ids", "batch_id", "created_log_ids", "status")}))
+    if wait:
+        collector.start("sync-logs")
+
+        def show(logs: list[dict[str, Any]]) -> None:
+            for log in logs:
+                collector.progress("sync-logs", str(log.get("id") or log.get("task_id")), describe_log(log))
+
+        logs, finished = wait_until_final(lambda: client.sync_logs(connection_id, limit=50)["logs"], task_ids, log_ids, wait, 1.0, show)
+        collector.finish("sync-logs", final_verdict("sync-logs", logs, finished, wait))
+    return collector.results

@@ -40,6 +40,20 @@ class TokenInfo:
         return len(self.token.split("."))
 
 
+def _token_hint(status: int) -> str:
+    """What a failed password grant means, by status: credentials, keys, or an auth service that is down."""
+    if status in (400, 401):
+        return "wrong EMAIL/PASSWORD, or ANON_KEY of another project"
+    if status == 403:
+        return "ANON_KEY is not accepted by this project: check SB_URL and ANON_KEY belong together"
+    if status == 429:
+        return "Supabase Auth rate-limits token requests: wait a minute, or export TOKEN for repeated runs"
+    if status >= 500:
+        return (f"Supabase Auth (GoTrue) behind SB_URL is down or failing (HTTP {status}): not your credentials; "
+                "check its container/status (curl -s \"$SB_URL/auth/v1/health\"), or export a still-valid TOKEN meanwhile")
+    return "check SB_URL and ANON_KEY"
+
+
 def fetch_token(sb_url: str, anon_key: str, email: str, password: str, timeout: float = 10.0) -> str:
     """POST {SB_URL}/auth/v1/token?grant_type=password with apikey; returns access_token."""
     import httpx
@@ -59,7 +73,7 @@ def fetch_token(sb_url: str, anon_key: str, email: str, password: str, timeout: 
     body = decode_body(response.text)
     if response.status_code != 200:
         detail = body.get("error_description") or body.get("msg") or body.get("error") if isinstance(body, dict) else None
-        hint = "wrong EMAIL/PASSWORD, or ANON_KEY of another project" if response.status_code in (400, 401) else "check SB_URL and ANON_KEY"
+        hint = _token_hint(response.status_code)
         raise ApiError(f"token request failed: HTTP {response.status_code}" + (f" ({detail})" if detail else ""), response.status_code, None, hint=hint)
     token = body.get("access_token") if isinstance(body, dict) else None
     if not token:

@@ -12,7 +12,7 @@ import time
 from pmsops import results
 from pmsops.checks.runner import Job, run_concurrently
 from pmsops.errors import UsageError
-from pmsops.results import Result
+from pmsops.results import Collector, Result
 from pmsops.settings import REDIS_URL_VARIABLES, Settings
 
 
@@ -68,16 +68,26 @@ def plan(settings: Settings, timeout: float, expect_workers: int | None = None, 
     return planned
 
 
-def run_doctor(settings: Settings, timeout: float = 3.0, expect_workers: int | None = None, started: float | None = None) -> list[Result]:
-    """Every URL read by its client first (a misread one is bad input, exit 2), then the URL lint
-    (offline, instant), then all live checks concurrently."""
+SLOTS = ("redis-url", "redis", "db", "celery", "health")
+"""doctor's checks in their fixed order (the order results are shown in)."""
+
+
+def run_doctor(settings: Settings, timeout: float = 3.0, expect_workers: int | None = None, started: float | None = None,
+               collector: Collector | None = None) -> list[Result]:
+    """URL lint first (offline, instant), then all live checks concurrently.
+
+    With a ``collector`` every check's result is released the moment it and the
+    checks before it are known (see :class:`pmsops.results.Collector`).
+    """
     from pmsops.urlread import environment_pairs, read_all
 
-    read_all(environment_pairs(settings.env))
-    out = _url_results(settings)
+    read_all(environment_pairs(settings.env))  # every URL read by its client first: a misread one is bad input (exit 2)
+    collector = collector or Collector(SLOTS)
+    collector.start("redis-url")
+    collector.finish("redis-url", _url_results(settings))
     planned = plan(settings, timeout, expect_workers, started)
-    jobs = [p for p in planned if isinstance(p, Job)]
-    finished = iter(run_concurrently(jobs))
     for item in planned:
-        out += next(finished) if isinstance(item, Job) else [item]
-    return out
+        if isinstance(item, Result):
+            collector.finish(item.name, [item])
+    run_concurrently([p for p in planned if isinstance(p, Job)], collector)
+    return collector.results

@@ -19,8 +19,10 @@ from pmsops.urls import host_of
 
 UP = {"up", "ok", "ready", "healthy", "pass", "true"}
 NOT_READY = {"down", "unhealthy", "error", "fail", "not_ready"}
-"""The backend answers 503 and one of these when the database (mandatory) is down;
-another component down leaves it ready (200) but degraded: a warning, not a failure."""
+"""The backend answers 503 and one of these when the database (mandatory) is down.
+Another component down leaves it "ready" (200) but degraded: still a failure for us
+(README "Exit codes": a component the syncs need is down now), e.g. celery down means
+no sync will run. A warning is only what works now but needs attention."""
 
 COMPONENT_HINTS = {
     "db": "check DATABASE_URL in the backend and that Supabase's database runs (pmsops check db); the backend must be on the Supabase network",
@@ -111,8 +113,10 @@ def _verdict(name: str, url: str, code: int, body: dict[str, Any], details: dict
     hint = "; ".join(f"{c}: {COMPONENT_HINTS.get(c, 'see the component error')}" for c in down) or "the backend reports not ready: see the components"
     if code >= 400 or overall.lower() in NOT_READY:
         return results.fail(name, summary + (f", down: {', '.join(down)}" if down else ""), hint=hint, notes=notes, details=details, duration_ms=watch.ms)
-    if down or overall.lower() not in UP:
-        # Ready (the database, the one mandatory component, is up) but degraded.
+    if down:
+        # Ready for the backend (the database is up) but degraded: syncs need every component.
+        return results.fail(name, summary + f", degraded: {', '.join(down)} down", hint=hint, notes=notes, details=details, duration_ms=watch.ms)
+    if overall.lower() not in UP:
         return results.warn(name, summary + (f", degraded: {', '.join(down)} down" if down else ""), hint=hint, notes=notes, details=details, duration_ms=watch.ms)
     if not components:
         return results.warn(name, summary + ", but no components reported", notes=notes, details=details, duration_ms=watch.ms,

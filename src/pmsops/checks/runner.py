@@ -8,13 +8,14 @@ deadline and abandoned, and cannot keep the process alive at exit.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
 
 from pmsops import results
-from pmsops.results import Result, run_check
+from pmsops.results import Collector, Result, run_check
 
 GRACE_SECONDS = 0.5
 """How long past its own timeout a check may take before we stop waiting."""
@@ -27,28 +28,49 @@ class Job:
     timeout: float
 
 
-def _start(job: Job) -> tuple[threading.Thread, list[list[Result]]]:
-    box: list[list[Result]] = []
-    thread = threading.Thread(target=lambda: box.append(run_check(job.name, job.fn)), name=f"check-{job.name}", daemon=True)
+def _abandoned(job: Job) -> list[Result]:
+    return [results.fail(job.name, f"no answer within {job.timeout:g} s (check abandoned)",
+                         hint="the dependency is black-holed or DNS hangs: check the network path and firewall", duration_ms=job.timeout * 1000)]
+
+
+def _start(job: Job, done: "queue.Queue[tuple[Job, list[Result]]]") -> threading.Thread:
+    thread = threading.Thread(target=lambda: done.put((job, run_check(job.name, job.fn))), name=f"check-{job.name}", daemon=True)
     thread.start()
-    return thread, box
-
-
-def _collect(job: Job, thread: threading.Thread, box: list[list[Result]], deadline: float) -> list[Result]:
-    thread.join(max(0.0, deadline - time.monotonic()))
-    if box:
-        return box[0]
-    return [results.fail(job.name, f"no answer within {job.timeout:g} s (check abandoned)", hint="the dependency is black-holed or DNS hangs: check the network path and firewall", duration_ms=job.timeout * 1000)]
+    return thread
 
 
 def run_bounded(job: Job) -> list[Result]:
     """Run one check; never takes longer than its timeout plus a short grace."""
-    thread, box = _start(job)
-    return _collect(job, thread, box, time.monotonic() + job.timeout + GRACE_SECONDS)
+    return run_concurrently([job])[0]
 
 
-def run_concurrently(jobs: list[Job]) -> list[list[Result]]:
-    """Run all jobs at once; results come back in the order of ``jobs``."""
+def run_concurrently(jobs: list[Job], collector: Collector | None = None) -> list[list[Result]]:
+    """Run all jobs at once; results come back in the order of ``jobs``.
+
+    With a ``collector``, each job's results are handed to ``collector.finish`` the
+    moment the job ends (or is abandoned at its deadline), so they can be shown
+    while slower jobs still run. Waiting happens in the calling thread, so Ctrl-C
+    interrupts it at once; the abandoned daemon threads die with the process.
+    """
+    done: queue.Queue[tuple[Job, list[Result]]] = queue.Queue()
     started = time.monotonic()
-    running = [(job, *_start(job)) for job in jobs]
-    return [_collect(job, thread, box, started + job.timeout + GRACE_SECONDS) for job, thread, box in running]
+    found: dict[int, list[Result]] = {}
+    for job in jobs:
+        if collector is not None:
+            collector.start(job.name)
+        _start(job, done)
+    while len(found) < len(jobs):
+        open_jobs = [(i, job) for i, job in enumerate(jobs) if i not in found]
+        deadline = min(started + job.timeout + GRACE_SECONDS for _, job in open_jobs)
+        try:
+            job, produced = done.get(timeout=max(0.0, deadline - time.monotonic()))
+            index = next(i for i, j in open_jobs if j is job)
+        except queue.Empty:
+            index, job = next((i, j) for i, j in open_jobs if started + j.timeout + GRACE_SECONDS <= deadline)
+            produced = _abandoned(job)
+        except StopIteration:  # a job finished after it was abandoned: its late answer is dropped
+            continue
+        found[index] = produced
+        if collector is not None:
+            collector.finish(job.name, produced)
+    return [found[i] for i in range(len(jobs))]

@@ -7,21 +7,22 @@ from typing import Optional
 
 import typer
 
-from pmsops.cli.common import JSON_OPTION, STATE, STRICT_OPTION, finish, finish_results, finite, output, settings
-from pmsops.cli.sync import TYPE_OPTION, _validate_trigger, sync_app
+from pmsops.cli.common import (HTTP_TIMEOUT_OPTION, JSON_OPTION, JUNIT_OPTION, QUIET_OPTION, STRICT_OPTION, SYNC_TYPE_OPTION, WAIT_OPTION,
+                               connection_argument, connection_id, finish, finish_results, output, settings, state, stream)
+from pmsops.cli.sync import sync_app
 
 connections_app = typer.Typer(help="Channel connections of the API.", no_args_is_help=True)
 
-API_OPTION = typer.Option(None, "--api", help="API base URL (default PMS_API_URL, API, API_BASE_URL or BACKEND_URL).")
-HTTP_TIMEOUT_OPTION = typer.Option(10.0, "--http-timeout", min=0.1, callback=finite, help="Timeout of each HTTP call in seconds.")
+API_OPTION = typer.Option(None, "--url", "--api", help="API base URL (default PMS_API_URL, API, API_BASE_URL or BACKEND_URL).")
+PANEL = "API (runbook: Quick Smoke, Manual Sync Trigger, Sync Logs)"
 
 
 def register(app: typer.Typer) -> None:
-    app.command("token")(token)
-    app.add_typer(connections_app, name="connections")
+    app.command("token", rich_help_panel=PANEL)(token)
+    app.add_typer(connections_app, name="connections", rich_help_panel=PANEL)
     sync_app.command("trigger")(sync_trigger)
     sync_app.command("logs")(sync_logs)
-    app.command("smoke")(smoke)
+    app.command("smoke", rich_help_panel=PANEL)(smoke)
 
 
 def write_file(path: str, text: str) -> None:
@@ -82,98 +83,84 @@ def connections_list(
 
 
 def sync_trigger(
-    connection_id: str = typer.Argument(..., help="Channel connection UUID."),
-    sync_type: str = TYPE_OPTION,
-    wait: bool = typer.Option(False, "--wait", help="Follow the logs until every created log is final."),
-    timeout: float = typer.Option(60.0, "--timeout", min=1, callback=finite, help="How long --wait waits."),
+    connection: Optional[str] = connection_argument(),
+    sync_type: str = SYNC_TYPE_OPTION,
+    wait: Optional[float] = typer.Option(None, "--wait", min=1, metavar="SECONDS", help="Follow the logs until every created log is final, at most this long."),
     api: Optional[str] = API_OPTION,
-    http_timeout: float = HTTP_TIMEOUT_OPTION,
+    timeout: float = HTTP_TIMEOUT_OPTION,
     json_mode: bool = JSON_OPTION,
+    strict: bool = STRICT_OPTION,
+    quiet: bool = QUIET_OPTION,
+    junit: Optional[str] = JUNIT_OPTION,
 ) -> None:
-    """POST /channel-connections/{id}/sync; prints task ids and batch id; --wait follows the logs."""
-    from pmsops import results
-    from pmsops.api.synclogs import final_verdict, wait_until_final
+    """POST /channel-connections/{id}/sync; prints task ids and batch id; --wait follows the logs in place."""
+    cid = connection_id(connection)
+    client = _client(api, timeout)
+    from pmsops.api.synclogs import follow_trigger
 
-    _validate_trigger(connection_id, sync_type)
-    out = output(json_mode)
-    with _client(api, http_timeout) as client:
-        body = client.trigger_sync(connection_id, sync_type)
-        task_ids, log_ids = list(body.get("task_ids") or []), [str(i) for i in body.get("created_log_ids") or []]
-        notes = [f"task {t}" for t in task_ids] + ([f"batch {body['batch_id']}"] if body.get("batch_id") else [])
-        found = [results.ok("trigger", f"{sync_type} sync {body.get('status', 'triggered')}: {len(task_ids)} task(s)", notes=notes,
-                            details={k: body.get(k) for k in ("task_ids", "batch_id", "created_log_ids", "status")})]
-        if wait:
-            progress = None if json_mode else (lambda line: out.progress(f"  … {line}"))
-            logs, finished = wait_until_final(lambda: client.sync_logs(connection_id, limit=50)["logs"], task_ids, log_ids, timeout, 1.0, progress)
-            found.append(final_verdict("logs", logs, finished, timeout))
-    finish(out.results(found, "sync trigger"))
+    with client:
+        stream("sync trigger", ("trigger", "sync-logs") if wait else ("trigger",),
+               lambda collector: follow_trigger(client, cid, sync_type, wait, collector), json_mode, strict, quiet, junit=junit)
 
 
 def sync_logs(
-    connection_id: str = typer.Argument(..., help="Channel connection UUID."),
+    connection: Optional[str] = connection_argument(),
     limit: int = typer.Option(20, "--limit", min=1, max=100),
     offset: int = typer.Option(0, "--offset", min=0),
     status: Optional[str] = typer.Option(None, "--status", help="Only logs with this status."),
-    stale_after: float = typer.Option(600.0, "--stale-after", min=1, callback=finite, help="Warn about triggered/running logs older than this many seconds."),
-    save: Optional[str] = typer.Option(None, "--save", help="Also write the (normalised) JSON page to this file."),
+    stale_after: float = typer.Option(600.0, "--stale-after", min=1, help="Logs triggered/running with no update for this many seconds are stuck (a failure)."),
+    save: Optional[str] = typer.Option(None, "--save", metavar="FILE", help="Also write the (normalised) JSON page to this file."),
     api: Optional[str] = API_OPTION,
-    http_timeout: float = HTTP_TIMEOUT_OPTION,
+    timeout: float = HTTP_TIMEOUT_OPTION,
     json_mode: bool = JSON_OPTION,
     strict: bool = STRICT_OPTION,
+    quiet: bool = QUIET_OPTION,
+    junit: Optional[str] = JUNIT_OPTION,
 ) -> None:
-    """Table and summary of a connection's sync logs, retry details, stale open logs."""
+    """Table and verdict of a connection's sync logs: the latest run of an operation failed or a log stuck open fails."""
     import json
-    import uuid
 
-    from pmsops.api.synclogs import summarise
-    from pmsops.errors import UsageError
+    from pmsops.api.synclogs import log_table, summarise
     from pmsops.redaction import redact_obj
 
-    try:
-        uuid.UUID(connection_id)
-    except ValueError:
-        raise UsageError(f"connection id {connection_id!r} is not a UUID") from None
-    with _client(api, http_timeout) as client:
-        page = client.sync_logs(connection_id, limit, offset, status=status)
+    cid = connection_id(connection)
+    with _client(api, timeout) as client:
+        page = client.sync_logs(cid, limit, offset, status=status)
     logs = page["logs"]
     if save:
         write_file(save, json.dumps(redact_obj(page), indent=2, default=str))
     found = summarise(logs, stale_after)
-    table = [f"{str(l.get('created_at'))[:19]}  {l.get('operation_type', '?'):<20} {l.get('direction', '?'):<8} {l.get('status', '?'):<9} "
-             f"retry {(l.get('details') or {}).get('retry_count', 0)}" + (f"  {l.get('error')}" if l.get("error") else "") for l in logs]
-    found[0].notes = table + found[0].notes
+    found[0].notes = log_table(logs) + found[0].notes
     found[0].details = {"logs": logs, "total": len(logs)}
-    finish_results(found, "sync logs", json_mode, strict)
+    finish_results(found, "sync logs", json_mode, strict, quiet=quiet, junit=junit)
 
 
 def smoke(
     connection: Optional[str] = typer.Option(None, "--connection", help="Connection id (default CID, else the first listed)."),
-    sync_type: str = typer.Option("full", "--sync-type", help="full, availability, pricing or bookings."),
-    timeout: float = typer.Option(60.0, "--timeout", min=1, callback=finite, help="How long step 6 waits for the sync to finish."),
-    http_timeout: float = HTTP_TIMEOUT_OPTION,
-    junit: Optional[str] = typer.Option(None, "--junit", help="Write a JUnit XML report (one testcase per step)."),
-    suite_name: Optional[str] = typer.Option(None, "--suite-name", help="Context in the JUnit suite name and classname (default PMSOPS_CONTEXT, else the API host)."),
-    env_file: Optional[str] = typer.Option(None, "--env-file", help="Load this env file first (same as the global option)."),
+    sync_type: str = typer.Option("full", "--sync-type", "--type", "-t", help="full, availability, pricing or bookings."),
+    wait: float = WAIT_OPTION,
+    timeout: float = HTTP_TIMEOUT_OPTION,
+    no_trigger: bool = typer.Option(False, "--no-trigger", help="Run the read-only steps 1-4 only (nothing is written)."),
+    junit: Optional[str] = JUNIT_OPTION,
+    suite_name: Optional[str] = typer.Option(None, "--suite-name", help="Context in the JUnit suite name and classname (default: the active context, PMSOPS_CONTEXT, else the API host)."),
     json_mode: bool = JSON_OPTION,
     strict: bool = STRICT_OPTION,
+    quiet: bool = QUIET_OPTION,
 ) -> None:
-    """The runbook's Quick Smoke: env → token → /health/ready → connection → trigger → logs."""
-    from pmsops.api.smoke import junit_xml, run_smoke, suite_context
-    from pmsops.cli.main import apply_env_file
-
-    if env_file:
-        apply_env_file(env_file)
+    """The runbook's Quick Smoke: env → token → /health/ready → connection → trigger → logs, each step shown as it ends."""
+    from pmsops.api.smoke import LABELS, SLOTS, run_smoke, suite_context
     from pmsops.sync import SYNC_TYPES
 
     if sync_type not in SYNC_TYPES:
         from pmsops.errors import UsageError
 
         raise UsageError(f"unknown sync type {sync_type!r}: use one of {', '.join(SYNC_TYPES)}")
-    out = output(json_mode)
-    progress = None if json_mode else (lambda line: out.progress(f"    … {line}"))
-    env = settings()
-    context = suite_context(env, suite_name)
-    run = run_smoke(env, connection, sync_type, timeout, http_timeout, progress=progress, env_file=env_file or STATE.env_file)
-    if junit:
-        write_file(junit, junit_xml(run, context, strict))
-    finish(out.results(run.results, "smoke", strict=strict, title=f"pmsops smoke (Quick Smoke, {context})", extra={"context": {**run.context, "suite": context}}))
+    env, run = settings(), state()
+    context = suite_context(env, suite_name or run.context)
+    holder: dict = {}
+
+    def go(collector) -> None:
+        holder["run"] = run_smoke(env, connection, sync_type, wait, timeout, env_file=run.env_file, trigger=not no_trigger, collector=collector)
+
+    stream("smoke", SLOTS, go, json_mode, strict, quiet, title=f"pmsops smoke (Quick Smoke, {context})", labels=LABELS, junit=junit,
+           junit_context=context, extra=lambda: {"context": {**(holder["run"].context if "run" in holder else {}), "suite": context}})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NoReturn
 
 import typer
@@ -12,15 +12,44 @@ from pmsops import exitcodes
 
 
 @dataclass
-class State:
+class RunState:
+    """Per-run state, carried as the root ``typer.Context``'s ``obj`` (never a module global).
+
+    The env file is read into ``env_values`` and overlaid on the process environment
+    when settings are read; it is not written into ``os.environ`` (only the two
+    commands that hand the environment to another program do that, explicitly).
+    """
+
     started: float = 0.0
     """time.monotonic() when main() began: doctor's deadlines count from here."""
     debug: bool = False
     no_color: bool = False
     env_file: str | None = None
+    env_values: dict[str, str] = field(default_factory=dict)
+    context: str | None = None
+    """The active context's name (shown in every report header), or None."""
+
+    def environ(self) -> dict[str, str]:
+        """The process environment with the env file on top (env file beats environment)."""
+        import os
+
+        return {**os.environ, **self.env_values}
 
 
-STATE = State()
+_FALLBACK = RunState()
+
+
+def state() -> RunState:
+    """This run's :class:`RunState` (from the click context; a default outside a run)."""
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        obj = ctx.find_root().obj
+        if isinstance(obj, RunState):
+            return obj
+    return _FALLBACK
+
 
 def finite(value: float | None) -> float | None:
     """nan and inf pass click's range checks and would make a wait endless or a timeout crash."""
@@ -31,30 +60,142 @@ def finite(value: float | None) -> float | None:
     return value
 
 
-JSON_OPTION = typer.Option(False, "--json", help="Print a JSON report (schema pmsops.report/v1) instead of text.")
-STRICT_OPTION = typer.Option(False, "--strict", help="Exit 1 on warnings too.")
-TIMEOUT_OPTION = typer.Option(3.0, "--timeout", min=0.1, callback=finite, help="Connect and read timeout in seconds.")
+# --- the shared option declarations (one name per concept; README "Option conventions") -------------------
+
+JSON_OPTION = typer.Option(False, "--json", help="Print one JSON object (schema pmsops.report/v1) instead of text.", rich_help_panel="Output")
+STRICT_OPTION = typer.Option(False, "--strict", help="Warnings fail too (exit 1).", rich_help_panel="Output")
+QUIET_OPTION = typer.Option(False, "--quiet", "-q", help="Print nothing; the exit code is the answer.", rich_help_panel="Output")
+JUNIT_OPTION = typer.Option(None, "--junit", metavar="FILE", help="Also write a JUnit XML report (one testcase per check) for CI.", rich_help_panel="Output")
+TIMEOUT_OPTION = typer.Option(3.0, "--timeout", min=0.1, callback=finite, help="Connect and read timeout of each network call, in seconds.")
+HTTP_TIMEOUT_OPTION = typer.Option(10.0, "--timeout", min=0.1, callback=finite, help="Connect and read timeout of each HTTP call, in seconds.")
+WAIT_OPTION = typer.Option(60.0, "--wait", min=1, callback=finite, metavar="SECONDS", help="How long to wait for the sync to reach a final status.")
 
 
-def output(json_mode: bool = False):
+def _uuid_type():
+    import click
+
+    class ConnectionId(click.ParamType):
+        name = "UUID"
+
+        def convert(self, value, param, ctx):
+            import uuid
+
+            if value is None or isinstance(value, str) and value == "":
+                return value
+            try:
+                return str(uuid.UUID(str(value)))
+            except ValueError:
+                self.fail(f"{value!r} is not a UUID (list connections with: pmsops connections list)", param, ctx)
+
+    class SyncType(click.Choice):
+        def __init__(self) -> None:
+            super().__init__(["full", "availability", "pricing", "bookings"])
+
+    return ConnectionId(), SyncType()
+
+
+CONNECTION_ID, SYNC_TYPE = _uuid_type()
+"""Click parameter types for a connection UUID and a sync type: checked once, at parse time."""
+
+
+def connection_argument(help_text: str = "Channel connection UUID (default: $CID).") -> typer.models.ArgumentInfo:
+    return typer.Argument(None, click_type=CONNECTION_ID, metavar="[CONNECTION_ID]", help=help_text, show_default=False)
+
+
+SYNC_TYPE_OPTION = typer.Option("full", "--type", "-t", click_type=SYNC_TYPE, help="Sync type.")
+
+
+def connection_id(value: str | None) -> str:
+    """The given connection id, else ``CID`` from the environment (checked as a UUID), else bad input."""
+    import uuid
+
+    from pmsops.errors import UsageError
+
+    if value:
+        return value
+    cid = settings().get("CID")
+    if not cid:
+        raise UsageError("no connection id: pass CONNECTION_ID or set CID", hint="list connections with: pmsops connections list")
+    try:
+        return str(uuid.UUID(cid))
+    except ValueError:
+        raise UsageError(f"CID={cid!r} is not a UUID", hint="list connections with: pmsops connections list") from None
+
+
+def output(json_mode: bool = False, quiet: bool = False):
     from pmsops.render import Output
 
-    return Output(json_mode=json_mode, no_color=STATE.no_color)
+    run = state()
+    return Output(json_mode=json_mode, no_color=run.no_color, quiet=quiet, context=run.context)
 
 
 def settings():
     from pmsops.settings import Settings
 
-    return Settings.from_environ()
+    return Settings.from_environ(state().environ())
+
+
+def export_environment() -> None:
+    """Put the env file into ``os.environ``: only for a command that hands the environment to another
+    program (``worker-start`` execs Celery) or to a library that reads it (the Celery app of ``sync run``)."""
+    import os
+
+    os.environ.update(state().env_values)
 
 
 def finish(code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
-def finish_results(results, command: str, json_mode: bool = False, strict: bool = False, title: str | None = None, extra=None) -> NoReturn:
+def finish_results(results, command: str, json_mode: bool = False, strict: bool = False, title: str | None = None, extra=None,
+                   quiet: bool = False, junit: str | None = None) -> NoReturn:
     """Render results and exit with the code they map to."""
-    finish(output(json_mode).results(results, command=command, strict=strict, title=title, extra=extra))
+    items = list(results)
+    if junit:
+        write_junit(junit, items, command)
+    finish(output(json_mode, quiet).results(items, command=command, strict=strict, title=title, extra=extra))
+
+
+def write_junit(path: str, items, command: str) -> None:
+    """A JUnit report of ``items`` (one testcase per result), mode 0600, never through a link."""
+    from pmsops.api.smoke import SmokeRun, junit_xml
+    from pmsops.safefile import write_text
+
+    write_text(path, junit_xml(SmokeRun(results=list(items)), suite=f"pmsops {command}"), "report")
+
+
+def stream(command: str, slots, run, json_mode: bool = False, strict: bool = False, quiet: bool = False, title: str | None = None,
+           labels: dict[str, str] | None = None, junit: str | None = None, extra=None) -> NoReturn:
+    """Run a multi-check command, showing each result the moment it is known; exit with its code.
+
+    ``run(collector)`` is the one library call. Ctrl-C stops the wait: what was found
+    is kept (printed, in the JSON and the JUnit file) with a summary, exit 130.
+    """
+    import time
+
+    from pmsops import exitcodes
+    from pmsops.results import Collector, exit_code
+
+    out = output(json_mode, quiet)
+    collector = Collector(slots)
+    interrupted = False
+    out.header(title)
+    with out.live(collector, labels):
+        try:
+            run(collector)
+        except KeyboardInterrupt:
+            interrupted = True
+    items = collector.results
+    seconds = time.monotonic() - collector.started
+    code = exitcodes.INTERRUPTED if interrupted else exit_code(items, strict=strict)
+    if junit:
+        write_junit(junit, items, command)
+    pending = [labels.get(p, p) if labels else p for p in collector.pending] if interrupted else []
+    if json_mode:
+        out.report_json(items, command, code, seconds, extra() if callable(extra) else extra, interrupted, pending)
+    else:
+        out.summary(items, seconds, interrupted, pending)
+    finish(code)
 
 
 def configure_fingerprints(salt: str | None, reveal: bool, start: bool = False) -> None:
@@ -89,11 +230,18 @@ def read_secret(prompt: str, from_stdin: bool, positional: str | None = None, wh
     else:
         import getpass
 
-        value = getpass.getpass(f"{prompt}: ")
+        value = _hidden_prompt(f"{prompt}: ")
     if value == "":
         raise UsageError(f"empty {what}", hint=f"type the {what} at the prompt, or pipe it: printf %s \"$PW\" | pmsops … --stdin")
     register_secret(value)
     return value
+
+
+def _hidden_prompt(prompt: str) -> str:
+    """Read a line from the terminal without echoing it (the prompt goes to the terminal, not stdout)."""
+    import getpass
+
+    return getpass.getpass(prompt)
 
 
 EXIT_CODES_HELP = f"Exit codes: {exitcodes.OK} ok, {exitcodes.FAILED} failed, {exitcodes.USAGE} bad input."

@@ -11,7 +11,7 @@ from typing import List, Optional
 
 import typer
 
-from pmsops.cli.common import JSON_OPTION, STRICT_OPTION, finish_results, finite
+from pmsops.cli.common import JSON_OPTION, JUNIT_OPTION, QUIET_OPTION, STRICT_OPTION, finish_results, finite
 
 host_app = typer.Typer(
     help="Docker diagnostics on the host server (HOST-SERVER-TERMINAL): the runbook's docker inspect/exec/logs procedures.",
@@ -27,8 +27,8 @@ RESOLVE_OPTION = typer.Option(None, "--resolve", metavar="NAME", help="Host name
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(host_app, name="host")
-    app.add_typer(env_app, name="env")
+    app.add_typer(host_app, name="host", rich_help_panel="Host server (runbook: HOST-SERVER-TERMINAL)")
+    app.add_typer(env_app, name="env", rich_help_panel="Host server (runbook: HOST-SERVER-TERMINAL)")
 
 
 @host_app.command("redis-password")
@@ -50,6 +50,8 @@ def worker_cmd(
     timeout: float = DOCKER_TIMEOUT_OPTION,
     json_mode: bool = JSON_OPTION,
     strict: bool = STRICT_OPTION,
+    quiet: bool = QUIET_OPTION,
+    junit: Optional[str] = JUNIT_OPTION,
 ) -> None:
     """Container CMD/ENTRYPOINT vs its image's: a difference is a Coolify Start Command override (runbook: Worker Starts with Wrong CMD)."""
     import shlex
@@ -57,7 +59,7 @@ def worker_cmd(
     from pmsops.host.worker_cmd import check_worker_cmd
 
     expected = shlex.split(expect) if expect else None
-    finish_results(check_worker_cmd(container, expected, timeout), "host worker-cmd", json_mode, strict)
+    finish_results(check_worker_cmd(container, expected, timeout), "host worker-cmd", json_mode, strict, quiet=quiet, junit=junit)
 
 
 @host_app.command("networks")
@@ -68,11 +70,13 @@ def networks(
     timeout: float = DOCKER_TIMEOUT_OPTION,
     json_mode: bool = JSON_OPTION,
     strict: bool = STRICT_OPTION,
+    quiet: bool = QUIET_OPTION,
+    junit: Optional[str] = JUNIT_OPTION,
 ) -> None:
     """Required Docker networks attached, and the database and Redis names resolvable inside (runbook: Networks (CRITICAL))."""
     from pmsops.host.networks import check_networks
 
-    finish_results(check_networks(container, require, resolve, timeout), "host networks", json_mode, strict)
+    finish_results(check_networks(container, require, resolve, timeout), "host networks", json_mode, strict, quiet=quiet, junit=junit)
 
 
 @host_app.command("code-hash")
@@ -98,11 +102,13 @@ def logs(
     timeout: float = DOCKER_TIMEOUT_OPTION,
     json_mode: bool = JSON_OPTION,
     strict: bool = STRICT_OPTION,
+    quiet: bool = QUIET_OPTION,
+    junit: Optional[str] = JUNIT_OPTION,
 ) -> None:
     """Scan docker logs for the ready line, tasks, and the runbook's red flags (auth, refused, DNS, root, Traceback)."""
     from pmsops.host.logs import check_logs
 
-    finish_results(check_logs(container, since, tail, timeout), "host logs", json_mode, strict)
+    finish_results(check_logs(container, since, tail, timeout), "host logs", json_mode, strict, quiet=quiet, junit=junit)
 
 
 @host_app.command("env-diff")
@@ -112,11 +118,13 @@ def env_diff(
     timeout: float = DOCKER_TIMEOUT_OPTION,
     json_mode: bool = JSON_OPTION,
     strict: bool = STRICT_OPTION,
+    quiet: bool = QUIET_OPTION,
+    junit: Optional[str] = JUNIT_OPTION,
 ) -> None:
     """Variables the worker lacks, values that differ (as SHA-256 prefixes) and the three Redis URLs (runbook: Required Environment Variables)."""
     from pmsops.host.envdiff import check_env_diff
 
-    finish_results(check_env_diff(backend, worker, timeout), "host env-diff", json_mode, strict)
+    finish_results(check_env_diff(backend, worker, timeout), "host env-diff", json_mode, strict, quiet=quiet, junit=junit)
 
 
 @host_app.command("check")
@@ -131,12 +139,14 @@ def check(
     timeout: float = DOCKER_TIMEOUT_OPTION,
     json_mode: bool = JSON_OPTION,
     strict: bool = STRICT_OPTION,
+    quiet: bool = QUIET_OPTION,
+    junit: Optional[str] = JUNIT_OPTION,
 ) -> None:
     """All host diagnoses for the runbook's containers: state, requirepass, worker CMD, networks, environment, logs, code."""
     from pmsops.host.check import Targets, run_host_check
 
     targets = Targets(redis, worker, backend, list(require or ["coolify"]), list(resolve or []), since, local)
-    finish_results(run_host_check(targets, timeout), "host check", json_mode, strict)
+    finish_results(run_host_check(targets, timeout), "host check", json_mode, strict, title="pmsops host check", quiet=quiet, junit=junit)
 
 
 @env_app.command("diff")
@@ -145,8 +155,10 @@ def env_file_diff(
     file_b: str = typer.Argument(..., metavar="FILE_B", help="Env file that must match (the worker's)."),
     json_mode: bool = JSON_OPTION,
     strict: bool = STRICT_OPTION,
+    quiet: bool = QUIET_OPTION,
+    junit: Optional[str] = JUNIT_OPTION,
 ) -> None:
     """Compare two shell-style env files (never executed) as host env-diff compares containers."""
     from pmsops.host.envdiff import diff_env_files
 
-    finish_results(diff_env_files(file_a, file_b), "env diff", json_mode, strict)
+    finish_results(diff_env_files(file_a, file_b), "env diff", json_mode, strict, quiet=quiet, junit=junit)

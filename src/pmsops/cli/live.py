@@ -6,10 +6,11 @@ from typing import List, Optional
 
 import typer
 
-from pmsops.cli.common import JSON_OPTION, STRICT_OPTION, TIMEOUT_OPTION, finish_results, finite, settings
+from pmsops.cli.common import JSON_OPTION, JUNIT_OPTION, QUIET_OPTION, STRICT_OPTION, TIMEOUT_OPTION, finish_results, finite, settings, state, stream
 
 check_app = typer.Typer(help="Check one dependency: Redis, the database, or the API's /health/ready.", no_args_is_help=True)
 celery_app = typer.Typer(help="Ask Celery workers over the broker (never imports the application).", no_args_is_help=True)
+PANEL = "Live checks (runbook: Verification, Troubleshooting)"
 
 URL_HELP = "Default: from the environment."
 EXPECT_OPTION = typer.Option(None, "--expect", min=0, help="Number of workers that must answer (production runs exactly 1).")
@@ -17,9 +18,9 @@ DEST_OPTION = typer.Option(None, "--destination", "-d", help="Ask only this work
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(check_app, name="check")
-    app.add_typer(celery_app, name="celery")
-    app.command("doctor")(doctor)
+    app.add_typer(check_app, name="check", rich_help_panel=PANEL)
+    app.add_typer(celery_app, name="celery", rich_help_panel=PANEL)
+    app.command("doctor", rich_help_panel=PANEL)(doctor)
 
 
 def _bounded(name: str, fn, timeout: float):
@@ -34,6 +35,8 @@ def check_redis(
     timeout: float = TIMEOUT_OPTION,
     json_mode: bool = JSON_OPTION,
     strict: bool = STRICT_OPTION,
+    quiet: bool = QUIET_OPTION,
+    junit: Optional[str] = JUNIT_OPTION,
 ) -> None:
     """PING, server version, latency and a SET/GET round trip (runbook: Test Redis Connection)."""
     from pmsops.checks.redis import check_redis as run
@@ -42,7 +45,7 @@ def check_redis(
     the_url = url or settings().require("REDIS_URL")
     variable = "--url" if url else "REDIS_URL"
     read_url(the_url, "redis-py", variable)  # a URL redis-py would misread is bad input (exit 2), before anything is attempted
-    finish_results(_bounded("redis", lambda: run(the_url, timeout, variable=variable), timeout), "check redis", json_mode, strict)
+    finish_results(_bounded("redis", lambda: run(the_url, timeout, variable=variable), timeout), "check redis", json_mode, strict, quiet=quiet, junit=junit)
 
 
 @check_app.command("db")
@@ -51,6 +54,8 @@ def check_db(
     timeout: float = TIMEOUT_OPTION,
     json_mode: bool = JSON_OPTION,
     strict: bool = STRICT_OPTION,
+    quiet: bool = QUIET_OPTION,
+    junit: Optional[str] = JUNIT_OPTION,
 ) -> None:
     """Connect with asyncpg, SELECT version(), latency (runbook: Database URL Verification)."""
     from pmsops.checks.db import check_db as run
@@ -58,7 +63,7 @@ def check_db(
 
     the_url = url or settings().require("DATABASE_URL")
     normalise_dsn(the_url, "--url" if url else "DATABASE_URL")  # read by asyncpg's parser: bad input is exit 2 before anything is attempted
-    finish_results(_bounded("db", lambda: run(the_url, timeout), timeout), "check db", json_mode, strict)
+    finish_results(_bounded("db", lambda: run(the_url, timeout), timeout), "check db", json_mode, strict, quiet=quiet, junit=junit)
 
 
 @check_app.command("health")
@@ -67,12 +72,14 @@ def check_health(
     timeout: float = TIMEOUT_OPTION,
     json_mode: bool = JSON_OPTION,
     strict: bool = STRICT_OPTION,
+    quiet: bool = QUIET_OPTION,
+    junit: Optional[str] = JUNIT_OPTION,
 ) -> None:
     """GET /health/ready and report each component and the workers (both response shapes)."""
     from pmsops.checks.health import check_health as run
 
     the_url = url or settings().require("PMS_API_URL")
-    finish_results(_bounded("health", lambda: run(the_url, timeout), timeout), "check health", json_mode, strict)
+    finish_results(_bounded("health", lambda: run(the_url, timeout), timeout), "check health", json_mode, strict, quiet=quiet, junit=junit)
 
 
 def _broker(url: Optional[str]) -> str:
@@ -96,12 +103,14 @@ def celery_ping(
     timeout: float = TIMEOUT_OPTION,
     json_mode: bool = JSON_OPTION,
     strict: bool = STRICT_OPTION,
+    quiet: bool = QUIET_OPTION,
+    junit: Optional[str] = JUNIT_OPTION,
 ) -> None:
     """Which workers answer, returning as soon as they all have (unlike celery inspect ping)."""
     from pmsops.checks.celery import ping
 
     url = _broker(broker)
-    finish_results(_bounded("celery", lambda: ping(url, timeout, expect, destination or None), timeout * 2), "celery ping", json_mode, strict)
+    finish_results(_bounded("celery", lambda: ping(url, timeout, expect, destination or None), timeout * 2), "celery ping", json_mode, strict, quiet=quiet, junit=junit)
 
 
 @celery_app.command("registered")
@@ -113,12 +122,14 @@ def celery_registered(
     timeout: float = TIMEOUT_OPTION,
     json_mode: bool = JSON_OPTION,
     strict: bool = STRICT_OPTION,
+    quiet: bool = QUIET_OPTION,
+    junit: Optional[str] = JUNIT_OPTION,
 ) -> None:
     """Registered tasks per worker (runbook: Check Active Workers and Registered Tasks)."""
     from pmsops.checks.celery import registered
 
     url = _broker(broker)
-    finish_results(_bounded("celery-registered", lambda: registered(url, timeout, expect_task or [], destination or None, expect), timeout * 2), "celery registered", json_mode, strict)
+    finish_results(_bounded("celery-registered", lambda: registered(url, timeout, expect_task or [], destination or None, expect), timeout * 2), "celery registered", json_mode, strict, quiet=quiet, junit=junit)
 
 
 @celery_app.command("active")
@@ -130,12 +141,14 @@ def celery_active(
     timeout: float = TIMEOUT_OPTION,
     json_mode: bool = JSON_OPTION,
     strict: bool = STRICT_OPTION,
+    quiet: bool = QUIET_OPTION,
+    junit: Optional[str] = JUNIT_OPTION,
 ) -> None:
     """Running tasks with their age; old ones are flagged as stuck."""
     from pmsops.checks.celery import active
 
     url = _broker(broker)
-    finish_results(_bounded("celery-active", lambda: active(url, timeout, stuck_after, destination or None, expect), timeout * 2), "celery active", json_mode, strict)
+    finish_results(_bounded("celery-active", lambda: active(url, timeout, stuck_after, destination or None, expect), timeout * 2), "celery active", json_mode, strict, quiet=quiet, junit=junit)
 
 
 @celery_app.command("stats")
@@ -146,12 +159,14 @@ def celery_stats(
     timeout: float = TIMEOUT_OPTION,
     json_mode: bool = JSON_OPTION,
     strict: bool = STRICT_OPTION,
+    quiet: bool = QUIET_OPTION,
+    junit: Optional[str] = JUNIT_OPTION,
 ) -> None:
     """Pool, concurrency, processed tasks and uptime per worker."""
     from pmsops.checks.celery import stats
 
     url = _broker(broker)
-    finish_results(_bounded("celery-stats", lambda: stats(url, timeout, destination or None, expect), timeout * 2), "celery stats", json_mode, strict)
+    finish_results(_bounded("celery-stats", lambda: stats(url, timeout, destination or None, expect), timeout * 2), "celery stats", json_mode, strict, quiet=quiet, junit=junit)
 
 
 def doctor(
@@ -159,10 +174,13 @@ def doctor(
     expect_workers: Optional[int] = typer.Option(None, "--expect-workers", min=0, help="Number of Celery workers that must answer."),
     json_mode: bool = JSON_OPTION,
     strict: bool = STRICT_OPTION,
+    quiet: bool = QUIET_OPTION,
+    junit: Optional[str] = JUNIT_OPTION,
 ) -> None:
-    """Every configured check at once: Redis URLs, Redis, database, Celery, /health/ready."""
-    from pmsops.checks.doctor import run_doctor
+    """Every configured check at once: Redis URLs, Redis, database, Celery, /health/ready; each shown as soon as it is known."""
+    from pmsops.checks.doctor import SLOTS, run_doctor
 
-    from pmsops.cli.common import STATE
-
-    finish_results(run_doctor(settings(), timeout, expect_workers, started=STATE.started or None), "doctor", json_mode, strict, title="pmsops doctor")
+    env = settings()
+    started = state().started or None
+    stream("doctor", SLOTS, lambda collector: run_doctor(env, timeout, expect_workers, started=started, collector=collector),
+           json_mode, strict, quiet, title="pmsops doctor", junit=junit)

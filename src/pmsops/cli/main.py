@@ -14,16 +14,22 @@ import typer
 
 from pmsops import exitcodes
 from pmsops.cli import offline
-from pmsops.cli.common import STATE
+from pmsops.cli.common import RunState, state
 
 app = typer.Typer(
     name="pmsops",
-    help="The channel-manager operations runbook as commands: Redis URLs, live checks, the worker, syncs, smoke tests.",
+    help="The channel-manager operations runbook as commands: Redis URLs, live checks, the worker, syncs, smoke tests.\n\n"
+         "Global options (--env-file, --context, --debug, --no-color) work before or after the command. "
+         "Exit codes: 0 ok (warnings allowed), 1 failed (or warned, with --strict), 2 bad input or nothing checked, 130 interrupted.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+GLOBAL_FLAGS = ("--debug", "--no-color", "--reveal-fingerprint")
+GLOBAL_VALUED = ("--env-file", "--context", "--fingerprint-salt")
+"""Options of the root command that may also be written after the command (they are moved in front)."""
 
 
 def _version(value: bool) -> None:
@@ -36,41 +42,84 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _global(
-    env_file: Optional[str] = typer.Option(None, "--env-file", metavar="PATH", help="Load a shell-style env file (export K=V) without executing it; overrides the process environment."),
+    ctx: typer.Context,
+    env_file: Optional[str] = typer.Option(None, "--env-file", metavar="PATH", envvar="PMSOPS_ENV_FILE", show_envvar=True,
+                                           help="Load a shell-style env file (export K=V) without executing it; it beats the process environment."),
+    context: Optional[str] = typer.Option(None, "--context", metavar="NAME", help="Use the env file of this context (pmsops context list)."),
     debug: bool = typer.Option(False, "--debug", help="Show (redacted) tracebacks."),
     no_color: bool = typer.Option(False, "--no-color", help="No colours (NO_COLOR and non-TTY output also turn them off)."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
     fingerprint_salt: Optional[str] = typer.Option(None, "--fingerprint-salt", metavar="SALT", help="Salt every fingerprint with SALT (default: random per run; env PMSOPS_FINGERPRINT_SALT). Use one SALT on two machines to compare their fingerprints."),
     reveal_fingerprint: bool = typer.Option(False, "--reveal-fingerprint", help="Show the runbook's unsalted sha256 prefix (echo -n \"$PW\" | sha256sum | cut -c1-16) instead of salted fingerprints: reversible for weak passwords."),
 ) -> None:
-    """Global options come before the command: pmsops --env-file /root/pms_env.sh doctor."""
+    """Global options may come before or after the command: pmsops doctor --env-file /root/pms_env.sh."""
+    import os
+
+    run = ctx.obj if isinstance(ctx.obj, RunState) else RunState()
+    ctx.obj = run
+    run.debug = debug or run.debug
+    run.no_color = no_color or bool(os.environ.get("NO_COLOR"))
+    if ctx.resilient_parsing:  # shell completion: read nothing
+        return
+    from pmsops.contexts import select
+
+    # PMSOPS_ENV_FILE arrives through envvar= above; contexts.select orders it after --context.
+    explicit = env_file if ctx.get_parameter_source("env_file").name != "ENVIRONMENT" else None
+    chosen = select(explicit, context)
+    run.context = chosen.context
+    if chosen.env_file:
+        apply_env_file(chosen.env_file, run)
     from pmsops.cli.common import configure_fingerprints
 
-    STATE.debug = debug or STATE.debug
-    STATE.no_color = no_color or bool(os.environ.get("NO_COLOR"))
-    if env_file:
-        apply_env_file(env_file)
-    configure_fingerprints(fingerprint_salt, reveal_fingerprint, start=True)
+    # The env file is not in os.environ: hand its PMSOPS_FINGERPRINT_SALT / PMSOPS_REVEAL_FINGERPRINT over explicitly.
+    salt = fingerprint_salt if fingerprint_salt is not None else (run.env_values.get("PMSOPS_FINGERPRINT_SALT") or "").strip() or None
+    reveal = reveal_fingerprint or (run.env_values.get("PMSOPS_REVEAL_FINGERPRINT", "").strip().lower() in ("1", "true", "yes"))
+    configure_fingerprints(salt, reveal, start=True)
 
 
-def apply_env_file(path: str) -> None:
-    """Load ``path`` into ``os.environ`` (env file beats process environment)."""
+def apply_env_file(path: str, run: RunState | None = None) -> None:
+    """Read ``path`` into this run's state (env file beats process environment; ``os.environ`` is left alone)."""
     from pmsops.cli.common import output
     from pmsops.envfile import load_env_file
     from pmsops.settings import register_environment_secrets
 
+    run = run or state()
     loaded = load_env_file(path)
     register_environment_secrets(loaded.values)
-    os.environ.update(loaded.values)
-    STATE.env_file = path
+    run.env_values.update(loaded.values)
+    run.env_file = path
     if loaded.skipped:
         lines = ", ".join(str(n) for n in loaded.skipped[:10])
         output().progress(f"! {path}: skipped {len(loaded.skipped)} line(s) that are not assignments (line {lines}); nothing in it is executed")
 
 
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move global options written after the command in front of it (``check db --no-color``).
+
+    Only exact global option names before a ``--`` move; ``--env-file`` and
+    ``--context`` take their value along (``--env-file=F`` too).
+    """
+    end = args.index("--") if "--" in args else len(args)
+    head, moved, i = [], [], 0
+    while i < end:
+        arg = args[i]
+        name = arg.split("=", 1)[0]
+        if arg in GLOBAL_FLAGS:
+            moved.append(arg)
+        elif name in GLOBAL_VALUED:
+            moved.append(arg)
+            if "=" not in arg and i + 1 < end:
+                moved.append(args[i + 1])
+                i += 1
+        else:
+            head.append(arg)
+        i += 1
+    return moved + head + args[end:]
+
+
 def _register_commands() -> None:
     offline.register(app)
-    for module_name in ("live", "worker", "sync", "api", "host", "sandbox", "observe"):
+    for module_name in ("live", "worker", "sync", "api", "host", "sandbox", "observe", "context"):
         try:
             module = __import__(f"pmsops.cli.{module_name}", fromlist=["register"])
         except ModuleNotFoundError as exc:
@@ -83,17 +132,17 @@ def _register_commands() -> None:
 _register_commands()
 
 
-def _report_unexpected(exc: BaseException) -> int:
+def _report_unexpected(exc: BaseException, run: RunState) -> int:
     from pmsops.redaction import redact
     from pmsops.render import Output
 
-    out = Output(no_color=STATE.no_color)
-    if STATE.debug:
+    out = Output(no_color=run.no_color)
+    if run.debug:
         import traceback
 
         sys.stderr.write(redact("".join(traceback.format_exception(exc))))
     message = str(exc) or type(exc).__name__
-    out.error(f"{type(exc).__name__}: {message}", hint=None if STATE.debug else "re-run with --debug for the (redacted) traceback")
+    out.error(f"{type(exc).__name__}: {message}", hint=None if run.debug else "re-run with --debug for the (redacted) traceback")
     return exitcodes.FAILED
 
 
@@ -121,7 +170,18 @@ def _click_exception_types() -> tuple[tuple[type, ...], tuple[type, ...]]:
     return tuple(usage), tuple(aborts)
 
 
-def _report_click_error(exc: Exception) -> int:
+def _once(message: str) -> str:
+    """Each sentence once: Typer and click may both append "Did you mean 'doctor'?"."""
+    import re
+
+    seen: list[str] = []
+    for sentence in re.split(r"(?<=[.?!])\s+", message.strip()):
+        if sentence not in seen:
+            seen.append(sentence)
+    return " ".join(seen)
+
+
+def _report_click_error(exc: Exception, run: RunState) -> int:
     """A click usage error as one redacted line plus a hint; its exit code (2)."""
     from pmsops.render import Output
 
@@ -132,7 +192,9 @@ def _report_click_error(exc: Exception) -> int:
         return getattr(exc, "exit_code", exitcodes.USAGE)
     ctx = getattr(exc, "ctx", None)
     hint = f"see {ctx.command_path} --help" if ctx is not None else "see pmsops --help"
-    Output(no_color=STATE.no_color).error(exc.format_message(), hint)  # type: ignore[attr-defined]
+    if ctx is not None and ctx.parent is not None and not hasattr(ctx.command, "commands"):
+        hint = f"usage: {ctx.get_usage().removeprefix('Usage: ').strip()} ({hint})"  # the sub-command's usage, not the top-level one
+    Output(no_color=run.no_color).error(_once(exc.format_message()), hint)  # type: ignore[attr-defined]
     return getattr(exc, "exit_code", exitcodes.USAGE)
 
 
@@ -178,13 +240,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from pmsops import render
 
-    args = list(sys.argv[1:] if argv is None else argv)
-    STATE.started = time.monotonic()
-    render.STARTED = STATE.started
+    args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
+    run = RunState(started=time.monotonic())
+    render.STARTED = run.started
     render.STDOUT_USED = False
     error: dict[str, str | None] = {}
     try:
-        code = _run(args, error)
+        code = _run(args, error, run)
         if _json_requested(args) and not render.STDOUT_USED:
             from pmsops.redaction import redact
 
@@ -197,26 +259,27 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-def _run(args: list[str], error: dict) -> int:
+def _run(args: list[str], error: dict, run: RunState) -> int:
     """Dispatch ``args``; errors become one line on stderr and are noted in ``error``."""
     from pmsops.errors import PmsopsError
 
     click_errors, aborts = _click_exception_types()
-    STATE.debug = "--debug" in args[: args.index("--") if "--" in args else len(args)]
+    run.debug = "--debug" in args[: args.index("--") if "--" in args else len(args)]
+    run.no_color = "--no-color" in args[: args.index("--") if "--" in args else len(args)]
     command = typer.main.get_command(app)
     try:
-        rv = command.main(args=args, prog_name="pmsops", standalone_mode=False)
+        rv = command.main(args=args, prog_name="pmsops", standalone_mode=False, obj=run)
         return rv if isinstance(rv, int) else exitcodes.OK
     except PmsopsError as exc:
         from pmsops.render import Output
 
-        if STATE.debug:
+        if run.debug:
             import traceback
 
             from pmsops.redaction import redact
 
             sys.stderr.write(redact("".join(traceback.format_exception(exc))))
-        Output(no_color=STATE.no_color).error(exc.message, exc.hint)
+        Output(no_color=run.no_color).error(exc.message, exc.hint)
         error.update(kind=_error_kind(exc), message=exc.message, hint=exc.hint)
         return exc.exit_code
     except aborts:
@@ -225,9 +288,9 @@ def _run(args: list[str], error: dict) -> int:
         return 130
     except click_errors as exc:
         ctx = getattr(exc, "ctx", None)
-        error.update(kind="usage", message=exc.format_message() if hasattr(exc, "format_message") else str(exc),
+        error.update(kind="usage", message=_once(exc.format_message()) if hasattr(exc, "format_message") else str(exc),
                      hint=f"see {ctx.command_path} --help" if ctx is not None else "see pmsops --help")
-        return _report_click_error(exc)
+        return _report_click_error(exc, run)
     except typer.Exit as exc:
         return exc.exit_code
     except KeyboardInterrupt:
@@ -236,7 +299,7 @@ def _run(args: list[str], error: dict) -> int:
         return 130
     except Exception as exc:  # noqa: BLE001 - the one place that turns crashes into one line
         error.update(kind="unexpected", message=f"{type(exc).__name__}: {exc}")
-        return _report_unexpected(exc)
+        return _report_unexpected(exc, run)
 
 
 def run() -> None:

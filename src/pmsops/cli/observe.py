@@ -10,8 +10,8 @@ from pmsops.cli.common import JSON_OPTION, finish, finite, output, settings
 
 
 def register(app: typer.Typer) -> None:
-    app.command("top")(top)
-    app.command("report")(report)
+    app.command("top", rich_help_panel="Incidents (runbook: Monitoring)")(top)
+    app.command("report", rich_help_panel="Incidents (runbook: Monitoring)")(report)
 
 
 ONCE_WIDTH = 120

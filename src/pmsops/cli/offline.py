@@ -9,13 +9,15 @@ import typer
 from pmsops.cli.common import JSON_OPTION, STRICT_OPTION, finish, finish_results, output, read_secret, settings
 
 redis_url_app = typer.Typer(help="Lint Redis URLs the way redis-py and kombu read them.", no_args_is_help=True)
+PANEL = "Offline (runbook: Special Characters, Redis URL, HTTP Status Codes)"
 
 
 def register(app: typer.Typer) -> None:
-    app.command("encode-redis-password")(encode_redis_password)
-    app.add_typer(redis_url_app, name="redis-url")
-    app.command("compare-password-hash")(compare_password_hash)
-    app.command("explain")(explain)
+    app.command("encode-redis-password", rich_help_panel=PANEL)(encode_redis_password)
+    app.add_typer(redis_url_app, name="redis-url", rich_help_panel=PANEL)
+    app.command("compare-password-hash", rich_help_panel=PANEL)(compare_password_hash)
+    app.command("explain", rich_help_panel=PANEL)(explain)
+    app.command("help")(help_command)
 
 
 def encode_redis_password(
@@ -140,22 +142,28 @@ def compare_password_hash(
 
 
 def explain(
-    codes: List[str] = typer.Argument(None, help="HTTP status codes (default: all the runbook knows)."),
+    codes: List[str] = typer.Argument(None, metavar="[CODE|TOPIC]...", help="HTTP status codes or runbook topics (coolify-url, start-command); default: all."),
     json_mode: bool = JSON_OPTION,
 ) -> None:
-    """The runbook's HTTP status reference: meaning, common causes, fix."""
+    """The runbook's HTTP status reference (meaning, common causes, fix) and its Coolify quirks (explain coolify-url)."""
     from pmsops.errors import UsageError
-    from pmsops.http_status import STATUS_TABLE, lookup
+    from pmsops.http_status import STATUS_TABLE, TOPICS, lookup
 
     wanted: list[int] = []
+    topics: list[str] = []
     for code in codes or [str(c) for c in STATUS_TABLE]:
+        key = code.strip().lower().replace("_", "-")
+        if key in TOPICS:
+            topics.append(key)
+            continue
         if not (code.isascii() and code.isdigit()) or not 100 <= int(code) <= 599:
-            raise UsageError(f"not an HTTP status code: {code!r}")
+            raise UsageError(f"not an HTTP status code or topic: {code!r}", hint=f"topics: {', '.join(sorted(TOPICS))}")
         wanted.append(int(code))
     out = output(json_mode)
     infos = [lookup(c) for c in wanted]
     if json_mode:
-        out.json({"schema": "pmsops.explain/v1", "statuses": [vars(i) if i else {"code": c, "meaning": None} for c, i in zip(wanted, infos)]})
+        out.json({"schema": "pmsops.explain/v1", "statuses": [vars(i) if i else {"code": c, "meaning": None} for c, i in zip(wanted, infos)],
+                  "topics": [{"topic": t, **TOPICS[t]} for t in topics]})
     else:
         for code, info in zip(wanted, infos):
             if info is None:
@@ -164,4 +172,28 @@ def explain(
             out.line(f"{info.code}  {info.meaning}", style="bold")
             out.line(f"     causes: {info.causes}")
             out.line(f"     fix:    {info.fix}")
+        for topic in topics:
+            entry = TOPICS[topic]
+            out.line(f"{entry['title']}  (runbook: {entry['section']})", style="bold")
+            out.line(f"     symptom: {entry['symptom']}")
+            out.line(f"     cause:   {entry['cause']}")
+            out.line(f"     fix:     {entry['fix']}")
     finish(0 if all(infos) else 1)
+
+
+def help_command(ctx: typer.Context, command: Optional[List[str]] = typer.Argument(None, help="The command to explain, e.g. sync trigger.")) -> None:
+    """Show the help of pmsops or of a command: pmsops help sync trigger."""
+    from pmsops.errors import UsageError
+
+    root = ctx.find_root()
+    group = root.command
+    path = [root.info_name or "pmsops"]
+    current = root
+    for word in command or []:
+        sub = getattr(group, "commands", {}).get(word)
+        if sub is None:
+            raise UsageError(f"no command {' '.join(path[1:] + [word])!r}", hint="pmsops help lists every command")
+        current = sub.make_context(word, [], parent=current, resilient_parsing=True)
+        group, path = sub, path + [word]
+    typer.echo(current.get_help())
+    finish(0)

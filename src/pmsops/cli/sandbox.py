@@ -14,8 +14,8 @@ DIR_OPTION = typer.Option(None, "--dir", help="Sandbox directory: created 0700, 
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(sandbox_app, name="sandbox")
-    app.command("demo")(demo)
+    app.add_typer(sandbox_app, name="sandbox", rich_help_panel="Rehearsal (a local reference stack)")
+    app.command("demo", rich_help_panel="Rehearsal (a local reference stack)")(demo)
 
 
 @sandbox_app.command("up")

@@ -6,18 +6,19 @@ from typing import Optional
 
 import typer
 
-from pmsops.cli.common import JSON_OPTION, STRICT_OPTION, finish_results, finite, output, settings
+from pmsops.cli.common import (CONNECTION_ID, JSON_OPTION, JUNIT_OPTION, QUIET_OPTION, STRICT_OPTION, SYNC_TYPE_OPTION, connection_argument, connection_id, export_environment,
+                               finish, finish_results, output, settings, stream)
 
 db_app = typer.Typer(help="The sync database: apply migrations, detect schema drift.", no_args_is_help=True)
 sync_app = typer.Typer(help="Sync operations: trigger, follow and reap sync logs.", no_args_is_help=True)
 
-DB_URL_OPTION = typer.Option(None, "--database-url", help="Default: DATABASE_URL.")
-TYPE_OPTION = typer.Option("full", "--type", "-t", help="full, availability, pricing or bookings.")
+DB_URL_OPTION = typer.Option(None, "--database-url", "--url", help="Default: DATABASE_URL.")
+PANEL = "Syncs and their database (runbook: Sync Logs, Manual Sync Trigger)"
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(db_app, name="db")
-    app.add_typer(sync_app, name="sync")
+    app.add_typer(db_app, name="db", rich_help_panel=PANEL)
+    app.add_typer(sync_app, name="sync", rich_help_panel=PANEL)
 
 
 def _database_url(value: Optional[str]) -> str:
@@ -44,54 +45,70 @@ def db_check(database_url: Optional[str] = DB_URL_OPTION, json_mode: bool = JSON
     finish_results(check_database_schema(_database_url(database_url)), "db check", json_mode, strict)
 
 
-def _validate_trigger(connection_id: str, sync_type: str) -> None:
-    import uuid
-
-    from pmsops.errors import UsageError
-    from pmsops.sync import SYNC_TYPES
-
-    try:
-        uuid.UUID(connection_id)
-    except ValueError:
-        raise UsageError(f"connection id {connection_id!r} is not a UUID", hint="list connections with: pmsops connections list") from None
-    if sync_type not in SYNC_TYPES:
-        raise UsageError(f"unknown sync type {sync_type!r}: use one of {', '.join(SYNC_TYPES)}")
-
-
 @sync_app.command("run")
 def sync_run(
-    connection_id: str = typer.Argument(..., help="Channel connection UUID."),
-    sync_type: str = TYPE_OPTION,
-    wait: bool = typer.Option(False, "--wait", help="Follow the logs until every operation is final."),
-    timeout: float = typer.Option(60.0, "--timeout", min=1, callback=finite, help="How long --wait waits."),
+    connection: Optional[str] = connection_argument(),
+    sync_type: str = SYNC_TYPE_OPTION,
+    wait: Optional[float] = typer.Option(None, "--wait", min=1, metavar="SECONDS", help="Follow the logs until every operation is final, at most this long."),
     database_url: Optional[str] = DB_URL_OPTION,
     json_mode: bool = JSON_OPTION,
+    strict: bool = STRICT_OPTION,
+    quiet: bool = QUIET_OPTION,
+    junit: Optional[str] = JUNIT_OPTION,
 ) -> None:
-    """Enqueue a sync directly through Celery (no HTTP): logs first, then tasks."""
+    """Enqueue a sync directly through Celery (no HTTP): logs first, then tasks; --wait follows them in place."""
+    from pmsops.api.synclogs import describe_log
     from pmsops.sync.admin import run_sync
 
-    _validate_trigger(connection_id, sync_type)
-    out = output(json_mode)
-    progress = None if json_mode else (lambda line: out.progress(f"  … {line}"))
-    finish_results(run_sync(_database_url(database_url), connection_id, sync_type, wait, timeout, progress=progress), "sync run", json_mode)
+    cid = connection_id(connection)
+    url = _database_url(database_url)
+    export_environment()  # the Celery app that sends the task reads the broker from the process environment
+
+    def go(collector) -> None:
+        def show(logs: list) -> None:
+            for log in logs:
+                collector.progress("sync", str(log.get("id") or log.get("task_id")), describe_log(log))
+
+        collector.start("trigger")
+        if wait:
+            collector.start("sync")
+        found = run_sync(url, cid, sync_type, bool(wait), wait or 60.0, progress=show)
+        collector.finish("trigger", found[:1])
+        if wait:
+            collector.finish("sync", found[1:])
+
+    stream("sync run", ("trigger", "sync") if wait else ("trigger",), go, json_mode, strict, quiet, junit=junit)
 
 
 @sync_app.command("reap")
 def sync_reap(
     older_than: str = typer.Option("60m", "--older-than", help="Open logs with no update for this long (90s, 60m, 2h)."),
-    connection_id: Optional[str] = typer.Option(None, "--connection", help="Only this connection's logs."),
+    connection: Optional[str] = typer.Option(None, "--connection", click_type=CONNECTION_ID, help="Only this connection's logs."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the logs that would be marked failed; change nothing."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask (needed when not on a terminal: scripts, cron)."),
     database_url: Optional[str] = DB_URL_OPTION,
     json_mode: bool = JSON_OPTION,
 ) -> None:
-    """Mark triggered/running logs with no update for that long as failed ("Marked stale …")."""
-    import uuid
+    """Mark triggered/running logs with no update for that long as failed ("Marked stale …"); asks first on a terminal."""
+    import sys
 
     from pmsops.errors import UsageError
     from pmsops.sync.admin import parse_duration, reap_logs
 
-    if connection_id:
-        try:
-            uuid.UUID(connection_id)
-        except ValueError:
-            raise UsageError(f"connection id {connection_id!r} is not a UUID") from None
-    finish_results(reap_logs(_database_url(database_url), parse_duration(older_than), connection_id), "sync reap", json_mode)
+    cid = connection
+    seconds = parse_duration(older_than)
+    url = _database_url(database_url)
+    if dry_run:
+        finish_results(reap_logs(url, seconds, cid, dry_run=True), "sync reap", json_mode)
+    if not yes:
+        if not (sys.stdin.isatty() and sys.stdout.isatty()) or json_mode:
+            raise UsageError("sync reap changes production data: pass --yes to confirm (or --dry-run to only list)", hint="pmsops sync reap --older-than 60m --dry-run")
+        preview = reap_logs(url, seconds, cid, dry_run=True)
+        out = output()
+        out.results(preview, "sync reap")
+        if not preview[0].details.get("reaped"):
+            finish(0)
+        if not typer.confirm(f"Mark these {len(preview[0].details['reaped'])} log(s) failed?", default=False):
+            out.line("nothing changed")
+            finish(1)
+    finish_results(reap_logs(url, seconds, cid), "sync reap", json_mode)

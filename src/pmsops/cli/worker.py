@@ -8,17 +8,20 @@ from typing import List, Optional
 
 import typer
 
-from pmsops.cli.common import JSON_OPTION, finish, finite, output, settings
+from pmsops.cli.common import JSON_OPTION, JUNIT_OPTION, QUIET_OPTION, STRICT_OPTION, export_environment, finish, finish_results, finite, output, settings
+
+PANEL = "Worker container (runbook: Redis + Celery Worker Setup)"
 
 
 def register(app: typer.Typer) -> None:
-    app.command("wait-for-deps", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(wait_for_deps)
-    app.command("worker-start")(worker_start)
-    app.command("worker-check")(worker_check)
+    app.command("wait-for-deps", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, rich_help_panel=PANEL)(wait_for_deps)
+    app.command("worker-start", rich_help_panel=PANEL)(worker_start)
+    app.command("worker-check", rich_help_panel=PANEL)(worker_check)
 
 
 def _exec(argv: list[str]) -> None:
     """Replace this process, so signals reach the command as they would reach PID 1's child."""
+    export_environment()  # the command sees the env file's values, as it would after `source`
     sys.stdout.flush()
     sys.stderr.flush()
     try:
@@ -92,24 +95,17 @@ def worker_check(
     destination: Optional[str] = typer.Option(None, "--destination", "-d", help="Worker to ping (default celery@<this hostname>)."),
     expect_sha256: Optional[List[str]] = typer.Option(None, "--expect-sha256", help="PATH=HEX: the file's SHA-256 must start with HEX; repeatable."),
     allow_root: bool = typer.Option(False, "--allow-root", help="Running as root is a warning, not a failure."),
-    timeout: float = typer.Option(3.0, "--timeout", min=0.1, callback=finite, help="Timeout for each network step."),
+    timeout: float = typer.Option(3.0, "--timeout", min=0.1, callback=finite, help="Connect and read timeout of each network step, in seconds."),
     liveness: bool = typer.Option(False, "--liveness", help="Cheap HEALTHCHECK mode: only read the beacon the worker keeps fresh (no broker, no Celery import)."),
     max_age: Optional[float] = typer.Option(None, "--max-age", min=0.1, callback=finite, help="With --liveness: oldest acceptable beat in seconds (default 3 × WORKER_BEACON_INTERVAL)."),
     json_mode: bool = JSON_OPTION,
+    strict: bool = STRICT_OPTION,
+    quiet: bool = QUIET_OPTION,
+    junit: Optional[str] = JUNIT_OPTION,
 ) -> None:
     """Everything the worker container needs, in one command; --liveness is the cheap Docker HEALTHCHECK."""
-    from pmsops.results import Stopwatch, worst
     from pmsops.worker.healthcheck import liveness_check
     from pmsops.worker.healthcheck import worker_check as run
 
-    watch = Stopwatch()
-    if liveness:
-        found = liveness_check(max_age)
-    else:
-        found = run(settings(), expect_task, destination, allow_root, expect_sha256, timeout)
-    out = output(json_mode)
-    code = out.results(found, "worker-check")
-    failed = [r.name for r in found if r.status == "fail"]
-    verdict = worst(found).value.upper()
-    out.line(f"worker-check: {verdict} — {len(found)} checks in {watch.ms / 1000:.2f} s" + (f"; failed: {', '.join(failed)}" if failed else ""))
-    finish(code)
+    found = liveness_check(max_age) if liveness else run(settings(), expect_task, destination, allow_root, expect_sha256, timeout)
+    finish_results(found, "worker-check", json_mode, strict, title="pmsops worker-check", quiet=quiet, junit=junit)

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from typing import Any, Awaitable, Callable
 
 from pmsops import results
 from pmsops.errors import UsageError
 from pmsops.results import Result, Stopwatch
-from pmsops.sync import FINAL_STATUSES
 
 DB_TIMEOUT = 10.0
 
@@ -79,17 +77,28 @@ def check_database_schema(database_url: str) -> list[Result]:
     return with_connection(database_url, check_schema)
 
 
-def reap_logs(database_url: str, older_than: float, connection_id: str | None = None) -> list[Result]:
+def reap_logs(database_url: str, older_than: float, connection_id: str | None = None, dry_run: bool = False) -> list[Result]:
+    """Mark stale open logs failed; ``dry_run`` runs the very same UPDATE in a transaction that is rolled back."""
     from pmsops.sync.logs import reap
 
-    reaped = with_connection(database_url, lambda conn: reap(conn, older_than, connection_id))
-    notes = [f"{r['id']} {r['operation_type']} (task {r['task_id']}) → failed" for r in reaped]
-    summary = f"marked {len(reaped)} stale log(s) failed" if reaped else f"no open log without an update for {older_than / 60:g} minutes"
+    async def preview(conn) -> list:
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            return await reap(conn, older_than, connection_id)
+        finally:
+            await transaction.rollback()
+
+    reaped = with_connection(database_url, preview if dry_run else (lambda conn: reap(conn, older_than, connection_id)))
+    arrow = "would be marked failed" if dry_run else "→ failed"
+    notes = [f"{r['id']} {r['operation_type']} (task {r['task_id']}) {arrow}" for r in reaped]
+    verb = "would mark" if dry_run else "marked"
+    summary = f"{verb} {len(reaped)} stale log(s) failed" if reaped else f"no open log without an update for {older_than / 60:g} minutes"
     return [results.ok("reap", summary, notes=notes, details={"reaped": [str(r["id"]) for r in reaped]})]
 
 
 def run_sync(database_url: str, connection_id: str, sync_type: str, wait: bool = False, timeout: float = 60.0, poll: float = 0.5,
-             progress: Callable[[str], None] | None = None) -> list[Result]:
+             progress: Callable[[list[dict]], None] | None = None) -> list[Result]:
     """Trigger through Celery directly (no HTTP), optionally follow the logs to a final status."""
     from pmsops.sync.errors import SyncError
     from pmsops.sync.trigger import trigger_sync, validate_sync_type
@@ -103,34 +112,47 @@ def run_sync(database_url: str, connection_id: str, sync_type: str, wait: bool =
     out = [results.ok("trigger", f"{sync_type} sync triggered: {len(triggered.task_ids)} task(s)", notes=notes,
                       details={"task_ids": triggered.task_ids, "batch_id": triggered.batch_id, "log_ids": triggered.log_ids})]
     if wait:
-        out.append(follow_logs(database_url, triggered.task_ids, timeout, poll, progress))
+        out.append(follow_logs(database_url, triggered.task_ids, timeout, poll, progress, [str(i) for i in triggered.log_ids or []]))
     return out
 
 
-def follow_logs(database_url: str, task_ids: list[str], timeout: float, poll: float = 0.5, progress: Callable[[str], None] | None = None) -> Result:
-    """Poll the logs of ``task_ids`` until all are final or ``timeout`` passes."""
+def follow_logs(database_url: str, task_ids: list[str], timeout: float, poll: float = 0.5,
+                progress: Callable[[list[dict]], None] | None = None, log_ids: list[str] | None = None) -> Result:
+    """Poll the logs of ``task_ids`` in the database until all are final or ``timeout`` passes.
+
+    The same poller and verdict as the API's (:mod:`pmsops.api.synclogs`): only the fetch differs.
+    """
+    from pmsops.api.synclogs import final_verdict, wait_until_final
     from pmsops.sync.logs import get_by_task
 
-    deadline = time.monotonic() + timeout
     watch = Stopwatch()
-    last: dict[str, dict] = {}
+
     async def fetch(conn) -> list:
         return [await get_by_task(conn, t) for t in task_ids]
 
-    while True:
-        rows = with_connection(database_url, fetch)
-        last = {t: r for t, r in zip(task_ids, rows) if r}
-        states = {t: (r["status"] if r else "missing") for t, r in zip(task_ids, rows)}
-        if progress:
-            progress(", ".join(f"{last[t]['operation_type'] if t in last else t}: {s}" for t, s in states.items()))
-        if all(s in FINAL_STATUSES for s in states.values()) or time.monotonic() >= deadline:
-            break
-        time.sleep(poll)
-    notes = [f"{r['operation_type']}: {r['status']}" + (f" ({r['error']})" if r.get("error") else "") for r in last.values()]
-    details = {"logs": [{k: str(v) if k in ("id", "connection_id", "batch_id", "created_at", "updated_at", "tenant_id") else v for k, v in r.items()} for r in last.values()]}
-    if any(r["status"] == "failed" for r in last.values()):
-        return results.fail("sync", "sync failed", notes=notes, details=details, hint="see the error of each failed log; worker logs: pmsops host logs pms-worker-v2", duration_ms=watch.ms)
-    if len(last) < len(task_ids) or any(r["status"] not in FINAL_STATUSES for r in last.values()):
-        return results.fail("sync", f"not final after {timeout:g} s", notes=notes, details=details, duration_ms=watch.ms,
-                            hint="logs stuck in 'triggered' mean no worker picked the task up: pmsops celery ping; stuck in 'running': pmsops celery active")
-    return results.ok("sync", f"all {len(last)} operation(s) succeeded", notes=notes, details=details, duration_ms=watch.ms)
+    def rows() -> list[dict]:
+        found = with_connection(database_url, fetch)
+        return [{k: _plain(v) for k, v in dict(r).items()} for r in found if r]
+
+    logs, finished = wait_until_final(rows, task_ids, log_ids or [], timeout, poll, progress)
+    result = final_verdict("sync", logs, finished, timeout)
+    result.duration_ms = watch.ms
+    return result
+
+
+def _plain(value: Any) -> Any:
+    """JSON-able: UUIDs and timestamps as strings (ISO), details as a dict."""
+    import datetime
+    import json
+    import uuid
+
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    if isinstance(value, str) and value.startswith("{"):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
