@@ -123,20 +123,20 @@ def test_bad_sync_type_and_non_uuid_are_exit_2_before_any_request(cli, http_stub
     monkeypatch.setenv("TOKEN", "a.b.c")
     assert cli("sync", "trigger", "not-a-uuid", "--type", "full").exit_code == 2
     bad_type = cli("sync", "trigger", str(uuid.uuid4()), "--type", "everything")
-    assert bad_type.exit_code == 2 and "unknown sync type" in bad_type.stderr
+    assert bad_type.exit_code == 2 and "'everything' is not one of 'full', 'availability', 'pricing', 'bookings'" in bad_type.stderr
     assert http_stub.requests == []
 
 
 def test_sync_trigger_wait_follows_the_logs_to_success(cli, as_operator):
     cid = [c for c in json.loads(cli("connections", "list", "--json").stdout)["results"][0]["details"]["connections"] if c["status"] == "active"][0]["id"]
-    result = cli("sync", "trigger", cid, "--type", "full", "--wait", "--timeout", "30")
+    result = cli("sync", "trigger", cid, "--type", "full", "--wait", "30")
     assert result.exit_code == 0, result.output
     assert "batch " in result.stdout and "all 3 operation(s) succeeded" in result.stdout
 
 
 def test_sync_logs_show_the_runbook_summary(cli, as_operator, tmp_path):
     cid = json.loads(cli("connections", "list", "--json").stdout)["results"][0]["details"]["connections"][0]["id"]
-    cli("sync", "trigger", cid, "--type", "bookings", "--wait", "--timeout", "30")
+    cli("sync", "trigger", cid, "--type", "bookings", "--wait", "30")
     saved = tmp_path / "logs.json"
     result = cli("sync", "logs", cid, "--limit", "5", "--save", str(saved))
     assert result.exit_code == 0, result.output
@@ -156,10 +156,10 @@ def test_sync_logs_accept_details_as_json_strings_and_warn_about_stale_logs(cli,
     monkeypatch.setenv("TOKEN", "x.y.z")
     result = cli("sync", "logs", cid, "--json")
     report = json.loads(result.stdout)["results"]
-    assert result.exit_code == 0
+    assert result.exit_code == 1  # a log stuck open is a failure now, not a ✓
     assert "retry 2, database_unavailable, next in 4 s" in " ".join(report[0]["notes"])
-    assert report[-1]["name"] == "stale" and "stuck open" in report[-1]["summary"]
-    assert cli("sync", "logs", cid, "--strict").exit_code == 1
+    assert report[0]["status"] == "fail"
+    assert report[-1]["name"] == "stale" and report[-1]["status"] == "fail" and "stuck open" in report[-1]["summary"]
 
 
 def test_html_instead_of_json_is_named_not_a_json_error(cli, http_stub, monkeypatch):

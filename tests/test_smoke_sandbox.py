@@ -28,7 +28,8 @@ def test_smoke_json_and_junit_match_the_steps(cli, sandbox, tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["schema"] == "pmsops.report/v1" and report["command"] == "smoke"
-    assert [r["name"] for r in report["results"]] == ["1 load environment", "2 token", "3 health", "4 channel connection", "5 trigger sync", "6 sync logs"]
+    assert [r["name"] for r in report["results"]] == ["env", "token", "health", "connection", "trigger", "sync-logs"]  # stable keys
+    assert [r["label"] for r in report["results"]] == ["1 load environment", "2 token", "3 health", "4 channel connection", "5 trigger sync", "6 sync logs"]
     assert len(report["context"]["task_ids"]) == 1
     suite = ET.parse(junit).getroot()
     assert suite.get("tests") == "6" and suite.get("failures") == "0"
@@ -47,18 +48,20 @@ def test_smoke_output_never_shows_a_secret_or_the_token(cli, sandbox):
     assert "eyJ" not in result.output
 
 
-def test_stopped_worker_makes_step_6_time_out_with_the_runbooks_hint(cli, sandbox):
+def test_stopped_worker_fails_smoke_at_step_3_naming_the_worker_without_triggering(cli, sandbox):
     sandbox.stop("worker")
     try:
-        result = cli("--env-file", str(sandbox.env_path), "smoke", "--timeout", "3", "--json")
+        started = time.monotonic()
+        result = cli("--env-file", str(sandbox.env_path), "smoke", "--json")  # default --wait 60: nothing may wait for it
+        elapsed = time.monotonic() - started
     finally:
         sandbox.start("worker")
     report = json.loads(result.stdout)["results"]
     assert result.exit_code == 1
-    assert [r["status"] for r in report] == ["ok", "ok", "warn", "ok", "ok", "fail"]
-    assert "celery down" in report[2]["summary"]
-    assert "not final after 3 s" in report[5]["summary"]
-    assert "no worker picks up tasks" in report[5]["hint"]
+    assert [r["status"] for r in report] == ["ok", "ok", "fail", "ok", "skip", "skip"]
+    assert "degraded: celery down" in report[2]["summary"]
+    assert report[4]["summary"].startswith("not triggered: step 3 says celery down")
+    assert elapsed < 20, elapsed  # the bound for a verdict; the 60 s wait is never entered
 
 
 def test_stopped_database_fails_health_with_503_at_step_3(cli, sandbox, monkeypatch):
@@ -69,12 +72,12 @@ def test_stopped_database_fails_health_with_503_at_step_3(cli, sandbox, monkeypa
     _env(sandbox, monkeypatch, TOKEN=token)
     sandbox.stop("db")
     try:
-        result = cli("smoke", "--json", "--timeout", "5")
+        result = cli("smoke", "--json", "--wait", "5")
     finally:
         sandbox.start("db")
     report = json.loads(result.stdout)["results"]
     assert result.exit_code == 1
-    assert [r["status"] for r in report] == ["ok", "ok", "fail", "skip", "skip", "skip"]
+    assert [r["status"] for r in report] == ["ok", "ok", "fail", "fail", "skip", "skip"]  # step 4 still runs: it needs the token, not health
     assert "HTTP 503" in report[2]["summary"] and "down: db" in report[2]["summary"]
     assert "DATABASE_URL" in report[2]["hint"]
 
@@ -83,8 +86,9 @@ def test_wrong_credentials_fail_at_the_token_step(cli, sandbox, monkeypatch):
     _env(sandbox, monkeypatch, PASSWORD="not-the-password")
     result = cli("smoke")
     assert result.exit_code == 1
-    assert "✗ 2 token" in result.stdout and "wrong EMAIL/PASSWORD" in result.stdout
-    assert "- 3 health" in result.stdout
+    assert "✗ 2 token FAILED" in result.stdout and "wrong EMAIL/PASSWORD" in result.stdout
+    assert "✓ 3 health" in result.stdout  # health needs no token: it still runs
+    assert "- 4 channel connection skipped  skipped: needs step 2 token, which failed" in result.stdout
 
 
 def test_sandbox_status_lists_every_component(cli, sandbox):

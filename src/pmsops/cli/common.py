@@ -161,7 +161,7 @@ def write_junit(path: str, items, command: str) -> None:
     from pmsops.api.smoke import SmokeRun, junit_xml
     from pmsops.safefile import write_text
 
-    write_text(path, junit_xml(SmokeRun(results=list(items)), suite=f"pmsops {command}"), "report")
+    write_text(path, junit_xml(SmokeRun(results=list(items))), "report")
 
 
 def stream(command: str, slots, run, json_mode: bool = False, strict: bool = False, quiet: bool = False, title: str | None = None,
