@@ -125,25 +125,31 @@ class Output:
     def _print(self, text, indent: int = 0, console=None) -> None:
         """Print one logical line; on a terminal wrapped at word boundaries, continuation lines indented.
 
-        Rich's soft wrap lets the terminal cut words at the last column; wrapping
-        here keeps every physical line within the width and whole words together.
+        Rich's soft wrap lets the terminal cut words at the last column; wrapping here
+        keeps every physical line within the width and whole words together. One
+        ``print`` call per logical line, so a live area below is redrawn once.
         """
         console = console or self.console
         if not console.is_terminal or console.width < 20:
             console.print(text)
             return
+        from rich.text import Text
+
         width = console.width
-        lines = text.wrap(console, width, overflow="fold")
-        for number, piece in enumerate(lines):
-            if number:
-                pad = min(indent + 2, width // 2)
-                for sub in piece.wrap(console, width - pad, overflow="fold"):
-                    sub.rstrip()
-                    console.print(" " * pad + "", end="")
-                    console.print(sub, soft_wrap=True)
-                continue
-            piece.rstrip()
-            console.print(piece, soft_wrap=True)
+        pad = min(indent + 2, width // 2)
+        lines = list(text.wrap(console, width, overflow="fold"))
+        out = Text()
+        if lines:
+            first = lines[0]
+            first.rstrip()
+            out.append_text(first)
+            rest = Text(" ").join(lines[1:]) if len(lines) > 1 else None
+            if rest is not None:
+                for piece in rest.wrap(console, width - pad, overflow="fold"):
+                    piece.rstrip()
+                    out.append("\n" + " " * pad)
+                    out.append_text(piece)
+        console.print(out, soft_wrap=True)
 
     def progress(self, text: str) -> None:
         """Progress and warnings go to stderr so stdout stays parseable."""

@@ -160,11 +160,12 @@ class Collector:
     def finish(self, slot: str, found: Result | list[Result]) -> None:
         self._done[slot] = found if isinstance(found, list) else [found]
         while self._released < len(self.slots) and self.slots[self._released] in self._done:
-            for result in self._done[self.slots[self._released]]:
-                self.results.append(result)
+            released = self._done[self.slots[self._released]]
+            self.results.extend(released)
+            self._released += 1  # the record first, the screen second: a Ctrl-C while printing loses nothing
+            for result in released:
                 if self.on_result is not None:
                     self.on_result(result)
-            self._released += 1
 
     def progress(self, slot: str, key: str, text: str) -> None:
         if self.on_progress is not None:

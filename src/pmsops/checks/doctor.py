@@ -44,7 +44,7 @@ def plan(settings: Settings, timeout: float, expect_workers: int | None = None, 
             importlib.import_module(module)
         if started is None:
             return timeout
-        return max(0.2, timeout - (time.monotonic() - started))
+        return max(0.2, round(timeout - (time.monotonic() - started), 1))  # "within 2.8 s", not "within 2.78306 s"
 
     from pmsops.checks import celery as celery_check
     from pmsops.checks.db import check_db

@@ -109,7 +109,7 @@ def redis_url_check(
 
 def compare_password_hash(
     url: Optional[str] = typer.Option(None, "--url", help="Redis URL (default: REDIS_URL)."),
-    requirepass_stdin: bool = typer.Option(False, "--requirepass-stdin", help="Read Redis's requirepass from standard input."),
+    requirepass_stdin: bool = typer.Option(False, "--requirepass-stdin", help="Read Redis's requirepass from standard input (at a terminal: a hidden prompt)."),
     redis_conf: Optional[str] = typer.Option(None, "--redis-conf", help="Read requirepass from this redis.conf."),
     container: Optional[str] = typer.Option(None, "--container", help="Read requirepass from this Docker container (command, env or redis.conf)."),
     salt: Optional[str] = typer.Option(None, "--salt", help="Fingerprint salt (default: random per run, shown next to each fingerprint). Give the same --salt on another machine to compare."),
@@ -137,7 +137,10 @@ def compare_password_hash(
         found = find_requirepass(container)
         requirepass, source = found.value, f"container {container} ({found.source})"
     else:
-        requirepass, source = read_secret("Redis requirepass (input hidden)", True, None, "requirepass"), "stdin"
+        import sys
+
+        # At a terminal: a hidden prompt (never echoed); piped: standard input, as the option says.
+        requirepass, source = read_secret("Redis requirepass (input hidden)", not sys.stdin.isatty(), None, "requirepass"), "stdin"
     finish_results([compare_result(the_url, requirepass, source)], "compare-password-hash", json_mode)
 
 
