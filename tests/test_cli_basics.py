@@ -251,7 +251,7 @@ def test_usage_error_names_the_help_of_the_command(cli):
 
     first, second = result.stderr.splitlines()
     assert first.startswith("✗ error: No such option") and "--no-such-option" in first  # click's wording varies by version
-    assert second == "  → see pmsops redis-url check --help"
+    assert second == "  → usage: pmsops redis-url check [OPTIONS] [URL] (see pmsops redis-url check --help)"  # the sub-command's usage
 
 
 def test_usage_error_text_passes_the_redaction_layer(cli):
