@@ -314,11 +314,13 @@ def test_encoded_runbook_url_has_no_warnings(cli):
 # --- the corrected URL ------------------------------------------------------------------------
 
 
-def test_corrected_url_is_printed_masked(cli):
-    result = cli("redis-url", "check", "redis://:my+pass=word@123@coolify-redis:6379/0")
+def test_check_shows_what_changes_instead_of_a_masked_url_and_offers_the_encoder(cli):
+    result = cli("redis-url", "check", "redis://:my+pa=ss@123@coolify-redis:6379/0")
 
-    assert "corrected (masked): redis://:***@coolify-redis:6379/0" in result.stdout
-    assert "my%2Bpass" not in result.output
+    assert "corrected (masked)" not in result.output  # masked, a "corrected" URL looks like the input and cannot be used
+    assert "characters to encode: '+' → %2B, '=' → %3D, '@' → %40" in result.stdout
+    assert "the exact URLs: pmsops encode-redis-password --host coolify-redis --port 6379 --db 0 (prompted, never echoed)" in result.stdout
+    assert "my%2Bpa" not in result.output
 
 
 def test_corrected_url_gives_back_the_intended_password():
@@ -328,10 +330,11 @@ def test_corrected_url_gives_back_the_intended_password():
     assert all(check.ok for check in verify_round_trip(corrected, "my+pass=word@123"))
 
 
-def test_corrected_url_never_carries_an_invalid_port():
-    corrected = lint_redis_url("redis://:pa/ss@coolify-redis:99999/0").corrected
+def test_a_wrong_port_is_never_corrected_to_6379():
+    report = lint_redis_url("redis://:pa+ss@coolify-redis:6379/x")  # the db is wrong: only the author knows the right one
 
-    assert corrected is not None and corrected.endswith("@coolify-redis:6379/0")
+    assert report.corrected is None
+    assert report.encode_command == "pmsops encode-redis-password --host coolify-redis --port 6379 --db DB"
 
 
 # --- bad input and exit codes ------------------------------------------------------------------

@@ -42,6 +42,19 @@ _BRACKETS = "[]"
 _RUNBOOK_SPECIALS = "+=@:&% "
 
 
+def encodings_of(password: str) -> list[tuple[str, str]]:
+    """Each kind of character of ``password`` that must be encoded, with its encoding: ``[("+", "%2B"), …]``.
+
+    Non-ASCII letters are summed up as one entry (naming them would give the password away).
+    """
+    found: list[tuple[str, str]] = []
+    for char in sorted({c for c in password if ord(c) < 128 and encode_password(c) != c}):
+        found.append(("space" if char == " " else char, encode_password(char)))
+    if any(ord(c) > 127 for c in password):
+        found.append(("non-ASCII letters", "their UTF-8 bytes as %XX"))
+    return found
+
+
 def encode_password(password: str) -> str:
     """``urllib.parse.quote(password, safe="")``: the runbook's one right encoding."""
     return quote(password, safe="")
@@ -162,6 +175,12 @@ class UrlReport:
     effective_port: int | None = None
     effective_db: int | None = None
     corrected: str | None = None
+    """The URL with the password encoded (never shown: masked it looks like the input); None when the
+    port or db is wrong too, since only the author knows the right one."""
+    encodings: list[tuple[str, str]] = field(default_factory=list)
+    """What changes: (raw character, its encoding) for each kind of character the password must encode."""
+    encode_command: str | None = None
+    """``pmsops encode-redis-password --host H --port P --db D``: the command that prints the real value."""
 
     @property
     def errors(self) -> list[Finding]:
@@ -247,10 +266,16 @@ def lint_redis_url(url: str, name: str = "URL") -> UrlReport:
         _compare_with_parsers(report)
     if password and (report.errors or any(f.code in ("raw-special", "non-ascii", "raw-percent") for f in report.findings)):
         literal = password if not (_ESCAPE.search(password) and not report.warnings) else unquote(password)
+        port_ok = 0 < intended.effective_port < 65536
+        db_ok = not intended.db or _is_number(intended.db)
         db = int(intended.db) if intended.db and _is_number(intended.db) else 0
-        port = intended.effective_port if 0 < intended.effective_port < 65536 else DEFAULT_PORT
         host = f"[{intended.host}]" if ":" in intended.host else (intended.host or "HOST")
-        report.corrected = build_redis_url(literal, host, port, db, intended.scheme if not socket_url else "redis")
+        report.encodings = encodings_of(literal)
+        port_text = str(intended.effective_port) if port_ok else "PORT"  # never "correct" 99999 to 6379: only the author knows
+        db_text = str(db) if db_ok else "DB"
+        report.encode_command = f"pmsops encode-redis-password --host {host if not socket_url else 'HOST'} --port {port_text} --db {db_text}"
+        if port_ok and db_ok:
+            report.corrected = build_redis_url(literal, host, intended.effective_port, db, intended.scheme if not socket_url else "redis")
     return report
 
 

@@ -14,8 +14,11 @@ _ENCODE_HINT = "get the exact value with: pmsops encode-redis-password --host HO
 def report_to_result(report: UrlReport) -> Result:
     notes = [f"{f.level}: {f.message}" for f in report.findings]
     hint = None
-    if report.corrected:
-        hint = f"corrected (masked): {mask_url(report.corrected)}\n{_ENCODE_HINT}"
+    if report.encodings:
+        # What changes, not a masked "corrected" URL (masked it looks like the input and cannot be used).
+        changes = ", ".join(f"'{raw}' → {encoded}" if len(raw) == 1 else f"{raw} → {encoded}" for raw, encoded in report.encodings)
+        hint = (f"characters to encode: {changes}\n"
+                f"the exact URLs: {report.encode_command} (prompted, never echoed)")
     elif report.errors:
         hint = _ENCODE_HINT
     pieces_of_password = reads_password_as_host(report)
@@ -25,7 +28,8 @@ def report_to_result(report: UrlReport) -> Result:
         "host": report.effective_host if not pieces_of_password else None,
         "port": report.effective_port if not pieces_of_password else None,
         "db": report.effective_db if not pieces_of_password else None,
-        "corrected": mask_url(report.corrected) if report.corrected else None,
+        "encodings": [{"raw": raw, "encoded": encoded} for raw, encoded in report.encodings],
+        "encode_command": report.encode_command,
     }
     summary = describe(report)
     if report.errors:
