@@ -113,7 +113,7 @@ def test_two_workers_on_one_queue_process_each_task_once(redis_server, sync_db, 
 def test_reap_marks_stale_running_logs_failed(cli, sync_db):
     ids = seed_connection(sync_db)
     run(sync_db, lambda c: c.execute("INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at) VALUES ($1::uuid, 'pricing_update', 'running', 'stale-task', now() - interval '90 minutes')", ids["connection_id"]))
-    result = cli("sync", "reap", "--older-than", "60m", "--database-url", sync_db, "--connection", ids["connection_id"])
+    result = cli("sync", "reap", "--older-than", "60m", "--database-url", sync_db, "--connection", ids["connection_id"], "--yes")
     assert result.exit_code == 0, result.output
     assert "marked 1 stale log(s) failed" in result.stdout
     [log] = logs_for(sync_db, ["stale-task"])

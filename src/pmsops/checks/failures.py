@@ -49,4 +49,12 @@ def classify(exc: BaseException, host: str | None, port: int | None, timeout: fl
         return Failure("ssl", f"TLS/SSL problem talking to {where}: {redact(str(exc))[:200]}", "check sslmode/rediss:// and the server's TLS settings")
     if "network is unreachable" in text or "no route to host" in text:
         return Failure("unreachable", f"network unreachable for {where}", "the container has no route to that network: check its Docker networks")
+    if "protocol error" in text or "invalidresponse" in text:
+        spoke = "HTTP" if "http/" in text else "another protocol"
+        return Failure("not-redis", f"{where} answered in {spoke}, not as {what}: {redact(str(exc))[:120]}",
+                       f"something other than {what} listens on that port (a web server or proxy answered): check the port in the URL "
+                       f"({what} usually 6379) and the host name (docker ps; docker port coolify-redis)")
+    if "connection closed by server" in text:
+        return Failure("closed", f"{where} closed the connection at once",
+                       f"not {what} on that port, a proxy in between, or a server that expects TLS (rediss://): check the host, port and scheme")
     return Failure("other", redact(f"{type(exc).__name__}: {exc}")[:300], f"unexpected error talking to {what}")

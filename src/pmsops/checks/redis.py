@@ -78,7 +78,7 @@ def check_redis(url: str, timeout: float = 3.0, name: str = "redis", variable: s
         if words is None:
             return results.fail(name, f"{masked}: {exc}", hint="the server rejected a command: check ACLs for this user")
         return results.fail(name, f"{masked}: {words}", hint=AUTH_HINT, details={"url": mask_url(url), "address": str(reading.address), "error": "auth"})
-    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+    except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.InvalidResponse, OSError) as exc:  # InvalidResponse: not Redis on that port
         words = auth_failure(exc)
         if words:
             return results.fail(name, f"{masked}: {words}", hint=AUTH_HINT, details={"url": mask_url(url), "address": str(reading.address), "error": "auth"})

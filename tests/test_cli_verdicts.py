@@ -1,0 +1,195 @@
+"""Verdicts an operator can trust and one set of options, against real servers.
+
+The exit-code rule (README "Exit codes"): 0 ok (warnings allowed), 1 something is wrong
+now (or a warning with --strict), 2 bad input or nothing checked, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import uuid
+
+import pytest
+
+from sync_helpers import logs_for, run, seed_connection
+
+
+@pytest.fixture
+def http_400_server():
+    """A web server where Redis was expected: answers every request with an HTTP 400, as nginx does."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                try:
+                    conn.recv(4096)
+                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nServer: nginx\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join(2)
+    server.close()
+
+
+def test_a_web_server_on_the_redis_port_is_named_not_an_unexpected_error(cli, http_400_server):
+    result = cli("check", "redis", "--url", f"redis://:pw@127.0.0.1:{http_400_server}/0")
+
+    assert result.exit_code == 1
+    assert f"127.0.0.1:{http_400_server} answered in HTTP, not as Redis" in result.stdout
+    assert "something other than Redis listens on that port" in result.stdout
+    assert "unexpected error" not in result.stdout
+
+
+def test_quiet_prints_nothing_and_the_exit_code_answers(cli, redis_server, refused_port):
+    good = cli("check", "redis", "--url", redis_server.url, "--quiet")
+    bad = cli("check", "redis", "--url", f"redis://:pw@127.0.0.1:{refused_port}/0", "-q")
+
+    assert (good.exit_code, good.stdout) == (0, "")
+    assert (bad.exit_code, bad.stdout) == (1, "")
+
+
+def test_global_options_work_after_the_command(cli, redis_server, tmp_path):
+    env_file = tmp_path / "pms_env.sh"
+    env_file.write_text(f"export REDIS_URL='{redis_server.url}'\n")
+
+    after = cli("check", "redis", "--env-file", str(env_file), "--no-color", "--json")
+    before = cli("--env-file", str(env_file), "--no-color", "check", "redis", "--json")
+
+    assert after.exit_code == before.exit_code == 0, after.output
+    assert json.loads(after.stdout)["results"][0]["name"] == "redis"
+
+
+def test_pmsops_env_file_is_read_and_env_file_beats_it(cli, redis_server, refused_port, tmp_path, monkeypatch):
+    good, bad = tmp_path / "good.sh", tmp_path / "bad.sh"
+    good.write_text(f"export REDIS_URL='{redis_server.url}'\n")
+    bad.write_text(f"export REDIS_URL='redis://:pw@127.0.0.1:{refused_port}/0'\n")
+    monkeypatch.setenv("PMSOPS_ENV_FILE", str(good))
+
+    assert cli("check", "redis").exit_code == 0
+    assert cli("check", "redis", "--env-file", str(bad)).exit_code == 1
+
+
+def test_an_env_file_is_not_copied_into_the_process_environment(cli, redis_server, tmp_path):
+    import os
+
+    env_file = tmp_path / "pms_env.sh"
+    env_file.write_text(f"export REDIS_URL='{redis_server.url}'\nexport PMSOPS_TEST_MARKER=1\n")
+
+    assert cli("--env-file", str(env_file), "check", "redis").exit_code == 0
+    assert "PMSOPS_TEST_MARKER" not in os.environ
+
+
+def test_sync_logs_without_an_id_use_cid(cli, http_stub, monkeypatch):
+    cid = str(uuid.uuid4())
+    http_stub.json(f"/api/v1/channel-connections/{cid}/sync-logs", {"logs": [
+        {"id": str(uuid.uuid4()), "operation_type": "availability_update", "direction": "outbound", "status": "success",
+         "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z", "details": {}, "error": None, "task_id": "t"}]})
+    monkeypatch.setenv("PMS_API_URL", http_stub.url)
+    monkeypatch.setenv("TOKEN", "x.y.z")
+    monkeypatch.setenv("CID", cid)
+
+    result = cli("sync", "logs")
+
+    assert result.exit_code == 0, result.output
+    assert "WHEN       OPERATION" in result.stdout  # a table header
+    assert "availability_update" in result.stdout and " ago " in result.stdout  # relative times
+
+
+def test_sync_logs_with_a_failed_latest_run_fail_and_an_older_failure_only_warns(cli, http_stub, monkeypatch):
+    cid = str(uuid.uuid4())
+
+    def log(op: str, status: str, when: str) -> dict:
+        return {"id": str(uuid.uuid4()), "operation_type": op, "direction": "outbound", "status": status, "created_at": when,
+                "updated_at": when, "details": {}, "error": "platform said no" if status == "failed" else None, "task_id": str(uuid.uuid4())}
+
+    monkeypatch.setenv("PMS_API_URL", http_stub.url)
+    monkeypatch.setenv("TOKEN", "x.y.z")
+    http_stub.json(f"/api/v1/channel-connections/{cid}/sync-logs", {"logs": [log("pricing_update", "failed", "2026-01-02T00:00:00Z")]})
+    failing = cli("sync", "logs", cid, "--json")
+    http_stub.json(f"/api/v1/channel-connections/{cid}/sync-logs", {"logs": [log("pricing_update", "success", "2026-01-02T00:00:00Z"),
+                                                                               log("pricing_update", "failed", "2026-01-01T00:00:00Z")]})
+    recovered = cli("sync", "logs", cid, "--json")
+
+    assert failing.exit_code == 1
+    assert [r["status"] for r in json.loads(failing.stdout)["results"]] == ["fail", "fail"]
+    assert recovered.exit_code == 0
+    assert [r["status"] for r in json.loads(recovered.stdout)["results"]] == ["ok", "warn"]
+    assert cli("sync", "logs", cid, "--strict").exit_code == 1
+
+
+def test_a_503_from_the_token_endpoint_names_the_auth_service_not_the_keys(cli, http_stub, monkeypatch):
+    http_stub.json("/auth/v1/token", {"message": "upstream unavailable"}, status=503)
+    for name, value in {"SB_URL": http_stub.url, "ANON_KEY": "anon", "EMAIL": "ops@example.com", "PASSWORD": "pw"}.items():
+        monkeypatch.setenv(name, value)
+
+    result = cli("token")
+
+    assert result.exit_code == 1
+    assert "Supabase Auth (GoTrue) behind SB_URL is down or failing (HTTP 503): not your credentials" in result.stderr
+    assert "check SB_URL and ANON_KEY" not in result.stderr
+
+
+# --- sync reap: production data --------------------------------------------------------------------------------
+
+
+def _stale_log(sync_db) -> tuple[str, str]:
+    ids = seed_connection(sync_db)
+    task = f"stale-{uuid.uuid4()}"
+    run(sync_db, lambda c: c.execute("INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at) "
+                                     "VALUES ($1::uuid, 'pricing_update', 'running', $2, now() - interval '90 minutes')", ids["connection_id"], task))
+    return ids["connection_id"], task
+
+
+def test_sync_reap_dry_run_lists_and_changes_nothing(cli, sync_db):
+    cid, task = _stale_log(sync_db)
+
+    result = cli("sync", "reap", "--older-than", "60m", "--database-url", sync_db, "--connection", cid, "--dry-run")
+
+    assert result.exit_code == 0, result.output
+    assert "would mark 1 stale log(s) failed" in result.stdout and "would be marked failed" in result.stdout
+    assert logs_for(sync_db, [task])[0]["status"] == "running"
+
+
+def test_sync_reap_without_a_terminal_needs_yes(cli, sync_db):
+    cid, task = _stale_log(sync_db)
+
+    refused = cli("sync", "reap", "--older-than", "60m", "--database-url", sync_db, "--connection", cid)
+
+    assert refused.exit_code == 2
+    assert "pass --yes to confirm" in refused.stderr
+    assert logs_for(sync_db, [task])[0]["status"] == "running"
+    assert cli("sync", "reap", "--older-than", "60m", "--database-url", sync_db, "--connection", cid, "--yes").exit_code == 0
+    assert logs_for(sync_db, [task])[0]["status"] == "failed"
+
+
+# --- smoke: the platform down is named from the log ----------------------------------------------------------
+
+
+def test_smoke_with_the_platform_down_names_the_platform_from_the_log(cli, sandbox):
+    sandbox.stop("platform")
+    try:
+        result = cli("--env-file", str(sandbox.env_path), "smoke", "--json", "--wait", "30", "--sync-type", "availability")
+    finally:
+        sandbox.start("platform")
+    report = {r["name"]: r for r in json.loads(result.stdout)["results"]}
+    assert result.exit_code == 1
+    assert report["sync-logs"]["status"] == "fail"
+    assert report["sync-logs"]["summary"] == "sync failed: the platform (channel API) answers with errors (platform_error)"
+    assert report["sync-logs"]["notes"][0].startswith("availability_update: failed, retry 3/3, platform_error")
+    assert "a task hangs or its worker died" not in (report["sync-logs"]["hint"] or "")
