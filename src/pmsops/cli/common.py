@@ -25,6 +25,8 @@ class RunState:
     debug: bool = False
     no_color: bool = False
     env_file: str | None = None
+    env_source: str = "environment"
+    """Where ``env_file`` came from: --env-file, --context, PMSOPS_CONTEXT, PMSOPS_ENV_FILE or context use."""
     env_values: dict[str, str] = field(default_factory=dict)
     context: str | None = None
     """The active context's name (shown in every report header), or None."""

@@ -36,14 +36,20 @@ def _show(store, json_mode: bool, title: str | None = None) -> None:
 @context_app.command("add")
 def context_add(
     name: str = typer.Argument(..., help="A short name: prod, staging."),
-    env_file: str = typer.Option(..., "--env-file", metavar="PATH", help="The deployment's env file (its path is stored, never its contents)."),
+    env_file: Optional[str] = typer.Option(None, "--env-file", metavar="PATH", help="The deployment's env file (its path is stored, never its contents)."),
     use: bool = typer.Option(False, "--use", help="Also make it the active context."),
     json_mode: bool = JSON_OPTION,
 ) -> None:
     """Remember an env file under a name (the first context added becomes the active one)."""
     from pmsops import contexts
+    from pmsops.cli.common import state
+    from pmsops.errors import UsageError
 
-    store = contexts.add(name, env_file, use)
+    run = state()
+    path = env_file or (run.env_file if run.env_source == "--env-file" else None)  # --env-file is global: it may have been taken there
+    if not path:
+        raise UsageError("context add needs --env-file PATH", hint="pmsops context add prod --env-file /root/pms_env.sh")
+    store = contexts.add(name, path, use)
     _show(store, json_mode, f"added context {name}")
     finish(0)
 

@@ -66,7 +66,7 @@ def _global(
     # PMSOPS_ENV_FILE arrives through envvar= above; contexts.select orders it after --context.
     explicit = env_file if ctx.get_parameter_source("env_file").name != "ENVIRONMENT" else None
     chosen = select(explicit, context)
-    run.context = chosen.context
+    run.context, run.env_source = chosen.context, chosen.source
     if chosen.env_file:
         apply_env_file(chosen.env_file, run)
     from pmsops.cli.common import configure_fingerprints

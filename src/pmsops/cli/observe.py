@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from pmsops.cli.common import JSON_OPTION, finish, finite, output, settings
+from pmsops.cli.common import JSON_OPTION, finish, finite, output, settings, state
 
 
 def register(app: typer.Typer) -> None:
@@ -65,7 +65,7 @@ def top(
 def report(
     output_path: Optional[str] = typer.Option(None, "--output", "-o", metavar="PATH", help="A directory (the bundle's name inside it) or the file to write; default: the current directory."),
     since: str = typer.Option("60m", "--since", help="How far back sync logs, charts and worker logs go (90s, 60m, 2h, 1d)."),
-    context_name: Optional[str] = typer.Option(None, "--context-name", help="Name in the file name (default: PMSOPS_CONTEXT, else 'default')."),
+    context_name: Optional[str] = typer.Option(None, "--context-name", help="Name in the file name (default: the active context, PMSOPS_CONTEXT, else 'default')."),
     expect_workers: Optional[int] = EXPECT_WORKERS_OPTION,
     worker_log: Optional[List[str]] = typer.Option(None, "--worker-log", metavar="PATH", help="A worker log file to excerpt (when the worker is not a Docker container); repeatable."),
     no_docker: bool = typer.Option(False, "--no-docker", help="Do not ask Docker (host check, container logs) even if an engine answers."),
@@ -89,7 +89,7 @@ def report(
         if not os.path.isfile(path):
             raise UsageError(f"--worker-log {path}: not a readable file")
     opts = Options(since_seconds=since_seconds, since_text=since.strip(), timeout=timeout, expect_workers=expect_workers,
-                   worker_logs=list(worker_log or []), docker=not no_docker, context=make_context(context_name))
+                   worker_logs=list(worker_log or []), docker=not no_docker, context=make_context(context_name or state().context))
     path, bundle = make_report(settings(), opts, output_path)
     out = output(json_mode)
     if json_mode:

@@ -56,12 +56,23 @@ RUNBOOK: list[tuple[str, str, str]] = [
 ]
 
 
+def _active_context() -> str | None:
+    """The context chosen with ``pmsops context use`` (None when there is none or the store is unreadable)."""
+    from pmsops import contexts
+    from pmsops.errors import UsageError
+
+    try:
+        return contexts.load().current
+    except UsageError:
+        return None
+
+
 def context_name(explicit: str | None = None) -> str:
     """The context in the file name: --context-name, PMSOPS_CONTEXT, or ``default``.
 
     One function on purpose: when pmsops gets named contexts, this is what changes.
     """
-    name = explicit or os.environ.get("PMSOPS_CONTEXT") or "default"
+    name = explicit or os.environ.get("PMSOPS_CONTEXT") or _active_context() or "default"
     cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "default"
     return cleaned[:48]
 

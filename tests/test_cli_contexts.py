@@ -1,0 +1,98 @@
+"""Contexts: several deployments by name, as kubectl/docker/gh have them (pmsops context …, --context)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+
+
+@pytest.fixture
+def config_home(tmp_path, monkeypatch):
+    home = tmp_path / "config"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
+    monkeypatch.delenv("PMSOPS_CONTEXT", raising=False)
+    monkeypatch.delenv("PMSOPS_ENV_FILE", raising=False)
+    return home
+
+
+@pytest.fixture
+def two_deployments(tmp_path, redis_server, refused_port):
+    """prod: a Redis that answers; staging: one that refuses."""
+    prod, staging = tmp_path / "prod.sh", tmp_path / "staging.sh"
+    prod.write_text(f"export REDIS_URL='{redis_server.url}'\n")
+    staging.write_text(f"export REDIS_URL='redis://:pw@127.0.0.1:{refused_port}/0'\n")
+    return prod, staging
+
+
+def test_context_add_use_list_remove(cli, config_home, two_deployments):
+    prod, staging = two_deployments
+
+    assert cli("context", "add", "prod", "--env-file", str(prod)).exit_code == 0
+    assert cli("context", "add", "staging", "--env-file", str(staging)).exit_code == 0
+    listed = json.loads(cli("context", "list", "--json").stdout)
+    assert listed["current"] == "prod"  # the first one added is active
+    assert [(c["name"], c["env_file"]) for c in listed["contexts"]] == [("prod", str(prod)), ("staging", str(staging))]
+
+    assert cli("context", "use", "staging").exit_code == 0
+    text = cli("context", "list").stdout.splitlines()
+    assert text[0].split() == ["NAME", "ENV", "FILE"]
+    assert text[2].startswith("* staging")
+
+    assert cli("context", "remove", "staging").exit_code == 0
+    assert json.loads(cli("context", "list", "--json").stdout) == {
+        "schema": "pmsops.contexts/v1", "current": None, "contexts": [{"name": "prod", "env_file": str(prod), "current": False}]}
+
+
+def test_the_store_is_private_and_holds_paths_not_values(cli, config_home, two_deployments, redis_server):
+    prod, _ = two_deployments
+    cli("context", "add", "prod", "--env-file", str(prod))
+
+    directory, store = config_home / "pmsops", config_home / "pmsops" / "contexts.json"
+    assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(store).st_mode) == 0o600
+    assert redis_server.url not in store.read_text() and str(prod) in store.read_text()
+
+
+def test_the_active_context_is_used_and_named_in_the_report_header(cli, config_home, two_deployments):
+    prod, staging = two_deployments
+    cli("context", "add", "prod", "--env-file", str(prod))
+    cli("context", "add", "staging", "--env-file", str(staging), "--use")
+
+    active = cli("check", "redis")
+    one_run = cli("check", "redis", "--context", "prod", "--json")
+
+    assert active.exit_code == 1  # staging's Redis refuses
+    assert active.stdout.splitlines()[0] == "context: staging"
+    assert one_run.exit_code == 0
+    assert json.loads(one_run.stdout)["context_name"] == "prod"
+
+
+def test_an_unknown_context_is_bad_input_naming_the_known_ones(cli, config_home, two_deployments):
+    prod, _ = two_deployments
+    cli("context", "add", "prod", "--env-file", str(prod))
+
+    result = cli("--context", "prdo", "doctor")
+
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == ["✗ error: --context prdo: no such context", "  → known contexts: prod"]
+
+
+def test_a_context_needs_a_readable_env_file(cli, config_home, tmp_path):
+    result = cli("context", "add", "prod", "--env-file", str(tmp_path / "missing.sh"))
+
+    assert result.exit_code == 2 and "env file not found" in result.stderr
+    assert not (config_home / "pmsops" / "contexts.json").exists()
+
+
+def test_report_names_its_bundle_after_the_active_context(config_home, two_deployments):
+    from pmsops import contexts
+    from pmsops.observe.report import context_name
+
+    prod, _ = two_deployments
+    contexts.add("prod", str(prod))
+
+    assert context_name() == "prod"
+    assert context_name("explicit") == "explicit"
