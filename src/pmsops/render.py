@@ -209,7 +209,11 @@ class Output:
         if result.duration_ms is not None:
             line.append(f"  ({_duration(result.duration_ms)})", style="dim")
         self._print(line, indent=2)
+        shown_before = set(self._notes_seen)
         for note in result.notes:
+            if note in shown_before:  # the same note under three URLs: once (a result's own rows all stay)
+                continue
+            self._notes_seen.add(note)
             self._print(Text("    " + redact(note)), indent=4)
         if result.hint and result.status in (Status.FAIL, Status.WARN, Status.SKIP):
             arrow = "->" if ascii_only else "→"

@@ -203,3 +203,18 @@ def follow_trigger(client, connection_id: str, sync_type: str, wait: float | Non
         logs, finished = wait_until_final(lambda: client.sync_logs(connection_id, limit=50)["logs"], task_ids, log_ids, wait, 1.0, show)
         collector.finish("sync-logs", final_verdict("sync-logs", logs, finished, wait))
     return collector.results
+
+
+def connections_result(items: list[dict[str, Any]], redirected: bool = False, now: datetime | None = None) -> Result:
+    """``connections list``: a table (header, relative last sync) or a warning when there is none."""
+    if not items:
+        return results.warn("connections", "no channel connections", hint="create one via POST /api/v1/channel-connections/")
+    now = now or datetime.now(timezone.utc)
+    rows = [f"{'ID':<36}  {'PLATFORM':<12} {'STATUS':<9} LAST SYNC"]
+    for c in items:
+        last = parse_time(c.get("last_sync_at"))
+        rows.append(f"{str(c.get('id')):<36}  {str(c.get('platform_type', '?')):<12} {str(c.get('status', '?')):<9} "
+                    + (f"{relative(now - last)} ago" if last else "never"))
+    if redirected:
+        rows.append("(followed a 307 redirect to the trailing-slash path)")
+    return results.ok("connections", f"{len(items)} connection(s)", notes=rows, details={"connections": items})

@@ -44,14 +44,14 @@ def _client(api: Optional[str], http_timeout: float):
 def token(
     verify: bool = typer.Option(False, "--verify", help="Check signature and audience with SUPABASE_JWT_SECRET/JWT_SECRET and JWT_AUDIENCE."),
     print_token: bool = typer.Option(False, "--print", help="Write the raw token alone on stdout (for export TOKEN=$(pmsops token --print))."),
-    http_timeout: float = HTTP_TIMEOUT_OPTION,
+    timeout: float = HTTP_TIMEOUT_OPTION,
     json_mode: bool = JSON_OPTION,
 ) -> None:
     """Get a JWT (password grant, or TOKEN) and show its length, parts and claims, never the token."""
     from pmsops.api.token import describe, obtain
 
     env = settings()
-    info = obtain(env, http_timeout)
+    info = obtain(env, timeout)
     if print_token:
         output().reveal(info.token)
         finish(0)
@@ -66,20 +66,16 @@ def connections_list(
     limit: int = typer.Option(50, "--limit", min=1, max=100),
     offset: int = typer.Option(0, "--offset", min=0),
     api: Optional[str] = API_OPTION,
-    http_timeout: float = HTTP_TIMEOUT_OPTION,
+    timeout: float = HTTP_TIMEOUT_OPTION,
     json_mode: bool = JSON_OPTION,
+    quiet: bool = QUIET_OPTION,
 ) -> None:
     """List connections: id, platform, status, last sync (follows the 307 trailing-slash redirect)."""
-    from pmsops import results
+    from pmsops.api.synclogs import connections_result
 
-    with _client(api, http_timeout) as client:
+    with _client(api, timeout) as client:
         items, response = client.list_connections(limit, offset)
-    notes = [f"{c.get('id')}  {c.get('platform_type', '?'):<12} {c.get('status', '?'):<9} last sync {c.get('last_sync_at') or 'never'}" for c in items]
-    if response.redirected_from:
-        notes.append("(followed a 307 redirect to the trailing-slash path)")
-    result = results.ok("connections", f"{len(items)} connection(s)", notes=notes, details={"connections": items}) if items else \
-        results.warn("connections", "no channel connections", hint="create one via POST /api/v1/channel-connections/")
-    finish_results([result], "connections list", json_mode)
+    finish_results([connections_result(items, bool(response.redirected_from))], "connections list", json_mode, quiet=quiet)
 
 
 def sync_trigger(

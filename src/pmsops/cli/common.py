@@ -152,10 +152,14 @@ def finish(code: int) -> NoReturn:
 def finish_results(results, command: str, json_mode: bool = False, strict: bool = False, title: str | None = None, extra=None,
                    quiet: bool = False, junit: str | None = None) -> NoReturn:
     """Render results and exit with the code they map to."""
+    import time
+
     items = list(results)
     if junit:
         write_junit(junit, items, command)
-    finish(output(json_mode, quiet).results(items, command=command, strict=strict, title=title, extra=extra))
+    started = state().started
+    seconds = time.monotonic() - started if started else None  # wall time of the command, not a sum of the checks
+    finish(output(json_mode, quiet).results(items, command=command, strict=strict, title=title, extra=extra, seconds=seconds))
 
 
 def write_junit(path: str, items, command: str) -> None:

@@ -22,7 +22,17 @@ def run_demo(say: Callable[[str], None], show: Callable[[list[Result], str], int
     try:
         settings = Settings.from_environ(sandbox.env())
         say(f"==> 2/4 pmsops --env-file {sandbox.env_path} smoke   (the runbook's Quick Smoke)")
-        smoke = run_smoke(settings, timeout=timeout, progress=lambda line: say(f"      … {line}"), env_file=str(sandbox.env_path))
+        from pmsops.api.smoke import SLOTS
+        from pmsops.results import Collector
+
+        seen: dict[str, str] = {}
+
+        def progress(slot: str, key: str, text: str) -> None:  # one line per change of an operation, never repeated
+            if seen.get(key) != text:
+                seen[key] = text
+                say(f"      … {text}")
+
+        smoke = run_smoke(settings, wait=timeout, env_file=str(sandbox.env_path), collector=Collector(SLOTS, on_progress=progress))
         smoke_code = show(smoke.results, "smoke")
         say(f"==> 3/4 pmsops --env-file {sandbox.env_path} doctor")
         doctor_code = show(run_doctor(settings, timeout=3.0, expect_workers=1), "doctor")
