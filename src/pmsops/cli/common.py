@@ -162,6 +162,30 @@ def finish_results(results, command: str, json_mode: bool = False, strict: bool 
     finish(output(json_mode, quiet).results(items, command=command, strict=strict, title=title, extra=extra, seconds=seconds))
 
 
+def check_report_target(path: str | None, what: str = "report") -> None:
+    """Refuse an unusable ``--junit``/``--save`` target before anything runs (so nothing is printed first):
+    an existing link, FIFO, device or directory, or a missing directory. The write itself checks again."""
+    import os
+    import stat
+
+    from pmsops.errors import UsageError
+    from pmsops.safefile import kind
+
+    if not path:
+        return
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise UsageError(f"cannot write {what} {path}: {parent} is not a directory") from None
+        return
+    except OSError as exc:
+        raise UsageError(f"cannot write {what} {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise UsageError(f"refusing to write {what} {path}: it is {kind(info.st_mode)} (only a regular file is replaced)")
+
+
 def write_junit(path: str, items, command: str) -> None:
     """A JUnit report of ``items`` (one testcase per result), mode 0600, never through a link."""
     from pmsops.api.smoke import SmokeRun, junit_xml
@@ -182,6 +206,7 @@ def stream(command: str, slots, run, json_mode: bool = False, strict: bool = Fal
     from pmsops import exitcodes
     from pmsops.results import Collector, exit_code
 
+    check_report_target(junit)
     out = output(json_mode, quiet)
     collector = Collector(slots)
     interrupted = False
