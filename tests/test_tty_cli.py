@@ -291,3 +291,53 @@ def test_requirepass_typed_at_a_terminal_is_not_echoed(redis_server):
         tty.close()
     assert secret not in tty.raw
     assert code == 1, tty.text
+
+
+# --- sync reap asks first on a terminal -----------------------------------------------------------------------
+
+
+def _stale_log(sync_db) -> tuple[str, str]:
+    import uuid
+
+    from sync_helpers import run as run_sql
+    from sync_helpers import seed_connection
+
+    ids = seed_connection(sync_db)
+    task = f"stale-{uuid.uuid4()}"
+    run_sql(sync_db, lambda c: c.execute("INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at) "
+                                         "VALUES ($1::uuid, 'pricing_update', 'running', $2, now() - interval '90 minutes')", ids["connection_id"], task))
+    return ids["connection_id"], task
+
+
+@pytest.mark.parametrize("answer, code, status", [(b"n", 1, "running"), (b"y", 0, "failed")])
+def test_sync_reap_on_a_terminal_lists_the_logs_and_asks_first(sync_db, answer, code, status):
+    from sync_helpers import logs_for
+
+    cid, task = _stale_log(sync_db)
+    tty = spawn("sync", "reap", "--older-than", "60m", "--database-url", sync_db, "--connection", cid, columns=120)
+    try:
+        tty.read(until=lambda text: "[y/N]" in text, timeout=20)
+        assert "would mark 1 stale log(s) failed" in tty.text and "Mark these 1 log(s) failed? [y/N]" in tty.text, tty.text
+        assert logs_for(sync_db, [task])[0]["status"] == "running"  # nothing changed while it asks
+        tty.send(answer + b"\r")
+        assert tty.wait(20) == code
+    finally:
+        tty.close()
+    assert logs_for(sync_db, [task])[0]["status"] == status
+
+
+def test_sync_trigger_wait_piped_never_repeats_a_progress_line(sandbox):
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": SRC}
+    env.pop("COLUMNS", None)
+    listed = subprocess.run([sys.executable, "-m", "pmsops", "--env-file", str(sandbox.env_path), "connections", "list", "--json"],
+                            env=env, capture_output=True, text=True, timeout=30)
+    cid = [c for c in json.loads(listed.stdout)["results"][0]["details"]["connections"] if c["status"] == "active"][0]["id"]
+    done = subprocess.run([sys.executable, "-m", "pmsops", "--env-file", str(sandbox.env_path), "sync", "trigger", cid, "--type", "full", "--wait", "30"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    progress = [line for line in done.stderr.splitlines() if line.startswith("    … ")]
+    assert progress, done.stderr  # what each operation did, as it changed
+    assert len(progress) == len(set(progress)), progress
+    assert done.stdout.strip().splitlines()[-1].startswith("2 ok in ")

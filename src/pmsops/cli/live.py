@@ -92,7 +92,7 @@ def _broker(url: Optional[str]) -> str:
     return the_url
 
 
-BROKER_OPTION = typer.Option(None, "--broker", "-b", help="Broker URL. Default: CELERY_BROKER_URL, then REDIS_URL.")
+BROKER_OPTION = typer.Option(None, "--broker", "--url", "-b", help="Broker URL. Default: CELERY_BROKER_URL, then REDIS_URL.")
 
 
 @celery_app.command("ping")

@@ -72,7 +72,7 @@ def demo(
     keep: bool = typer.Option(False, "--keep", help="Leave the sandbox running afterwards."),
     directory: Optional[str] = DIR_OPTION,
     database_url: Optional[str] = typer.Option(None, "--database-url", help="Use this PostgreSQL instead of a private cluster."),
-    timeout: float = typer.Option(60.0, "--timeout", min=1, callback=finite, help="How long the smoke waits for the sync."),
+    timeout: float = typer.Option(60.0, "--wait", "--timeout", min=1, callback=finite, metavar="SECONDS", help="How long the smoke waits for the sync (--timeout is the old name)."),
 ) -> None:
     """The main job on a local default: sandbox up, smoke, doctor, sandbox down."""
     from pmsops.sandbox.demo import run_demo

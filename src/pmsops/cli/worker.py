@@ -34,7 +34,7 @@ def _exec(argv: list[str]) -> None:
 
 def wait_for_deps(
     ctx: typer.Context,
-    timeout: Optional[float] = typer.Option(None, "--timeout", min=0, callback=finite, help="Seconds to wait in all (default WORKER_WAIT_TIMEOUT or 60)."),
+    timeout: Optional[float] = typer.Option(None, "--wait", "--timeout", min=0, callback=finite, metavar="SECONDS", help="Seconds to wait in all (default WORKER_WAIT_TIMEOUT or 60); --timeout is the old name."),
     interval: Optional[float] = typer.Option(None, "--interval", min=0.05, callback=finite, help="Seconds between attempts (default WORKER_WAIT_INTERVAL or 2)."),
 ) -> None:
     """Wait for the database and Redis (DNS → TCP → credentials), then exec `-- COMMAND` if given.
