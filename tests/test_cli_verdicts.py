@@ -193,3 +193,25 @@ def test_smoke_with_the_platform_down_names_the_platform_from_the_log(cli, sandb
     assert report["sync-logs"]["summary"] == "sync failed: the platform (channel API) answers with errors (platform_error)"
     assert report["sync-logs"]["notes"][0].startswith("availability_update: failed, retry 3/3, platform_error")
     assert "a task hangs or its worker died" not in (report["sync-logs"]["hint"] or "")
+
+
+def test_sync_run_from_an_env_file_waits_with_the_same_poller_and_verdict(sync_worker, tmp_path):
+    """The env file is not in os.environ, yet the Celery app of ``sync run`` reads its broker from there: handed over explicitly."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from sync_helpers import seed_connection
+
+    ids = seed_connection(sync_worker["DATABASE_URL"], platform="google", rates_days=1)
+    env_file = tmp_path / "worker.env"
+    env_file.write_text("".join(f"export {k}='{v}'\n" for k, v in sync_worker.items()))
+    src = str(Path(__file__).resolve().parent.parent / "src")
+    clean = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("CELERY_", "REDIS_", "DATABASE_"))}
+    done = subprocess.run([sys.executable, "-m", "pmsops", "sync", "run", ids["connection_id"], "--type", "availability", "--wait", "30",
+                           "--env-file", str(env_file), "--json"], env={**clean, "PYTHONPATH": src}, capture_output=True, text=True, timeout=60)
+
+    report = json.loads(done.stdout)
+    assert done.returncode == 0, done.stderr
+    assert [r["name"] for r in report["results"]] == ["trigger", "sync"]
+    assert report["results"][1]["summary"] == "all 1 operation(s) succeeded"

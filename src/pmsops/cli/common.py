@@ -70,6 +70,7 @@ QUIET_OPTION = typer.Option(False, "--quiet", "-q", help="Print nothing; the exi
 JUNIT_OPTION = typer.Option(None, "--junit", metavar="FILE", help="Also write a JUnit XML report (one testcase per check) for CI.", rich_help_panel="Output")
 TIMEOUT_OPTION = typer.Option(3.0, "--timeout", min=0.1, callback=finite, help="Connect and read timeout of each network call, in seconds.")
 HTTP_TIMEOUT_OPTION = typer.Option(10.0, "--timeout", min=0.1, callback=finite, help="Connect and read timeout of each HTTP call, in seconds.")
+API_OPTION = typer.Option(None, "--url", "--api", help="API base URL (default PMS_API_URL, API, API_BASE_URL or BACKEND_URL).")
 WAIT_OPTION = typer.Option(60.0, "--wait", min=1, callback=finite, metavar="SECONDS", help="How long to wait for the sync to reach a final status.")
 
 
@@ -122,6 +123,16 @@ def connection_id(value: str | None) -> str:
         return str(uuid.UUID(cid))
     except ValueError:
         raise UsageError(f"CID={cid!r} is not a UUID", hint="list connections with: pmsops connections list") from None
+
+
+def api_client(api: str | None, timeout: float):
+    """An API client for this run: the base URL and a token (TOKEN, or the password grant)."""
+    from pmsops.api.client import ApiClient
+    from pmsops.api.token import obtain
+
+    env = settings()
+    base = api or env.require("PMS_API_URL")
+    return ApiClient(base, obtain(env, timeout).token, timeout, env.get("AGENCY_ID"))
 
 
 def output(json_mode: bool = False, quiet: bool = False):

@@ -1,4 +1,4 @@
-"""Sync library commands: ``db migrate|check`` and ``sync run|reap`` (direct, no HTTP)."""
+"""The sync commands: ``db migrate|check``, ``sync run|reap`` (direct, no HTTP) and ``sync trigger|logs`` (through the API)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from typing import Optional
 
 import typer
 
-from pmsops.cli.common import (CONNECTION_ID, JSON_OPTION, JUNIT_OPTION, QUIET_OPTION, STRICT_OPTION, SYNC_TYPE_OPTION, connection_argument, connection_id, export_environment,
+from pmsops.cli.common import (API_OPTION, CONNECTION_ID, HTTP_TIMEOUT_OPTION, JSON_OPTION, JUNIT_OPTION, QUIET_OPTION, STRICT_OPTION,
+                               SYNC_TYPE_OPTION, api_client, check_report_target, connection_argument, connection_id, export_environment,
                                finish, finish_results, output, settings, stream)
 
 db_app = typer.Typer(help="The sync database: apply migrations, detect schema drift.", no_args_is_help=True)
@@ -112,3 +113,61 @@ def sync_reap(
             out.line("nothing changed")
             finish(1)
     finish_results(reap_logs(url, seconds, cid), "sync reap", json_mode)
+
+
+@sync_app.command("trigger")
+def sync_trigger(
+    connection: Optional[str] = connection_argument(),
+    sync_type: str = SYNC_TYPE_OPTION,
+    wait: Optional[float] = typer.Option(None, "--wait", min=1, metavar="SECONDS", help="Follow the logs until every created log is final, at most this long."),
+    api: Optional[str] = API_OPTION,
+    timeout: float = HTTP_TIMEOUT_OPTION,
+    json_mode: bool = JSON_OPTION,
+    strict: bool = STRICT_OPTION,
+    quiet: bool = QUIET_OPTION,
+    junit: Optional[str] = JUNIT_OPTION,
+) -> None:
+    """POST /channel-connections/{id}/sync; prints task ids and batch id; --wait follows the logs in place."""
+    cid = connection_id(connection)
+    client = api_client(api, timeout)
+    from pmsops.api.synclogs import follow_trigger
+
+    with client:
+        stream("sync trigger", ("trigger", "sync-logs") if wait else ("trigger",),
+               lambda collector: follow_trigger(client, cid, sync_type, wait, collector), json_mode, strict, quiet, junit=junit)
+
+
+@sync_app.command("logs")
+def sync_logs(
+    connection: Optional[str] = connection_argument(),
+    limit: int = typer.Option(20, "--limit", min=1, max=100),
+    offset: int = typer.Option(0, "--offset", min=0),
+    status: Optional[str] = typer.Option(None, "--status", help="Only logs with this status."),
+    stale_after: float = typer.Option(600.0, "--stale-after", min=1, help="Logs triggered/running with no update for this many seconds are stuck (a failure)."),
+    save: Optional[str] = typer.Option(None, "--save", metavar="FILE", help="Also write the (normalised) JSON page to this file."),
+    api: Optional[str] = API_OPTION,
+    timeout: float = HTTP_TIMEOUT_OPTION,
+    json_mode: bool = JSON_OPTION,
+    strict: bool = STRICT_OPTION,
+    quiet: bool = QUIET_OPTION,
+    junit: Optional[str] = JUNIT_OPTION,
+) -> None:
+    """Table and verdict of a connection's sync logs: the latest run of an operation failed or a log stuck open fails."""
+    import json
+
+    from pmsops.api.synclogs import log_table, summarise
+    from pmsops.redaction import redact_obj
+
+    cid = connection_id(connection)
+    check_report_target(save)
+    with api_client(api, timeout) as client:
+        page = client.sync_logs(cid, limit, offset, status=status)
+    logs = page["logs"]
+    if save:
+        from pmsops.safefile import write_text
+
+        write_text(save, json.dumps(redact_obj(page), indent=2, default=str), "report")
+    found = summarise(logs, stale_after)
+    found[0].notes = log_table(logs) + found[0].notes
+    found[0].details = {"logs": logs, "total": len(logs)}
+    finish_results(found, "sync logs", json_mode, strict, quiet=quiet, junit=junit)
