@@ -215,3 +215,33 @@ def test_sync_run_from_an_env_file_waits_with_the_same_poller_and_verdict(sync_w
     assert done.returncode == 0, done.stderr
     assert [r["name"] for r in report["results"]] == ["trigger", "sync"]
     assert report["results"][1]["summary"] == "all 1 operation(s) succeeded"
+
+
+def test_smoke_names_a_missing_worker_in_seconds_when_health_does_not_check_celery(cli, http_stub, redis_server, monkeypatch):
+    """A backend with ENABLE_CELERY_HEALTHCHECK=false reports celery skipped; the logs never move; no worker listens on the broker."""
+    import time
+
+    cid, task, log = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+    http_stub.json("/health/ready", {"status": "up", "components": {"db": {"status": "up"}, "redis": {"status": "up"},
+                                                                      "celery": {"status": "up", "details": {"skipped": True}}}})
+    http_stub.json(f"/api/v1/channel-connections/{cid}", {"id": cid, "platform_type": "airbnb", "status": "active"})
+    http_stub.json(f"/api/v1/channel-connections/{cid}/sync", {"status": "triggered", "task_ids": [task], "created_log_ids": [log], "batch_id": None})
+    http_stub.json(f"/api/v1/channel-connections/{cid}/sync-logs", {"logs": [
+        {"id": log, "task_id": task, "operation_type": "availability_update", "direction": "outbound", "status": "triggered",
+         "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z", "details": {}, "error": None}]})
+    import base64
+
+    def part(obj: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
+
+    token = f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part({'sub': 'ops', 'aud': 'authenticated', 'exp': 4102444800})}.c2ln"
+    for name, value in {"PMS_API_URL": http_stub.url, "TOKEN": token, "CID": cid, "CELERY_BROKER_URL": redis_server.url_for_db(9)}.items():
+        monkeypatch.setenv(name, value)
+
+    started = time.monotonic()
+    result = cli("smoke", "--json", "--sync-type", "availability")  # --wait stays 60 s
+    elapsed = time.monotonic() - started
+    report = {r["name"]: r for r in json.loads(result.stdout)["results"]}
+    assert result.exit_code == 1
+    assert report["sync-logs"]["summary"] == "no worker: the logs stayed 'triggered' for 8 s and no worker answers a ping on the broker"
+    assert elapsed < 20, elapsed

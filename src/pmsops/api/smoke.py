@@ -37,6 +37,8 @@ STEPS = (("env", "1 load environment"), ("token", "2 token"), ("health", "3 heal
 """(stable name, label): the name is the JSON/JUnit key, the label what people read."""
 SLOTS = tuple(name for name, _ in STEPS)
 LABELS = dict(STEPS)
+UNTOUCHED_SECONDS = 8.0
+"""Logs still 'triggered' after this long: smoke asks the broker whether any worker listens (a verdict in seconds, not after --wait)."""
 NEEDS = {"env": (), "token": ("env",), "health": ("env",), "connection": ("token",), "trigger": ("connection",), "sync-logs": ("trigger",)}
 """What each step needs to have succeeded: health needs no token, so a failed token still shows health."""
 
@@ -164,10 +166,27 @@ def run_smoke(settings: Settings, connection: str | None = None, sync_type: str 
         for log in logs:
             collector.progress("sync-logs", str(log.get("id") or log.get("task_id")), describe_log(log))
 
+    def no_worker(found: list[dict[str, Any]], waited: float) -> bool:
+        """Logs untouched for a while: ask the broker once whether any worker listens (when we can reach it)."""
+        broker = settings.get("CELERY_BROKER_URL")
+        if waited < UNTOUCHED_SECONDS or "pinged" in state or not broker or any(m.get("status") not in ("triggered", "queued") for m in found):
+            return False
+        from pmsops.checks.celery import ping
+
+        state["pinged"] = True
+        answer = ping(broker, min(3.0, http_timeout))
+        state["no_worker"] = answer.status is Status.FAIL and not answer.details.get("workers")
+        return state["no_worker"]
+
     def logs() -> Result:
         with ApiClient(state["api"], state["token"], http_timeout, settings.get("AGENCY_ID")) as client:
-            found, finished = wait_until_final(lambda: client.sync_logs(state["cid"], limit=50)["logs"], state["task_ids"], state["log_ids"], wait, poll, show)
+            found, finished = wait_until_final(lambda: client.sync_logs(state["cid"], limit=50)["logs"], state["task_ids"], state["log_ids"], wait, poll,
+                                               show, no_worker)
         run.context["logs"] = [{k: m.get(k) for k in ("id", "operation_type", "status", "error", "task_id")} for m in found]
+        if state.get("no_worker"):
+            return results.fail("sync-logs", f"no worker: the logs stayed 'triggered' for {UNTOUCHED_SECONDS:g} s and no worker answers a ping on the broker",
+                                notes=[describe_log(m) for m in found],
+                                hint="start pms-worker (docker ps | grep worker; pmsops host logs pms-worker-v2) and check it uses this broker (pmsops celery ping)")
         return final_verdict("sync-logs", found, finished, wait)
 
     steps = {"env": load_env, "token": token, "health": health, "connection": pick_connection, "trigger": trigger_sync, "sync-logs": logs}

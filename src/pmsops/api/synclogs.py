@@ -125,14 +125,17 @@ def _retry_in(log: dict[str, Any], now: datetime | None = None) -> float | None:
 
 
 def wait_until_final(fetch: Callable[[], list[dict[str, Any]]], task_ids: list[str], log_ids: list[str], timeout: float, poll: float = 1.0,
-                     progress: Callable[[list[dict[str, Any]]], None] | None = None) -> tuple[list[dict[str, Any]], bool]:
+                     progress: Callable[[list[dict[str, Any]]], None] | None = None,
+                     give_up: Callable[[list[dict[str, Any]], float], bool] | None = None) -> tuple[list[dict[str, Any]], bool]:
     """The one poller (API and database alike): until every log created by the trigger is final.
 
     Returns (logs, finished). ``progress`` gets the trigger's logs after each poll.
     Stops early, unfinished, when every open log waits for a retry announced for
-    after the deadline: waiting longer could not change the verdict.
+    after the deadline (waiting longer could not change the verdict), or when
+    ``give_up(logs, seconds waited)`` says so (e.g. no worker answers a ping).
     """
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     while True:
         logs = fetch()
         mine = [log for log in logs if str(log.get("id")) in log_ids or log.get("task_id") in task_ids]
@@ -147,6 +150,8 @@ def wait_until_final(fetch: Callable[[], list[dict[str, Any]]], task_ids: list[s
         open_logs = [m for m in mine if m.get("status") not in FINAL]
         waits = [_retry_in(m) for m in open_logs]
         if len(mine) >= expected and open_logs and all(w is not None and w > left + poll for w in waits):
+            return mine, False
+        if give_up is not None and give_up(mine, time.monotonic() - started):
             return mine, False
         time.sleep(min(poll, max(0.05, left)))
 
