@@ -235,9 +235,17 @@ def stream(command: str, slots, run, json_mode: bool = False, strict: bool = Fal
     pending = [labels.get(p, p) if labels else p for p in collector.pending] if interrupted else []
     if json_mode:
         out.report_json(items, command, code, seconds, extra() if callable(extra) else extra, interrupted, pending)
-    else:
+    elif len(items) > 1 or interrupted or not items:
         out.summary(items, seconds, interrupted, pending)
     finish(code)
+
+
+def check_one(command: str, name: str, fn, timeout: float, json_mode: bool = False, strict: bool = False, quiet: bool = False,
+              junit: str | None = None) -> NoReturn:
+    """One bounded check, with a spinner while it waits on a terminal and Ctrl-C kept (exit 130)."""
+    from pmsops.checks.runner import Job, run_concurrently
+
+    stream(command, (name,), lambda collector: run_concurrently([Job(name, fn, timeout)], collector), json_mode, strict, quiet, junit=junit)
 
 
 def configure_fingerprints(salt: str | None, reveal: bool, start: bool = False) -> None:

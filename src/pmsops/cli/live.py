@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from pmsops.cli.common import JSON_OPTION, JUNIT_OPTION, QUIET_OPTION, STRICT_OPTION, TIMEOUT_OPTION, finish_results, finite, settings, state, stream
+from pmsops.cli.common import JSON_OPTION, JUNIT_OPTION, QUIET_OPTION, STRICT_OPTION, TIMEOUT_OPTION, check_one, finite, settings, state, stream
 
 check_app = typer.Typer(help="Check one dependency: Redis, the database, or the API's /health/ready.", no_args_is_help=True)
 celery_app = typer.Typer(help="Ask Celery workers over the broker (never imports the application).", no_args_is_help=True)
@@ -21,12 +21,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(check_app, name="check", rich_help_panel=PANEL)
     app.add_typer(celery_app, name="celery", rich_help_panel=PANEL)
     app.command("doctor", rich_help_panel=PANEL)(doctor)
-
-
-def _bounded(name: str, fn, timeout: float):
-    from pmsops.checks.runner import Job, run_bounded
-
-    return run_bounded(Job(name, fn, timeout))
 
 
 @check_app.command("redis")
@@ -45,7 +39,7 @@ def check_redis(
     the_url = url or settings().require("REDIS_URL")
     variable = "--url" if url else "REDIS_URL"
     read_url(the_url, "redis-py", variable)  # a URL redis-py would misread is bad input (exit 2), before anything is attempted
-    finish_results(_bounded("redis", lambda: run(the_url, timeout, variable=variable), timeout), "check redis", json_mode, strict, quiet=quiet, junit=junit)
+    check_one("check redis", "redis", lambda: run(the_url, timeout, variable=variable), timeout, json_mode, strict, quiet, junit)
 
 
 @check_app.command("db")
@@ -63,7 +57,7 @@ def check_db(
 
     the_url = url or settings().require("DATABASE_URL")
     normalise_dsn(the_url, "--url" if url else "DATABASE_URL")  # read by asyncpg's parser: bad input is exit 2 before anything is attempted
-    finish_results(_bounded("db", lambda: run(the_url, timeout), timeout), "check db", json_mode, strict, quiet=quiet, junit=junit)
+    check_one("check db", "db", lambda: run(the_url, timeout), timeout, json_mode, strict, quiet, junit)
 
 
 @check_app.command("health")
@@ -79,7 +73,7 @@ def check_health(
     from pmsops.checks.health import check_health as run
 
     the_url = url or settings().require("PMS_API_URL")
-    finish_results(_bounded("health", lambda: run(the_url, timeout), timeout), "check health", json_mode, strict, quiet=quiet, junit=junit)
+    check_one("check health", "health", lambda: run(the_url, timeout), timeout, json_mode, strict, quiet, junit)
 
 
 def _broker(url: Optional[str]) -> str:
@@ -110,7 +104,7 @@ def celery_ping(
     from pmsops.checks.celery import ping
 
     url = _broker(broker)
-    finish_results(_bounded("celery", lambda: ping(url, timeout, expect, destination or None), timeout * 2), "celery ping", json_mode, strict, quiet=quiet, junit=junit)
+    check_one("celery ping", "celery", lambda: ping(url, timeout, expect, destination or None), timeout * 2, json_mode, strict, quiet, junit)
 
 
 @celery_app.command("registered")
@@ -129,7 +123,7 @@ def celery_registered(
     from pmsops.checks.celery import registered
 
     url = _broker(broker)
-    finish_results(_bounded("celery-registered", lambda: registered(url, timeout, expect_task or [], destination or None, expect), timeout * 2), "celery registered", json_mode, strict, quiet=quiet, junit=junit)
+    check_one("celery registered", "celery-registered", lambda: registered(url, timeout, expect_task or [], destination or None, expect), timeout * 2, json_mode, strict, quiet, junit)
 
 
 @celery_app.command("active")
@@ -148,7 +142,7 @@ def celery_active(
     from pmsops.checks.celery import active
 
     url = _broker(broker)
-    finish_results(_bounded("celery-active", lambda: active(url, timeout, stuck_after, destination or None, expect), timeout * 2), "celery active", json_mode, strict, quiet=quiet, junit=junit)
+    check_one("celery active", "celery-active", lambda: active(url, timeout, stuck_after, destination or None, expect), timeout * 2, json_mode, strict, quiet, junit)
 
 
 @celery_app.command("stats")
@@ -166,7 +160,7 @@ def celery_stats(
     from pmsops.checks.celery import stats
 
     url = _broker(broker)
-    finish_results(_bounded("celery-stats", lambda: stats(url, timeout, destination or None, expect), timeout * 2), "celery stats", json_mode, strict, quiet=quiet, junit=junit)
+    check_one("celery stats", "celery-stats", lambda: stats(url, timeout, destination or None, expect), timeout * 2, json_mode, strict, quiet, junit)
 
 
 def doctor(
