@@ -245,3 +245,22 @@ def test_smoke_names_a_missing_worker_in_seconds_when_health_does_not_check_cele
     assert result.exit_code == 1
     assert report["sync-logs"]["summary"] == "no worker: the logs stayed 'triggered' for 8 s and no worker answers a ping on the broker"
     assert elapsed < 20, elapsed
+
+
+def test_the_poller_stops_when_every_open_log_waits_for_a_retry_after_the_deadline():
+    """A breaker open for 5 minutes: waiting 30 s cannot change the verdict, so it is given at once."""
+    import time
+    from datetime import datetime, timezone
+
+    from pmsops.api.synclogs import final_verdict, wait_until_final
+
+    now = datetime.now(timezone.utc).isoformat()
+    log = {"id": "l1", "task_id": "t1", "operation_type": "availability_update", "status": "running", "updated_at": now, "error": None,
+           "details": {"retry_count": 2, "error_type": "circuit_open", "next_retry_seconds": 300}}
+    started = time.monotonic()
+    found, finished = wait_until_final(lambda: [log], ["t1"], ["l1"], timeout=30, poll=0.5)
+
+    assert (finished, time.monotonic() - started < 5) == (False, True)
+    verdict = final_verdict("sync-logs", found, finished, 30)
+    assert verdict.summary == "not final within the 30 s wait: the platform's circuit breaker is open after repeated platform errors (circuit_open)"
+    assert verdict.notes == ["availability_update: running, retry 2/3, circuit_open, breaker open, next retry in 300 s"]

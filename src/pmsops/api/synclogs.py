@@ -60,6 +60,14 @@ def summarise(logs: list[dict[str, Any]], stale_after: float = 600.0, now: datet
     return out
 
 
+def logs_report(logs: list[dict[str, Any]], stale_after: float = 600.0, now: datetime | None = None) -> list[Result]:
+    """``sync logs``: the table (header, relative times) under the runbook's summary, then the verdicts."""
+    found = summarise(logs, stale_after, now)
+    found[0].notes = log_table(logs, now) + found[0].notes
+    found[0].details = {"logs": logs, "total": len(logs)}
+    return found
+
+
 def _latest_per_operation(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The newest log of each operation type (logs come newest first)."""
     seen: dict[str, dict[str, Any]] = {}
@@ -165,7 +173,7 @@ def final_verdict(name: str, found: list[dict[str, Any]], finished: bool, timeou
     if not finished:
         stuck = {str(m.get("status")) for m in found} or {"missing"}
         if named:
-            summary = f"not final after {timeout:g} s: {named[0]} ({', '.join(sorted(set(causes)))})"
+            summary = f"not final within the {timeout:g} s wait: {named[0]} ({', '.join(sorted(set(causes)))})"
             return results.fail(name, summary, notes=notes, hint=named[1], details=details)
         hint = ("logs stay 'triggered': no worker picks up tasks — is pms-worker running and on the broker? (pmsops celery ping; pmsops host logs pms-worker-v2)"
                 if stuck <= {"triggered", "queued", "missing"} else "logs stay 'running': a task hangs or its worker died (pmsops celery active; pmsops sync reap)")

@@ -155,7 +155,7 @@ def sync_logs(
     """Table and verdict of a connection's sync logs: the latest run of an operation failed or a log stuck open fails."""
     import json
 
-    from pmsops.api.synclogs import log_table, summarise
+    from pmsops.api.synclogs import logs_report
     from pmsops.redaction import redact_obj
 
     cid = connection_id(connection)
@@ -167,7 +167,4 @@ def sync_logs(
         from pmsops.safefile import write_text
 
         write_text(save, json.dumps(redact_obj(page), indent=2, default=str), "report")
-    found = summarise(logs, stale_after)
-    found[0].notes = log_table(logs) + found[0].notes
-    found[0].details = {"logs": logs, "total": len(logs)}
-    finish_results(found, "sync logs", json_mode, strict, quiet=quiet, junit=junit)
+    finish_results(logs_report(logs, stale_after), "sync logs", json_mode, strict, quiet=quiet, junit=junit)
