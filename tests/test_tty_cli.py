@@ -197,7 +197,8 @@ def test_ctrl_c_keeps_the_results_found_so_far_and_exits_130(black_holed_db_env,
 
     assert code == 130
     flat = " ".join(tty.text.split())
-    assert re.search(r"interrupted: 2 ok, 1 warning in (\d+ ms|\d\.\d s): redis-url consistency; not finished: db, celery, health$", flat), tty.text[-600:]
+    expected = r"interrupted: 2 ok, 1 warning in (\d+ ms|\d\.\d s): redis-url consistency; not finished: db, celery, health$"
+    assert re.search(expected, flat), tty.text[-600:]
     assert "✓ redis " in tty.text  # what was found stays on the screen
     assert "Traceback" not in tty.text
 
@@ -304,8 +305,9 @@ def _stale_log(sync_db) -> tuple[str, str]:
 
     ids = seed_connection(sync_db)
     task = f"stale-{uuid.uuid4()}"
-    run_sql(sync_db, lambda c: c.execute("INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at) "
-                                         "VALUES ($1::uuid, 'pricing_update', 'running', $2, now() - interval '90 minutes')", ids["connection_id"], task))
+    insert = ("INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at) "
+              "VALUES ($1::uuid, 'pricing_update', 'running', $2, now() - interval '90 minutes')")
+    run_sql(sync_db, lambda c: c.execute(insert, ids["connection_id"], task))
     return ids["connection_id"], task
 
 
@@ -334,8 +336,8 @@ def test_sync_trigger_wait_piped_never_repeats_a_progress_line(sandbox):
     listed = subprocess.run([sys.executable, "-m", "pmsops", "--env-file", str(sandbox.env_path), "connections", "list", "--json"],
                             env=env, capture_output=True, text=True, timeout=30)
     cid = [c for c in json.loads(listed.stdout)["results"][0]["details"]["connections"] if c["status"] == "active"][0]["id"]
-    done = subprocess.run([sys.executable, "-m", "pmsops", "--env-file", str(sandbox.env_path), "sync", "trigger", cid, "--type", "full", "--wait", "30"],
-                          env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-m", "pmsops", "--env-file", str(sandbox.env_path), "sync", "trigger", cid, "--type", "full",
+                           "--wait", "30"], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     progress = [line for line in done.stderr.splitlines() if line.startswith("    … ")]
     assert progress, done.stderr  # what each operation did, as it changed

@@ -347,8 +347,9 @@ class LiveReport:
             grid.add_column(overflow="ellipsis", no_wrap=True)
             import time
 
-            grid.add_row(Spinner("dots", style="cyan"), Text(f"{self.labels.get(slot, slot)}  {seconds_text(time.monotonic() - started)}", style="bold"))
-            for text in self.lines.get(slot, {}).values():
+            elapsed = seconds_text(time.monotonic() - started)
+            grid.add_row(Spinner("dots", style="cyan"), Text(f"{self.labels.get(slot, slot)}  {elapsed}", style="bold"))
+            for text in list(self.lines.get(slot, {}).values()):  # a snapshot: Rich's refresh thread reads while we write
                 grid.add_row(Text(""), Text(text, style="dim"))
             rows.append(grid)
         return Group(*rows)

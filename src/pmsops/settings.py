@@ -1,8 +1,10 @@
 """Settings come from the environment, named as in the runbook.
 
-Precedence: command-line flags > ``--env-file`` > process environment. The CLI
-applies an env file to ``os.environ`` once, so library code, the Celery app and any
-command we ``exec`` see the same values; flags are passed to functions explicitly.
+Precedence: command-line flags > ``--env-file`` (or ``--context``, ``PMSOPS_ENV_FILE``)
+> process environment. The CLI keeps the env file's values in the run's state and
+builds settings from the environment with them on top; it does not copy them into
+``os.environ`` (only ``worker-start``/``wait-for-deps --`` and ``sync run`` hand them on,
+to the program they exec and to the Celery app); flags are passed to functions explicitly.
 
 Every secret variable is registered with the redactor as soon as settings are
 read, and every URL variable has its password registered too, in all the forms a

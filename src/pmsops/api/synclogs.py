@@ -27,7 +27,8 @@ def summarise(logs: list[dict[str, Any]], stale_after: float = 600.0, now: datet
     """The runbook's summary (total, last operation/status/created_at), retries, stale open logs."""
     now = now or datetime.now(timezone.utc)
     if not logs:
-        return [results.warn("sync-logs", "no sync logs for this connection", hint="no sync has run yet: trigger one (pmsops sync trigger ID --type full)")]
+        return [results.warn("sync-logs", "no sync logs for this connection",
+                             hint="no sync has run yet: trigger one (pmsops sync trigger ID --type full)")]
     last = logs[0]
     notes = [f"last operation: {last.get('operation_type')}", f"last status: {last.get('status')}", f"last created_at: {last.get('created_at')}"]
     for log in logs:
@@ -35,7 +36,8 @@ def summarise(logs: list[dict[str, Any]], stale_after: float = 600.0, now: datet
         if details.get("retry_count"):
             notes.append(f"{log.get('operation_type')} {str(log.get('id'))[:8]}: retry {details.get('retry_count')}"
                          + (f", {details.get('error_type')}" if details.get("error_type") else "")
-                         + (f", next in {details.get('next_retry_seconds')} s" if log.get("status") == "running" and details.get("next_retry_seconds") else ""))
+                         + (f", next in {details.get('next_retry_seconds')} s"
+                            if log.get("status") == "running" and details.get("next_retry_seconds") else ""))
     stale = []
     for log in logs:
         updated = parse_time(log.get("updated_at") or log.get("created_at"))
@@ -54,9 +56,11 @@ def summarise(logs: list[dict[str, Any]], stale_after: float = 600.0, now: datet
                         + f"; latest error: {failed[0].get('error')}",
                         hint="check the worker logs (pmsops host logs pms-worker-v2) and the connection's credentials"))
     if stale:
-        ages = ", ".join(f"{s.get('operation_type')} {s.get('status')} for {relative(now - parse_time(s.get('updated_at') or s.get('created_at')))}" for s in stale)
+        ages = ", ".join(f"{s.get('operation_type')} {s.get('status')} for {relative(now - parse_time(s.get('updated_at') or s.get('created_at')))}"
+                         for s in stale)
         out.append(results.fail("stale", f"{len(stale)} log(s) stuck open: {ages}",
-                                hint="'triggered' for long: no worker takes tasks (pmsops celery ping); 'running' for long: a hung task or a killed worker (pmsops celery active; pmsops sync reap)"))
+                                hint="'triggered' for long: no worker takes tasks (pmsops celery ping); "
+                                     "'running' for long: a hung task or a killed worker (pmsops celery active; pmsops sync reap)"))
     return out
 
 
@@ -92,10 +96,14 @@ MAX_RETRIES = 3
 """The worker's default SYNC_MAX_RETRIES: shown as ``retry n/3``."""
 
 CAUSES = {
-    "platform_error": ("the platform (channel API) answers with errors", "the platform is down or failing: check its status and PLATFORM_BASE_URL; the breaker opens after repeated errors and retries resume when it closes"),
-    "timeout": ("the platform (channel API) does not answer in time", "the platform is slow or black-holed: check the network path to it and its status"),
+    "platform_error": ("the platform (channel API) answers with errors",
+                       "the platform is down or failing: check its status and PLATFORM_BASE_URL; "
+                       "the breaker opens after repeated errors and retries resume when it closes"),
+    "timeout": ("the platform (channel API) does not answer in time",
+                "the platform is slow or black-holed: check the network path to it and its status"),
     "rate_limited": ("the platform rate-limits us", "retries wait for the platform's rate limit (Retry-After): nothing to fix unless it persists"),
-    "circuit_open": ("the platform's circuit breaker is open after repeated platform errors", "the platform failed repeatedly: check it (pmsops top shows breakers); retries resume when the breaker closes"),
+    "circuit_open": ("the platform's circuit breaker is open after repeated platform errors",
+                     "the platform failed repeatedly: check it (pmsops top shows breakers); retries resume when the breaker closes"),
     "database_unavailable": ("the worker cannot reach the database", "check DATABASE_URL in the worker and that the database runs (pmsops check db)"),
     "authentication_error": ("the platform refused the connection's credentials", "update the connection's credentials"),
 }
@@ -168,15 +176,17 @@ def final_verdict(name: str, found: list[dict[str, Any]], finished: bool, timeou
     """The one verdict on a trigger's logs: success only if every log ended ``success``; the hint names the cause."""
     notes = [describe_log(m) + (f" ({m.get('error')})" if m.get("error") else "") for m in found]
     details = {"logs": [{k: m.get(k) for k in ("id", "task_id", "operation_type", "status", "error", "details")} for m in found]}
-    causes = [str((m.get("details") or {}).get("error_type")) for m in found if isinstance(m.get("details"), dict) and (m.get("details") or {}).get("error_type")]
+    causes = [str(m["details"]["error_type"]) for m in found if isinstance(m.get("details"), dict) and m["details"].get("error_type")]
     named = next((CAUSES[c] for c in causes if c in CAUSES), None)
     if not finished:
         stuck = {str(m.get("status")) for m in found} or {"missing"}
         if named:
             summary = f"not final within the {timeout:g} s wait: {named[0]} ({', '.join(sorted(set(causes)))})"
             return results.fail(name, summary, notes=notes, hint=named[1], details=details)
-        hint = ("logs stay 'triggered': no worker picks up tasks — is pms-worker running and on the broker? (pmsops celery ping; pmsops host logs pms-worker-v2)"
-                if stuck <= {"triggered", "queued", "missing"} else "logs stay 'running': a task hangs or its worker died (pmsops celery active; pmsops sync reap)")
+        hint = ("logs stay 'triggered': no worker picks up tasks — is pms-worker running and on the broker? "
+                "(pmsops celery ping; pmsops host logs pms-worker-v2)"
+                if stuck <= {"triggered", "queued", "missing"}
+                else "logs stay 'running': a task hangs or its worker died (pmsops celery active; pmsops sync reap)")
         return results.fail(name, f"not final after {timeout:g} s ({', '.join(sorted(stuck))})", notes=notes, hint=hint, details=details)
     if any(m.get("status") != "success" for m in found):
         summary = "sync failed" + (f": {named[0]} ({', '.join(sorted(set(causes)))})" if named else "")

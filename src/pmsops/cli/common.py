@@ -67,7 +67,8 @@ def finite(value: float | None) -> float | None:
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON object (schema pmsops.report/v1) instead of text.", rich_help_panel="Output")
 STRICT_OPTION = typer.Option(False, "--strict", help="Warnings fail too (exit 1).", rich_help_panel="Output")
 QUIET_OPTION = typer.Option(False, "--quiet", "-q", help="Print nothing; the exit code is the answer.", rich_help_panel="Output")
-JUNIT_OPTION = typer.Option(None, "--junit", metavar="FILE", help="Also write a JUnit XML report (one testcase per check) for CI.", rich_help_panel="Output")
+JUNIT_OPTION = typer.Option(None, "--junit", metavar="FILE", help="Also write a JUnit XML report (one testcase per check) for CI.",
+                            rich_help_panel="Output")
 TIMEOUT_OPTION = typer.Option(3.0, "--timeout", min=0.1, callback=finite, help="Connect and read timeout of each network call, in seconds.")
 HTTP_TIMEOUT_OPTION = typer.Option(10.0, "--timeout", min=0.1, callback=finite, help="Connect and read timeout of each HTTP call, in seconds.")
 API_OPTION = typer.Option(None, "--url", "--api", help="API base URL (default PMS_API_URL, API, API_BASE_URL or BACKEND_URL).")

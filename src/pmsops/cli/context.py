@@ -8,7 +8,8 @@ import typer
 
 from pmsops.cli.common import JSON_OPTION, finish, output
 
-context_app = typer.Typer(help="Named contexts (one env file per deployment), as kubectl/docker/gh have: add, use, list, remove.", no_args_is_help=True)
+context_app = typer.Typer(help="Named contexts (one env file per deployment), as kubectl/docker/gh have: add, use, list, remove.",
+                          no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -36,7 +37,8 @@ def _show(store, json_mode: bool, title: str | None = None) -> None:
 @context_app.command("add")
 def context_add(
     name: str = typer.Argument(..., help="A short name: prod, staging."),
-    env_file: Optional[str] = typer.Option(None, "--env-file", metavar="PATH", help="The deployment's env file (its path is stored, never its contents)."),
+    env_file: Optional[str] = typer.Option(None, "--env-file", metavar="PATH",
+                                           help="The deployment's env file (its path is stored, never its contents)."),
     use: bool = typer.Option(False, "--use", help="Also make it the active context."),
     json_mode: bool = JSON_OPTION,
 ) -> None:
@@ -73,7 +75,8 @@ def context_list(json_mode: bool = JSON_OPTION) -> None:
 
 
 @context_app.command("remove")
-def context_remove(name: str = typer.Argument(..., help="The context to forget (its env file is left alone)."), json_mode: bool = JSON_OPTION) -> None:
+def context_remove(name: str = typer.Argument(..., help="The context to forget (its env file is left alone)."),
+                   json_mode: bool = JSON_OPTION) -> None:
     """Forget a context (the env file itself is not touched)."""
     from pmsops import contexts
 
