@@ -52,17 +52,17 @@ def runs(cli_module, sandbox, tmp_path_factory):
     collected: list[Run] = []
 
     def each_state(state: str) -> None:
-        smoke = ("--env-file", env_file, "smoke", "--timeout", "3")
+        smoke = ("--env-file", env_file, "smoke", "--wait", "3")
         collected.append(_run(cli_module, state, *smoke, "--json", junit=out / f"{state}.xml"))
         collected.append(_run(cli_module, state, *smoke, "--json", "--strict", "--suite-name", "prod", junit=out / f"{state}-strict.xml"))
-        collected.append(_run(cli_module, state, "--env-file", env_file, "connections", "list", "--json", "--http-timeout", "2"))
-        collected.append(_run(cli_module, state, "--env-file", env_file, "sync", "logs", str(uuid.uuid4()), "--json", "--http-timeout", "2"))
+        collected.append(_run(cli_module, state, "--env-file", env_file, "connections", "list", "--json", "--timeout", "2"))
+        collected.append(_run(cli_module, state, "--env-file", env_file, "sync", "logs", str(uuid.uuid4()), "--json", "--timeout", "2"))
         collected.append(_run(cli_module, state, "--env-file", env_file, "sync", "logs", "not-a-uuid", "--json"))
         collected.append(_run(cli_module, state, "--env-file", env_file, "connections", "list", "--json", "--limit", "0"))
 
     each_state("healthy")
-    collected.append(_run(cli_module, "healthy", "smoke", "--env-file", str(odd), "--json", "--timeout", "30", junit=out / "odd.xml"))
-    collected.append(_run(cli_module, "healthy", "--env-file", env_file, "smoke", "--json", "--timeout", "30", junit=out / "staging.xml", env={"PMSOPS_CONTEXT": "staging"}))
+    collected.append(_run(cli_module, "healthy", "smoke", "--env-file", str(odd), "--json", "--wait", "30", junit=out / "odd.xml"))
+    collected.append(_run(cli_module, "healthy", "--env-file", env_file, "smoke", "--json", "--wait", "30", junit=out / "staging.xml", env={"PMSOPS_CONTEXT": "staging"}))
     sandbox.stop("worker")
     try:
         each_state("worker-stopped")
@@ -132,16 +132,26 @@ def test_two_smoke_runs_in_one_job_get_distinct_suite_names_and_classnames(runs)
     assert prod.get("name") == "pmsops smoke (prod)" and prod.find("testcase").get("classname") == "pmsops.smoke.prod"
 
 
-def test_a_warning_step_is_visible_as_skipped_and_is_a_failure_with_strict(runs):
+def test_the_stopped_worker_fails_health_in_junit_and_nothing_is_triggered(runs):
     plain = next(r for r in runs if r.state == "worker-stopped" and r.junit and "strict" not in r.junit.name)
-    strict = next(r for r in runs if r.state == "worker-stopped" and r.junit and "strict" in r.junit.name)
     health = next(c for c in ET.parse(plain.junit).getroot() if c.get("name") == "3 health")
-    marker = health.find("skipped")
-    assert marker is not None and marker.get("type") == "warning"
-    assert marker.get("message").startswith("warning: ") and "celery down" in marker.get("message")
-    strict_health = next(c for c in ET.parse(strict.junit).getroot() if c.get("name") == "3 health")
-    assert strict_health.find("failure").get("type") == "warning"
-    assert ET.parse(strict.junit).getroot().get("failures") == "2"  # the warning and step 6
+    assert "celery down" in health.find("failure").get("message")
+    trigger = next(c for c in ET.parse(plain.junit).getroot() if c.get("name") == "5 trigger sync")
+    assert trigger.find("skipped").get("message").startswith("not triggered: step 3 says celery down")
+    assert ET.parse(plain.junit).getroot().get("failures") == "1"
+
+
+def test_a_warning_step_is_visible_as_skipped_and_is_a_failure_with_strict():
+    from pmsops import results
+    from pmsops.api.smoke import SmokeRun, junit_xml
+
+    run = SmokeRun(results=[results.ok("env", "loaded", label="1 load environment"),
+                            results.warn("health", "HTTP 200, status degraded", label="3 health")])
+    plain, strict = ET.fromstring(junit_xml(run, "prod")), ET.fromstring(junit_xml(run, "prod", strict=True))
+    marker = next(c for c in plain if c.get("name") == "3 health").find("skipped")
+    assert marker.get("type") == "warning" and marker.get("message") == "warning: HTTP 200, status degraded"
+    assert next(c for c in strict if c.get("name") == "3 health").find("failure").get("type") == "warning"
+    assert strict.get("failures") == "1" and plain.get("failures") == "0"
 
 
 def test_every_json_output_is_exactly_one_report_and_the_jq_gate_passes_only_when_ok(runs):

@@ -68,6 +68,13 @@ def plan(settings: Settings, timeout: float, expect_workers: int | None = None, 
     return planned
 
 
+def check_inputs(settings: Settings) -> None:
+    """Every URL read by its client first: a misread one is bad input (exit 2) before anything is shown or run."""
+    from pmsops.urlread import environment_pairs, read_all
+
+    read_all(environment_pairs(settings.env))
+
+
 SLOTS = ("redis-url", "redis", "db", "celery", "health")
 """doctor's checks in their fixed order (the order results are shown in)."""
 
@@ -79,9 +86,7 @@ def run_doctor(settings: Settings, timeout: float = 3.0, expect_workers: int | N
     With a ``collector`` every check's result is released the moment it and the
     checks before it are known (see :class:`pmsops.results.Collector`).
     """
-    from pmsops.urlread import environment_pairs, read_all
-
-    read_all(environment_pairs(settings.env))  # every URL read by its client first: a misread one is bad input (exit 2)
+    check_inputs(settings)
     collector = collector or Collector(SLOTS)
     collector.start("redis-url")
     collector.finish("redis-url", _url_results(settings))

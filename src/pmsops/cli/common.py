@@ -167,9 +167,9 @@ def finish_results(results, command: str, json_mode: bool = False, strict: bool 
     import time
 
     items = list(results)
-    if junit:
-        write_junit(junit, items, command)
     started = state().started
+    if junit:
+        write_junit(junit, items, command, strict, time.monotonic() - started if started else None)
     seconds = time.monotonic() - started if started else None  # wall time of the command, not a sum of the checks
     finish(output(json_mode, quiet).results(items, command=command, strict=strict, title=title, extra=extra, seconds=seconds))
 
@@ -198,16 +198,21 @@ def check_report_target(path: str | None, what: str = "report") -> None:
         raise UsageError(f"refusing to write {what} {path}: it is {kind(info.st_mode)} (only a regular file is replaced)")
 
 
-def write_junit(path: str, items, command: str) -> None:
-    """A JUnit report of ``items`` (one testcase per result), mode 0600, never through a link."""
-    from pmsops.api.smoke import SmokeRun, junit_xml
+def write_junit(path: str, items, command: str, strict: bool = False, seconds: float | None = None, context: str | None = None) -> None:
+    """A JUnit report of ``items`` (one testcase per result), mode 0600, never through a link.
+
+    The suite is named after the command and the context (``--suite-name``, the active
+    context, ``PMSOPS_CONTEXT``, else the API host), so two runs in one CI job differ."""
+    from pmsops.api.smoke import SmokeRun, junit_xml, suite_context
     from pmsops.safefile import write_text
 
-    write_text(path, junit_xml(SmokeRun(results=list(items))), "report")
+    context = context or suite_context(settings(), state().context)
+    run = SmokeRun(results=list(items), elapsed_ms=seconds * 1000 if seconds is not None else None)
+    write_text(path, junit_xml(run, context, strict, command=command), "report")
 
 
 def stream(command: str, slots, run, json_mode: bool = False, strict: bool = False, quiet: bool = False, title: str | None = None,
-           labels: dict[str, str] | None = None, junit: str | None = None, extra=None) -> NoReturn:
+           labels: dict[str, str] | None = None, junit: str | None = None, extra=None, junit_context: str | None = None) -> NoReturn:
     """Run a multi-check command, showing each result the moment it is known; exit with its code.
 
     ``run(collector)`` is the one library call. Ctrl-C stops the wait: what was found
@@ -232,7 +237,7 @@ def stream(command: str, slots, run, json_mode: bool = False, strict: bool = Fal
     seconds = time.monotonic() - collector.started
     code = exitcodes.INTERRUPTED if interrupted else exit_code(items, strict=strict)
     if junit:
-        write_junit(junit, items, command)
+        write_junit(junit, items, command, strict, seconds, junit_context)
     pending = [labels.get(p, p) if labels else p for p in collector.pending] if interrupted else []
     if json_mode:
         out.report_json(items, command, code, seconds, extra() if callable(extra) else extra, interrupted, pending)

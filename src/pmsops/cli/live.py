@@ -172,9 +172,10 @@ def doctor(
     junit: Optional[str] = JUNIT_OPTION,
 ) -> None:
     """Every configured check at once: Redis URLs, Redis, database, Celery, /health/ready; each shown as soon as it is known."""
-    from pmsops.checks.doctor import SLOTS, run_doctor
+    from pmsops.checks.doctor import SLOTS, check_inputs, run_doctor
 
     env = settings()
+    check_inputs(env)  # bad input is one line and exit 2, before the report header
     started = state().started or None
     stream("doctor", SLOTS, lambda collector: run_doctor(env, timeout, expect_workers, started=started, collector=collector),
            json_mode, strict, quiet, title="pmsops doctor", junit=junit)
