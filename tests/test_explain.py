@@ -68,7 +68,8 @@ def test_json_output_parses_with_meaning_causes_and_fix(cli):
     result = cli("explain", "422", "--json")
 
     data = json.loads(result.stdout)
-    assert data["schema"] == "pmsops.explain/v1"
+    assert data["schema"] == "pmsops.report/v1"  # the one schema of every command
+    assert [(r["name"], r["status"], r["summary"]) for r in data["results"]] == [("422", "ok", "Validation Error")]
     [status] = data["statuses"]
     assert status["code"] == 422 and status["meaning"] == "Validation Error"
     assert status["causes"] and status["fix"]

@@ -63,3 +63,21 @@ TOPICS: dict[str, dict[str, str]] = {
     },
 }
 """Runbook quirks that have no status code: ``pmsops explain coolify-url``."""
+
+
+def explain_results(codes: list[int], topics: list[str]):
+    """The reference as results (``explain --json`` in the one report schema): unknown codes fail."""
+    from pmsops import results
+
+    found = []
+    for code in codes:
+        info = lookup(code)
+        if info is None:
+            found.append(results.fail(str(code), "not in the runbook's table"))
+        else:
+            found.append(results.ok(str(code), info.meaning, hint=info.fix, notes=[f"causes: {info.causes}", f"fix: {info.fix}"], details=vars(info)))
+    for topic in topics:
+        entry = TOPICS[topic]
+        found.append(results.ok(topic, entry["title"], hint=entry["fix"], notes=[f"symptom: {entry['symptom']}", f"cause: {entry['cause']}"],
+                                details=dict(entry)))
+    return found

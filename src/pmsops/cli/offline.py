@@ -164,9 +164,12 @@ def explain(
         wanted.append(int(code))
     out = output(json_mode)
     infos = [lookup(c) for c in wanted]
-    if json_mode:
-        out.json({"schema": "pmsops.explain/v1", "statuses": [vars(i) if i else {"code": c, "meaning": None} for c, i in zip(wanted, infos)],
-                  "topics": [{"topic": t, **TOPICS[t]} for t in topics]})
+    if json_mode:  # the one report schema; "statuses" and "topics" keep the reference fields as they were
+        from pmsops.http_status import explain_results
+
+        finish_results(explain_results(wanted, topics), "explain", json_mode,
+                       extra={"statuses": [vars(i) if i else {"code": c, "meaning": None} for c, i in zip(wanted, infos)],
+                              "topics": [{"topic": t, **TOPICS[t]} for t in topics]})
     else:
         for code, info in zip(wanted, infos):
             if info is None:
