@@ -48,7 +48,8 @@ def test_did_you_mean_is_said_once(cli):
 
 
 def test_completion_script_and_candidates_without_reading_any_env_file(tmp_path):
-    script = _pmsops("--show-completion", "bash")
+    # the shell named explicitly: Typer otherwise detects it from the parent processes (none under a detached CI runner)
+    script = _pmsops("--show-completion", "bash", _TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION="1")
     candidates = _pmsops(_PMSOPS_COMPLETE="complete_bash", COMP_WORDS="pmsops sync tr", COMP_CWORD="2",
                          PMSOPS_ENV_FILE=str(tmp_path / "missing.sh"))  # completing must not read (or fail on) the env file
 

@@ -56,7 +56,7 @@ def test_db_check_passes_on_the_migrated_schema(cli, sync_db):
 def test_missing_table_is_reported(cli, scratch_db):
     result = cli("db", "check", "--database-url", scratch_db)
     assert result.exit_code == 1
-    assert "table channel_sync_logs  missing" in result.stdout
+    assert "✗ table channel_sync_logs FAILED  missing" in result.stdout
 
 
 def test_check_constraint_rejecting_an_operation_type_is_reported(cli, scratch_db):
