@@ -244,7 +244,7 @@ ENCRYPTION_KEY = "pz3uZ1Hn0Lrq3e9VJ0F1bq4Sg5k9m7Xw2c8yT6aD4hE="
 @pytest.fixture(scope="session")
 def sync_db(postgres):
     """The test database with the sync schema applied."""
-    from pmsops.sync.admin import migrate_database
+    from pmsops.sync.maintenance import migrate_database
 
     migrate_database(postgres.url)
     return postgres.url
@@ -263,6 +263,7 @@ def sync_worker_env(redis_server, db: int, database_url: str, platform_url: str,
     broker = redis_server.url_for_db(db)
     return {"CELERY_BROKER_URL": broker, "REDIS_URL": broker, "DATABASE_URL": database_url, "ENCRYPTION_KEY": ENCRYPTION_KEY,
             "PLATFORM_BASE_URL": platform_url, "CELERY_CONCURRENCY": "4",
+            "SYNC_RETRY_BASE": "0.05",  # retries at 0.05, 0.1, 0.2 s: the loop is the product's, the waiting is not
             "SYNC_REAP_INTERVAL": "0", **extra}  # tests that insert stale logs must not race the worker's own sweep
 
 

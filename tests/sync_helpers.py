@@ -12,7 +12,7 @@ from conftest import ENCRYPTION_KEY
 
 
 def run(database_url: str, fn):
-    from pmsops.sync.admin import with_connection
+    from pmsops.sync.maintenance import with_connection
 
     return with_connection(database_url, fn)
 
@@ -44,11 +44,23 @@ def seed_connection(database_url: str, platform: str = "airbnb", token: str | No
     return {"agency_id": str(agency), "property_id": str(prop), "connection_id": str(conn_id), "listing": listing, "platform": platform}
 
 
-def sender_for(broker_url: str):
+def sender_for(broker_url: str, countdown: float | None = None):
     from celery import Celery
 
     app = Celery("test-sender", broker=broker_url, set_as_current=False)
-    return lambda name, connection_id, task_id: app.send_task(name, args=[connection_id], task_id=task_id)
+    return lambda name, connection_id, task_id: app.send_task(name, args=[connection_id], task_id=task_id, countdown=countdown)
+
+
+def wait_until(condition, timeout: float, what: str, interval: float = 0.1):
+    """Poll ``condition()`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:g} s")
+        time.sleep(interval)
 
 
 def trigger(database_url: str, broker_url: str, connection_id: str, sync_type: str = "availability"):

@@ -28,16 +28,17 @@ def test_database_down_during_a_run_is_retried_until_it_returns(sync_db, sync_wo
     [log] = wait_final(sync_db, [task_id], timeout=20)
     assert log is not None, "no log was adopted"
     assert log["status"] == "success", log
-    assert log["details"]["retry_count"] >= 1  # how many retries the restart took varies; at least one did happen
+    assert log["details"]["retry_count"] == 0  # waiting for the database does not spend a retry meant for errors
     assert log["details"]["manual_trigger"] is False
 
 
-def test_database_down_for_every_retry_ends_failed_not_running(redis_server, sync_db, postgres, fake_platform):
+def test_database_down_longer_than_the_wait_budget_is_re_sent_from_the_log_not_left_open(redis_server, sync_db, postgres, fake_platform):
     from pmsops.sync.trigger import trigger_sync
     from sync_helpers import WorkerOutput, sender_for
 
-    # one retry (1 s), a sweep every 0.5 s for logs idle 1.2 s: the worker settles by itself what no handler could write
-    env = sync_worker_env(redis_server, 13, sync_db, fake_platform.url, SYNC_MAX_RETRIES="1", SYNC_REAP_INTERVAL="0.5", SYNC_LOG_STALE_MINUTES="0.02")
+    # the task gives up waiting after 1 s; its failure cannot be written (the database is down), so the
+    # log stays open without a message: the sweeper (every 0.5 s, after 1 s idle) re-sends it from the log
+    env = sync_worker_env(redis_server, 13, sync_db, fake_platform.url, SYNC_WAIT_MAX="1", SYNC_REAP_INTERVAL="0.5", SYNC_RESEND_AFTER="1")
     ids = seed_connection(sync_db, platform="airbnb")
     sent: list[tuple[str, str, str]] = []
     triggered = run(sync_db, lambda c: trigger_sync(c, ids["connection_id"], "pricing", send=lambda *task: sent.append(task)))
@@ -50,28 +51,25 @@ def test_database_down_for_every_retry_ends_failed_not_running(redis_server, syn
         try:
             sender_for(env["CELERY_BROKER_URL"])(*sent[0])
             line = output.wait_for(f"Sync task {task_id} failed")
-            assert "failed (database_unavailable): Database unavailable after 1 retries" in line, line
+            assert "failed (database_unavailable): Database unavailable after 0 retries" in line, line
             postgres.restart_server()
             database_up = True
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and logs_for(sync_db, [task_id])[0]["status"] != "failed":
-                time.sleep(0.1)
+            [log] = wait_final(sync_db, [task_id], timeout=30)
         finally:
             stop_worker(worker)
     finally:
         if not database_up:
             postgres.restart_server()
-    [log] = logs_for(sync_db, [task_id])
-    assert log["status"] == "failed", log
-    assert log["error"].startswith("Marked stale") and log["details"]["error_type"] == "stale", log
+    assert (log["status"], log["details"]["resent"]) == ("success", 1), log
 
 
 @pytest.fixture
 def crash_worker_env(redis_server, sync_db, fake_platform):
-    return sync_worker_env(redis_server, 4, sync_db, fake_platform.url, CELERY_VISIBILITY_TIMEOUT="3", CELERY_UNACKED_RESTORE_INTERVAL="1")
+    # default visibility timeout (900 s): the heir finds the dead worker's operation by its expired heartbeat
+    return sync_worker_env(redis_server, 4, sync_db, fake_platform.url, SYNC_WORKER_HEARTBEAT_TTL="2", SYNC_REAP_INTERVAL="0.5")
 
 
-def test_worker_killed_mid_task_is_redelivered_to_the_next_worker(crash_worker_env, sync_db, fake_platform):
+def test_worker_killed_mid_task_is_re_sent_long_before_the_visibility_timeout(crash_worker_env, sync_db, fake_platform):
     fake_platform.reset()
     env = crash_worker_env
     ids = seed_connection(sync_db, platform="expedia")
@@ -83,13 +81,15 @@ def test_worker_killed_mid_task_is_redelivered_to_the_next_worker(crash_worker_e
         time.sleep(0.1)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
+    killed_at = time.monotonic()
     assert logs_for(sync_db, triggered.task_ids)[0]["status"] == "running"
     second = start_worker(env["CELERY_BROKER_URL"], "heir@pmsops-test", app="pmsops.sync.worker:celery_app", concurrency=2, extra_env=env)
     try:
         [log] = wait_final(sync_db, triggered.task_ids, timeout=30)
     finally:
         stop_worker(second)
-    assert log["status"] == "success", log
+    assert (log["status"], log["details"]["resent"], log["details"]["worker"]) == ("success", 1, "heir@pmsops-test"), log
+    assert time.monotonic() - killed_at < 30
 
 
 def test_two_workers_on_one_queue_process_each_task_once(redis_server, sync_db, fake_platform):
@@ -130,16 +130,53 @@ def test_worker_reuses_its_database_connections(sync_db, sync_worker, postgres):
     assert count <= 4 + 1 + 1  # the worker's pool (concurrency + 1) and this query's connection
 
 
-def test_the_worker_sweeps_stale_logs_by_itself(redis_server, sync_db, fake_platform):
-    env = sync_worker_env(redis_server, 9, sync_db, fake_platform.url, SYNC_REAP_INTERVAL="0.5", SYNC_LOG_STALE_MINUTES="1")
+def test_a_triggered_log_whose_message_was_lost_is_re_sent_and_completes(redis_server, sync_db, fake_platform):
+    env = sync_worker_env(redis_server, 9, sync_db, fake_platform.url, SYNC_REAP_INTERVAL="0.5", SYNC_RESEND_AFTER="1")
     ids = seed_connection(sync_db)
+    # a trigger whose broker message is gone (a Redis that lost its data): the log is the outbox
     run(sync_db, lambda c: c.execute("INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at) VALUES ($1::uuid, 'bookings_sync', 'triggered', 'orphan-task', now() - interval '5 minutes')", ids["connection_id"]))
     worker = start_worker(env["CELERY_BROKER_URL"], "sweeper@pmsops-test", app="pmsops.sync.worker:celery_app", concurrency=1, extra_env=env)
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and logs_for(sync_db, ["orphan-task"])[0]["status"] != "failed":
-            time.sleep(0.2)
+        [log] = wait_final(sync_db, ["orphan-task"], timeout=20)
     finally:
         stop_worker(worker)
-    [log] = logs_for(sync_db, ["orphan-task"])
-    assert log["status"] == "failed" and log["error"].startswith("Marked stale")
+    assert (log["status"], log["details"]["resent"]) == ("success", 1), log
+
+
+def test_the_sweeper_fails_only_what_it_cannot_re_send_and_never_an_operation_the_broker_holds(redis_server, sync_db, fake_platform):
+    from sync_helpers import sender_for, wait_until
+
+    env = sync_worker_env(redis_server, 10, sync_db, fake_platform.url, SYNC_REAP_INTERVAL="0.3", SYNC_RESEND_AFTER="0.5", SYNC_LOG_STALE_MINUTES=str(2 / 60))
+    ids = seed_connection(sync_db)
+    insert = "INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at) VALUES ($1::uuid, $2, $3, $4, now() - interval '5 minutes')"
+    # a legacy operation no task can run (nothing to re-send), and one waiting in the worker for its countdown
+    run(sync_db, lambda c: c.execute(insert, ids["connection_id"], "bookings_import", "running", "legacy-task"))
+    run(sync_db, lambda c: c.execute(insert, ids["connection_id"], "pricing_update", "triggered", "waiting-task"))
+    sender_for(env["CELERY_BROKER_URL"], countdown=20)("pmsops.sync.pricing_push", ids["connection_id"], "waiting-task")
+    worker = start_worker(env["CELERY_BROKER_URL"], "reaper@pmsops-test", app="pmsops.sync.worker:celery_app", concurrency=1, extra_env=env)
+    try:
+        [legacy] = wait_final(sync_db, ["legacy-task"], timeout=20)
+        [waiting] = logs_for(sync_db, ["waiting-task"])  # the sweep that failed the legacy log examined this one too
+    finally:
+        stop_worker(worker)
+    assert (legacy["status"], legacy["details"]["error_type"]) == ("failed", "stale"), legacy
+    assert legacy["error"].startswith("Marked stale"), legacy
+    assert (waiting["status"], waiting["details"].get("resent")) == ("triggered", None), waiting
+
+
+def test_sync_reap_leaves_operations_that_are_still_queued_open(cli, redis_server, sync_db, monkeypatch):
+    from sync_helpers import sender_for
+
+    broker = redis_server.url_for_db(11)  # no worker consumes this database: the messages stay queued
+    ids = seed_connection(sync_db)
+    queued, lost = str(uuid.uuid4()), str(uuid.uuid4())
+    insert = "INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at) VALUES ($1::uuid, 'availability_update', 'triggered', $2, now() - interval '1 minute')"
+    for task_id in (queued, lost):
+        run(sync_db, lambda c: c.execute(insert, ids["connection_id"], task_id))
+    sender_for(broker)("pmsops.sync.availability_push", ids["connection_id"], queued)
+    monkeypatch.setenv("CELERY_BROKER_URL", broker)
+    result = cli("sync", "reap", "--older-than", "5s", "--database-url", sync_db, "--connection", ids["connection_id"])
+    assert result.exit_code == 0, result.output
+    assert "marked 1 stale log(s) failed" in result.stdout
+    statuses = {r["task_id"]: r["status"] for r in logs_for(sync_db, [queued, lost])}
+    assert statuses == {queued: "triggered", lost: "failed"}

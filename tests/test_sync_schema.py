@@ -29,7 +29,7 @@ def test_migrate_applies_once_and_is_a_no_op_the_second_time(cli, scratch_db):
 
 
 def test_concurrent_migrations_do_not_collide(scratch_db):
-    from pmsops.sync.admin import migrate_database
+    from pmsops.sync.maintenance import migrate_database
 
     outcomes: list[object] = []
 
@@ -60,7 +60,7 @@ def test_missing_table_is_reported(cli, scratch_db):
 
 
 def test_check_constraint_rejecting_an_operation_type_is_reported(cli, scratch_db):
-    from pmsops.sync.admin import migrate_database
+    from pmsops.sync.maintenance import migrate_database
 
     migrate_database(scratch_db)
 
@@ -82,7 +82,7 @@ def test_check_constraint_rejecting_an_operation_type_is_reported(cli, scratch_d
 
 def test_db_check_writes_nothing(sync_db):
     before = run(sync_db, lambda c: c.fetchval("SELECT count(*) FROM channel_sync_logs"))
-    from pmsops.sync.admin import check_database_schema
+    from pmsops.sync.maintenance import check_database_schema
 
     check_database_schema(sync_db)
     assert run(sync_db, lambda c: c.fetchval("SELECT count(*) FROM channel_sync_logs")) == before

@@ -120,7 +120,8 @@ def test_dry_run_prints_the_exact_celery_command(cli, monkeypatch):
     monkeypatch.setenv("CELERY_TIME_LIMIT", "300")
     result = cli("worker-start", "--dry-run")
     assert result.exit_code == 0
-    assert "-m celery -A pmsops.sync.worker:celery_app worker --pool threads --concurrency 8 --loglevel INFO --max-tasks-per-child 1000 --time-limit 300" in result.stdout
+    assert "-m celery -A pmsops.sync.worker:celery_app worker --pool threads --concurrency 8 --loglevel INFO --max-tasks-per-child 1000" in result.stdout
+    assert "--time-limit" not in result.stdout  # the app sets the hard limit (limit + one grace); a flag would override it
 
 
 def test_unknown_pool_is_bad_input(cli, monkeypatch):

@@ -33,7 +33,7 @@ def _database_url(value: Optional[str]) -> str:
 @db_app.command("migrate")
 def db_migrate(database_url: Optional[str] = DB_URL_OPTION, json_mode: bool = JSON_OPTION) -> None:
     """Apply the sync schema's migrations (idempotent; safe to run twice or concurrently)."""
-    from pmsops.sync.admin import migrate_database
+    from pmsops.sync.maintenance import migrate_database
 
     finish_results(migrate_database(_database_url(database_url)), "db migrate", json_mode)
 
@@ -41,7 +41,7 @@ def db_migrate(database_url: Optional[str] = DB_URL_OPTION, json_mode: bool = JS
 @db_app.command("check")
 def db_check(database_url: Optional[str] = DB_URL_OPTION, json_mode: bool = JSON_OPTION, strict: bool = STRICT_OPTION) -> None:
     """Schema drift: missing tables or columns, CHECK constraints rejecting an operation type."""
-    from pmsops.sync.admin import check_database_schema
+    from pmsops.sync.maintenance import check_database_schema
 
     finish_results(check_database_schema(_database_url(database_url)), "db check", json_mode, strict)
 
@@ -59,7 +59,7 @@ def sync_run(
 ) -> None:
     """Enqueue a sync directly through Celery (no HTTP): logs first, then tasks; --wait follows them in place."""
     from pmsops.api.synclogs import describe_log
-    from pmsops.sync.admin import run_sync
+    from pmsops.sync.maintenance import run_sync
 
     cid = connection_id(connection)
     url = _database_url(database_url)
@@ -94,7 +94,7 @@ def sync_reap(
     import sys
 
     from pmsops.errors import UsageError
-    from pmsops.sync.admin import parse_duration, reap_logs
+    from pmsops.sync.maintenance import parse_duration, reap_logs
 
     cid = connection
     seconds = parse_duration(older_than)

@@ -54,15 +54,11 @@ def _env(name: str) -> str:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
-    import asyncpg
-
-    from pmsops.checks.db import normalise_dsn
+    from pmsops.database import create_pool
     from pmsops.settings import register_environment_secrets
-    from pmsops.sync.runtime import _init_connection
 
     register_environment_secrets(os.environ)
-    dsn, _ = normalise_dsn(_env("DATABASE_URL"))
-    app.state.pool = await asyncpg.create_pool(dsn, min_size=0, max_size=10, init=_init_connection, timeout=3, command_timeout=10)
+    app.state.pool = await create_pool(_env("DATABASE_URL"), max_size=10, timeout=3, command_timeout=10)
     yield
     await app.state.pool.close()
 
@@ -176,9 +172,9 @@ app.add_middleware(ErrorBoundary)
 
 async def with_db(request: Request, fn):
     """Run ``fn(conn)`` with the API layer's retries (0.1, 0.2, 0.4 s); 503 when the database stays down."""
-    import asyncpg
+    from pmsops.database import connection_errors
 
-    transient = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError)
+    transient = connection_errors()
     for attempt in range(DB_RETRIES + 1):
         try:
             async with request.app.state.pool.acquire(timeout=3) as conn:

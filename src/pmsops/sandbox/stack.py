@@ -274,7 +274,7 @@ class Sandbox:
 
     def _migrate_and_seed(self, db_url: str, key: str, users: dict[str, str]) -> dict[str, Any]:
         from pmsops.sandbox.seed import apply_sandbox_schema, seed
-        from pmsops.sync.admin import with_connection
+        from pmsops.sync.maintenance import with_connection
         from pmsops.sync.migrate import migrate
 
         async def go(conn):

@@ -5,7 +5,10 @@ Numbers are the contract's. Rate limits are token buckets per platform *account*
 ``requests / window`` per second up to ``burst``. Circuit breakers are per
 platform (an outage hits every account): after ``failures_to_open`` consecutive
 platform failures the circuit opens for ``open_seconds``; then one call at a time
-is let through (half-open) until ``successes_to_close`` succeed. Both are single
+is let through (half-open: a probe holds a lease in the circuit's hash until it
+reports back, or until the lease expires should its worker die) until
+``successes_to_close`` succeed; every other caller waits (``CircuitOpen`` with a
+short ``retry_after``, which does not spend a retry). Both are single
 Lua scripts using Redis's clock, so they are atomic and agree across hosts.
 """
 
@@ -47,6 +50,7 @@ local to_open, to_close, open_for = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumb
 local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
 if op == 'success' then
   if state == 'half_open' then
+    redis.call('HDEL', KEYS[1], 'probe_until')
     local s = redis.call('HINCRBY', KEYS[1], 'successes', 1)
     if s >= to_close then redis.call('DEL', KEYS[1]) return {'closed', '0'} end
     return {'half_open', '0'}
@@ -56,6 +60,7 @@ if op == 'success' then
 else
   if state == 'half_open' or state == 'open' then
     redis.call('HSET', KEYS[1], 'state', 'open', 'opened_at', tostring(now), 'failures', 0)
+    redis.call('HDEL', KEYS[1], 'probe_until')
     return {'open', tostring(open_for)}
   end
   local f = redis.call('HINCRBY', KEYS[1], 'failures', 1)
@@ -81,6 +86,12 @@ if state == 'open' then
   redis.call('HSET', KEYS[1], 'state', 'half_open', 'successes', 0)
   state = 'half_open'
 end
+local probe = 0
+if state == 'half_open' then
+  local lease = tonumber(redis.call('HGET', KEYS[1], 'probe_until') or '0')
+  if lease > now then return {'probing', tostring(lease - now), tostring(failures)} end
+  probe = 1
+end
 local capacity, rate = tonumber(ARGV[2]), tonumber(ARGV[3])
 local tokens = tonumber(redis.call('HGET', KEYS[2], 'tokens') or capacity)
 local stamp = tonumber(redis.call('HGET', KEYS[2], 'stamp') or now)
@@ -90,6 +101,7 @@ if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
 redis.call('HSET', KEYS[2], 'tokens', tostring(tokens), 'stamp', tostring(now))
 redis.call('EXPIRE', KEYS[2], math.ceil(capacity / rate) + 60)
 if wait > 0 then return {'limited', tostring(wait), tostring(failures)} end
+if probe == 1 then redis.call('HSET', KEYS[1], 'probe_until', tostring(now + tonumber(ARGV[4]))) end
 return {state, '0', tostring(failures)}
 """
 
@@ -98,6 +110,11 @@ return {state, '0', tostring(failures)}
 class Admission:
     state: str
     failures: int
+
+    @property
+    def probe(self) -> bool:
+        """This call is the half-open circuit's one probe: it must report back (or release)."""
+        return self.state == "half_open"
 
     @property
     def needs_success_record(self) -> bool:
@@ -113,16 +130,22 @@ def limits_for(platform: str) -> PlatformLimits:
     return LIMITS[platform]
 
 
-async def admit(redis, platform: str, account: str) -> Admission:
+PROBE_LEASE = 35.0
+"""Seconds a half-open probe may take before another caller may probe (its worker may have died)."""
+
+
+async def admit(redis, platform: str, account: str, probe_lease: float = PROBE_LEASE) -> Admission:
     """Circuit check and rate-limit token in one script; raises CircuitOpen or RateLimited."""
     limits = limits_for(platform)
     for _ in range(3):
         state, seconds, failures = await redis.eval(_ADMIT, 2, f"pmsops:circuit:{platform}", f"pmsops:ratelimit:{platform}:{account}",
-                                                    limits.open_seconds, limits.burst, limits.rate_per_second)
+                                                    limits.open_seconds, limits.burst, limits.rate_per_second, probe_lease)
         state = state.decode() if isinstance(state, bytes) else state
         wait = float(seconds)
         if state == "open":
             raise CircuitOpen(f"{platform} circuit open after repeated platform failures; next attempt in {wait:.0f} s", retry_after=wait)
+        if state == "probing":
+            raise CircuitOpen(f"{platform} circuit half-open: another call is probing; next attempt in {wait:.1f} s", retry_after=min(wait, 5.0))
         if state != "limited":
             return Admission(state, int(float(failures)))
         if wait > MAX_LOCAL_WAIT:
@@ -135,6 +158,11 @@ async def circuit(redis, platform: str, op: str) -> tuple[str, float]:
     limits = limits_for(platform)
     state, seconds = await redis.eval(_CIRCUIT, 1, f"pmsops:circuit:{platform}", op, limits.failures_to_open, limits.successes_to_close, limits.open_seconds)
     return (state.decode() if isinstance(state, bytes) else state), float(seconds)
+
+
+async def release_probe(redis, platform: str) -> None:
+    """A probe that ended without a platform verdict (a 4xx, a cancellation) frees the lease."""
+    await redis.hdel(f"pmsops:circuit:{platform}", "probe_until")
 
 
 async def record(redis, platform: str, success: bool) -> str:

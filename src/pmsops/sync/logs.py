@@ -95,15 +95,44 @@ async def mark_failed(db, task_id: str, error: str, details: dict[str, Any]) -> 
     ))
 
 
-async def reap(db, older_than_seconds: float, connection_id=None) -> list[dict[str, Any]]:
-    """Mark open logs with no update for that long as failed ("Marked stale …")."""
+async def record_duplicate_delivery(db, task_id: str) -> None:
+    """A message of an operation whose log is already final arrived again (at-least-once): count it."""
+    await db.execute(
+        """UPDATE channel_sync_logs SET details = details || jsonb_build_object('duplicate_deliveries',
+               COALESCE((details->>'duplicate_deliveries')::int, 0) + 1) WHERE task_id = $1""", task_id)
+
+
+async def open_logs(db, idle_seconds: float, limit: int = 1000) -> list[dict[str, Any]]:
+    """Open logs with no update for ``idle_seconds``, oldest first (what the sweeper examines)."""
+    rows = await db.fetch(
+        f"""SELECT {_COLUMNS}, extract(epoch FROM now() - updated_at)::float8 AS idle_seconds FROM channel_sync_logs
+            WHERE status = ANY($1::text[]) AND updated_at < now() - make_interval(secs => $2) ORDER BY updated_at LIMIT $3""",
+        list(OPEN_STATUSES), idle_seconds, limit)
+    return [_row(r) for r in rows]
+
+
+async def note_resent(db, log_id, resent: int) -> bool:
+    """Record a re-send (and restart the idle clock); False when the log left the open states meanwhile."""
+    done = await db.fetchval(
+        """UPDATE channel_sync_logs SET details = details || jsonb_build_object('resent', $2::int), updated_at = now()
+           WHERE id = $1 AND status = ANY($3::text[]) RETURNING 1""", log_id, resent, list(OPEN_STATUSES))
+    return done is not None
+
+
+async def reap(db, older_than_seconds: float, connection_id=None, exclude_task_ids: list[str] | None = None,
+               reason: str | None = None) -> list[dict[str, Any]]:
+    """Mark open logs with no update for that long as failed ("Marked stale …"), except the
+    ``exclude_task_ids`` (operations the broker still holds: queued, running or waiting to retry)."""
     minutes = older_than_seconds / 60
     text = f"Marked stale (no update for {minutes:g} minutes)" if minutes >= 1 else f"Marked stale (no update for {older_than_seconds:g} seconds)"
+    if reason:
+        text = f"{text}: {reason}"
     query = f"""UPDATE channel_sync_logs SET status = 'failed', error = $2,
                     details = details || jsonb_build_object('error_type', 'stale', 'reaped', true), updated_at = now()
                 WHERE status = ANY($3::text[]) AND updated_at < now() - make_interval(secs => $1)
-                {'AND connection_id = $4' if connection_id else ''} RETURNING {_COLUMNS}"""
-    args = [older_than_seconds, text, list(OPEN_STATUSES)]
+                  AND (task_id IS NULL OR NOT task_id = ANY($4::text[]))
+                {'AND connection_id = $5' if connection_id else ''} RETURNING {_COLUMNS}"""
+    args = [older_than_seconds, text, list(OPEN_STATUSES), list(exclude_task_ids or [])]
     if connection_id:
         args.append(uuid.UUID(str(connection_id)))
     return [_row(r) for r in await db.fetch(query, *args)]

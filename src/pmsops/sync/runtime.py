@@ -3,47 +3,48 @@
 The runbook's worker opens a new PostgreSQL connection for every log update (~113
 writes/s here); a pool reused across tasks does ~4× better. Celery's threads pool
 runs tasks in several threads, and asyncpg connections belong to one event loop,
-so each process owns one loop in a daemon thread; every task thread submits its
-coroutines there. The runtime is created lazily *after* fork (prefork children
-get their own; a pid check catches anything inherited) and closed at shutdown.
+so each process owns one loop in a thread (as dramatiq's ``EventLoopThread``);
+every task thread submits its coroutines there. The runtime is created lazily
+*after* fork with the settings it is given (prefork children get their own; a pid
+check catches anything inherited). Closing it closes the clients, cancels what is
+still running on the loop, waits for those coroutines to finish, and closes the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import threading
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Awaitable, TypeVar
 
-from pmsops.sync.config import SyncConfig
+from pmsops.sync.config import SyncSettings
 from pmsops.sync.errors import DatabaseUnavailable
 
 T = TypeVar("T")
 
 
-async def _init_connection(conn) -> None:
-    for name in ("json", "jsonb"):
-        await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
-
-
 class Runtime:
     """Per-process shared clients, all bound to one event loop running in a daemon thread."""
 
-    def __init__(self, config: SyncConfig | None = None) -> None:
-        self.config = config or SyncConfig()
+    def __init__(self, settings: SyncSettings) -> None:
+        self.config = settings
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="pmsops-sync-loop", daemon=True)
+        self._thread = threading.Thread(target=self._run_loop, name="pmsops-sync-loop", daemon=True)
         self._thread.start()
         self._pool = None
         self._http = None
         self._redis = None
         self._pool_lock: asyncio.Lock | None = None
 
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
     def run(self, coro: Awaitable[T], timeout: float | None = None) -> T:
-        """Run ``coro`` on the process loop from any thread and wait for it."""
+        """Run ``coro`` on the process loop from any thread and wait for it (``timeout`` is the
+        caller's grace on top of the coroutine's own deadline)."""
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
             return future.result(timeout)
@@ -54,9 +55,7 @@ class Runtime:
     async def pool(self):
         """The process's asyncpg pool, created on first use (after fork)."""
         if self._pool is None:
-            import asyncpg
-
-            from pmsops.checks.db import normalise_dsn
+            from pmsops.database import create_pool
 
             if self._pool_lock is None:
                 self._pool_lock = asyncio.Lock()
@@ -64,12 +63,8 @@ class Runtime:
                 if self._pool is None:
                     if not self.config.database_url:
                         raise DatabaseUnavailable("DATABASE_URL is not set in the worker's environment")
-                    dsn, _ = normalise_dsn(self.config.database_url)
-                    self._pool = await asyncpg.create_pool(
-                        dsn, min_size=0, max_size=self.config.pool_max_size, init=_init_connection,
-                        statement_cache_size=self.config.statement_cache_size, timeout=self.config.preflight_timeout,
-                        command_timeout=max(self.config.preflight_timeout, 30.0), max_inactive_connection_lifetime=300,
-                    )
+                    self._pool = await create_pool(self.config.database_url, self.config.pool_max_size, self.config.preflight_timeout,
+                                                   max(self.config.preflight_timeout, 30.0), self.config.statement_cache_size)
         return self._pool
 
     async def http(self):
@@ -99,19 +94,45 @@ class Runtime:
         if self._redis is not None:
             await self._redis.aclose()
 
+    async def _cancel_pending(self) -> None:
+        """Cancel every other coroutine on the loop and wait for them to unwind."""
+        current = asyncio.current_task()
+        pending = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+
     def close(self) -> None:
-        if self.pid != os.getpid() or not self.loop.is_running():
+        """Close the clients, cancel and await what still runs, stop and close the loop."""
+        if self.pid != os.getpid() or self.loop.is_closed():
             return
-        try:
-            self.run(self._aclose(), timeout=15)
-        except Exception:  # noqa: BLE001
-            pass
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(5)
+        if self.loop.is_running():
+            for step in (self._aclose, self._cancel_pending):
+                try:
+                    self.run(step(), timeout=15)
+                except Exception:  # noqa: BLE001 - best effort at shutdown
+                    pass
+            try:
+                self.run(self.loop.shutdown_asyncgens(), timeout=5)
+            except Exception:  # noqa: BLE001
+                pass
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(5)
+        if not self.loop.is_running():
+            self.loop.close()
 
 
 _runtime: Runtime | None = None
+_settings: SyncSettings | None = None
 _lock = threading.Lock()
+
+
+def configure(settings: SyncSettings) -> None:
+    """The settings the next runtime of this process is built with (the app factory calls this)."""
+    global _settings
+    with _lock:
+        _settings = settings
 
 
 def get_runtime() -> Runtime:
@@ -119,7 +140,9 @@ def get_runtime() -> Runtime:
     global _runtime
     with _lock:
         if _runtime is None or _runtime.pid != os.getpid():
-            _runtime = Runtime()
+            from pmsops.sync.config import load
+
+            _runtime = Runtime(_settings or load())
         return _runtime
 
 

@@ -1,35 +1,41 @@
-"""The sync tasks, with Celery's own retry machinery.
+"""The sync tasks and their one retry loop.
 
-``autoretry_for=(TransientSyncError,)``, ``retry_backoff=1`` and ``max_retries=3``
-give delays of 1 s, 2 s, 4 s (``SYNC_RETRY_BASE``, ``SYNC_MAX_RETRIES``; jitter off
-unless ``SYNC_RETRY_JITTER=true``). A 429 or an open circuit retries through
-``Task.retry`` with ``countdown = max(Retry-After, backoff)``. The base class
-writes the log on every outcome: ``on_retry`` records ``running`` with
-``retry_count``, ``error_type`` and ``next_retry_seconds``; ``on_failure`` records
-``failed`` ("… after 3 retries: <last error>"). Worker signals and the reaper
-catch what no handler sees (a killed worker, a revoked task).
+Every attempt runs the operation under one deadline (``CELERY_TIME_LIMIT``; Celery's
+hard limit is that plus :data:`~pmsops.sync.config.TIME_LIMIT_GRACE`). A failed
+attempt retries through ``self.retry(countdown=…)``, the countdown coming from one
+pure function (:func:`pmsops.sync.config.backoff`: 1 s, 2 s, 4 s by default):
+
+- an *error* (platform 5xx, timeout) spends one of ``SYNC_MAX_RETRIES`` retries;
+- a *wait* (an open circuit, our rate limiter, a platform 429, the database away)
+  spends none: the task waits ``max(Retry-After, backoff)`` and tries again, for at
+  most ``SYNC_WAIT_MAX`` seconds in all. Nothing can be logged without the database,
+  so a 30-s PostgreSQL outage is waited out, not turned into a failure.
+
+No countdown exceeds ``SYNC_RETRY_BACKOFF_MAX``, which the worker checks is below the
+broker's visibility timeout (else Redis would redeliver a waiting task: two runs).
+Retry state travels in the message (``_errors``, ``_since``, ``_pushed``), so any
+worker can continue it. The log is written on every outcome; when even that write
+fails (database away), the sweeper re-sends the operation later (the log is the outbox).
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
+import time
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from celery import Task, signals
 from celery.utils.log import get_task_logger
 
-from pmsops.sync import AVAILABILITY_TASK, BOOKINGS_TASK, FULL_SYNC_TASK, PRICING_TASK, logs
-from pmsops.sync.config import MAX_RETRIES, RETRY_BACKOFF_MAX, RETRY_BASE_SECONDS, RETRY_JITTER
-from pmsops.sync.errors import CircuitOpen, RateLimited, SyncError, TimeLimitExceeded, TransientSyncError
-from pmsops.sync.worker import TIME_LIMIT, celery_app
+from pmsops.sync import logs
+from pmsops.sync.errors import CircuitOpen, DatabaseUnavailable, RateLimited, SyncError, TimeLimitExceeded
 
 logger = get_task_logger(__name__)
 
-
-def backoff(retries: int) -> float:
-    """The delay before retry number ``retries + 1``: base × 2^retries (1, 2, 4 s)."""
-    return min(RETRY_BASE_SECONDS * (2**retries), RETRY_BACKOFF_MAX)
+WAITS = (CircuitOpen, RateLimited, DatabaseUnavailable)
+"""Transient errors that do not spend a retry: the platform or the database asked us to wait."""
 
 
 def _error_text(exc: BaseException) -> str:
@@ -38,8 +44,8 @@ def _error_text(exc: BaseException) -> str:
     return redact(str(exc) or type(exc).__name__)
 
 
-def _write(fn, *args: Any) -> None:
-    """Best-effort log write from a handler: the database may be the thing that is down."""
+def write_log(fn, *args: Any) -> bool:
+    """Best-effort log write from the worker: the database may be the thing that is down."""
     from pmsops.sync.runtime import get_runtime
 
     runtime = get_runtime()
@@ -51,99 +57,129 @@ def _write(fn, *args: Any) -> None:
 
     try:
         runtime.run(write(), timeout=runtime.config.preflight_timeout + 5)
-    except Exception as exc:  # noqa: BLE001 - the reaper will settle this log later
-        logger.warning("Could not update sync log for task %s: %s (the reaper will mark it)", args[0] if args else "?", _error_text(exc))
+        return True
+    except Exception as exc:  # noqa: BLE001 - the sweeper re-sends this operation later
+        logger.warning("Could not update sync log for task %s: %s (the sweeper will re-send it)", args[0] if args else "?", _error_text(exc))
+        return False
 
 
 class SyncTask(Task):
-    """Base of every sync task: retry policy and log bookkeeping."""
+    """Base of every sync task: the retry loop and the failure log."""
 
     abstract = True
-    autoretry_for = (TransientSyncError,)
-    retry_backoff = max(1, int(RETRY_BASE_SECONDS))
-    retry_backoff_max = int(RETRY_BACKOFF_MAX)
-    retry_jitter = RETRY_JITTER
-    max_retries = MAX_RETRIES
+    max_retries = None  # the loop below counts error retries itself (waits are not retries)
     acks_late = True
     reject_on_worker_lost = True
     ignore_result = True
     operation = ""
 
-    def on_retry(self, exc, task_id, args, kwargs, einfo) -> None:
-        raised = getattr(einfo, "exception", None)
-        reason = getattr(raised, "exc", raised)  # billiard wraps the Retry in ExceptionWithTraceback
-        when = getattr(reason, "when", None)
-        countdown = float(when) if isinstance(when, (int, float)) else backoff(self.request.retries)
-        retry_count = self.request.retries + 1
-        error_type = getattr(exc, "error_type", type(exc).__name__)
-        logger.warning("Retrying task %s after error (countdown=%gs, retry=%d/%d): %s", task_id, countdown, retry_count, self.max_retries, _error_text(exc))
-        _write(logs.mark_running, task_id, {"retry_count": retry_count, "error_type": error_type, "next_retry_seconds": countdown, "last_error": _error_text(exc)})
+    @classmethod
+    def on_bound(cls, app) -> None:
+        """Celery's ``Task.from_config`` hook: the time limit comes from the app's settings."""
+        settings = getattr(app, "sync_settings", None)
+        if settings is not None:
+            cls.time_limit = settings.hard_time_limit
 
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
-        retries = self.request.retries
+        retries = int(getattr(exc, "error_retries", (kwargs or {}).get("_errors", 0)))
         label = getattr(exc, "label", "Sync failed")
-        if getattr(exc, "transient", False) and retries >= self.max_retries:
+        if getattr(exc, "transient", False):
             error = f"{label} after {retries} retries: {_error_text(exc)}"
         else:
             error = f"{label}: {_error_text(exc)}" if isinstance(exc, SyncError) else f"{type(exc).__name__}: {_error_text(exc)}"
         error_type = getattr(exc, "error_type", "internal_error")
         # the error type is in the worker's line too: a task with no log row (unknown connection) is seen only here
         logger.error("Sync task %s failed (%s): %s", task_id, error_type, error)
-        _write(logs.mark_failed, task_id, error, {"retry_count": retries, "error_type": error_type})
+        details = {"retry_count": retries, "error_type": error_type}
+        if (kwargs or {}).get("_pushed"):
+            details["platform_reached"] = True
+        write_log(logs.mark_failed, task_id, error, details)
 
 
-def execute(task: SyncTask, connection_id: str) -> dict[str, Any]:
-    """Run one operation on the process runtime within the time limit."""
-    from pmsops.sync.operations import run_operation
+def retry_countdown(settings, exc: SyncError, errors: int) -> float:
+    """The one countdown rule: ``max(Retry-After, backoff)``, never above the cap."""
+    wanted = settings.backoff(errors if not isinstance(exc, WAITS) else 0, random.random())
+    if exc.retry_after:
+        wanted = max(wanted, exc.retry_after)
+    return min(wanted, settings.max_countdown)
+
+
+def execute(task: SyncTask, connection_id: str, state: dict[str, Any]) -> dict[str, Any]:
+    """Run one operation attempt within the deadline; schedule the next attempt on a transient error."""
+    from pmsops.sync.operations import Attempt, run_operation
     from pmsops.sync.runtime import get_runtime
 
     runtime = get_runtime()
-    redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
-    limit = runtime.config.time_limit or TIME_LIMIT
+    settings = runtime.config
+    errors, since = int(state.get("_errors", 0)), float(state.get("_since") or time.time())
+    attempt = Attempt(task_id=task.request.id, retries=errors, worker=task.request.hostname or "",
+                      redelivered=bool((task.request.delivery_info or {}).get("redelivered")), resent=int(state.get("resent", 0)),
+                      pushed_before=bool(state.get("_pushed")))
     try:
-        return runtime.run(asyncio.wait_for(run_operation(runtime, task.operation, connection_id, task.request.id, task.request.retries, redelivered), limit), timeout=limit + 5)
-    except (RateLimited, CircuitOpen) as exc:
-        if exc.retry_after:
-            # capped: a countdown beyond the broker's visibility timeout would run the task twice
-            raise task.retry(exc=exc, countdown=min(max(exc.retry_after, backoff(task.request.retries)), RETRY_BACKOFF_MAX))
-        raise
+        coro = asyncio.wait_for(run_operation(runtime, task.operation, connection_id, attempt), settings.time_limit)
+        return runtime.run(coro, timeout=settings.time_limit + 5)
     except (asyncio.TimeoutError, FutureTimeout):
-        raise TimeLimitExceeded(f"the sync did not finish within CELERY_TIME_LIMIT={limit:g} s") from None
+        raise TimeLimitExceeded(f"the sync did not finish within CELERY_TIME_LIMIT={settings.time_limit:g} s") from None
+    except SyncError as exc:
+        if not exc.transient:
+            raise
+        waiting = isinstance(exc, WAITS)
+        if not waiting:
+            errors += 1
+        if (not waiting and errors > settings.max_retries) or (waiting and time.time() - since > settings.wait_max):
+            exc.error_retries = errors - (0 if waiting else 1)
+            raise
+        countdown = retry_countdown(settings, exc, errors - 1 if not waiting else 0)
+        kind = "wait" if waiting else "retry"
+        logger.warning("Retrying task %s after error (%s, countdown=%gs, retry=%d/%d): %s", task.request.id, kind, countdown, errors,
+                       settings.max_retries, _error_text(exc))
+        notice = {"retry_count": errors, "error_type": exc.error_type, "next_retry_seconds": round(countdown, 3), "last_error": _error_text(exc)}
+        if waiting:
+            notice["waited_seconds"] = round(time.time() - since, 1)
+        write_log(logs.mark_running, task.request.id, notice)
+        next_state = {**state, "_errors": errors, "_since": since}
+        if attempt.pushed:
+            next_state["_pushed"] = True
+        raise task.retry(args=[connection_id], kwargs=next_state, exc=exc, countdown=countdown)
 
 
-@celery_app.task(base=SyncTask, bind=True, name=AVAILABILITY_TASK, operation="availability")
-def availability_push(self: SyncTask, connection_id: str, **_: Any) -> dict[str, Any]:
-    """Push the property's availability (booked nights closed) to the platform."""
-    return execute(self, connection_id)
+def register(app) -> dict[str, Task]:
+    """The four sync tasks on ``app`` (names stable: what ``celery registered`` shows)."""
+    from pmsops.sync import AVAILABILITY_TASK, BOOKINGS_TASK, FULL_SYNC_TASK, PRICING_TASK
 
+    def operation_task(name: str, operation: str, doc: str):
+        def run(self: SyncTask, connection_id: str, **state: Any) -> dict[str, Any]:
+            return execute(self, connection_id, state)
 
-@celery_app.task(base=SyncTask, bind=True, name=PRICING_TASK, operation="pricing")
-def pricing_push(self: SyncTask, connection_id: str, **_: Any) -> dict[str, Any]:
-    """Push nightly prices to the platform."""
-    return execute(self, connection_id)
+        run.__doc__ = doc
+        run.__name__ = name.rsplit(".", 1)[-1]
+        return app.task(base=SyncTask, bind=True, name=name, operation=operation)(run)
 
+    tasks = {
+        "availability": operation_task(AVAILABILITY_TASK, "availability", "Push the property's availability (booked nights closed) to the platform."),
+        "pricing": operation_task(PRICING_TASK, "pricing", "Push nightly prices to the platform."),
+        "bookings": operation_task(BOOKINGS_TASK, "bookings", "Import the platform's reservations; overlaps are stored as conflicts."),
+    }
 
-@celery_app.task(base=SyncTask, bind=True, name=BOOKINGS_TASK, operation="bookings")
-def bookings_pull(self: SyncTask, connection_id: str, **_: Any) -> dict[str, Any]:
-    """Import the platform's reservations; overlaps are stored as conflicts."""
-    return execute(self, connection_id)
+    @app.task(bind=True, name=FULL_SYNC_TASK, ignore_result=True, acks_late=True)
+    def full_sync(self, connection_id: str, **_: Any) -> dict[str, Any]:
+        """Trigger the three operations under one batch id (for schedules; the API triggers directly)."""
+        from pmsops.sync.runtime import get_runtime
+        from pmsops.sync.trigger import trigger_sync
 
+        runtime = get_runtime()
+        send = lambda name, cid, task_id: app.send_task(name, args=[cid], task_id=task_id)  # noqa: E731
 
-@celery_app.task(bind=True, name=FULL_SYNC_TASK, ignore_result=True, acks_late=True)
-def full_sync(self, connection_id: str, **_: Any) -> dict[str, Any]:
-    """Trigger the three operations under one batch id (for schedules; the API triggers directly)."""
-    from pmsops.sync.runtime import get_runtime
-    from pmsops.sync.trigger import trigger_sync
+        async def go():
+            pool = await runtime.pool()
+            async with pool.acquire(timeout=runtime.config.preflight_timeout) as conn:
+                return await trigger_sync(conn, connection_id, "full", manual=False, send=send)
 
-    runtime = get_runtime()
+        triggered = runtime.run(go(), timeout=60)
+        return {"task_ids": triggered.task_ids, "batch_id": triggered.batch_id}
 
-    async def go():
-        pool = await runtime.pool()
-        async with pool.acquire(timeout=runtime.config.preflight_timeout) as conn:
-            return await trigger_sync(conn, connection_id, "full", manual=False)
-
-    triggered = runtime.run(go(), timeout=60)
-    return {"task_ids": triggered.task_ids, "batch_id": triggered.batch_id}
+    tasks["full"] = full_sync
+    return tasks
 
 
 @signals.task_revoked.connect
@@ -152,4 +188,4 @@ def _revoked(request=None, terminated=None, signum=None, expired=None, **_: Any)
     if request is None or not str(getattr(request, "name", "") or "").startswith("pmsops.sync."):
         return
     reason = "terminated" if terminated else "expired" if expired else "revoked"
-    _write(logs.mark_failed, request.id, f"Task {reason} before it finished", {"error_type": reason})
+    write_log(logs.mark_failed, request.id, f"Task {reason} before it finished", {"error_type": reason})

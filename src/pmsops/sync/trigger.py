@@ -1,9 +1,11 @@
 """Trigger a sync: create the ``triggered`` logs, then enqueue the tasks.
 
 The order matters: the logs exist before any worker can pick a task up, so a
-fast worker never finds no row. If enqueueing fails (broker down), the logs are
-marked ``failed`` at once: nothing is lost and nothing stays ``triggered``.
-A trigger also reaps this connection's stale open logs (``SYNC_LOG_STALE_MINUTES``).
+fast worker never finds no row (the log is the outbox: a ``triggered`` log whose
+message is lost is re-sent by the worker's sweeper). If enqueueing fails (broker
+down), the logs are marked ``failed`` at once: the caller gets an error and
+nothing stays ``triggered``. A trigger does not reap: only the sweeper, which sees
+the broker, may declare an open operation lost.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ class Triggered:
     task_ids: list[str] = field(default_factory=list)
     log_ids: list[str] = field(default_factory=list)
     batch_id: str | None = None
-    reaped: int = 0
 
     def to_response(self) -> dict[str, Any]:
         """The contract's 200 body."""
@@ -47,9 +48,9 @@ def validate_sync_type(sync_type: str) -> None:
 
 
 async def trigger_sync(conn, connection_id: str, sync_type: str, *, agency_id=None, manual: bool = True,
-                       send: Sender = celery_sender, stale_minutes: float | None = None) -> Triggered:
+                       send: Sender = celery_sender, window_days: int | None = None) -> Triggered:
     """Create one ``triggered`` log per operation (one batch for full), then enqueue."""
-    from pmsops.sync.config import SyncConfig
+    from pmsops.sync.config import load
 
     validate_sync_type(sync_type)
     try:
@@ -64,15 +65,13 @@ async def trigger_sync(conn, connection_id: str, sync_type: str, *, agency_id=No
     row = await conn.fetchrow(query, *args)
     if row is None:
         raise NotFound("Connection not found")
-    stale = stale_minutes if stale_minutes is not None else SyncConfig().stale_minutes
-    reaped = await logs.reap(conn, stale * 60, connection_id=cid)
     ops = operations_for(sync_type)
     batch_id = str(uuid.uuid4()) if len(ops) > 1 else None
     today = datetime.now(timezone.utc).date()
     details = {"platform": row["platform_type"], "property_id": str(row["property_id"]) if row["property_id"] else None,
                "manual_trigger": manual, "sync_type": sync_type, "start_date": today.isoformat(),
-               "end_date": (today + timedelta(days=SyncConfig().window_days)).isoformat()}
-    result = Triggered(str(cid), sync_type, batch_id=batch_id, reaped=len(reaped))
+               "end_date": (today + timedelta(days=window_days or load().window_days)).isoformat()}
+    result = Triggered(str(cid), sync_type, batch_id=batch_id)
     planned = []
     async with conn.transaction():
         for op in ops:

@@ -1,139 +1,136 @@
 """The Celery app the worker runs: ``celery -A pmsops.sync.worker:celery_app worker``.
 
-Configured from the environment (runbook names): broker ``CELERY_BROKER_URL``
-(fallback ``REDIS_URL``), result backend ``CELERY_RESULT_BACKEND``; JSON only;
-``task_acks_late`` + ``task_reject_on_worker_lost`` so a task whose worker dies is
-redelivered; prefetch 1; Redis ``visibility_timeout`` longer than any retry
-countdown and the time limit (``CELERY_VISIBILITY_TIMEOUT``, default
-max(3 × CELERY_TIME_LIMIT, 900) s), swept every ``CELERY_UNACKED_RESTORE_INTERVAL``
-(10) s, so a killed worker's task is redelivered; ``broker_connection_retry_on_startup=True``.
+:func:`create_app` builds an app from a :class:`~pmsops.sync.config.SyncSettings`
+(tests build second apps and embedded workers with it); ``celery_app`` is the one
+built from the environment. Broker ``CELERY_BROKER_URL`` (fallback ``REDIS_URL``)
+through :mod:`pmsops.sync.broker` (kombu's Redis transport with the reconnect crash
+fixed); JSON only; ``task_acks_late`` + ``task_reject_on_worker_lost`` so a task
+whose worker dies is redelivered; prefetch 1; Redis ``visibility_timeout``
+(``CELERY_VISIBILITY_TIMEOUT``, default max(3 × CELERY_TIME_LIMIT, 900) s) longer
+than the hard time limit plus the longest countdown — checked when the worker
+starts, which refuses to run otherwise (exit 2) — swept every
+``CELERY_UNACKED_RESTORE_INTERVAL`` (10) s. Each worker runs the :class:`Sweeper`
+bootstep: a heartbeat, and the outbox sweep of :mod:`pmsops.sync.outbox`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
+import threading
 
 from celery import Celery, bootsteps, signals
 
-from pmsops.settings import register_environment_secrets
+from pmsops.sync.config import ConfigError, SyncSettings, load
 
 
-def _float_env(name: str, default: float) -> float:
+def celery_config(settings: SyncSettings) -> dict:
+    """The Celery configuration for these settings (one place)."""
+    redis_scheme = (settings.broker_url or "").split("://", 1)[0].lower() in ("redis", "rediss")
+    config = dict(
+        broker_url=settings.broker_url,
+        result_backend=settings.result_backend,
+        broker_connection_retry_on_startup=True,
+        broker_connection_retry=True,
+        broker_connection_max_retries=None,  # a Redis restart is waited out, never the end of the worker
+        broker_connection_timeout=5,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout,
+            "unacked_restore_interval": settings.restore_interval,
+            "unacked_restore_throttle": 1,
+            "socket_timeout": 10,
+            "socket_connect_timeout": 5,
+        },
+        result_backend_transport_options={"socket_timeout": 10, "socket_connect_timeout": 5},
+        redis_socket_timeout=10,
+        redis_socket_connect_timeout=5,
+        task_time_limit=settings.hard_time_limit,
+        task_ignore_result=True,
+        result_expires=3600,
+        worker_hijack_root_logger=True,
+        worker_redirect_stdouts=False,
+    )
+    if redis_scheme:
+        from pmsops.sync.broker import TRANSPORT
+
+        config["broker_transport"] = TRANSPORT
+    if settings.max_tasks_per_child:
+        config["worker_max_tasks_per_child"] = settings.max_tasks_per_child
+    return config
+
+
+def create_app(settings: SyncSettings, name: str = "pmsops", set_as_current: bool = False) -> Celery:
+    """A Celery app running the sync tasks with ``settings`` (its runtime gets the same settings)."""
+    from pmsops.sync import runtime, tasks
+
+    app = Celery(name, set_as_current=set_as_current)
+    app.sync_settings = settings
+    app.conf.update(celery_config(settings))
+    runtime.configure(settings)
+    tasks.register(app)
+    app.steps["worker"].add(Sweeper)
+    app.steps["consumer"].add(LivenessBeacon)
+    return app
+
+
+def check_settings_at_start(settings: SyncSettings) -> None:
+    """The visibility-timeout invariant, enforced before the worker consumes anything."""
     try:
-        return float(os.environ.get(name) or default)
-    except ValueError:
-        return default
+        settings.check()
+    except ConfigError as exc:
+        from pmsops.redaction import redact
+
+        sys.stderr.write(f"pmsops worker: {redact(exc.message)}\n")
+        raise SystemExit(2) from None
 
 
-TIME_LIMIT = _float_env("CELERY_TIME_LIMIT", 300.0)
-VISIBILITY_TIMEOUT = _float_env("CELERY_VISIBILITY_TIMEOUT", max(3 * TIME_LIMIT, 900.0))
-RESTORE_INTERVAL = int(_float_env("CELERY_UNACKED_RESTORE_INTERVAL", 10))
-"""How often a worker sweeps for unacked messages older than the visibility timeout (a
-crashed worker's tasks); kombu's default sweep is every ~100 s."""
+class Sweeper(bootsteps.StartStopStep):
+    """Heartbeat and outbox sweep on the worker's timer (every ``SYNC_REAP_INTERVAL`` s; 0 = off).
 
-register_environment_secrets(os.environ)
+    The timer only starts a sweep in a thread, so a slow database never delays the
+    timer's other entries (retry countdowns). One sweep at a time per worker."""
 
-celery_app = Celery("pmsops", include=["pmsops.sync.tasks"])
-celery_app.conf.update(
-    broker_url=os.environ.get("CELERY_BROKER_URL") or os.environ.get("REDIS_URL"),
-    result_backend=os.environ.get("CELERY_RESULT_BACKEND") or None,
-    broker_connection_retry_on_startup=True,
-    broker_connection_timeout=5,
-    task_serializer="json",
-    result_serializer="json",
-    accept_content=["json"],
-    result_accept_content=["json"],
-    task_acks_late=True,
-    task_reject_on_worker_lost=True,
-    worker_prefetch_multiplier=1,
-    broker_transport_options={
-        "visibility_timeout": VISIBILITY_TIMEOUT,
-        "unacked_restore_interval": RESTORE_INTERVAL,
-        "unacked_restore_throttle": 1,
-        "socket_timeout": 10,
-        "socket_connect_timeout": 5,
-    },
-    result_backend_transport_options={"socket_timeout": 10, "socket_connect_timeout": 5},
-    redis_socket_timeout=10,
-    redis_socket_connect_timeout=5,
-    task_time_limit=TIME_LIMIT + 30,
-    task_ignore_result=True,
-    result_expires=3600,
-    worker_hijack_root_logger=True,
-    worker_redirect_stdouts=False,
-)
-if os.environ.get("CELERY_MAX_TASKS_PER_CHILD", "").isdigit():
-    celery_app.conf.worker_max_tasks_per_child = int(os.environ["CELERY_MAX_TASKS_PER_CHILD"])
+    requires = {"celery.worker.components:Timer"}
 
+    def __init__(self, worker, **kwargs) -> None:
+        super().__init__(worker, **kwargs)
+        self.settings: SyncSettings = getattr(worker.app, "sync_settings", None) or load()
+        check_settings_at_start(self.settings)
+        self.tref = None
+        self.busy = threading.Lock()
+        self.log = logging.getLogger("pmsops.sync.sweeper")
 
-@signals.worker_process_init.connect
-def _fresh_runtime_after_fork(**_: object) -> None:
-    """A forked child must not use its parent's event loop or pool."""
-    from pmsops.sync.runtime import reset_runtime
+    def start(self, worker) -> None:
+        if self.settings.sweep_interval > 0:
+            self.tref = worker.timer.call_repeatedly(self.settings.sweep_interval, self.tick, (worker,), priority=10)
 
-    reset_runtime()
+    def stop(self, worker) -> None:
+        if self.tref is not None:
+            self.tref.cancel()
+            self.tref = None
 
+    def tick(self, worker) -> None:
+        if not self.busy.acquire(blocking=False):
+            return
+        threading.Thread(target=self._sweep_once, args=(worker.hostname, worker.app), name="pmsops-sweeper", daemon=True).start()
 
-@signals.worker_process_shutdown.connect
-@signals.worker_shutdown.connect
-def _close_runtime(**_: object) -> None:
-    from pmsops.sync.runtime import close_runtime
-
-    close_runtime()
-
-
-@signals.after_setup_logger.connect
-@signals.after_setup_task_logger.connect
-def _redact_worker_logs(logger: logging.Logger | None = None, **_: object) -> None:
-    """Every line the worker logs passes the redaction layer (URLs in broker errors, tokens)."""
-    from pmsops.redaction import redact_logging
-
-    if logger is not None:
-        redact_logging(logger)
-
-
-REAP_INTERVAL = _float_env("SYNC_REAP_INTERVAL", 300.0)
-"""Seconds between the worker's own sweeps for stale open logs (0 turns them off)."""
-
-
-@signals.worker_ready.connect
-def _start_reaper(**_: object) -> None:
-    """Every worker sweeps stale ``triggered``/``running`` logs now and then (idempotent across workers).
-
-    The handlers settle what they see; a log whose worker was killed before redelivery, or whose
-    database was down for every retry, is settled here, without waiting for the next trigger.
-    """
-    import threading
-
-    if REAP_INTERVAL <= 0:
-        return
-    stop = threading.Event()
-    signals.worker_shutdown.connect(lambda **_: stop.set(), weak=False)
-    threading.Thread(target=_reap_forever, args=(stop,), name="pmsops-reaper", daemon=True).start()
-
-
-def _reap_forever(stop) -> None:
-    from pmsops.redaction import redact
-    from pmsops.sync.logs import reap
-    from pmsops.sync.runtime import get_runtime
-
-    log = logging.getLogger("pmsops.sync.reaper")
-    while not stop.wait(REAP_INTERVAL):
-        runtime = get_runtime()
-
-        async def sweep():
-            pool = await runtime.pool()
-            async with pool.acquire(timeout=runtime.config.preflight_timeout) as conn:
-                return await reap(conn, runtime.config.stale_minutes * 60)
-
+    def _sweep_once(self, hostname: str, app) -> None:
         try:
-            reaped = runtime.run(sweep(), timeout=30)
-        except Exception as exc:  # noqa: BLE001 - the database may be away; try again next time
-            log.warning("Stale-log sweep failed: %s", redact(str(exc) or type(exc).__name__))
-            continue
-        if reaped:
-            log.warning("Marked %d stale sync log(s) failed (no update for %g minutes)", len(reaped), runtime.config.stale_minutes)
+            sweep_once(self.settings, hostname, app)
+        except Exception as exc:  # noqa: BLE001 - Redis or the database may be away: next tick
+            from pmsops.redaction import redact
+
+            self.log.warning("Sync sweep failed: %s", redact(str(exc) or type(exc).__name__))
+        finally:
+            self.busy.release()
 
 
 class LivenessBeacon(bootsteps.StartStopStep):
@@ -188,4 +185,83 @@ class LivenessBeacon(bootsteps.StartStopStep):
     shutdown = stop
 
 
-celery_app.steps["consumer"].add(LivenessBeacon)
+def sweep_once(settings: SyncSettings, hostname: str, app) -> None:
+    """Heartbeat, then (holding the cluster-wide lock) re-send or settle the open logs that need it."""
+    import redis
+
+    from pmsops.sync import outbox
+    from pmsops.sync.runtime import get_runtime
+
+    log = logging.getLogger("pmsops.sync.sweeper")
+    def read_broker() -> "outbox.BrokerView":
+        client = redis.Redis.from_url(settings.broker_url, socket_timeout=5, socket_connect_timeout=5)
+        try:
+            return outbox.broker_view(client)
+        finally:
+            client.close()
+
+    client = redis.Redis.from_url(settings.broker_url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        outbox.heartbeat(client, hostname, settings.heartbeat_ttl)
+        if not outbox.acquire_sweep(client, hostname, settings.sweep_interval * 0.9):
+            return
+        view = outbox.broker_view(client)
+    finally:
+        client.close()
+
+    def send(name: str, connection_id: str, task_id: str, resent: int) -> None:
+        app.send_task(name, args=[connection_id], kwargs={"resent": resent}, task_id=task_id)
+
+    runtime = get_runtime()
+
+    async def go():
+        pool = await runtime.pool()
+        async with pool.acquire(timeout=settings.preflight_timeout) as conn:
+            return await outbox.sweep(conn, settings, view, send, refresh=read_broker)
+
+    report = runtime.run(go(), timeout=60)
+    if report.resent:
+        log.warning("Re-sent %d sync operation(s) with no live broker message: %s", len(report.resent), ", ".join(report.resent[:10]))
+    if report.reaped:
+        log.warning("Marked %d lost sync log(s) failed after %d re-sends", len(report.reaped), settings.max_resends)
+
+
+def _app_from_environment() -> Celery:
+    try:
+        settings = load()
+    except ConfigError as exc:
+        sys.stderr.write(f"pmsops worker: {exc.message}\n")
+        raise SystemExit(2) from None
+    from pmsops.settings import register_environment_secrets
+
+    register_environment_secrets(os.environ)
+    return create_app(settings, set_as_current=True)
+
+
+@signals.worker_process_init.connect
+def _fresh_runtime_after_fork(**_: object) -> None:
+    """A forked child must not use its parent's event loop or pool."""
+    from pmsops.sync.runtime import reset_runtime
+
+    reset_runtime()
+
+
+@signals.worker_process_shutdown.connect
+@signals.worker_shutdown.connect
+def _close_runtime(**_: object) -> None:
+    from pmsops.sync.runtime import close_runtime
+
+    close_runtime()
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def _redact_worker_logs(logger: logging.Logger | None = None, **_: object) -> None:
+    """Every line the worker logs passes the redaction layer (URLs in broker errors, tokens)."""
+    from pmsops.redaction import redact_logging
+
+    if logger is not None:
+        redact_logging(logger)
+
+
+celery_app = _app_from_environment()

@@ -63,7 +63,9 @@ def worker_command(env: Mapping[str, str], app: str | None = None, hostname: str
         raise UsageError(f"CELERY_CONCURRENCY must be a positive number, got {concurrency!r}")
     argv = [sys.executable, "-P", "-m", "celery", "-A", app or env.get("CELERY_APP") or DEFAULT_APP, "worker",
             "--pool", pool, "--concurrency", concurrency, "--loglevel", env.get("CELERY_LOGLEVEL") or "INFO"]
-    for var, flag in (("CELERY_MAX_TASKS_PER_CHILD", "--max-tasks-per-child"), ("CELERY_TIME_LIMIT", "--time-limit")):
+    # CELERY_TIME_LIMIT is not passed as --time-limit: the app sets Celery's hard limit to the
+    # limit plus its one grace (pmsops.sync.config.TIME_LIMIT_GRACE); a flag would override that grace
+    for var, flag in (("CELERY_MAX_TASKS_PER_CHILD", "--max-tasks-per-child"),):
         value = env.get(var)
         if value:
             if not value.replace(".", "", 1).isdigit():

@@ -92,7 +92,9 @@ def dependencies_from(env: Mapping[str, str]) -> tuple[Dependency, ...]:
 
 
 def settings_from(env: Mapping[str, str], timeout: float | None = None, interval: float | None = None) -> WaitSettings:
-    enabled = (env.get("WORKER_WAIT_FOR_DEPS") or "true").strip().lower() not in ("0", "false", "no", "off")
+    from pmsops.sync.config import parse_bool
+
+    enabled = parse_bool(env, "WORKER_WAIT_FOR_DEPS", True)  # true/false/yes/no/on/off/1/0; anything else is exit 2
     return WaitSettings(
         enabled=enabled,
         timeout=timeout if timeout is not None else _number(env, "WORKER_WAIT_TIMEOUT", 60.0),

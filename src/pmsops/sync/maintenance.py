@@ -1,9 +1,8 @@
-"""Operator actions on the sync database, as library functions returning Results:
+"""Operator maintenance of the sync database, as library functions returning Results:
 ``db migrate``, ``db check``, ``sync reap``, ``sync run`` (direct enqueue, no HTTP)."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Any, Awaitable, Callable
 
@@ -26,39 +25,10 @@ def parse_duration(text: str) -> float:
 
 
 def with_connection(database_url: str, fn: Callable[[Any], Awaitable[Any]], timeout: float = DB_TIMEOUT) -> Any:
-    """Open one connection (bounded by ``timeout``), run ``fn(conn)``, close it."""
-    from pmsops.checks.db import connect
+    """Open one connection (bounded by ``timeout``), run ``fn(conn)``, close it (see :func:`pmsops.database.run_sync`)."""
+    from pmsops.database import run_sync
 
-    async def go():
-        conn = await connect(database_url, timeout)
-        try:
-            from pmsops.sync.runtime import _init_connection
-
-            await _init_connection(conn)
-            return await fn(conn)
-        finally:
-            await conn.close(timeout=timeout)
-
-    try:
-        return asyncio.run(go())
-    except (OSError, asyncio.TimeoutError) as exc:
-        from pmsops.checks.db import _classify_db_error
-        from pmsops.errors import DependencyError
-        from pmsops.urls import host_of, mask_url
-
-        host, port = host_of(database_url)
-        kind, summary, hint = _classify_db_error(exc, host, port or 5432, timeout)
-        raise DependencyError(f"{mask_url(database_url)}: {summary}", hint=hint) from exc
-    except Exception as exc:
-        import asyncpg
-
-        if isinstance(exc, (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidCatalogNameError,
-                            asyncpg.TooManyConnectionsError, asyncpg.CannotConnectNowError)):
-            from pmsops.errors import DependencyError
-            from pmsops.urls import mask_url
-
-            raise DependencyError(f"{mask_url(database_url)}: {exc}", hint="check DATABASE_URL (pmsops check db)") from exc
-        raise
+    return run_sync(database_url, fn, timeout)
 
 
 def migrate_database(database_url: str) -> list[Result]:
@@ -77,24 +47,58 @@ def check_database_schema(database_url: str) -> list[Result]:
     return with_connection(database_url, check_schema)
 
 
-def reap_logs(database_url: str, older_than: float, connection_id: str | None = None, dry_run: bool = False) -> list[Result]:
-    """Mark stale open logs failed; ``dry_run`` runs the very same UPDATE in a transaction that is rolled back."""
+def live_task_ids(broker_url: str | None, timeout: float = 5.0) -> list[str]:
+    """Task ids the broker still holds (queued, or unacked by a live worker): never reaped."""
+    if not broker_url:
+        return []
+    import redis
+
+    from pmsops.sync.outbox import broker_view
+
+    client = redis.Redis.from_url(broker_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        view = broker_view(client)
+    except (redis.RedisError, OSError) as exc:
+        from pmsops.errors import DependencyError
+        from pmsops.urls import mask_url
+
+        raise DependencyError(f"{mask_url(broker_url)}: cannot read the queue ({type(exc).__name__})",
+                              hint="sync reap only marks logs the broker no longer holds: it needs CELERY_BROKER_URL") from None
+    finally:
+        client.close()
+    return sorted(view.queued | view.unacked)
+
+
+def reap_logs(database_url: str, older_than: float, connection_id: str | None = None, dry_run: bool = False,
+              broker_url: str | None = None) -> list[Result]:
+    """Mark open logs idle for ``older_than`` failed, except operations still queued or running (in the
+    broker named by ``broker_url``, else CELERY_BROKER_URL / REDIS_URL); ``dry_run`` runs the very same
+    UPDATE in a transaction that is rolled back."""
+    import os
+
     from pmsops.sync.logs import reap
+
+    live = live_task_ids(broker_url or os.environ.get("CELERY_BROKER_URL") or os.environ.get("REDIS_URL"))
+
+    async def mark(conn) -> list:
+        return await reap(conn, older_than, connection_id, exclude_task_ids=live)
 
     async def preview(conn) -> list:
         transaction = conn.transaction()
         await transaction.start()
         try:
-            return await reap(conn, older_than, connection_id)
+            return await mark(conn)
         finally:
             await transaction.rollback()
 
-    reaped = with_connection(database_url, preview if dry_run else (lambda conn: reap(conn, older_than, connection_id)))
+    reaped = with_connection(database_url, preview if dry_run else mark)
     arrow = "would be marked failed" if dry_run else "→ failed"
     notes = [f"{r['id']} {r['operation_type']} (task {r['task_id']}) {arrow}" for r in reaped]
     verb = "would mark" if dry_run else "marked"
     summary = f"{verb} {len(reaped)} stale log(s) failed" if reaped else f"no open log without an update for {older_than / 60:g} minutes"
-    return [results.ok("reap", summary, notes=notes, details={"reaped": [str(r["id"]) for r in reaped]})]
+    if live:
+        notes.append(f"{len(live)} operation(s) still queued or running in the broker: left open")
+    return [results.ok("reap", summary, notes=notes, details={"reaped": [str(r["id"]) for r in reaped], "live": len(live)})]
 
 
 def run_sync(database_url: str, connection_id: str, sync_type: str, wait: bool = False, timeout: float = 60.0, poll: float = 0.5,

@@ -1,0 +1,173 @@
+"""PostgreSQL access: the one home of connect, the pool, the codecs and the error mapping.
+
+Everything that talks to the database (``check db``, ``wait-for-deps``, the sync
+worker, the sandbox API, ``db migrate``/``sync reap``) connects through here, and
+every driver error is named once by :func:`classify` (as httpx's ``map_exceptions``):
+
+==================  =====================================================  ==========
+kind                driver errors                                          permanent
+==================  =====================================================  ==========
+``auth``            InvalidPasswordError, InvalidAuthorizationSpecification  yes
+``no-database``     InvalidCatalogNameError                                yes
+``too-many``        TooManyConnectionsError                                no
+``starting``        CannotConnectNowError (the server is starting up)      no
+``unavailable``     OSError, timeouts, PostgresConnectionError,             no
+                    InterfaceError, ConnectionDoesNotExistError
+==================  =====================================================  ==========
+
+Anything else (a constraint violation, a syntax error) is not a connection problem
+and is left alone. Sync code from synchronous callers is bridged one way:
+:func:`run_sync` (``asyncio.run`` in a fresh loop); long-lived processes use the
+sync runtime's loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+
+from pmsops.errors import UsageError
+
+T = TypeVar("T")
+_SCHEMES = ("postgresql", "postgres")
+
+
+class DatabaseFailure(Exception):
+    """A named connection-level failure (see the table above)."""
+
+    def __init__(self, kind: str, message: str, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.kind, self.message, self.permanent = kind, message, permanent
+
+
+def normalise_dsn(url: str) -> tuple[str, str | None]:
+    """An asyncpg DSN and a note when we had to change the scheme."""
+    match = re.match(r"^([A-Za-z][A-Za-z0-9+.\-]*)://", url.strip())
+    if not match:
+        raise UsageError("DATABASE_URL is not a URL (expected postgresql://USER:PASSWORD@HOST:5432/DB)")
+    scheme = match.group(1).lower()
+    base, _, driver = scheme.partition("+")
+    if base not in _SCHEMES:
+        raise UsageError(f"unknown database scheme '{scheme}://' (expected postgresql://, postgres:// or postgresql+asyncpg://)")
+    try:
+        from urllib.parse import urlsplit
+
+        urlsplit(url.strip()).port
+    except ValueError as exc:
+        from pmsops.urls import _sanitise_parser_error
+
+        # the parser quotes the piece it choked on, often a piece of the password: not shown
+        raise UsageError(f"DATABASE_URL does not parse: {_sanitise_parser_error(exc)} (URL-encode special characters in the password)") from None
+    if driver:
+        return "postgresql://" + url.strip()[match.end():], f"normalised {scheme}:// (SQLAlchemy style) to postgresql:// for asyncpg"
+    return url.strip(), None
+
+
+async def init_connection(conn) -> None:
+    """The codecs every connection gets: json/jsonb as Python objects."""
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def connect(url: str, timeout: float, codecs: bool = False):
+    """One connection that cannot wait longer than ``timeout`` (asyncpg's default is 60 s);
+    ``statement_cache_size=0`` so it also works through a transaction pooler."""
+    import asyncpg
+
+    dsn, _ = normalise_dsn(url)
+    conn = await asyncio.wait_for(asyncpg.connect(dsn, timeout=timeout, command_timeout=timeout, statement_cache_size=0), timeout + 0.5)
+    if codecs:
+        await init_connection(conn)
+    return conn
+
+
+async def create_pool(url: str, max_size: int, timeout: float, command_timeout: float, statement_cache_size: int = 100):
+    """A lazily filled pool with the codecs; idle connections are closed after 5 minutes."""
+    import asyncpg
+
+    dsn, _ = normalise_dsn(url)
+    return await asyncpg.create_pool(dsn, min_size=0, max_size=max_size, init=init_connection, statement_cache_size=statement_cache_size,
+                                     timeout=timeout, command_timeout=command_timeout, max_inactive_connection_lifetime=300)
+
+
+def connection_errors() -> tuple[type[BaseException], ...]:
+    """Driver errors that mean "the database is not reachable right now" (transient)."""
+    import asyncpg
+
+    return (OSError, asyncio.TimeoutError, TimeoutError, ConnectionError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+            asyncpg.TooManyConnectionsError, asyncpg.CannotConnectNowError, asyncpg.ConnectionDoesNotExistError)
+
+
+def classify(exc: BaseException) -> DatabaseFailure | None:
+    """The named failure behind a driver error, or None when it is not a connection problem."""
+    import asyncpg
+
+    text = f"{type(exc).__name__}: {exc}".strip()
+    if isinstance(exc, DatabaseFailure):
+        return exc
+    if isinstance(exc, (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError)):
+        return DatabaseFailure("auth", f"authentication failed: {exc}", permanent=True)
+    if isinstance(exc, asyncpg.InvalidCatalogNameError):
+        return DatabaseFailure("no-database", f"database does not exist: {exc}", permanent=True)
+    if isinstance(exc, asyncpg.TooManyConnectionsError) or ("too many" in str(exc).lower() and "connection" in str(exc).lower()
+                                                            and isinstance(exc, asyncpg.PostgresError)):
+        return DatabaseFailure("too-many", f"too many connections: {exc}")
+    if isinstance(exc, asyncpg.CannotConnectNowError):
+        return DatabaseFailure("starting", f"not accepting connections yet: {exc}")
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return DatabaseFailure("timeout", "no answer in time")
+    if isinstance(exc, connection_errors()):
+        return DatabaseFailure("unavailable", text)
+    return None
+
+
+@asynccontextmanager
+async def map_errors() -> AsyncIterator[None]:
+    """Re-raise connection-level driver errors as :class:`DatabaseFailure` (others pass through)."""
+    try:
+        yield
+    except DatabaseFailure:
+        raise
+    except Exception as exc:  # noqa: BLE001 - classified below, re-raised unchanged when not ours
+        failure = classify(exc)
+        if failure is None:
+            raise
+        raise failure from exc
+
+
+def run_sync(url: str, fn: Callable[[Any], Awaitable[T]], timeout: float = 10.0) -> T:
+    """Open one connection (codecs on), run ``fn(conn)``, close it: the bridge for synchronous callers.
+
+    Connection-level failures surface as a :class:`~pmsops.errors.DependencyError` naming
+    the masked URL; everything else propagates."""
+
+    async def go() -> T:
+        async with map_errors():
+            conn = await connect(url, timeout, codecs=True)
+        try:
+            async with map_errors():
+                return await fn(conn)
+        finally:
+            try:
+                await conn.close(timeout=timeout)
+            except Exception:  # noqa: BLE001 - the connection is already gone
+                conn.terminate()
+
+    try:
+        return asyncio.run(go())
+    except DatabaseFailure as exc:
+        from pmsops.errors import DependencyError
+        from pmsops.urls import mask_url
+
+        summary, hint = exc.message, "check DATABASE_URL (pmsops check db)"
+        if exc.kind in ("unavailable", "timeout") and exc.__cause__ is not None:
+            from pmsops.checks.failures import classify as name_network_failure
+            from pmsops.urls import host_of
+
+            host, port = host_of(url)
+            named = name_network_failure(exc.__cause__, host, port or 5432, timeout, "PostgreSQL")
+            summary, hint = named.summary, named.hint
+        raise DependencyError(f"{mask_url(url)}: {summary}", hint=hint) from exc

@@ -1,0 +1,133 @@
+"""The SQL of the sync operations: what each reads and writes in the channel manager's tables.
+
+No orchestration here (see :mod:`pmsops.sync.operations`): each function takes an
+asyncpg connection and returns plain values.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+from pmsops.sync.adapters import AvailabilityRange, ExternalBooking, NightlyPrice
+
+
+def window(days: int) -> tuple[date, date]:
+    start = datetime.now(timezone.utc).date()
+    return start, start + timedelta(days=days)
+
+
+async def availability_ranges(conn, property_id, start: date, end: date) -> list[AvailabilityRange]:
+    """Collapse nights into ranges: booked (confirmed) nights are unavailable."""
+    booked_rows = await conn.fetch(
+        """SELECT check_in, check_out FROM bookings WHERE property_id = $1 AND status = 'confirmed'
+           AND stay && daterange($2, $3, '[)')""",
+        property_id, start, end,
+    )
+    stays = {r["night"]: (r["min_stay"], r["max_stay"]) for r in await conn.fetch(
+        "SELECT night, min_stay, max_stay FROM nightly_rates WHERE property_id = $1 AND night >= $2 AND night < $3", property_id, start, end)}
+    booked: set[date] = set()
+    for row in booked_rows:
+        night = max(row["check_in"], start)
+        while night < min(row["check_out"], end):
+            booked.add(night)
+            night += timedelta(days=1)
+    ranges: list[AvailabilityRange] = []
+    night = start
+    while night < end:
+        key = (night not in booked, *stays.get(night, (None, None)))
+        first = night
+        while night < end and (night not in booked, *stays.get(night, (None, None))) == key:
+            night += timedelta(days=1)
+        ranges.append(AvailabilityRange(first, night, key[0], key[1], key[2]))
+    return ranges
+
+
+async def nightly_prices(conn, property_id, start: date, end: date) -> list[NightlyPrice]:
+    rows = await conn.fetch(
+        "SELECT night, price, currency FROM nightly_rates WHERE property_id = $1 AND night >= $2 AND night < $3 ORDER BY night",
+        property_id, start, end,
+    )
+    return [NightlyPrice(r["night"], str(r["price"]), r["currency"].strip()) for r in rows]
+
+
+async def import_bookings(conn, property_id, platform: str, bookings: list[ExternalBooking]) -> dict[str, Any]:
+    """Upsert by (platform, external id); an overlap with a confirmed booking is stored as a conflict."""
+    import asyncpg
+
+    created = updated = unchanged = 0
+    conflicts: list[dict[str, Any]] = []
+    for booking in bookings:
+        status = booking.status if booking.status in ("confirmed", "tentative", "cancelled") else "confirmed"
+        args = (property_id, platform, booking.external_id, booking.guest_name, booking.check_in, booking.check_out)
+        try:
+            async with conn.transaction():
+                row = await conn.fetchrow(
+                    """INSERT INTO bookings (property_id, platform, external_id, guest_name, check_in, check_out, status)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7)
+                       ON CONFLICT (platform, external_id) DO UPDATE SET guest_name = EXCLUDED.guest_name,
+                           check_in = EXCLUDED.check_in, check_out = EXCLUDED.check_out, status = EXCLUDED.status, updated_at = now()
+                       WHERE (bookings.guest_name, bookings.check_in, bookings.check_out, bookings.status)
+                             IS DISTINCT FROM (EXCLUDED.guest_name, EXCLUDED.check_in, EXCLUDED.check_out, EXCLUDED.status)
+                       RETURNING (xmax = 0) AS inserted""",
+                    *args, status,
+                )
+        except asyncpg.ExclusionViolationError:
+            conflicts.append(await _store_conflict(conn, booking, property_id, platform))
+            continue
+        if row is None:
+            unchanged += 1
+        elif row["inserted"]:
+            created += 1
+        else:
+            updated += 1
+    return {"received": len(bookings), "created": created, "updated": updated, "unchanged": unchanged, "conflicts": conflicts}
+
+
+async def _store_conflict(conn, booking: ExternalBooking, property_id, platform: str) -> dict[str, Any]:
+    """Keep the overlapping booking (status 'conflict') and say which confirmed booking it hits."""
+    await conn.execute(
+        """INSERT INTO bookings (property_id, platform, external_id, guest_name, check_in, check_out, status)
+           VALUES ($1, $2, $3, $4, $5, $6, 'conflict')
+           ON CONFLICT (platform, external_id) DO UPDATE SET check_in = EXCLUDED.check_in, check_out = EXCLUDED.check_out,
+               status = 'conflict', updated_at = now()""",
+        property_id, platform, booking.external_id, booking.guest_name, booking.check_in, booking.check_out,
+    )
+    existing = await conn.fetchrow(
+        """SELECT id, platform, external_id FROM bookings WHERE property_id = $1 AND status = 'confirmed'
+           AND stay && daterange($2, $3, '[)') LIMIT 1""",
+        property_id, booking.check_in, booking.check_out,
+    )
+    return {
+        "external_id": booking.external_id, "check_in": booking.check_in.isoformat(), "check_out": booking.check_out.isoformat(),
+        "overlaps_booking_id": str(existing["id"]) if existing else None,
+        "overlaps": f"{existing['platform'] or 'direct'}:{existing['external_id']}" if existing and existing["external_id"] else None,
+    }
+
+
+CURSOR_OVERLAP = timedelta(minutes=10)
+"""Fetch a little before the last fetch began: imports are idempotent, clocks drift."""
+
+
+def bookings_cursor(row: dict[str, Any]) -> datetime | None:
+    """Where the next bookings pull starts: set only by bookings pulls, at fetch start.
+
+    Not ``last_sync_at``: a pricing push finishing after a pull would move that
+    forward, and the next pull would skip the bookings made in between."""
+    meta = row.get("platform_metadata") or {}
+    if isinstance(meta, str):
+        import json
+
+        meta = json.loads(meta)
+    value = meta.get("bookings_cursor") if isinstance(meta, dict) else None
+    try:
+        return datetime.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+async def save_bookings_cursor(conn, connection_id, when: datetime) -> None:
+    await conn.execute(
+        "UPDATE channel_connections SET platform_metadata = platform_metadata || jsonb_build_object('bookings_cursor', $2::text) WHERE id = $1",
+        connection_id, when.isoformat(),
+    )
