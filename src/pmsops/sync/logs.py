@@ -44,7 +44,7 @@ async def mark_running(db, task_id: str, details: dict[str, Any]) -> dict[str, A
     """``running`` with merged details (retry notices); a final ``success``/``cancelled`` is never
     reopened, nor a log whose stored ``retry_count`` is newer, nor a failure by a late notice."""
     return _row(await db.fetchrow(
-        f"""UPDATE channel_sync_logs SET status = 'running', error = NULL, details = details || $2::text::jsonb, updated_at = now()
+        f"""UPDATE channel_sync_logs SET status = 'running', error = NULL, details = details || $2::text::jsonb || '{{"in_flight": false}}'::jsonb, updated_at = now()
             WHERE task_id = $1 AND status <> ALL($3::text[])
               -- a late retry notice never reopens a log that moved on (a newer attempt, or a final failure)
               AND (COALESCE((details->>'retry_count')::int, 0) < COALESCE(($2::text::jsonb->>'retry_count')::int, 1000000)
@@ -61,13 +61,18 @@ CONNECTION_FIELDS = ("id", "agency_id", "property_id", "platform_type", "platfor
 async def start_running(db, task_id: str, connection_id, details: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
     """One round trip for a task's start: mark its log ``running`` (with the connection's
     platform and property) and load the connection, with its property's agency as
-    ``property_agency_id`` (the tenant check). Returns (connection or None, log found)."""
+    ``property_agency_id`` (the tenant check). Returns (connection or None, log found).
+    The log is marked ``in_flight`` until the attempt ends (success, failure or retry notice)."""
     row = await db.fetchrow(
         f"""WITH c AS (SELECT {', '.join('cc.' + f for f in CONNECTION_FIELDS)}, p.agency_id AS property_agency_id
                        FROM channel_connections cc LEFT JOIN properties p ON p.id = cc.property_id
                        WHERE cc.id = $2 AND cc.deleted_at IS NULL),
                  l AS (UPDATE channel_sync_logs SET status = 'running', error = NULL, updated_at = now(),
                            details = details || $3::text::jsonb || COALESCE((SELECT jsonb_build_object('platform', platform_type, 'property_id', property_id) FROM c), '{{}}'::jsonb)
+                               -- an attempt that starts while another is marked in flight: that one died or still runs
+                               -- (a redelivery); either may have reached the platform, so it is counted, not hidden
+                               || jsonb_build_object('in_flight', true, 'interrupted', COALESCE((details->>'interrupted')::int, 0)
+                                                     + CASE WHEN details->>'in_flight' = 'true' THEN 1 ELSE 0 END)
                        WHERE task_id = $1 AND status <> ALL(ARRAY['success', 'cancelled']) RETURNING id)
             SELECT (SELECT count(*) FROM l) AS logs_marked, c.* FROM (SELECT 1) AS one LEFT JOIN c ON true""",
         task_id, uuid.UUID(str(connection_id)), json.dumps(details),
@@ -79,7 +84,7 @@ async def start_running(db, task_id: str, connection_id, details: dict[str, Any]
 async def finish_success(db, task_id: str, connection_id, details: dict[str, Any]) -> None:
     """One round trip for a task's end: log ``success`` and the connection's ``last_sync_at``."""
     await db.execute(
-        """WITH s AS (UPDATE channel_sync_logs SET status = 'success', error = NULL, details = details || $2::text::jsonb, updated_at = now()
+        """WITH s AS (UPDATE channel_sync_logs SET status = 'success', error = NULL, details = details || $2::text::jsonb || '{"in_flight": false}'::jsonb, updated_at = now()
                       WHERE task_id = $1 RETURNING 1)
            UPDATE channel_connections SET last_sync_at = now(), updated_at = now() WHERE id = $3""",
         task_id, json.dumps(details), uuid.UUID(str(connection_id)),
@@ -89,7 +94,7 @@ async def finish_success(db, task_id: str, connection_id, details: dict[str, Any
 async def mark_failed(db, task_id: str, error: str, details: dict[str, Any]) -> dict[str, Any] | None:
     """``failed`` with the error text; a log that already succeeded stays successful."""
     return _row(await db.fetchrow(
-        f"""UPDATE channel_sync_logs SET status = 'failed', error = $2, details = details || $3::text::jsonb, updated_at = now()
+        f"""UPDATE channel_sync_logs SET status = 'failed', error = $2, details = details || $3::text::jsonb || '{{"in_flight": false}}'::jsonb, updated_at = now()
             WHERE task_id = $1 AND status <> 'success' RETURNING {_COLUMNS}""",
         task_id, error, json.dumps(details),
     ))

@@ -155,7 +155,7 @@ async def run_operation(runtime, operation: str, connection_id: str, attempt: At
             row = check_connection(row, connection_id)
             platform = row["platform_type"]
             adapter = adapter_for(platform, config.platform_url(platform), _platform_token(row, config.encryption_key), await runtime.http(),
-                                  config.platform_timeout)
+                                  config.platform_timeout, idempotency_key=attempt.task_id)
             handler = HANDLERS.get(operation)
             if handler is None:
                 raise ValidationFailed(f"unknown operation {operation!r}")

@@ -86,6 +86,12 @@ def broker_view(client, queues: Iterable[str] = ("celery",)) -> BrokerView:
     return view
 
 
+def worker_identity(hostname: str, app) -> str:
+    """``name@host#incarnation``: what a running log records and what the heartbeat proves alive
+    (a worker restarted under the same name is another incarnation: its predecessor's work is re-sent)."""
+    return f"{hostname}#{getattr(app, 'sync_incarnation', '')}"
+
+
 def heartbeat(client, hostname: str, ttl: float) -> None:
     client.set(HEARTBEAT_KEY.format(hostname), str(time.time()), px=int(ttl * 1000))
 

@@ -96,9 +96,10 @@ class SyncTask(Task):
         write_log(logs.mark_failed, task_id, error, details)
 
 
-def retry_countdown(settings, exc: SyncError, errors: int) -> float:
-    """The one countdown rule: ``max(Retry-After, backoff)``, never above the cap."""
-    wanted = settings.backoff(errors if not isinstance(exc, WAITS) else 0, random.random())
+def retry_countdown(settings, exc: SyncError, count: int) -> float:
+    """The one countdown rule: ``max(Retry-After, backoff(count))``, never above the cap
+    (``count`` is the number of earlier errors, or of earlier waits for a wait)."""
+    wanted = settings.backoff(count, random.random())
     if exc.retry_after:
         wanted = max(wanted, exc.retry_after)
     return min(wanted, settings.max_countdown)
@@ -111,8 +112,10 @@ def execute(task: SyncTask, connection_id: str, state: dict[str, Any]) -> dict[s
 
     runtime = get_runtime()
     settings = runtime.config
-    errors, since = int(state.get("_errors", 0)), float(state.get("_since") or time.time())
-    attempt = Attempt(task_id=task.request.id, retries=errors, worker=task.request.hostname or "",
+    errors, waits, since = int(state.get("_errors", 0)), int(state.get("_waits", 0)), float(state.get("_since") or time.time())
+    from pmsops.sync.outbox import worker_identity
+
+    attempt = Attempt(task_id=task.request.id, retries=errors, worker=worker_identity(task.request.hostname or "", task.app),
                       redelivered=bool((task.request.delivery_info or {}).get("redelivered")), resent=int(state.get("resent", 0)),
                       pushed_before=bool(state.get("_pushed")))
     try:
@@ -124,12 +127,14 @@ def execute(task: SyncTask, connection_id: str, state: dict[str, Any]) -> dict[s
         if not exc.transient:
             raise
         waiting = isinstance(exc, WAITS)
-        if not waiting:
+        if waiting:
+            waits += 1
+        else:
             errors += 1
         if (not waiting and errors > settings.max_retries) or (waiting and time.time() - since > settings.wait_max):
             exc.error_retries = errors - (0 if waiting else 1)
             raise
-        countdown = retry_countdown(settings, exc, errors - 1 if not waiting else 0)
+        countdown = retry_countdown(settings, exc, (errors if not waiting else waits) - 1)
         kind = "wait" if waiting else "retry"
         logger.warning("Retrying task %s after error (%s, countdown=%gs, retry=%d/%d): %s", task.request.id, kind, countdown, errors,
                        settings.max_retries, _error_text(exc))
@@ -137,7 +142,7 @@ def execute(task: SyncTask, connection_id: str, state: dict[str, Any]) -> dict[s
         if waiting:
             notice["waited_seconds"] = round(time.time() - since, 1)
         write_log(logs.mark_running, task.request.id, notice)
-        next_state = {**state, "_errors": errors, "_since": since}
+        next_state = {**state, "_errors": errors, "_waits": waits, "_since": since}
         if attempt.pushed:
             next_state["_pushed"] = True
         raise task.retry(args=[connection_id], kwargs=next_state, exc=exc, countdown=countdown)

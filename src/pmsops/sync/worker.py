@@ -71,8 +71,11 @@ def create_app(settings: SyncSettings, name: str = "pmsops", set_as_current: boo
     """A Celery app running the sync tasks with ``settings`` (its runtime gets the same settings)."""
     from pmsops.sync import runtime, tasks
 
+    import uuid
+
     app = Celery(name, set_as_current=set_as_current)
     app.sync_settings = settings
+    app.sync_incarnation = uuid.uuid4().hex[:8]  # a restarted worker with the same name is another worker
     app.conf.update(celery_config(settings))
     runtime.configure(settings)
     tasks.register(app)
@@ -120,7 +123,10 @@ class Sweeper(bootsteps.StartStopStep):
     def tick(self, worker) -> None:
         if not self.busy.acquire(blocking=False):
             return
-        threading.Thread(target=self._sweep_once, args=(worker.hostname, worker.app), name="pmsops-sweeper", daemon=True).start()
+        from pmsops.sync.outbox import worker_identity
+
+        identity = worker_identity(worker.hostname, worker.app)
+        threading.Thread(target=self._sweep_once, args=(identity, worker.app), name="pmsops-sweeper", daemon=True).start()
 
     def _sweep_once(self, hostname: str, app) -> None:
         try:

@@ -133,11 +133,12 @@ class HttpPlatformAdapter(PlatformAdapter):
     prices_path = "/listings/{listing}/prices"
     reservations_path = "/listings/{listing}/reservations"
 
-    def __init__(self, base_url: str, token: str | None, client, timeout: float = 30.0) -> None:
+    def __init__(self, base_url: str, token: str | None, client, timeout: float = 30.0, idempotency_key: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = token
         self._client = client
         self._timeout = timeout
+        self._idempotency_key = idempotency_key
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         import httpx
@@ -145,6 +146,10 @@ class HttpPlatformAdapter(PlatformAdapter):
         headers = {"Accept": "application/json"}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
+        if self._idempotency_key:
+            # the operation's task id: the same on every attempt, re-send and redelivery, so a platform
+            # that honours the header applies a duplicated push once (at-least-once on our side)
+            headers["Idempotency-Key"] = self._idempotency_key
         try:
             response = await self._client.request(method, self.base_url + path, headers=headers, timeout=self._timeout, **kwargs)
         except httpx.TimeoutException as exc:

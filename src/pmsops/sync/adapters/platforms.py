@@ -44,9 +44,10 @@ ADAPTERS: dict[str, type[HttpPlatformAdapter]] = {
 }
 
 
-def adapter_for(platform: str, base_url: str | None, token: str | None, client, timeout: float = 30.0) -> HttpPlatformAdapter:
+def adapter_for(platform: str, base_url: str | None, token: str | None, client, timeout: float = 30.0,
+                idempotency_key: str | None = None) -> HttpPlatformAdapter:
     if platform not in ADAPTERS:
         raise ValidationFailed(f"unknown platform {platform!r} (expected one of {', '.join(ADAPTERS)})")
     if not base_url:
         raise ValidationFailed(f"no API URL configured for {platform}: set PLATFORM_URL_{platform.upper()} or PLATFORM_BASE_URL")
-    return ADAPTERS[platform](base_url, token, client, timeout)
+    return ADAPTERS[platform](base_url, token, client, timeout, idempotency_key)
