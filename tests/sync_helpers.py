@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
@@ -138,3 +139,269 @@ def seed_cross_tenant_connection(database_url: str, platform: str = "airbnb") ->
 
     run(database_url, go)
     return {**ids, "intruder_agency_id": str(intruder)}
+
+
+# --- fault injection: a counting proxy in front of the platform, a restartable Redis, two workers ------------------
+
+class CountingProxy:
+    """A real HTTP proxy on loopback in front of the fake platform: counts what reaches the platform
+    per ``Idempotency-Key`` (the operation's task id) and answers faults by itself when told to."""
+
+    def __init__(self, upstream_url: str) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlsplit
+
+        proxy = self
+        self.lock = threading.Lock()
+        self.fault: tuple[int, float | None] | None = None
+        self.delay = 0.0  # seconds each forwarded call takes longer: keeps operations in flight
+        self.calls: list[dict[str, Any]] = []
+        upstream = urlsplit(upstream_url)
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self) -> None:
+                import http.client
+
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                key = self.headers.get("idempotency-key")
+                with proxy.lock:
+                    fault = proxy.fault
+                record = {"key": key, "method": self.command, "path": self.path, "at": time.time(), "account": self.path.split("/")[-2] if self.path.count("/") > 2 else None}
+                if fault is not None:
+                    status, retry_after = fault
+                    payload, headers = b'{"error":"injected"}', {"content-type": "application/json"}
+                    if retry_after is not None:
+                        headers["retry-after"] = str(retry_after)
+                    record.update(status=status, forwarded=False)
+                else:
+                    if proxy.delay:
+                        time.sleep(proxy.delay)
+                    conn = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=10)
+                    try:
+                        conn.request(self.command, self.path, body=body or None, headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
+                        response = conn.getresponse()
+                        payload, status = response.read(), response.status
+                        headers = {k: v for k, v in response.getheaders() if k.lower() in ("content-type", "retry-after")}
+                    finally:
+                        conn.close()
+                    record.update(status=status, forwarded=True)
+                with proxy.lock:
+                    proxy.calls.append(record)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_PUT = do_POST = _answer
+
+            def log_message(self, *args) -> None:
+                pass
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request, client_address) -> None:  # a killed worker hangs up mid-answer: expected here
+                pass
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def fail(self, status: int, retry_after: float | None = None) -> None:
+        with self.lock:
+            self.fault = (status, retry_after)
+
+    def heal(self) -> None:
+        with self.lock:
+            self.fault = None
+
+    def pushes(self) -> dict[str, int]:
+        """Operation → pushes the platform accepted (PUT answered 200 by the platform itself)."""
+        counts: dict[str, int] = {}
+        with self.lock:
+            for call in self.calls:
+                if call["forwarded"] and call["method"] == "PUT" and call["status"] == 200 and call["key"]:
+                    counts[call["key"]] = counts.get(call["key"], 0) + 1
+        return counts
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def restart_redis(server, down_seconds: float = 2.0, keep_data: bool = True) -> None:
+    """Stop a RedisServer (SIGTERM: an AOF is flushed), wait, start it again on the same port.
+    ``keep_data=False`` deletes its append-only files first: a Redis that lost its data."""
+    import shutil
+    import subprocess
+
+    from pmsops.sandbox.servers import _start_redis, _wait_port
+
+    server.proc.terminate()
+    try:
+        server.proc.wait(10)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+        server.proc.wait()
+    if not keep_data:
+        shutil.rmtree(server.workdir / "appendonlydir", ignore_errors=True)
+        for name in ("dump.rdb", "appendonly.aof"):
+            (server.workdir / name).unlink(missing_ok=True)
+    time.sleep(down_seconds)  # the fault itself: the broker is away this long
+    server.proc = _start_redis(server.workdir / "redis.conf", server.workdir)
+    _wait_port(server.port, 10, server.proc, "redis-server", server.workdir / "redis.log")
+
+
+FAULT_SYNCS = int(__import__("os").environ.get("PMSOPS_FAULT_SYNCS", "30"))
+"""Full syncs per fault scenario: 30 (90 operations) by default on two cores; PMSOPS_FAULT_SYNCS=150 runs issue #12's 450."""
+SETTLE_SECONDS = 150.0
+OPEN = ("triggered", "queued", "running")
+
+
+@dataclass
+class Figures:
+    """What #12 asks of every fault: from the database and the platform-side counts."""
+
+    operations: int
+    statuses: dict[str, int]
+    lost: list[str]
+    open: list[str]
+    duplicates: dict[str, int]
+    unrecorded_duplicates: list[str]
+    untrue: list[str]
+    leaked: list[str]
+
+    def summary(self) -> dict[str, Any]:
+        return {"operations": self.operations, "statuses": self.statuses, "lost": len(self.lost), "open": len(self.open),
+                "duplicates": sum(self.duplicates.values()), "unrecorded_duplicates": len(self.unrecorded_duplicates),
+                "untrue": len(self.untrue), "leaked": len(self.leaked)}
+
+
+def _recorded(details: dict[str, Any]) -> bool:
+    return bool(details.get("interrupted") or details.get("duplicate_push") or details.get("duplicate_deliveries") or details.get("redelivered"))
+
+
+def figures(database_url: str, task_ids: list[str], proxy: CountingProxy, secrets: tuple[str, ...] = ()) -> Figures:
+    import json
+
+    rows = logs_for(database_url, task_ids)
+    pushes = proxy.pushes()
+    statuses: dict[str, int] = {}
+    lost, still_open, untrue, leaked, unrecorded = [], [], [], [], []
+    duplicates = {t: n - 1 for t, n in pushes.items() if t in task_ids and n > 1}
+    for task_id, row in zip(task_ids, rows):
+        if row is None or row["details"].get("reaped"):
+            lost.append(task_id)
+            continue
+        statuses[row["status"]] = statuses.get(row["status"], 0) + 1
+        details = row["details"]
+        if row["status"] in OPEN:
+            still_open.append(task_id)
+        outbound = row["direction"] == "outbound"
+        if row["status"] == "failed" and pushes.get(task_id):
+            untrue.append(f"{task_id}: failed, but the platform accepted its push")
+        if row["status"] == "success" and outbound and not details.get("skipped") and not pushes.get(task_id):
+            untrue.append(f"{task_id}: success, but no push reached the platform")
+        if row["status"] == "failed" and not row["error"]:
+            untrue.append(f"{task_id}: failed without saying why")
+        if task_id in duplicates and not _recorded(details):
+            unrecorded.append(task_id)
+        text = json.dumps(details, default=str) + (row["error"] or "")
+        if any(secret and secret in text for secret in secrets):
+            leaked.append(task_id)
+    return Figures(len(task_ids), statuses, lost, still_open, duplicates, unrecorded, untrue, leaked)
+
+
+def wait_settled(database_url: str, task_ids: list[str], timeout: float = SETTLE_SECONDS) -> float:
+    """Seconds until no log of ``task_ids`` is open (raises after ``timeout``)."""
+    started = time.monotonic()
+
+    async def still_open(conn):
+        return await conn.fetchval("SELECT count(*) FROM channel_sync_logs WHERE task_id = ANY($1::text[]) AND status = ANY($2::text[])", task_ids, list(OPEN))
+
+    wait_until(lambda: run(database_url, still_open) == 0, timeout, f"operations still open after {timeout:g} s", interval=0.5)
+    return time.monotonic() - started
+
+
+def trigger_full_syncs(database_url: str, broker_url: str, connections: list[dict[str, Any]], count: int, per_second: float = 15.0) -> list[str]:
+    """``count`` full syncs round-robin over ``connections`` at ``per_second`` triggers; returns all task ids."""
+    from pmsops.sync.trigger import trigger_sync
+
+    send = sender_for(broker_url)
+    task_ids: list[str] = []
+
+    async def many(conn):
+        started = time.monotonic()
+        for n in range(count):
+            ids = connections[n % len(connections)]
+            triggered = await trigger_sync(conn, ids["connection_id"], "full", send=send)
+            task_ids.extend(triggered.task_ids)
+            pause = started + (n + 1) / per_second - time.monotonic()
+            if pause > 0:
+                await asyncio.sleep(pause)
+
+    run(database_url, many)
+    return task_ids
+
+
+@dataclass
+class FaultStack:
+    """Two real sync workers (threads ×4 and prefork ×2) on a restartable Redis, the platform behind a
+    counting proxy, and connections to sync: the setting of every #12 scenario."""
+
+    redis: Any
+    db: int
+    database_url: str
+    proxy: CountingProxy
+    env: dict[str, str]
+    connections: list[dict[str, Any]] = field(default_factory=list)
+    workers: dict[str, Any] = field(default_factory=dict)
+    output: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def broker(self) -> str:
+        return self.env["CELERY_BROKER_URL"]
+
+    def start(self, name: str, pool: str, concurrency: int, **extra: str):
+        from conftest import start_worker
+
+        self.workers[name] = start_worker(self.broker, name, app="pmsops.sync.worker:celery_app", concurrency=concurrency,
+                                          extra_env={**self.env, **extra}, pool=pool)
+        self.output[name] = WorkerOutput(self.workers[name])  # drained: a full stderr pipe would stall the worker
+        return self.workers[name]
+
+    def start_both(self) -> None:
+        self.start(f"threads{self.db}@faults", "threads", 4)
+        self.start(f"prefork{self.db}@faults", "prefork", 2)
+
+    def stop_all(self) -> None:
+        from conftest import stop_worker
+
+        for proc in self.workers.values():
+            stop_worker(proc)
+        self.workers.clear()
+
+
+def make_fault_stack(redis, db: int, database_url: str, platform_url: str, connections: int = 10,
+                     platforms: tuple[str, ...] = ("google", "expedia", "airbnb", "fewo_direkt"), **extra: str) -> FaultStack:
+    """Product defaults, except that the sweep runs on every worker as it would in production."""
+    from conftest import sync_worker_env
+
+    proxy = CountingProxy(platform_url)
+    env = sync_worker_env(redis, db, database_url, proxy.url)
+    env.pop("SYNC_RETRY_BASE")  # product defaults: 1 s, 2 s, 4 s
+    env.pop("SYNC_REAP_INTERVAL")  # product default: every 15 s
+    env.update(extra)
+    stack = FaultStack(redis, db, database_url, proxy, env)
+    stack.connections = [seed_connection(database_url, platform=platforms[n % len(platforms)], rates_days=3) for n in range(connections)]
+    return stack

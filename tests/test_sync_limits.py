@@ -130,3 +130,66 @@ def test_redis_outage_does_not_fail_a_push_that_succeeded():
         raise ConnectionError("Error 111 connecting to redis")
 
     assert asyncio.run(_best_effort(broken())) is None
+
+
+def test_half_open_circuit_lets_exactly_one_probe_through_at_a_time(redis_server, monkeypatch):
+    platform = "fewo_direkt"
+    monkeypatch.setitem(limits.LIMITS, platform, limits.PlatformLimits(1000, 1, 1000, 1, 2, 0.2))
+
+    async def go():
+        client = _redis(redis_server)
+        await client.delete(f"pmsops:circuit:{platform}")
+        try:
+            await limits.record(client, platform, success=False)  # open
+            deadline = asyncio.get_running_loop().time() + 5
+            while True:
+                try:
+                    await limits.admit(client, platform, "probe-wait", probe_lease=0.5)
+                    break  # the open window has passed: this call is the first probe
+                except CircuitOpen:
+                    assert asyncio.get_running_loop().time() < deadline
+                    await asyncio.sleep(0.02)
+            outcomes = await asyncio.gather(*(limits.admit(client, platform, f"a{n}", probe_lease=0.5) for n in range(20)), return_exceptions=True)
+            refused_while_probing = sum(isinstance(o, CircuitOpen) for o in outcomes)
+            await limits.record(client, platform, success=True)  # the probe reports: the next one may go
+            second = await asyncio.gather(*(limits.admit(client, platform, f"b{n}", probe_lease=0.5) for n in range(20)), return_exceptions=True)
+            return refused_while_probing, sum(not isinstance(o, BaseException) for o in second)
+        finally:
+            await client.aclose()
+
+    refused, admitted_after_report = asyncio.run(go())
+    assert (refused, admitted_after_report) == (20, 1)
+
+
+def test_a_probe_whose_worker_died_frees_the_half_open_circuit_after_its_lease(redis_server, monkeypatch):
+    platform = "expedia"
+    monkeypatch.setitem(limits.LIMITS, platform, limits.PlatformLimits(1000, 1, 1000, 1, 2, 0.05))
+
+    async def go():
+        client = _redis(redis_server)
+        await client.delete(f"pmsops:circuit:{platform}")
+        try:
+            await limits.record(client, platform, success=False)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 5
+            while True:  # the first admission after the open window is the probe (which then never reports)
+                try:
+                    await limits.admit(client, platform, "dead", probe_lease=0.3)
+                    break
+                except CircuitOpen:
+                    assert loop.time() < deadline
+                    await asyncio.sleep(0.02)
+            with pytest.raises(CircuitOpen) as caught:
+                await limits.admit(client, platform, "other", probe_lease=0.3)
+            while True:
+                try:
+                    await limits.admit(client, platform, "other", probe_lease=0.3)
+                    return caught.value.retry_after
+                except CircuitOpen:
+                    assert loop.time() < deadline
+                    await asyncio.sleep(0.02)
+        finally:
+            await client.aclose()
+
+    retry_after = asyncio.run(go())  # the lease ran out: another caller probes instead of waiting forever
+    assert 0 < retry_after <= 0.3

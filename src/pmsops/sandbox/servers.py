@@ -77,6 +77,7 @@ class RedisServer:
     port: int = 0
     workdir: Path | None = None
     proc: subprocess.Popen | None = None
+    appendonly: bool = False  # the reference stack persists queued messages, as the runbook's Coolify Redis does
 
     @property
     def url(self) -> str:
@@ -97,7 +98,7 @@ class RedisServer:
         safefile.write_text(  # paths quoted too: a newline in a directory name must not add a directive
             conf,
             f"port {self.port}\nbind {LOOPBACK}\nrequirepass {_redis_conf_quote(self.password)}\n"
-            f'save ""\nappendonly no\ndir {_redis_conf_quote(str(self.workdir))}\nlogfile {_redis_conf_quote(str(log))}\n',
+            f'save ""\nappendonly {"yes" if self.appendonly else "no"}\nappendfsync everysec\ndir {_redis_conf_quote(str(self.workdir))}\nlogfile {_redis_conf_quote(str(log))}\n',
             "redis.conf",
         )
         os.close(safefile.open_append(log))  # 0600 before redis-server opens it

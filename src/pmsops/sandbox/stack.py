@@ -208,7 +208,7 @@ class Sandbox:
         from pmsops.sync.crypto import generate_key
 
         redis_password = special_password()
-        redis = RedisServer(redis_password, workdir=self._create(state, "redis")).start()
+        redis = RedisServer(redis_password, workdir=self._create(state, "redis"), appendonly=True).start()
         state["components"]["redis"] = {"pid": redis.proc.pid, "started": _start_time(redis.proc.pid), "port": redis.port, "workdir": str(redis.workdir)}
         self.save(state)
         progress(f"redis-server on 127.0.0.1:{redis.port} (requirepass with special characters)")

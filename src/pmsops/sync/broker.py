@@ -14,18 +14,73 @@ waiting for their countdown) left in the ``unacked`` hash until the visibility t
 The fix keeps what the channel needs to reach Redis (its connection parameters) once
 it has computed them, so a channel closed after its transport was detached still
 restores its unacked messages to the queue (when Redis is back) or fails with a
-connection error Celery recovers from (when it is not).
+connection error (when it is not).
+
+That second case needs a second fix: Celery drops every message it held when the
+connection is lost (its timer of retry countdowns and its reserved requests are
+cleared), and kombu's restore at channel close cannot reach a Redis that is down —
+so those messages would sit in the ``unacked`` hash (persisted by ``appendonly yes``)
+until the visibility timeout, 15 minutes later. :class:`QoS` remembers the delivery
+tags it could not restore, and the next channel of the process (after the reconnect)
+restores them to their queue first: a retry waiting for its countdown keeps its place.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
 
+log = logging.getLogger("pmsops.sync.broker")
+
+_unrestored: set[str] = set()
+_unrestored_lock = threading.Lock()
+"""Delivery tags this process held when its broker connection was lost, not yet put back in their queue."""
+
+
+class QoS(kombu_redis.QoS):
+    """kombu's Redis ack emulation; a restore the broker was too far away for is remembered, not lost."""
+
+    def restore_unacked(self, client=None):
+        tags = list(self._delivered)
+        try:
+            return super().restore_unacked(client)
+        except Exception as exc:  # noqa: BLE001 - the broker is away: restore after the reconnect
+            if not isinstance(exc, tuple(self.channel.connection_errors) + (OSError,)):
+                raise
+            with _unrestored_lock:
+                _unrestored.update(tags)
+            self._delivered.clear()
+            log.warning("Broker unreachable: %d held message(s) will be put back in their queue after the reconnect", len(tags))
+            return None
+
+    def restore_remembered(self) -> int:
+        """Put back the messages a lost connection left in the unacked hash; returns how many."""
+        with _unrestored_lock:
+            tags = sorted(_unrestored)
+        restored = 0
+        for tag in tags:
+            self.restore_by_tag(tag, leftmost=True)
+            with _unrestored_lock:
+                _unrestored.discard(tag)
+            restored += 1
+        return restored
+
 
 class Channel(kombu_redis.Channel):
-    """kombu's Redis channel that remembers its connection parameters."""
+    """kombu's Redis channel that remembers its connection parameters and restores what a lost
+    connection left behind."""
+
+    QoS = QoS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if _unrestored and self.ack_emulation:
+            restored = self.qos.restore_remembered()
+            if restored:
+                log.warning("Put %d message(s) held before the broker connection was lost back in their queue", restored)
 
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
         saved: dict[bool, dict[str, Any]] = self.__dict__.setdefault("_pmsops_connparams", {})
