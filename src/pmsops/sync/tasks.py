@@ -158,7 +158,7 @@ def register(app) -> dict[str, Task]:
 
         run.__doc__ = doc
         run.__name__ = name.rsplit(".", 1)[-1]
-        return app.task(base=SyncTask, bind=True, name=name, operation=operation)(run)
+        return app.task(base=SyncTask, bind=True, name=name, operation=operation, shared=False)(run)
 
     tasks = {
         "availability": operation_task(AVAILABILITY_TASK, "availability", "Push the property's availability (booked nights closed) to the platform."),
@@ -166,7 +166,7 @@ def register(app) -> dict[str, Task]:
         "bookings": operation_task(BOOKINGS_TASK, "bookings", "Import the platform's reservations; overlaps are stored as conflicts."),
     }
 
-    @app.task(bind=True, name=FULL_SYNC_TASK, ignore_result=True, acks_late=True)
+    @app.task(bind=True, name=FULL_SYNC_TASK, ignore_result=True, acks_late=True, shared=False)
     def full_sync(self, connection_id: str, **_: Any) -> dict[str, Any]:
         """Trigger the three operations under one batch id (for schedules; the API triggers directly)."""
         from pmsops.sync.runtime import get_runtime

@@ -63,6 +63,21 @@ def check_environment(settings: Settings) -> Result:
     return results.ok("environment", f"all {len(WORKER_REQUIRED_VARIABLES)} required variables set", notes=notes)
 
 
+def check_sync_config(settings: Settings) -> Result:
+    """The sync settings parse, and no retry countdown can outlast the broker's visibility timeout."""
+    from pmsops.sync.config import ConfigError, SyncSettings
+
+    try:
+        sync = SyncSettings.from_env(settings.env)
+    except ConfigError as exc:
+        return results.fail("sync-config", exc.message, hint="fix the variable; the worker refuses to start with it (exit 2)")
+    problems = sync.invariant_violations()
+    if problems:
+        return results.fail("sync-config", problems[0], hint="raise CELERY_VISIBILITY_TIMEOUT, or lower SYNC_RETRY_BACKOFF_MAX / CELERY_TIME_LIMIT")
+    return results.ok("sync-config", f"visibility timeout {sync.visibility_timeout:g} s > hard time limit {sync.hard_time_limit:g} s "
+                                     f"+ longest countdown {sync.max_countdown:g} s")
+
+
 def check_redis_agreement(settings: Settings) -> Result:
     from pmsops.checks.urls import check_redis_urls
 
@@ -139,7 +154,7 @@ def worker_check(settings: Settings, expect_tasks: list[str] | None = None, dest
     from pmsops.urlread import environment_pairs, read_all
 
     read_all(environment_pairs(settings.env, broker_clients=("kombu", "redis-py")))  # misread URLs: exit 2, before any check
-    out = [check_user(allow_root), check_environment(settings), check_redis_agreement(settings)]
+    out = [check_user(allow_root), check_environment(settings), check_sync_config(settings), check_redis_agreement(settings)]
     out += run_check("network", lambda: check_network(settings, timeout))
     out[2:2] = run_check("timezone", check_timezone)  # after environment; Celery cannot start without zone data
     broker = settings.get("CELERY_BROKER_URL")
