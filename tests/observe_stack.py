@@ -43,7 +43,7 @@ def _trigger_full_syncs(env: dict[str, str], platform: str, count: int) -> list[
 
 def _retrying_behind_the_breaker(env: dict[str, str], task_ids: list[str]) -> bool:
     """Every operation has failed and is waiting for its retry behind the open breaker."""
-    from pmsops.sync.admin import with_connection
+    from pmsops.sync.maintenance import with_connection
 
     async def count(conn) -> int:
         return await conn.fetchval("SELECT count(*) FROM channel_sync_logs WHERE task_id = ANY($1::text[]) AND details->>'error_type' = 'circuit_open'", task_ids)

@@ -25,14 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
-from pmsops.errors import UsageError
 
 T = TypeVar("T")
-_SCHEMES = ("postgresql", "postgres")
 
 
 class DatabaseFailure(Exception):
@@ -43,27 +40,13 @@ class DatabaseFailure(Exception):
         self.kind, self.message, self.permanent = kind, message, permanent
 
 
-def normalise_dsn(url: str) -> tuple[str, str | None]:
-    """An asyncpg DSN and a note when we had to change the scheme."""
-    match = re.match(r"^([A-Za-z][A-Za-z0-9+.\-]*)://", url.strip())
-    if not match:
-        raise UsageError("DATABASE_URL is not a URL (expected postgresql://USER:PASSWORD@HOST:5432/DB)")
-    scheme = match.group(1).lower()
-    base, _, driver = scheme.partition("+")
-    if base not in _SCHEMES:
-        raise UsageError(f"unknown database scheme '{scheme}://' (expected postgresql://, postgres:// or postgresql+asyncpg://)")
-    try:
-        from urllib.parse import urlsplit
+def normalise_dsn(url: str, name: str = "DATABASE_URL") -> tuple[str, str | None]:
+    """The DSN asyncpg gets and a note when we had to change the scheme; :class:`UsageError` when
+    asyncpg would misread or reject the URL (read by asyncpg's own parser, see :mod:`pmsops.urlread`)."""
+    from pmsops.urlread import asyncpg_dsn, read_url
 
-        urlsplit(url.strip()).port
-    except ValueError as exc:
-        from pmsops.urls import _sanitise_parser_error
-
-        # the parser quotes the piece it choked on, often a piece of the password: not shown
-        raise UsageError(f"DATABASE_URL does not parse: {_sanitise_parser_error(exc)} (URL-encode special characters in the password)") from None
-    if driver:
-        return "postgresql://" + url.strip()[match.end():], f"normalised {scheme}:// (SQLAlchemy style) to postgresql:// for asyncpg"
-    return url.strip(), None
+    read_url(url, "asyncpg", name)
+    return asyncpg_dsn(url)
 
 
 async def init_connection(conn) -> None:
@@ -112,8 +95,7 @@ def classify(exc: BaseException) -> DatabaseFailure | None:
         return DatabaseFailure("auth", f"authentication failed: {exc}", permanent=True)
     if isinstance(exc, asyncpg.InvalidCatalogNameError):
         return DatabaseFailure("no-database", f"database does not exist: {exc}", permanent=True)
-    if isinstance(exc, asyncpg.TooManyConnectionsError) or ("too many" in str(exc).lower() and "connection" in str(exc).lower()
-                                                            and isinstance(exc, asyncpg.PostgresError)):
+    if isinstance(exc, asyncpg.TooManyConnectionsError) or ("too many" in str(exc).lower() and "connection" in str(exc).lower()):
         return DatabaseFailure("too-many", f"too many connections: {exc}")
     if isinstance(exc, asyncpg.CannotConnectNowError):
         return DatabaseFailure("starting", f"not accepting connections yet: {exc}")
@@ -159,15 +141,10 @@ def run_sync(url: str, fn: Callable[[Any], Awaitable[T]], timeout: float = 10.0)
     try:
         return asyncio.run(go())
     except DatabaseFailure as exc:
+        from pmsops.checks.db import _classify_db_error, read_database_url
         from pmsops.errors import DependencyError
-        from pmsops.urls import mask_url
+        from pmsops.urlread import mask_url
 
-        summary, hint = exc.message, "check DATABASE_URL (pmsops check db)"
-        if exc.kind in ("unavailable", "timeout") and exc.__cause__ is not None:
-            from pmsops.checks.failures import classify as name_network_failure
-            from pmsops.urls import host_of
-
-            host, port = host_of(url)
-            named = name_network_failure(exc.__cause__, host, port or 5432, timeout, "PostgreSQL")
-            summary, hint = named.summary, named.hint
+        host, port = read_database_url(url).address.endpoint
+        _, summary, hint = _classify_db_error(exc.__cause__ or exc, host, port or 5432, timeout)
         raise DependencyError(f"{mask_url(url)}: {summary}", hint=hint) from exc

@@ -12,6 +12,7 @@ import time
 
 from pmsops import results
 from pmsops.checks.failures import classify
+from pmsops.database import connect, normalise_dsn  # noqa: F401 - the one home of both; re-exported for the CLI
 from pmsops.errors import UsageError
 from pmsops.results import Result, Stopwatch
 from pmsops.urlread import Reading, asyncpg_dsn, mask_url, read_url
@@ -19,40 +20,28 @@ from pmsops.urlread import Reading, asyncpg_dsn, mask_url, read_url
 LATENCY_WARN_MS = 500.0
 """The contract's alert threshold for the database."""
 
-def normalise_dsn(url: str, name: str = "DATABASE_URL") -> tuple[str, str | None]:
-    """The DSN asyncpg gets and a note when we had to change the scheme; :class:`UsageError` when
-    asyncpg would misread or reject the URL (read by asyncpg's own parser, see :mod:`pmsops.urlread`)."""
-    read_url(url, "asyncpg", name)
-    return asyncpg_dsn(url)
-
-
 def read_database_url(url: str, name: str = "DATABASE_URL") -> Reading:
     """DATABASE_URL as asyncpg reads it: addresses (first host, socket, fallback), user, database."""
     return read_url(url, "asyncpg", name)
 
 
-async def connect(url: str, timeout: float):
-    """An asyncpg connection that cannot wait longer than ``timeout`` (asyncpg's default is 60 s)."""
-    import asyncpg
-
-    dsn, _ = normalise_dsn(url)
-    return await asyncio.wait_for(
-        asyncpg.connect(dsn, timeout=timeout, command_timeout=timeout, statement_cache_size=0),
-        timeout + 0.5,
-    )
+_HINTS = {
+    "auth": "the user or password in DATABASE_URL is wrong (URL-encode special characters in the password) or pg_hba.conf rejects this host",
+    "too-many": "the server's max_connections is exhausted: look for leaked connections (workers opening one per update), or use the pooler",
+    "no-database": "check the database name at the end of DATABASE_URL",
+    "timeout": "PostgreSQL is black-holed (wrong network, firewall) or overloaded",
+}
 
 
 def _classify_db_error(exc: BaseException, host, port, timeout: float) -> tuple[str, str, str]:
-    import asyncpg
+    """The failure named by :func:`pmsops.database.classify`, with the runbook's hint."""
+    from pmsops.database import classify as classify_database
 
-    if isinstance(exc, (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError)):
-        return "auth", f"authentication failed: {exc}", "the user or password in DATABASE_URL is wrong (URL-encode special characters in the password) or pg_hba.conf rejects this host"
-    if isinstance(exc, asyncpg.TooManyConnectionsError) or "too many" in str(exc).lower() and "connection" in str(exc).lower():
-        return "too-many", f"too many connections: {exc}", "the server's max_connections is exhausted: look for leaked connections (workers opening one per update), or use the pooler"
-    if isinstance(exc, asyncpg.InvalidCatalogNameError):
-        return "no-database", f"database does not exist: {exc}", "check the database name at the end of DATABASE_URL"
-    if isinstance(exc, asyncio.TimeoutError) or isinstance(exc, TimeoutError):
-        return "timeout", f"no answer from {host}:{port} within {timeout:g} s", "PostgreSQL is black-holed (wrong network, firewall) or overloaded"
+    named = classify_database(exc)
+    if named is not None and named.kind in ("auth", "too-many", "no-database"):
+        return named.kind, named.message, _HINTS[named.kind]
+    if named is not None and named.kind == "timeout":
+        return "timeout", f"no answer from {host}:{port} within {timeout:g} s", _HINTS["timeout"]
     failure = classify(exc, host, port, timeout, "PostgreSQL")
     hint = failure.hint
     if failure.kind == "dns":

@@ -77,7 +77,7 @@ def report(
 
     from pmsops.errors import UsageError
     from pmsops.observe.report import Options, context_name as make_context, make_report
-    from pmsops.sync.admin import parse_duration
+    from pmsops.sync.maintenance import parse_duration
 
     try:
         since_seconds = parse_duration(since)

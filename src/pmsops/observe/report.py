@@ -681,7 +681,7 @@ def html_page(payload: dict[str, Any], sections: list[Section], evidence: dict[s
 
 
 def _since_seconds(payload: dict[str, Any]) -> float:
-    from pmsops.sync.admin import parse_duration
+    from pmsops.sync.maintenance import parse_duration
 
     return parse_duration(payload.get("since") or "60m")
 

@@ -375,7 +375,12 @@ class Collector:
 
     def _syncs(self, box: _Box | None) -> dict[str, Any]:
         from pmsops.sync import PLATFORMS
-        from pmsops.sync.config import MAX_RETRIES
+        from pmsops.sync.config import ConfigError, SyncSettings
+
+        try:
+            max_retries = SyncSettings.from_env().max_retries
+        except ConfigError:
+            max_retries = SyncSettings().max_retries  # a bad value is the worker's to report (worker-check): show the default
 
         error = self._db_error(box)
         if error:
@@ -392,7 +397,7 @@ class Collector:
                 except ValueError:
                     next_in = None
             recent.append({"operation": row["operation_type"], "connection_id": row["connection_id"], "platform": row.get("platform"),
-                           "status": row["status"], "retry": retry, "max_retries": MAX_RETRIES, "error_type": row.get("error_type"),
+                           "status": row["status"], "retry": retry, "max_retries": max_retries, "error_type": row.get("error_type"),
                            "next_retry_in_s": round(next_in, 1) if next_in is not None else None, "error": redact(row.get("error") or "") or None,
                            "task_id": row.get("task_id"), "age_s": round(now - row["created_at"], 1)})
         return {"recent": recent, "per_platform": _per_platform(data.get("buckets") or [], PLATFORMS, self.options.bucket_seconds), "error": None}

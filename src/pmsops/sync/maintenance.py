@@ -60,7 +60,7 @@ def live_task_ids(broker_url: str | None, timeout: float = 5.0) -> list[str]:
         view = broker_view(client)
     except (redis.RedisError, OSError) as exc:
         from pmsops.errors import DependencyError
-        from pmsops.urls import mask_url
+        from pmsops.urlread import mask_url
 
         raise DependencyError(f"{mask_url(broker_url)}: cannot read the queue ({type(exc).__name__})",
                               hint="sync reap only marks logs the broker no longer holds: it needs CELERY_BROKER_URL") from None

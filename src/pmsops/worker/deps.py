@@ -70,7 +70,7 @@ def _protocol(dep: Dependency, timeout: float) -> Probe:
 def _postgres_protocol(dep: Dependency, timeout: float) -> Probe:
     import asyncpg
 
-    from pmsops.checks.db import connect
+    from pmsops.database import classify, connect
 
     async def select_one() -> None:
         conn = await connect(dep.url, timeout)
@@ -81,13 +81,15 @@ def _postgres_protocol(dep: Dependency, timeout: float) -> Probe:
 
     try:
         asyncio.run(select_one())
-    except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError) as exc:
-        return Probe(False, "protocol", f"PostgreSQL rejected the credentials: {exc}", permanent=True)
-    except asyncpg.InvalidCatalogNameError as exc:
-        return Probe(False, "protocol", f"database does not exist: {exc}", permanent=True)
-    except (asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError) as exc:
-        return Probe(False, "protocol", f"PostgreSQL not accepting connections yet: {exc}")
     except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        named = classify(exc)  # the one mapping of driver errors (pmsops.database)
+        kind = named.kind if named is not None else None
+        if kind == "auth":
+            return Probe(False, "protocol", f"PostgreSQL rejected the credentials: {exc}", permanent=True)
+        if kind == "no-database":
+            return Probe(False, "protocol", f"database does not exist: {exc}", permanent=True)
+        if kind in ("starting", "too-many"):
+            return Probe(False, "protocol", f"PostgreSQL not accepting connections yet: {exc}")
         return Probe(False, "protocol", f"PostgreSQL not ready: {type(exc).__name__}: {exc}")
     return Probe(True, "ready", "SELECT 1 ok")
 
