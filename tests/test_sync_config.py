@@ -89,3 +89,11 @@ def test_a_second_app_from_the_factory_runs_as_an_embedded_worker(redis_server, 
         sender_for(broker)("pmsops.sync.pricing_push", ids["connection_id"], task_id)
         [log] = wait_final(sync_db, [task_id], timeout=20)
     assert (log["status"], log["details"]["worker"].split("#")[1]) == ("success", app.sync_incarnation)
+
+
+def test_wait_for_deps_switch_with_an_unknown_word_is_bad_input_not_on(cli, monkeypatch):
+    monkeypatch.setenv("WORKER_WAIT_FOR_DEPS", "maybe")
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    result = cli("wait-for-deps", "--timeout", "0.2")
+    assert result.exit_code == 2
+    assert "WORKER_WAIT_FOR_DEPS must be true or false, got 'maybe'" in result.output

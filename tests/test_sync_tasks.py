@@ -244,3 +244,20 @@ def test_a_late_retry_notice_does_not_reopen_a_failed_log(sync_db):
     run(sync_db, lambda c: c.execute("INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, details) VALUES ($1::uuid, 'pricing_update', 'failed', 'late-notice', '{\"retry_count\": 3}')", ids["connection_id"]))
     assert run(sync_db, lambda c: mark_running(c, "late-notice", {"retry_count": 3, "next_retry_seconds": 4})) is None
     assert logs_for(sync_db, ["late-notice"])[0]["status"] == "failed"
+
+
+def test_a_redelivered_task_of_a_finished_operation_does_not_push_again(sync_db, sync_worker, fake_platform):
+    from sync_helpers import sender_for
+
+    ids = seed_connection(sync_db, platform="google")
+    triggered = trigger(sync_db, sync_worker["CELERY_BROKER_URL"], ids["connection_id"], "availability")
+    [first] = wait_final(sync_db, triggered.task_ids)
+    assert first["status"] == "success", first
+    sender_for(sync_worker["CELERY_BROKER_URL"])("pmsops.sync.availability_push", ids["connection_id"], triggered.task_ids[0])  # the same message again
+
+    from sync_helpers import logs_for, wait_until
+
+    [again] = wait_until(lambda: [r for r in logs_for(sync_db, triggered.task_ids) if r["details"].get("duplicate_deliveries")], 20,
+                         "the second delivery was never recorded")
+    assert (again["status"], again["details"]["duplicate_deliveries"]) == ("success", 1)
+    assert len([c for c in fake_platform.received("availability") if c["listing"] == ids["listing"]]) == 1

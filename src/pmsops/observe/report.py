@@ -365,7 +365,7 @@ SYNC_EVIDENCE_QUERIES = {
                extract(epoch FROM min(l.created_at))::float8 AS first_at
         FROM channel_sync_logs l LEFT JOIN channel_connections c ON c.id = l.connection_id
         WHERE l.status = ANY(ARRAY['triggered', 'queued', 'running']) AND l.created_at > now() - make_interval(secs => $1::float8)
-          AND COALESCE((l.details->>'retry_count')::int, 0) > 0
+          AND (COALESCE((l.details->>'retry_count')::int, 0) > 0 OR l.details ? 'next_retry_seconds')  -- waits (open breaker) spend no retry
         GROUP BY 1 ORDER BY first_at""",
 }
 

@@ -391,7 +391,7 @@ class Collector:
         for row in data.get("recent") or []:
             retry = int(row["retry_count"]) if (row.get("retry_count") or "").isdigit() else 0
             next_in = None
-            if row["status"] in ("running", "triggered", "queued") and row.get("next_retry_seconds") and retry:
+            if row["status"] in ("running", "triggered", "queued") and row.get("next_retry_seconds"):  # a wait behind a breaker spends no retry
                 try:
                     next_in = max(0.0, row["updated_at"] + float(row["next_retry_seconds"]) - now)
                 except ValueError:
