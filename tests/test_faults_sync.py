@@ -196,10 +196,9 @@ def test_platform_5xx_then_429_then_healthy_every_sync_completes_and_waits_spend
     s.proxy.fail(503)
     task_ids = trigger_full_syncs(s.database_url, s.broker, s.connections, FAULT_SYNCS)
     wait_until(lambda: len(s.proxy.calls) >= 20, 30, "the platform saw no calls")
-    started = time.monotonic()
-    wait_until(lambda: time.monotonic() - started >= 10, 11, "")  # 5xx for 10 s in all
+    time.sleep(10)  # the fault itself: 5xx for 10 s
     s.proxy.fail(429, retry_after=2)
-    wait_until(lambda: time.monotonic() - started >= 15, 6, "")  # then 429 with Retry-After for 5 s
+    time.sleep(5)  # then 429 with Retry-After for 5 s
     s.proxy.heal()
     wait_settled(s.database_url, task_ids)
     found = assert_figures(s, task_ids)

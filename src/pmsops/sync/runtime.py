@@ -128,6 +128,16 @@ _settings: SyncSettings | None = None
 _lock = threading.Lock()
 
 
+def _after_fork_in_child() -> None:
+    """A child forked while another thread held the lock (or ran the loop) starts clean."""
+    global _runtime, _lock
+    _lock = threading.Lock()
+    _runtime = None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def configure(settings: SyncSettings) -> None:
     """The settings the next runtime of this process is built with (the app factory calls this)."""
     global _settings
