@@ -102,13 +102,14 @@ def test_sigkill_of_a_worker_then_restart_runs_its_operations_again_within_two_m
     s.proxy.delay = 0.3
     task_ids = trigger_full_syncs(s.database_url, s.broker, s.connections, FAULT_SYNCS)
     name = f"threads{s.db}@faults"
-    held = wait_until(lambda: _running(s.database_url, task_ids, "threads"), 30, "no operation running on the threads worker")
+    wait_until(lambda: _running(s.database_url, task_ids, "threads"), 30, "no operation running on the threads worker")
     os.killpg(s.workers[name].pid, signal.SIGKILL)
     s.workers[name].wait()
     killed_at = time.monotonic()
+    orphaned = [r["task_id"] for r in _running(s.database_url, task_ids, "threads")]  # what the dead worker held, as the log says
+    assert orphaned, "the killed worker held no operation"
     s.proxy.delay = 0.0
     s.start(name, "threads", 4)  # the same name again: a new incarnation, its predecessor's work is re-sent
-    orphaned = [r["task_id"] for r in held]
     wait_until(lambda: all(r["status"] == "success" for r in logs_for(s.database_url, orphaned)), 120,
                "the killed worker's operations did not run again within 2 minutes (default settings)", interval=0.5)
     recovered = time.monotonic() - killed_at
