@@ -193,7 +193,8 @@ async def _adopt_orphan_task(conn, operation: str, connection: dict[str, Any], a
 async def _availability(runtime, conn, row: dict[str, Any], adapter, attempt: Attempt) -> dict[str, Any]:
     start, end = store.window(runtime.config.window_days)
     ranges = await store.availability_ranges(conn, row["property_id"], start, end)
-    await _call_platform(runtime, row["platform_type"], str(row["id"]), lambda: adapter.push_availability(row["platform_listing_id"], ranges), attempt)
+    push = lambda: adapter.push_availability(row["platform_listing_id"], ranges)  # noqa: E731
+    await _call_platform(runtime, row["platform_type"], str(row["id"]), push, attempt)
     return {"start_date": start.isoformat(), "end_date": end.isoformat(), "ranges": len(ranges),
             "unavailable_nights": sum((r.end - r.start).days for r in ranges if not r.available)}
 
