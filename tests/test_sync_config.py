@@ -84,10 +84,15 @@ def test_a_second_app_from_the_factory_runs_as_an_embedded_worker(redis_server, 
                                       "PLATFORM_BASE_URL": fake_platform.url, "SYNC_REAP_INTERVAL": "0"})
     app = create_app(settings, name="embedded")
     ids = seed_connection(sync_db, platform="google")
-    with start_worker(app, pool="threads", concurrency=1, perform_ping_check=False, shutdown_timeout=10):
-        task_id = "embedded-" + ids["connection_id"]
-        sender_for(broker)("pmsops.sync.pricing_push", ids["connection_id"], task_id)
-        [log] = wait_final(sync_db, [task_id], timeout=20)
+    from pmsops.sync.runtime import close_runtime
+
+    try:
+        with start_worker(app, pool="threads", concurrency=1, perform_ping_check=False, shutdown_timeout=10):
+            task_id = "embedded-" + ids["connection_id"]
+            sender_for(broker)("pmsops.sync.pricing_push", ids["connection_id"], task_id)
+            [log] = wait_final(sync_db, [task_id], timeout=20)
+    finally:
+        close_runtime()  # this process's loop, pool and HTTP client: no connection left open to the session's servers
     assert (log["status"], log["details"]["worker"].split("#")[1]) == ("success", app.sync_incarnation)
 
 
