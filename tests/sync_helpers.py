@@ -80,9 +80,17 @@ def logs_for(database_url: str, task_ids: list[str]) -> list[dict[str, Any]]:
 
 
 def wait_final(database_url: str, task_ids: list[str], timeout: float = 30.0) -> list[dict[str, Any]]:
+    from pmsops.errors import DependencyError
+
     deadline = time.monotonic() + timeout
     while True:
-        rows = logs_for(database_url, task_ids)
+        try:
+            rows = logs_for(database_url, task_ids)
+        except DependencyError:  # a database just restarted answers "starting up" for a moment
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+            continue
         if all(r and r["status"] in ("success", "failed", "cancelled") for r in rows) or time.monotonic() > deadline:
             return rows
         time.sleep(0.2)
