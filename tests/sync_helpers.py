@@ -337,7 +337,15 @@ def wait_settled(database_url: str, task_ids: list[str], timeout: float = SETTLE
     async def still_open(conn):
         return await conn.fetchval("SELECT count(*) FROM channel_sync_logs WHERE task_id = ANY($1::text[]) AND status = ANY($2::text[])", task_ids, list(OPEN))
 
-    wait_until(lambda: run(database_url, still_open) == 0, timeout, f"operations still open after {timeout:g} s", interval=0.5)
+    def settled() -> bool:
+        from pmsops.errors import DependencyError
+
+        try:
+            return run(database_url, still_open) == 0
+        except DependencyError:  # the database is still starting up after the fault
+            return False
+
+    wait_until(settled, timeout, f"operations still open after {timeout:g} s", interval=0.5)
     return time.monotonic() - started
 
 
