@@ -176,7 +176,7 @@ def test_sync_reap_leaves_operations_that_are_still_queued_open(cli, redis_serve
         run(sync_db, lambda c: c.execute(insert, ids["connection_id"], task_id))
     sender_for(broker)("pmsops.sync.availability_push", ids["connection_id"], queued)
     monkeypatch.setenv("CELERY_BROKER_URL", broker)
-    result = cli("sync", "reap", "--older-than", "5s", "--database-url", sync_db, "--connection", ids["connection_id"])
+    result = cli("sync", "reap", "--older-than", "5s", "--database-url", sync_db, "--connection", ids["connection_id"], "--yes")
     assert result.exit_code == 0, result.output
     assert "marked 1 stale log(s) failed" in result.stdout
     statuses = {r["task_id"]: r["status"] for r in logs_for(sync_db, [queued, lost])}
