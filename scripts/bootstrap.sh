@@ -14,6 +14,9 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
   need+=(postgresql)
 fi
 command -v make >/dev/null 2>&1 || need+=(make)
+# the production-variant tests: PgBouncer in front of the test PostgreSQL, openssl next to TLS redis-server/PostgreSQL
+command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || need+=(pgbouncer)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # the report tests open report.html in a real headless browser
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || need+=(chromium)
 command -v "$PYTHON" >/dev/null 2>&1 || need+=(python3)

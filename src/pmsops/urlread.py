@@ -320,8 +320,11 @@ def _map_parser_error(exc: BaseException, client: str) -> str:
         return "accepts only postgresql:// and postgres://"
     if "no such transport" in lowered:
         return "has no transport for this scheme"
+    if "invalid ssl certificate requirements flag" in lowered:
+        return "rejects the ssl_cert_reqs value: redis-py accepts only required, optional or none (lower-case; CERT_REQUIRED is Celery's spelling)"
     if "must have parameter ssl_cert_reqs" in lowered:
-        return "requires the query option ssl_cert_reqs (CERT_REQUIRED, CERT_OPTIONAL or CERT_NONE) on a rediss:// URL"
+        return ("requires the query option ssl_cert_reqs on a rediss:// URL (the worker dies at start: \"A rediss:// URL must have parameter "
+                "ssl_cert_reqs\"): add ssl_cert_reqs=required&ssl_ca_certs=/path/to/ca.pem (lower-case values work for every client)")
     if "sslmode" in lowered:
         return "rejects the sslmode option (disable, allow, prefer, require, verify-ca, verify-full)"
     if "tls version" in lowered:
@@ -428,6 +431,9 @@ def _read_kombu(url: str, name: str) -> Reading:
     """kombu: ``Connection(url)`` (failover list split at ';') and its Redis transport's defaults."""
     from kombu import Connection
 
+    if url.strip().lower().startswith(("unix://", "socket://")):
+        raise UsageError(f"{name}: kombu (Celery's broker) has no {url.strip().split(':', 1)[0].lower()!r} transport (Celery fails with "
+                         "\"No such transport\"): write a Unix socket as redis+socket:///path/to/redis.sock (unix:// is redis-py's form, for REDIS_URL)")
     conn = Connection(url)
     info = conn.info()
     scheme = url.split("://", 1)[0]
@@ -462,22 +468,32 @@ _BACKEND_APP = None
 
 
 def _read_celery_backend(url: str, name: str) -> Reading:
-    """Celery's Redis result backend: ``RedisBackend(url=…).connparams``, built without connecting.
+    """Celery's Redis result backend: the class Celery's ``by_url`` picks, then ``RedisBackend(url=…).connparams``.
 
-    Celery parses the URL with kombu's ``url_to_parts`` and adds its own rules (a
-    ``rediss://`` URL must carry ``ssl_cert_reqs``; no host means localhost:6379).
+    Celery maps the scheme to a backend (``redis``, ``rediss``; ``redis+socket://``
+    becomes the Redis backend on ``socket://``; ``socket://`` and ``unix://`` are no
+    backend at all), parses the URL with kombu's ``url_to_parts`` and adds its own
+    rules (a ``rediss://`` URL must carry ``ssl_cert_reqs``; no host means
+    localhost:6379). Nothing connects.
     """
     global _BACKEND_APP
     from celery import Celery
+    from celery.app.backends import by_url
     from celery.backends.redis import RedisBackend
 
     scheme = url.split("://", 1)[0]
-    if scheme.lower() not in ("redis", "rediss", "socket", "unix", "redis+socket"):
-        raise UsageError(f"{name}: unknown scheme {scheme + '://'!r} for Celery's Redis result backend (redis://, rediss:// or socket://)")
+    if scheme.lower() in ("socket", "unix"):
+        raise UsageError(f"{name}: Celery has no {scheme.lower()!r} result backend (it fails with \"Unknown result backend\"): "
+                         "write a Unix socket as redis+socket:///path/to/redis.sock")
+    if scheme.lower() not in ("redis", "rediss", "redis+socket"):
+        raise UsageError(f"{name}: unknown scheme {scheme + '://'!r} for Celery's Redis result backend (redis://, rediss:// or redis+socket://)")
     if _BACKEND_APP is None:
         _BACKEND_APP = Celery("pmsops-url-reader", set_as_current=False)
-    params = RedisBackend(app=_BACKEND_APP, url=url).connparams
-    parts = _kombu_parts(url)
+    backend_cls, backend_url = by_url(url.strip(), _BACKEND_APP.loader)
+    if not issubclass(backend_cls, RedisBackend):
+        raise UsageError(f"{name}: Celery reads {scheme + '://'!r} as another result backend ({backend_cls.__name__}), not Redis")
+    params = RedisBackend(app=_BACKEND_APP, url=backend_url).connparams
+    parts = _kombu_parts(backend_url)
     if params.get("path"):
         addresses = [Address(socket=params["path"])]
         fallback = None

@@ -236,8 +236,11 @@ def lint_redis_url(url: str, name: str = "URL") -> UrlReport:
     socket_url = intended.scheme in ("unix",) + SOCKET_SCHEMES
     if intended.scheme == "unix":
         report.add("note", "unix", "unix socket URL: host and port checks do not apply")
+        _check_unix_role(report, name)
     elif socket_url:
         report.add("note", "kombu-socket", f"{intended.scheme}:// is kombu's Unix-socket broker URL: Celery reads it, redis-py does not (use unix:// for REDIS_URL)")
+    if intended.scheme == "rediss":
+        _check_tls_options(report, intended, name)
     password = intended.password
 
     if intended.username is not None and password is None:
@@ -279,6 +282,57 @@ def lint_redis_url(url: str, name: str = "URL") -> UrlReport:
     return report
 
 
+_CERT_REQS_LOWER = ("required", "optional", "none")
+_CERT_REQS_UPPER = ("CERT_REQUIRED", "CERT_OPTIONAL", "CERT_NONE")
+_CELERY_VARIABLES = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
+
+
+def _check_unix_role(report: UrlReport, name: str) -> None:
+    """``unix://`` is redis-py's socket form only: Celery's broker and backend have no 'unix' transport."""
+    if name in _CELERY_VARIABLES:
+        report.add("error", "unix-for-celery", f"{name}: Celery has no 'unix' transport (\"No such transport: unix\"): write redis+socket:///path/to/redis.sock")
+    elif name not in ("REDIS_URL",):
+        report.add("note", "unix-redis-py-only", "unix:// is redis-py's form (REDIS_URL); CELERY_BROKER_URL and CELERY_RESULT_BACKEND need redis+socket:///path/to/redis.sock")
+
+
+def _check_tls_options(report: UrlReport, intended: IntendedUrl, name: str) -> None:
+    """A rediss:// URL as each client reads its ``ssl_cert_reqs``.
+
+    Celery's result backend refuses a rediss:// URL without it (the worker dies at
+    start); kombu (the broker) connects without checking the certificate; redis-py
+    checks by default but reads only the lower-case values.
+    """
+    from urllib.parse import parse_qs
+
+    try:
+        values = parse_qs(intended.query, keep_blank_values=True).get("ssl_cert_reqs", [])
+    except ValueError:
+        return
+    value = values[-1] if values else None
+    fix = "add ssl_cert_reqs=required&ssl_ca_certs=/path/to/ca.pem (lower-case values work for redis-py, kombu and Celery)"
+    if value is None:
+        if name == "REDIS_URL":
+            report.add("note", "tls-default", "rediss:// without ssl_cert_reqs: redis-py verifies the certificate (the CA must be trusted or given as ssl_cert_reqs=required&ssl_ca_certs=…); "
+                       "Celery needs the option spelled out, and the runbook uses one URL for all three")
+        elif name == "CELERY_BROKER_URL":
+            report.add("error", "tls-no-cert-reqs", "rediss:// without ssl_cert_reqs: kombu (Celery's broker) then does not verify the server certificate "
+                       "(\"defaulting to insecure SSL behaviour\"), and as result backend Celery refuses it at start (\"A rediss:// URL must have parameter ssl_cert_reqs\"): " + fix)
+        else:
+            report.add("error", "tls-no-cert-reqs", "rediss:// without ssl_cert_reqs: Celery's result backend refuses it and the worker dies at start "
+                       "(\"A rediss:// URL must have parameter ssl_cert_reqs\"); kombu (the broker) would not verify the certificate: " + fix)
+        return
+    if value not in _CERT_REQS_LOWER + _CERT_REQS_UPPER:
+        report.add("error", "tls-bad-cert-reqs", f"ssl_cert_reqs has a value no client accepts (use {', '.join(_CERT_REQS_LOWER)})")
+        return
+    if value in _CERT_REQS_UPPER:
+        level = "warning" if name in _CELERY_VARIABLES else "error"
+        report.add(level, "tls-upper-cert-reqs", f"ssl_cert_reqs={value} is Celery's spelling: redis-py (REDIS_URL) rejects it (\"Invalid SSL Certificate Requirements Flag\"); "
+                   f"write ssl_cert_reqs={value[5:].lower()}, which every client reads")
+    if value.lower() in ("none", "cert_none"):
+        report.add("warning", "tls-unverified", "ssl_cert_reqs=none: TLS without checking the server certificate (anyone on the path can impersonate Redis); "
+                   "use ssl_cert_reqs=required&ssl_ca_certs=/path/to/ca.pem")
+
+
 def _compare_with_parsers(report: UrlReport) -> None:
     """Parse with redis-py and kombu and report where they disagree with the author."""
     intended = report.intended
@@ -302,7 +356,7 @@ def _compare_with_parsers(report: UrlReport) -> None:
         return
     report.effective_password = parsed.get("password")
     report.effective_host = parsed.get("host") or parsed.get("path") or "localhost"  # redis-py's fallback without a host
-    report.effective_port = parsed.get("port") or DEFAULT_PORT
+    report.effective_port = None if parsed.get("path") else (parsed.get("port") or DEFAULT_PORT)  # a socket has no port
     report.effective_db = parsed.get("db", 0)
     if intended.scheme != "unix" and intended.host and (report.effective_host or "").lower() != unquote(intended.host).lower():
         pw_len = len(report.effective_password or "")

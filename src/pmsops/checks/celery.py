@@ -50,15 +50,20 @@ class Broadcast:
 
 
 def bound_workers(url: str, timeout: float) -> list[str] | None:
-    """Worker host names bound to the pidbox exchange (Redis brokers only; None if unknown)."""
-    if not url.startswith(("redis://", "rediss://", "unix://")):
-        return None
-    from pmsops.checks.redis import client_for
+    """Worker host names bound to the pidbox exchange (Redis brokers only; None if unknown).
 
-    try:
-        read_url(url, "redis-py", "CELERY_BROKER_URL")
-    except UsageError:
-        return None  # kombu reads it, redis-py would not: no binding count, wait the full timeout
+    Celery's socket broker (``redis+socket://``) is asked on its socket, like a TCP one.
+    """
+    from pmsops.checks.redis import SOCKET_SCHEMES, client_for, scheme_of
+
+    scheme = scheme_of(url)
+    if scheme not in ("redis", "rediss") + SOCKET_SCHEMES:
+        return None
+    if scheme not in SOCKET_SCHEMES:
+        try:
+            read_url(url, "redis-py", "CELERY_BROKER_URL")
+        except UsageError:
+            return None  # kombu reads it, redis-py would not: no binding count, wait the full timeout
 
     client = client_for(url, timeout)
     try:
@@ -131,14 +136,17 @@ def broker_where(url: str) -> str:
 
 
 def _broker_failure(name: str, url: str, exc: BaseException, timeout: float) -> Result:
-    from pmsops.checks.redis import AUTH_HINT, auth_failure
+    from pmsops.checks.redis import auth_failure, auth_hint, tls_failure
 
     masked = broker_where(url)
     words = auth_failure(exc)
     if words:
-        return results.fail(name, f"broker {masked}: {words}", hint=AUTH_HINT)
-    address = read_url(url, "kombu", "CELERY_BROKER_URL").address
-    host, port = address.endpoint
+        return results.fail(name, f"broker {masked}: {words}", hint=auth_hint(url))
+    reading = read_url(url, "kombu", "CELERY_BROKER_URL")
+    tls = tls_failure(url, reading, exc, timeout)
+    if tls:
+        return results.fail(name, f"broker {masked}: {tls[1]}", hint=tls[2], details={"error": tls[0]})
+    host, port = reading.address.endpoint
     failure = classify(exc, host, port, timeout, "the Redis broker")
     return results.fail(name, f"broker {masked}: {failure.summary}", hint=failure.hint, details={"error": failure.kind})
 

@@ -47,6 +47,11 @@ def classify(exc: BaseException, host: str | None, port: int | None, timeout: fl
         return Failure("refused", f"connection refused by {where}", f"{what} is not running or not listening on that port: check the container (docker ps) and the port in the URL")
     if any(isinstance(e, ssl.SSLError) for e in chain) or "ssl" in text and ("handshake" in text or "certificate" in text or "wrong version" in text):
         return Failure("ssl", f"TLS/SSL problem talking to {where}: {redact(str(exc))[:200]}", "check sslmode/rediss:// and the server's TLS settings")
+    if port is None and host and host.startswith("/"):  # a Unix socket: the file is missing or not ours to open
+        if any(isinstance(e, FileNotFoundError) for e in chain) or "no such file or directory" in text or "errno 2 " in text or "error 2 " in text:
+            return Failure("no-socket", f"no socket at {where}", f"{what} is not running, or its socket is elsewhere: compare the path with the server's unixsocket setting and the volume that shares it")
+        if any(isinstance(e, PermissionError) for e in chain) or "permission denied" in text or "error 13 " in text:
+            return Failure("socket-permission", f"permission denied on the socket {where}", f"this user may not open {what}'s socket: check unixsocketperm and the socket's owner and group")
     if "network is unreachable" in text or "no route to host" in text:
         return Failure("unreachable", f"network unreachable for {where}", "the container has no route to that network: check its Docker networks")
     if "protocol error" in text or "invalidresponse" in text:

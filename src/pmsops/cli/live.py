@@ -34,11 +34,11 @@ def check_redis(
 ) -> None:
     """PING, server version, latency and a SET/GET round trip (runbook: Test Redis Connection)."""
     from pmsops.checks.redis import check_redis as run
-    from pmsops.urlread import read_url
+    from pmsops.checks.redis import read_redis_url
 
     the_url = url or settings().require("REDIS_URL")
     variable = "--url" if url else "REDIS_URL"
-    read_url(the_url, "redis-py", variable)  # a URL redis-py would misread is bad input (exit 2), before anything is attempted
+    read_redis_url(the_url, variable)  # a URL its client (redis-py; kombu for Celery's socket URLs) would misread is bad input (exit 2), before anything is attempted
     check_one("check redis", "redis", lambda: run(the_url, timeout, variable=variable), timeout, json_mode, strict, quiet, junit)
 
 

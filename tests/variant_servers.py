@@ -1,0 +1,191 @@
+"""Production variants of the real servers, started by the tests: TLS, ACL users, Unix sockets, SSL, PgBouncer.
+
+Certificates are made here with ``cryptography`` (a CA and a server certificate for
+127.0.0.1/localhost); nothing leaves loopback. Every server runs in its own temp
+directory and is stopped by its fixture.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+from pmsops.sandbox.servers import LOOPBACK, SERVER_UMASK, ServerError, find_binary, free_port
+
+
+# --- certificates -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Certificates:
+    """A private CA and a server certificate for 127.0.0.1 and localhost (PEM files)."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def make_certificates(directory: Path, owner_uid: int | None = None, owner_gid: int | None = None) -> Certificates:
+    """Write ca.pem, server.pem and server.key (0600) into ``directory``."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pmsops test CA")])
+    ca_cert = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+               .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+               .not_valid_after(now + datetime.timedelta(days=1))
+               .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+               .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                            key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+               .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+               .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(LOOPBACK))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = Certificates(directory / "ca.pem", directory / "server.pem", directory / "server.key")
+    paths.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    paths.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths.key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()))
+    for path in (paths.ca, paths.cert):
+        path.chmod(0o644)
+    paths.key.chmod(0o600)
+    if owner_uid is not None:
+        for path in (paths.ca, paths.cert, paths.key):
+            os.chown(path, owner_uid, owner_gid if owner_gid is not None else -1)
+    return paths
+
+
+# --- waiting ------------------------------------------------------------------------------------------
+
+
+def wait_until(condition, timeout: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
+    """Poll ``condition()`` until true; raise naming ``what`` (with the log's tail) at the deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
+            raise ServerError(f"{what} exited with code {proc.returncode}: {tail}")
+        if condition():
+            return
+        time.sleep(0.05)
+    tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
+    raise ServerError(f"{what} not ready within {timeout:.0f} s: {tail}")
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def stop_process(proc: subprocess.Popen | None) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# --- Redis variants ----------------------------------------------------------------------------------
+
+
+@dataclass
+class VariantRedis:
+    """A redis-server with extra configuration lines: TLS, ACL users, a Unix socket.
+
+    ``tls`` adds a TLS port (no client certificates required) next to a plain port;
+    ``socket`` adds a Unix socket in the server's directory; ``acl`` lines are
+    written as ``user`` directives (passwords as ``#<sha256>``, never in clear).
+    """
+
+    password: str | None = None
+    tls: bool = False
+    socket: bool = False
+    acl: list[str] = field(default_factory=list)
+    port: int = 0
+    tls_port: int = 0
+    workdir: Path | None = None
+    certs: Certificates | None = None
+    proc: subprocess.Popen | None = None
+
+    @property
+    def socket_path(self) -> str:
+        assert self.workdir is not None
+        return str(self.workdir / "redis.sock")
+
+    def auth(self, user: str | None = None, password: str | None = None) -> str:
+        password = self.password if password is None else password
+        if password is None:
+            return ""
+        return f"{quote(user, safe='') if user else ''}:{quote(password, safe='')}@"
+
+    def url(self, db: int = 0, user: str | None = None, password: str | None = None) -> str:
+        return f"redis://{self.auth(user, password)}{LOOPBACK}:{self.port}/{db}"
+
+    def tls_url(self, query: str = "", db: int = 0, user: str | None = None, password: str | None = None) -> str:
+        return f"rediss://{self.auth(user, password)}{LOOPBACK}:{self.tls_port}/{db}" + (f"?{query}" if query else "")
+
+    def start(self, timeout: float = 10.0) -> "VariantRedis":
+        self.workdir = Path(tempfile.mkdtemp(prefix="pmsops-vredis-"))
+        self.port = free_port()
+        lines = [f"port {self.port}", f"bind {LOOPBACK}", 'save ""', "appendonly no", f"dir {self.workdir}", f"logfile {self.workdir / 'redis.log'}"]
+        if self.password is not None:
+            lines.append(f"requirepass {_conf_quote(self.password)}")
+        if self.tls:
+            self.certs = make_certificates(self.workdir / "tls")
+            self.tls_port = free_port()
+            lines += [f"tls-port {self.tls_port}", f"tls-cert-file {self.certs.cert}", f"tls-key-file {self.certs.key}",
+                      f"tls-ca-cert-file {self.certs.ca}", "tls-auth-clients no"]
+        if self.socket:
+            lines += [f"unixsocket {self.socket_path}", "unixsocketperm 700"]
+        lines += [f"user {line}" for line in self.acl]
+        conf = self.workdir / "redis.conf"
+        conf.write_text("\n".join(lines) + "\n")
+        conf.chmod(0o600)
+        log = self.workdir / "redis.log"
+        self.proc = subprocess.Popen([find_binary("redis-server"), str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     stdin=subprocess.DEVNULL, start_new_session=True, cwd=str(self.workdir), umask=SERVER_UMASK)
+        wait_until(lambda: port_open(self.port) and (not self.tls or port_open(self.tls_port)) and (not self.socket or os.path.exists(self.socket_path)),
+                   timeout, "redis-server", self.proc, log)
+        return self
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def acl_password(password: str) -> str:
+    """An ACL rule setting ``password`` by its SHA-256 (no clear text in the configuration file)."""
+    return "#" + hashlib.sha256(password.encode()).hexdigest()
+
+
+def _conf_quote(value: str) -> str:
+    escaped = "".join(f"\\x{b:02x}" if (b < 0x20 or b > 0x7E or b in (0x22, 0x5C)) else chr(b) for b in value.encode("utf-8"))
+    return f'"{escaped}"'
