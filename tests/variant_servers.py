@@ -189,3 +189,108 @@ def acl_password(password: str) -> str:
 def _conf_quote(value: str) -> str:
     escaped = "".join(f"\\x{b:02x}" if (b < 0x20 or b > 0x7E or b in (0x22, 0x5C)) else chr(b) for b in value.encode("utf-8"))
     return f'"{escaped}"'
+
+
+# --- PostgreSQL with SSL ------------------------------------------------------------------------------
+
+
+def ssl_postgres(cluster, hostssl_only: bool = True):
+    """Turn SSL on in a started :class:`~pmsops.sandbox.servers.PostgresCluster` and restart it.
+
+    The certificates are made here (a private CA); with ``hostssl_only`` pg_hba.conf
+    accepts TCP connections over SSL only (``hostssl``), as managed databases do.
+    Returns the :class:`Certificates` (``ca`` is the root certificate a client needs).
+    """
+    owner = cluster._owner
+    certs = make_certificates(cluster.basedir / "tls", owner.pw_uid if owner else None, owner.pw_gid if owner else None)
+    (cluster.basedir / "tls").chmod(0o755)
+    conf = cluster.datadir / "postgresql.conf"
+    with conf.open("a") as handle:
+        handle.write(f"\nssl = on\nssl_cert_file = '{certs.cert}'\nssl_key_file = '{certs.key}'\nssl_ca_file = '{certs.ca}'\n")
+    if hostssl_only:
+        hba = cluster.datadir / "pg_hba.conf"
+        hba.write_text("local all all scram-sha-256\nhostssl all all 127.0.0.1/32 scram-sha-256\nhostssl all all ::1/128 scram-sha-256\n")
+        if owner:
+            os.chown(hba, owner.pw_uid, owner.pw_gid)
+    cluster.restart_server()
+    return certs
+
+
+# --- PgBouncer ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class PgBouncer:
+    """A ``pgbouncer`` in transaction mode in front of a PostgreSQL cluster, with a userlist written here.
+
+    PgBouncer refuses to run as root: then it runs as PostgreSQL's service user. The
+    userlist holds the password (0600, readable by that user only); clients
+    authenticate with SCRAM, and PgBouncer logs in to PostgreSQL with the same secret.
+    """
+
+    server_port: int
+    database: str
+    user: str
+    password: str
+    pool_mode: str = "transaction"
+    pool_size: int = 4
+    port: int = 0
+    workdir: Path | None = None
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{quote(self.user, safe='')}:{quote(self.password, safe='')}@{LOOPBACK}:{self.port}/{quote(self.database, safe='')}"
+
+    def start(self, timeout: float = 10.0) -> "PgBouncer":
+        import pwd
+
+        binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+        if not os.access(binary, os.X_OK):
+            raise ServerError("pgbouncer not found: apt-get install -y pgbouncer (make setup installs it)")
+        self.port = free_port()
+        self.workdir = Path(tempfile.mkdtemp(prefix="pmsops-pgbouncer-"))
+        owner = None
+        if os.geteuid() == 0:
+            owner = pwd.getpwnam("postgres") if _has_user("postgres") else pwd.getpwnam("nobody")
+        quoted = lambda text: '"' + text.replace('"', '""') + '"'  # noqa: E731 - PgBouncer's userlist quoting
+        userlist = self.workdir / "userlist.txt"
+        userlist.write_text(f"{quoted(self.user)} {quoted(self.password)}\n")
+        ini = self.workdir / "pgbouncer.ini"
+        log = self.workdir / "pgbouncer.log"
+        ini.write_text(
+            f"[databases]\n{self.database} = host={LOOPBACK} port={self.server_port} dbname={self.database}\n\n"
+            f"[pgbouncer]\nlisten_addr = {LOOPBACK}\nlisten_port = {self.port}\nunix_socket_dir =\n"
+            f"auth_type = scram-sha-256\nauth_file = {userlist}\npool_mode = {self.pool_mode}\n"
+            f"default_pool_size = {self.pool_size}\nmin_pool_size = 0\nmax_client_conn = 200\nserver_lifetime = 3600\n"
+            f"logfile = {log}\npidfile = {self.workdir / 'pgbouncer.pid'}\nignore_startup_parameters = extra_float_digits\n"
+        )
+        for path in (self.workdir, userlist, ini):
+            path.chmod(0o700 if path.is_dir() else 0o600)
+            if owner:
+                os.chown(path, owner.pw_uid, owner.pw_gid)
+        demote = None
+        if owner:
+            def demote() -> None:
+                os.setgid(owner.pw_gid)
+                os.setgroups([])
+                os.setuid(owner.pw_uid)
+        self.proc = subprocess.Popen([binary, str(ini)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                                     preexec_fn=demote, start_new_session=True, cwd=str(self.workdir), umask=SERVER_UMASK)
+        wait_until(lambda: port_open(self.port), timeout, "pgbouncer", self.proc, log)
+        return self
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _has_user(name: str) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False

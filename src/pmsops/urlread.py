@@ -325,6 +325,11 @@ def _map_parser_error(exc: BaseException, client: str) -> str:
     if "must have parameter ssl_cert_reqs" in lowered:
         return ("requires the query option ssl_cert_reqs on a rediss:// URL (the worker dies at start: \"A rediss:// URL must have parameter "
                 "ssl_cert_reqs\"): add ssl_cert_reqs=required&ssl_ca_certs=/path/to/ca.pem (lower-case values work for every client)")
+    if "root certificate file" in lowered and ("does not exist" in lowered or "cannot be accessed" in lowered):
+        return ("needs a root certificate for sslmode=verify-full/verify-ca and finds none (~/.postgresql/root.crt): add sslrootcert=/path/to/ca.pem "
+                "(the server's CA certificate) to the URL, or use sslmode=require (encrypted, server not verified)")
+    if client == "asyncpg" and isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
+        return "cannot open a certificate file the URL names (sslrootcert, sslcert or sslkey): check the path as the container sees it"
     if "sslmode" in lowered:
         return "rejects the sslmode option (disable, allow, prefer, require, verify-ca, verify-full)"
     if "tls version" in lowered:
