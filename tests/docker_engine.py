@@ -150,6 +150,11 @@ class DockerEngine:
             ids = self.docker("ps", "-aq", check=False, timeout=20).stdout.split()
             if ids:
                 self.docker("rm", "-f", *ids, check=False, timeout=60)
+            # a user network's bridge outlives the daemon: left behind, ~30 of them exhaust Docker's address pools
+            # ("could not find an available, non-overlapping IPv4 address pool") for every later engine on the machine
+            networks = self.docker("network", "ls", "-q", "--filter", "type=custom", check=False, timeout=20).stdout.split()
+            if networks:
+                self.docker("network", "rm", *networks, check=False, timeout=60)
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(20)

@@ -42,16 +42,6 @@ def test_worker_with_a_start_command_override_fails_the_check_and_everything_els
     assert list(statuses(result)) == SECTIONS
 
 
-def test_worker_redis_url_with_a_wrong_password_fails_the_password_hash_part(cli, fake_docker):
-    fake_docker.set_env("pms-worker-v2", REDIS_URL="redis://:not-the-password@coolify-redis:6379/0")
-
-    result = cli("host", "check", "--json")
-
-    hashes = {r["name"]: r for r in report(result)["results"]}["password-hash"]
-    assert hashes["status"] == "fail"
-    assert hashes["notes"][0] == "pms-worker-v2 REDIS_URL vs coolify-redis requirepass"
-
-
 def test_missing_backend_container_fails_its_parts_and_the_worker_is_still_checked(cli, fake_docker):
     fake_docker.remove("pms-backend")
 

@@ -124,14 +124,19 @@ def _first_line(text: str) -> str:
 def classify_failure(output: DockerOutput, subject: str, what: str = "container") -> DockerError | None:
     """The error Docker's own message stands for, or ``None`` if it is not Docker's."""
     text = (output.stderr or output.stdout).strip()
+    endpoint = daemon_endpoint(text)
     if "Cannot connect to the Docker daemon" in text or "error during connect" in text:
+        where = f" at {endpoint}" if endpoint else ""
+        other = endpoint and endpoint != DEFAULT_SOCKET
         return DaemonUnreachable(
-            "cannot connect to the Docker daemon (is it running?)",
-            hint="check: systemctl status docker (and DOCKER_HOST / docker context ls if you use a remote daemon)",
+            f"cannot connect to the Docker daemon{where} (is it running?)",
+            hint="check: systemctl status docker" + (f"; the CLI used {endpoint} (DOCKER_HOST or docker context ls): is that the daemon you mean?" if other
+                                                     else " (and DOCKER_HOST / docker context ls if you use a remote daemon)"),
         )
     if re.search(r"permission denied while trying to connect to the docker (daemon|API)", text, re.I):
+        socket_path = endpoint[len("unix://"):] if endpoint and endpoint.startswith("unix://") else (endpoint or "/var/run/docker.sock")
         return DockerPermissionDenied(
-            "permission denied on the Docker daemon socket (/var/run/docker.sock)",
+            f"permission denied on the Docker daemon socket ({socket_path})",
             hint="run with sudo, or add your user to the docker group: sudo usermod -aG docker $USER (then log in again)",
         )
     if re.search(r"No such (object|container|image)\b", text):
@@ -152,6 +157,25 @@ def classify_failure(output: DockerOutput, subject: str, what: str = "container"
     if text.startswith("Error response from daemon:") or text.startswith("Error:"):
         return DockerError(f"docker failed for {subject}: {_first_line(text)}")
     return None
+
+
+DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+_ENDPOINT = re.compile(r"\bat ((?:unix|tcp|npipe|ssh|https?)://[^\s\"]+?)(?=\.\s|\.$|:\s|\s|$)")
+
+
+def daemon_endpoint(text: str) -> str | None:
+    """The socket or address Docker's own message names ("… daemon at unix:///run/user/1000/docker.sock. Is …")."""
+    match = _ENDPOINT.search(text)
+    return match.group(1) if match else None
+
+
+def daemon_answers(timeout: float = DEFAULT_TIMEOUT) -> bool:
+    """Does the daemon itself answer (``docker version`` within ``timeout``)? Tells a hung daemon from a slow command."""
+    try:
+        output = run_docker(["version", "--format", "{{.Server.Version}}"], timeout=timeout)
+    except DockerError:
+        return False
+    return output.ok and bool(output.stdout.strip())
 
 
 def raise_for_docker(output: DockerOutput, subject: str, what: str = "container") -> DockerOutput:

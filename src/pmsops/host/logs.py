@@ -45,7 +45,8 @@ class Signal:
 SIGNALS: tuple[Signal, ...] = (
     Signal("auth", "fail", re.compile(r"Authentication required|invalid username-password pair|NOAUTH|WRONGPASS", re.I),
            "Redis rejects the worker's password",
-           "compare the worker's REDIS_URL with Redis's requirepass (pmsops compare-password-hash --container coolify-redis; runbook: Redis Authentication Errors)"),
+           "compare each Redis URL of {container} (REDIS_URL, CELERY_BROKER_URL, CELERY_RESULT_BACKEND) with Redis's requirepass: pmsops host check "
+           "--worker {container} names the wrong one (one URL: pmsops compare-password-hash --container coolify-redis; runbook: Redis Authentication Errors)"),
     Signal("refused", "fail", re.compile(r"Connection refused|Error 111 connecting", re.I),
            "a dependency refuses connections",
            "is it up and on the worker's networks? pmsops host networks {container} (runbook: Database Connection Issues)"),
@@ -150,32 +151,33 @@ def tasks_result(scan: LogScan, since: str) -> Result:
     return results.ok("logs tasks", f"{scan.received} received, {scan.succeeded} succeeded since {since}", details=details)
 
 
-def signal_result(signal: Signal, scan: LogScan, container: str) -> Result:
+def signal_result(signal: Signal, scan: LogScan, container: str, hint: str | None = None) -> Result:
     """Fail (or warn) with a count and quotes; only a warning if the worker became ready after the last one."""
     numbers = scan.hits[signal.key]
     resolved = signal.level == "fail" and bool(scan.ready) and numbers[-1] < scan.ready[-1]
     summary = f"{len(numbers)} line(s): {signal.meaning}" + (" (all before the last ready line: the worker got past it)" if resolved else "")
     make = results.fail if signal.level == "fail" and not resolved else results.warn
-    return make(f"logs {signal.key}", summary, hint=signal.hint.format(container=container), notes=quote(scan, numbers),
+    return make(f"logs {signal.key}", summary, hint=hint or signal.hint.format(container=container), notes=quote(scan, numbers),
                 details={"count": len(numbers), "lines": numbers[-20:], "before_ready": resolved})
 
 
-def log_results(scan: LogScan, container: str, since: str) -> list[Result]:
-    """Ready, task counts, then one result per red flag found (or one ok when there is none)."""
+def log_results(scan: LogScan, container: str, since: str, hints: dict[str, str] | None = None) -> list[Result]:
+    """Ready, task counts, then one result per red flag found (or one ok when there is none); ``hints`` replace a
+    signal's hint by key (``host check`` points the auth hint at the URL it found wrong)."""
     if not scan.lines:
         return [results.warn("logs", f"no log output since {since}", hint=f"try --since 24h, or docker logs {container} --tail 100")]
     out = [ready_result(scan, container, since), tasks_result(scan, since)]
-    flags = [signal_result(s, scan, container) for s in SIGNALS if s.key in scan.hits]
+    flags = [signal_result(s, scan, container, (hints or {}).get(s.key)) for s in SIGNALS if s.key in scan.hits]
     if not flags:
         flags = [results.ok("logs errors", f"no authentication, connection, DNS errors or tracebacks in {len(scan.lines)} lines since {since}")]
     return out + flags
 
 
 def check_logs(container: str = "pms-worker-v2", since: str = "60m", tail: int | None = None, timeout: float = DEFAULT_TIMEOUT,
-               with_state: bool = True) -> list[Result]:
+               with_state: bool = True, auth_hint: str | None = None) -> list[Result]:
     """``pmsops host logs``: inspect first (registers the container's secrets), then scan its logs."""
     window = validate_since(since)
     inspected = inspect_container(container, timeout)
     scan = scan_logs(container_logs(container, since=window, tail=tail, timeout=timeout))
     out = [state_result(inspected)] if with_state else []
-    return out + log_results(scan, container, window)
+    return out + log_results(scan, container, window, {"auth": auth_hint} if auth_hint else None)

@@ -14,7 +14,7 @@ import re
 
 from pmsops import results
 from pmsops.host.containers import Container, inspect_container, require_running, state_result
-from pmsops.host.docker import DEFAULT_TIMEOUT, exec_in, executable_missing
+from pmsops.host.docker import DEFAULT_TIMEOUT, DockerTimeout, daemon_answers, exec_in, executable_missing
 from pmsops.results import Result, run_check
 
 DEFAULT_REQUIRED = ("coolify",)
@@ -105,7 +105,16 @@ def dns_result(container: str, role: str, name: str, timeout: float) -> Result:
         return results.skip(label, f"{name} is an IP address: nothing to resolve")
     except ValueError:
         pass
-    resolved, address = _resolve(container, name, timeout)
+    try:
+        resolved, address = _resolve(container, name, timeout)
+    except DockerTimeout:
+        # a name no Docker network knows goes to the host's resolvers and waits for their timeout (10-20 s):
+        # that is the answer, unless the daemon itself has stopped answering
+        if not daemon_answers(min(timeout, 3.0)):
+            raise
+        return results.fail(label, f"{name} ({role}) does not resolve within {timeout:g} s inside {container} (the Docker daemon answers)",
+                            hint=_dns_hint(role, name, container) + "; a name no attached network knows is asked of the host's resolvers, which take their full timeout",
+                            details={"timeout_s": timeout})
     if resolved is None:
         return results.skip(label, f"cannot test DNS: neither getent nor python3 exists in {container}")
     if resolved:
