@@ -10,61 +10,12 @@ recorded labels, images and application logs) stays with the fake in the other t
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
-from pathlib import Path
-from urllib.parse import quote
 
-import pytest
+from host_engine import ENCODED, GOOD_URL, RAW_URL, REQUIREPASS, host, monkeypatch_module, _engine_env  # noqa: F401
 
-REQUIREPASS = "Rq+9/x=Lz@7w?Qr#5"
-ENCODED = quote(REQUIREPASS, safe="")
-GOOD_URL = f"redis://:{ENCODED}@coolify-redis:6379/0"
-RAW_URL = f"redis://:{REQUIREPASS}@coolify-redis:6379/0"
-"""The password pasted without encoding: kombu and redis-py cut it at the raw '/' (a truncated password)."""
 AUTH_LINE = "[2026-11-29 02:00:00,000: ERROR/MainProcess] consumer: Cannot connect to redis://coolify-redis:6379/0: Authentication required."
-
-
-@pytest.fixture(scope="module")
-def host(docker_scenario, monkeypatch_module):
-    """The Coolify-like containers on the real engine; ``docker`` (PATH) talks to it through DOCKER_HOST."""
-    engine = docker_scenario.engine
-    monkeypatch_module.setenv("DOCKER_HOST", engine.host)
-    redis = "/usr/bin/redis-server"
-    engine.docker("run", "-d", "--name", "coolify-redis", "--network", "coolify", "--user", "10002", "-v", "/usr:/usr:ro", "pmsops-base",
-                  redis, "--port", "6379", "--protected-mode", "no", "--save", "", "--appendonly", "no", "--dir", "/tmp", "--requirepass", REQUIREPASS)
-    made = ["coolify-redis"]
-
-    def container(name: str, env: dict[str, str], networks=("coolify", "supabase"), script: str = "sleep 3600", python: bool = True) -> str:
-        path = f"{Path(sys.prefix).resolve()}/bin:/bin" if python else "/bin"
-        env = {"PATH": path, **env}
-        docker_scenario.create_worker(name, env, networks=networks, user="10001", command=("/bin/busybox", "sh", "-c", script),
-                                      extra=("--dns-opt", "timeout:4", "--dns-opt", "attempts:2"))
-        engine.docker("start", name)
-        made.append(name)
-        return name
-
-    urls = {"REDIS_URL": GOOD_URL, "CELERY_BROKER_URL": GOOD_URL, "CELERY_RESULT_BACKEND": GOOD_URL}
-    container("pms-worker-v2", urls)
-    container("pms-backend", urls)
-    container.made = made
-    yield container
-    docker_scenario.remove(*made)
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    mp = pytest.MonkeyPatch()
-    yield mp
-    mp.undo()
-
-
-@pytest.fixture(autouse=True)
-def _engine_env(host, monkeypatch, docker_scenario):
-    """conftest's clean environment runs per test: point docker at the engine again."""
-    monkeypatch.setenv("DOCKER_HOST", docker_scenario.engine.host)
 
 
 def results_of(result) -> dict[str, dict]:
@@ -126,7 +77,8 @@ def test_unknown_worker_keeps_the_redis_requirepass_result(cli, host):
 
 
 def test_name_docker_dns_cannot_resolve_is_reported_as_not_resolving_within_the_timeout(cli, host):
-    name = host("pms-worker-coolify-only", {"REDIS_URL": GOOD_URL, "DATABASE_URL": "postgresql://u:p@supabase-db:5432/postgres"}, networks=("coolify",))
+    name = host("pms-worker-coolify-only", {"REDIS_URL": GOOD_URL, "DATABASE_URL": "postgresql://u:p@supabase-db:5432/postgres"}, networks=("coolify",),
+                slow_dns=True)
 
     started = time.monotonic()
     result = cli("host", "networks", name, "--timeout", "2", "--json")
