@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 
-from host_helpers import fake_docker  # noqa: F401
+from host_engine import _deployment, deployment  # noqa: F401  (the recorded deployment on the real Docker engine)
 from pmsops.host.envdiff import diff_environments
 
 ENCODED = "redis://:Xk9%2Bpq%3DLz%407w%2FQr@coolify-redis:6379/0"
@@ -27,7 +27,7 @@ def fp(text: str, salt: str = "envdiff-test") -> str:
     return f"len={len(text)} pbkdf2={hashlib.pbkdf2_hmac('sha256', text.encode(), salt.encode(), 100_000).hex()[:16]} salt={salt}"
 
 
-def test_worker_with_the_backends_configuration_is_ok(cli, fake_docker):
+def test_worker_with_the_backends_configuration_is_ok(cli, deployment):
     result = cli("host", "env-diff", "pms-backend", "pms-worker-v2")
 
     assert result.exit_code == 0
@@ -35,8 +35,8 @@ def test_worker_with_the_backends_configuration_is_ok(cli, fake_docker):
     assert "the 6 Redis URLs agree on host, port and password" in result.stdout
 
 
-def test_worker_missing_required_variables_is_told_which_by_name(cli, fake_docker):
-    fake_docker.set_env("pms-worker-v2", ENCRYPTION_KEY=None, JWT_SECRET="", SUPABASE_JWT_SECRET=None)
+def test_worker_missing_required_variables_is_told_which_by_name(cli, deployment):
+    deployment.set_env("pms-worker-v2", ENCRYPTION_KEY=None, JWT_SECRET="", SUPABASE_JWT_SECRET=None)
 
     result = cli("host", "env-diff", "--json")
 
@@ -46,9 +46,9 @@ def test_worker_missing_required_variables_is_told_which_by_name(cli, fake_docke
     assert "copy them from pms-backend" in required["hint"]
 
 
-def test_differing_jwt_secret_fails_and_shows_fingerprints_never_values(cli, fake_docker):
-    backend_secret = fake_docker.env("pms-backend")["JWT_SECRET"]
-    fake_docker.set_env("pms-worker-v2", JWT_SECRET="an-old-jwt-secret-from-last-year")
+def test_differing_jwt_secret_fails_and_shows_fingerprints_never_values(cli, deployment):
+    backend_secret = deployment.env("pms-backend")["JWT_SECRET"]
+    deployment.set_env("pms-worker-v2", JWT_SECRET="an-old-jwt-secret-from-last-year")
 
     result = cli("--fingerprint-salt", "envdiff-test", "host", "env-diff")
 
@@ -58,9 +58,9 @@ def test_differing_jwt_secret_fails_and_shows_fingerprints_never_values(cli, fak
     assert "an-old-jwt-secret-from-last-year" not in result.output and backend_secret not in result.output
 
 
-def test_differing_harmless_values_are_fingerprinted_too(cli, fake_docker):
-    fake_docker.set_env("pms-worker-v2", LOG_LEVEL="DEBUG", CELERY_POOL="prefork")
-    fake_docker.set_env("pms-backend", CELERY_POOL="threads")
+def test_differing_harmless_values_are_fingerprinted_too(cli, deployment):
+    deployment.set_env("pms-worker-v2", LOG_LEVEL="DEBUG", CELERY_POOL="prefork")
+    deployment.set_env("pms-backend", CELERY_POOL="threads")
 
     result = cli("--fingerprint-salt", "envdiff-test", "host", "env-diff", "--json")
 
@@ -71,9 +71,9 @@ def test_differing_harmless_values_are_fingerprinted_too(cli, fake_docker):
     assert f"CELERY_POOL differs: pms-backend {fp('threads')} vs pms-worker-v2 {fp('prefork')}" in report["other variables"]["notes"]
 
 
-def test_equal_secret_values_in_one_run_share_a_salt_so_a_difference_is_visible(cli, fake_docker):
+def test_equal_secret_values_in_one_run_share_a_salt_so_a_difference_is_visible(cli, deployment):
     """Without --fingerprint-salt the salt is random, but one per run: both sides of a note are comparable."""
-    fake_docker.set_env("pms-worker-v2", JWT_SECRET="an-old-jwt-secret-from-last-year")
+    deployment.set_env("pms-worker-v2", JWT_SECRET="an-old-jwt-secret-from-last-year")
 
     result = cli("host", "env-diff")
 
@@ -83,9 +83,9 @@ def test_equal_secret_values_in_one_run_share_a_salt_so_a_difference_is_visible(
     assert hashlib.sha256(b"an-old-jwt-secret-from-last-year").hexdigest()[:16] not in result.output
 
 
-def test_missing_feature_flags_and_optional_variables_warn(cli, fake_docker):
-    fake_docker.set_env("pms-worker-v2", CHANNEL_MANAGER_ENABLED=None, SENTRY_DSN=None)
-    fake_docker.set_env("pms-backend", SENTRY_DSN="https://abc123@o1.ingest.sentry.io/42")
+def test_missing_feature_flags_and_optional_variables_warn(cli, deployment):
+    deployment.set_env("pms-worker-v2", CHANNEL_MANAGER_ENABLED=None, SENTRY_DSN=None)
+    deployment.set_env("pms-backend", SENTRY_DSN="https://abc123@o1.ingest.sentry.io/42")
 
     recommended = results_by_name(cli("host", "env-diff", "--json").stdout)["recommended variables"]
 
@@ -93,8 +93,8 @@ def test_missing_feature_flags_and_optional_variables_warn(cli, fake_docker):
     assert recommended["details"]["missing"] == ["CHANNEL_MANAGER_ENABLED", "SENTRY_DSN"]
 
 
-def test_worker_broker_with_another_password_fails_the_redis_url_comparison(cli, fake_docker):
-    fake_docker.set_env("pms-worker-v2", CELERY_BROKER_URL="redis://:an-older-password@coolify-redis:6379/0")
+def test_worker_broker_with_another_password_fails_the_redis_url_comparison(cli, deployment):
+    deployment.set_env("pms-worker-v2", CELERY_BROKER_URL="redis://:an-older-password@coolify-redis:6379/0")
 
     urls = results_by_name(cli("host", "env-diff", "--json").stdout)["redis urls"]
 
@@ -103,8 +103,8 @@ def test_worker_broker_with_another_password_fails_the_redis_url_comparison(cli,
     assert "an-older-password" not in json.dumps(urls)
 
 
-def test_raw_unencoded_password_in_the_worker_url_is_misread_and_fails(cli, fake_docker):
-    fake_docker.set_env("pms-worker-v2", REDIS_URL="redis://:Xk9+pq=Lz@7w/Qr@coolify-redis:6379/0")
+def test_raw_unencoded_password_in_the_worker_url_is_misread_and_fails(cli, deployment):
+    deployment.set_env("pms-worker-v2", REDIS_URL="redis://:Xk9+pq=Lz@7w/Qr@coolify-redis:6379/0")
 
     result = cli("host", "env-diff", "--json")
 
@@ -114,7 +114,7 @@ def test_raw_unencoded_password_in_the_worker_url_is_misread_and_fails(cli, fake
     assert "Xk9+pq=Lz@7w/Qr" not in result.output
 
 
-def test_urls_written_differently_but_read_the_same_agree(fake_docker):
+def test_urls_written_differently_but_read_the_same_agree(deployment):
     backend = {"REDIS_URL": ENCODED, "CELERY_BROKER_URL": ENCODED, "CELERY_RESULT_BACKEND": ENCODED}
     worker = {**backend, "REDIS_URL": "redis://:Xk9%2bpq%3dLz%407w%2fQr@coolify-redis:6379"}  # lower-case escapes, default db
 

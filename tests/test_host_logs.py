@@ -11,7 +11,8 @@ import json
 
 import pytest
 
-from host_helpers import RECORDED, fake_docker  # noqa: F401
+from host_engine import _deployment, deployment  # noqa: F401  (the recorded deployment on the real Docker engine)
+from host_helpers import RECORDED, fake_docker  # noqa: F401  (argv and secret-shape tests below)
 from pmsops.host.logs import MAX_QUOTES, scan_logs
 
 
@@ -19,7 +20,7 @@ def results_by_name(stdout: str) -> dict[str, dict]:
     return {r["name"]: r for r in json.loads(stdout)["results"]}
 
 
-def test_healthy_worker_logs_show_ready_registered_tasks_and_task_counts(cli, fake_docker):
+def test_healthy_worker_logs_show_ready_registered_tasks_and_task_counts(cli, deployment):
     result = cli("host", "logs", "pms-worker-v2")
 
     assert result.exit_code == 0
@@ -30,22 +31,23 @@ def test_healthy_worker_logs_show_ready_registered_tasks_and_task_counts(cli, fa
 
 
 def test_since_is_passed_to_docker_logs(cli, fake_docker):
+    """Kept on the fake: it records the argv our code gives docker, which a real engine does not report."""
     cli("host", "logs", "--since", "2h", "--tail", "500")
 
     assert ["logs", "--since", "2h", "--tail", "500", "pms-worker-v2"] in fake_docker.calls()
 
 
-def test_container_stderr_is_scanned_too_because_celery_logs_there(cli, fake_docker):
+def test_container_stderr_is_scanned_too_because_celery_logs_there(cli, deployment):
     # The recorded worker prints its banner and [tasks] on stdout, the ready line on stderr.
-    fake_docker.logs("pms-worker-v2", stdout="", stderr=(RECORDED / "logs" / "pms-worker-v2.stderr").read_text())
+    deployment.logs("pms-worker-v2", stdout="", stderr=(RECORDED / "logs" / "pms-worker-v2.stderr").read_text())
 
     result = cli("host", "logs")
 
     assert "celery@pms-worker-v2 ready" in result.stdout
 
 
-def test_broken_worker_fails_on_auth_refused_dns_and_traceback_and_warns_about_root(cli, fake_docker):
-    fake_docker.logs_variant("pms-worker-v2", "broken-worker")
+def test_broken_worker_fails_on_auth_refused_dns_and_traceback_and_warns_about_root(cli, deployment):
+    deployment.logs_variant("pms-worker-v2", "broken-worker")
 
     result = cli("host", "logs", "--json")
 
@@ -60,9 +62,9 @@ def test_broken_worker_fails_on_auth_refused_dns_and_traceback_and_warns_about_r
     assert "Dockerfile.worker" in report["logs root"]["hint"]
 
 
-def test_red_flags_are_quoted_with_line_numbers_at_most_a_few(cli, fake_docker):
+def test_red_flags_are_quoted_with_line_numbers_at_most_a_few(cli, deployment):
     stderr = "".join(f"[2025-12-29 12:20:0{i},000: ERROR/MainProcess] consumer: Connection refused (attempt {i})\n" for i in range(8))
-    fake_docker.logs("pms-worker-v2", stderr=stderr)
+    deployment.logs("pms-worker-v2", stderr=stderr)
 
     refused = results_by_name(cli("host", "logs", "--json").stdout)["logs refused"]
 
@@ -71,8 +73,8 @@ def test_red_flags_are_quoted_with_line_numbers_at_most_a_few(cli, fake_docker):
     assert refused["notes"][-1].startswith("line 8: [2025-12-29 12:20:07,000: ERROR/MainProcess] consumer: Connection refused (attempt 7)")
 
 
-def test_errors_only_before_the_last_ready_line_are_warnings_the_worker_got_past_them(cli, fake_docker):
-    fake_docker.logs_variant("pms-worker-v2", "recovered-worker")
+def test_errors_only_before_the_last_ready_line_are_warnings_the_worker_got_past_them(cli, deployment):
+    deployment.logs_variant("pms-worker-v2", "recovered-worker")
 
     result = cli("host", "logs", "--json")
 
@@ -82,8 +84,8 @@ def test_errors_only_before_the_last_ready_line_are_warnings_the_worker_got_past
     assert "all before the last ready line" in dns["summary"]
 
 
-def test_ready_without_start_worker_sh_line_points_at_worker_cmd(cli, fake_docker):
-    fake_docker.logs("pms-worker-v2", stderr="[2025-12-29 11:58:06,447: INFO/MainProcess] celery@pms-worker-v2 ready.\n")
+def test_ready_without_start_worker_sh_line_points_at_worker_cmd(cli, deployment):
+    deployment.logs("pms-worker-v2", stderr="[2025-12-29 11:58:06,447: INFO/MainProcess] celery@pms-worker-v2 ready.\n")
 
     result = cli("host", "logs")
 
@@ -91,8 +93,8 @@ def test_ready_without_start_worker_sh_line_points_at_worker_cmd(cli, fake_docke
     assert "pmsops host worker-cmd pms-worker-v2" in result.stdout
 
 
-def test_no_ready_line_in_the_window_suggests_a_longer_window(cli, fake_docker):
-    fake_docker.logs("pms-worker-v2", stderr="[2025-12-29 13:00:00,000: INFO/MainProcess] Task x[1] received\n")
+def test_no_ready_line_in_the_window_suggests_a_longer_window(cli, deployment):
+    deployment.logs("pms-worker-v2", stderr="[2025-12-29 13:00:00,000: INFO/MainProcess] Task x[1] received\n")
 
     report = results_by_name(cli("host", "logs", "--json").stdout)
 
@@ -100,8 +102,8 @@ def test_no_ready_line_in_the_window_suggests_a_longer_window(cli, fake_docker):
     assert "--since 24h" in report["logs ready"]["hint"]
 
 
-def test_empty_logs_warn_instead_of_claiming_health(cli, fake_docker):
-    fake_docker.logs("pms-worker-v2")
+def test_empty_logs_warn_instead_of_claiming_health(cli, deployment):
+    deployment.logs("pms-worker-v2")
 
     result = cli("host", "logs")
 
@@ -109,9 +111,9 @@ def test_empty_logs_warn_instead_of_claiming_health(cli, fake_docker):
     assert "no log output since 60m" in result.stdout
 
 
-def test_logs_of_a_crashed_worker_are_still_read_and_its_state_fails(cli, fake_docker):
-    fake_docker.stop("pms-worker-v2", exit_code=1)
-    fake_docker.logs_variant("pms-worker-v2", "broken-worker")
+def test_logs_of_a_crashed_worker_are_still_read_and_its_state_fails(cli, deployment):
+    deployment.stop("pms-worker-v2", exit_code=1)
+    deployment.logs_variant("pms-worker-v2", "broken-worker")
 
     report = results_by_name(cli("host", "logs", "--json").stdout)
 
@@ -120,11 +122,12 @@ def test_logs_of_a_crashed_worker_are_still_read_and_its_state_fails(cli, fake_d
 
 
 @pytest.mark.parametrize("since", ["60", "1h30m", "2025-12-29", "2025-12-29T12:00:00Z"])
-def test_docker_durations_and_dates_are_accepted_for_since(cli, fake_docker, since):
+def test_docker_durations_and_dates_are_accepted_for_since(cli, deployment, since):
     assert cli("host", "logs", "--since", since).exit_code == 0
 
 
 def test_nonsense_since_is_bad_input_exit_2(cli, fake_docker):
+    """Kept on the fake: "docker was never called" needs the fake's call log."""
     result = cli("host", "logs", "--since", "yesterday")
 
     assert result.exit_code == 2
@@ -163,6 +166,8 @@ def salted(secret: str, salt: str = "logs-test") -> str:
 
 @pytest.mark.parametrize(("shape", "secret"), [(s, x) for _, s, x in SHAPE_CASES], ids=[c[0] for c in SHAPE_CASES])
 def test_secret_nobody_registered_in_a_quoted_log_line_never_reaches_the_operator(cli, fake_docker, shape, secret):
+    """Kept on the fake: ~90 secret shapes of one log line test the redaction of text; a real container per shape
+    (1-2 s each) would add only docker's plumbing, which the tests above cover on the real engine."""
     line = shape.build(secret)
     fake_docker.logs("pms-worker-v2", stderr=f"[2025-12-29 12:30:00,000: ERROR/MainProcess] Authentication required. {line}\n")
 
@@ -177,17 +182,17 @@ def test_secret_nobody_registered_in_a_quoted_log_line_never_reaches_the_operato
         assert salted(secret) in text.stdout  # the keyword stays, the value becomes its fingerprint
 
 
-def test_quoted_log_line_keeps_the_keyword_and_shows_the_fingerprint_instead_of_the_value(cli, fake_docker):
-    fake_docker.logs("pms-worker-v2", stderr="[ERROR/MainProcess] NOAUTH Authentication required. redis-cli -a Vq7-unknown-pw ping\n")
+def test_quoted_log_line_keeps_the_keyword_and_shows_the_fingerprint_instead_of_the_value(cli, deployment):
+    deployment.logs("pms-worker-v2", stderr="[ERROR/MainProcess] NOAUTH Authentication required. redis-cli -a Vq7-unknown-pw ping\n")
 
     result = cli("--fingerprint-salt", "logs-test", "host", "logs")
 
     assert f"line 1: [ERROR/MainProcess] NOAUTH Authentication required. redis-cli -a {salted('Vq7-unknown-pw')} ping" in result.stdout
 
 
-def test_ordinary_worker_log_lines_are_quoted_unchanged(cli, fake_docker):
+def test_ordinary_worker_log_lines_are_quoted_unchanged(cli, deployment):
     stderr = "".join(f"[ERROR/MainProcess] Traceback (most recent call last): {line}\n" for line in ORDINARY_LINES)
-    fake_docker.logs("pms-worker-v2", stderr=stderr)
+    deployment.logs("pms-worker-v2", stderr=stderr)
 
     quoted = results_by_name(cli("host", "logs", "--json").stdout)["logs traceback"]["notes"]
 
@@ -196,9 +201,9 @@ def test_ordinary_worker_log_lines_are_quoted_unchanged(cli, fake_docker):
     assert quoted == expected
 
 
-def test_short_registered_secret_in_a_quoted_log_line_is_masked(cli, fake_docker):
-    fake_docker.set_env("pms-worker-v2", JWT_SECRET="Q7x")
-    fake_docker.logs("pms-worker-v2", stderr="[ERROR/MainProcess] Traceback (most recent call last): jwt.decode(token, 'Q7x') said Q7x!\n")
+def test_short_registered_secret_in_a_quoted_log_line_is_masked(cli, deployment):
+    deployment.set_env("pms-worker-v2", JWT_SECRET="Q7x")
+    deployment.logs("pms-worker-v2", stderr="[ERROR/MainProcess] Traceback (most recent call last): jwt.decode(token, 'Q7x') said Q7x!\n")
 
     result = cli("host", "logs")
 
