@@ -122,6 +122,18 @@ def test_check_db_sees_the_transaction_pooler_and_says_what_the_workers_need(cli
     assert found["details"]["port_forwarded"] == f"PostgreSQL listens on port {postgres.port}, the URL names {pgbouncer.port}"
 
 
+def test_pooler_with_one_server_connection_is_detected_without_waiting_for_it(cli, postgres):
+    bouncer = PgBouncer(postgres.port, postgres.database, postgres.user, postgres.password, pool_mode="transaction", pool_size=1).start()
+    try:
+        result = cli("check", "db", "--url", bouncer.url, "--timeout", "3", "--json")
+    finally:
+        bouncer.stop()
+    found = json.loads(result.stdout)["results"][0]
+    assert found["status"] == "ok", result.output
+    assert found["details"]["pooler"] == "transaction"
+    assert "one server backend served two client connections" in found["details"]["pooler_evidence"]
+
+
 def test_check_db_fails_when_the_workers_would_cache_statements_behind_the_pooler(cli, pgbouncer, monkeypatch):
     monkeypatch.setenv("DB_STATEMENT_CACHE_SIZE", "100")
     result = cli("check", "db", "--url", pgbouncer.url)

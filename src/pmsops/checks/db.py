@@ -139,15 +139,21 @@ async def _pooler_evidence(first, url: str, timeout: float) -> list[str]:
         second = await connect(url, timeout)
     except Exception:  # noqa: BLE001 - no second connection (limits): no evidence either way
         return evidence
+    pid_again: int | None = None
     try:
         async with second.transaction():
             pid_second = await second.fetchval("SELECT pg_backend_pid()")
-            pid_again = await first.fetchval("SELECT pg_backend_pid()")
+            try:
+                # a pooler with one server connection makes ``first`` wait for the one ``second`` holds
+                pid_again = await asyncio.wait_for(first.fetchval("SELECT pg_backend_pid()"), min(1.0, timeout / 3))
+            except asyncio.TimeoutError:
+                evidence.append("this connection waited for a server backend while another client held one in a transaction")
+                first.terminate()  # its query is still queued in the pooler: this connection is done
     finally:
         await second.close(timeout=timeout)
     if pid_second == pid_first:
         evidence.append("one server backend served two client connections")
-    if pid_again != pid_first:
+    if pid_again is not None and pid_again != pid_first:
         evidence.append("this connection's server backend changed between two statements")
     return evidence
 
@@ -172,7 +178,8 @@ async def _probe(url: str, timeout: float, port: int | None) -> Session:
         session.pooler = await _pooler_evidence(conn, url, timeout)
         return session
     finally:
-        await conn.close(timeout=timeout)
+        if not conn.is_closed():
+            await conn.close(timeout=timeout)
 
 
 def worker_statement_cache() -> tuple[int, str]:
