@@ -242,12 +242,53 @@ class RecordedHost:
         self.engine.docker("import", "--change", 'CMD ["bash","/app/scripts/ops/start_worker.sh"]', "--change", "USER app",
                            "--change", "WORKDIR /app", "-", self.IMAGE, input=data.getvalue())
 
-    def redis(self, name: str = "coolify-redis") -> str:
+    def redis(self, name: str = "coolify-redis", cmd: tuple[str, ...] | None = None, env: dict[str, str] | None = None,
+              conf: str | None = None) -> str:
+        """Redis as Coolify runs it: requirepass on the command line (or ``cmd``), ``env``, ``conf`` at /etc/redis/redis.conf."""
+        args = []
+        if env:
+            args += ["--env-file", str(self.scenario.env_file(name, env))]
+        if conf is not None:
+            local = self.root / f"{name}.conf"
+            local.write_text(conf, encoding="utf-8")
+            local.chmod(0o644)
+            args += ["-v", f"{local}:/etc/redis/redis.conf:ro"]
+        command = cmd or ("/usr/bin/redis-server", "--save", "20", "1", "--loglevel", "warning", "--dir", "/tmp", "--requirepass", self.password)
         self.engine.docker("run", "-d", "--name", name, "--network", "coolify", "--network-alias", "coolify-redis", "--user", "10002",
-                           "-v", "/usr:/usr:ro", "pmsops-base", "/usr/bin/redis-server", "--save", "20", "1", "--loglevel", "warning",
-                           "--dir", "/tmp", "--requirepass", self.password)
+                           "-v", "/usr:/usr:ro", *args, "pmsops-base", *command)
         self.made.append(name)
         return name
+
+    def plant_secret(self, secret: str) -> None:
+        """``secret`` everywhere a real deployment keeps secrets (as the fake's ``use_secret``): requirepass, REDIS_PASSWORD,
+        redis.conf, the backend's and worker's variables and URLs (the worker's REDIS_URL raw), and worker log lines."""
+        import json
+        from urllib.parse import quote
+
+        from host_helpers import RECORDED
+
+        encoded = quote(secret, safe="")
+        self.password = secret
+        url = f"redis://:{encoded}@coolify-redis:6379/0"
+        for name in ("pms-backend", "pms-worker-v2"):
+            self.env[name].update(REDIS_URL=url, CELERY_BROKER_URL=url, CELERY_RESULT_BACKEND=url, JWT_SECRET=secret, SUPABASE_JWT_SECRET=secret,
+                                  ENCRYPTION_KEY=secret, DATABASE_URL=f"postgresql+asyncpg://postgres:{encoded}@supabase-db:5432/postgres",
+                                  SERVICE_PASSWORD_REDIS=secret)
+        self.env["pms-worker-v2"].update(REDIS_URL=f"redis://:{secret}@coolify-redis:6379/0", JWT_SECRET=secret + "x")
+        stderr = (RECORDED / "logs" / "pms-worker-v2.stderr").read_text(encoding="utf-8") + "".join(
+            f"[2025-12-29 12:30:0{i},000: ERROR/MainProcess] {line}\n"
+            for i, line in enumerate([
+                f"consumer: Cannot connect to redis://:{secret}@coolify-redis:6379/0: Authentication required.",
+                f"AUTH {secret} failed: invalid username-password pair or user is disabled.",
+                f"settings: password={encoded} jwt_secret={secret}: Connection refused",
+                f"Authentication required: redis.from_url({'redis://:' + secret + '@coolify-redis'!r}) password={secret!r}",
+                f"config dump {json.dumps({'REDIS_PASSWORD': secret}, ensure_ascii=False)}: Temporary failure in name resolution",
+            ])) + "Traceback (most recent call last):\n"
+        (self.logs / "stderr").write_text(stderr, encoding="utf-8")
+        self.redis(env={"REDIS_PASSWORD": secret},
+                   conf='requirepass "' + secret.replace("\\", "\\\\").replace('"', '\\"') + '"\n')
+        self.backend()
+        self.worker()
 
     def worker(self, name: str = "pms-worker-v2", cmd: tuple[str, ...] = (), user: str | None = None) -> str:
         env = {**self.env["pms-worker-v2"], "PATH": "/opt/tools:/bin"}
