@@ -2,9 +2,10 @@
 
 Runbook: every host procedure starts on the HOST-SERVER-TERMINAL with ``docker``.
 A stopped daemon and a misspelt name are produced by the real docker CLI (against a
-socket nothing listens on, and against the session's private engine); the fake
-replays only what a real engine cannot produce here: a daemon that hangs, and a
-socket the user may not open (these tests run as root, who may open any socket).
+socket nothing listens on, and against the session's private engine) and a hung
+daemon is a private dockerd frozen with SIGSTOP; the fake replays only what a real
+engine cannot produce here: a socket the user may not open (these tests run as
+root, who may open any socket).
 """
 
 from __future__ import annotations
@@ -96,13 +97,33 @@ def test_misspelt_container_name_is_not_found_with_a_docker_ps_hint(cli, real_en
     assert "docker ps -a" in text
 
 
-def test_hung_daemon_times_out_after_the_given_seconds(cli, fake_docker):
-    fake_docker.daemon("hang")
+@pytest.fixture
+def hung_daemon(monkeypatch):
+    """A second private dockerd, frozen with SIGSTOP: it accepts connections and never answers (a hung daemon)."""
+    import os
+    import signal
+    import tempfile
 
-    result = cli("host", "worker-cmd", "--timeout", "0.3")
+    from docker_engine import DockerEngine, EngineUnavailable
+
+    try:  # a short base: containerd's socket below it must fit a Unix socket path (108 bytes)
+        engine = DockerEngine(Path(tempfile.mkdtemp(prefix="pmsops-hung-"))).start()
+    except EngineUnavailable as exc:
+        pytest.skip(f"no real Docker engine here: {exc}")
+    os.kill(engine.proc.pid, signal.SIGSTOP)
+    monkeypatch.setenv("DOCKER_HOST", engine.host)
+    yield engine
+    os.kill(engine.proc.pid, signal.SIGCONT)
+    engine.stop()
+
+
+def test_hung_daemon_times_out_after_the_given_seconds(cli, hung_daemon):
+    result = cli("host", "worker-cmd", "--timeout", "0.5")
 
     assert result.exit_code == 1
-    assert "docker inspect timed out after 0.3 s" in one_error_line(result)
+    text = one_error_line(result)
+    assert "docker inspect timed out after 0.5 s" in text
+    assert "the Docker daemon is slow or hung" in text
 
 
 def test_host_check_reports_a_stopped_daemon_once_not_once_per_part(cli, dead_daemon):
