@@ -193,13 +193,13 @@ class RecordedHost:
     backend has the recorded environment. Worker and backend are on ``coolify`` and ``supabase``.
     """
 
-    IMAGE = "ro0wsk8gcs4wo4c0gk8wkgws:3f9a2c1e7b4d8a6f0e1c2b3a4d5e6f708192a3b4"
-
     def __init__(self, scenario, root: Path) -> None:
         import json
+        import uuid
 
         from host_helpers import RECORDED, REDIS_PASSWORD
 
+        self.IMAGE = f"ro0wsk8gcs4wo4c0gk8wkgws:{uuid.uuid4().hex}"  # a Coolify tag (<application uuid>:<commit>), one per host
         self.scenario, self.engine, self.root = scenario, scenario.engine, root
         self.made: list[str] = []
         read = lambda kind, name: json.loads((RECORDED / kind / f"{name}.json").read_text(encoding="utf-8"))[0]  # noqa: E731
@@ -301,9 +301,17 @@ class RecordedHost:
             __import__("time").sleep(0.05)
         return name
 
-    def backend(self, name: str = "pms-backend") -> str:
-        self._create(name, {**self.env["pms-backend"], "PATH": "/bin"}, [], ("/bin/busybox", "sleep", "3600"))
+    def backend(self, name: str = "pms-backend", cmd: tuple[str, ...] = ("/bin/busybox", "sleep", "3600")) -> str:
+        self._create(name, {**self.env["pms-backend"], "PATH": "/bin"}, [], cmd)
         return name
+
+    def wait_logs(self, name: str, text: str, timeout: float = 20.0) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while text not in self.engine.logs(name):
+            assert time.monotonic() < deadline, f"{name} did not log {text!r}"
+            time.sleep(0.05)
 
     def _create(self, name: str, env: dict[str, str], args: list[str], cmd: tuple[str, ...]) -> None:
         env_file = self.scenario.env_file(name, env)
@@ -317,8 +325,10 @@ class RecordedHost:
         self.made = [n for n in self.made if n not in names]
 
     def close(self) -> None:
+        """Remove its containers and image (idempotent: a replaced host's names may belong to the next one)."""
         if self.made:
             self.engine.docker("rm", "-f", *self.made, check=False)
+            self.made = []
         self.engine.docker("image", "rm", "-f", self.IMAGE, check=False)
 
 
