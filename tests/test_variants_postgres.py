@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PG_PASSWORD
+from conftest import PG_PASSWORD, start_worker, stop_worker, sync_worker_env
+from sync_helpers import seed_connection, trigger, wait_final
 from variant_servers import PgBouncer, make_certificates, ssl_postgres
 
 
@@ -152,3 +153,22 @@ def test_session_pooler_is_not_a_transaction_pooler_but_the_forwarded_port_is_no
     found = json.loads(result.stdout)["results"][0]
     assert found["status"] == "ok" and found["details"]["pooler"] is None
     assert any("something forwards the port" in n for n in found["notes"])
+
+
+def test_full_syncs_through_pgbouncer_in_transaction_mode_all_succeed_by_default(pgbouncer, redis_server, fake_platform, monkeypatch):
+    """Issue #13: behind the pooler 7 of 8 full syncs failed with 'prepared statement "__asyncpg_stmt_…" does not exist'."""
+    for name in ("DB_TRANSACTION_POOLER", "DB_STATEMENT_CACHE_SIZE"):
+        monkeypatch.delenv(name, raising=False)  # nothing set: the library must be safe by default
+    env = sync_worker_env(redis_server, 14, pgbouncer.url, fake_platform.url)
+    worker = start_worker(env["CELERY_BROKER_URL"], "pooler@pmsops-variants", app="pmsops.sync.worker:celery_app", concurrency=4, extra_env=env)
+    try:
+        task_ids = []
+        for platform in ("google", "airbnb", "booking_com", "expedia"):
+            ids = seed_connection(pgbouncer.url, platform=platform, bookings=[(3, 2)])
+            task_ids += trigger(pgbouncer.url, env["CELERY_BROKER_URL"], ids["connection_id"], "full").task_ids
+        rows = wait_final(pgbouncer.url, task_ids, timeout=30)
+        assert len(rows) == 12
+        failed = [(r["operation_type"], r["status"], (r["error"] or "")[:120]) for r in rows if r["status"] != "success"]
+        assert failed == [], failed
+    finally:
+        stop_worker(worker)

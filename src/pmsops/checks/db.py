@@ -183,16 +183,17 @@ async def _probe(url: str, timeout: float, port: int | None) -> Session:
 
 
 def worker_statement_cache() -> tuple[int, str]:
-    """The asyncpg statement cache the sync workers will use, read from the same variables, and why."""
+    """The asyncpg statement cache the sync workers will use (the library's one rule, from the same variables), and why."""
     import os
+
+    from pmsops.database import pooler_safe_statement_cache
 
     size = os.environ.get("DB_STATEMENT_CACHE_SIZE", "").strip()
     pooler = os.environ.get("DB_TRANSACTION_POOLER", "").strip().lower()
     if size.isdigit():
         return int(size), f"DB_STATEMENT_CACHE_SIZE={size}"
-    if pooler in ("0", "false", "no", "off"):
-        return 100, f"DB_TRANSACTION_POOLER={pooler}"
-    return 0, "the default (no prepared statements)"
+    direct = pooler in ("0", "false", "no", "off")
+    return pooler_safe_statement_cache(not direct), (f"DB_TRANSACTION_POOLER={pooler}" if direct else "the default (no prepared statements)")
 
 
 POOLER_NEEDS = ("no prepared statements kept across transactions — asyncpg statement_cache_size=0 "

@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from pmsops.database import pooler_safe_statement_cache
 from pmsops.errors import UsageError
 from pmsops.sync import PLATFORMS
 
@@ -103,7 +104,7 @@ class SyncSettings:
     broker_url: str | None = None
     result_backend: str | None = None
     encryption_key: str | None = field(default=None, repr=False)
-    statement_cache_size: int = 100
+    statement_cache_size: int = 0  # pooler-safe (pmsops.database.pooler_safe_statement_cache)
     pool_max_size: int = 5
     concurrency: int = 4
     preflight_timeout: float = 5.0
@@ -133,7 +134,7 @@ class SyncSettings:
         concurrency = parse_int(env, "CELERY_CONCURRENCY", 4, minimum=1)
         time_limit = parse_float(env, "CELERY_TIME_LIMIT", 300.0, minimum=1.0)
         backoff_max = parse_float(env, "SYNC_RETRY_BACKOFF_MAX", 300.0, minimum=0.0)
-        pooler = parse_bool(env, "DB_TRANSACTION_POOLER", False)
+        pooler = parse_bool(env, "DB_TRANSACTION_POOLER", True)  # unset: a pooler may be in front (Supabase's is): safe by default
         stale_minutes = parse_float(env, "SYNC_LOG_STALE_MINUTES", 0.0, minimum=0.0)
         per_child = parse_int(env, "CELERY_MAX_TASKS_PER_CHILD", 0, minimum=0)
         settings = cls(
@@ -142,7 +143,7 @@ class SyncSettings:
             broker_url=env.get("CELERY_BROKER_URL") or env.get("REDIS_URL") or None,
             result_backend=env.get("CELERY_RESULT_BACKEND") or None,
             encryption_key=env.get("ENCRYPTION_KEY") or None,
-            statement_cache_size=parse_int(env, "DB_STATEMENT_CACHE_SIZE", 0 if pooler else 100),
+            statement_cache_size=parse_int(env, "DB_STATEMENT_CACHE_SIZE", pooler_safe_statement_cache(pooler)),
             pool_max_size=parse_int(env, "SYNC_DB_POOL_SIZE", concurrency + 1, minimum=1),
             concurrency=concurrency,
             preflight_timeout=parse_float(env, "SYNC_PREFLIGHT_TIMEOUT", 5.0, minimum=0.1),
