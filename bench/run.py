@@ -265,7 +265,8 @@ def _google_connections(env: dict[str, str], count: int) -> list[str]:
 
 def _start_worker(app: str, name: str, env: dict[str, str]) -> subprocess.Popen:
     """A threads-pool Celery worker (concurrency 4) started the sandbox's way (-P, umask 077, own session, cwd the checkout)."""
-    argv = processes.python_argv("-m", "celery", "-A", app, "worker", "--pool", "threads", "-c", "4", "-l", "WARNING", "-n", name, "--without-mingle", "--without-gossip")
+    argv = processes.python_argv("-m", "celery", "-A", app, "worker", "--pool", "threads", "-c", "4", "-l", "WARNING", "-n", name,
+                                 "--without-mingle", "--without-gossip")
     return processes.spawn(argv, cwd=ROOT, env=env)
 
 

@@ -65,9 +65,9 @@ def test_a_port_that_never_opens_fails_after_its_deadline_naming_what_and_the_po
 
 
 def test_a_child_ignoring_sigterm_and_its_own_child_are_killed_after_the_grace_period(tmp_path):
-    script = ("import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-              "child = subprocess.Popen([sys.executable, '-c', 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)']); "
-              "print(child.pid, flush=True); time.sleep(60)")
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    script = (f"import signal, subprocess, sys; signal.signal(signal.SIGTERM, signal.SIG_IGN); "  # ignored before the pid is printed: no race
+              f"child = subprocess.Popen([sys.executable, '-c', {stubborn!r}]); print(child.pid, flush=True); exec({stubborn!r})")
     proc = processes.spawn([sys.executable, "-c", script], cwd=tmp_path, stdout=subprocess.PIPE)
     grandchild = int(proc.stdout.readline())
     started = time.monotonic()

@@ -232,6 +232,9 @@ class BlackHole:
         self._sock.close()
 
 
+NOT_FOUND = (404, {"content-type": "application/json"}, b'{"detail":"Not Found"}')
+
+
 class HttpStub:
     """A real HTTP server on loopback whose answers are set per path (404 JSON otherwise); it records every request."""
 
@@ -247,7 +250,7 @@ class HttpStub:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
                 stub.requests.append((self.command, self.path, dict(self.headers), body))
-                status, headers, payload = stub.routes.get(self.path.split("?")[0], (404, {"content-type": "application/json"}, b'{"detail":"Not Found"}'))
+                status, headers, payload = stub.routes.get(self.path.split("?")[0], NOT_FOUND)
                 self.send_response(status)
                 for key, value in headers.items():
                     self.send_header(key, value)

@@ -278,7 +278,8 @@ class Sandbox:
             if comp.running():
                 out.append(results.ok(name, f"running (pid {comp.pid}){where}"))
             else:
-                out.append(results.fail(name, f"not running (pid {comp.pid} gone){where}", hint=f"pmsops sandbox start {name}" + (f"; log: {comp.log}" if comp.log else "")))
+                hint = f"pmsops sandbox start {name}" + (f"; log: {comp.log}" if comp.log else "")
+                out.append(results.fail(name, f"not running (pid {comp.pid} gone){where}", hint=hint))
         out.append(results.ok("env file", str(self.env_path), notes=[f"pmsops --env-file {self.env_path} doctor"]))
         return out
 
