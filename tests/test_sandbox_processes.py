@@ -18,6 +18,7 @@ import time
 
 import pytest
 
+from pmsops.errors import UsageError
 from pmsops.sandbox import processes
 from pmsops.sandbox.servers import free_port
 from test_security_local_user import one_line_error
@@ -38,6 +39,18 @@ def test_spawned_child_gets_its_own_session_a_077_umask_the_given_cwd_and_safe_p
     out, err = proc.communicate(timeout=30)
 
     assert json.loads(out) == [True, 0o077, str(tmp_path), "1"], err
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o1777, 0o770])
+def test_a_child_is_never_started_in_a_directory_other_users_can_write(tmp_path, mode):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(mode)
+
+    with pytest.raises(UsageError) as refused:
+        processes.spawn(["true"], cwd=shared)
+
+    assert str(refused.value) == f"refusing to start a process in {shared}: other users can write to it (mode {mode:o})"
 
 
 def test_a_child_that_exits_during_start_up_is_reported_at_once_not_after_the_timeout(tmp_path):

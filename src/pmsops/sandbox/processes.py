@@ -59,8 +59,25 @@ def child_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
 def spawn(argv: list[str], cwd: str | os.PathLike[str], env: Mapping[str, str] | None = None, stdout: Target = subprocess.DEVNULL,
           stderr: Target = subprocess.STDOUT, preexec_fn: Callable[[], None] | None = None, text: bool = False) -> subprocess.Popen:
     """Start ``argv`` safely: own session, stdin closed, umask 077, ``cwd`` (required: a directory the caller checked), PYTHONSAFEPATH=1."""
+    check_working_directory(cwd)
     return subprocess.Popen(argv, env=child_environment(env), stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, start_new_session=True,
                             cwd=str(cwd), umask=CHILD_UMASK, preexec_fn=preexec_fn, text=text)
+
+
+def check_working_directory(cwd: str | os.PathLike[str]) -> None:
+    """A child's working directory must be a real directory no other user can write to (nothing planted there runs)."""
+    import stat
+
+    from pmsops.errors import UsageError
+
+    try:
+        info = os.lstat(cwd)
+    except OSError as exc:
+        raise UsageError(f"cannot start a process in {cwd}: {exc.strerror}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise UsageError(f"refusing to start a process in {cwd}: not a directory (a link or a file)")
+    if info.st_mode & 0o022:
+        raise UsageError(f"refusing to start a process in {cwd}: other users can write to it (mode {stat.S_IMODE(info.st_mode):o})")
 
 
 # --- identity -------------------------------------------------------------------------------------------
