@@ -94,7 +94,8 @@ class RedisServer:
         safefile.write_text(  # paths quoted too: a newline in a directory name must not add a directive
             conf,
             f"port {self.port}\nbind {LOOPBACK}\nrequirepass {_redis_conf_quote(self.password)}\n"
-            f'save ""\nappendonly {"yes" if self.appendonly else "no"}\nappendfsync everysec\ndir {_redis_conf_quote(str(self.workdir))}\nlogfile {_redis_conf_quote(str(log))}\n',
+            f'save ""\nappendonly {"yes" if self.appendonly else "no"}\nappendfsync everysec\n'
+            f"dir {_redis_conf_quote(str(self.workdir))}\nlogfile {_redis_conf_quote(str(log))}\n",
             "redis.conf",
         )
         os.close(safefile.open_append(log))  # 0600 before redis-server opens it
@@ -189,7 +190,8 @@ class PostgresCluster:
                 os.chown(path, owner.pw_uid, owner.pw_gid, follow_symlinks=False)
         env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
         done = subprocess.run(
-            [find_binary("initdb"), "-D", str(self.datadir), "-U", "postgres", f"--pwfile={pwfile}", "--auth-host=scram-sha-256", "--auth-local=scram-sha-256", "-E", "UTF8", "--no-sync"],
+            [find_binary("initdb"), "-D", str(self.datadir), "-U", "postgres", f"--pwfile={pwfile}",
+             "--auth-host=scram-sha-256", "--auth-local=scram-sha-256", "-E", "UTF8", "--no-sync"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, preexec_fn=_demote(owner), env=env, cwd=str(self.basedir),
             umask=processes.CHILD_UMASK,
         )

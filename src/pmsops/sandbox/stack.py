@@ -137,7 +137,8 @@ class Sandbox:
             created_directory = created_directory or old.created_directory
             left = self._remove_created(old)
             if left:
-                raise OperationError(f"could not remove what the last sandbox left in {self.directory}: {', '.join(left[:5])}", hint="remove them by hand")
+                raise OperationError(f"could not remove what the last sandbox left in {self.directory}: {', '.join(left[:5])}",
+                                     hint="remove them by hand")
         state = SandboxState(str(self.directory), created_directory, created=[STATE_FILE], external_db=bool(database_url))
         self.save(state)
         try:
@@ -192,7 +193,8 @@ class Sandbox:
         state.env = env
         state.users = {USERS[1]: users[USERS[1]]}
         self._create(state, ENV_FILE)
-        safefile.write_text(self.env_path, "# pmsops sandbox: load with  pmsops --env-file " + str(self.env_path) + " …\n" + _shell_export(env), "sandbox env file")
+        header = f"# pmsops sandbox: load with  pmsops --env-file {self.env_path} …\n"
+        safefile.write_text(self.env_path, header + _shell_export(env), "sandbox env file")
         self.save(state)
         state.seed = self._migrate_and_seed(db_url, env["ENCRYPTION_KEY"], users)
         self.save(state)
@@ -202,7 +204,8 @@ class Sandbox:
         self._load_reservations(env["PLATFORM_BASE_URL"], state.seed)
         progress(f"fake platform on 127.0.0.1:{platform_port}")
         self._spawn(state, "worker", self._worker_argv(), env)
-        self._spawn(state, "api", python_argv("-m", "uvicorn", "pmsops.sandbox.api:app", "--host", "127.0.0.1", "--port", str(api_port), "--log-level", "warning"), env, api_port)
+        uvicorn = python_argv("-m", "uvicorn", "pmsops.sandbox.api:app", "--host", "127.0.0.1", "--port", str(api_port), "--log-level", "warning")
+        self._spawn(state, "api", uvicorn, env, api_port)
         self._wait_port(state, "api", api_port, timeout)
         progress(f"API on {api_url}")
         self._wait_worker(state, timeout)
@@ -235,7 +238,8 @@ class Sandbox:
         from pmsops.sandbox.seed import demo_reservations
 
         listing = seeded["listings"]["airbnb"]
-        httpx.post(f"{platform_url}/_control/reservations", json={"listing": listing, "reservations": demo_reservations()}, timeout=5).raise_for_status()
+        body = {"listing": listing, "reservations": demo_reservations()}
+        httpx.post(f"{platform_url}/_control/reservations", json=body, timeout=5).raise_for_status()
 
     def _spawn(self, state: SandboxState, name: str, argv: list[str], env: dict[str, str], port: int | None = None) -> None:
         """Start a child: log 0600 (never through a link), umask 077, cwd = our checked 0700 directory, PYTHONSAFEPATH=1."""
@@ -351,7 +355,8 @@ class Sandbox:
                 out.append(results.ok("sandbox", f"removed {self.directory}"))
             except OSError:
                 names = sorted(os.listdir(self.directory))
-                out.append(results.warn("sandbox", f"removed what sandbox up created; kept {self.directory}: {len(names)} entr{'y' if len(names) == 1 else 'ies'} not ours ({', '.join(names[:5])})"))
+                entries = f"{len(names)} entr{'y' if len(names) == 1 else 'ies'} not ours ({', '.join(names[:5])})"
+                out.append(results.warn("sandbox", f"removed what sandbox up created; kept {self.directory}: {entries}"))
         else:
             out.append(results.ok("sandbox", f"removed what sandbox up created in {self.directory} (the directory existed before, kept)"))
         return out
