@@ -173,7 +173,7 @@ def bench_throughput(sandbox, n: int) -> None:
     from celery import Celery
 
     from pmsops.sandbox.servers import free_port
-    from pmsops.sync.admin import with_connection
+    from pmsops.sync.maintenance import with_connection
     from pmsops.sync.trigger import trigger_sync
 
     env = sandbox.env()
@@ -245,7 +245,7 @@ def bench_throughput(sandbox, n: int) -> None:
 
 
 def _google_connections(env: dict[str, str], count: int) -> list[str]:
-    from pmsops.sync.admin import with_connection
+    from pmsops.sync.maintenance import with_connection
     from pmsops.sync.crypto import encrypt
 
     async def create(conn):
