@@ -13,15 +13,15 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
+
+from pmsops.sandbox import processes
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -50,20 +50,10 @@ def record(name: str, ours: float, theirs: float | None, target: str, ok: bool, 
 
 
 def black_hole() -> int:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    held: list[socket.socket] = []
+    """A loopback port that accepts and never answers, open until the benchmarks end."""
+    from pmsops.sandbox.processes import BlackHole
 
-    def accept() -> None:
-        while True:
-            try:
-                held.append(sock.accept()[0])
-            except OSError:
-                return
-
-    threading.Thread(target=accept, daemon=True).start()
-    return sock.getsockname()[1]
+    return BlackHole().port
 
 
 def bench_startup(runs: int) -> None:
@@ -183,7 +173,7 @@ def bench_throughput(sandbox, n: int) -> None:
     from celery import Celery
 
     from pmsops.sandbox.servers import free_port
-    from pmsops.sync.admin import with_connection
+    from pmsops.sync.maintenance import with_connection
     from pmsops.sync.trigger import trigger_sync
 
     env = sandbox.env()
@@ -194,10 +184,9 @@ def bench_throughput(sandbox, n: int) -> None:
     common = {**os.environ, "PYTHONPATH": str(ROOT), "CELERY_CONCURRENCY": "4"}
     print(f"throughput: {n} tasks, threads pool, concurrency 4, Redis broker", flush=True)
     noop_env = {**common, "CELERY_BROKER_URL": noop_broker, "BENCH_COUNTER_URL": base + "/12"}
-    noop_worker = subprocess.Popen([sys.executable, "-P", "-m", "celery", "-A", "bench.noop_app:app", "worker", "--pool", "threads", "-c", "4", "-l", "WARNING", "-n", "noop@bench",
-                                    "--without-mingle", "--without-gossip"], env=noop_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, cwd=str(ROOT))
+    noop_worker = _start_worker("bench.noop_app:app", "noop@bench", noop_env)
     try:
-        _await_worker(noop_broker, "noop@bench")
+        _await_worker(noop_broker, "noop@bench", noop_worker)
         sender = Celery(broker=noop_broker, set_as_current=False)
         with sender.connection_for_write() as conn:
             started = time.perf_counter()
@@ -206,24 +195,19 @@ def bench_throughput(sandbox, n: int) -> None:
             _wait_counter(counter, "bench:noop:done", n, 300)
             noop_rate = n / (time.perf_counter() - started)
     finally:
-        _stop(noop_worker)
+        processes.stop(noop_worker, grace=20)
 
     platform_port = free_port()
-    platform = subprocess.Popen([sys.executable, "-P", "-m", "pmsops.sandbox.fake_platform", "--port", str(platform_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(ROOT))
+    platform = processes.spawn(processes.python_argv("-m", "pmsops.sandbox.fake_platform", "--port", str(platform_port)), cwd=ROOT)
     sync_env = {**common, **env, "CELERY_BROKER_URL": sync_broker, "REDIS_URL": sync_broker, "CELERY_RESULT_BACKEND": "",
                 "PLATFORM_BASE_URL": f"http://127.0.0.1:{platform_port}", "CELERY_LOGLEVEL": "WARNING"}
-    sync_worker = subprocess.Popen([sys.executable, "-P", "-m", "celery", "-A", "pmsops.sync.worker:celery_app", "worker", "--pool", "threads", "-c", "4", "-l", "WARNING", "-n", "sync@bench",
-                                    "--without-mingle", "--without-gossip"], env=sync_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, cwd=str(ROOT))
+    sync_worker = _start_worker("pmsops.sync.worker:celery_app", "sync@bench", sync_env)
     try:
         import httpx
 
-        for _ in range(50):
-            try:
-                httpx.post(f"http://127.0.0.1:{platform_port}/_control/keep", json={"keep": False}, timeout=2)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        _await_worker(sync_broker, "sync@bench")
+        processes.wait_for_port(platform_port, 5, "fake platform", exited=processes.exited(platform))
+        httpx.post(f"http://127.0.0.1:{platform_port}/_control/keep", json={"keep": False}, timeout=2)
+        _await_worker(sync_broker, "sync@bench", sync_worker)
         connections = _google_connections(env, count=max(10, n // 20))
         planned: list[tuple[str, str, str]] = []
 
@@ -254,14 +238,14 @@ def bench_throughput(sandbox, n: int) -> None:
 
         failures = with_connection(env["DATABASE_URL"], failed)
     finally:
-        _stop(sync_worker)
-        platform.terminate()
+        processes.stop(sync_worker, grace=20)
+        processes.stop(platform)
     record(f"{n} availability syncs end to end vs bare Celery no-op tasks (tasks/s)", sync_rate, noop_rate, "≥ 0.5", sync_rate / noop_rate >= 0.5 and failures == 0,
            unit="task/s", note=f"{failures} failed")
 
 
 def _google_connections(env: dict[str, str], count: int) -> list[str]:
-    from pmsops.sync.admin import with_connection
+    from pmsops.sync.maintenance import with_connection
     from pmsops.sync.crypto import encrypt
 
     async def create(conn):
@@ -279,24 +263,15 @@ def _google_connections(env: dict[str, str], count: int) -> list[str]:
     return with_connection(env["DATABASE_URL"], create)
 
 
-def _await_worker(broker: str, name: str) -> None:
-    from pmsops.checks.celery import ping
-
-    deadline = time.monotonic() + 60
-    while ping(broker, 1.0, destination=[name]).status != "ok":
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"worker {name} did not start")
-        time.sleep(0.2)
+def _start_worker(app: str, name: str, env: dict[str, str]) -> subprocess.Popen:
+    """A threads-pool Celery worker (concurrency 4) started the sandbox's way (-P, umask 077, own session, cwd the checkout)."""
+    argv = processes.python_argv("-m", "celery", "-A", app, "worker", "--pool", "threads", "-c", "4", "-l", "WARNING", "-n", name,
+                                 "--without-mingle", "--without-gossip")
+    return processes.spawn(argv, cwd=ROOT, env=env)
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    import signal
-
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(20)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        os.killpg(proc.pid, signal.SIGKILL)
+def _await_worker(broker: str, name: str, proc: subprocess.Popen) -> None:
+    processes.wait_for_worker(broker, name, 60, exited=processes.exited(proc))
 
 
 def bench_log_writes(sandbox, n: int) -> None:
@@ -306,7 +281,7 @@ def bench_log_writes(sandbox, n: int) -> None:
     from pmsops.checks.db import normalise_dsn
 
     dsn, _ = normalise_dsn(sandbox.env()["DATABASE_URL"])
-    log_id = uuid.UUID(sandbox.load()["seed"]["connections"][0]["id"])
+    log_id = uuid.UUID(sandbox.load().seed["connections"][0]["id"])
 
     async def go() -> tuple[float, float]:
         conn = await asyncpg.connect(dsn)

@@ -7,9 +7,7 @@ characters the runbook warns about, so every test exercises encoding for real.
 from __future__ import annotations
 
 import os
-import socket
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,29 +88,11 @@ def postgres():
 @pytest.fixture(scope="session")
 def black_hole():
     """A TCP listener that accepts connections and never answers (a black-holed dependency)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
+    from pmsops.sandbox.processes import BlackHole
 
-    def accept() -> None:
-        sock.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = sock.accept()
-                accepted.append(conn)
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield sock.getsockname()[1]
-    stop.set()
-    thread.join(1)
-    for conn in accepted:
-        conn.close()
-    sock.close()
+    hole = BlackHole()
+    yield hole.port
+    hole.close()
 
 
 @pytest.fixture(scope="session")
@@ -126,42 +106,31 @@ def refused_port():
 # --- Celery workers -----------------------------------------------------------------------------
 
 def start_worker(broker_url: str, name: str, app: str = "tests.apps.sleepy:app", concurrency: int = 2, extra_env: dict | None = None, pool: str = "threads"):
-    """A real ``celery worker`` subprocess; returns the Popen once it answers a ping."""
+    """A real ``celery worker`` subprocess (started by the sandbox's code); returns the Popen once it answers a ping."""
     import subprocess
 
-    from pmsops.checks.celery import ping
+    from pmsops.sandbox import processes
 
     # keep the caller's PYTHONPATH after the tests directory: a worktree's src/ must win over an installed pmsops
     pythonpath = os.pathsep.join(p for p in (str(TESTS.parent), os.environ.get("PYTHONPATH")) if p)
-    env = {**os.environ, "CELERY_BROKER_URL": broker_url, "PYTHONPATH": pythonpath, **(extra_env or {})}
-    proc = subprocess.Popen(
-        [sys.executable, "-P", "-m", "celery", "-A", app, "worker", "--pool", pool, "-c", str(concurrency), "-n", name, "-l", "WARNING", "--without-mingle", "--without-gossip"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, cwd=str(TESTS.parent),  # -P and a cwd we own: nothing planted is imported
-    )
-    import time
-
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"worker {name} exited: {proc.stderr.read().decode(errors='replace')[-2000:]}")
-        if ping(broker_url, 1.0, destination=[name]).status == "ok":
-            return proc
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"worker {name} did not answer within 30 s")
+    env = {"CELERY_BROKER_URL": broker_url, "PYTHONPATH": pythonpath, **(extra_env or {})}
+    argv = processes.python_argv("-m", "celery", "-A", app, "worker", "--pool", pool, "-c", str(concurrency), "-n", name, "-l", "WARNING",
+                                 "--without-mingle", "--without-gossip")
+    proc = processes.spawn(argv, cwd=TESTS.parent, env=env, stderr=subprocess.PIPE)  # -P and a cwd we own: nothing planted is imported
+    try:
+        processes.wait_for_worker(broker_url, name, 30, exited=processes.exited(proc))
+    except processes.NotReady as exc:
+        if exc.exited:
+            raise RuntimeError(f"worker {name} exited: {proc.stderr.read().decode(errors='replace')[-2000:]}") from None
+        processes.stop(proc, grace=0)
+        raise
+    return proc
 
 
 def stop_worker(proc) -> None:
-    import signal
-    import subprocess
+    from pmsops.sandbox import processes
 
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    processes.stop(proc)
 
 
 @pytest.fixture(scope="session")
@@ -179,58 +148,10 @@ def celery_worker(worker_broker):
 
 # --- a small HTTP server for /health/ready and friends ---------------------------------------------
 
-class HttpStub:
-    """A real HTTP server on loopback whose answers the test sets per path."""
-
-    def __init__(self) -> None:
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        stub = self
-        self.routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
-        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def _answer(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                body = self.rfile.read(length) if length else b""
-                stub.requests.append((self.command, self.path, dict(self.headers), body))
-                status, headers, payload = stub.routes.get(self.path.split("?")[0], (404, {"content-type": "application/json"}, b'{"detail":"Not Found"}'))
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("content-length", str(len(payload)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(payload)
-
-            do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = _answer
-
-            def log_message(self, *args) -> None:  # keep test output clean
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def json(self, path: str, payload, status: int = 200, headers: dict[str, str] | None = None) -> None:
-        import json as _json
-
-        self.routes[path] = (status, {"content-type": "application/json", **(headers or {})}, _json.dumps(payload).encode())
-
-    def raw(self, path: str, body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> None:
-        self.routes[path] = (status, headers or {}, body)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def http_stub():
+    from pmsops.sandbox.processes import HttpStub
+
     stub = HttpStub()
     yield stub
     stub.close()

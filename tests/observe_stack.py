@@ -8,7 +8,6 @@ keys) so the session's other sandbox tests see a healthy stack.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import pytest
@@ -52,13 +51,9 @@ def _retrying_behind_the_breaker(env: dict[str, str], task_ids: list[str]) -> bo
 
 
 def _wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+    from pmsops.sandbox.processes import wait_until
+
+    return wait_until(condition, timeout, f"waiting for {what}: not done")
 
 
 def _reset_limits(env: dict[str, str]) -> None:

@@ -80,7 +80,7 @@ def test_unslashed_list_path_answers_307(as_operator):
 
 
 def test_other_agencys_connection_is_404_not_visible(cli, sandbox, as_operator):
-    other = [c for c in sandbox.load()["seed"]["connections"] if c["agency"] == "b"][0]["id"]
+    other = [c for c in sandbox.load().seed["connections"] if c["agency"] == "b"][0]["id"]
     result = cli("sync", "trigger", other, "--type", "pricing")
     assert result.exit_code == 1
     assert "HTTP 404 Connection not found" in result.stderr

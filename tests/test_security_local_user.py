@@ -185,7 +185,9 @@ def test_sandbox_directory_inside_another_users_directory_is_refused(cli, shared
 
 def test_sandbox_children_do_not_import_modules_planted_in_their_working_directory(tmp_path):
     """The defence behind the 0700 directory: -P / PYTHONSAFEPATH=1, so `python -m uvicorn` never imports ./uvicorn.py."""
-    from pmsops.sandbox.stack import Sandbox, _alive
+    from pmsops.sandbox.processes import alive
+    from pmsops.sandbox.stack import Sandbox
+    from pmsops.sandbox.state import SandboxState
 
     directory = tmp_path / "sb"
     directory.mkdir(mode=0o700)
@@ -193,14 +195,14 @@ def test_sandbox_children_do_not_import_modules_planted_in_their_working_directo
     for module in ("uvicorn", "celery"):
         (directory / f"{module}.py").write_text(PLANTED.format(marker=str(marker)))
     sandbox = Sandbox.at(directory)
-    state = {"directory": str(directory), "created": [], "components": {}, "env": {}}
+    state = SandboxState(str(directory))
     for name, module in (("api", "uvicorn"), ("worker", "celery")):
         sandbox._spawn(state, name, [sys.executable, "-m", module, "--version"], {})
-        pid = state["components"][name]["pid"]
+        pid = state.components[name].pid
         deadline = time.monotonic() + 30
-        while _alive(pid) and time.monotonic() < deadline:
+        while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not _alive(pid)
+        assert not alive(pid)
     assert not marker.exists()
     assert "uvicorn" in (directory / "api.log").read_text().lower()  # the real uvicorn answered --version
     assert (directory / "worker.log").read_text().strip()[:1].isdigit()  # the real celery printed its version
@@ -214,7 +216,7 @@ def test_sandbox_up_writes_only_private_files_and_down_removes_every_one(cli, tm
     try:
         assert result.exit_code == 0, result.output
         state = Sandbox.at(directory).load()
-        basedir = Path(state["components"]["db"]["basedir"])
+        basedir = Path(state.components["db"].basedir)
         seen, wrong = {}, {}
         for root, prefix in ((directory, ""), (basedir, "pg:")):
             for path in [root, *root.rglob("*")]:
@@ -230,7 +232,7 @@ def test_sandbox_up_writes_only_private_files_and_down_removes_every_one(cli, tm
         for name in ("sandbox.json", "sandbox.env", "api.log", "platform.log", "worker.log", "redis/redis.conf", "redis/redis.log"):
             assert seen[name] == 0o600, name
         assert seen["pg:postgres.log"] == 0o600 and seen["pg:data"] == 0o700
-        python = [comp["argv"] for comp in state["components"].values() if comp.get("argv")]
+        python = [comp.argv for comp in state.components.values() if comp.argv]
         assert len(python) == 3 and all(argv[:2] == [sys.executable, "-P"] for argv in python)
     finally:
         down = cli("sandbox", "down", "--dir", str(directory))

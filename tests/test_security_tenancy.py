@@ -61,10 +61,10 @@ def password_grant(env: dict[str, str], email: str, password: str) -> str:
 @pytest.fixture(scope="module")
 def world(sandbox):
     state = sandbox.load()
-    env = state["env"]
-    [(email_b, password_b)] = state["users"].items()
+    env = state.env
+    [(email_b, password_b)] = state.users.items()
     world = World(env["PMS_API_URL"], env, password_grant(env, env["EMAIL"], env["PASSWORD"]), password_grant(env, email_b, password_b),
-                  state["seed"], state["components"]["api"]["log"])
+                  state.seed, state.components["api"].log)
     world.log_start = world.log_size()
     started = run(env["DATABASE_URL"], lambda c: c.fetchval("SELECT now()"))
     yield world

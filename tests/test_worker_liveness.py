@@ -40,12 +40,9 @@ def _module_liveness(beacon, *args: str) -> subprocess.CompletedProcess:
 
 
 def _until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{what} within {timeout:g} s")
+    from pmsops.sandbox.processes import wait_until
+
+    wait_until(predicate, timeout, what)
 
 
 def test_liveness_check_imports_no_celery_kombu_redis_or_asyncpg(tmp_path):

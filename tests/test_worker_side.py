@@ -145,13 +145,14 @@ def started_worker(redis_server, sync_db, fake_platform):
     env = {**os.environ, **sync_worker_env(redis_server, 8, sync_db, fake_platform.url), "CELERY_CONCURRENCY": "2", "CELERY_LOGLEVEL": "WARNING",
            "PYTHONPATH": str(TESTS.parent)}
     args = [*PMSOPS, "worker-start", "--hostname", "started@pmsops-test"] + (["--allow-root"] if os.geteuid() == 0 else [])
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, text=True)
-    from pmsops.checks.celery import ping
+    from pmsops.sandbox import processes
 
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and ping(env["CELERY_BROKER_URL"], 1.0, destination=["started@pmsops-test"]).status != "ok":
-        assert proc.poll() is None, proc.stdout.read()
-        time.sleep(0.3)
+    proc = processes.spawn(args, cwd=TESTS.parent, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        processes.wait_for_worker(env["CELERY_BROKER_URL"], "started@pmsops-test", 30, exited=processes.exited(proc))
+    except processes.NotReady:
+        stop_worker(proc)
+        raise AssertionError(proc.stdout.read()) from None
     yield env
     stop_worker(proc)
     output = proc.stdout.read()

@@ -18,13 +18,12 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-LOOPBACK = "127.0.0.1"
-SERVER_UMASK = 0o077
+from pmsops.sandbox import processes
+from pmsops.sandbox.processes import LOOPBACK
 
 
 class ServerError(RuntimeError):
@@ -51,17 +50,14 @@ def find_binary(name: str) -> str:
 
 
 def _wait_port(port: int, timeout: float, proc: subprocess.Popen, what: str, log: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
-            raise ServerError(f"{what} exited with code {proc.returncode}: {tail}")
-        try:
-            with socket.create_connection((LOOPBACK, port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise ServerError(f"{what} did not listen on port {port} within {timeout:.0f} s")
+    """Until ``port`` listens; a ServerError with the log's tail when the server exits first."""
+    try:
+        processes.wait_for_port(port, timeout, what, exited=processes.exited(proc))
+    except processes.NotReady as exc:
+        if not exc.exited:
+            raise ServerError(str(exc)) from None
+        tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
+        raise ServerError(f"{what} exited with code {proc.returncode}: {tail}") from None
 
 
 def _redis_conf_quote(value: str) -> str:
@@ -98,7 +94,8 @@ class RedisServer:
         safefile.write_text(  # paths quoted too: a newline in a directory name must not add a directive
             conf,
             f"port {self.port}\nbind {LOOPBACK}\nrequirepass {_redis_conf_quote(self.password)}\n"
-            f'save ""\nappendonly {"yes" if self.appendonly else "no"}\nappendfsync everysec\ndir {_redis_conf_quote(str(self.workdir))}\nlogfile {_redis_conf_quote(str(log))}\n',
+            f'save ""\nappendonly {"yes" if self.appendonly else "no"}\nappendfsync everysec\n'
+            f"dir {_redis_conf_quote(str(self.workdir))}\nlogfile {_redis_conf_quote(str(log))}\n",
             "redis.conf",
         )
         os.close(safefile.open_append(log))  # 0600 before redis-server opens it
@@ -107,20 +104,14 @@ class RedisServer:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc:
+            processes.stop(self.proc, grace=5)
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def _start_redis(conf: Path, workdir: Path) -> subprocess.Popen:
-    return subprocess.Popen([find_binary("redis-server"), str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-                            start_new_session=True, cwd=str(workdir), umask=SERVER_UMASK)
+    return processes.spawn([find_binary("redis-server"), str(conf)], cwd=workdir, stderr=subprocess.DEVNULL)
 
 
 def _service_user() -> pwd.struct_passwd | None:
@@ -199,8 +190,10 @@ class PostgresCluster:
                 os.chown(path, owner.pw_uid, owner.pw_gid, follow_symlinks=False)
         env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
         done = subprocess.run(
-            [find_binary("initdb"), "-D", str(self.datadir), "-U", "postgres", f"--pwfile={pwfile}", "--auth-host=scram-sha-256", "--auth-local=scram-sha-256", "-E", "UTF8", "--no-sync"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, preexec_fn=_demote(owner), env=env, cwd=str(self.basedir), umask=SERVER_UMASK,
+            [find_binary("initdb"), "-D", str(self.datadir), "-U", "postgres", f"--pwfile={pwfile}",
+             "--auth-host=scram-sha-256", "--auth-local=scram-sha-256", "-E", "UTF8", "--no-sync"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, preexec_fn=_demote(owner), env=env, cwd=str(self.basedir),
+            umask=processes.CHILD_UMASK,
         )
         if done.returncode != 0:
             raise ServerError(f"initdb failed: {done.stderr.decode(errors='replace').strip()[-500:]}")
@@ -214,12 +207,11 @@ class PostgresCluster:
 
         log = self.basedir / "postgres.log"
         self._log = os.fdopen(safefile.open_append(log, owner.pw_uid if owner else None), "ab")
-        self.proc = subprocess.Popen(
+        self.proc = processes.spawn(
             [find_binary("postgres"), "-D", str(self.datadir), "-p", str(self.port), "-c", f"listen_addresses={LOOPBACK}",
              "-c", f"unix_socket_directories={self.basedir}", "-c", "unix_socket_permissions=0700", "-c", "fsync=off", "-c", "synchronous_commit=off",
              "-c", "full_page_writes=off", "-c", "max_connections=200", "-c", "shared_buffers=64MB"],
-            stdout=self._log, stderr=self._log, stdin=subprocess.DEVNULL, preexec_fn=_demote(owner), env=env, start_new_session=True, cwd=str(self.basedir),
-            umask=SERVER_UMASK,
+            cwd=self.basedir, env=env, stdout=self._log, stderr=self._log, preexec_fn=_demote(owner),
         )
         _wait_port(self.port, timeout, self.proc, "postgres", log)
         self._owner, self._env = owner, env
@@ -250,13 +242,8 @@ class PostgresCluster:
 
     def stop_server(self) -> None:
         """Stop the server but keep the data (to test "database down" and restart)."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc:
+            processes.stop(self.proc, signal.SIGINT, grace=15)  # SIGINT: PostgreSQL's fast shutdown
 
     def restart_server(self, timeout: float = 30.0) -> None:
         self.stop_server()

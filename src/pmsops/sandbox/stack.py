@@ -25,23 +25,21 @@ import shutil
 import signal
 import socket
 import stat
-import subprocess
-import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import quote
 
 from pmsops import results, safefile
 from pmsops.errors import OperationError, UsageError
 from pmsops.results import Result
+from pmsops.sandbox import processes
+from pmsops.sandbox.processes import python_argv
+from pmsops.sandbox.state import Component, SandboxState
 
 STATE_FILE = "sandbox.json"
 ENV_FILE = "sandbox.env"
 MAX_STATE_BYTES = 1024 * 1024
-CHILD_UMASK = 0o077
 COMPONENTS = ("redis", "db", "platform", "worker", "api")
 USERS = ("ops@kolibri.test", "ops@alpen.test")
 
@@ -53,61 +51,9 @@ def default_directory() -> Path:
     return Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"pmsops-sandbox-{os.getuid()}"
 
 
-def python_argv(*args: str) -> list[str]:
-    """``python -P ARGS``: with ``-P`` (safe path) ``-m`` does not put the working directory first on ``sys.path``."""
-    return [sys.executable, "-P", *args]
-
-
-def child_environment(env: dict[str, str]) -> dict[str, str]:
-    """The environment of every sandbox child: ours, the sandbox's, and PYTHONSAFEPATH=1 for any Python they start."""
-    return {**os.environ, **env, "PYTHONSAFEPATH": "1"}
-
-
 def special_password(length: int = 12) -> str:
     """Random, plus every character the runbook warns about and a non-ASCII letter."""
     return secrets.token_urlsafe(length) + "+=@:/?#&%ü"
-
-
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child of ours is not alive
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return True
-
-
-def _start_time(pid: int | None) -> str | None:
-    """When ``pid`` started (clock ticks since boot, /proc/PID/stat field 22); None when unknown."""
-    try:
-        data = Path(f"/proc/{int(pid or 0)}/stat").read_bytes()
-        return data[data.rindex(b")") + 2:].split()[19].decode()
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _running(comp: dict[str, Any]) -> bool:
-    """Is the component's process still the one we started? A reused pid (after a reboot) is not ours to signal."""
-    pid = comp.get("pid")
-    if not _alive(pid):
-        return False
-    recorded, current = comp.get("started"), _start_time(pid)
-    return recorded is None or current is None or recorded == current
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.3):
-            return True
-    except OSError:
-        return False
 
 
 def _shell_export(env: dict[str, str]) -> str:
@@ -134,7 +80,7 @@ class Sandbox:
     def env_path(self) -> Path:
         return self.directory / ENV_FILE
 
-    def load(self) -> dict[str, Any]:
+    def load(self) -> SandboxState:
         """The state file, only from a directory that is ours (another user's would choose the pids we kill and the argv we run)."""
         if not os.path.lexists(self.directory):
             raise UsageError(f"no sandbox at {self.directory}", hint="start one: pmsops sandbox up")
@@ -144,7 +90,7 @@ class Sandbox:
             raise UsageError(f"no sandbox at {self.directory}", hint="start one: pmsops sandbox up")
         return state
 
-    def _read_state(self) -> dict[str, Any] | None:
+    def _read_state(self) -> SandboxState | None:
         """The state file of a checked directory, or None; it must be a regular file of ours."""
         try:
             info = os.lstat(self.state_path)
@@ -153,20 +99,20 @@ class Sandbox:
         if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
             raise UsageError(f"unsafe sandbox state {self.state_path}: it is {safefile.kind(info.st_mode)} of uid {info.st_uid}")
         try:
-            state = json.loads(safefile.read_regular(self.state_path, MAX_STATE_BYTES, "sandbox state"))
+            data = json.loads(safefile.read_regular(self.state_path, MAX_STATE_BYTES, "sandbox state"))
         except ValueError:
             raise UsageError(f"sandbox state {self.state_path} is not valid JSON", hint="remove the directory by hand") from None
-        if not isinstance(state, dict):
+        if not isinstance(data, dict):
             raise UsageError(f"sandbox state {self.state_path} is not a JSON object", hint="remove the directory by hand")
-        return state
+        return SandboxState.from_json(data, self.state_path)
 
-    def save(self, state: dict[str, Any]) -> None:
-        safefile.write_text(self.state_path, json.dumps(state, indent=2), "sandbox state")
+    def save(self, state: SandboxState) -> None:
+        safefile.write_text(self.state_path, json.dumps(state.to_json(), indent=2), "sandbox state")
 
-    def _create(self, state: dict[str, Any], name: str) -> Path:
+    def _create(self, state: SandboxState, name: str) -> Path:
         """Note ``name`` (in the directory) as ours before creating it, so ``down`` removes it even after a crash."""
         path = self.directory / name
-        if name not in state.setdefault("created", []):
+        if name not in state.created:
             try:
                 info = os.lstat(path)
             except FileNotFoundError:
@@ -174,26 +120,26 @@ class Sandbox:
             if info is not None:  # not left by an earlier sandbox (those were removed): never reuse or remove it
                 raise UsageError(f"{path} already exists and was not created by sandbox up (it is {safefile.kind(info.st_mode)})",
                                  hint="remove it, or pass another --dir")
-            state["created"].append(name)
+            state.created.append(name)
             self.save(state)
         return path
 
     def env(self) -> dict[str, str]:
-        return dict(self.load()["env"])
+        return dict(self.load().env)
 
     # --- up ------------------------------------------------------------------------------------------
-    def up(self, database_url: str | None = None, progress: Callable[[str], None] = lambda _: None, timeout: float = 60.0) -> dict[str, Any]:
+    def up(self, database_url: str | None = None, progress: Callable[[str], None] = lambda _: None, timeout: float = 60.0) -> SandboxState:
         created_directory = safefile.private_directory(self.directory)
         old = self._read_state()
         if old is not None:
-            if any(_running(c) for c in old.get("components", {}).values() if isinstance(c, dict)):
+            if old.running():
                 raise UsageError(f"a sandbox is already running at {self.directory}", hint="pmsops sandbox status, or pmsops sandbox down")
-            created_directory = created_directory or bool(old.get("created_directory"))
+            created_directory = created_directory or old.created_directory
             left = self._remove_created(old)
             if left:
-                raise OperationError(f"could not remove what the last sandbox left in {self.directory}: {', '.join(left[:5])}", hint="remove them by hand")
-        state: dict[str, Any] = {"directory": str(self.directory), "created_directory": created_directory, "created": [STATE_FILE],
-                                 "components": {}, "env": {}, "external_db": bool(database_url)}
+                raise OperationError(f"could not remove what the last sandbox left in {self.directory}: {', '.join(left[:5])}",
+                                     hint="remove them by hand")
+        state = SandboxState(str(self.directory), created_directory, created=[STATE_FILE], external_db=bool(database_url))
         self.save(state)
         try:
             self._up(state, database_url, progress, timeout)
@@ -203,13 +149,13 @@ class Sandbox:
             raise
         return state
 
-    def _up(self, state: dict[str, Any], database_url: str | None, progress: Callable[[str], None], timeout: float) -> None:
+    def _up(self, state: SandboxState, database_url: str | None, progress: Callable[[str], None], timeout: float) -> None:
         from pmsops.sandbox.servers import PostgresCluster, RedisServer, free_port
         from pmsops.sync.crypto import generate_key
 
         redis_password = special_password()
         redis = RedisServer(redis_password, workdir=self._create(state, "redis"), appendonly=True).start()
-        state["components"]["redis"] = {"pid": redis.proc.pid, "started": _start_time(redis.proc.pid), "port": redis.port, "workdir": str(redis.workdir)}
+        state.components["redis"] = Component.launched(redis.proc.pid, port=redis.port, workdir=str(redis.workdir))
         self.save(state)
         progress(f"redis-server on 127.0.0.1:{redis.port} (requirepass with special characters)")
         if database_url:
@@ -223,10 +169,10 @@ class Sandbox:
                 basedir = self._create(state, "pg")
             else:  # noted before start so that down removes it even if initdb fails
                 basedir = Path(tempfile.mkdtemp(prefix="pmsops-pg-"))
-                state["components"]["db"] = {"pid": None, "port": None, "basedir": str(basedir)}
+                state.components["db"] = Component(basedir=str(basedir))
                 self.save(state)
             cluster = PostgresCluster(user="pms_app", password=special_password(), database="pms", basedir=basedir).start()
-            state["components"]["db"] = {"pid": cluster.proc.pid, "started": _start_time(cluster.proc.pid), "port": cluster.port, "basedir": str(cluster.basedir)}
+            state.components["db"] = Component.launched(cluster.proc.pid, port=cluster.port, basedir=str(cluster.basedir))
             self.save(state)
             db_url = cluster.url
             progress(f"PostgreSQL on 127.0.0.1:{cluster.port} (private cluster, scram-sha-256)")
@@ -244,20 +190,22 @@ class Sandbox:
             "CELERY_POOL": "threads", "CELERY_CONCURRENCY": "4", "CELERY_LOGLEVEL": "INFO", "CELERY_TIME_LIMIT": "300",
             "WORKER_WAIT_TIMEOUT": "30", "WORKER_WAIT_INTERVAL": "0.5", "SYNC_WINDOW_DAYS": "90",
         }
-        state["env"] = env
-        state["users"] = {USERS[1]: users[USERS[1]]}
+        state.env = env
+        state.users = {USERS[1]: users[USERS[1]]}
         self._create(state, ENV_FILE)
-        safefile.write_text(self.env_path, "# pmsops sandbox: load with  pmsops --env-file " + str(self.env_path) + " …\n" + _shell_export(env), "sandbox env file")
+        header = f"# pmsops sandbox: load with  pmsops --env-file {self.env_path} …\n"
+        safefile.write_text(self.env_path, header + _shell_export(env), "sandbox env file")
         self.save(state)
-        state["seed"] = self._migrate_and_seed(db_url, env["ENCRYPTION_KEY"], users)
+        state.seed = self._migrate_and_seed(db_url, env["ENCRYPTION_KEY"], users)
         self.save(state)
-        progress(f"schema migrated; seeded 2 agencies, 3 properties, {len(state['seed']['connections'])} connections, 2 users")
+        progress(f"schema migrated; seeded 2 agencies, 3 properties, {len(state.seed['connections'])} connections, 2 users")
         self._spawn(state, "platform", python_argv("-m", "pmsops.sandbox.fake_platform", "--port", str(platform_port)), env, platform_port)
         self._wait_port(state, "platform", platform_port, timeout)
-        self._load_reservations(env["PLATFORM_BASE_URL"], state["seed"])
+        self._load_reservations(env["PLATFORM_BASE_URL"], state.seed)
         progress(f"fake platform on 127.0.0.1:{platform_port}")
         self._spawn(state, "worker", self._worker_argv(), env)
-        self._spawn(state, "api", python_argv("-m", "uvicorn", "pmsops.sandbox.api:app", "--host", "127.0.0.1", "--port", str(api_port), "--log-level", "warning"), env, api_port)
+        uvicorn = python_argv("-m", "uvicorn", "pmsops.sandbox.api:app", "--host", "127.0.0.1", "--port", str(api_port), "--log-level", "warning")
+        self._spawn(state, "api", uvicorn, env, api_port)
         self._wait_port(state, "api", api_port, timeout)
         progress(f"API on {api_url}")
         self._wait_worker(state, timeout)
@@ -290,57 +238,52 @@ class Sandbox:
         from pmsops.sandbox.seed import demo_reservations
 
         listing = seeded["listings"]["airbnb"]
-        httpx.post(f"{platform_url}/_control/reservations", json={"listing": listing, "reservations": demo_reservations()}, timeout=5).raise_for_status()
+        body = {"listing": listing, "reservations": demo_reservations()}
+        httpx.post(f"{platform_url}/_control/reservations", json=body, timeout=5).raise_for_status()
 
-    def _spawn(self, state: dict[str, Any], name: str, argv: list[str], env: dict[str, str], port: int | None = None) -> None:
+    def _spawn(self, state: SandboxState, name: str, argv: list[str], env: dict[str, str], port: int | None = None) -> None:
         """Start a child: log 0600 (never through a link), umask 077, cwd = our checked 0700 directory, PYTHONSAFEPATH=1."""
         log = self._create(state, f"{name}.log")
         fd = safefile.open_append(log)
         try:
-            proc = subprocess.Popen(argv, env=child_environment(env), stdout=fd, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True, cwd=str(self.directory), umask=CHILD_UMASK)
+            proc = processes.spawn(argv, cwd=self.directory, env=env, stdout=fd)
         finally:
             os.close(fd)
-        state["components"][name] = {"pid": proc.pid, "started": _start_time(proc.pid), "port": port, "argv": argv, "log": str(log)}
+        state.components[name] = Component.launched(proc.pid, port=port, argv=argv, log=str(log))
         self.save(state)
 
-    def _wait_port(self, state: dict[str, Any], name: str, port: int, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        pid = state["components"][name]["pid"]
-        while time.monotonic() < deadline:
-            if not _alive(pid):
-                raise OperationError(f"sandbox {name} exited during start-up: see {state['components'][name]['log']}")
-            if _port_open(port):
-                return
-            time.sleep(0.1)
-        raise OperationError(f"sandbox {name} did not listen on {port} within {timeout:g} s: see {state['components'][name]['log']}")
+    def _wait_port(self, state: SandboxState, name: str, port: int, timeout: float) -> None:
+        self._wait(name, state.components[name], f"did not listen on {port} within {timeout:g} s",
+                   lambda gone: processes.wait_for_port(port, timeout, f"sandbox {name}", exited=gone))
 
-    def _wait_worker(self, state: dict[str, Any], timeout: float) -> None:
-        from pmsops.checks.celery import ping
+    def _wait_worker(self, state: SandboxState, timeout: float) -> None:
+        self._wait("worker", state.components["worker"], f"did not answer within {timeout:g} s",
+                   lambda gone: processes.wait_for_worker(state.env["CELERY_BROKER_URL"], self.worker_name, timeout, exited=gone))
 
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not _alive(state["components"]["worker"]["pid"]):
-                raise OperationError(f"sandbox worker exited during start-up: see {state['components']['worker']['log']}")
-            if ping(state["env"]["CELERY_BROKER_URL"], 1.0, destination=[self.worker_name]).status == "ok":
-                return
-            time.sleep(0.3)
-        raise OperationError(f"sandbox worker did not answer within {timeout:g} s: see {state['components']['worker']['log']}")
+    @staticmethod
+    def _wait(name: str, comp: Component, failed: str, wait: Callable[[Callable[[], bool]], None]) -> None:
+        """Run a wait of :mod:`processes` that stops when the component exits; a failure names the component's log."""
+        try:
+            wait(lambda: not processes.alive(comp.pid))
+        except processes.NotReady as exc:
+            said = "exited during start-up" if exc.exited else failed
+            raise OperationError(f"sandbox {name} {said}: see {comp.log}") from None
 
     # --- status, stop, start, down ---------------------------------------------------------------------
     def status(self) -> list[Result]:
         state = self.load()
         out = []
         for name in COMPONENTS:
-            comp = state["components"].get(name)
+            comp = state.components.get(name)
             if comp is None:
-                out.append(results.skip(name, "external (--database-url)" if name == "db" and state.get("external_db") else "not started"))
+                out.append(results.skip(name, "external (--database-url)" if name == "db" and state.external_db else "not started"))
                 continue
-            where = f" on 127.0.0.1:{comp['port']}" if comp.get("port") else ""
-            if _running(comp):
-                out.append(results.ok(name, f"running (pid {comp['pid']}){where}"))
+            where = f" on 127.0.0.1:{comp.port}" if comp.port else ""
+            if comp.running():
+                out.append(results.ok(name, f"running (pid {comp.pid}){where}"))
             else:
-                out.append(results.fail(name, f"not running (pid {comp['pid']} gone){where}", hint=f"pmsops sandbox start {name}" + (f"; log: {comp['log']}" if comp.get("log") else "")))
+                hint = f"pmsops sandbox start {name}" + (f"; log: {comp.log}" if comp.log else "")
+                out.append(results.fail(name, f"not running (pid {comp.pid} gone){where}", hint=hint))
         out.append(results.ok("env file", str(self.env_path), notes=[f"pmsops --env-file {self.env_path} doctor"]))
         return out
 
@@ -348,9 +291,8 @@ class Sandbox:
         """Stop one component (to rehearse an outage)."""
         state = self.load()
         comp = self._component(state, name)
-        if _running(comp):
-            _terminate(comp["pid"], graceful=signal.SIGINT if name == "db" else signal.SIGTERM)
-        return results.ok(name, f"stopped (pid {comp['pid']})")
+        comp.child.terminate(_stop_signal(name))
+        return results.ok(name, f"stopped (pid {comp.pid})")
 
     def start(self, name: str, timeout: float = 30.0) -> Result:
         """Start a stopped component again, on the same port."""
@@ -358,29 +300,29 @@ class Sandbox:
 
         state = self.load()
         comp = self._component(state, name)
-        if _running(comp):
-            return results.ok(name, f"already running (pid {comp['pid']})")
+        if comp.running():
+            return results.ok(name, f"already running (pid {comp.pid})")
+        how = {"db": comp.basedir, "redis": comp.workdir}.get(name, comp.argv)
+        if not how or (name in ("db", "redis") and not comp.port):
+            raise UsageError(f"cannot start {name}: {self.state_path} does not say how it was started", hint="pmsops sandbox down; pmsops sandbox up")
         if name == "db":
-            comp["pid"] = relaunch_postgres(Path(comp["basedir"]), comp["port"], timeout)
-            comp["started"] = _start_time(comp["pid"])
+            comp.relaunched(relaunch_postgres(Path(comp.basedir), comp.port, timeout))
         elif name == "redis":
-            comp["pid"] = relaunch_redis(Path(comp["workdir"]), comp["port"], timeout)
-            comp["started"] = _start_time(comp["pid"])
+            comp.relaunched(relaunch_redis(Path(comp.workdir), comp.port, timeout))
         else:
-            self._spawn(state, name, comp["argv"], state["env"], comp.get("port"))
-            comp = state["components"][name]
-            if comp.get("port"):
-                self._wait_port(state, name, comp["port"], timeout)
+            self._spawn(state, name, comp.argv, state.env, comp.port)
+            comp = state.components[name]
+            if comp.port:
+                self._wait_port(state, name, comp.port, timeout)
             if name == "worker":
                 self._wait_worker(state, timeout)
-        state["components"][name] = comp
         self.save(state)
-        return results.ok(name, f"started (pid {comp['pid']})")
+        return results.ok(name, f"started (pid {comp.pid})")
 
-    def _component(self, state: dict[str, Any], name: str) -> dict[str, Any]:
+    def _component(self, state: SandboxState, name: str) -> Component:
         if name not in COMPONENTS:
             raise UsageError(f"unknown component {name!r}: one of {', '.join(COMPONENTS)}")
-        comp = state["components"].get(name)
+        comp = state.components.get(name)
         if comp is None:
             raise UsageError(f"{name} is not part of this sandbox")
         return comp
@@ -395,35 +337,38 @@ class Sandbox:
             return [results.ok("sandbox", f"nothing running at {self.directory} (no {STATE_FILE}; nothing removed)")]
         out = []
         for name in reversed(COMPONENTS):
-            comp = state.get("components", {}).get(name)
-            if comp:
-                if _running(comp):
-                    _terminate(comp["pid"], graceful=signal.SIGINT if name == "db" else signal.SIGTERM)
-                    out.append(results.ok(name, f"stopped (pid {comp['pid']})"))
-                else:
-                    out.append(results.ok(name, f"not running (pid {comp['pid']} gone or reused: not signalled)"))
+            comp = state.components.get(name)
+            if comp is None:
+                continue
+            if comp.pid is None:
+                out.append(results.ok(name, "not started"))
+            elif comp.child.terminate(_stop_signal(name)):
+                out.append(results.ok(name, f"stopped (pid {comp.pid})"))
+            else:
+                out.append(results.ok(name, f"not running (pid {comp.pid} gone or reused: not signalled)"))
         left = self._remove_created(state)
         if left:
             out.append(results.fail("sandbox", f"could not remove {len(left)} path(s): {', '.join(left[:5])}", hint="remove them by hand"))
-        elif state.get("created_directory"):
+        elif state.created_directory:
             try:
                 os.rmdir(self.directory)
                 out.append(results.ok("sandbox", f"removed {self.directory}"))
             except OSError:
                 names = sorted(os.listdir(self.directory))
-                out.append(results.warn("sandbox", f"removed what sandbox up created; kept {self.directory}: {len(names)} entr{'y' if len(names) == 1 else 'ies'} not ours ({', '.join(names[:5])})"))
+                entries = f"{len(names)} entr{'y' if len(names) == 1 else 'ies'} not ours ({', '.join(names[:5])})"
+                out.append(results.warn("sandbox", f"removed what sandbox up created; kept {self.directory}: {entries}"))
         else:
             out.append(results.ok("sandbox", f"removed what sandbox up created in {self.directory} (the directory existed before, kept)"))
         return out
 
-    def _remove_created(self, state: dict[str, Any]) -> list[str]:
+    def _remove_created(self, state: SandboxState) -> list[str]:
         """Remove the entries ``up`` noted (state file last) and a private cluster outside; return what could not be removed."""
         left: list[str] = []
-        db = state.get("components", {}).get("db") or {}
-        basedir = db.get("basedir")
+        db = state.components.get("db")
+        basedir = db.basedir if db else None
         if basedir and Path(basedir).parent != self.directory:  # a mkdtemp cluster outside our directory (we are root)
             left += _remove_tree(Path(basedir))
-        names = [n for n in state.get("created", []) if n != STATE_FILE] + [STATE_FILE]
+        names = [n for n in state.created if n != STATE_FILE] + [STATE_FILE]
         for name in names:
             if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
                 left.append(repr(name))
@@ -450,23 +395,6 @@ def _remove_tree(path: Path) -> list[str]:
     return []
 
 
-def _terminate(pid: int, graceful: int = signal.SIGTERM, timeout: float = 15.0) -> None:
-    """Signal the process group (the component and its children), then insist."""
-    if not _alive(pid):
-        return
-    try:
-        os.killpg(pid, graceful)
-    except (ProcessLookupError, PermissionError):
-        try:
-            os.kill(pid, graceful)
-        except ProcessLookupError:
-            return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return
-        time.sleep(0.05)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+def _stop_signal(name: str) -> int:
+    """SIGINT is PostgreSQL's fast shutdown; everything else stops on SIGTERM."""
+    return signal.SIGINT if name == "db" else signal.SIGTERM
