@@ -11,15 +11,15 @@ import datetime
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from pmsops.sandbox.servers import LOOPBACK, SERVER_UMASK, ServerError, find_binary, free_port
+from pmsops.sandbox import processes
+from pmsops.sandbox.processes import LOOPBACK, port_open
+from pmsops.sandbox.servers import ServerError, find_binary, free_port
 
 
 # --- certificates -------------------------------------------------------------------------------------
@@ -81,35 +81,17 @@ def make_certificates(directory: Path, owner_uid: int | None = None, owner_gid: 
 
 
 def wait_until(condition, timeout: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
-    """Poll ``condition()`` until true; raise naming ``what`` (with the log's tail) at the deadline."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
-            raise ServerError(f"{what} exited with code {proc.returncode}: {tail}")
-        if condition():
-            return
-        time.sleep(0.05)
-    tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
-    raise ServerError(f"{what} not ready within {timeout:.0f} s: {tail}")
-
-
-def port_open(port: int) -> bool:
+    """:func:`pmsops.sandbox.processes.wait_until`, with the server log's tail in the error (what a failing fixture needs)."""
     try:
-        with socket.create_connection((LOOPBACK, port), timeout=0.2):
-            return True
-    except OSError:
-        return False
+        processes.wait_until(condition, timeout, what, processes.exited(proc) if proc is not None else (lambda: False), interval=0.05)
+    except processes.NotReady as exc:
+        tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
+        raise ServerError(f"{exc}: {tail}") from None
 
 
 def stop_process(proc: subprocess.Popen | None) -> None:
-    if proc is not None and proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    if proc is not None:
+        processes.stop(proc, grace=5.0)
 
 
 # --- Redis variants ----------------------------------------------------------------------------------
@@ -169,8 +151,7 @@ class VariantRedis:
         conf.write_text("\n".join(lines) + "\n")
         conf.chmod(0o600)
         log = self.workdir / "redis.log"
-        self.proc = subprocess.Popen([find_binary("redis-server"), str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     stdin=subprocess.DEVNULL, start_new_session=True, cwd=str(self.workdir), umask=SERVER_UMASK)
+        self.proc = processes.spawn([find_binary("redis-server"), str(conf)], cwd=self.workdir, stderr=subprocess.DEVNULL)
         wait_until(lambda: port_open(self.port) and (not self.tls or port_open(self.tls_port)) and (not self.socket or os.path.exists(self.socket_path)),
                    timeout, "redis-server", self.proc, log)
         return self
@@ -275,8 +256,7 @@ class PgBouncer:
                 os.setgid(owner.pw_gid)
                 os.setgroups([])
                 os.setuid(owner.pw_uid)
-        self.proc = subprocess.Popen([binary, str(ini)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-                                     preexec_fn=demote, start_new_session=True, cwd=str(self.workdir), umask=SERVER_UMASK)
+        self.proc = processes.spawn([binary, str(ini)], cwd=self.workdir, stderr=subprocess.DEVNULL, preexec_fn=demote)
         wait_until(lambda: port_open(self.port), timeout, "pgbouncer", self.proc, log)
         return self
 
