@@ -58,7 +58,7 @@ CONNECTION_FIELDS = ("id", "agency_id", "property_id", "platform_type", "platfor
                      "access_token_encrypted", "last_sync_at")
 
 
-async def start_running(db, task_id: str, connection_id, details: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
+async def start_running(db, task_id: str, connection_id, details: dict[str, Any], timeout: float | None = None) -> tuple[dict[str, Any] | None, bool]:
     """One round trip for a task's start: mark its log ``running`` (with the connection's
     platform and property) and load the connection, with its property's agency as
     ``property_agency_id`` (the tenant check). Returns (connection or None, log found).
@@ -75,7 +75,7 @@ async def start_running(db, task_id: str, connection_id, details: dict[str, Any]
                                                      + CASE WHEN details->>'in_flight' = 'true' THEN 1 ELSE 0 END)
                        WHERE task_id = $1 AND status <> ALL(ARRAY['success', 'cancelled']) RETURNING id)
             SELECT (SELECT count(*) FROM l) AS logs_marked, c.* FROM (SELECT 1) AS one LEFT JOIN c ON true""",
-        task_id, uuid.UUID(str(connection_id)), json.dumps(details),
+        task_id, uuid.UUID(str(connection_id)), json.dumps(details), timeout=timeout,
     )
     connection = {k: row[k] for k in (*CONNECTION_FIELDS, "property_agency_id")} if row["id"] is not None else None
     return connection, row["logs_marked"] > 0

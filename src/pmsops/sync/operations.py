@@ -1,7 +1,7 @@
 """How a sync operation runs: the orchestration half of a task (the SQL is :mod:`pmsops.sync.store`).
 
-``run_operation`` is the whole body of one attempt: database pre-flight (``SELECT 1``)
-→ log ``running`` (with the worker's name, so the sweeper knows whose it is) → load
+``run_operation`` is the whole body of one attempt: log ``running`` (the database
+pre-flight: the first statement, with the pre-flight's 5-s timeout) (with the worker's name, so the sweeper knows whose it is) → load
 the connection (a missing one is ``not_found`` before any log row is written; one
 whose property belongs to another agency is ``tenant_mismatch``) → the operation's
 handler from :data:`HANDLERS` asks the platform through its adapter (behind the
@@ -135,13 +135,15 @@ async def run_operation(runtime, operation: str, connection_id: str, attempt: At
     try:
         pool = await runtime.pool()
         async with pool.acquire(timeout=config.preflight_timeout) as conn:
-            await conn.fetchval("SELECT 1", timeout=config.preflight_timeout)  # the pre-flight, on the connection we then use
             running: dict[str, Any] = {"retry_count": attempt.retries, "worker": attempt.worker}
             if attempt.redelivered:
                 running["redelivered"] = True
             if attempt.resent:
                 running["resent"] = attempt.resent
-            row, found = await logs.start_running(conn, attempt.task_id, cid, running)
+            # The pre-flight is this first statement, under the pre-flight's timeout: a database that does
+            # not answer fails here (database_unavailable) before anything else, as a separate SELECT 1
+            # did, without that extra round trip on every sync (two through a transaction pooler).
+            row, found = await logs.start_running(conn, attempt.task_id, cid, running, timeout=config.preflight_timeout)
             if row is None:
                 # Before any adoption: a log row must reference an existing connection (foreign
                 # key), so an unknown one ends here as not_found, with no row written or left open.

@@ -68,10 +68,11 @@ class Runtime:
         return self._pool
 
     async def http(self):
+        """The platform calls' client (:mod:`pmsops.sync.http`: keep-alive HTTP/1.1 without httpx's per-call cost)."""
         if self._http is None:
-            import httpx
+            from pmsops.sync.http import PlatformHttpClient
 
-            self._http = httpx.AsyncClient(timeout=httpx.Timeout(self.config.platform_timeout), limits=httpx.Limits(max_connections=50, max_keepalive_connections=20))
+            self._http = PlatformHttpClient(self.config.platform_timeout, max_connections=50, max_keepalive=20)
         return self._http
 
     async def redis(self):
