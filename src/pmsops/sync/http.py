@@ -135,7 +135,7 @@ class PlatformHttpClient:
             async with asyncio.timeout(limit):
                 async with self._slots:
                     for attempt in (1, 2):
-                        conn, reused = self._take(key)
+                        conn, reused = self._take(key) if attempt == 1 else (None, False)  # a retry gets a fresh connection
                         if conn is None:
                             phase = "connect"
                             conn = await self._open(key)
