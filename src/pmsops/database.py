@@ -85,14 +85,27 @@ def pooler_safe_statement_cache(pooler: bool, configured: int | None = None) -> 
     return 0 if pooler else STATEMENT_CACHE_DIRECT
 
 
-async def create_pool(url: str, max_size: int, timeout: float, command_timeout: float, statement_cache_size: int = 0):
+async def _rollback_only(conn) -> None:
+    """Release without asyncpg's session reset (see :func:`create_pool`); asyncpg itself still
+    rolls back a transaction left open before this runs."""
+
+
+async def create_pool(url: str, max_size: int, timeout: float, command_timeout: float, statement_cache_size: int = 0,
+                      reset_session: bool = True):
     """A lazily filled pool with the codecs; idle connections are closed after 5 minutes. No prepared-statement
-    cache unless asked for (see :func:`pooler_safe_statement_cache`)."""
+    cache unless asked for (see :func:`pooler_safe_statement_cache`).
+
+    ``reset_session=False`` skips the query asyncpg sends on every release (advisory
+    unlock, ``CLOSE ALL``, ``UNLISTEN *``, ``RESET ALL``): one more round trip per use,
+    the sync worker's fourth per sync. Only for code that sets no session state (no
+    ``SET``, ``LISTEN``, cursors outside a transaction or session-level advisory locks);
+    an open transaction is still rolled back."""
     import asyncpg
 
     dsn, _ = normalise_dsn(url)
     return await asyncpg.create_pool(dsn, min_size=0, max_size=max_size, init=init_connection, statement_cache_size=statement_cache_size,
-                                     timeout=timeout, command_timeout=command_timeout, max_inactive_connection_lifetime=300)
+                                     timeout=timeout, command_timeout=command_timeout, max_inactive_connection_lifetime=300,
+                                     reset=None if reset_session else _rollback_only)
 
 
 def connection_errors() -> tuple[type[BaseException], ...]:

@@ -63,8 +63,9 @@ class Runtime:
                 if self._pool is None:
                     if not self.config.database_url:
                         raise DatabaseUnavailable("DATABASE_URL is not set in the worker's environment")
+                    # the sync code sets no session state: no reset round trip on every release
                     self._pool = await create_pool(self.config.database_url, self.config.pool_max_size, self.config.preflight_timeout,
-                                                   max(self.config.preflight_timeout, 30.0), self.config.statement_cache_size)
+                                                   max(self.config.preflight_timeout, 30.0), self.config.statement_cache_size, reset_session=False)
         return self._pool
 
     async def http(self):

@@ -105,6 +105,12 @@ def retry_countdown(settings, exc: SyncError, count: int) -> float:
     return min(wanted, settings.max_countdown)
 
 
+async def _within(seconds: float, coro):
+    """``coro`` under a deadline, in the calling task (``asyncio.wait_for`` would start one more task per sync)."""
+    async with asyncio.timeout(seconds):
+        return await coro
+
+
 def execute(task: SyncTask, connection_id: str, state: dict[str, Any]) -> dict[str, Any]:
     """Run one operation attempt within the deadline; schedule the next attempt on a transient error."""
     from pmsops.sync.operations import Attempt, run_operation
@@ -119,8 +125,7 @@ def execute(task: SyncTask, connection_id: str, state: dict[str, Any]) -> dict[s
                       redelivered=bool((task.request.delivery_info or {}).get("redelivered")), resent=int(state.get("resent", 0)),
                       pushed_before=bool(state.get("_pushed")))
     try:
-        coro = asyncio.wait_for(run_operation(runtime, task.operation, connection_id, attempt), settings.time_limit)
-        return runtime.run(coro, timeout=settings.time_limit + 5)
+        return runtime.run(_within(settings.time_limit, run_operation(runtime, task.operation, connection_id, attempt)), timeout=settings.time_limit + 5)
     except (asyncio.TimeoutError, FutureTimeout):
         raise TimeLimitExceeded(f"the sync did not finish within CELERY_TIME_LIMIT={settings.time_limit:g} s") from None
     except SyncError as exc:
