@@ -193,3 +193,85 @@ def test_with_a_proxy_in_the_environment_calls_go_through_the_proxy(monkeypatch)
     proxy, answer = asyncio.run(scenario())
     assert answer.json() == {"via": "proxy"}
     assert proxy.requests[0].startswith(b"GET http://platform.invalid:8080/x/listings/L/reservations HTTP/1.1\r\n")
+
+
+def _self_signed(directory) -> tuple[str, str]:
+    """A certificate for 127.0.0.1/localhost and its key, made with the cryptography package."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+def _tls_server_scenario(cert: str, key: str, trusted: bool, monkeypatch):
+    import ssl
+
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    if trusted:
+        monkeypatch.setenv("SSL_CERT_FILE", cert)
+    else:
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+
+    async def scenario():
+        served: list[bytes] = []
+
+        async def serve(reader, writer):
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+                served.append(head)
+                writer.write(ok())
+                await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError, OSError):
+                pass
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_context)
+        port = server.sockets[0].getsockname()[1]
+        client = PlatformHttpClient(3.0)
+        try:
+            answer = await client.request("GET", f"https://localhost:{port}/x/listings/L/reservations")
+            return answer.status_code, served
+        except httpx.HTTPError as exc:
+            return type(exc).__name__, served
+        finally:
+            await client.aclose()
+            server.close()
+
+    return asyncio.run(scenario())
+
+
+def test_https_platform_is_verified_against_ssl_cert_file(tmp_path, monkeypatch):
+    cert, key = _self_signed(tmp_path)
+
+    status, served = _tls_server_scenario(cert, key, trusted=True, monkeypatch=monkeypatch)
+
+    assert status == 200
+    assert served[0].startswith(b"GET /x/listings/L/reservations HTTP/1.1\r\nHost: localhost:")
+
+
+def test_an_https_platform_with_an_untrusted_certificate_is_refused_before_any_request(tmp_path, monkeypatch):
+    cert, key = _self_signed(tmp_path)
+
+    status, served = _tls_server_scenario(cert, key, trusted=False, monkeypatch=monkeypatch)
+
+    assert status == "ConnectError"
+    assert served == []
