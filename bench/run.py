@@ -310,7 +310,7 @@ class Rig:
     def sync_workers(self, name: str, db: int, processes: int = 1, extra: dict[str, str] | None = None) -> None:
         """``processes`` sync worker processes (threads pool, concurrency 4 each) on broker database ``db``."""
         broker = f"{self.base}/{db}"
-        env = {**os.environ, **self.env, **SYNC_WORKER_ENV, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")]), "CELERY_CONCURRENCY": "4",
+        env = {**os.environ, **self.env, **SYNC_WORKER_ENV, "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("BENCH_WORKER_PYTHONPATH"), str(ROOT), str(ROOT / "src")])), "CELERY_CONCURRENCY": "4",
                "CELERY_BROKER_URL": broker, "REDIS_URL": broker, "PLATFORM_BASE_URL": self.platform_url, **(extra or {})}
         procs = []
         for i in range(processes):
@@ -366,7 +366,7 @@ class Rig:
         meter = self.meter(group)
         spy = None
         if profile_to is not None:
-            spy = subprocess.Popen([str(VENV_BIN / "py-spy"), "record", "--nonblocking", "--format", "raw", "-r", "200", "-o", str(profile_to),
+            spy = subprocess.Popen([str(VENV_BIN / "py-spy"), "record", "--nonblocking", "--format", "raw", "--gil", "-r", "250", "-o", str(profile_to),
                                     "--pid", str(self.groups[group][0].pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)
 
@@ -415,7 +415,7 @@ def with_db(url: str, fn, timeout: float = 30.0):
     return run_sync(url, fn, timeout=timeout)
 
 
-def bench_throughput(sandbox, n: int, reps: int, profile: bool) -> None:
+def bench_throughput(sandbox, n: int, reps: int, profile: bool, configs: tuple[str, ...] = ("sync", "scale", "pooler")) -> None:
     """Syncs vs bare no-op tasks; 1 vs 2 worker processes; prepared statements vs pooler mode.
 
     Every configuration has its workers up at once (idle workers cost next to nothing) and the
@@ -423,27 +423,30 @@ def bench_throughput(sandbox, n: int, reps: int, profile: bool) -> None:
     figure is the median of ``reps`` runs of ``n`` tasks."""
     rig = Rig(sandbox)
     print(f"throughput: {n} tasks per run, median of {reps} interleaved runs, threads pool, concurrency 4 per process, Redis broker", flush=True)
-    results: dict[str, list[tuple[float, int, dict[str, float]]]] = {k: [] for k in ("noop", "sync", "scale", "pooler")}
+    configs = ("sync", *[c for c in configs if c != "sync"])
+    results: dict[str, list[tuple[float, int, dict[str, float]]]] = {k: [] for k in ("noop", *configs)}
+    setups = {"sync": (11, 1, None), "scale": (13, 2, None), "pooler": (14, 1, {"DB_TRANSACTION_POOLER": "true"})}
+    exact = {"exact": False, "summary": "not measured"}
     try:
         rig.noop_workers("noop", 10)
-        rig.sync_workers("sync", 11, 1)
-        rig.sync_workers("scale", 13, 2)
-        rig.sync_workers("pooler", 14, 1, {"DB_TRANSACTION_POOLER": "true"})
+        for group in configs:
+            db, processes, extra = setups[group]
+            rig.sync_workers(group, db, processes, extra)
         connections = _google_connections(rig.env, count=max(10, n // 20))
-        rig.run_syncs("sync", connections, 50)  # warm-up: pools, codecs, token cache, page cache
-        rig.run_syncs("scale", connections, 50)
-        rig.run_syncs("pooler", connections, 50)
+        for group in configs:
+            rig.run_syncs(group, connections, 50)  # warm-up: pools, codecs, token cache, page cache
         rig.run_noop("noop", 50)
         out = BENCH / "results"
         out.mkdir(exist_ok=True)
         for rep in range(reps):
             rate, spent = rig.run_noop("noop", n)
             results["noop"].append((rate, 0, spent))
-            for group in ("sync", "scale", "pooler"):
+            for group in configs:
                 profile_to = out / "sync-worker.folded" if profile and group == "sync" and rep == 0 else None
                 results[group].append(rig.run_syncs(group, connections, n, profile_to))
             print("    run %d: " % (rep + 1) + ", ".join(f"{g} {results[g][-1][0]:.0f}/s" for g in results), flush=True)
-        exact = scale_out_exactness(rig)
+        if "scale" in configs:
+            exact = scale_out_exactness(rig)
     finally:
         rig.close()
 
@@ -454,16 +457,18 @@ def bench_throughput(sandbox, n: int, reps: int, profile: bool) -> None:
 
     noop_rate, _, noop_cpu = median("noop")
     sync_rate, sync_failed, sync_cpu = median("sync")
-    scale_rate, scale_failed, scale_cpu = median("scale")
-    pooler_rate, pooler_failed, pooler_cpu = median("pooler")
     record(f"{n} availability syncs end to end (fake platform, threads, concurrency 4) vs bare Celery no-op tasks", sync_rate, noop_rate, "≥ 0.6",
            sync_rate / noop_rate >= 0.6 and sync_failed == 0, unit="task/s",
            note=f"{sync_failed} failed; sync: {_per_task_ms(sync_cpu, n)}; no-op: {_per_task_ms(noop_cpu, n)}")
-    record(f"scale-out: {n} syncs on 2 worker processes vs 1 (limits and breakers shared in Redis)", scale_rate, sync_rate, "≥ 1.6",
-           scale_rate / sync_rate >= 1.6 and scale_failed == 0 and exact["exact"], unit="task/s",
-           note=f"{scale_failed} failed; 2 processes: {_per_task_ms(scale_cpu, n)}; {exact['summary']}")
-    record(f"pooler mode (DB_TRANSACTION_POOLER, no prepared statements) vs prepared statements, {n} syncs", pooler_rate, sync_rate, "≥ 0.9",
-           pooler_rate / sync_rate >= 0.9 and pooler_failed == 0, unit="task/s", note=f"{pooler_failed} failed; pooler: {_per_task_ms(pooler_cpu, n)}")
+    if "scale" in configs:
+        scale_rate, scale_failed, scale_cpu = median("scale")
+        record(f"scale-out: {n} syncs on 2 worker processes vs 1 (limits and breakers shared in Redis)", scale_rate, sync_rate, "≥ 1.6",
+               scale_rate / sync_rate >= 1.6 and scale_failed == 0 and exact["exact"], unit="task/s",
+               note=f"{scale_failed} failed; 2 processes: {_per_task_ms(scale_cpu, n)}; {exact['summary']}")
+    if "pooler" in configs:
+        pooler_rate, pooler_failed, pooler_cpu = median("pooler")
+        record(f"pooler mode (DB_TRANSACTION_POOLER, no prepared statements) vs prepared statements, {n} syncs", pooler_rate, sync_rate, "≥ 0.9",
+               pooler_rate / sync_rate >= 0.9 and pooler_failed == 0, unit="task/s", note=f"{pooler_failed} failed; pooler: {_per_task_ms(pooler_cpu, n)}")
 
 
 def scale_out_exactness(rig: Rig) -> dict:
@@ -625,6 +630,7 @@ def main() -> None:
     parser.add_argument("--only", choices=["startup", "live", "healthcheck", "throughput", "logs"], action="append")
     parser.add_argument("--tasks", type=int, default=None, help="tasks per throughput run (default 1000; --quick 200)")
     parser.add_argument("--reps", type=int, default=None, help="interleaved throughput runs per configuration (default 3; --quick 1)")
+    parser.add_argument("--configs", default="sync,scale,pooler", help="throughput configurations besides the no-op baseline: sync,scale,pooler")
     parser.add_argument("--profile", action="store_true", help="py-spy the single sync worker during the first run; summary in bench/results/")
     args = parser.parse_args()
     runs, n, reps = (3, 200, 1) if args.quick else (7, 1000, 3)
@@ -653,7 +659,7 @@ def main() -> None:
         if "throughput" in only:
             for name in ("worker", "api"):  # idle, but not part of what is measured
                 sandbox.stop(name)
-            bench_throughput(sandbox, n, reps, args.profile)
+            bench_throughput(sandbox, n, reps, args.profile, tuple(args.configs.split(",")))
             if args.profile:
                 from profile_summary import summarise
 

@@ -448,10 +448,54 @@ class RoundTrip:
     problem: str | None = None
 
 
-def verify_round_trip(url: str, password: str) -> list[RoundTrip]:
+def redis_py_rules(url: str) -> dict:
+    """redis-py's ``parse_url`` without importing redis-py: its scheme check, ``urlparse``,
+    ``unquote`` of user name, password and host, and the port cast, as redis-py 5-8 do them.
+
+    Importing redis-py and kombu costs ~0.1-0.2 s, more than the rest of
+    ``encode-redis-password``; the URLs it builds have no query, so these steps are all of
+    the libraries' parsing they meet. ``tests/test_url_parser_rules.py`` pins this (and
+    :func:`kombu_rules`) to the installed libraries on arbitrary passwords, encoded or raw."""
+    from urllib.parse import urlparse
+
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("Redis URL must specify one of the following schemes (redis://, rediss://, unix://)")
+    parts = urlparse(url)
+    found: dict = {}
+    if parts.username:
+        found["username"] = unquote(parts.username)
+    if parts.password:
+        found["password"] = unquote(parts.password)
+    if parts.scheme != "unix":
+        if parts.hostname:
+            found["host"] = unquote(parts.hostname)
+        if parts.port:
+            found["port"] = int(parts.port)
+    return found
+
+
+def kombu_rules(url: str) -> dict:
+    """kombu's ``url_to_parts`` on the first URL of a failover list, without importing kombu
+    (see :func:`redis_py_rules`)."""
+    from urllib.parse import urlparse
+
+    pieces = url.split(";")
+    scheme = urlparse(pieces[0]).scheme
+    parts = urlparse("http://" + pieces[0][len(scheme) + 3:])
+    return {"host": unquote(parts.hostname or "") or None, "port": parts.port, "username": unquote(parts.username or "") or None,
+            "password": unquote(parts.password or "") or None, "failover_urls": len(pieces)}
+
+
+LIBRARY_PARSERS = (("redis-py", parse_with_redis_py), ("kombu", parse_with_kombu))
+"""The libraries themselves (``redis-url check`` reads any URL an operator pastes with these)."""
+LIBRARY_RULES = (("redis-py", redis_py_rules), ("kombu", kombu_rules))
+"""The same parsing without the imports, for URLs this module built (``encode-redis-password``)."""
+
+
+def verify_round_trip(url: str, password: str, parsers=LIBRARY_PARSERS) -> list[RoundTrip]:
     """Does ``url`` give back exactly ``password`` with redis-py's and kombu's parsers?"""
     checks: list[RoundTrip] = []
-    for parser, fn in (("redis-py", parse_with_redis_py), ("kombu", parse_with_kombu)):
+    for parser, fn in parsers:
         try:
             got = fn(url).get("password")
         except ValueError as exc:
@@ -487,4 +531,4 @@ def encode_report(password: str, host: str | None = None, port: int = DEFAULT_PO
         url = build_redis_url(password, host, port, db)
         urls = {name: url for name in ("REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")}
     probe = next(iter(urls.values()), build_redis_url(password, "localhost", port, db))
-    return EncodedPassword(encoded, len(password), sha256_prefix(password), urls, verify_round_trip(probe, password))
+    return EncodedPassword(encoded, len(password), sha256_prefix(password), urls, verify_round_trip(probe, password, LIBRARY_RULES))
