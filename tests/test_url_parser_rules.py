@@ -13,48 +13,77 @@ from hypothesis import strategies as st
 from kombu.utils.url import url_to_parts
 from redis.connection import parse_url
 
-from pmsops.urls import LIBRARY_RULES, build_redis_url, kombu_rules, redis_py_rules, verify_round_trip
+from pmsops.urls import LIBRARY_RULES, build_redis_url, kombu_rules, parse_redis_url, redis_py_rules, verify_round_trip
 
-HOSTS = st.sampled_from(["coolify-redis", "localhost", "10.0.0.7", "[::1]", "redis.example.internal"])
+HOSTS = st.sampled_from(["coolify-redis", "localhost", "10.0.0.7", "[::1]", "redis.example.internal", "", "h:99999", "h:x"])
 PASSWORDS = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=40)
+URL_TEXT = st.lists(st.sampled_from(list("ab:/@%#;[]+= \t.") + ["%2F", "%3A", "%40", "%41", "6379", "0", "é", "::1"]), max_size=14).map("".join)
+SCHEMES = st.sampled_from(["redis://", "rediss://", "unix://", "redis+socket://", "http://", ""])
 
 
-def _library(url: str) -> tuple[str, object]:
+def _outcome(fn, url: str) -> tuple[str, object]:
+    """(ok, what it read) or (error, the message): the rules must fail where the library fails, alike."""
     try:
-        return "ok", parse_url(url).get("password")
-    except ValueError:
-        return "error", None
+        return "ok", fn(url)
+    except ValueError as exc:
+        return "error", str(exc)
 
 
-def _rules(url: str) -> tuple[str, object]:
-    try:
-        return "ok", redis_py_rules(url).get("password")
-    except ValueError:
-        return "error", None
+def _redis_py(url: str) -> dict:
+    found = parse_url(url)
+    found.pop("connection_class", None)
+    return found
+
+
+def _kombu(url: str) -> dict:
+    pieces = url.split(";")
+    parts = url_to_parts(pieces[0])
+    return {"host": parts.hostname, "port": parts.port, "username": parts.username, "password": parts.password, "db": parts.path,
+            "failover_urls": len(pieces)}
+
+
+def _urls(password: str, host: str, encoded: bool) -> str:
+    return build_redis_url(password, host) if encoded else f"redis://:{password}@{host}:6379/0"
 
 
 @settings(max_examples=400, deadline=None)
 @given(PASSWORDS, HOSTS, st.booleans())
-def test_the_redis_py_rules_read_every_url_as_redis_py_does(password, host, encoded):
-    url = build_redis_url(password, host) if encoded else f"redis://:{password}@{host}:6379/0"
+def test_the_redis_py_rules_read_every_password_url_as_redis_py_does(password, host, encoded):
+    url = _urls(password, host, encoded)
+    if "?" in url:
+        return  # a query goes to redis-py itself
 
-    assert _rules(url) == _library(url)
+    assert _outcome(redis_py_rules, url) == _outcome(_redis_py, url)
+
+
+@settings(max_examples=400, deadline=None)
+@given(SCHEMES, URL_TEXT)
+def test_the_redis_py_rules_read_any_url_without_a_query_as_redis_py_does(scheme, rest):
+    url = scheme + rest
+
+    assert _outcome(redis_py_rules, url) == _outcome(_redis_py, url)
 
 
 @settings(max_examples=400, deadline=None)
 @given(PASSWORDS, HOSTS, st.booleans())
-def test_the_kombu_rules_read_every_url_as_kombu_does(password, host, encoded):
-    url = build_redis_url(password, host) if encoded else f"redis://:{password}@{host}:6379/0"
-    try:
-        expected = ("ok", url_to_parts(url.split(";")[0]).password)
-    except ValueError:
-        expected = ("error", None)
-    try:
-        got = ("ok", kombu_rules(url)["password"])
-    except ValueError:
-        got = ("error", None)
+def test_the_kombu_rules_read_every_password_url_as_kombu_does(password, host, encoded):
+    url = _urls(password, host, encoded)
 
-    assert got == expected
+    assert _outcome(kombu_rules, url) == _outcome(_kombu, url)
+
+
+@settings(max_examples=400, deadline=None)
+@given(SCHEMES, URL_TEXT)
+def test_the_kombu_rules_read_any_url_as_kombu_does(scheme, rest):
+    url = scheme + rest
+
+    assert _outcome(kombu_rules, url) == _outcome(_kombu, url)
+
+
+def test_a_url_with_a_query_is_read_by_redis_py_itself():
+    url = "redis://:pw@coolify-redis:6379/0?socket_timeout=abc"
+
+    assert _outcome(parse_redis_url, url) == _outcome(_redis_py, url) == ("error", "Invalid value for 'socket_timeout' in connection URL.")
 
 
 def test_a_wrong_encoding_fails_the_round_trip_by_the_rules_as_by_the_libraries():

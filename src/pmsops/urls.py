@@ -449,47 +449,71 @@ class RoundTrip:
 
 
 def redis_py_rules(url: str) -> dict:
-    """redis-py's ``parse_url`` without importing redis-py: its scheme check, ``urlparse``,
-    ``unquote`` of user name, password and host, and the port cast, as redis-py 5-8 do them.
+    """redis-py's ``parse_url`` for a URL without a query, without importing redis-py: its
+    scheme check, ``urlparse``, ``unquote`` of user name, password, host and path, the port
+    cast and the db from the path, as redis-py 5-8 do them (``connection_class`` left out).
 
-    Importing redis-py and kombu costs ~0.1-0.2 s, more than the rest of
-    ``encode-redis-password``; the URLs it builds have no query, so these steps are all of
-    the libraries' parsing they meet. ``tests/test_url_parser_rules.py`` pins this (and
-    :func:`kombu_rules`) to the installed libraries on arbitrary passwords, encoded or raw."""
+    Importing redis-py and kombu costs ~0.1-0.2 s, more than the rest of an offline
+    command. A query brings in redis-py's per-argument parsers: :func:`parse_redis_url`
+    hands such URLs to the library. ``tests/test_url_parser_rules.py`` pins this (and
+    :func:`kombu_rules`) to the installed libraries on arbitrary URLs and passwords."""
     from urllib.parse import urlparse
 
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise ValueError("Redis URL must specify one of the following schemes (redis://, rediss://, unix://)")
+    if "?" in url:
+        raise ValueError("redis_py_rules reads URLs without a query")
     parts = urlparse(url)
     found: dict = {}
     if parts.username:
         found["username"] = unquote(parts.username)
     if parts.password:
         found["password"] = unquote(parts.password)
-    if parts.scheme != "unix":
-        if parts.hostname:
-            found["host"] = unquote(parts.hostname)
-        if parts.port:
-            found["port"] = int(parts.port)
+    if parts.scheme == "unix":
+        if parts.path:
+            found["path"] = unquote(parts.path)
+        return found
+    if parts.hostname:
+        found["host"] = unquote(parts.hostname)
+    if parts.port:
+        found["port"] = int(parts.port)
+    if parts.path:
+        try:
+            found["db"] = int(unquote(parts.path).replace("/", ""))
+        except (AttributeError, ValueError):
+            pass
     return found
 
 
 def kombu_rules(url: str) -> dict:
-    """kombu's ``url_to_parts`` on the first URL of a failover list, without importing kombu
-    (see :func:`redis_py_rules`)."""
+    """:func:`parse_with_kombu` without importing kombu: ``url_to_parts`` of the first URL of a
+    failover list (``urlparse`` with HTTP semantics, ``unquote``); see :func:`redis_py_rules`."""
     from urllib.parse import urlparse
 
     pieces = url.split(";")
-    scheme = urlparse(pieces[0]).scheme
-    parts = urlparse("http://" + pieces[0][len(scheme) + 3:])
+    first = pieces[0]
+    scheme = urlparse(first).scheme
+    parts = urlparse("http://" + first[len(scheme) + 3:])
+    path = parts.path or ""
+    path = path[1:] if path and path[0] == "/" else path
     return {"host": unquote(parts.hostname or "") or None, "port": parts.port, "username": unquote(parts.username or "") or None,
-            "password": unquote(parts.password or "") or None, "failover_urls": len(pieces)}
+            "password": unquote(parts.password or "") or None, "db": unquote(path or "") or None, "failover_urls": len(pieces)}
+
+
+def parse_redis_url(url: str) -> dict:
+    """What redis-py reads from ``url``: by its rules for a URL without a query, by redis-py itself otherwise."""
+    return redis_py_rules(url) if "?" not in url else parse_with_redis_py(url)
+
+
+def parse_kombu_url(url: str) -> dict:
+    """What kombu reads from ``url``: by its rules for a URL without a query, by kombu itself otherwise."""
+    return kombu_rules(url) if "?" not in url.split(";")[0] else parse_with_kombu(url)
 
 
 LIBRARY_PARSERS = (("redis-py", parse_with_redis_py), ("kombu", parse_with_kombu))
-"""The libraries themselves (``redis-url check`` reads any URL an operator pastes with these)."""
-LIBRARY_RULES = (("redis-py", redis_py_rules), ("kombu", kombu_rules))
-"""The same parsing without the imports, for URLs this module built (``encode-redis-password``)."""
+"""The libraries themselves."""
+LIBRARY_RULES = (("redis-py", parse_redis_url), ("kombu", parse_kombu_url))
+"""The same parsing without their import cost where the rules cover the URL (``encode-redis-password``)."""
 
 
 def verify_round_trip(url: str, password: str, parsers=LIBRARY_PARSERS) -> list[RoundTrip]:
