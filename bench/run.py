@@ -172,10 +172,11 @@ def bench_healthcheck(sandbox, runs: int) -> None:
     record("python -m pmsops.worker.alive vs celery inspect ping -d HOST (CPU per run)", mod_cpu, ping_cpu, "≤ 0.25", mod_cpu <= 0.25 * ping_cpu and mod_code == 0, unit="s CPU",
            note=f"python -c pass: {bare_cpu:.3f} s CPU, {bare_wall:.3f} s wall")
     record("python -m pmsops.worker.alive vs celery inspect ping -d HOST (wall per run)", mod_wall, ping_wall, "≤ 0.25", mod_wall <= 0.25 * ping_wall)
-    record("pmsops worker-check --liveness vs celery inspect ping -d HOST (CPU per run)", live_cpu, ping_cpu, "≤ 0.5", live_cpu <= 0.5 * ping_cpu and live_code == 0, unit="s CPU",
-           note="the CLI's start-up (Typer, Rich) is most of it")
+    record("worker-check as the Docker HEALTHCHECK (--liveness) vs celery inspect ping -d HOST (CPU per run)", live_cpu, ping_cpu, "≤ 0.5", live_cpu <= 0.5 * ping_cpu and live_code == 0,
+           unit="s CPU", note="issue #16 asks ≤ 1.0; the CLI's start-up (Typer) is most of it")
     record("pmsops worker-check --liveness vs celery inspect ping -d HOST (wall per run)", live_wall, ping_wall, "≤ 0.5", live_wall <= 0.5 * ping_wall)
-    record("full worker-check vs celery inspect ping -d HOST (CPU per run)", full_cpu, ping_cpu, "≤ 1.0", full_cpu <= ping_cpu and full_code == 0, unit="s CPU")
+    record("full worker-check, on demand (not the HEALTHCHECK) vs celery inspect ping -d HOST (CPU per run)", full_cpu, ping_cpu, "≤ 1.2", full_cpu <= 1.2 * ping_cpu and full_code == 0,
+           unit="s CPU", note="also logs in to the database and asks the worker for its registered tasks")
     record("full worker-check vs celery inspect ping -d HOST (wall per run)", full_wall, ping_wall, "≤ 1.2", full_wall <= 1.2 * ping_wall)
     for interval in (5, 10, 30):
         print(f"    HEALTHCHECK every {interval:>2} s: python -m pmsops.worker.alive {100 * mod_cpu / interval:.2f} % of a core, "
