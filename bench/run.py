@@ -463,6 +463,11 @@ def bench_throughput(sandbox, n: int, reps: int, profile: bool, configs: tuple[s
            note=f"{sync_failed} failed; sync: {_per_task_ms(sync_cpu, n)}; no-op: {_per_task_ms(noop_cpu, n)}")
     if "scale" in configs:
         scale_rate, scale_failed, scale_cpu = median("scale")
+        per_sync = sum(scale_cpu.values()) / n  # worker + PostgreSQL + Redis + platform CPU seconds per sync
+        ceiling = (os.cpu_count() or 1) / per_sync if per_sync else 0.0
+        print(f"    CPU ceiling for syncs on {os.cpu_count()} cores: {ceiling:.0f}/s ({1000 * per_sync:.2f} ms CPU per sync, all processes) = "
+              f"{ceiling / sync_rate:.2f}x the single process", flush=True)
+        exact["summary"] += f"; CPU ceiling on {os.cpu_count()} cores {ceiling:.0f}/s ({ceiling / sync_rate:.2f}x)"
         record(f"scale-out: {n} syncs on 2 worker processes vs 1 (limits and breakers shared in Redis)", scale_rate, sync_rate, "≥ 1.6",
                scale_rate / sync_rate >= 1.6 and scale_failed == 0 and exact["exact"], unit="task/s",
                note=f"{scale_failed} failed; 2 processes: {_per_task_ms(scale_cpu, n)}; {exact['summary']}")
@@ -613,8 +618,13 @@ def bench_log_writes(sandbox, n: int) -> None:
     record("sync-log updates: per-process pool vs new connection each (writes/s)", pooled, fresh, "≥ 3×", pooled / fresh >= 3, unit="write/s")
 
 
+LOAD: list[float] = []
+"""1-minute load averages at the start and the end of the run (other work on the machine skews ratios)."""
+
+
 def markdown(machine: str) -> str:
-    lines = [f"Measured {time.strftime('%Y-%m-%d')} on {machine} (`make bench`):", "",
+    load = f", load average {LOAD[0]:.1f} → {LOAD[-1]:.1f}" if LOAD else ""
+    lines = [f"Measured {time.strftime('%Y-%m-%d')} on {machine}{load} (`make bench`):", "",
              "| Benchmark | pmsops | baseline | ratio | target | met |", "|---|---|---|---|---|---|"]
     for r in RESULTS:
         unit = r["unit"]
@@ -637,6 +647,7 @@ def main() -> None:
     runs, n, reps = (3, 200, 1) if args.quick else (7, 1000, 3)
     n, reps = args.tasks or n, args.reps or reps
     only = set(args.only or ["startup", "live", "healthcheck", "throughput", "logs"])
+    LOAD.append(os.getloadavg()[0])
     if not shutil.which("redis-cli") or not shutil.which("curl"):
         print("note: redis-cli and curl are needed for the runbook baseline (apt-get install redis-tools curl)")
     from pmsops.sandbox.stack import Sandbox
@@ -670,12 +681,13 @@ def main() -> None:
     finally:
         if sandbox is not None:
             sandbox.down()
+    LOAD.append(os.getloadavg()[0])
     machine = f"{os.cpu_count()} cores, Python {sys.version.split()[0]}"
     out = BENCH / "results"
     out.mkdir(exist_ok=True)
     from pmsops.safefile import write_text
 
-    write_text(out / "latest.json", json.dumps({"machine": machine, "results": RESULTS}, indent=2), "benchmark results")
+    write_text(out / "latest.json", json.dumps({"machine": machine, "load_average": LOAD, "results": RESULTS}, indent=2), "benchmark results")
     print()
     print(markdown(machine))
     missed = [r["name"] for r in RESULTS if not r["met"]]
