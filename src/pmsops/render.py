@@ -33,13 +33,10 @@ import time
 from typing import Any, Iterable
 
 from pmsops.redaction import redact, redact_obj
+from pmsops import runclock  # STARTED and STDOUT_USED (set by the CLI's main())
 from pmsops.results import Collector, Result, Status, counts, exit_code, seconds_text, summary_line, worst
 
 SCHEMA = "pmsops.report/v1"
-STARTED: float | None = None
-"""time.monotonic() when the CLI's main() began (set there): JSON's top-level duration_ms counts from here."""
-STDOUT_USED = False
-"""Set once a report object (or a revealed value) went to stdout: main() then adds no error report."""
 
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
 _NOT_XML = re.compile("[^\t\n\r\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -54,7 +51,7 @@ def xml_text(text: str) -> str:
 
 
 def elapsed_ms() -> float | None:
-    return None if STARTED is None else (time.monotonic() - STARTED) * 1000
+    return None if runclock.STARTED is None else (time.monotonic() - runclock.STARTED) * 1000
 
 
 SYMBOLS = {Status.OK: "✓", Status.WARN: "!", Status.FAIL: "✗", Status.SKIP: "-"}
@@ -161,14 +158,12 @@ class Output:
 
     def reveal(self, text: str) -> None:
         """Write a value the operator explicitly asked for, unredacted, alone on stdout."""
-        global STDOUT_USED
-        STDOUT_USED = True
+        runclock.STDOUT_USED = True
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
 
     def json(self, payload: Any) -> None:
-        global STDOUT_USED
-        STDOUT_USED = True
+        runclock.STDOUT_USED = True
         sys.stdout.write(json.dumps(redact_obj(payload), ensure_ascii=False, indent=2, default=str) + "\n")
         sys.stdout.flush()
 

@@ -13,8 +13,8 @@ from typing import Optional
 import typer
 
 from pmsops import exitcodes
-from pmsops.cli import offline
 from pmsops.cli.common import RunState, state
+from pmsops.cli.lazy import LazyGroup
 
 app = typer.Typer(
     name="pmsops",
@@ -25,6 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
+    cls=LazyGroup,  # commands are imported and built when used (pmsops.cli.lazy): start-up as light as Typer
 )
 
 GLOBAL_FLAGS = ("--debug", "--no-color", "--reveal-fingerprint")
@@ -115,21 +116,6 @@ def hoist_global_options(args: list[str]) -> list[str]:
             head.append(arg)
         i += 1
     return moved + head + args[end:]
-
-
-def _register_commands() -> None:
-    offline.register(app)
-    for module_name in ("live", "worker", "sync", "api", "host", "sandbox", "observe", "context"):
-        try:
-            module = __import__(f"pmsops.cli.{module_name}", fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"pmsops.cli.{module_name}":
-                raise
-            continue
-        module.register(app)
-
-
-_register_commands()
 
 
 def _report_unexpected(exc: BaseException, run: RunState) -> int:
@@ -238,16 +224,17 @@ def main(argv: list[str] | None = None) -> int:
     """
     import time
 
-    from pmsops import render
+    from pmsops import runclock  # not the renderer: pmsops --help never needs it
 
     args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
     run = RunState(started=time.monotonic())
-    render.STARTED = run.started
-    render.STDOUT_USED = False
+    runclock.STARTED = run.started
+    runclock.STDOUT_USED = False
     error: dict[str, str | None] = {}
     try:
         code = _run(args, error, run)
-        if _json_requested(args) and not render.STDOUT_USED:
+        if _json_requested(args) and not runclock.STDOUT_USED:
+            from pmsops import render
             from pmsops.redaction import redact
 
             message = error.get("message")
@@ -255,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
                                          redact(error["hint"]) if error.get("hint") else None)
             render.Output().json(report)
     finally:
-        render.STARTED = None  # library callers after us get their own timing, not this command's
+        runclock.STARTED = None  # library callers after us get their own timing, not this command's
     return code
 
 
