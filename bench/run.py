@@ -252,6 +252,12 @@ class CpuMeter:
         return self.spent
 
 
+def proc_user_sys(pid: int) -> tuple[float, float]:
+    """(user, sys) CPU seconds of one process (all its threads)."""
+    fields = _stat(pid)
+    return (int(fields[11]) / _TICK, int(fields[12]) / _TICK) if fields else (0.0, 0.0)
+
+
 def _per_task_ms(spent: dict[str, float], n: int) -> str:
     return ", ".join(f"{name} {1000 * cpu / n:.2f}" for name, cpu in spent.items()) + " ms CPU per task"
 
@@ -383,8 +389,14 @@ class Rig:
                 await asyncio.sleep(0.05)
             return n / (time.perf_counter() - started)
 
+        before = [proc_user_sys(p.pid) for p in self.groups[group]]
         rate = with_db(self.env["DATABASE_URL"], run_and_wait, timeout=700)
         spent = meter.stop()
+        after = [proc_user_sys(p.pid) for p in self.groups[group]]
+        user = sum(a[0] - b[0] for a, b in zip(after, before))
+        system = sum(a[1] - b[1] for a, b in zip(after, before))
+        if n >= 100:  # not for the warm-up
+            print(f"      {group}: worker user {1000 * user / n:.2f} + sys {1000 * system / n:.2f} ms CPU per task", flush=True)
         if spy is not None:
             import signal
 
