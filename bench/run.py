@@ -13,12 +13,10 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -50,20 +48,10 @@ def record(name: str, ours: float, theirs: float | None, target: str, ok: bool, 
 
 
 def black_hole() -> int:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    held: list[socket.socket] = []
+    """A loopback port that accepts and never answers, open until the benchmarks end."""
+    from pmsops.sandbox.processes import BlackHole
 
-    def accept() -> None:
-        while True:
-            try:
-                held.append(sock.accept()[0])
-            except OSError:
-                return
-
-    threading.Thread(target=accept, daemon=True).start()
-    return sock.getsockname()[1]
+    return BlackHole().port
 
 
 OFFLINE_COMMANDS: list[tuple[str, list[str], bytes | None]] = [
@@ -291,17 +279,23 @@ class Rig:
         self.groups: dict[str, list[subprocess.Popen]] = {}
         self.brokers: dict[str, str] = {}
         self.profile = profile
-        state = sandbox.load()["components"]
-        self.server_pids = {"postgres": [state["db"]["pid"]], "redis": [state["redis"]["pid"]]}
+        state = sandbox.load().components
+        self.server_pids = {"postgres": [state["db"].pid], "redis": [state["redis"].pid]}
         from pmsops.sandbox.servers import free_port
 
         self.platform_port = free_port()
         self.platform_url = f"http://127.0.0.1:{self.platform_port}"
         self.platform = self._spawn([sys.executable, "-P", "-m", "pmsops.sandbox.fake_platform", "--port", str(self.platform_port)], os.environ)
+        from pmsops.sandbox import processes
+
+        processes.wait_for_port(self.platform_port, 10, "fake platform", exited=processes.exited(self.platform))
         self.control("keep", {"keep": False}, attempts=50)
 
     def _spawn(self, argv: list[str], env) -> subprocess.Popen:
-        proc = subprocess.Popen(argv, env=dict(env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, cwd=str(ROOT))
+        """Started the sandbox's way (pmsops.sandbox.processes: own session, umask 077, -P, cwd the checkout)."""
+        from pmsops.sandbox import processes
+
+        proc = processes.spawn(argv, cwd=ROOT, env=dict(env))
         self.procs.append(proc)
         return proc
 
@@ -324,7 +318,7 @@ class Rig:
         proc = self._spawn([sys.executable, "-P", "-m", "celery", "-A", "bench.noop_app:app", "worker", "--pool", "threads", "-c", "4", "-l", "WARNING",
                             "-n", f"{name}@bench", "--without-mingle", "--without-gossip"], env)
         self.groups[name], self.brokers[name] = [proc], broker
-        _await_worker(broker, f"{name}@bench")
+        _await_worker(broker, f"{name}@bench", proc)
 
     def sync_workers(self, name: str, db: int, processes: int = 1, extra: dict[str, str] | None = None) -> None:
         """``processes`` sync worker processes (threads pool, concurrency 4 each) on broker database ``db``."""
@@ -336,8 +330,8 @@ class Rig:
             procs.append(self._spawn([sys.executable, "-P", "-m", "celery", "-A", "pmsops.sync.worker:celery_app", "worker", "--pool", "threads", "-c", "4",
                                       "-l", "WARNING", "-n", f"{name}{i}@bench", "--without-mingle", "--without-gossip"], env))
         self.groups[name], self.brokers[name] = procs, broker
-        for i in range(processes):
-            _await_worker(broker, f"{name}{i}@bench")
+        for i, proc in enumerate(procs):
+            _await_worker(broker, f"{name}{i}@bench", proc)
 
     def meter(self, group: str) -> CpuMeter:
         return CpuMeter({"worker": [p.pid for p in self.groups[group]], **self.server_pids, "platform": [self.platform.pid]})
@@ -437,7 +431,7 @@ def with_db(url: str, fn, timeout: float = 30.0):
     try:
         from pmsops.database import run_sync
     except ImportError:
-        from pmsops.sync.admin import with_connection
+        from pmsops.sync.maintenance import with_connection
 
         return with_connection(url, fn, timeout=timeout)
     return run_sync(url, fn, timeout=timeout)
@@ -453,7 +447,9 @@ def bench_throughput(sandbox, n: int, reps: int, profile: bool, configs: tuple[s
     print(f"throughput: {n} tasks per run, median of {reps} interleaved runs, threads pool, concurrency 4 per process, Redis broker", flush=True)
     configs = ("sync", *[c for c in configs if c != "sync"])
     results: dict[str, list[tuple[float, int, dict[str, float]]]] = {k: [] for k in ("noop", *configs)}
-    setups = {"sync": (11, 1, None), "scale": (13, 2, None), "pooler": (14, 1, {"DB_TRANSACTION_POOLER": "true"})}
+    # prepared statements (directly on PostgreSQL) unless pooler mode is what is measured: DB_TRANSACTION_POOLER's default is true
+    direct = {"DB_TRANSACTION_POOLER": "false"}
+    setups = {"sync": (11, 1, direct), "scale": (13, 2, direct), "pooler": (14, 1, {"DB_TRANSACTION_POOLER": "true"})}
     exact = {"exact": False, "summary": "not measured"}
     try:
         rig.noop_workers("noop", 10)
@@ -485,7 +481,7 @@ def bench_throughput(sandbox, n: int, reps: int, profile: bool, configs: tuple[s
 
     noop_rate, _, noop_cpu = median("noop")
     sync_rate, sync_failed, sync_cpu = median("sync")
-    record(f"{n} availability syncs end to end (fake platform, threads, concurrency 4) vs bare Celery no-op tasks", sync_rate, noop_rate, "≥ 0.6",
+    record(f"{n} availability syncs end to end (fake platform, threads, concurrency 4, DB_TRANSACTION_POOLER=false) vs bare Celery no-op tasks", sync_rate, noop_rate, "≥ 0.6",
            sync_rate / noop_rate >= 0.6 and sync_failed == 0, unit="task/s",
            note=f"{sync_failed} failed; sync: {_per_task_ms(sync_cpu, n)}; no-op: {_per_task_ms(noop_cpu, n)}")
     if "scale" in configs:
@@ -500,7 +496,7 @@ def bench_throughput(sandbox, n: int, reps: int, profile: bool, configs: tuple[s
                note=f"{scale_failed} failed; 2 processes: {_per_task_ms(scale_cpu, n)}; {exact['summary']}")
     if "pooler" in configs:
         pooler_rate, pooler_failed, pooler_cpu = median("pooler")
-        record(f"pooler mode (DB_TRANSACTION_POOLER, no prepared statements) vs prepared statements, {n} syncs", pooler_rate, sync_rate, "≥ 0.9",
+        record(f"pooler mode (DB_TRANSACTION_POOLER=true, the default: no prepared statements) vs prepared statements, {n} syncs", pooler_rate, sync_rate, "≥ 0.9",
                pooler_rate / sync_rate >= 0.9 and pooler_failed == 0, unit="task/s", note=f"{pooler_failed} failed; pooler: {_per_task_ms(pooler_cpu, n)}")
 
 
@@ -587,27 +583,16 @@ def _google_connections(env: dict[str, str], count: int, platform: str = "google
     return with_db(env["DATABASE_URL"], create)
 
 
-def _await_worker(broker: str, name: str) -> None:
-    from pmsops.checks.celery import ping
+def _await_worker(broker: str, name: str, proc: subprocess.Popen) -> None:
+    from pmsops.sandbox import processes
 
-    deadline = time.monotonic() + 60
-    while ping(broker, 1.0, destination=[name]).status != "ok":
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"worker {name} did not start")
-        time.sleep(0.2)
+    processes.wait_for_worker(broker, name, 60, exited=processes.exited(proc))
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    import signal
+    from pmsops.sandbox import processes
 
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(20)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    processes.stop(proc, grace=20)
 
 
 def bench_log_writes(sandbox, n: int) -> None:
@@ -617,7 +602,7 @@ def bench_log_writes(sandbox, n: int) -> None:
     from pmsops.checks.db import normalise_dsn
 
     dsn, _ = normalise_dsn(sandbox.env()["DATABASE_URL"])
-    log_id = uuid.UUID(sandbox.load()["seed"]["connections"][0]["id"])
+    log_id = uuid.UUID(sandbox.load().seed["connections"][0]["id"])
 
     async def go() -> tuple[float, float]:
         conn = await asyncpg.connect(dsn)
