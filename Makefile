@@ -2,7 +2,7 @@
 VENV ?= .venv
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench clean format
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -11,6 +11,7 @@ demo: setup
 	$(VENV)/bin/pmsops demo
 
 test: setup
+	$(VENV)/bin/ruff format --check --quiet src tests bench || { echo "make test: code not formatted: run $(VENV)/bin/ruff format src tests bench"; exit 1; }
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 bench: setup
@@ -18,3 +19,6 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
+
+format: setup
+	$(VENV)/bin/ruff format src tests bench

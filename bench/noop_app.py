@@ -6,8 +6,14 @@ import redis
 from celery import Celery
 
 app = Celery("bench-noop", broker=os.environ["CELERY_BROKER_URL"])
-app.conf.update(task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1, accept_content=["json"],
-                task_ignore_result=True, broker_connection_retry_on_startup=True)
+app.conf.update(
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    accept_content=["json"],
+    task_ignore_result=True,
+    broker_connection_retry_on_startup=True,
+)
 _counter = redis.Redis.from_url(os.environ["BENCH_COUNTER_URL"])
 
 

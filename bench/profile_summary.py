@@ -10,8 +10,19 @@ from __future__ import annotations
 import sys
 from collections import Counter
 
-IDLE = ("select (selectors.py", "poll (selectors.py", "wait (threading.py", "_wait_for_tstate_lock", "get (queue.py", "epoll",
-        "_run_once (asyncio/base_events.py", "sleep (", "accept (", "recv (", "_read_from_self")
+IDLE = (
+    "select (selectors.py",
+    "poll (selectors.py",
+    "wait (threading.py",
+    "_wait_for_tstate_lock",
+    "get (queue.py",
+    "epoll",
+    "_run_once (asyncio/base_events.py",
+    "sleep (",
+    "accept (",
+    "recv (",
+    "_read_from_self",
+)
 """Leaf frames of a thread that is waiting, not working (py-spy --gil samples only the thread holding the GIL)."""
 
 

@@ -57,9 +57,26 @@ def _clean_environment(monkeypatch):
     """No test sees the machine's own Redis/DB variables, nor what an --env-file loaded in another test."""
     saved = dict(os.environ)
     for name in list(os.environ):
-        if name in {"REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "DATABASE_URL", "PMS_API_URL", "API",
-                    "API_BASE_URL", "BACKEND_URL", "TOKEN", "JWT_TOKEN", "SB_URL", "ANON_KEY", "EMAIL", "PASSWORD",
-                    "JWT_SECRET", "SUPABASE_JWT_SECRET", "ENCRYPTION_KEY", "NO_COLOR"} or name.startswith(("WORKER_WAIT_", "CELERY_")):
+        if name in {
+            "REDIS_URL",
+            "CELERY_BROKER_URL",
+            "CELERY_RESULT_BACKEND",
+            "DATABASE_URL",
+            "PMS_API_URL",
+            "API",
+            "API_BASE_URL",
+            "BACKEND_URL",
+            "TOKEN",
+            "JWT_TOKEN",
+            "SB_URL",
+            "ANON_KEY",
+            "EMAIL",
+            "PASSWORD",
+            "JWT_SECRET",
+            "SUPABASE_JWT_SECRET",
+            "ENCRYPTION_KEY",
+            "NO_COLOR",
+        } or name.startswith(("WORKER_WAIT_", "CELERY_")):
             monkeypatch.delenv(name, raising=False)
     yield
     REDACTOR.forget_all()
@@ -105,7 +122,10 @@ def refused_port():
 
 # --- Celery workers -----------------------------------------------------------------------------
 
-def start_worker(broker_url: str, name: str, app: str = "tests.apps.sleepy:app", concurrency: int = 2, extra_env: dict | None = None, pool: str = "threads"):
+
+def start_worker(
+    broker_url: str, name: str, app: str = "tests.apps.sleepy:app", concurrency: int = 2, extra_env: dict | None = None, pool: str = "threads"
+):
     """A real ``celery worker`` subprocess (started by the sandbox's code); returns the Popen once it answers a ping."""
     import subprocess
 
@@ -114,8 +134,23 @@ def start_worker(broker_url: str, name: str, app: str = "tests.apps.sleepy:app",
     # keep the caller's PYTHONPATH after the tests directory: a worktree's src/ must win over an installed pmsops
     pythonpath = os.pathsep.join(p for p in (str(TESTS.parent), os.environ.get("PYTHONPATH")) if p)
     env = {"CELERY_BROKER_URL": broker_url, "PYTHONPATH": pythonpath, **(extra_env or {})}
-    argv = processes.python_argv("-m", "celery", "-A", app, "worker", "--pool", pool, "-c", str(concurrency), "-n", name, "-l", "WARNING",
-                                 "--without-mingle", "--without-gossip")
+    argv = processes.python_argv(
+        "-m",
+        "celery",
+        "-A",
+        app,
+        "worker",
+        "--pool",
+        pool,
+        "-c",
+        str(concurrency),
+        "-n",
+        name,
+        "-l",
+        "WARNING",
+        "--without-mingle",
+        "--without-gossip",
+    )
     proc = processes.spawn(argv, cwd=TESTS.parent, env=env, stderr=subprocess.PIPE)  # -P and a cwd we own: nothing planted is imported
     try:
         processes.wait_for_worker(broker_url, name, 30, exited=processes.exited(proc))
@@ -147,6 +182,7 @@ def celery_worker(worker_broker):
 
 
 # --- a small HTTP server for /health/ready and friends ---------------------------------------------
+
 
 @pytest.fixture
 def http_stub():
@@ -182,10 +218,17 @@ def fake_platform():
 
 def sync_worker_env(redis_server, db: int, database_url: str, platform_url: str, **extra: str) -> dict[str, str]:
     broker = redis_server.url_for_db(db)
-    return {"CELERY_BROKER_URL": broker, "REDIS_URL": broker, "DATABASE_URL": database_url, "ENCRYPTION_KEY": ENCRYPTION_KEY,
-            "PLATFORM_BASE_URL": platform_url, "CELERY_CONCURRENCY": "4",
-            "SYNC_RETRY_BASE": "0.05",  # retries at 0.05, 0.1, 0.2 s: the loop is the product's, the waiting is not
-            "SYNC_REAP_INTERVAL": "0", **extra}  # tests that insert stale logs must not race the worker's own sweep
+    return {
+        "CELERY_BROKER_URL": broker,
+        "REDIS_URL": broker,
+        "DATABASE_URL": database_url,
+        "ENCRYPTION_KEY": ENCRYPTION_KEY,
+        "PLATFORM_BASE_URL": platform_url,
+        "CELERY_CONCURRENCY": "4",
+        "SYNC_RETRY_BASE": "0.05",  # retries at 0.05, 0.1, 0.2 s: the loop is the product's, the waiting is not
+        "SYNC_REAP_INTERVAL": "0",
+        **extra,
+    }  # tests that insert stale logs must not race the worker's own sweep
 
 
 @pytest.fixture(scope="session")
@@ -199,6 +242,7 @@ def sync_worker(redis_server, sync_db, fake_platform):
 
 # --- the reference stack --------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory):
     """One reference stack for the API and smoke tests (started by the same code as `pmsops sandbox up`)."""
@@ -211,6 +255,7 @@ def sandbox(tmp_path_factory):
 
 
 # --- a real Docker engine (private dockerd, no registry, internal networks) ------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def docker_scenario():

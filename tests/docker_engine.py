@@ -31,8 +31,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DOCKERD_FLAGS = ("--iptables=false", "--ip6tables=false", "--ip-forward=false", "--ip-masq=false", "--bridge=none",
-                 "--userland-proxy=false", "--dns", "127.0.0.1", "--dns-opt", "timeout:1", "--dns-opt", "attempts:1")
+DOCKERD_FLAGS = (
+    "--iptables=false",
+    "--ip6tables=false",
+    "--ip-forward=false",
+    "--ip-masq=false",
+    "--bridge=none",
+    "--userland-proxy=false",
+    "--dns",
+    "127.0.0.1",
+    "--dns-opt",
+    "timeout:1",
+    "--dns-opt",
+    "attempts:1",
+)
 APP_UID = 10001
 
 
@@ -77,8 +89,12 @@ class DockerEngine:
         return f"unix://{self.socket}"
 
     def env(self) -> dict[str, str]:
-        return {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "DOCKER_HOST": self.host, "HOME": str(self.base),
-                "DOCKER_CONFIG": str(self.base / "client")}
+        return {
+            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+            "DOCKER_HOST": self.host,
+            "HOME": str(self.base),
+            "DOCKER_CONFIG": str(self.base / "client"),
+        }
 
     def start(self, timeout: float = 30.0) -> "DockerEngine":
         dockerd = shutil.which("dockerd")
@@ -89,9 +105,23 @@ class DockerEngine:
         (self.base / "client").mkdir(exist_ok=True)
         log = open(self.base / "dockerd.log", "ab")
         self.proc = subprocess.Popen(
-            [dockerd, "--data-root", str(self.base / "data"), "--exec-root", str(self.base / "exec"), "--pidfile", str(self.base / "dockerd.pid"),
-             "--host", self.host, *DOCKERD_FLAGS],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+            [
+                dockerd,
+                "--data-root",
+                str(self.base / "data"),
+                "--exec-root",
+                str(self.base / "exec"),
+                "--pidfile",
+                str(self.base / "dockerd.pid"),
+                "--host",
+                self.host,
+                *DOCKERD_FLAGS,
+            ],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -184,6 +214,7 @@ def base_rootfs(users: dict[str, int], mount_points: list[str] = (), writable: d
     (/lib → usr/lib, /lib64 → usr/lib64) that libraries mounted from this machine expect."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
+
         def add_dir(path: str, mode: int = 0o755, uid: int = 0) -> None:
             info = tarfile.TarInfo(path.strip("/"))
             info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, mode, uid, uid
@@ -231,6 +262,7 @@ def base_rootfs(users: dict[str, int], mount_points: list[str] = (), writable: d
 
 # --- the Coolify-like scenario: Redis on "coolify", PostgreSQL on "supabase", the worker on both --------------------
 
+
 @dataclass
 class Scenario:
     """Images, networks and dependency containers of the production layout, on a private engine.
@@ -258,8 +290,16 @@ class Scenario:
         import sys
 
         base, venv = Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()
-        return ["-v", f"{base}:{base}:ro", "-v", f"{venv}:{venv}:ro", "-v", f"{self.src}:/opt/pmsops/src:ro",
-                "-v", "/usr/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu:ro"]
+        return [
+            "-v",
+            f"{base}:{base}:ro",
+            "-v",
+            f"{venv}:{venv}:ro",
+            "-v",
+            f"{self.src}:/opt/pmsops/src:ro",
+            "-v",
+            "/usr/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu:ro",
+        ]
 
     @property
     def python(self) -> str:
@@ -277,13 +317,24 @@ class Scenario:
         from urllib.parse import quote
 
         redis = f"redis://:{quote(self.redis_password, safe='')}@redis:6379/0"
-        env = {"DATABASE_URL": f"postgresql://{quote(self.pg_user, safe='')}:{quote(self.pg_password, safe='')}@supabase-db:5432/postgres",
-               "REDIS_URL": redis, "CELERY_BROKER_URL": redis, "CELERY_RESULT_BACKEND": redis[:-1] + "1",
-               "ENCRYPTION_KEY": "pz3uZ1Hn0Lrq3e9VJ0F1bq4Sg5k9m7Xw2c8yT6aD4hE=", "JWT_SECRET": "jwt-secret-for-tests-0123456789",
-               "SUPABASE_JWT_SECRET": "jwt-secret-for-tests-0123456789", "JWT_AUDIENCE": "authenticated",
-               "PYTHONPATH": "/opt/pmsops/src", "PYTHONDONTWRITEBYTECODE": "1", "HOME": "/tmp",
-               "CELERY_CONCURRENCY": "2", "SYNC_REAP_INTERVAL": "0", "WORKER_BEACON_INTERVAL": "1",
-               "WORKER_WAIT_INTERVAL": "0.5", "WORKER_WAIT_TIMEOUT": "30"}
+        env = {
+            "DATABASE_URL": f"postgresql://{quote(self.pg_user, safe='')}:{quote(self.pg_password, safe='')}@supabase-db:5432/postgres",
+            "REDIS_URL": redis,
+            "CELERY_BROKER_URL": redis,
+            "CELERY_RESULT_BACKEND": redis[:-1] + "1",
+            "ENCRYPTION_KEY": "pz3uZ1Hn0Lrq3e9VJ0F1bq4Sg5k9m7Xw2c8yT6aD4hE=",
+            "JWT_SECRET": "jwt-secret-for-tests-0123456789",
+            "SUPABASE_JWT_SECRET": "jwt-secret-for-tests-0123456789",
+            "JWT_AUDIENCE": "authenticated",
+            "PYTHONPATH": "/opt/pmsops/src",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "HOME": "/tmp",
+            "CELERY_CONCURRENCY": "2",
+            "SYNC_REAP_INTERVAL": "0",
+            "WORKER_BEACON_INTERVAL": "1",
+            "WORKER_WAIT_INTERVAL": "0.5",
+            "WORKER_WAIT_TIMEOUT": "30",
+        }
         env.update(overrides)
         return env
 
@@ -293,18 +344,59 @@ class Scenario:
 
         return write_text(self.env_dir / f"{name}.env", "".join(f"{k}={v}\n" for k, v in env.items()), "env file")
 
-    def create_worker(self, name: str, env: dict[str, str], networks: tuple[str, ...] = ("coolify", "supabase"), user: str = str(APP_UID),
-                      command: tuple[str, ...] = (), health: str | None = None, extra: tuple[str, ...] = ()) -> str:
+    def create_worker(
+        self,
+        name: str,
+        env: dict[str, str],
+        networks: tuple[str, ...] = ("coolify", "supabase"),
+        user: str = str(APP_UID),
+        command: tuple[str, ...] = (),
+        health: str | None = None,
+        extra: tuple[str, ...] = (),
+    ) -> str:
         """``docker create`` a worker container attached to ``networks`` (not started).
 
         ``health``: "cli" (``pmsops worker-check --liveness``) or "module" (``python -m pmsops.worker.alive``)
         as the HEALTHCHECK, every second."""
         health_cmd = {"cli": f"{self.pmsops} worker-check --liveness", "module": f"{self.python} -m pmsops.worker.alive"}
-        health_args = ["--health-cmd", health_cmd[health], "--health-interval", "1s", "--health-timeout", "5s",
-                       "--health-retries", "2", "--health-start-period", "60s"] if health else []
-        args = ["create", "--name", name, "--hostname", name, "--user", user, "--workdir", "/app", "--env-file", str(self.env_file(name, env)),
-                "--network", networks[0] if networks else "none", "--stop-timeout", "10", *self.python_mounts, *health_args, *extra,
-                "pmsops-worker", *(command or (self.pmsops, "worker-start"))]
+        health_args = (
+            [
+                "--health-cmd",
+                health_cmd[health],
+                "--health-interval",
+                "1s",
+                "--health-timeout",
+                "5s",
+                "--health-retries",
+                "2",
+                "--health-start-period",
+                "60s",
+            ]
+            if health
+            else []
+        )
+        args = [
+            "create",
+            "--name",
+            name,
+            "--hostname",
+            name,
+            "--user",
+            user,
+            "--workdir",
+            "/app",
+            "--env-file",
+            str(self.env_file(name, env)),
+            "--network",
+            networks[0] if networks else "none",
+            "--stop-timeout",
+            "10",
+            *self.python_mounts,
+            *health_args,
+            *extra,
+            "pmsops-worker",
+            *(command or (self.pmsops, "worker-start")),
+        ]
         self.engine.docker(*args)
         for network in networks[1:]:
             self.engine.docker("network", "connect", network, name)
@@ -316,19 +408,72 @@ class Scenario:
     # --- dependencies ------------------------------------------------------------------------------------------
     def start_redis(self) -> None:
         redis = shutil.which("redis-server") or "/usr/bin/redis-server"
-        self.engine.docker("run", "-d", "--name", self.REDIS, "--network", "coolify", "--network-alias", "redis", "--user", "10002",
-                           "-v", "/usr:/usr:ro", "pmsops-base", redis, "--port", "6379", "--bind", "0.0.0.0", "--protected-mode", "no",
-                           "--save", "", "--appendonly", "no", "--dir", "/tmp", "--requirepass", self.redis_password)
+        self.engine.docker(
+            "run",
+            "-d",
+            "--name",
+            self.REDIS,
+            "--network",
+            "coolify",
+            "--network-alias",
+            "redis",
+            "--user",
+            "10002",
+            "-v",
+            "/usr:/usr:ro",
+            "pmsops-base",
+            redis,
+            "--port",
+            "6379",
+            "--bind",
+            "0.0.0.0",
+            "--protected-mode",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            "/tmp",
+            "--requirepass",
+            self.redis_password,
+        )
 
     def start_postgres(self) -> None:
         from pmsops.sandbox.servers import find_binary
 
         owner = self.pg_dir.stat().st_uid
         postgres = find_binary("postgres")
-        self.engine.docker("run", "-d", "--name", self.PG, "--network", "supabase", "--network-alias", "supabase-db", "--user", f"{owner}:{owner}",
-                           "-v", "/usr:/usr:ro", "-v", f"{self.pg_dir}:/pgdata", "pmsops-base", postgres, "-D", "/pgdata",
-                           "-c", "listen_addresses=*", "-c", "unix_socket_directories=/tmp", "-c", "fsync=off", "-c", "synchronous_commit=off",
-                           "-c", "full_page_writes=off")
+        self.engine.docker(
+            "run",
+            "-d",
+            "--name",
+            self.PG,
+            "--network",
+            "supabase",
+            "--network-alias",
+            "supabase-db",
+            "--user",
+            f"{owner}:{owner}",
+            "-v",
+            "/usr:/usr:ro",
+            "-v",
+            f"{self.pg_dir}:/pgdata",
+            "pmsops-base",
+            postgres,
+            "-D",
+            "/pgdata",
+            "-c",
+            "listen_addresses=*",
+            "-c",
+            "unix_socket_directories=/tmp",
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+        )
 
     def pg_ready(self, timeout: float = 30.0) -> None:
         from pmsops.sandbox.servers import find_binary
@@ -363,9 +508,26 @@ def initdb(directory: Path, user: str, password: str) -> Path:
     if owner:
         os.chown(base, owner.pw_uid, owner.pw_gid)
         os.chown(pwfile, owner.pw_uid, owner.pw_gid)
-    done = subprocess.run([find_binary("initdb"), "-D", str(data), "-U", user, f"--pwfile={pwfile}", "--auth-host=scram-sha-256",
-                           "--auth-local=trust", "-E", "UTF8", "--no-sync", "--no-instructions"],
-                          capture_output=True, preexec_fn=_demote(owner), env={**os.environ, "LC_ALL": "C", "LANG": "C"}, cwd=str(base))
+    done = subprocess.run(
+        [
+            find_binary("initdb"),
+            "-D",
+            str(data),
+            "-U",
+            user,
+            f"--pwfile={pwfile}",
+            "--auth-host=scram-sha-256",
+            "--auth-local=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--no-instructions",
+        ],
+        capture_output=True,
+        preexec_fn=_demote(owner),
+        env={**os.environ, "LC_ALL": "C", "LANG": "C"},
+        cwd=str(base),
+    )
     pwfile.unlink()
     if done.returncode != 0:
         raise RuntimeError(f"initdb failed: {done.stderr.decode(errors='replace')[-800:]}")

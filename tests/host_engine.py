@@ -28,12 +28,43 @@ def host(docker_scenario, monkeypatch_module):
     engine = docker_scenario.engine
     monkeypatch_module.setenv("DOCKER_HOST", engine.host)
     redis = "/usr/bin/redis-server"
-    engine.docker("run", "-d", "--name", "coolify-redis", "--network", "coolify", "--user", "10002", "-v", "/usr:/usr:ro", "pmsops-base",
-                  redis, "--port", "6379", "--protected-mode", "no", "--save", "", "--appendonly", "no", "--dir", "/tmp", "--requirepass", REQUIREPASS)
+    engine.docker(
+        "run",
+        "-d",
+        "--name",
+        "coolify-redis",
+        "--network",
+        "coolify",
+        "--user",
+        "10002",
+        "-v",
+        "/usr:/usr:ro",
+        "pmsops-base",
+        redis,
+        "--port",
+        "6379",
+        "--protected-mode",
+        "no",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        "/tmp",
+        "--requirepass",
+        REQUIREPASS,
+    )
     made = ["coolify-redis"]
 
-    def container(name: str, env: dict[str, str], networks=("coolify", "supabase"), script: str = "sleep 3600", python: bool = True,
-                  slow_dns: bool = False, aliases: tuple[str, ...] = ()) -> str:
+    def container(
+        name: str,
+        env: dict[str, str],
+        networks=("coolify", "supabase"),
+        script: str = "sleep 3600",
+        python: bool = True,
+        slow_dns: bool = False,
+        aliases: tuple[str, ...] = (),
+    ) -> str:
         """A busybox container (python3 on PATH unless ``python=False``); ``slow_dns``: a name no network knows takes 8 s."""
         path = f"{Path(sys.prefix).resolve()}/bin:/bin" if python else "/bin"
         env = {"PATH": path, **env}
@@ -89,8 +120,10 @@ class Deployment:
             obj = json.loads((RECORDED / "containers" / f"{name}.json").read_text(encoding="utf-8"))[0]
             env = dict(e.split("=", 1) for e in obj["Config"]["Env"])
             env["PATH"] = "/bin:" + env.get("PATH", "")
-            logs = {s: (RECORDED / "logs" / f"{name}.{s}").read_text(encoding="utf-8") if (RECORDED / "logs" / f"{name}.{s}").exists() else ""
-                    for s in ("stdout", "stderr")}
+            logs = {
+                s: (RECORDED / "logs" / f"{name}.{s}").read_text(encoding="utf-8") if (RECORDED / "logs" / f"{name}.{s}").exists() else ""
+                for s in ("stdout", "stderr")
+            }
             self.specs[name] = {"env": env, "exit": None, **logs}
         self.recorded = copy.deepcopy(self.specs)
         self.made: set[str] = set()
@@ -116,8 +149,14 @@ class Deployment:
             (folder / stream).chmod(0o644)
         end = f"exit {spec['exit']}" if spec["exit"] is not None else "echo -n > /tmp/printed; sleep 3600"
         script = f"cat /logs/stdout; cat /logs/stderr >&2; {end}"
-        self.scenario.create_worker(name, spec["env"], networks=("coolify", "supabase"), user="10001", command=("/bin/busybox", "sh", "-c", script),
-                                    extra=("-v", f"{folder}:/logs:ro"))
+        self.scenario.create_worker(
+            name,
+            spec["env"],
+            networks=("coolify", "supabase"),
+            user="10001",
+            command=("/bin/busybox", "sh", "-c", script),
+            extra=("-v", f"{folder}:/logs:ro"),
+        )
         self.engine.docker("start", name)
         self.made.add(name)
         self.running[name] = copy.deepcopy(spec)
@@ -148,7 +187,11 @@ class Deployment:
     def logs_variant(self, name: str, variant: str) -> None:
         from host_helpers import RECORDED
 
-        read = lambda suffix: (RECORDED / "variants" / f"{variant}.{suffix}").read_text(encoding="utf-8") if (RECORDED / "variants" / f"{variant}.{suffix}").exists() else ""  # noqa: E731
+        read = lambda suffix: (
+            (RECORDED / "variants" / f"{variant}.{suffix}").read_text(encoding="utf-8")
+            if (RECORDED / "variants" / f"{variant}.{suffix}").exists()
+            else ""
+        )  # noqa: E731
         self.logs(name, read("stdout"), read("stderr"))
 
     def stop(self, name: str, exit_code: int = 1) -> None:
@@ -207,7 +250,7 @@ class RecordedHost:
         files = json.loads((RECORDED / "exec" / "pms-worker-v2.json").read_text(encoding="utf-8"))["files"]
         self.app = root / "app"
         for path, text in files.items():
-            target = self.app / path[len("/app/app/"):]
+            target = self.app / path[len("/app/app/") :]
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text, encoding="utf-8")
         self.logs = root / "logs"
@@ -233,17 +276,30 @@ class RecordedHost:
 
         data = io.BytesIO(base_rootfs({"app": 10001}, ["/opt/tools", "/logs"], {"/app": 10001}))
         with tarfile.open(fileobj=data, mode="a") as tar:
-            for path, text in (("bin/bash", '#!/bin/sh\nexec /bin/sh "$@"\n'),
-                               ("app/scripts/ops/start_worker.sh", "#!/bin/sh\ncat /logs/stdout\ncat /logs/stderr >&2\nexec sleep 3600\n")):
+            for path, text in (
+                ("bin/bash", '#!/bin/sh\nexec /bin/sh "$@"\n'),
+                ("app/scripts/ops/start_worker.sh", "#!/bin/sh\ncat /logs/stdout\ncat /logs/stderr >&2\nexec sleep 3600\n"),
+            ):
                 body = text.encode()
                 info = tarfile.TarInfo(path)
                 info.size, info.mode = len(body), 0o755
                 tar.addfile(info, io.BytesIO(body))
-        self.engine.docker("import", "--change", 'CMD ["bash","/app/scripts/ops/start_worker.sh"]', "--change", "USER app",
-                           "--change", "WORKDIR /app", "-", self.IMAGE, input=data.getvalue())
+        self.engine.docker(
+            "import",
+            "--change",
+            'CMD ["bash","/app/scripts/ops/start_worker.sh"]',
+            "--change",
+            "USER app",
+            "--change",
+            "WORKDIR /app",
+            "-",
+            self.IMAGE,
+            input=data.getvalue(),
+        )
 
-    def redis(self, name: str = "coolify-redis", cmd: tuple[str, ...] | None = None, env: dict[str, str] | None = None,
-              conf: str | None = None) -> str:
+    def redis(
+        self, name: str = "coolify-redis", cmd: tuple[str, ...] | None = None, env: dict[str, str] | None = None, conf: str | None = None
+    ) -> str:
         """Redis as Coolify runs it: requirepass on the command line (or ``cmd``), ``env``, ``conf`` at /etc/redis/redis.conf."""
         args = []
         if env:
@@ -254,8 +310,23 @@ class RecordedHost:
             local.chmod(0o644)
             args += ["-v", f"{local}:/etc/redis/redis.conf:ro"]
         command = cmd or ("/usr/bin/redis-server", "--save", "20", "1", "--loglevel", "warning", "--dir", "/tmp", "--requirepass", self.password)
-        self.engine.docker("run", "-d", "--name", name, "--network", "coolify", "--network-alias", "coolify-redis", "--user", "10002",
-                           "-v", "/usr:/usr:ro", *args, "pmsops-base", *command)
+        self.engine.docker(
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            "coolify",
+            "--network-alias",
+            "coolify-redis",
+            "--user",
+            "10002",
+            "-v",
+            "/usr:/usr:ro",
+            *args,
+            "pmsops-base",
+            *command,
+        )
         self.made.append(name)
         return name
 
@@ -271,22 +342,35 @@ class RecordedHost:
         self.password = secret
         url = f"redis://:{encoded}@coolify-redis:6379/0"
         for name in ("pms-backend", "pms-worker-v2"):
-            self.env[name].update(REDIS_URL=url, CELERY_BROKER_URL=url, CELERY_RESULT_BACKEND=url, JWT_SECRET=secret, SUPABASE_JWT_SECRET=secret,
-                                  ENCRYPTION_KEY=secret, DATABASE_URL=f"postgresql+asyncpg://postgres:{encoded}@supabase-db:5432/postgres",
-                                  SERVICE_PASSWORD_REDIS=secret)
+            self.env[name].update(
+                REDIS_URL=url,
+                CELERY_BROKER_URL=url,
+                CELERY_RESULT_BACKEND=url,
+                JWT_SECRET=secret,
+                SUPABASE_JWT_SECRET=secret,
+                ENCRYPTION_KEY=secret,
+                DATABASE_URL=f"postgresql+asyncpg://postgres:{encoded}@supabase-db:5432/postgres",
+                SERVICE_PASSWORD_REDIS=secret,
+            )
         self.env["pms-worker-v2"].update(REDIS_URL=f"redis://:{secret}@coolify-redis:6379/0", JWT_SECRET=secret + "x")
-        stderr = (RECORDED / "logs" / "pms-worker-v2.stderr").read_text(encoding="utf-8") + "".join(
-            f"[2025-12-29 12:30:0{i},000: ERROR/MainProcess] {line}\n"
-            for i, line in enumerate([
-                f"consumer: Cannot connect to redis://:{secret}@coolify-redis:6379/0: Authentication required.",
-                f"AUTH {secret} failed: invalid username-password pair or user is disabled.",
-                f"settings: password={encoded} jwt_secret={secret}: Connection refused",
-                f"Authentication required: redis.from_url({'redis://:' + secret + '@coolify-redis'!r}) password={secret!r}",
-                f"config dump {json.dumps({'REDIS_PASSWORD': secret}, ensure_ascii=False)}: Temporary failure in name resolution",
-            ])) + "Traceback (most recent call last):\n"
+        stderr = (
+            (RECORDED / "logs" / "pms-worker-v2.stderr").read_text(encoding="utf-8")
+            + "".join(
+                f"[2025-12-29 12:30:0{i},000: ERROR/MainProcess] {line}\n"
+                for i, line in enumerate(
+                    [
+                        f"consumer: Cannot connect to redis://:{secret}@coolify-redis:6379/0: Authentication required.",
+                        f"AUTH {secret} failed: invalid username-password pair or user is disabled.",
+                        f"settings: password={encoded} jwt_secret={secret}: Connection refused",
+                        f"Authentication required: redis.from_url({'redis://:' + secret + '@coolify-redis'!r}) password={secret!r}",
+                        f"config dump {json.dumps({'REDIS_PASSWORD': secret}, ensure_ascii=False)}: Temporary failure in name resolution",
+                    ]
+                )
+            )
+            + "Traceback (most recent call last):\n"
+        )
         (self.logs / "stderr").write_text(stderr, encoding="utf-8")
-        self.redis(env={"REDIS_PASSWORD": secret},
-                   conf='requirepass "' + secret.replace("\\", "\\\\").replace('"', '\\"') + '"\n')
+        self.redis(env={"REDIS_PASSWORD": secret}, conf='requirepass "' + secret.replace("\\", "\\\\").replace('"', '\\"') + '"\n')
         self.backend()
         self.worker()
 

@@ -105,11 +105,15 @@ class FakeDocker:
 
     def logs_variant(self, name: str, variant: str) -> None:
         """Replay a recorded log variant (``tests/fake_docker/recorded/variants``)."""
-        read = lambda suffix: (RECORDED / "variants" / f"{variant}.{suffix}").read_text(encoding="utf-8") if (RECORDED / "variants" / f"{variant}.{suffix}").exists() else ""
+        read = lambda suffix: (
+            (RECORDED / "variants" / f"{variant}.{suffix}").read_text(encoding="utf-8")
+            if (RECORDED / "variants" / f"{variant}.{suffix}").exists()
+            else ""
+        )
         self.logs(name, read("stdout"), read("stderr"))
 
     def daemon(self, state: str) -> None:
-        """"down", "permission" or "hang": how every docker command then fails."""
+        """ "down", "permission" or "hang": how every docker command then fails."""
         (self.root / "daemon").write_text(state, encoding="utf-8")
 
     def calls(self) -> list[list[str]]:
@@ -129,22 +133,34 @@ class FakeDocker:
         self.inside("coolify-redis", files={"/etc/redis/redis.conf": 'requirepass "' + secret.replace("\\", "\\\\").replace('"', '\\"') + '"\n'})
         url = f"redis://:{encoded}@coolify-redis:6379/0"
         for name in ("pms-backend", "pms-worker-v2"):
-            self.set_env(name, REDIS_URL=url, CELERY_BROKER_URL=url, CELERY_RESULT_BACKEND=url, JWT_SECRET=secret, SUPABASE_JWT_SECRET=secret,
-                         ENCRYPTION_KEY=secret, DATABASE_URL=f"postgresql+asyncpg://postgres:{encoded}@supabase-db:5432/postgres",
-                         SERVICE_PASSWORD_REDIS=secret)
+            self.set_env(
+                name,
+                REDIS_URL=url,
+                CELERY_BROKER_URL=url,
+                CELERY_RESULT_BACKEND=url,
+                JWT_SECRET=secret,
+                SUPABASE_JWT_SECRET=secret,
+                ENCRYPTION_KEY=secret,
+                DATABASE_URL=f"postgresql+asyncpg://postgres:{encoded}@supabase-db:5432/postgres",
+                SERVICE_PASSWORD_REDIS=secret,
+            )
         # The worker got a raw (unencoded) URL and another JWT secret: both must be diagnosed without showing either.
         self.set_env("pms-worker-v2", REDIS_URL=f"redis://:{secret}@coolify-redis:6379/0", JWT_SECRET=secret + "x")
         stderr = (RECORDED / "logs" / "pms-worker-v2.stderr").read_text(encoding="utf-8") + "".join(
             f"[2025-12-29 12:30:0{i},000: ERROR/MainProcess] {line}\n"
-            for i, line in enumerate([
-                f"consumer: Cannot connect to redis://:{secret}@coolify-redis:6379/0: Authentication required.",
-                f"AUTH {secret} failed: invalid username-password pair or user is disabled.",
-                f"settings: password={encoded} jwt_secret={secret}: Connection refused",
-                f"Authentication required: redis.from_url({'redis://:' + secret + '@coolify-redis'!r}) password={secret!r}",
-                f"config dump {json.dumps({'REDIS_PASSWORD': secret}, ensure_ascii=False)}: Temporary failure in name resolution",
-            ])  # each line carries a red flag, so `host logs` quotes it
+            for i, line in enumerate(
+                [
+                    f"consumer: Cannot connect to redis://:{secret}@coolify-redis:6379/0: Authentication required.",
+                    f"AUTH {secret} failed: invalid username-password pair or user is disabled.",
+                    f"settings: password={encoded} jwt_secret={secret}: Connection refused",
+                    f"Authentication required: redis.from_url({'redis://:' + secret + '@coolify-redis'!r}) password={secret!r}",
+                    f"config dump {json.dumps({'REDIS_PASSWORD': secret}, ensure_ascii=False)}: Temporary failure in name resolution",
+                ]
+            )  # each line carries a red flag, so `host logs` quotes it
         )
-        self.logs("pms-worker-v2", (RECORDED / "logs" / "pms-worker-v2.stdout").read_text(encoding="utf-8"), stderr + "Traceback (most recent call last):\n")
+        self.logs(
+            "pms-worker-v2", (RECORDED / "logs" / "pms-worker-v2.stdout").read_text(encoding="utf-8"), stderr + "Traceback (most recent call last):\n"
+        )
 
 
 def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeDocker:

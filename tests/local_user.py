@@ -25,8 +25,12 @@ def intruder() -> pwd.struct_passwd:
         return pwd.getpwnam(INTRUDER)
     except KeyError:
         pass
-    done = subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/bin/sh", INTRUDER],
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/bin/sh", INTRUDER],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     try:
         return pwd.getpwnam(INTRUDER)
     except KeyError:
@@ -35,8 +39,9 @@ def intruder() -> pwd.struct_passwd:
 
 def as_intruder(user: pwd.struct_passwd, script: str) -> None:
     """Run a shell script as the second user (what they would type)."""
-    subprocess.run(["runuser", "-u", user.pw_name, "--", "/bin/sh", "-c", script], check=True, timeout=30, cwd="/",
-                   stdin=subprocess.DEVNULL, capture_output=True)
+    subprocess.run(
+        ["runuser", "-u", user.pw_name, "--", "/bin/sh", "-c", script], check=True, timeout=30, cwd="/", stdin=subprocess.DEVNULL, capture_output=True
+    )
 
 
 def call_as(user: pwd.struct_passwd, function, *args):
@@ -81,5 +86,6 @@ def run_bounded(*args: str, timeout: float = 30, memory: int = 1 << 30) -> subpr
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
 
-    return subprocess.run([sys.executable, "-P", "-m", "pmsops", *args], capture_output=True, text=True, timeout=timeout, preexec_fn=limit,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-P", "-m", "pmsops", *args], capture_output=True, text=True, timeout=timeout, preexec_fn=limit, stdin=subprocess.DEVNULL
+    )

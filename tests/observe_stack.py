@@ -45,7 +45,9 @@ def _retrying_behind_the_breaker(env: dict[str, str], task_ids: list[str]) -> bo
     from pmsops.sync.maintenance import with_connection
 
     async def count(conn) -> int:
-        return await conn.fetchval("SELECT count(*) FROM channel_sync_logs WHERE task_id = ANY($1::text[]) AND details->>'error_type' = 'circuit_open'", task_ids)
+        return await conn.fetchval(
+            "SELECT count(*) FROM channel_sync_logs WHERE task_id = ANY($1::text[]) AND details->>'error_type' = 'circuit_open'", task_ids
+        )
 
     return with_connection(env["DATABASE_URL"], count) == len(task_ids)
 

@@ -18,8 +18,14 @@ def run(database_url: str, fn):
     return with_connection(database_url, fn)
 
 
-def seed_connection(database_url: str, platform: str = "airbnb", token: str | None = "platform-token-123", status: str = "active",
-                    bookings: list[tuple[int, int]] | None = None, rates_days: int = 10) -> dict[str, Any]:
+def seed_connection(
+    database_url: str,
+    platform: str = "airbnb",
+    token: str | None = "platform-token-123",
+    status: str = "active",
+    bookings: list[tuple[int, int]] | None = None,
+    rates_days: int = 10,
+) -> dict[str, Any]:
     """An agency, a property with rates and bookings, and one channel connection; returns the ids."""
     from pmsops.sync.crypto import encrypt
 
@@ -31,14 +37,30 @@ def seed_connection(database_url: str, platform: str = "airbnb", token: str | No
         await conn.execute("INSERT INTO agencies (id, name) VALUES ($1, 'Test agency')", agency)
         await conn.execute("INSERT INTO properties (id, agency_id, name) VALUES ($1, $2, 'Seaside flat')", prop, agency)
         for offset in range(rates_days):
-            await conn.execute("INSERT INTO nightly_rates (property_id, night, price, min_stay) VALUES ($1, $2, $3, 2)", prop, today + timedelta(days=offset), 100 + offset)
+            await conn.execute(
+                "INSERT INTO nightly_rates (property_id, night, price, min_stay) VALUES ($1, $2, $3, 2)",
+                prop,
+                today + timedelta(days=offset),
+                100 + offset,
+            )
         for start, nights in bookings or []:
-            await conn.execute("INSERT INTO bookings (property_id, platform, external_id, check_in, check_out) VALUES ($1, 'direct', $2, $3, $4)",
-                               prop, f"D-{uuid.uuid4().hex[:6]}", today + timedelta(days=start), today + timedelta(days=start + nights))
+            await conn.execute(
+                "INSERT INTO bookings (property_id, platform, external_id, check_in, check_out) VALUES ($1, 'direct', $2, $3, $4)",
+                prop,
+                f"D-{uuid.uuid4().hex[:6]}",
+                today + timedelta(days=start),
+                today + timedelta(days=start + nights),
+            )
         await conn.execute(
             """INSERT INTO channel_connections (id, agency_id, property_id, platform_type, platform_listing_id, status, access_token_encrypted)
                VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-            conn_id, agency, prop, platform, listing, status, encrypt(token, ENCRYPTION_KEY) if token else None,
+            conn_id,
+            agency,
+            prop,
+            platform,
+            listing,
+            status,
+            encrypt(token, ENCRYPTION_KEY) if token else None,
         )
 
     run(database_url, go)
@@ -151,6 +173,7 @@ def seed_cross_tenant_connection(database_url: str, platform: str = "airbnb") ->
 
 # --- fault injection: a counting proxy in front of the platform, a restartable Redis, two workers ------------------
 
+
 class CountingProxy:
     """A real HTTP proxy on loopback in front of the fake platform: counts what reaches the platform
     per ``Idempotency-Key`` (the operation's task id) and answers faults by itself when told to."""
@@ -178,7 +201,13 @@ class CountingProxy:
                 key = self.headers.get("idempotency-key")
                 with proxy.lock:
                     fault = proxy.fault
-                record = {"key": key, "method": self.command, "path": self.path, "at": time.time(), "account": self.path.split("/")[-2] if self.path.count("/") > 2 else None}
+                record = {
+                    "key": key,
+                    "method": self.command,
+                    "path": self.path,
+                    "at": time.time(),
+                    "account": self.path.split("/")[-2] if self.path.count("/") > 2 else None,
+                }
                 if fault is not None:
                     status, retry_after = fault
                     payload, headers = b'{"error":"injected"}', {"content-type": "application/json"}
@@ -190,7 +219,9 @@ class CountingProxy:
                         time.sleep(proxy.delay)
                     conn = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=10)
                     try:
-                        conn.request(self.command, self.path, body=body or None, headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
+                        conn.request(
+                            self.command, self.path, body=body or None, headers={k: v for k, v in self.headers.items() if k.lower() != "host"}
+                        )
                         response = conn.getresponse()
                         payload, status = response.read(), response.status
                         headers = {k: v for k, v in response.getheaders() if k.lower() in ("content-type", "retry-after")}
@@ -290,9 +321,16 @@ class Figures:
     leaked: list[str]
 
     def summary(self) -> dict[str, Any]:
-        return {"operations": self.operations, "statuses": self.statuses, "lost": len(self.lost), "open": len(self.open),
-                "duplicates": sum(self.duplicates.values()), "unrecorded_duplicates": len(self.unrecorded_duplicates),
-                "untrue": len(self.untrue), "leaked": len(self.leaked)}
+        return {
+            "operations": self.operations,
+            "statuses": self.statuses,
+            "lost": len(self.lost),
+            "open": len(self.open),
+            "duplicates": sum(self.duplicates.values()),
+            "unrecorded_duplicates": len(self.unrecorded_duplicates),
+            "untrue": len(self.untrue),
+            "leaked": len(self.leaked),
+        }
 
 
 def _recorded(details: dict[str, Any]) -> bool:
@@ -335,7 +373,9 @@ def wait_settled(database_url: str, task_ids: list[str], timeout: float = SETTLE
     started = time.monotonic()
 
     async def still_open(conn):
-        return await conn.fetchval("SELECT count(*) FROM channel_sync_logs WHERE task_id = ANY($1::text[]) AND status = ANY($2::text[])", task_ids, list(OPEN))
+        return await conn.fetchval(
+            "SELECT count(*) FROM channel_sync_logs WHERE task_id = ANY($1::text[]) AND status = ANY($2::text[])", task_ids, list(OPEN)
+        )
 
     def settled() -> bool:
         from pmsops.errors import DependencyError
@@ -391,8 +431,9 @@ class FaultStack:
     def start(self, name: str, pool: str, concurrency: int, **extra: str):
         from conftest import start_worker
 
-        self.workers[name] = start_worker(self.broker, name, app="pmsops.sync.worker:celery_app", concurrency=concurrency,
-                                          extra_env={**self.env, **extra}, pool=pool)
+        self.workers[name] = start_worker(
+            self.broker, name, app="pmsops.sync.worker:celery_app", concurrency=concurrency, extra_env={**self.env, **extra}, pool=pool
+        )
         self.output[name] = WorkerOutput(self.workers[name])  # drained: a full stderr pipe would stall the worker
         return self.workers[name]
 
@@ -408,8 +449,15 @@ class FaultStack:
         self.workers.clear()
 
 
-def make_fault_stack(redis, db: int, database_url: str, platform_url: str, connections: int = 10,
-                     platforms: tuple[str, ...] = ("google", "expedia", "airbnb", "fewo_direkt"), **extra: str) -> FaultStack:
+def make_fault_stack(
+    redis,
+    db: int,
+    database_url: str,
+    platform_url: str,
+    connections: int = 10,
+    platforms: tuple[str, ...] = ("google", "expedia", "airbnb", "fewo_direkt"),
+    **extra: str,
+) -> FaultStack:
     """Product defaults, except that the sweep runs on every worker as it would in production."""
     from conftest import sync_worker_env
 

@@ -107,7 +107,12 @@ def test_missing_body_field_is_422(as_operator):
     from pmsops.settings import Settings
 
     token = obtain(Settings.from_environ(as_operator)).token
-    response = httpx.post(f"{as_operator['PMS_API_URL']}/api/v1/channel-connections/{uuid.uuid4()}/sync", json={}, headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    response = httpx.post(
+        f"{as_operator['PMS_API_URL']}/api/v1/channel-connections/{uuid.uuid4()}/sync",
+        json={},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=5,
+    )
     assert response.status_code == 422 and isinstance(response.json()["detail"], list)
 
 
@@ -128,7 +133,9 @@ def test_bad_sync_type_and_non_uuid_are_exit_2_before_any_request(cli, http_stub
 
 
 def test_sync_trigger_wait_follows_the_logs_to_success(cli, as_operator):
-    cid = [c for c in json.loads(cli("connections", "list", "--json").stdout)["results"][0]["details"]["connections"] if c["status"] == "active"][0]["id"]
+    cid = [c for c in json.loads(cli("connections", "list", "--json").stdout)["results"][0]["details"]["connections"] if c["status"] == "active"][0][
+        "id"
+    ]
     result = cli("sync", "trigger", cid, "--type", "full", "--wait", "30")
     assert result.exit_code == 0, result.output
     assert "batch " in result.stdout and "all 3 operation(s) succeeded" in result.stdout
@@ -147,10 +154,24 @@ def test_sync_logs_show_the_runbook_summary(cli, as_operator, tmp_path):
 def test_sync_logs_accept_details_as_json_strings_and_warn_about_stale_logs(cli, http_stub, monkeypatch):
     cid = str(uuid.uuid4())
     old = "2020-01-01T00:00:00Z"
-    page = {"connection_id": cid, "limit": 20, "offset": 0, "logs": [
-        {"id": str(uuid.uuid4()), "operation_type": "availability_update", "direction": "outbound", "status": "running", "created_at": old, "updated_at": old,
-         "details": ['{"retry_count": 2}', '{"error_type": "database_unavailable", "next_retry_seconds": 4}'], "error": None, "task_id": "t1"},
-    ]}
+    page = {
+        "connection_id": cid,
+        "limit": 20,
+        "offset": 0,
+        "logs": [
+            {
+                "id": str(uuid.uuid4()),
+                "operation_type": "availability_update",
+                "direction": "outbound",
+                "status": "running",
+                "created_at": old,
+                "updated_at": old,
+                "details": ['{"retry_count": 2}', '{"error_type": "database_unavailable", "next_retry_seconds": 4}'],
+                "error": None,
+                "task_id": "t1",
+            },
+        ],
+    }
     http_stub.json(f"/api/v1/channel-connections/{cid}/sync-logs", page)
     monkeypatch.setenv("PMS_API_URL", http_stub.url)
     monkeypatch.setenv("TOKEN", "x.y.z")

@@ -53,7 +53,9 @@ def test_broker_falls_back_to_redis_url(cli, worker_broker, celery_worker, monke
 def test_registered_checks_expected_tasks(cli, worker_broker, celery_worker):
     ok = cli("celery", "registered", "--broker", worker_broker, "--expect-task", "tests.sleep")
     assert ok.exit_code == 0, ok.output
-    missing = cli("celery", "registered", "--broker", worker_broker, "--expect-task", "app.channel_manager.core.sync_engine.update_channel_availability")
+    missing = cli(
+        "celery", "registered", "--broker", worker_broker, "--expect-task", "app.channel_manager.core.sync_engine.update_channel_availability"
+    )
     assert missing.exit_code == 1
     assert "not registered" in missing.stdout
 

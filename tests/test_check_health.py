@@ -42,7 +42,9 @@ def test_database_down_is_a_503_with_the_database_hint(cli, http_stub):
 
 
 def test_legacy_degraded_redis_points_at_url_encoding(cli, http_stub):
-    http_stub.json("/health/ready", {"status": "degraded", "checks": {"database": "up", "redis": "down", "celery": "up"}, "celery_workers": []}, status=503)
+    http_stub.json(
+        "/health/ready", {"status": "degraded", "checks": {"database": "up", "redis": "down", "celery": "up"}, "celery_workers": []}, status=503
+    )
     result = cli("check", "health", "--url", http_stub.url)
     assert result.exit_code == 1
     assert "redis-url check" in result.stdout

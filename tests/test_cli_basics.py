@@ -50,10 +50,7 @@ def test_every_command_has_help_text():
 def test_every_command_is_documented_in_readme():
     readme = README.read_text(encoding="utf-8")
 
-    missing = [
-        f"pmsops {path}" for path, _ in all_commands()
-        if not re.search(re.escape(f"pmsops {path}") + r"(?![\w-])", readme)
-    ]
+    missing = [f"pmsops {path}" for path, _ in all_commands() if not re.search(re.escape(f"pmsops {path}") + r"(?![\w-])", readme)]
 
     assert not missing, f"commands not mentioned in README.md as `pmsops <command>`: {missing}"
 

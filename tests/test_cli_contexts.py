@@ -43,7 +43,10 @@ def test_context_add_use_list_remove(cli, config_home, two_deployments):
 
     assert cli("context", "remove", "staging").exit_code == 0
     assert json.loads(cli("context", "list", "--json").stdout) == {
-        "schema": "pmsops.contexts/v1", "current": None, "contexts": [{"name": "prod", "env_file": str(prod), "current": False}]}
+        "schema": "pmsops.contexts/v1",
+        "current": None,
+        "contexts": [{"name": "prod", "env_file": str(prod), "current": False}],
+    }
 
 
 def test_the_store_is_private_and_holds_paths_not_values(cli, config_home, two_deployments, redis_server):

@@ -97,9 +97,24 @@ def test_an_env_file_is_not_copied_into_the_process_environment(cli, redis_serve
 
 def test_sync_logs_without_an_id_use_cid(cli, http_stub, monkeypatch):
     cid = str(uuid.uuid4())
-    http_stub.json(f"/api/v1/channel-connections/{cid}/sync-logs", {"logs": [
-        {"id": str(uuid.uuid4()), "operation_type": "availability_update", "direction": "outbound", "status": "success",
-         "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z", "details": {}, "error": None, "task_id": "t"}]})
+    http_stub.json(
+        f"/api/v1/channel-connections/{cid}/sync-logs",
+        {
+            "logs": [
+                {
+                    "id": str(uuid.uuid4()),
+                    "operation_type": "availability_update",
+                    "direction": "outbound",
+                    "status": "success",
+                    "created_at": "2026-01-01T00:00:00Z",
+                    "updated_at": "2026-01-01T00:00:00Z",
+                    "details": {},
+                    "error": None,
+                    "task_id": "t",
+                }
+            ]
+        },
+    )
     monkeypatch.setenv("PMS_API_URL", http_stub.url)
     monkeypatch.setenv("TOKEN", "x.y.z")
     monkeypatch.setenv("CID", cid)
@@ -115,15 +130,26 @@ def test_sync_logs_with_a_failed_latest_run_fail_and_an_older_failure_only_warns
     cid = str(uuid.uuid4())
 
     def log(op: str, status: str, when: str) -> dict:
-        return {"id": str(uuid.uuid4()), "operation_type": op, "direction": "outbound", "status": status, "created_at": when,
-                "updated_at": when, "details": {}, "error": "platform said no" if status == "failed" else None, "task_id": str(uuid.uuid4())}
+        return {
+            "id": str(uuid.uuid4()),
+            "operation_type": op,
+            "direction": "outbound",
+            "status": status,
+            "created_at": when,
+            "updated_at": when,
+            "details": {},
+            "error": "platform said no" if status == "failed" else None,
+            "task_id": str(uuid.uuid4()),
+        }
 
     monkeypatch.setenv("PMS_API_URL", http_stub.url)
     monkeypatch.setenv("TOKEN", "x.y.z")
     http_stub.json(f"/api/v1/channel-connections/{cid}/sync-logs", {"logs": [log("pricing_update", "failed", "2026-01-02T00:00:00Z")]})
     failing = cli("sync", "logs", cid, "--json")
-    http_stub.json(f"/api/v1/channel-connections/{cid}/sync-logs", {"logs": [log("pricing_update", "success", "2026-01-02T00:00:00Z"),
-                                                                               log("pricing_update", "failed", "2026-01-01T00:00:00Z")]})
+    http_stub.json(
+        f"/api/v1/channel-connections/{cid}/sync-logs",
+        {"logs": [log("pricing_update", "success", "2026-01-02T00:00:00Z"), log("pricing_update", "failed", "2026-01-01T00:00:00Z")]},
+    )
     recovered = cli("sync", "logs", cid, "--json")
 
     assert failing.exit_code == 1
@@ -151,8 +177,15 @@ def test_a_503_from_the_token_endpoint_names_the_auth_service_not_the_keys(cli, 
 def _stale_log(sync_db) -> tuple[str, str]:
     ids = seed_connection(sync_db)
     task = f"stale-{uuid.uuid4()}"
-    run(sync_db, lambda c: c.execute("INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at) "
-                                     "VALUES ($1::uuid, 'pricing_update', 'running', $2, now() - interval '90 minutes')", ids["connection_id"], task))
+    run(
+        sync_db,
+        lambda c: c.execute(
+            "INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at) "
+            "VALUES ($1::uuid, 'pricing_update', 'running', $2, now() - interval '90 minutes')",
+            ids["connection_id"],
+            task,
+        ),
+    )
     return ids["connection_id"], task
 
 
@@ -208,8 +241,27 @@ def test_sync_run_from_an_env_file_waits_with_the_same_poller_and_verdict(sync_w
     env_file.write_text("".join(f"export {k}='{v}'\n" for k, v in sync_worker.items()))
     src = str(Path(__file__).resolve().parent.parent / "src")
     clean = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("CELERY_", "REDIS_", "DATABASE_"))}
-    done = subprocess.run([sys.executable, "-m", "pmsops", "sync", "run", ids["connection_id"], "--type", "availability", "--wait", "30",
-                           "--env-file", str(env_file), "--json"], env={**clean, "PYTHONPATH": src}, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pmsops",
+            "sync",
+            "run",
+            ids["connection_id"],
+            "--type",
+            "availability",
+            "--wait",
+            "30",
+            "--env-file",
+            str(env_file),
+            "--json",
+        ],
+        env={**clean, "PYTHONPATH": src},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
     report = json.loads(done.stdout)
     assert done.returncode == 0, done.stderr
@@ -222,13 +274,30 @@ def test_smoke_names_a_missing_worker_in_seconds_when_health_does_not_check_cele
     import time
 
     cid, task, log = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
-    http_stub.json("/health/ready", {"status": "up", "components": {"db": {"status": "up"}, "redis": {"status": "up"},
-                                                                      "celery": {"status": "up", "details": {"skipped": True}}}})
+    http_stub.json(
+        "/health/ready",
+        {"status": "up", "components": {"db": {"status": "up"}, "redis": {"status": "up"}, "celery": {"status": "up", "details": {"skipped": True}}}},
+    )
     http_stub.json(f"/api/v1/channel-connections/{cid}", {"id": cid, "platform_type": "airbnb", "status": "active"})
     http_stub.json(f"/api/v1/channel-connections/{cid}/sync", {"status": "triggered", "task_ids": [task], "created_log_ids": [log], "batch_id": None})
-    http_stub.json(f"/api/v1/channel-connections/{cid}/sync-logs", {"logs": [
-        {"id": log, "task_id": task, "operation_type": "availability_update", "direction": "outbound", "status": "triggered",
-         "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z", "details": {}, "error": None}]})
+    http_stub.json(
+        f"/api/v1/channel-connections/{cid}/sync-logs",
+        {
+            "logs": [
+                {
+                    "id": log,
+                    "task_id": task,
+                    "operation_type": "availability_update",
+                    "direction": "outbound",
+                    "status": "triggered",
+                    "created_at": "2026-01-01T00:00:00Z",
+                    "updated_at": "2026-01-01T00:00:00Z",
+                    "details": {},
+                    "error": None,
+                }
+            ]
+        },
+    )
     import base64
 
     def part(obj: dict) -> str:
@@ -255,8 +324,15 @@ def test_the_poller_stops_when_every_open_log_waits_for_a_retry_after_the_deadli
     from pmsops.api.synclogs import final_verdict, wait_until_final
 
     now = datetime.now(timezone.utc).isoformat()
-    log = {"id": "l1", "task_id": "t1", "operation_type": "availability_update", "status": "running", "updated_at": now, "error": None,
-           "details": {"retry_count": 2, "error_type": "circuit_open", "next_retry_seconds": 300}}
+    log = {
+        "id": "l1",
+        "task_id": "t1",
+        "operation_type": "availability_update",
+        "status": "running",
+        "updated_at": now,
+        "error": None,
+        "details": {"retry_count": 2, "error_type": "circuit_open", "next_retry_seconds": 300},
+    }
     started = time.monotonic()
     found, finished = wait_until_final(lambda: [log], ["t1"], ["l1"], timeout=30, poll=0.5)
 

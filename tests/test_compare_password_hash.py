@@ -128,8 +128,12 @@ def test_url_defaults_to_redis_url_from_the_environment(cli):
 
 def test_url_option_wins_over_redis_url(cli):
     result = cli(
-        "compare-password-hash", "--url", ENCODED_URL, "--requirepass-stdin",
-        input=PASSWORD, env={"REDIS_URL": "redis://:something-else@coolify-redis:6379/0"},
+        "compare-password-hash",
+        "--url",
+        ENCODED_URL,
+        "--requirepass-stdin",
+        input=PASSWORD,
+        env={"REDIS_URL": "redis://:something-else@coolify-redis:6379/0"},
     )
 
     assert result.exit_code == 0
@@ -199,7 +203,7 @@ def test_unexplained_mismatch_says_to_copy_requirepass_again(cli):
 
 def test_requirepass_is_read_from_redis_conf(cli, tmp_path):
     conf = tmp_path / "redis.conf"
-    conf.write_text(f"# requirepass old\nbind 0.0.0.0\nrequirepass \"{PASSWORD}\"\n")
+    conf.write_text(f'# requirepass old\nbind 0.0.0.0\nrequirepass "{PASSWORD}"\n')
 
     result = cli("compare-password-hash", "--url", ENCODED_URL, "--redis-conf", str(conf))
 

@@ -46,7 +46,12 @@ def worker_name(docker_scenario, request):
     import hashlib
     import re
 
-    name = "w-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[5:30].strip("-") + "-" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:6]
+    name = (
+        "w-"
+        + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[5:30].strip("-")
+        + "-"
+        + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:6]
+    )
     yield name
     docker_scenario.remove(name)
 
@@ -56,7 +61,9 @@ def running_worker(docker_scenario):
     """One worker started by `pmsops worker-start` with `worker-check --liveness` as its HEALTHCHECK, healthy."""
     name = docker_scenario.create_worker("w-running", docker_scenario.worker_env(), health="cli")
     docker_scenario.engine.docker("start", name)
-    _wait_for(lambda: _health(docker_scenario.engine, name) == "healthy", 60, f"{name} did not become healthy: {docker_scenario.engine.logs(name)[-2000:]}")
+    _wait_for(
+        lambda: _health(docker_scenario.engine, name) == "healthy", 60, f"{name} did not become healthy: {docker_scenario.engine.logs(name)[-2000:]}"
+    )
     yield name
     docker_scenario.remove(name)
 
@@ -78,7 +85,9 @@ def test_full_worker_check_by_docker_exec_passes_in_the_healthy_worker(docker_sc
 
 def test_worker_check_fails_a_running_worker_whose_database_password_is_wrong(docker_scenario, running_worker):
     wrong = "postgresql://pms%20user:not-the-password@supabase-db:5432/postgres"
-    done = docker_scenario.engine.docker("exec", "-e", f"DATABASE_URL={wrong}", running_worker, docker_scenario.pmsops, "worker-check", "--json", check=False)
+    done = docker_scenario.engine.docker(
+        "exec", "-e", f"DATABASE_URL={wrong}", running_worker, docker_scenario.pmsops, "worker-check", "--json", check=False
+    )
     assert done.returncode == 1
     import json
 
@@ -173,7 +182,11 @@ def test_docker_stop_of_the_running_worker_is_celerys_warm_shutdown_exit_0(docke
 @pytest.mark.parametrize("command", ["worker-start", "wait-for-deps"])
 def test_docker_stop_while_waiting_for_dependencies_exits_143_at_once(docker_scenario, worker_name, command):
     engine = docker_scenario.engine
-    argv = (docker_scenario.pmsops, "worker-start") if command == "worker-start" else (docker_scenario.pmsops, "wait-for-deps", "--", "/bin/echo", "COMMAND-RAN")
+    argv = (
+        (docker_scenario.pmsops, "worker-start")
+        if command == "worker-start"
+        else (docker_scenario.pmsops, "wait-for-deps", "--", "/bin/echo", "COMMAND-RAN")
+    )
     name = docker_scenario.create_worker(worker_name, docker_scenario.worker_env(WORKER_WAIT_TIMEOUT="120"), networks=("coolify",), command=argv)
     engine.docker("start", name)
     _wait_for(lambda: "Database not ready" in engine.logs(name), 30, "worker did not start waiting")

@@ -7,7 +7,13 @@ from test_check_health import CURRENT_UP
 
 
 def _configure(monkeypatch, redis_url, db_url, broker_url, api_url):
-    for name, value in {"REDIS_URL": redis_url, "CELERY_RESULT_BACKEND": redis_url, "DATABASE_URL": db_url, "CELERY_BROKER_URL": broker_url, "PMS_API_URL": api_url}.items():
+    for name, value in {
+        "REDIS_URL": redis_url,
+        "CELERY_RESULT_BACKEND": redis_url,
+        "DATABASE_URL": db_url,
+        "CELERY_BROKER_URL": broker_url,
+        "PMS_API_URL": api_url,
+    }.items():
         if value:
             monkeypatch.setenv(name, value)
 

@@ -75,10 +75,10 @@ def test_password_is_described_only_by_length_and_salted_fingerprint(cli):
 
 
 def test_env_format_prints_export_lines_that_read_back_to_the_same_urls(cli):
-    result = encode(cli, "it's a \"pa$$word\"+=", "--host", "coolify-redis", "--format", "env")
+    result = encode(cli, 'it\'s a "pa$$word"+=', "--host", "coolify-redis", "--format", "env")
 
     values = parse_env_text(result.stdout).values
-    expected = build_redis_url("it's a \"pa$$word\"+=", "coolify-redis")
+    expected = build_redis_url('it\'s a "pa$$word"+=', "coolify-redis")
     assert values == {name: expected for name in THREE}
 
 

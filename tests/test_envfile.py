@@ -120,7 +120,7 @@ def test_command_line_in_env_file_is_not_run(cli, env_file, tmp_path):
 
 def test_command_substitution_in_a_value_is_not_run(cli, env_file, tmp_path):
     marker = tmp_path / "marker"
-    path = env_file(f'export REDIS_URL=\'{ENCODED_URL}\'\nexport X=$(touch {marker})\nexport Y="`touch {marker}`"\n')
+    path = env_file(f"export REDIS_URL='{ENCODED_URL}'\nexport X=$(touch {marker})\nexport Y=\"`touch {marker}`\"\n")
 
     cli("--env-file", path, "redis-url", "check")
 
@@ -254,10 +254,14 @@ def test_env_file_that_is_a_fifo_is_refused_within_a_second(cli, tmp_path):
     assert_one_line_usage_error(outcome[0], f"env file is a FIFO, not a regular file: {fifo}")
 
 
-@pytest.mark.parametrize(("source", "message"), [
-    ("/dev/zero", "env file is a character device, not a regular file: /dev/zero"),
-    ("sparse", "env file is too large (1073741824 bytes, at most 1048576): "),
-], ids=["dev-zero", "sparse-1GiB"])
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("/dev/zero", "env file is a character device, not a regular file: /dev/zero"),
+        ("sparse", "env file is too large (1073741824 bytes, at most 1048576): "),
+    ],
+    ids=["dev-zero", "sparse-1GiB"],
+)
 def test_env_file_that_never_ends_or_is_huge_is_refused_without_reading_it(tmp_path, source, message):
     from local_user import run_bounded
 
@@ -285,7 +289,9 @@ def test_env_file_just_over_one_mebibyte_is_refused(cli, tmp_path):
 def test_env_file_from_proc_is_refused_not_loaded_silently(cli):
     result = cli("--env-file", "/proc/self/environ", "redis-url", "check")
 
-    assert_one_line_usage_error(result, "env file is a pseudo-file (it reports size 0 but has content, as /proc and /sys files do): /proc/self/environ")
+    assert_one_line_usage_error(
+        result, "env file is a pseudo-file (it reports size 0 but has content, as /proc and /sys files do): /proc/self/environ"
+    )
 
 
 def test_env_file_through_a_link_to_a_regular_file_is_read(cli, env_file, tmp_path):

@@ -110,8 +110,12 @@ def test_sigkill_of_a_worker_then_restart_runs_its_operations_again_within_two_m
     assert orphaned, "the killed worker held no operation"
     s.proxy.delay = 0.0
     s.start(name, "threads", 4)  # the same name again: a new incarnation, its predecessor's work is re-sent
-    wait_until(lambda: all(r["status"] == "success" for r in logs_for(s.database_url, orphaned)), 120,
-               "the killed worker's operations did not run again within 2 minutes (default settings)", interval=0.5)
+    wait_until(
+        lambda: all(r["status"] == "success" for r in logs_for(s.database_url, orphaned)),
+        120,
+        "the killed worker's operations did not run again within 2 minutes (default settings)",
+        interval=0.5,
+    )
     recovered = time.monotonic() - killed_at
     print(f"killed worker's {len(orphaned)} operation(s) final {recovered:.1f} s after the SIGKILL")
     wait_settled(s.database_url, task_ids)
@@ -222,8 +226,11 @@ def test_two_workers_hammering_one_account_stay_within_its_rate_limit(stack):
     limits = limits_for(account["platform"])
     times = sorted(c["at"] for c in s.proxy.calls if c["forwarded"])
     jitter = 0.2  # admission happens in Redis, arrival is measured here: allow this much skew between the two clocks
-    worst = max((j - i + 1) - (limits.burst + limits.rate_per_second * (times[j] - times[i] + jitter))
-                for i in range(len(times)) for j in range(i, len(times)))
+    worst = max(
+        (j - i + 1) - (limits.burst + limits.rate_per_second * (times[j] - times[i] + jitter))
+        for i in range(len(times))
+        for j in range(i, len(times))
+    )
     spread = times[-1] - times[0]
     print(f"{len(times)} calls on one account in {spread:.1f} s; worst excess over burst + rate × window: {worst:.2f}")
     assert worst <= 0

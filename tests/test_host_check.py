@@ -10,9 +10,28 @@ import json
 
 from host_engine import recorded_host, start_recorded_host  # noqa: F401  (the recorded host on the real Docker engine)
 
-SECTIONS = ["coolify-redis state", "pms-worker-v2 state", "pms-backend state", "requirepass", "password-hash", "start command", "user",
-            "image", "networks", "dns supabase-db", "dns coolify-redis", "required variables", "recommended variables", "shared values",
-            "redis urls", "other variables", "logs ready", "logs tasks", "logs errors", "git commit"]
+SECTIONS = [
+    "coolify-redis state",
+    "pms-worker-v2 state",
+    "pms-backend state",
+    "requirepass",
+    "password-hash",
+    "start command",
+    "user",
+    "image",
+    "networks",
+    "dns supabase-db",
+    "dns coolify-redis",
+    "required variables",
+    "recommended variables",
+    "shared values",
+    "redis urls",
+    "other variables",
+    "logs ready",
+    "logs tasks",
+    "logs errors",
+    "git commit",
+]
 
 
 def report(result) -> dict:
@@ -69,7 +88,9 @@ def test_container_names_can_be_overridden(cli, recorded_host):
     result = cli("host", "check", "--redis", "redis-main", "--worker", "pms-worker", "--backend", "api", "--json")
 
     assert result.exit_code == 0, result.stdout
-    assert "pms-worker ready" in {r["name"]: r for r in report(result)["results"]}["logs ready"]["summary"].replace("celery@pms-worker-v2", "pms-worker")
+    assert "pms-worker ready" in {r["name"]: r for r in report(result)["results"]}["logs ready"]["summary"].replace(
+        "celery@pms-worker-v2", "pms-worker"
+    )
 
 
 def test_local_checkout_adds_the_code_hash_part(cli, recorded_host, tmp_path):

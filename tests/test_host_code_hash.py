@@ -19,9 +19,16 @@ from host_helpers import fake_docker  # noqa: F401  (one test below asserts dock
 
 PATH = "/app/app/channel_manager/core/sync_engine.py"
 DEPLOYED = '"""Channel sync engine (recorded stand-in)."""\n\nVERSION = "2025-12-29"\n'
-GIT = {"GIT_AUTHOR_NAME": "pmsops", "GIT_AUTHOR_EMAIL": "dev@pmsops.invalid", "GIT_COMMITTER_NAME": "pmsops",
-       "GIT_COMMITTER_EMAIL": "dev@pmsops.invalid", "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1",
-       "GIT_AUTHOR_DATE": "2025-12-29T12:00:00Z", "GIT_COMMITTER_DATE": "2025-12-29T12:00:00Z"}
+GIT = {
+    "GIT_AUTHOR_NAME": "pmsops",
+    "GIT_AUTHOR_EMAIL": "dev@pmsops.invalid",
+    "GIT_COMMITTER_NAME": "pmsops",
+    "GIT_COMMITTER_EMAIL": "dev@pmsops.invalid",
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_AUTHOR_DATE": "2025-12-29T12:00:00Z",
+    "GIT_COMMITTER_DATE": "2025-12-29T12:00:00Z",
+}
 
 
 @pytest.fixture
@@ -49,7 +56,7 @@ def deployed(docker_scenario, monkeypatch, tmp_path):
 
     def make(name: str, content: str = DEPLOYED, commit: bool = True, tools: tuple[str, ...] = ("git", "sha256sum")) -> str | None:
         app = tmp_path / name / "app"
-        target = app / PATH[len("/app/"):]
+        target = app / PATH[len("/app/") :]
         target.parent.mkdir(parents=True)
         target.write_text(content, encoding="utf-8")
         head = None
@@ -57,15 +64,39 @@ def deployed(docker_scenario, monkeypatch, tmp_path):
             env = {**os.environ, **GIT}
             for argv in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "deploy"]):
                 subprocess.run(["git", *argv], cwd=app, env=env, check=True, capture_output=True, timeout=30)
-            head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=app, env=env, check=True, capture_output=True, text=True, timeout=30).stdout.strip()
+            head = subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=app, env=env, check=True, capture_output=True, text=True, timeout=30
+            ).stdout.strip()
         bin_dir = tmp_path / name / "bin"
         bin_dir.mkdir()
         for tool in (*tools, "python3"):
             (bin_dir / tool).symlink_to(f"/usr/bin/{tool}")
         for path in (tmp_path, tmp_path / name, app, bin_dir):
             path.chmod(0o755)
-        engine.docker("run", "-d", "--name", name, "--user", "0", "--workdir", "/app", "--network", "coolify", "-v", "/usr:/usr:ro", "-v", f"{app}:/app:ro",
-                      "-v", f"{bin_dir}:/opt/tools:ro", "--env", "PATH=/opt/tools:/bin", "pmsops-base", "/bin/busybox", "sleep", "3600")
+        engine.docker(
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--user",
+            "0",
+            "--workdir",
+            "/app",
+            "--network",
+            "coolify",
+            "-v",
+            "/usr:/usr:ro",
+            "-v",
+            f"{app}:/app:ro",
+            "-v",
+            f"{bin_dir}:/opt/tools:ro",
+            "--env",
+            "PATH=/opt/tools:/bin",
+            "pmsops-base",
+            "/bin/busybox",
+            "sleep",
+            "3600",
+        )
         made.append(name)
         return head
 

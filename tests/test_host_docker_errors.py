@@ -84,10 +84,18 @@ def test_socket_permission_denied_suggests_sudo_or_the_docker_group(cli, fake_do
     assert "sudo" in text and "docker group" in text
 
 
-@pytest.mark.parametrize("argv", [("host", "worker-cmd", "pms-wroker-v2"), ("host", "networks", "pms-wroker-v2"),
-                                  ("host", "logs", "pms-wroker-v2"), ("host", "code-hash", "--container", "pms-wroker-v2"),
-                                  ("host", "redis-password", "--container", "pms-wroker-v2"), ("host", "env-diff", "ct-redis", "pms-wroker-v2")],
-                         ids=["worker-cmd", "networks", "logs", "code-hash", "redis-password", "env-diff"])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("host", "worker-cmd", "pms-wroker-v2"),
+        ("host", "networks", "pms-wroker-v2"),
+        ("host", "logs", "pms-wroker-v2"),
+        ("host", "code-hash", "--container", "pms-wroker-v2"),
+        ("host", "redis-password", "--container", "pms-wroker-v2"),
+        ("host", "env-diff", "ct-redis", "pms-wroker-v2"),
+    ],
+    ids=["worker-cmd", "networks", "logs", "code-hash", "redis-password", "env-diff"],
+)
 def test_misspelt_container_name_is_not_found_with_a_docker_ps_hint(cli, real_engine, argv):
     result = cli(*argv)
 

@@ -54,8 +54,16 @@ def test_broken_worker_fails_on_auth_refused_dns_and_traceback_and_warns_about_r
     report = results_by_name(result.stdout)
     assert result.exit_code == 1
     statuses = {name: r["status"] for name, r in report.items() if name.startswith("logs ")}
-    assert statuses == {"logs ready": "warn", "logs tasks": "skip", "logs auth": "fail", "logs refused": "fail", "logs dns": "fail",
-                        "logs task-failed": "fail", "logs traceback": "fail", "logs root": "warn"}
+    assert statuses == {
+        "logs ready": "warn",
+        "logs tasks": "skip",
+        "logs auth": "fail",
+        "logs refused": "fail",
+        "logs dns": "fail",
+        "logs task-failed": "fail",
+        "logs traceback": "fail",
+        "logs root": "warn",
+    }
     assert report["logs auth"]["details"]["count"] == 2
     assert "pmsops compare-password-hash --container coolify-redis" in report["logs auth"]["hint"]
     assert "docker network connect <supabase-network> pms-worker-v2" in report["logs dns"]["hint"]
@@ -135,13 +143,17 @@ def test_nonsense_since_is_bad_input_exit_2(cli, fake_docker):
 
 
 def test_celery_task_list_in_the_runbooks_format_is_read_too():
-    scan = scan_logs("[INFO/MainProcess] celery@pms-worker-v2 ready.\n[INFO/MainProcess] Tasks:\n"
-                     "  - app.channel_manager.core.sync_engine.update_channel_availability\n"
-                     "  - app.channel_manager.core.sync_engine.update_channel_pricing\n")
+    scan = scan_logs(
+        "[INFO/MainProcess] celery@pms-worker-v2 ready.\n[INFO/MainProcess] Tasks:\n"
+        "  - app.channel_manager.core.sync_engine.update_channel_availability\n"
+        "  - app.channel_manager.core.sync_engine.update_channel_pricing\n"
+    )
 
     assert scan.node == "celery@pms-worker-v2"
-    assert scan.tasks == ["app.channel_manager.core.sync_engine.update_channel_availability",
-                          "app.channel_manager.core.sync_engine.update_channel_pricing"]
+    assert scan.tasks == [
+        "app.channel_manager.core.sync_engine.update_channel_availability",
+        "app.channel_manager.core.sync_engine.update_channel_pricing",
+    ]
 
 
 def test_colour_codes_in_logs_do_not_hide_signals():
@@ -196,8 +208,9 @@ def test_ordinary_worker_log_lines_are_quoted_unchanged(cli, deployment):
 
     quoted = results_by_name(cli("host", "logs", "--json").stdout)["logs traceback"]["notes"]
 
-    expected = [f"line {n}: [ERROR/MainProcess] Traceback (most recent call last): {line}"
-                for n, line in enumerate(ORDINARY_LINES, start=1)][-MAX_QUOTES:]
+    expected = [f"line {n}: [ERROR/MainProcess] Traceback (most recent call last): {line}" for n, line in enumerate(ORDINARY_LINES, start=1)][
+        -MAX_QUOTES:
+    ]
     assert quoted == expected
 
 

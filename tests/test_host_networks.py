@@ -22,7 +22,7 @@ def results_by_name(stdout: str) -> dict[str, dict]:
 
 
 def address_of(docker_scenario, container: str, network: str) -> str:
-    return docker_scenario.engine.inspect(container, "{{(index .NetworkSettings.Networks \"" + network + "\").IPAddress}}")
+    return docker_scenario.engine.inspect(container, '{{(index .NetworkSettings.Networks "' + network + '").IPAddress}}')
 
 
 def test_worker_on_both_networks_resolving_db_and_redis_is_ok(cli, host, docker_scenario):
@@ -45,8 +45,9 @@ def test_worker_missing_the_supabase_network_cannot_resolve_supabase_db_and_gets
     assert "only on coolify: the worker needs coolify AND the Supabase network" in report["networks"]["summary"]
     assert report["dns supabase-db"]["status"] == "fail"
     assert report["dns supabase-db"]["summary"] == f"supabase-db (database) does not resolve inside {name}"
-    assert (f"docker network connect <supabase-network, e.g. bccg4gs4o4kgsowocw08wkw4> {name}; docker restart {name}"
-            in report["dns supabase-db"]["hint"])
+    assert (
+        f"docker network connect <supabase-network, e.g. bccg4gs4o4kgsowocw08wkw4> {name}; docker restart {name}" in report["dns supabase-db"]["hint"]
+    )
 
 
 def test_required_network_missing_fails_with_docker_network_connect(cli, host):
@@ -71,8 +72,9 @@ def test_unresolvable_redis_host_points_at_the_coolify_network(cli, host):
 def test_hosts_to_resolve_come_from_the_containers_own_urls(cli, host):
     host("nw-db-alias", {}, networks=("supabase",), aliases=("db.internal",))
     host("nw-redis-alias", {}, networks=("coolify",), aliases=("redis.internal",))
-    name = host("nw-own-urls", {"DATABASE_URL": "postgresql://postgres:p%2Fw@db.internal:5432/postgres",
-                                "REDIS_URL": "redis://:p/w@rd@redis.internal:6379/0"})
+    name = host(
+        "nw-own-urls", {"DATABASE_URL": "postgresql://postgres:p%2Fw@db.internal:5432/postgres", "REDIS_URL": "redis://:p/w@rd@redis.internal:6379/0"}
+    )
 
     result = cli("host", "networks", name)
 
@@ -110,13 +112,16 @@ def test_stopped_worker_still_shows_its_networks_and_says_why_dns_was_not_tested
     assert report["dns supabase-db"]["summary"] == f"container {name} is not running (status exited, exit code 1)"
 
 
-@pytest.mark.parametrize("url, host", [
-    ("postgresql+asyncpg://postgres:pw@supabase-db:5432/postgres", "supabase-db"),
-    ("redis://:p/ss?w#rd@coolify-redis:6379/0", "coolify-redis"),  # a raw '/' must not make a piece of the password the host
-    ("redis://:pw@[fd00::3]:6379/0", "fd00::3"),
-    ("redis://coolify-redis", "coolify-redis"),
-    ("not a url", None),
-    ("redis://:pw@/0", None),
-])
+@pytest.mark.parametrize(
+    "url, host",
+    [
+        ("postgresql+asyncpg://postgres:pw@supabase-db:5432/postgres", "supabase-db"),
+        ("redis://:p/ss?w#rd@coolify-redis:6379/0", "coolify-redis"),  # a raw '/' must not make a piece of the password the host
+        ("redis://:pw@[fd00::3]:6379/0", "fd00::3"),
+        ("redis://coolify-redis", "coolify-redis"),
+        ("not a url", None),
+        ("redis://:pw@/0", None),
+    ],
+)
 def test_the_host_is_the_one_the_author_meant(url, host):
     assert intended_host(url) == host

@@ -43,8 +43,11 @@ def test_healthy_host_compares_all_six_redis_urls_with_requirepass(cli, host):
 
 
 def test_worker_whose_broker_url_has_a_raw_truncated_password_is_named_and_the_logs_hint_points_at_it(cli, host, docker_scenario):
-    name = host("pms-worker-rawbroker", {"REDIS_URL": GOOD_URL, "CELERY_BROKER_URL": RAW_URL, "CELERY_RESULT_BACKEND": GOOD_URL},
-                script=f"echo '{AUTH_LINE}'; sleep 3600")
+    name = host(
+        "pms-worker-rawbroker",
+        {"REDIS_URL": GOOD_URL, "CELERY_BROKER_URL": RAW_URL, "CELERY_RESULT_BACKEND": GOOD_URL},
+        script=f"echo '{AUTH_LINE}'; sleep 3600",
+    )
     wait_for_log(docker_scenario.engine, name, "Authentication required")
 
     result = cli("host", "check", "--worker", name, "--json")
@@ -77,8 +80,12 @@ def test_unknown_worker_keeps_the_redis_requirepass_result(cli, host):
 
 
 def test_name_docker_dns_cannot_resolve_is_reported_as_not_resolving_within_the_timeout(cli, host):
-    name = host("pms-worker-coolify-only", {"REDIS_URL": GOOD_URL, "DATABASE_URL": "postgresql://u:p@supabase-db:5432/postgres"}, networks=("coolify",),
-                slow_dns=True)
+    name = host(
+        "pms-worker-coolify-only",
+        {"REDIS_URL": GOOD_URL, "DATABASE_URL": "postgresql://u:p@supabase-db:5432/postgres"},
+        networks=("coolify",),
+        slow_dns=True,
+    )
 
     started = time.monotonic()
     result = cli("host", "networks", name, "--timeout", "2", "--json")

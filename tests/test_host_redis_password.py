@@ -167,17 +167,25 @@ def test_stopped_redis_still_shows_the_password_from_its_command_and_fails_on_it
     assert result.exit_code == 1
     assert [(r["name"], r["status"]) for r in report["results"]] == [("coolify-redis state", "fail"), ("requirepass", "ok")]
     assert report["results"][0]["summary"] == "container coolify-redis is not running (status exited, exit code 1)"
-    assert report["results"][1]["details"] == {"source": "Config.Cmd --requirepass", "length": len(REDIS_PASSWORD),
-                                              "pbkdf2": pbkdf2(REDIS_PASSWORD, "stopped-redis"), "salt": "stopped-redis"}
+    assert report["results"][1]["details"] == {
+        "source": "Config.Cmd --requirepass",
+        "length": len(REDIS_PASSWORD),
+        "pbkdf2": pbkdf2(REDIS_PASSWORD, "stopped-redis"),
+        "salt": "stopped-redis",
+    }
 
 
 # --- compare-password-hash --container uses it -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("url, code", [
-    ("redis://:Xk9%2Bpq%3DLz%407w%2FQr@coolify-redis:6379/0", 0),
-    ("redis://:Xk9+pq=Lz@7w/Qr@coolify-redis:6379/0", 1),
-], ids=["encoded-url-matches", "raw-url-mismatches"])
+@pytest.mark.parametrize(
+    "url, code",
+    [
+        ("redis://:Xk9%2Bpq%3DLz%407w%2FQr@coolify-redis:6379/0", 0),
+        ("redis://:Xk9+pq=Lz@7w/Qr@coolify-redis:6379/0", 1),
+    ],
+    ids=["encoded-url-matches", "raw-url-mismatches"],
+)
 def test_compare_password_hash_reads_requirepass_from_the_redis_container(cli, redis_box, url, code):
     redis_box(plain_redis("--requirepass", REDIS_PASSWORD), run=False)
 

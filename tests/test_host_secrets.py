@@ -44,9 +44,15 @@ COMMANDS: list[tuple[str, ...]] = [
 
 
 def forms(secret: str) -> dict[str, str]:
-    return {"raw": secret, "quote(safe='')": quote(secret, safe=""), "quote()": quote(secret), "quote_plus()": quote_plus(secret),
-            "JSON-escaped": json.dumps(secret, ensure_ascii=False)[1:-1], "JSON-escaped ASCII": json.dumps(secret)[1:-1],
-            "a piece of it": secret[:6]}
+    return {
+        "raw": secret,
+        "quote(safe='')": quote(secret, safe=""),
+        "quote()": quote(secret),
+        "quote_plus()": quote_plus(secret),
+        "JSON-escaped": json.dumps(secret, ensure_ascii=False)[1:-1],
+        "JSON-escaped ASCII": json.dumps(secret)[1:-1],
+        "a piece of it": secret[:6],
+    }
 
 
 def assert_never_leaks(result, secret: str) -> None:
@@ -104,8 +110,10 @@ def test_secret_shell_quoted_inside_sh_c_is_not_shown_in_pieces(cli, planted, on
     """``sh -c "redis-server --requirepass 'p'\"'\"'w'"``: the quoting splits the secret, the redactor must not care."""
     secret = planted.secret
     planted.remove("coolify-redis")
-    planted.redis(cmd=("sh", "-c", f"exec /usr/bin/redis-server --dir /tmp --appendonly yes --requirepass {shlex.quote(secret)} --save 60 1"),
-                  env={"REDIS_PASSWORD": secret})
+    planted.redis(
+        cmd=("sh", "-c", f"exec /usr/bin/redis-server --dir /tmp --appendonly yes --requirepass {shlex.quote(secret)} --save 60 1"),
+        env={"REDIS_PASSWORD": secret},
+    )
     try:
         result = cli(*argv, *json_flag)
     finally:
@@ -154,9 +162,13 @@ def plant_unknown_secret(host: RecordedHost, secret: str) -> None:
     commands, harmless-named variables and the worker's log lines (no secret-named variable holds it),
     in real containers: the worker's command prints the recorded and planted log lines, then runs the script."""
     lines = [shape.build(secret) for shape in SHAPES if shape.delimits_blanks or " " not in secret]
-    script = "\n".join([shlex.join(["echo", line]) for line in lines]
-                       + [f"redis-cli -u redis://:other@coolify-redis:6379 -a {shlex.quote(secret)} ping",
-                          f"exec celery -A app worker --broker-password {shlex.quote(secret)}"])
+    script = "\n".join(
+        [shlex.join(["echo", line]) for line in lines]
+        + [
+            f"redis-cli -u redis://:other@coolify-redis:6379 -a {shlex.quote(secret)} ping",
+            f"exec celery -A app worker --broker-password {shlex.quote(secret)}",
+        ]
+    )
     host.env["pms-worker-v2"].update({f"APP_SETTING_{i}": line for i, line in enumerate(lines)})
     stderr = (host.logs / "stderr").read_text(encoding="utf-8")
     stderr += "".join(f"[ERROR/MainProcess] Traceback (most recent call last): {line}\n" for line in lines)
@@ -168,8 +180,11 @@ def plant_unknown_secret(host: RecordedHost, secret: str) -> None:
     host.wait_logs("pms-worker-v2", "planted.")
 
 
-@pytest.fixture(scope="module", params=[UNKNOWN_SENTINELS["quotes-and-dollar"], UNKNOWN_SENTINELS["runbook-specials"], BLANK_SENTINEL],
-                ids=["quotes-and-dollar", "runbook-specials", "blank"])
+@pytest.fixture(
+    scope="module",
+    params=[UNKNOWN_SENTINELS["quotes-and-dollar"], UNKNOWN_SENTINELS["runbook-specials"], BLANK_SENTINEL],
+    ids=["quotes-and-dollar", "runbook-specials", "blank"],
+)
 def unknown_planted(request, docker_scenario, tmp_path_factory):
     """The recorded host on the real engine with one unregistered secret planted in every shape (built once per secret)."""
     mp = pytest.MonkeyPatch()
@@ -184,9 +199,15 @@ def unknown_planted(request, docker_scenario, tmp_path_factory):
         mp.undo()
 
 
-UNKNOWN_COMMANDS = [("host", "worker-cmd"), ("host", "worker-cmd", "coolify-redis"), ("host", "worker-cmd", "pms-backend"),
-                    ("host", "logs"), ("host", "env-diff"),
-                    ("host", "check"), ("--debug", "host", "check")]
+UNKNOWN_COMMANDS = [
+    ("host", "worker-cmd"),
+    ("host", "worker-cmd", "coolify-redis"),
+    ("host", "worker-cmd", "pms-backend"),
+    ("host", "logs"),
+    ("host", "env-diff"),
+    ("host", "check"),
+    ("--debug", "host", "check"),
+]
 
 
 @pytest.mark.parametrize("json_flag", [(), ("--json",)], ids=["text", "json"])

@@ -78,7 +78,7 @@ def test_start_command_override_is_reported_when_container_cmd_differs_from_imag
     result = cli("host", "worker-cmd", "pms-worker-v2")
 
     assert result.exit_code == 1
-    assert "Start Command override active: the container runs Cmd=[\"/bin/sh\",\"-c\",\"celery -A" in result.stdout
+    assert 'Start Command override active: the container runs Cmd=["/bin/sh","-c","celery -A' in result.stdout
     assert f"its image's CMD is {START_CMD}" in result.stdout
 
 
@@ -87,7 +87,7 @@ def test_override_hint_gives_the_runbooks_fix_steps_in_order(cli, worker):
 
     hint = results_by_name(cli("host", "worker-cmd", "--json").stdout)["start command"]["hint"]
 
-    steps = ["Start Command: delete the text", "clear \"Commit SHA\"", "Dockerfile Location /Dockerfile.worker", "Redeploy (not Restart"]
+    steps = ["Start Command: delete the text", 'clear "Commit SHA"', "Dockerfile Location /Dockerfile.worker", "Redeploy (not Restart"]
     positions = [hint.index(step) for step in steps]
     assert positions == sorted(positions)
     assert f"verify: pmsops host worker-cmd pms-worker-v2  (expected Cmd {START_CMD})" in hint

@@ -125,7 +125,10 @@ def test_redact_obj_masks_nested_strings_and_keys():
     register_secret("hunter22")
 
     assert redact_obj({"url": "redis://:x@h", "list": ["hunter22"], "hunter22": 1, "n": 3}) == {
-        "url": "redis://:***@h", "list": [MASK], MASK: 1, "n": 3,
+        "url": "redis://:***@h",
+        "list": [MASK],
+        MASK: 1,
+        "n": 3,
     }
 
 
@@ -299,14 +302,14 @@ def test_ordinary_log_lines_with_secretish_words_are_not_mangled(line):
     [
         ("+ redis-cli -h coolify-redis -a 'p@ss w' ping", "+ redis-cli -h coolify-redis -a *** ping"),
         ("redis-server --requirepass 'Qz7'\"'\"'x' --save 60", "redis-server --requirepass *** --save 60"),
-        ("requirepass \"a b\"", "requirepass ***"),
+        ('requirepass "a b"', "requirepass ***"),
         ("CONFIG SET masterauth Lm9x", "CONFIG SET masterauth ***"),
         ("AUTH default Lm9x", "AUTH default ***"),
         ("AUTH alice Lm9x", "AUTH *** ***"),
         ('"AUTH" "default" "Lm9x"', '"AUTH" "default" "***"'),
         ("PASSWORD: Lm9x", "PASSWORD: ***"),
         ("password = Lm9x", "password = ***"),
-        ('  password: "Lm9x"', '  password: ***'),
+        ('  password: "Lm9x"', "  password: ***"),
         ("{'password': 'Lm9x', 'db': 0}", "{'password': '***', 'db': 0}"),
         ('{"api_key":"Lm9x","n":1}', '{"api_key":"***","n":1}'),
         ("X-Api-Key: Lm9x", "X-Api-Key: ***"),
@@ -321,7 +324,7 @@ def test_ordinary_log_lines_with_secretish_words_are_not_mangled(line):
         ("redis://:Lm 9x@coolify-redis:6379/0 refused", "redis://:***@coolify-redis:6379/0 refused"),
         ("postgresql://pms:it's@db:5432/pms", "postgresql://pms:***@db:5432/pms"),
         ("statement: ALTER ROLE pms WITH PASSWORD 'Lm 9x';", "statement: ALTER ROLE pms WITH PASSWORD ***;"),
-        ("CREATE USER u IDENTIFIED BY \"Lm9x\"", "CREATE USER u IDENTIFIED BY ***"),
+        ('CREATE USER u IDENTIFIED BY "Lm9x"', "CREATE USER u IDENTIFIED BY ***"),
     ],
     ids=lambda v: v if len(v) < 40 else v[:40],
 )
@@ -334,11 +337,23 @@ def test_port_flags_are_not_passwords():
 
 
 def test_redact_obj_masks_string_values_under_secret_keys_in_json_output():
-    masked = redact_obj({"password": "Lm9x", "X-Api-Key": "Lm9x", "details": {"client_secret": "Lm9x", "password_length": 4},
-                         "requirepass": {"length": 4}, "token": None})
+    masked = redact_obj(
+        {
+            "password": "Lm9x",
+            "X-Api-Key": "Lm9x",
+            "details": {"client_secret": "Lm9x", "password_length": 4},
+            "requirepass": {"length": 4},
+            "token": None,
+        }
+    )
 
-    assert masked == {"password": MASK, "X-Api-Key": MASK, "details": {"client_secret": MASK, "password_length": 4},
-                      "requirepass": {"length": 4}, "token": None}
+    assert masked == {
+        "password": MASK,
+        "X-Api-Key": MASK,
+        "details": {"client_secret": MASK, "password_length": 4},
+        "requirepass": {"length": 4},
+        "token": None,
+    }
 
 
 def test_debug_traceback_with_secret_arguments_is_masked():
@@ -369,9 +384,14 @@ def test_host_logs_style_redaction_shows_the_keyword_and_a_fingerprint(fingerpri
 @pytest.mark.parametrize(
     ("argv", "shown"),
     [
-        (["redis-server", "--appendonly", "yes", "--requirepass", "Lm9x", "--save", "60"],
-         ["redis-server", "--appendonly", "yes", "--requirepass", MASK, "--save", "60"]),
-        (["redis-cli", "-h", "coolify-redis", "-p", "6379", "-a", "Lm9x", "ping"], ["redis-cli", "-h", "coolify-redis", "-p", "6379", "-a", MASK, "ping"]),
+        (
+            ["redis-server", "--appendonly", "yes", "--requirepass", "Lm9x", "--save", "60"],
+            ["redis-server", "--appendonly", "yes", "--requirepass", MASK, "--save", "60"],
+        ),
+        (
+            ["redis-cli", "-h", "coolify-redis", "-p", "6379", "-a", "Lm9x", "ping"],
+            ["redis-cli", "-h", "coolify-redis", "-p", "6379", "-a", MASK, "ping"],
+        ),
         (["/usr/local/bin/redis-cli", "AUTH", "default", "Lm9x"], ["/usr/local/bin/redis-cli", "AUTH", "default", MASK]),
         (["redis-server", "/etc/redis.conf", "--masterauth", "Lm 9x"], ["redis-server", "/etc/redis.conf", "--masterauth", MASK]),
         (["mysql", "-u", "root", "-pLm9x"], ["mysql", "-u", "root", "-p" + MASK]),

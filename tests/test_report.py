@@ -29,20 +29,35 @@ SENTINELS = {
     "REDIS_PASSWORD": "sentinel-redis+p@ss:w/rd?#ß",
 }
 SENTRY_PASSWORD = "s3ntry+p@ss:w0rd/ä"
-FILES = {"report.md", "report.json", "report.html", "evidence/doctor.txt", "evidence/smoke.txt", "evidence/host-check.txt",
-         "evidence/env-fingerprints.txt", "evidence/versions.txt", "evidence/snapshot.json", "evidence/failed-sync-logs.txt",
-         "evidence/worker-logs.txt"}
+FILES = {
+    "report.md",
+    "report.json",
+    "report.html",
+    "evidence/doctor.txt",
+    "evidence/smoke.txt",
+    "evidence/host-check.txt",
+    "evidence/env-fingerprints.txt",
+    "evidence/versions.txt",
+    "evidence/snapshot.json",
+    "evidence/failed-sync-logs.txt",
+    "evidence/worker-logs.txt",
+}
 
 
 def every_form(value: str) -> dict[str, str]:
     """The shapes a secret takes in files and URLs (written out here, independent of the code under test)."""
     raw = value.encode()
     shapes = {
-        "raw": value, "quote": quote(value, safe=""), "quote /": quote(value), "quote_plus": quote_plus(value),
+        "raw": value,
+        "quote": quote(value, safe=""),
+        "quote /": quote(value),
+        "quote_plus": quote_plus(value),
         "quote lower-hex": re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), quote(value, safe="")),
-        "base64": base64.b64encode(raw).decode(), "base64url": base64.urlsafe_b64encode(raw).decode(),
+        "base64": base64.b64encode(raw).decode(),
+        "base64url": base64.urlsafe_b64encode(raw).decode(),
         "base64 unpadded": base64.b64encode(raw).decode().rstrip("="),
-        "json": json.dumps(value)[1:-1], "json ascii": json.dumps(value, ensure_ascii=True)[1:-1],
+        "json": json.dumps(value)[1:-1],
+        "json ascii": json.dumps(value, ensure_ascii=True)[1:-1],
         "html": html.escape(value, quote=True),
     }
     return {k: v for k, v in shapes.items() if len(v) >= 4}
@@ -53,15 +68,39 @@ def stack_secrets(env: dict[str, str]) -> dict[str, str]:
 
     redis_password = unquote(env["REDIS_URL"].split("://:", 1)[1].rsplit("@", 1)[0])
     db_password = unquote(env["DATABASE_URL"].split("://", 1)[1].rsplit("@", 1)[0].split(":", 1)[1])
-    return {"PASSWORD": env["PASSWORD"], "ANON_KEY": env["ANON_KEY"], "JWT_SECRET": env["JWT_SECRET"], "ENCRYPTION_KEY": env["ENCRYPTION_KEY"],
-            "redis password": redis_password, "database password": db_password, **SENTINELS, "SENTRY_DSN password": SENTRY_PASSWORD}
+    return {
+        "PASSWORD": env["PASSWORD"],
+        "ANON_KEY": env["ANON_KEY"],
+        "JWT_SECRET": env["JWT_SECRET"],
+        "ENCRYPTION_KEY": env["ENCRYPTION_KEY"],
+        "redis password": redis_password,
+        "database password": db_password,
+        **SENTINELS,
+        "SENTRY_DSN password": SENTRY_PASSWORD,
+    }
 
 
 def run_report(env_file: str, out_dir: Path, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "NO_COLOR")}
-    env.update({"PYTHONPATH": SRC, **SENTINELS, "SENTRY_DSN": f"https://pub:{quote(SENTRY_PASSWORD, safe='')}@sentry.invalid/42", **(extra_env or {})})
-    argv = [sys.executable, "-m", "pmsops", "--env-file", env_file, "report", "--output", str(out_dir), "--no-docker", "--timeout", "1",
-            "--expect-workers", "1", *args]
+    env.update(
+        {"PYTHONPATH": SRC, **SENTINELS, "SENTRY_DSN": f"https://pub:{quote(SENTRY_PASSWORD, safe='')}@sentry.invalid/42", **(extra_env or {})}
+    )
+    argv = [
+        sys.executable,
+        "-m",
+        "pmsops",
+        "--env-file",
+        env_file,
+        "report",
+        "--output",
+        str(out_dir),
+        "--no-docker",
+        "--timeout",
+        "1",
+        "--expect-workers",
+        "1",
+        *args,
+    ]
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
 
 
@@ -77,9 +116,13 @@ def sentinel_log(path: Path, source: str) -> str:
     """The sandbox worker's log plus lines carrying the sentinels in every form the redactor must mask."""
     lines = Path(source).read_text(errors="replace").splitlines()[-50:]
     for name, value in SENTINELS.items():
-        lines += [f"[ERROR] connect failed with {name}={value}", f"[ERROR] url redis://:{quote(value, safe='')}@redis:6379/0",
-                  f"[ERROR] form {quote_plus(value)} and {quote(value)}", f'[ERROR] json {{"{name.lower()}": {json.dumps(value)}}}',
-                  f"[ERROR] raw {value} in a message"]
+        lines += [
+            f"[ERROR] connect failed with {name}={value}",
+            f"[ERROR] url redis://:{quote(value, safe='')}@redis:6379/0",
+            f"[ERROR] form {quote_plus(value)} and {quote(value)}",
+            f'[ERROR] json {{"{name.lower()}": {json.dumps(value)}}}',
+            f"[ERROR] raw {value} in a message",
+        ]
     path.write_text("\n".join(lines) + "\n")
     return str(path)
 
@@ -93,7 +136,7 @@ def written(outage, tmp_path_factory) -> Written:
     assert done.returncode == 0 and len(archives) == 1, done.stderr + done.stdout
     with tarfile.open(archives[0]) as tar:
         top = archives[0].name[: -len(".tar.gz")]
-        files = {m.name[len(top) + 1:]: tar.extractfile(m).read().decode() for m in tar.getmembers() if m.isfile()}
+        files = {m.name[len(top) + 1 :]: tar.extractfile(m).read().decode() for m in tar.getmembers() if m.isfile()}
         tar.extractall(directory / "x", filter="data")
     return Written(done, archives[0], files, directory / "x" / top)
 
@@ -119,9 +162,13 @@ def test_report_bundle_holds_the_three_files_and_the_evidence(written, outage):
 
 
 def test_report_contains_no_secret_of_the_stack_in_any_form(written, outage):
-    leaks = [(file, name, shape) for name, secret in stack_secrets(outage.env).items() for shape, text in every_form(secret).items()
-             for file, content in [*written.files.items(), ("(archive name)", written.archive.name), ("stdout", written.done.stdout + written.done.stderr)]
-             if text in content]
+    leaks = [
+        (file, name, shape)
+        for name, secret in stack_secrets(outage.env).items()
+        for shape, text in every_form(secret).items()
+        for file, content in [*written.files.items(), ("(archive name)", written.archive.name), ("stdout", written.done.stdout + written.done.stderr)]
+        if text in content
+    ]
     assert leaks == []
     assert all("eyJ" not in content for content in written.files.values())  # the smoke step's access token
 
@@ -160,8 +207,18 @@ def test_report_completes_with_the_database_down_and_names_its_failure(outage, t
     assert "breaker airbnb" in failing  # the broker half of the snapshot still reports
 
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--enable-logging=stderr", "--v=0"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--enable-logging=stderr",
+    "--v=0",
+]
 
 
 def test_report_html_renders_in_headless_chromium_with_its_charts(written, tmp_path):
@@ -169,18 +226,22 @@ def test_report_html_renders_in_headless_chromium_with_its_charts(written, tmp_p
     assert chromium, "chromium is not installed: run scripts/bootstrap.sh (Debian package 'chromium')"
     page = (written.directory / "report.html").resolve()
 
-    done = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.as_uri()],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
     assert done.returncode == 0, done.stderr[-2000:]
     dom = done.stdout
     charts = re.findall(r'<svg class="chart" data-chart="(\w+)"', dom)
     assert charts == ["outcomes", "timeline", "queues"]
-    outcomes = dom[dom.index('data-chart="outcomes"'):dom.index('data-chart="timeline"')]
+    outcomes = dom[dom.index('data-chart="outcomes"') : dom.index('data-chart="timeline"')]
     assert outcomes.count('class="bar retry"') >= 1  # the airbnb syncs the outage left retrying
-    timeline = dom[dom.index('data-chart="timeline"'):dom.index('data-chart="queues"')]
+    timeline = dom[dom.index('data-chart="timeline"') : dom.index('data-chart="queues"')]
     assert timeline.count('class="event ') >= 1
-    assert "<h2 id=\"summary\">Summary</h2>" in dom and "breaker airbnb" in dom
+    assert '<h2 id="summary">Summary</h2>' in dom and "breaker airbnb" in dom
     console = [line for line in done.stderr.splitlines() if "CONSOLE" in line or "Refused to" in line or "Uncaught" in line]
     assert console == []
-    assert not re.search(r'\b(?:src|href)\s*=', written.files["report.html"])  # nothing to load: self-contained
+    assert not re.search(r"\b(?:src|href)\s*=", written.files["report.html"])  # nothing to load: self-contained

@@ -79,8 +79,10 @@ def test_a_port_that_never_opens_fails_after_its_deadline_naming_what_and_the_po
 
 def test_a_child_ignoring_sigterm_and_its_own_child_are_killed_after_the_grace_period(tmp_path):
     stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
-    script = (f"import signal, subprocess, sys; signal.signal(signal.SIGTERM, signal.SIG_IGN); "  # ignored before the pid is printed: no race
-              f"child = subprocess.Popen([sys.executable, '-c', {stubborn!r}]); print(child.pid, flush=True); exec({stubborn!r})")
+    script = (
+        f"import signal, subprocess, sys; signal.signal(signal.SIGTERM, signal.SIG_IGN); "  # ignored before the pid is printed: no race
+        f"child = subprocess.Popen([sys.executable, '-c', {stubborn!r}]); print(child.pid, flush=True); exec({stubborn!r})"
+    )
     proc = processes.spawn([sys.executable, "-c", script], cwd=tmp_path, stdout=subprocess.PIPE)
     grandchild = int(proc.stdout.readline())
     started = time.monotonic()
@@ -108,18 +110,39 @@ def test_black_hole_accepts_and_never_answers():
 
 # --- sandbox.json ---------------------------------------------------------------------------------------------
 
+
 def _write_state(directory, components: dict) -> None:
     directory.mkdir(mode=0o700, exist_ok=True)
-    (directory / "sandbox.json").write_text(json.dumps({"directory": str(directory), "created_directory": True, "created": ["sandbox.json"],
-                                                        "components": components, "env": {}, "external_db": False}))
+    (directory / "sandbox.json").write_text(
+        json.dumps(
+            {
+                "directory": str(directory),
+                "created_directory": True,
+                "created": ["sandbox.json"],
+                "components": components,
+                "env": {},
+                "external_db": False,
+            }
+        )
+    )
 
 
 def test_sandbox_down_stops_a_process_recorded_in_the_existing_state_format(cli, tmp_path):
     directory = tmp_path / "sb"
     directory.mkdir(mode=0o700)
     child = processes.spawn(["sleep", "60"], cwd=directory)
-    _write_state(directory, {"api": {"pid": child.pid, "started": processes.start_time(child.pid), "port": None,
-                                     "argv": ["sleep", "60"], "log": str(directory / "api.log")}})
+    _write_state(
+        directory,
+        {
+            "api": {
+                "pid": child.pid,
+                "started": processes.start_time(child.pid),
+                "port": None,
+                "argv": ["sleep", "60"],
+                "log": str(directory / "api.log"),
+            }
+        },
+    )
 
     result = cli("sandbox", "down", "--dir", str(directory))
 
@@ -130,13 +153,16 @@ def test_sandbox_down_stops_a_process_recorded_in_the_existing_state_format(cli,
     assert not directory.exists()
 
 
-@pytest.mark.parametrize("component, field_error", [
-    ({"pid": "1234", "port": None}, "components.api.pid must be an integer"),
-    ({"pid": 1234, "port": "80"}, "components.api.port must be an integer"),
-    ({"pid": -1, "port": None}, "components.api.pid must be a positive integer"),
-    ({"pid": 1234, "port": None, "argv": "sleep 60"}, "components.api.argv must be a list of strings"),
-    ("1234", "components.api must be an object"),
-])
+@pytest.mark.parametrize(
+    "component, field_error",
+    [
+        ({"pid": "1234", "port": None}, "components.api.pid must be an integer"),
+        ({"pid": 1234, "port": "80"}, "components.api.port must be an integer"),
+        ({"pid": -1, "port": None}, "components.api.pid must be a positive integer"),
+        ({"pid": 1234, "port": None, "argv": "sleep 60"}, "components.api.argv must be a list of strings"),
+        ("1234", "components.api must be an object"),
+    ],
+)
 def test_sandbox_down_refuses_a_state_file_of_the_wrong_shape_in_one_line(cli, tmp_path, component, field_error):
     directory = tmp_path / "sb"
     _write_state(directory, {"api": component})
@@ -149,7 +175,7 @@ def test_sandbox_down_refuses_a_state_file_of_the_wrong_shape_in_one_line(cli, t
 
 def test_sandbox_start_of_a_component_the_state_cannot_restart_is_refused_in_one_line(cli, tmp_path):
     directory = tmp_path / "sb"
-    _write_state(directory, {"worker": {"pid": 2 ** 22 + 1, "port": None, "log": str(directory / "worker.log")}})
+    _write_state(directory, {"worker": {"pid": 2**22 + 1, "port": None, "log": str(directory / "worker.log")}})
 
     result = cli("sandbox", "start", "worker", "--dir", str(directory))
 

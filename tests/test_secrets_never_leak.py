@@ -64,20 +64,25 @@ def forms(secret: str) -> dict[str, str]:
 def environments(secret: str) -> dict[str, dict[str, str]]:
     encoded = quote(secret, safe="")
     secrets = {
-        "PASSWORD": secret, "REDIS_PASSWORD": secret, "JWT_SECRET": secret, "SUPABASE_JWT_SECRET": secret,
-        "TOKEN": secret, "JWT_TOKEN": secret, "ANON_KEY": secret, "ENCRYPTION_KEY": secret,
+        "PASSWORD": secret,
+        "REDIS_PASSWORD": secret,
+        "JWT_SECRET": secret,
+        "SUPABASE_JWT_SECRET": secret,
+        "TOKEN": secret,
+        "JWT_TOKEN": secret,
+        "ANON_KEY": secret,
+        "ENCRYPTION_KEY": secret,
         "DATABASE_URL": f"postgresql://pms:{encoded}@supabase-db:5432/postgres",
     }
     return {
-        "raw-in-urls": secrets | {
+        "raw-in-urls": secrets
+        | {
             "REDIS_URL": f"redis://:{secret}@coolify-redis:6379/0",
             "CELERY_BROKER_URL": f"redis://:{encoded}@coolify-redis:6379/0",
             "CELERY_RESULT_BACKEND": f"redis://:{quote_plus(secret)}@coolify-redis:6379/0",
         },
-        "encoded-in-urls": secrets | {
-            name: f"redis://:{encoded}@coolify-redis:6379/0"
-            for name in ("REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
-        },
+        "encoded-in-urls": secrets
+        | {name: f"redis://:{encoded}@coolify-redis:6379/0" for name in ("REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")},
         "missing-colon": secrets | {"REDIS_URL": f"redis://{encoded}@coolify-redis:6379/0"},
         "user-and-password": secrets | {"REDIS_URL": f"redis://default:{secret}@coolify-redis:6379/0"},
     }
@@ -143,8 +148,9 @@ def test_secret_never_appears_in_any_form(cli, tmp_path, secret, argv, environme
 @pytest.mark.parametrize("fmt", ["text", "env", "json"])
 @pytest.mark.parametrize("secret", SENTINELS, ids=SENTINEL_IDS)
 def test_encode_redis_password_prints_only_the_encoded_value_it_was_asked_for(cli, secret, fmt):
-    result = cli("encode-redis-password", "--stdin", "--host", "coolify-redis", "--format", fmt, input=secret + "\n",
-                 env=environments(secret)["raw-in-urls"])
+    result = cli(
+        "encode-redis-password", "--stdin", "--host", "coolify-redis", "--format", fmt, input=secret + "\n", env=environments(secret)["raw-in-urls"]
+    )
 
     assert result.exit_code == 0
     assert quote(secret, safe="") in result.stdout

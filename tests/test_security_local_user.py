@@ -99,9 +99,14 @@ def test_sandbox_commands_refuse_a_state_file_another_user_planted(cli, shared_d
     keep.mkdir()
     (keep / "data").write_text("keep me")
     marker = tmp_path / "PWNED"
-    state = {"directory": "x", "env": {}, "components": {
-        "db": {"pid": victim.pid, "port": None, "basedir": str(keep)},
-        "worker": {"pid": 2 ** 22 + 1, "port": None, "argv": ["/bin/sh", "-c", f"touch {marker}"], "log": "/dev/null"}}}
+    state = {
+        "directory": "x",
+        "env": {},
+        "components": {
+            "db": {"pid": victim.pid, "port": None, "basedir": str(keep)},
+            "worker": {"pid": 2**22 + 1, "port": None, "argv": ["/bin/sh", "-c", f"touch {marker}"], "log": "/dev/null"},
+        },
+    }
     planted = shared_dir / "their-sandbox"
     as_intruder(user, f"mkdir -m 755 {planted} && cat > {planted}/sandbox.json <<'EOF'\n{json.dumps(state)}\nEOF")
     try:
@@ -155,12 +160,16 @@ def _inside_a_parent_others_can_write(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("shape", "reason"), [
-    (_group_writable, "other users can write to it (mode 770)"),
-    (_world_writable_sticky, "other users can write to it (mode 1777)"),
-    (_link_to_our_own_private_directory, "it is a symbolic link"),
-    (_inside_a_parent_others_can_write, "is writable by other users and not sticky (mode 777)"),
-], ids=["group-writable", "world-writable-sticky", "symlink", "parent-writable-by-others"])
+@pytest.mark.parametrize(
+    ("shape", "reason"),
+    [
+        (_group_writable, "other users can write to it (mode 770)"),
+        (_world_writable_sticky, "other users can write to it (mode 1777)"),
+        (_link_to_our_own_private_directory, "it is a symbolic link"),
+        (_inside_a_parent_others_can_write, "is writable by other users and not sticky (mode 777)"),
+    ],
+    ids=["group-writable", "world-writable-sticky", "symlink", "parent-writable-by-others"],
+)
 def test_unsafe_sandbox_directory_is_bad_input_in_one_line(cli, tmp_path, shape, reason):
     directory = shape(tmp_path)
 
@@ -249,8 +258,17 @@ def test_sandbox_down_removes_only_what_up_created_and_keeps_the_operators_files
     (directory / "redis" / "redis.conf").write_text("port 1")
     for name in ("sandbox.env", "api.log"):
         (directory / name).write_text("x")
-    (directory / "sandbox.json").write_text(json.dumps({"directory": str(directory), "created_directory": False, "components": {}, "env": {},
-                                                        "created": ["sandbox.json", "redis", "sandbox.env", "api.log"]}))
+    (directory / "sandbox.json").write_text(
+        json.dumps(
+            {
+                "directory": str(directory),
+                "created_directory": False,
+                "components": {},
+                "env": {},
+                "created": ["sandbox.json", "redis", "sandbox.env", "api.log"],
+            }
+        )
+    )
 
     result = cli("sandbox", "down", "--dir", str(directory))
 
@@ -265,8 +283,17 @@ def test_sandbox_down_does_not_kill_a_process_that_reused_a_recorded_pid(cli, tm
     directory.mkdir(mode=0o700)
     stranger = subprocess.Popen(["sleep", "60"], start_new_session=True)
     try:
-        (directory / "sandbox.json").write_text(json.dumps({"directory": str(directory), "created_directory": True, "created": ["sandbox.json"], "env": {},
-                                                            "components": {"api": {"pid": stranger.pid, "started": "1", "port": None}}}))
+        (directory / "sandbox.json").write_text(
+            json.dumps(
+                {
+                    "directory": str(directory),
+                    "created_directory": True,
+                    "created": ["sandbox.json"],
+                    "env": {},
+                    "components": {"api": {"pid": stranger.pid, "started": "1", "port": None}},
+                }
+            )
+        )
         result = cli("sandbox", "down", "--dir", str(directory))
         alive = stranger.poll() is None
     finally:
@@ -298,15 +325,22 @@ def test_sandbox_start_does_not_append_its_log_through_a_symlink(cli, tmp_path, 
     directory = tmp_path / "sb"
     directory.mkdir(mode=0o700)
     (directory / "worker.log").symlink_to(victim)
-    (directory / "sandbox.json").write_text(json.dumps({"directory": str(directory), "created_directory": True, "env": {},
-                                                        "created": ["sandbox.json", "worker.log"],
-                                                        "components": {"worker": {"pid": 2 ** 22 + 1, "port": None, "argv": ["/bin/echo", "log line"],
-                                                                                  "log": str(directory / "worker.log")}}}))
+    (directory / "sandbox.json").write_text(
+        json.dumps(
+            {
+                "directory": str(directory),
+                "created_directory": True,
+                "env": {},
+                "created": ["sandbox.json", "worker.log"],
+                "components": {"worker": {"pid": 2**22 + 1, "port": None, "argv": ["/bin/echo", "log line"], "log": str(directory / "worker.log")}},
+            }
+        )
+    )
 
     result = cli("sandbox", "start", "worker", "--dir", str(directory))
 
     one_line_error(result, f"refusing to write log {directory / 'worker.log'}: it is a symbolic link")
-    assert json.loads((directory / "sandbox.json").read_text())["components"]["worker"]["pid"] == 2 ** 22 + 1  # nothing was started
+    assert json.loads((directory / "sandbox.json").read_text())["components"]["worker"]["pid"] == 2**22 + 1  # nothing was started
     assert victim.read_text() == "original\n" and stat.S_IMODE(victim.stat().st_mode) == 0o644
 
 

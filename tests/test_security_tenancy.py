@@ -52,8 +52,13 @@ class World:
 
 
 def password_grant(env: dict[str, str], email: str, password: str) -> str:
-    response = httpx.post(f"{env['SB_URL']}/auth/v1/token", params={"grant_type": "password"}, headers={"apikey": env["ANON_KEY"]},
-                          json={"email": email, "password": password}, timeout=10)
+    response = httpx.post(
+        f"{env['SB_URL']}/auth/v1/token",
+        params={"grant_type": "password"},
+        headers={"apikey": env["ANON_KEY"]},
+        json={"email": email, "password": password},
+        timeout=10,
+    )
     response.raise_for_status()
     return response.json()["access_token"]
 
@@ -63,21 +68,35 @@ def world(sandbox):
     state = sandbox.load()
     env = state.env
     [(email_b, password_b)] = state.users.items()
-    world = World(env["PMS_API_URL"], env, password_grant(env, env["EMAIL"], env["PASSWORD"]), password_grant(env, email_b, password_b),
-                  state.seed, state.components["api"].log)
+    world = World(
+        env["PMS_API_URL"],
+        env,
+        password_grant(env, env["EMAIL"], env["PASSWORD"]),
+        password_grant(env, email_b, password_b),
+        state.seed,
+        state.components["api"].log,
+    )
     world.log_start = world.log_size()
     started = run(env["DATABASE_URL"], lambda c: c.fetchval("SELECT now()"))
     yield world
     # what the fuzz created for agency B (valid values happen): soft-deleted, so other tests see the seed only
-    run(env["DATABASE_URL"], lambda c: c.execute("UPDATE channel_connections SET deleted_at = now() WHERE agency_id = $1::uuid AND created_at >= $2",
-                                                 world.seed["agencies"]["b"], started))
+    run(
+        env["DATABASE_URL"],
+        lambda c: c.execute(
+            "UPDATE channel_connections SET deleted_at = now() WHERE agency_id = $1::uuid AND created_at >= $2", world.seed["agencies"]["b"], started
+        ),
+    )
 
 
 @pytest.fixture(scope="module")
 def own_connection(world):
     """A connection of agency A on A's own property, for the tests that change or fuzz one (the seed stays as it is)."""
-    response = httpx.post(f"{world.base}{API}/", headers=world.headers("a"), timeout=10,
-                          json={"platform_type": "airbnb", "platform_listing_id": "SEC-OWN-1", "property_id": world.prop("a"), "status": "paused"})
+    response = httpx.post(
+        f"{world.base}{API}/",
+        headers=world.headers("a"),
+        timeout=10,
+        json={"platform_type": "airbnb", "platform_listing_id": "SEC-OWN-1", "property_id": world.prop("a"), "status": "paused"},
+    )
     assert response.status_code == 201, response.text
     cid = response.json()["id"]
     yield cid
@@ -86,19 +105,28 @@ def own_connection(world):
 
 # --- tenant isolation ------------------------------------------------------------------------------------
 
+
 def test_agency_a_cannot_create_a_connection_on_agency_bs_property(world):
     count = "SELECT count(*) FROM channel_connections WHERE property_id = $1::uuid"
     before = run(world.env["DATABASE_URL"], lambda c: c.fetchval(count, world.prop("b")))
-    response = httpx.post(f"{world.base}{API}/", headers=world.headers("a"), timeout=10,
-                          json={"platform_type": "airbnb", "platform_listing_id": "ATTACKER-LISTING", "property_id": world.prop("b")})
+    response = httpx.post(
+        f"{world.base}{API}/",
+        headers=world.headers("a"),
+        timeout=10,
+        json={"platform_type": "airbnb", "platform_listing_id": "ATTACKER-LISTING", "property_id": world.prop("b")},
+    )
     assert (response.status_code, response.json()) == (404, {"detail": "Property not found"})
     after = run(world.env["DATABASE_URL"], lambda c: c.fetchval(count, world.prop("b")))
     assert after == before
 
 
 def test_unknown_property_is_404_like_another_agencys(world):
-    response = httpx.post(f"{world.base}{API}/", headers=world.headers("a"), timeout=10,
-                          json={"platform_type": "airbnb", "platform_listing_id": "L-1", "property_id": str(uuid.uuid4())})
+    response = httpx.post(
+        f"{world.base}{API}/",
+        headers=world.headers("a"),
+        timeout=10,
+        json={"platform_type": "airbnb", "platform_listing_id": "L-1", "property_id": str(uuid.uuid4())},
+    )
     assert (response.status_code, response.json()) == (404, {"detail": "Property not found"})
 
 
@@ -114,11 +142,19 @@ def test_agency_a_cannot_move_its_connection_onto_agency_bs_property(world, own_
 
 def test_every_endpoint_answers_404_for_agency_bs_connection(world):
     other = world.connection("b")
-    calls = [("GET", f"{API}/{other}", None), ("PUT", f"{API}/{other}", {"status": "paused"}), ("DELETE", f"{API}/{other}", None),
-             ("POST", f"{API}/{other}/test", None), ("POST", f"{API}/{other}/sync", {"sync_type": "pricing"}),
-             ("GET", f"{API}/{other}/sync-logs", None), ("GET", f"{API}/{other}/sync-batches", None)]
-    answers = {(method, path.rsplit("/", 1)[-1]): httpx.request(method, world.base + path, headers=world.headers("a"), json=body, timeout=10)
-               for method, path, body in calls}
+    calls = [
+        ("GET", f"{API}/{other}", None),
+        ("PUT", f"{API}/{other}", {"status": "paused"}),
+        ("DELETE", f"{API}/{other}", None),
+        ("POST", f"{API}/{other}/test", None),
+        ("POST", f"{API}/{other}/sync", {"sync_type": "pricing"}),
+        ("GET", f"{API}/{other}/sync-logs", None),
+        ("GET", f"{API}/{other}/sync-batches", None),
+    ]
+    answers = {
+        (method, path.rsplit("/", 1)[-1]): httpx.request(method, world.base + path, headers=world.headers("a"), json=body, timeout=10)
+        for method, path, body in calls
+    }
     assert {k: (r.status_code, r.json()) for k, r in answers.items()} == {k: (404, {"detail": "Connection not found"}) for k in answers}
     row = run(world.env["DATABASE_URL"], lambda c: c.fetchrow("SELECT status, deleted_at FROM channel_connections WHERE id = $1::uuid", other))
     assert (row["status"], row["deleted_at"]) == ("active", None)
@@ -143,6 +179,7 @@ def test_x_agency_id_of_another_agency_is_403(world):
 
 
 # --- tokens ----------------------------------------------------------------------------------------------
+
 
 def _bare_token(world: World, drop: str) -> str:
     import jwt
@@ -178,16 +215,30 @@ HOSTILE_CASES = [
     ("NUL task_id filter", "GET", f"{API}/{{own}}/sync-logs", {"task_id": "\x00"}, None, 422, ["request"]),
     ("NUL status filter", "GET", f"{API}/{{own}}/sync-logs", {"status": "a\x00"}, None, 422, ["request"]),
     ("bogus status on PUT", "PUT", f"{API}/{{own}}", None, {"status": "bogus"}, 422, ["body", "status"]),
-    ("bogus status on create", "POST", f"{API}/", None, {"platform_type": "airbnb", "platform_listing_id": "x", "status": "bogus"}, 422,
-     ["body", "status"]),
+    (
+        "bogus status on create",
+        "POST",
+        f"{API}/",
+        None,
+        {"platform_type": "airbnb", "platform_listing_id": "x", "status": "bogus"},
+        422,
+        ["body", "status"],
+    ),
     ("NUL in listing id", "POST", f"{API}/", None, {"platform_type": "airbnb", "platform_listing_id": "a\x00b"}, 422, ["request"]),
     ("NUL in metadata", "PUT", f"{API}/{{own}}", None, {"platform_metadata": {"note": "x\x00y"}}, 422, ["request"]),
     ("NUL in listing id on PUT", "PUT", f"{API}/{{own}}", None, {"platform_listing_id": "\x00"}, 422, ["request"]),
     ("overlong listing id", "PUT", f"{API}/{{own}}", None, {"platform_listing_id": "x" * 100_000}, 422, ["body", "platform_listing_id"]),
     ("NUL in login e-mail", "POST", "/auth/v1/token", {"grant_type": "password"}, {"email": "a\x00@b.test", "password": "x"}, 422, ["request"]),
     ("lone surrogate in listing id", "PUT", f"{API}/{{own}}", None, {"platform_listing_id": "a\ud800"}, 422, ["body"]),
-    ("lone surrogate in platform token", "POST", f"{API}/", None, {"platform_type": "airbnb", "platform_listing_id": "x", "access_token": "\udfff"},
-     422, ["body"]),
+    (
+        "lone surrogate in platform token",
+        "POST",
+        f"{API}/",
+        None,
+        {"platform_type": "airbnb", "platform_listing_id": "x", "access_token": "\udfff"},
+        422,
+        ["body"],
+    ),
 ]
 
 
@@ -215,8 +266,36 @@ def test_hostile_input_leaves_no_traceback_in_the_api_log(world, own_connection)
     assert "Traceback" not in written and "a\x00b" not in written and "bogus" not in written, written[-2000:]
 
 
-SPECIAL = st.sampled_from([99999999999999999999, -99999999999999999999, 2**63, 2**31, -1, 0, 1.5, -0.0, "\x00", "a\x00b", "%00", "x" * 5000,
-                           "' OR 1=1 --", "../../etc/passwd", "😀", "\u202e", "\ud800", "a\udfffb", "NaN", "", " ", None, True, False, [], {}])
+SPECIAL = st.sampled_from(
+    [
+        99999999999999999999,
+        -99999999999999999999,
+        2**63,
+        2**31,
+        -1,
+        0,
+        1.5,
+        -0.0,
+        "\x00",
+        "a\x00b",
+        "%00",
+        "x" * 5000,
+        "' OR 1=1 --",
+        "../../etc/passwd",
+        "😀",
+        "\u202e",
+        "\ud800",
+        "a\udfffb",
+        "NaN",
+        "",
+        " ",
+        None,
+        True,
+        False,
+        [],
+        {},
+    ]
+)
 TEXT = st.text(st.characters(exclude_categories=()), max_size=30)  # surrogates included
 SCALAR = st.one_of(SPECIAL, st.integers(), TEXT, st.floats(allow_nan=False, allow_infinity=False), st.booleans())
 HOSTILE = st.recursive(SCALAR, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=6)
@@ -241,8 +320,15 @@ def _slots(world: World, own: str) -> dict[str, Any]:
     for name in ("status", "platform_listing_id", "platform_metadata", "property_id"):
         slots[f"update.{name}"] = ("PUT", f"{API}/{own}", "body", name, {}, "a")
     slots["update.body"] = ("PUT", f"{API}/{own}", "whole", None, None, "a")
-    for method, suffix in (("GET", ""), ("PUT", ""), ("DELETE", ""), ("POST", "/test"), ("POST", "/sync"), ("GET", "/sync-logs"),
-                           ("GET", "/sync-batches")):
+    for method, suffix in (
+        ("GET", ""),
+        ("PUT", ""),
+        ("DELETE", ""),
+        ("POST", "/test"),
+        ("POST", "/sync"),
+        ("GET", "/sync-logs"),
+        ("GET", "/sync-batches"),
+    ):
         body = {"sync_type": "availability"} if suffix == "/sync" else None
         slots[f"path {method} {suffix or '/'}"] = (method, f"{API}/{{value}}{suffix}", "path", None, body, "a")
     slots["sync.sync_type"] = ("POST", f"{API}/{own}/sync", "body", "sync_type", {}, "a")
@@ -267,6 +353,7 @@ def test_no_endpoint_answers_500_to_hostile_values(world, own_connection, fuzz_c
     name = data.draw(st.sampled_from(sorted(slots)), label="slot")
     method, path, where, field, base, who = slots[name]
     value = data.draw(HOSTILE, label="value")
+
     def encoded(text: Any) -> str:  # what a raw client can put in a URL, lone surrogates included
         return quote(str(text).encode("utf-8", "surrogatepass"), safe="")
 
@@ -305,6 +392,7 @@ def test_fuzzing_left_no_traceback_and_no_500_in_the_api_log(world):
 
 
 # --- the one mapping, and the boundary for what it does not know ------------------------------------------
+
 
 def _database_error(database_url: str, sql: str, *args):
     async def go(conn):

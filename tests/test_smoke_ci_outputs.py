@@ -62,7 +62,20 @@ def runs(cli_module, sandbox, tmp_path_factory):
 
     each_state("healthy")
     collected.append(_run(cli_module, "healthy", "smoke", "--env-file", str(odd), "--json", "--wait", "30", junit=out / "odd.xml"))
-    collected.append(_run(cli_module, "healthy", "--env-file", env_file, "smoke", "--json", "--wait", "30", junit=out / "staging.xml", env={"PMSOPS_CONTEXT": "staging"}))
+    collected.append(
+        _run(
+            cli_module,
+            "healthy",
+            "--env-file",
+            env_file,
+            "smoke",
+            "--json",
+            "--wait",
+            "30",
+            junit=out / "staging.xml",
+            env={"PMSOPS_CONTEXT": "staging"},
+        )
+    )
     sandbox.stop("worker")
     try:
         each_state("worker-stopped")
@@ -145,8 +158,9 @@ def test_a_warning_step_is_visible_as_skipped_and_is_a_failure_with_strict():
     from pmsops import results
     from pmsops.api.smoke import SmokeRun, junit_xml
 
-    run = SmokeRun(results=[results.ok("env", "loaded", label="1 load environment"),
-                            results.warn("health", "HTTP 200, status degraded", label="3 health")])
+    run = SmokeRun(
+        results=[results.ok("env", "loaded", label="1 load environment"), results.warn("health", "HTTP 200, status degraded", label="3 health")]
+    )
     plain, strict = ET.fromstring(junit_xml(run, "prod")), ET.fromstring(junit_xml(run, "prod", strict=True))
     marker = next(c for c in plain if c.get("name") == "3 health").find("skipped")
     assert marker.get("type") == "warning" and marker.get("message") == "warning: HTTP 200, status degraded"
@@ -167,7 +181,14 @@ def test_every_json_output_is_exactly_one_report_and_the_jq_gate_passes_only_whe
 
 
 def test_errors_that_exit_1_or_2_still_write_a_report(runs):
-    api_down = [r for r in runs if r.state == "api-stopped" and r.args[2:4] in (("connections", "list"), ("sync", "logs")) and "not-a-uuid" not in r.args and "0" not in r.args]
+    api_down = [
+        r
+        for r in runs
+        if r.state == "api-stopped"
+        and r.args[2:4] in (("connections", "list"), ("sync", "logs"))
+        and "not-a-uuid" not in r.args
+        and "0" not in r.args
+    ]
     assert api_down and all(r.exit_code == 1 and json.loads(r.stdout)["status"] == "fail" for r in api_down)
     unknown = next(r for r in runs if r.state == "healthy" and r.args[2:4] == ("sync", "logs") and "not-a-uuid" not in r.args)
     assert unknown.exit_code == 1 and "404" in json.loads(unknown.stdout)["error"]["message"]
@@ -198,8 +219,11 @@ def test_junit_stays_well_formed_and_schema_valid_whatever_a_step_says():
     makers = [results.ok, results.warn, results.fail, results.skip]
 
     @settings(max_examples=150, deadline=None)
-    @given(st.lists(st.tuples(st.sampled_from(range(4)), st.text(), st.text(), st.lists(st.text(), max_size=2)), min_size=1, max_size=6),
-           st.text(min_size=1), st.booleans())
+    @given(
+        st.lists(st.tuples(st.sampled_from(range(4)), st.text(), st.text(), st.lists(st.text(), max_size=2)), min_size=1, max_size=6),
+        st.text(min_size=1),
+        st.booleans(),
+    )
     def check(steps, context, strict):
         run = SmokeRun(results=[makers[k](name, summary, notes=notes, hint=summary or None, duration_ms=1.0) for k, name, summary, notes in steps])
         text = junit_xml(run, context, strict, hostname="ci-host")

@@ -29,7 +29,14 @@ def test_smoke_json_and_junit_match_the_steps(cli, sandbox, tmp_path):
     report = json.loads(result.stdout)
     assert report["schema"] == "pmsops.report/v1" and report["command"] == "smoke"
     assert [r["name"] for r in report["results"]] == ["env", "token", "health", "connection", "trigger", "sync-logs"]  # stable keys
-    assert [r["label"] for r in report["results"]] == ["1 load environment", "2 token", "3 health", "4 channel connection", "5 trigger sync", "6 sync logs"]
+    assert [r["label"] for r in report["results"]] == [
+        "1 load environment",
+        "2 token",
+        "3 health",
+        "4 channel connection",
+        "5 trigger sync",
+        "6 sync logs",
+    ]
     assert len(report["context"]["task_ids"]) == 1
     suite = ET.parse(junit).getroot()
     assert suite.get("tests") == "6" and suite.get("failures") == "0"

@@ -11,8 +11,17 @@ import pytest
 from pmsops.sync.config import TIME_LIMIT_GRACE, ConfigError, SyncSettings, backoff
 
 
-@pytest.mark.parametrize(("name", "value"), [("SYNC_RETRY_BASE", "fast"), ("SYNC_MAX_RETRIES", "3.5"), ("CELERY_TIME_LIMIT", "-1"),
-                                             ("SYNC_RATE_LIMITS", "maybe"), ("CELERY_VISIBILITY_TIMEOUT", "nan"), ("CELERY_CONCURRENCY", "0")])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SYNC_RETRY_BASE", "fast"),
+        ("SYNC_MAX_RETRIES", "3.5"),
+        ("CELERY_TIME_LIMIT", "-1"),
+        ("SYNC_RATE_LIMITS", "maybe"),
+        ("CELERY_VISIBILITY_TIMEOUT", "nan"),
+        ("CELERY_CONCURRENCY", "0"),
+    ],
+)
 def test_a_bad_sync_setting_is_a_clear_error_not_a_silent_default(name, value):
     with pytest.raises(ConfigError) as caught:
         SyncSettings.from_env({name: value})
@@ -42,8 +51,13 @@ def test_product_defaults_keep_every_countdown_below_the_visibility_timeout():
 def _worker(env: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess:
     import os
 
-    return subprocess.run([sys.executable, "-P", "-m", "celery", "-A", "pmsops.sync.worker:celery_app", "worker", "--pool", "solo", "-l", "WARNING"],
-                          env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-P", "-m", "celery", "-A", "pmsops.sync.worker:celery_app", "worker", "--pool", "solo", "-l", "WARNING"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_worker_refuses_to_start_when_a_countdown_could_outlast_the_visibility_timeout(redis_server):
@@ -80,8 +94,16 @@ def test_a_second_app_from_the_factory_runs_as_an_embedded_worker(redis_server, 
     from sync_helpers import seed_connection, sender_for, wait_final
 
     broker = redis_server.url_for_db(15)
-    settings = SyncSettings.from_env({"CELERY_BROKER_URL": broker, "REDIS_URL": broker, "DATABASE_URL": sync_db, "ENCRYPTION_KEY": ENCRYPTION_KEY,
-                                      "PLATFORM_BASE_URL": fake_platform.url, "SYNC_REAP_INTERVAL": "0"})
+    settings = SyncSettings.from_env(
+        {
+            "CELERY_BROKER_URL": broker,
+            "REDIS_URL": broker,
+            "DATABASE_URL": sync_db,
+            "ENCRYPTION_KEY": ENCRYPTION_KEY,
+            "PLATFORM_BASE_URL": fake_platform.url,
+            "SYNC_REAP_INTERVAL": "0",
+        }
+    )
     app = create_app(settings, name="embedded")
     ids = seed_connection(sync_db, platform="google")
     from pmsops.sync.runtime import close_runtime

@@ -96,7 +96,10 @@ def test_worker_killed_mid_task_is_re_sent_long_before_the_visibility_timeout(cr
 def test_two_workers_on_one_queue_process_each_task_once(redis_server, sync_db, fake_platform):
     fake_platform.reset()
     env = sync_worker_env(redis_server, 5, sync_db, fake_platform.url)
-    workers = [start_worker(env["CELERY_BROKER_URL"], f"twin{i}@pmsops-test", app="pmsops.sync.worker:celery_app", concurrency=2, extra_env=env) for i in (1, 2)]
+    workers = [
+        start_worker(env["CELERY_BROKER_URL"], f"twin{i}@pmsops-test", app="pmsops.sync.worker:celery_app", concurrency=2, extra_env=env)
+        for i in (1, 2)
+    ]
     try:
         connections = [seed_connection(sync_db, platform="google", rates_days=1) for _ in range(12)]
         task_ids = []
@@ -113,7 +116,13 @@ def test_two_workers_on_one_queue_process_each_task_once(redis_server, sync_db, 
 
 def test_reap_marks_stale_running_logs_failed(cli, sync_db):
     ids = seed_connection(sync_db)
-    run(sync_db, lambda c: c.execute("INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at) VALUES ($1::uuid, 'pricing_update', 'running', 'stale-task', now() - interval '90 minutes')", ids["connection_id"]))
+    run(
+        sync_db,
+        lambda c: c.execute(
+            "INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at) VALUES ($1::uuid, 'pricing_update', 'running', 'stale-task', now() - interval '90 minutes')",
+            ids["connection_id"],
+        ),
+    )
     result = cli("sync", "reap", "--older-than", "60m", "--database-url", sync_db, "--connection", ids["connection_id"], "--yes")
     assert result.exit_code == 0, result.output
     assert "marked 1 stale log(s) failed" in result.stdout
@@ -127,7 +136,10 @@ def test_worker_reuses_its_database_connections(sync_db, sync_worker, postgres):
     for _ in range(10):
         task_ids += trigger(sync_db, sync_worker["CELERY_BROKER_URL"], ids["connection_id"], "availability").task_ids
     wait_final(sync_db, task_ids)
-    count = run(postgres.superuser_url, lambda c: c.fetchval("SELECT count(*) FROM pg_stat_activity WHERE usename = 'pms user' AND backend_type = 'client backend'"))
+    count = run(
+        postgres.superuser_url,
+        lambda c: c.fetchval("SELECT count(*) FROM pg_stat_activity WHERE usename = 'pms user' AND backend_type = 'client backend'"),
+    )
     assert count <= 4 + 1 + 1  # the worker's pool (concurrency + 1) and this query's connection
 
 
@@ -135,7 +147,13 @@ def test_a_triggered_log_whose_message_was_lost_is_re_sent_and_completes(redis_s
     env = sync_worker_env(redis_server, 9, sync_db, fake_platform.url, SYNC_REAP_INTERVAL="0.5", SYNC_RESEND_AFTER="1")
     ids = seed_connection(sync_db)
     # a trigger whose broker message is gone (a Redis that lost its data): the log is the outbox
-    run(sync_db, lambda c: c.execute("INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at) VALUES ($1::uuid, 'bookings_sync', 'triggered', 'orphan-task', now() - interval '5 minutes')", ids["connection_id"]))
+    run(
+        sync_db,
+        lambda c: c.execute(
+            "INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at) VALUES ($1::uuid, 'bookings_sync', 'triggered', 'orphan-task', now() - interval '5 minutes')",
+            ids["connection_id"],
+        ),
+    )
     worker = start_worker(env["CELERY_BROKER_URL"], "sweeper@pmsops-test", app="pmsops.sync.worker:celery_app", concurrency=1, extra_env=env)
     try:
         [log] = wait_final(sync_db, ["orphan-task"], timeout=20)
@@ -147,7 +165,9 @@ def test_a_triggered_log_whose_message_was_lost_is_re_sent_and_completes(redis_s
 def test_the_sweeper_fails_only_what_it_cannot_re_send_and_never_an_operation_the_broker_holds(redis_server, sync_db, fake_platform):
     from sync_helpers import sender_for, wait_until
 
-    env = sync_worker_env(redis_server, 10, sync_db, fake_platform.url, SYNC_REAP_INTERVAL="0.3", SYNC_RESEND_AFTER="0.5", SYNC_LOG_STALE_MINUTES=str(2 / 60))
+    env = sync_worker_env(
+        redis_server, 10, sync_db, fake_platform.url, SYNC_REAP_INTERVAL="0.3", SYNC_RESEND_AFTER="0.5", SYNC_LOG_STALE_MINUTES=str(2 / 60)
+    )
     ids = seed_connection(sync_db)
     insert = "INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at) VALUES ($1::uuid, $2, $3, $4, now() - interval '5 minutes')"
     # a legacy operation no task can run (nothing to re-send), and one waiting in the worker for its countdown

@@ -65,9 +65,13 @@ def test_check_constraint_rejecting_an_operation_type_is_reported(cli, scratch_d
     migrate_database(scratch_db)
 
     async def narrow(conn):
-        name = await conn.fetchval("SELECT conname FROM pg_constraint WHERE conrelid = 'channel_sync_logs'::regclass AND pg_get_constraintdef(oid) LIKE '%operation_type%'")
+        name = await conn.fetchval(
+            "SELECT conname FROM pg_constraint WHERE conrelid = 'channel_sync_logs'::regclass AND pg_get_constraintdef(oid) LIKE '%operation_type%'"
+        )
         await conn.execute(f"ALTER TABLE channel_sync_logs DROP CONSTRAINT {name}")
-        await conn.execute("ALTER TABLE channel_sync_logs ADD CONSTRAINT old_ops CHECK (operation_type IN ('availability_update', 'pricing_update', 'bookings_import'))")
+        await conn.execute(
+            "ALTER TABLE channel_sync_logs ADD CONSTRAINT old_ops CHECK (operation_type IN ('availability_update', 'pricing_update', 'bookings_import'))"
+        )
         await conn.execute("ALTER TABLE channel_sync_logs DROP COLUMN batch_id")
 
     run(scratch_db, narrow)

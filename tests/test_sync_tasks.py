@@ -41,7 +41,9 @@ def test_bookings_pull_imports_reservations_idempotently(sync_db, sync_worker, f
 
     ids = seed_connection(sync_db, platform="expedia")
     start = date.today() + timedelta(days=20)
-    fake_platform.set_reservations(ids["listing"], [{"id": "EXP-1", "check_in": start.isoformat(), "check_out": (start + timedelta(days=2)).isoformat(), "guest_name": "Ada"}])
+    fake_platform.set_reservations(
+        ids["listing"], [{"id": "EXP-1", "check_in": start.isoformat(), "check_out": (start + timedelta(days=2)).isoformat(), "guest_name": "Ada"}]
+    )
     first = trigger(sync_db, sync_worker["CELERY_BROKER_URL"], ids["connection_id"], "bookings")
     [log] = wait_final(sync_db, first.task_ids)
     assert log["status"] == "success", log
@@ -59,13 +61,17 @@ def test_overlapping_import_is_stored_as_conflict_not_double_booked(sync_db, syn
 
     ids = seed_connection(sync_db, platform="fewo_direkt", bookings=[(10, 4)])
     overlap = date.today() + timedelta(days=12)
-    fake_platform.set_reservations(ids["listing"], [{"id": "FEWO-9", "check_in": overlap.isoformat(), "check_out": (overlap + timedelta(days=3)).isoformat()}])
+    fake_platform.set_reservations(
+        ids["listing"], [{"id": "FEWO-9", "check_in": overlap.isoformat(), "check_out": (overlap + timedelta(days=3)).isoformat()}]
+    )
     triggered = trigger(sync_db, sync_worker["CELERY_BROKER_URL"], ids["connection_id"], "bookings")
     [log] = wait_final(sync_db, triggered.task_ids)
     assert log["status"] == "success", log
     [conflict] = log["details"]["conflicts"]
     assert conflict["external_id"] == "FEWO-9" and conflict["overlaps_booking_id"]
-    statuses = run(sync_db, lambda c: c.fetch("SELECT external_id, status FROM bookings WHERE property_id = $1::uuid ORDER BY check_in", ids["property_id"]))
+    statuses = run(
+        sync_db, lambda c: c.fetch("SELECT external_id, status FROM bookings WHERE property_id = $1::uuid ORDER BY check_in", ids["property_id"])
+    )
     assert [r["status"] for r in statuses] == ["confirmed", "conflict"]
 
 
@@ -196,9 +202,20 @@ def test_a_trigger_does_not_fail_an_older_open_log_it_cannot_see_in_the_broker(s
     from pmsops.sync.trigger import trigger_sync
 
     ids = seed_connection(sync_db)
-    run(sync_db, lambda c: c.execute("INSERT INTO channel_sync_logs (connection_id, operation_type, status, updated_at) VALUES ($1::uuid, 'availability_update', 'running', now() - interval '2 hours')", ids["connection_id"]))
+    run(
+        sync_db,
+        lambda c: c.execute(
+            "INSERT INTO channel_sync_logs (connection_id, operation_type, status, updated_at) VALUES ($1::uuid, 'availability_update', 'running', now() - interval '2 hours')",
+            ids["connection_id"],
+        ),
+    )
     run(sync_db, lambda c: trigger_sync(c, ids["connection_id"], "pricing", send=lambda *a: None))
-    status = run(sync_db, lambda c: c.fetchval("SELECT status FROM channel_sync_logs WHERE connection_id = $1::uuid AND operation_type = 'availability_update'", ids["connection_id"]))
+    status = run(
+        sync_db,
+        lambda c: c.fetchval(
+            "SELECT status FROM channel_sync_logs WHERE connection_id = $1::uuid AND operation_type = 'availability_update'", ids["connection_id"]
+        ),
+    )
     assert status == "running"  # only the sweeper, which sees the broker, settles open logs
 
 
@@ -241,7 +258,13 @@ def test_a_late_retry_notice_does_not_reopen_a_failed_log(sync_db):
     from pmsops.sync.logs import mark_running
 
     ids = seed_connection(sync_db)
-    run(sync_db, lambda c: c.execute("INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, details) VALUES ($1::uuid, 'pricing_update', 'failed', 'late-notice', '{\"retry_count\": 3}')", ids["connection_id"]))
+    run(
+        sync_db,
+        lambda c: c.execute(
+            "INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, details) VALUES ($1::uuid, 'pricing_update', 'failed', 'late-notice', '{\"retry_count\": 3}')",
+            ids["connection_id"],
+        ),
+    )
     assert run(sync_db, lambda c: mark_running(c, "late-notice", {"retry_count": 3, "next_retry_seconds": 4})) is None
     assert logs_for(sync_db, ["late-notice"])[0]["status"] == "failed"
 
@@ -253,11 +276,16 @@ def test_a_redelivered_task_of_a_finished_operation_does_not_push_again(sync_db,
     triggered = trigger(sync_db, sync_worker["CELERY_BROKER_URL"], ids["connection_id"], "availability")
     [first] = wait_final(sync_db, triggered.task_ids)
     assert first["status"] == "success", first
-    sender_for(sync_worker["CELERY_BROKER_URL"])("pmsops.sync.availability_push", ids["connection_id"], triggered.task_ids[0])  # the same message again
+    sender_for(sync_worker["CELERY_BROKER_URL"])(
+        "pmsops.sync.availability_push", ids["connection_id"], triggered.task_ids[0]
+    )  # the same message again
 
     from sync_helpers import logs_for, wait_until
 
-    [again] = wait_until(lambda: [r for r in logs_for(sync_db, triggered.task_ids) if r["details"].get("duplicate_deliveries")], 20,
-                         "the second delivery was never recorded")
+    [again] = wait_until(
+        lambda: [r for r in logs_for(sync_db, triggered.task_ids) if r["details"].get("duplicate_deliveries")],
+        20,
+        "the second delivery was never recorded",
+    )
     assert (again["status"], again["details"]["duplicate_deliveries"]) == ("success", 1)
     assert len([c for c in fake_platform.received("availability") if c["listing"] == ids["listing"]]) == 1

@@ -63,6 +63,7 @@ def test_database_down_shows_database_unreachable_in_the_sync_panel_while_broker
 
 # --- the live view in a pseudo-terminal ------------------------------------------------------------------------
 
+
 def _spawn_top(env_file: str, interval: str = "0.3", *extra: str):
     """``pmsops top`` as a child on a pseudo-terminal of 40x160; returns (pid, master fd)."""
     import fcntl
@@ -75,7 +76,11 @@ def _spawn_top(env_file: str, interval: str = "0.3", *extra: str):
         env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "COLUMNS", "LINES")}  # pytest's COLUMNS would win over the pty
         env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
         fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
-        os.execve(sys.executable, [sys.executable, "-m", "pmsops", "--env-file", env_file, "top", "--interval", interval, "--broadcast-timeout", "0.3", *extra], env)
+        os.execve(
+            sys.executable,
+            [sys.executable, "-m", "pmsops", "--env-file", env_file, "top", "--interval", interval, "--broadcast-timeout", "0.3", *extra],
+            env,
+        )
     return pid, fd
 
 

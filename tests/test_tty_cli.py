@@ -213,7 +213,7 @@ def test_ctrl_c_with_json_still_writes_one_report_with_what_was_found(black_hole
     finally:
         tty.close()
     assert code == 130
-    report = json.loads(tty.text[tty.text.index("{"):tty.text.rindex("}") + 1])
+    report = json.loads(tty.text[tty.text.index("{") : tty.text.rindex("}") + 1])
     assert report["exit_code"] == 130 and report["interrupted"] is True
     assert "db" in report["not_finished"]
     assert [r["name"] for r in report["results"] if r["name"] == "redis"] == ["redis"]
@@ -305,8 +305,10 @@ def _stale_log(sync_db) -> tuple[str, str]:
 
     ids = seed_connection(sync_db)
     task = f"stale-{uuid.uuid4()}"
-    insert = ("INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at) "
-              "VALUES ($1::uuid, 'pricing_update', 'running', $2, now() - interval '90 minutes')")
+    insert = (
+        "INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at) "
+        "VALUES ($1::uuid, 'pricing_update', 'running', $2, now() - interval '90 minutes')"
+    )
     run_sql(sync_db, lambda c: c.execute(insert, ids["connection_id"], task))
     return ids["connection_id"], task
 
@@ -333,11 +335,21 @@ def test_sync_trigger_wait_piped_never_repeats_a_progress_line(sandbox):
 
     env = {**os.environ, "PYTHONPATH": SRC}
     env.pop("COLUMNS", None)
-    listed = subprocess.run([sys.executable, "-m", "pmsops", "--env-file", str(sandbox.env_path), "connections", "list", "--json"],
-                            env=env, capture_output=True, text=True, timeout=30)
+    listed = subprocess.run(
+        [sys.executable, "-m", "pmsops", "--env-file", str(sandbox.env_path), "connections", "list", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     cid = [c for c in json.loads(listed.stdout)["results"][0]["details"]["connections"] if c["status"] == "active"][0]["id"]
-    done = subprocess.run([sys.executable, "-m", "pmsops", "--env-file", str(sandbox.env_path), "sync", "trigger", cid, "--type", "full",
-                           "--wait", "30"], env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "pmsops", "--env-file", str(sandbox.env_path), "sync", "trigger", cid, "--type", "full", "--wait", "30"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     progress = [line for line in done.stderr.splitlines() if line.startswith("    … ")]
     assert progress, done.stderr  # what each operation did, as it changed

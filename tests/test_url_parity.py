@@ -59,8 +59,10 @@ REDIS_PY_VECTORS = [
     ("redis://myuser:mypass@localhost", {"user": "myuser", "password": "mypass"}),
     ("redis://localhost/2", {"database": "2"}),
     ("redis://localhost/2?db=3", {"database": "3"}),
-    ("redis://localhost/2?socket_timeout=20&socket_connect_timeout=10&socket_keepalive=&retry_on_timeout=Yes&max_connections=10",
-     {"database": "2", "options": {"socket_timeout": "20.0", "socket_connect_timeout": "10.0", "retry_on_timeout": "True"}}),
+    (
+        "redis://localhost/2?socket_timeout=20&socket_connect_timeout=10&socket_keepalive=&retry_on_timeout=Yes&max_connections=10",
+        {"database": "2", "options": {"socket_timeout": "20.0", "socket_connect_timeout": "10.0", "retry_on_timeout": "True"}},
+    ),
     ("redis://location?client_name=test-client", {"options": {"client_name": "test-client"}}),
     ("redis://location?client_name=worker%2520name", {"options": {"client_name": "worker%20name"}}),
     ("unix:///socket", {"addresses": ["/socket"]}),
@@ -68,8 +70,10 @@ REDIS_PY_VECTORS = [
     ("unix://:mypassword@/socket", {"addresses": ["/socket"], "password": "mypassword"}),
     ("unix:///socket?db=2", {"addresses": ["/socket"], "database": "2"}),
     ("rediss://my.host", {"addresses": ["my.host:6379"], "tls": True}),
-    ("rediss://?ssl_cert_reqs=none", {"addresses": ["localhost:6379"], "tls": True,
-                                      "fallback": "no host in the URL: redis-py falls back to localhost:6379"}),
+    (
+        "rediss://?ssl_cert_reqs=none",
+        {"addresses": ["localhost:6379"], "tls": True, "fallback": "no host in the URL: redis-py falls back to localhost:6379"},
+    ),
 ]
 REDIS_PY_REFUSED = [
     # (url, words of the one-line refusal) — the library raises for these
@@ -110,8 +114,7 @@ KOMBU_VECTORS = [
     # from kombu t/unit/utils/test_url.py
     ("amqp://user:pass@localhost:5672/my/vhost", {"addresses": ["localhost:5672"], "user": "user", "password": "pass", "database": "my/vhost"}),
     ("rediss://user:password@host:6379/0?ssl_check_hostname=on", {"addresses": ["host:6379"], "user": "user", "password": "password", "tls": True}),
-    ("rediss://user:password@host:6379/0?ssl_cert_reqs=required&ssl_ca_certs=%2Fvar%2Fssl%2Fmyca.pem",
-     {"addresses": ["host:6379"], "tls": True}),
+    ("rediss://user:password@host:6379/0?ssl_cert_reqs=required&ssl_ca_certs=%2Fvar%2Fssl%2Fmyca.pem", {"addresses": ["host:6379"], "tls": True}),
     # kombu.Connection behaviour the broker relies on
     ("redis://h1;redis://h2", {"addresses": ["h1:6379"]}),
     ("redis+socket:///run/redis/redis.sock", {"addresses": ["/run/redis/redis.sock"]}),
@@ -137,13 +140,20 @@ ASYNCPG_VECTORS = [
     ("postgresql://user@host1:1111,host2:2222/db", {"addresses": ["host1:1111", "host2:2222"]}),
     ("postgresql:///db?user=user&host=[2001:db8::1234],[::1]", {"addresses": ["[2001:db8::1234]:5432", "[::1]:5432"], "user": "user"}),
     ("postgresql:///dbname?host=/unix_sock/test&user=spam", {"addresses": ["/unix_sock/test/.s.PGSQL.5432"], "user": "spam", "database": "dbname"}),
-    ("postgresql://us%40r:p%40ss@h%40st1,h%40st2:543%33/d%62", {"addresses": ["h@st1:5432", "h@st2:5433"], "user": "us@r", "password": "p@ss", "database": "db"}),
+    (
+        "postgresql://us%40r:p%40ss@h%40st1,h%40st2:543%33/d%62",
+        {"addresses": ["h@st1:5432", "h@st2:5433"], "user": "us@r", "password": "p@ss", "database": "db"},
+    ),
     ("postgresql:///d%62?user=us%40r&host=h%40st&port=543%33", {"addresses": ["h@st:5433"], "user": "us@r", "database": "db"}),
     ("postgres://user@?port=56226&host=%2Ftmp", {"addresses": ["/tmp/.s.PGSQL.56226"], "user": "user", "database": "user"}),
-    ("postgres:///db?host=/cloudsql/project:region:instance-name&user=spam",
-     {"addresses": ["/cloudsql/project:region:instance-name/.s.PGSQL.5432"], "user": "spam"}),
-    ("postgres:///db?host=127.0.0.1:5432,/cloudsql/project:region:instance-name,localhost:5433&user=spam",
-     {"addresses": ["127.0.0.1:5432", "/cloudsql/project:region:instance-name/.s.PGSQL.5432", "localhost:5433"]}),
+    (
+        "postgres:///db?host=/cloudsql/project:region:instance-name&user=spam",
+        {"addresses": ["/cloudsql/project:region:instance-name/.s.PGSQL.5432"], "user": "spam"},
+    ),
+    (
+        "postgres:///db?host=127.0.0.1:5432,/cloudsql/project:region:instance-name,localhost:5433&user=spam",
+        {"addresses": ["127.0.0.1:5432", "/cloudsql/project:region:instance-name/.s.PGSQL.5432", "localhost:5433"]},
+    ),
     ("postgres:///postgres?host=127.0.0.1,127.0.0.2&port=5432&user=postgres", {"addresses": ["127.0.0.1:5432", "127.0.0.2:5432"]}),
     ("postgresql+asyncpg://u:p@db:5433/pms", {"addresses": ["db:5433"], "user": "u", "password": "p", "database": "pms"}),
 ]
@@ -179,7 +189,9 @@ def check_expected(reading, expected: dict) -> None:
 PRINTABLE = "".join(chr(c) for c in range(32, 127))
 NON_ASCII = "äöüßéñç€中文ДЖ"
 SECRET_CHARS = st.text(alphabet=PRINTABLE + NON_ASCII + "\t", min_size=1, max_size=16)
-LABEL = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=10).filter(lambda s: not s.startswith("-") and not s.endswith("-"))
+LABEL = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=10).filter(
+    lambda s: not s.startswith("-") and not s.endswith("-")
+)
 
 
 @dataclass
@@ -253,9 +265,13 @@ def _oracle_redis_py(url: str) -> dict:
     pool = redis.ConnectionPool.from_url(url)
     conn = pool.make_connection()
     path = getattr(conn, "path", None)
-    return {"address": path if path else f"{'[' + conn.host + ']' if ':' in conn.host else conn.host}:{conn.port}",
-            "host": None if path else conn.host, "user": pool.connection_kwargs.get("username"),
-            "password": pool.connection_kwargs.get("password"), "database": str(conn.db)}
+    return {
+        "address": path if path else f"{'[' + conn.host + ']' if ':' in conn.host else conn.host}:{conn.port}",
+        "host": None if path else conn.host,
+        "user": pool.connection_kwargs.get("username"),
+        "password": pool.connection_kwargs.get("password"),
+        "database": str(conn.db),
+    }
 
 
 def _oracle_kombu(url: str) -> dict:
@@ -264,8 +280,13 @@ def _oracle_kombu(url: str) -> dict:
     conn = Connection(url)
     # kombu's Redis channel: 'host': conninfo.hostname or '127.0.0.1', 'port': conninfo.port or default_port
     host, port = conn.hostname or "127.0.0.1", conn.port or conn.transport.default_port
-    return {"address": f"{'[' + host + ']' if ':' in host else host}:{port}", "host": host, "user": conn.userid,
-            "password": conn.password, "database": conn.virtual_host}
+    return {
+        "address": f"{'[' + host + ']' if ':' in host else host}:{port}",
+        "host": host,
+        "user": conn.userid,
+        "password": conn.password,
+        "database": conn.virtual_host,
+    }
 
 
 _CELERY_APP = None
@@ -280,20 +301,44 @@ def _oracle_backend(url: str) -> dict:
         _CELERY_APP = Celery("parity", set_as_current=False)
     params = RedisBackend(app=_CELERY_APP, url=url).connparams
     host = params["host"]
-    return {"address": f"{'[' + host + ']' if ':' in host else host}:{params['port']}", "host": host,
-            "user": params.get("username"), "password": params.get("password"), "database": str(params["db"])}
+    return {
+        "address": f"{'[' + host + ']' if ':' in host else host}:{params['port']}",
+        "host": host,
+        "user": params.get("username"),
+        "password": params.get("password"),
+        "database": str(params["db"]),
+    }
 
 
 def _oracle_asyncpg(url: str) -> dict:
     from asyncpg import connect_utils
 
     addrs, params = connect_utils._parse_connect_dsn_and_args(
-        dsn=url, host=None, port=None, user=None, password=None, passfile=None, database=None, ssl=None, service=None,
-        servicefile=None, direct_tls=None, server_settings=None, target_session_attrs=None, krbsrvname=None, gsslib=None)
+        dsn=url,
+        host=None,
+        port=None,
+        user=None,
+        password=None,
+        passfile=None,
+        database=None,
+        ssl=None,
+        service=None,
+        servicefile=None,
+        direct_tls=None,
+        server_settings=None,
+        target_session_attrs=None,
+        krbsrvname=None,
+        gsslib=None,
+    )
     first = addrs[0]
     address = first if isinstance(first, str) else f"{'[' + first[0] + ']' if ':' in first[0] else first[0]}:{first[1]}"
-    return {"address": address, "host": None if isinstance(first, str) else first[0], "user": params.user,
-            "password": params.password, "database": params.database}
+    return {
+        "address": address,
+        "host": None if isinstance(first, str) else first[0],
+        "user": params.user,
+        "password": params.password,
+        "database": params.database,
+    }
 
 
 ORACLES = {"redis-py": _oracle_redis_py, "kombu": _oracle_kombu, "celery-backend": _oracle_backend, "asyncpg": _oracle_asyncpg}
@@ -342,9 +387,13 @@ def compare(client: str, meant: Meant) -> None:
     leaked = [f for f in _fragments(meant.password) if f in message and f not in own]
     assert leaked == [], (meant.url, message)
     if oracle_error is None:
-        misread = (oracle["password"] != (meant.password or None)
-                   or meant.user and oracle["user"] != meant.user
-                   or meant.host and (oracle["host"] or "").lower() != meant.host.lower())
+        misread = (
+            oracle["password"] != (meant.password or None)
+            or meant.user
+            and oracle["user"] != meant.user
+            or meant.host
+            and (oracle["host"] or "").lower() != meant.host.lower()
+        )
         assert misread, f"false alarm: {client} reads {meant.url!r} as meant, pmsops refused: {message}"
         assert "would send" in message, f"refusal does not name {client}'s reading: {message}"
 

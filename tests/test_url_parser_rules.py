@@ -38,8 +38,14 @@ def _redis_py(url: str) -> dict:
 def _kombu(url: str) -> dict:
     pieces = url.split(";")
     parts = url_to_parts(pieces[0])
-    return {"host": parts.hostname, "port": parts.port, "username": parts.username, "password": parts.password, "db": parts.path,
-            "failover_urls": len(pieces)}
+    return {
+        "host": parts.hostname,
+        "port": parts.port,
+        "username": parts.username,
+        "password": parts.password,
+        "db": parts.path,
+        "failover_urls": len(pieces),
+    }
 
 
 def _urls(password: str, host: str, encoded: bool) -> str:

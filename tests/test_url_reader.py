@@ -17,8 +17,22 @@ def test_raw_at_in_database_password_names_asyncpgs_reading_not_the_supabase_net
 
     url = "postgresql://user:p@ss@dbhost.invalid/db"
     addrs, params = connect_utils._parse_connect_dsn_and_args(
-        dsn=url, host=None, port=None, user=None, password=None, passfile=None, database=None, ssl=None, service=None,
-        servicefile=None, direct_tls=None, server_settings=None, target_session_attrs=None, krbsrvname=None, gsslib=None)
+        dsn=url,
+        host=None,
+        port=None,
+        user=None,
+        password=None,
+        passfile=None,
+        database=None,
+        ssl=None,
+        service=None,
+        servicefile=None,
+        direct_tls=None,
+        server_settings=None,
+        target_session_attrs=None,
+        krbsrvname=None,
+        gsslib=None,
+    )
     assert (addrs[0][0], params.password) == ("ss@dbhost.invalid", "p")  # what asyncpg really does
 
     result = cli("check", "db", "--url", url)
@@ -121,12 +135,15 @@ def test_kombu_refuses_a_broker_url_with_a_db_query_as_kombu_does(cli):
     assert "kombu (Celery's broker) fails on the unknown query option 'db'" in result.stderr
 
 
-@pytest.mark.parametrize(("url", "masked"), [
-    ("redis://ops:s3cr3t!@coolify-redis:6379/0", "redis://ops:***@coolify-redis:6379/0"),
-    ("postgresql://pms%20user:pw@db:5432/pms", "postgresql://pms%20user:***@db:5432/pms"),
-    ("postgresql://user:p@ss@db/pms", "postgresql://user:***@db/pms"),
-    ("redis://:pa/ss@host:6379/0", "redis://:***@host:6379/0"),
-])
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("redis://ops:s3cr3t!@coolify-redis:6379/0", "redis://ops:***@coolify-redis:6379/0"),
+        ("postgresql://pms%20user:pw@db:5432/pms", "postgresql://pms%20user:***@db:5432/pms"),
+        ("postgresql://user:p@ss@db/pms", "postgresql://user:***@db/pms"),
+        ("redis://:pa/ss@host:6379/0", "redis://:***@host:6379/0"),
+    ],
+)
 def test_masked_urls_keep_the_user_name_for_acl_deployments(url, masked):
     assert mask_url(url) == masked
 
@@ -144,7 +161,8 @@ def test_database_user_name_without_password_is_not_masked_as_a_secret():
     read_url("postgresql://postgres@db.internal:5432/pms", "asyncpg")
 
     assert redact("connecting as postgres to postgresql://postgres@db.internal:5432/pms") == (
-        "connecting as postgres to postgresql://postgres@db.internal:5432/pms")
+        "connecting as postgres to postgresql://postgres@db.internal:5432/pms"
+    )
 
 
 def test_redis_userinfo_without_colon_is_masked_as_the_password_it_almost_always_is():

@@ -22,14 +22,14 @@ from pmsops.redaction import REDACTOR, redact
 from pmsops.urlread import read_url, register_url_secrets
 
 SENTINELS = [
-    "PrefixQz7/tail",        # the issue's reproduction
-    "Qx7@Vk:9/Zp?Lm#Nw",     # the issue's database case
+    "PrefixQz7/tail",  # the issue's reproduction
+    "Qx7@Vk:9/Zp?Lm#Nw",  # the issue's database case
     "Jq9#Wz4@Kv8x",
     "Zk[8Qv]Xw3J",
     "Vw;Kq/Jz9X",
     "Mq9 ?Xz8@Wv",
     "Xq\tZv/Wk8J",
-    "HqZT9QX/Kz",            # upper case: urlsplit lower-cases a piece it reads as host
+    "HqZT9QX/Kz",  # upper case: urlsplit lower-cases a piece it reads as host
     "Wq8:Zx/Vk9:Jy",
     "Zü9/Kä8#Qö",
 ]
@@ -83,8 +83,17 @@ COMMANDS = [
     (("wait-for-deps",), "REDIS_URL"),
     (("wait-for-deps",), "DATABASE_URL"),
 ]
-JSON_COMMANDS = {("celery", "ping"), ("celery", "registered"), ("celery", "stats"), ("celery", "active"), ("doctor",),
-                 ("worker-check",), ("check", "redis"), ("check", "db"), ("redis-url", "check")}
+JSON_COMMANDS = {
+    ("celery", "ping"),
+    ("celery", "registered"),
+    ("celery", "stats"),
+    ("celery", "active"),
+    ("doctor",),
+    ("worker-check",),
+    ("check", "redis"),
+    ("check", "db"),
+    ("redis-url", "check"),
+}
 
 
 def bad_url(variable: str, password: str) -> str:
@@ -126,8 +135,10 @@ def test_issue_reproduction_celery_ping_names_the_slash_not_the_port_error(cli):
     result = cli("celery", "ping", env={"REDIS_URL": "redis://:PrefixQz7/tail@127.0.0.1:1/0"})
 
     assert result.exit_code == 2
-    assert result.stderr == ("✗ error: REDIS_URL: the password contains raw '/' (encode as %2F): kombu (Celery's broker) "
-                             "cannot read the port (not a number between 0 and 65535) (pmsops encode-redis-password prints the encoded URL)\n")
+    assert result.stderr == (
+        "✗ error: REDIS_URL: the password contains raw '/' (encode as %2F): kombu (Celery's broker) "
+        "cannot read the port (not a number between 0 and 65535) (pmsops encode-redis-password prints the encoded URL)\n"
+    )
 
 
 def test_issue_reproduction_check_db_names_the_at_sign_not_the_int_error(cli):
@@ -176,9 +187,21 @@ def _library_errors(url: str) -> list[str]:
         from asyncpg import connect_utils
 
         connect_utils._parse_connect_dsn_and_args(
-            dsn=url.replace("redis://", "postgresql://", 1), host=None, port=None, user=None, password=None, passfile=None,
-            database=None, ssl=None, service=None, servicefile=None, direct_tls=None, server_settings=None,
-            target_session_attrs=None, krbsrvname=None, gsslib=None,
+            dsn=url.replace("redis://", "postgresql://", 1),
+            host=None,
+            port=None,
+            user=None,
+            password=None,
+            passfile=None,
+            database=None,
+            ssl=None,
+            service=None,
+            servicefile=None,
+            direct_tls=None,
+            server_settings=None,
+            target_session_attrs=None,
+            krbsrvname=None,
+            gsslib=None,
         )
 
     attempts = [redis_py, kombu, split, asyncpg]
@@ -201,8 +224,10 @@ def test_library_error_texts_are_masked_once_the_url_is_registered(password):
 
 
 @settings(derandomize=True, max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.text(alphabet=_ALPHABET, min_size=4, max_size=24).filter(lambda p: any(c in p for c in _MUST)),
-       st.sampled_from(["redis-py", "kombu", "celery-backend", "asyncpg"]))
+@given(
+    st.text(alphabet=_ALPHABET, min_size=4, max_size=24).filter(lambda p: any(c in p for c in _MUST)),
+    st.sampled_from(["redis-py", "kombu", "celery-backend", "asyncpg"]),
+)
 def test_every_client_refuses_a_password_it_would_misread_without_quoting_it(password, client):
     url = db_url(password) if client == "asyncpg" else redis_url(password)
     REDACTOR.forget_all()

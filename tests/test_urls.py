@@ -66,7 +66,9 @@ def test_password_is_shown_only_as_length_and_salted_fingerprint(cli):
 
 
 def test_rediss_scheme_is_accepted(cli):
-    assert cli("redis-url", "check", "rediss://:pw0rd123@coolify-redis:6380/0?ssl_cert_reqs=required").exit_code == 0  # without it Celery refuses the URL (tests/test_variants_redis.py)
+    assert (
+        cli("redis-url", "check", "rediss://:pw0rd123@coolify-redis:6380/0?ssl_cert_reqs=required").exit_code == 0
+    )  # without it Celery refuses the URL (tests/test_variants_redis.py)
 
 
 def test_unix_socket_url_skips_host_and_port_checks(cli):

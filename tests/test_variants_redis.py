@@ -28,13 +28,15 @@ def tls_redis():
 
 @pytest.fixture(scope="module")
 def acl_redis():
-    server = VariantRedis(acl=[
-        "default off",
-        f"app on {acl_password(APP_PASSWORD)} {CELERY_KEY_PATTERNS} +@all -@dangerous",
-        f"narrow on {acl_password(APP_PASSWORD)} ~app:* +@all -@dangerous",
-        f"wide on {acl_password(APP_PASSWORD)} ~* &* +@all -@dangerous",
-        f"nochannels on {acl_password(APP_PASSWORD)} ~* resetchannels +@all -@dangerous",
-    ]).start()
+    server = VariantRedis(
+        acl=[
+            "default off",
+            f"app on {acl_password(APP_PASSWORD)} {CELERY_KEY_PATTERNS} +@all -@dangerous",
+            f"narrow on {acl_password(APP_PASSWORD)} ~app:* +@all -@dangerous",
+            f"wide on {acl_password(APP_PASSWORD)} ~* &* +@all -@dangerous",
+            f"nochannels on {acl_password(APP_PASSWORD)} ~* resetchannels +@all -@dangerous",
+        ]
+    ).start()
     yield server
     server.stop()
 

@@ -25,18 +25,32 @@ def _env(**extra: str) -> dict[str, str]:
 
 def _worker_env(beacon) -> dict[str, str]:
     """This checkout's sources first (start_worker's PYTHONPATH is the repository root only)."""
-    return {"WORKER_BEACON_FILE": str(beacon), "WORKER_BEACON_INTERVAL": "0.5", "SYNC_REAP_INTERVAL": "0",
-            "PYTHONPATH": os.pathsep.join([str(TESTS.parent / "src"), str(TESTS.parent)])}
+    return {
+        "WORKER_BEACON_FILE": str(beacon),
+        "WORKER_BEACON_INTERVAL": "0.5",
+        "SYNC_REAP_INTERVAL": "0",
+        "PYTHONPATH": os.pathsep.join([str(TESTS.parent / "src"), str(TESTS.parent)]),
+    }
 
 
 def _liveness(beacon, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*PMSOPS, "worker-check", "--liveness", *args], env=_env(WORKER_BEACON_FILE=str(beacon), WORKER_BEACON_INTERVAL="0.5"),
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        [*PMSOPS, "worker-check", "--liveness", *args],
+        env=_env(WORKER_BEACON_FILE=str(beacon), WORKER_BEACON_INTERVAL="0.5"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def _module_liveness(beacon, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-P", "-m", "pmsops.worker.alive", *args], env=_env(WORKER_BEACON_FILE=str(beacon), WORKER_BEACON_INTERVAL="0.5"),
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        [sys.executable, "-P", "-m", "pmsops.worker.alive", *args],
+        env=_env(WORKER_BEACON_FILE=str(beacon), WORKER_BEACON_INTERVAL="0.5"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def _until(predicate, timeout: float, what: str):
@@ -46,17 +60,25 @@ def _until(predicate, timeout: float, what: str):
 
 
 def test_liveness_check_imports_no_celery_kombu_redis_or_asyncpg(tmp_path):
-    code = ("import sys\nfrom pmsops.cli.main import main\ncode = main(['worker-check', '--liveness'])\n"
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'celery', 'kombu', 'redis', 'asyncpg', 'httpx', 'billiard'}))\n")
-    done = subprocess.run([sys.executable, "-P", "-c", code], env=_env(WORKER_BEACON_FILE=str(tmp_path / "none")), capture_output=True, text=True, timeout=30)
+    code = (
+        "import sys\nfrom pmsops.cli.main import main\ncode = main(['worker-check', '--liveness'])\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'celery', 'kombu', 'redis', 'asyncpg', 'httpx', 'billiard'}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-P", "-c", code], env=_env(WORKER_BEACON_FILE=str(tmp_path / "none")), capture_output=True, text=True, timeout=30
+    )
     assert done.stdout.strip().endswith("[]"), done.stdout + done.stderr
     assert "no beacon at" in done.stdout
 
 
 def test_module_liveness_imports_only_the_beacon_reader(tmp_path):
-    code = ("import sys\nfrom pmsops.worker.alive import main\ncode = main([])\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in {'celery', 'kombu', 'redis', 'typer', 'rich', 'click'} or m.startswith('pmsops.')))\n")
-    done = subprocess.run([sys.executable, "-P", "-c", code], env=_env(WORKER_BEACON_FILE=str(tmp_path / "none")), capture_output=True, text=True, timeout=30)
+    code = (
+        "import sys\nfrom pmsops.worker.alive import main\ncode = main([])\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'celery', 'kombu', 'redis', 'typer', 'rich', 'click'} or m.startswith('pmsops.')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-P", "-c", code], env=_env(WORKER_BEACON_FILE=str(tmp_path / "none")), capture_output=True, text=True, timeout=30
+    )
     assert done.stdout.strip().endswith("['pmsops.worker', 'pmsops.worker.alive', 'pmsops.worker.beacon']"), done.stdout + done.stderr
 
 
@@ -68,8 +90,7 @@ def test_module_liveness_rejects_a_bad_max_age_with_exit_2(tmp_path):
 def test_liveness_follows_a_real_worker_from_start_to_shutdown(redis_server, tmp_path):
     beacon = tmp_path / "beacon"
     broker = redis_server.url_for_db(7)
-    proc = start_worker(broker, "alive@pmsops-test", app="pmsops.sync.worker:celery_app",
-                        extra_env=_worker_env(beacon))
+    proc = start_worker(broker, "alive@pmsops-test", app="pmsops.sync.worker:celery_app", extra_env=_worker_env(beacon))
     try:
         _until(beacon.exists, 10, "the worker wrote no beacon")
         alive = _liveness(beacon)
@@ -90,8 +111,7 @@ def test_worker_that_loses_its_broker_turns_not_alive_within_the_max_age(tmp_pat
 
     redis = RedisServer(REDIS_PASSWORD).start()
     beacon = tmp_path / "beacon"
-    proc = start_worker(redis.url, "lost@pmsops-test", app="pmsops.sync.worker:celery_app",
-                        extra_env=_worker_env(beacon))
+    proc = start_worker(redis.url, "lost@pmsops-test", app="pmsops.sync.worker:celery_app", extra_env=_worker_env(beacon))
     try:
         _until(lambda: _liveness(beacon).returncode == 0, 10, "the worker never looked alive")
         redis.stop()
@@ -112,9 +132,18 @@ def test_beacon_of_another_user_or_a_link_is_not_trusted(tmp_path):
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_stop_signal_while_waiting_exits_at_once_with_one_line(refused_port, sig, code):
-    proc = subprocess.Popen([*PMSOPS, "wait-for-deps", "--timeout", "120", "--interval", "0.2", "--", sys.executable, "-c", "print('COMMAND-RAN')"],
-                            env=_env(WORKER_WAIT_DB_HOST="127.0.0.1", WORKER_WAIT_DB_PORT=str(refused_port), WORKER_WAIT_REDIS_HOST="127.0.0.1",
-                                     WORKER_WAIT_REDIS_PORT=str(refused_port)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [*PMSOPS, "wait-for-deps", "--timeout", "120", "--interval", "0.2", "--", sys.executable, "-c", "print('COMMAND-RAN')"],
+        env=_env(
+            WORKER_WAIT_DB_HOST="127.0.0.1",
+            WORKER_WAIT_DB_PORT=str(refused_port),
+            WORKER_WAIT_REDIS_HOST="127.0.0.1",
+            WORKER_WAIT_REDIS_PORT=str(refused_port),
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines = []
     while "not ready" not in "".join(lines):
         lines.append(proc.stdout.readline())

@@ -91,7 +91,17 @@ def test_command_runs_only_after_success_and_keeps_its_exit_status(redis_server,
 
 def test_command_does_not_run_when_dependencies_are_missing(refused_port, tmp_path):
     marker = tmp_path / "ran"
-    failed = pmsops("wait-for-deps", "--timeout", "0.5", "--interval", "0.1", "--", "touch", str(marker), env={"REDIS_URL": f"redis://:x@127.0.0.1:{refused_port}/0"})
+    failed = pmsops(
+        "wait-for-deps",
+        "--timeout",
+        "0.5",
+        "--interval",
+        "0.1",
+        "--",
+        "touch",
+        str(marker),
+        env={"REDIS_URL": f"redis://:x@127.0.0.1:{refused_port}/0"},
+    )
     assert failed.returncode == 124 and not marker.exists()
 
 
@@ -120,7 +130,9 @@ def test_dry_run_prints_the_exact_celery_command(cli, monkeypatch):
     monkeypatch.setenv("CELERY_TIME_LIMIT", "300")
     result = cli("worker-start", "--dry-run")
     assert result.exit_code == 0
-    assert "-m celery -A pmsops.sync.worker:celery_app worker --pool threads --concurrency 8 --loglevel INFO --max-tasks-per-child 1000" in result.stdout
+    assert (
+        "-m celery -A pmsops.sync.worker:celery_app worker --pool threads --concurrency 8 --loglevel INFO --max-tasks-per-child 1000" in result.stdout
+    )
     assert "--time-limit" not in result.stdout  # the app sets the hard limit (limit + one grace); a flag would override it
 
 
@@ -142,8 +154,13 @@ def started_worker(redis_server, sync_db, fake_platform):
     """A real worker started through `pmsops worker-start` (non-root if we can, else --allow-root)."""
     from conftest import sync_worker_env
 
-    env = {**os.environ, **sync_worker_env(redis_server, 8, sync_db, fake_platform.url), "CELERY_CONCURRENCY": "2", "CELERY_LOGLEVEL": "WARNING",
-           "PYTHONPATH": str(TESTS.parent)}
+    env = {
+        **os.environ,
+        **sync_worker_env(redis_server, 8, sync_db, fake_platform.url),
+        "CELERY_CONCURRENCY": "2",
+        "CELERY_LOGLEVEL": "WARNING",
+        "PYTHONPATH": str(TESTS.parent),
+    }
     args = [*PMSOPS, "worker-start", "--hostname", "started@pmsops-test"] + (["--allow-root"] if os.geteuid() == 0 else [])
     from pmsops.sandbox import processes
 
@@ -161,7 +178,11 @@ def started_worker(redis_server, sync_db, fake_platform):
 
 def _worker_env(env: dict[str, str]) -> dict[str, str]:
     return {k: env[k] for k in ("CELERY_BROKER_URL", "REDIS_URL", "DATABASE_URL", "ENCRYPTION_KEY")} | {
-        "CELERY_RESULT_BACKEND": env["REDIS_URL"], "JWT_SECRET": "jwt-secret-value", "SUPABASE_JWT_SECRET": "jwt-secret-value", "JWT_AUDIENCE": "authenticated"}
+        "CELERY_RESULT_BACKEND": env["REDIS_URL"],
+        "JWT_SECRET": "jwt-secret-value",
+        "SUPABASE_JWT_SECRET": "jwt-secret-value",
+        "JWT_AUDIENCE": "authenticated",
+    }
 
 
 def test_worker_check_passes_against_the_started_worker(cli, started_worker, monkeypatch):

@@ -46,23 +46,47 @@ def make_certificates(directory: Path, owner_uid: int | None = None, owner_gid: 
     now = datetime.datetime.now(datetime.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pmsops test CA")])
-    ca_cert = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-               .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-               .not_valid_after(now + datetime.timedelta(days=1))
-               .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-               .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                            key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-               .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-               .sign(ca_key, hashes.SHA256()))
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(LOOPBACK))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(LOOPBACK))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     directory.mkdir(parents=True, exist_ok=True)
     paths = Certificates(directory / "ca.pem", directory / "server.pem", directory / "server.key")
     paths.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
@@ -142,8 +166,13 @@ class VariantRedis:
         if self.tls:
             self.certs = make_certificates(self.workdir / "tls")
             self.tls_port = free_port()
-            lines += [f"tls-port {self.tls_port}", f"tls-cert-file {self.certs.cert}", f"tls-key-file {self.certs.key}",
-                      f"tls-ca-cert-file {self.certs.ca}", "tls-auth-clients no"]
+            lines += [
+                f"tls-port {self.tls_port}",
+                f"tls-cert-file {self.certs.cert}",
+                f"tls-key-file {self.certs.key}",
+                f"tls-ca-cert-file {self.certs.ca}",
+                "tls-auth-clients no",
+            ]
         if self.socket:
             lines += [f"unixsocket {self.socket_path}", "unixsocketperm 700"]
         lines += [f"user {line}" for line in self.acl]
@@ -152,8 +181,13 @@ class VariantRedis:
         conf.chmod(0o600)
         log = self.workdir / "redis.log"
         self.proc = processes.spawn([find_binary("redis-server"), str(conf)], cwd=self.workdir, stderr=subprocess.DEVNULL)
-        wait_until(lambda: port_open(self.port) and (not self.tls or port_open(self.tls_port)) and (not self.socket or os.path.exists(self.socket_path)),
-                   timeout, "redis-server", self.proc, log)
+        wait_until(
+            lambda: port_open(self.port) and (not self.tls or port_open(self.tls_port)) and (not self.socket or os.path.exists(self.socket_path)),
+            timeout,
+            "redis-server",
+            self.proc,
+            log,
+        )
         return self
 
     def stop(self) -> None:
@@ -252,10 +286,12 @@ class PgBouncer:
                 os.chown(path, owner.pw_uid, owner.pw_gid)
         demote = None
         if owner:
+
             def demote() -> None:
                 os.setgid(owner.pw_gid)
                 os.setgroups([])
                 os.setuid(owner.pw_uid)
+
         self.proc = processes.spawn([binary, str(ini)], cwd=self.workdir, stderr=subprocess.DEVNULL, preexec_fn=demote)
         wait_until(lambda: port_open(self.port), timeout, "pgbouncer", self.proc, log)
         return self

@@ -90,8 +90,7 @@ async def _rollback_only(conn) -> None:
     rolls back a transaction left open before this runs."""
 
 
-async def create_pool(url: str, max_size: int, timeout: float, command_timeout: float, statement_cache_size: int = 0,
-                      reset_session: bool = True):
+async def create_pool(url: str, max_size: int, timeout: float, command_timeout: float, statement_cache_size: int = 0, reset_session: bool = True):
     """A lazily filled pool with the codecs; idle connections are closed after 5 minutes. No prepared-statement
     cache unless asked for (see :func:`pooler_safe_statement_cache`).
 
@@ -103,17 +102,34 @@ async def create_pool(url: str, max_size: int, timeout: float, command_timeout: 
     import asyncpg
 
     dsn, _ = normalise_dsn(url)
-    return await asyncpg.create_pool(dsn, min_size=0, max_size=max_size, init=init_connection, statement_cache_size=statement_cache_size,
-                                     timeout=timeout, command_timeout=command_timeout, max_inactive_connection_lifetime=300,
-                                     reset=None if reset_session else _rollback_only)
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=0,
+        max_size=max_size,
+        init=init_connection,
+        statement_cache_size=statement_cache_size,
+        timeout=timeout,
+        command_timeout=command_timeout,
+        max_inactive_connection_lifetime=300,
+        reset=None if reset_session else _rollback_only,
+    )
 
 
 def connection_errors() -> tuple[type[BaseException], ...]:
     """Driver errors that mean "the database is not reachable right now" (transient)."""
     import asyncpg
 
-    return (OSError, asyncio.TimeoutError, TimeoutError, ConnectionError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-            asyncpg.TooManyConnectionsError, asyncpg.CannotConnectNowError, asyncpg.ConnectionDoesNotExistError)
+    return (
+        OSError,
+        asyncio.TimeoutError,
+        TimeoutError,
+        ConnectionError,
+        asyncpg.PostgresConnectionError,
+        asyncpg.InterfaceError,
+        asyncpg.TooManyConnectionsError,
+        asyncpg.CannotConnectNowError,
+        asyncpg.ConnectionDoesNotExistError,
+    )
 
 
 def classify(exc: BaseException) -> DatabaseFailure | None:

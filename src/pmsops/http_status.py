@@ -16,17 +16,44 @@ class StatusInfo:
 STATUS_TABLE: dict[int, StatusInfo] = {
     200: StatusInfo(200, "Success", "-", "Expected for GET/POST/PATCH; a sync trigger answers 200 with task ids"),
     201: StatusInfo(201, "Created", "-", "Expected for POST (create)"),
-    307: StatusInfo(307, "Temporary Redirect", "Missing trailing slash (e.g. /api/v1/channel-connections)", "Add '/' or follow redirects (curl -L); scripts that don't follow get an empty body and a JSONDecodeError"),
+    307: StatusInfo(
+        307,
+        "Temporary Redirect",
+        "Missing trailing slash (e.g. /api/v1/channel-connections)",
+        "Add '/' or follow redirects (curl -L); scripts that don't follow get an empty body and a JSONDecodeError",
+    ),
     400: StatusInfo(400, "Bad Request", "Invalid value, e.g. an unknown sync_type", "Use one of full, availability, pricing, bookings"),
-    401: StatusInfo(401, "Unauthorized", "Missing or invalid token: 'Token has expired', or 'Invalid authentication token' when the backend's SUPABASE_JWT_SECRET/JWT_SECRET differs from GoTrue's", "Re-fetch the JWT (pmsops token); if it persists, compare the JWT secrets of backend and Supabase (pmsops token --verify); check CHANNEL_MANAGER_ENABLED=true"),
-    403: StatusInfo(403, "Forbidden", "Insufficient permissions: user role or tenant (agency) membership", "Check the user's role and agency membership (x-agency-id header)"),
-    404: StatusInfo(404, "Not Found", "Wrong URL, or a resource that does not exist or belongs to another agency", "Verify the endpoint and the resource id (pmsops connections list)"),
+    401: StatusInfo(
+        401,
+        "Unauthorized",
+        "Missing or invalid token: 'Token has expired', or 'Invalid authentication token' when the backend's SUPABASE_JWT_SECRET/JWT_SECRET differs from GoTrue's",
+        "Re-fetch the JWT (pmsops token); if it persists, compare the JWT secrets of backend and Supabase (pmsops token --verify); check CHANNEL_MANAGER_ENABLED=true",
+    ),
+    403: StatusInfo(
+        403,
+        "Forbidden",
+        "Insufficient permissions: user role or tenant (agency) membership",
+        "Check the user's role and agency membership (x-agency-id header)",
+    ),
+    404: StatusInfo(
+        404,
+        "Not Found",
+        "Wrong URL, or a resource that does not exist or belongs to another agency",
+        "Verify the endpoint and the resource id (pmsops connections list)",
+    ),
     405: StatusInfo(405, "Method Not Allowed", "Wrong HTTP method", "Check OpenAPI: /sync and /test need POST; no trailing slash after /{id}/sync"),
-    422: StatusInfo(422, "Validation Error", "Invalid request body or path", "The connection id must be a UUID; the sync body needs {\"sync_type\": \"full\"}"),
+    422: StatusInfo(
+        422, "Validation Error", "Invalid request body or path", 'The connection id must be a UUID; the sync body needs {"sync_type": "full"}'
+    ),
     429: StatusInfo(429, "Too Many Requests", "Rate limit reached", "Wait for the Retry-After seconds, then retry"),
     500: StatusInfo(500, "Internal Server Error", "Backend exception", "Check the backend logs (docker logs pms-backend --since 10m)"),
     502: StatusInfo(502, "Bad Gateway", "Proxy cannot reach the backend container", "Check the backend container is up and on the proxy's network"),
-    503: StatusInfo(503, "Service Unavailable", "Database or Redis down, or the schema is out of date (missing table, a CHECK constraint rejecting an operation type)", "Check /health/ready (pmsops check health) and the schema (pmsops db check)"),
+    503: StatusInfo(
+        503,
+        "Service Unavailable",
+        "Database or Redis down, or the schema is out of date (missing table, a CHECK constraint rejecting an operation type)",
+        "Check /health/ready (pmsops check health) and the schema (pmsops db check)",
+    ),
     504: StatusInfo(504, "Gateway Timeout", "Backend too slow or hanging", "Check /health/ready and the backend logs"),
 }
 
@@ -51,15 +78,15 @@ TOPICS: dict[str, dict[str, str]] = {
         "symptom": 'the Coolify/Nixpacks build of the worker fails with "COOLIFY_URL is null" (or similar) before any pmsops or Celery code runs',
         "cause": "the build reads COOLIFY_URL and it is unset or empty in the service's build-time environment; the worker itself does not use it",
         "fix": "add COOLIFY_URL=https://coolify.example.com (any non-empty value works for the worker) to the service's Environment Variables, "
-               "ticked for build AND runtime, then redeploy; check with: pmsops host env-diff pms-backend pms-worker-v2",
+        "ticked for build AND runtime, then redeploy; check with: pmsops host env-diff pms-backend pms-worker-v2",
     },
     "start-command": {
         "title": "Start Command Quoting Issues",
         "section": "Coolify / Nixpacks Quirks › Start Command Quoting Issues",
-        "symptom": "the Nixpacks build breaks, or the worker starts with a literal \"$CELERY_BROKER_URL\" as its broker",
+        "symptom": 'the Nixpacks build breaks, or the worker starts with a literal "$CELERY_BROKER_URL" as its broker',
         "cause": "Nixpacks may take quotes around $VARIABLES in the Coolify Start Command literally during the build",
         "fix": "keep the Start Command simple (bash /app/scripts/ops/start_worker.sh, or celery -A … worker -l INFO) and put CELERY_BROKER_URL and "
-               "CELERY_RESULT_BACKEND in the environment; check with: pmsops host worker-cmd",
+        "CELERY_RESULT_BACKEND in the environment; check with: pmsops host worker-cmd",
     },
 }
 """Runbook quirks that have no status code: ``pmsops explain coolify-url``."""
@@ -78,6 +105,9 @@ def explain_results(codes: list[int], topics: list[str]):
             found.append(results.ok(str(code), info.meaning, hint=info.fix, notes=[f"causes: {info.causes}", f"fix: {info.fix}"], details=vars(info)))
     for topic in topics:
         entry = TOPICS[topic]
-        found.append(results.ok(topic, entry["title"], hint=entry["fix"], notes=[f"symptom: {entry['symptom']}", f"cause: {entry['cause']}"],
-                                details=dict(entry)))
+        found.append(
+            results.ok(
+                topic, entry["title"], hint=entry["fix"], notes=[f"symptom: {entry['symptom']}", f"cause: {entry['cause']}"], details=dict(entry)
+            )
+        )
     return found

@@ -38,23 +38,23 @@ def split_redis_config_line(line: str) -> list[str]:
     tokens: list[str] = []
     i, n = 0, len(data)
     while True:
-        while i < n and data[i:i + 1].isspace():
+        while i < n and data[i : i + 1].isspace():
             i += 1
         if i >= n:
             return tokens
         current = bytearray()
         in_double = in_single = False
         while True:
-            ch = data[i:i + 1]
+            ch = data[i : i + 1]
             if in_double:
-                if ch == b"\\" and data[i + 1:i + 2] == b"x" and len(data[i + 2:i + 4]) == 2 and all(c in _HEX for c in data[i + 2:i + 4]):
-                    current.append(int(data[i + 2:i + 4], 16))
+                if ch == b"\\" and data[i + 1 : i + 2] == b"x" and len(data[i + 2 : i + 4]) == 2 and all(c in _HEX for c in data[i + 2 : i + 4]):
+                    current.append(int(data[i + 2 : i + 4], 16))
                     i += 3
                 elif ch == b"\\" and i + 1 < n:
                     i += 1
-                    current += _CONF_ESCAPES.get(data[i], data[i:i + 1])
+                    current += _CONF_ESCAPES.get(data[i], data[i : i + 1])
                 elif ch == b'"':
-                    if i + 1 < n and not data[i + 1:i + 2].isspace():
+                    if i + 1 < n and not data[i + 1 : i + 2].isspace():
                         raise ValueError("closing quote must be followed by a space")
                     i += 1
                     break
@@ -63,11 +63,11 @@ def split_redis_config_line(line: str) -> list[str]:
                 else:
                     current += ch
             elif in_single:
-                if ch == b"\\" and data[i + 1:i + 2] == b"'":
+                if ch == b"\\" and data[i + 1 : i + 2] == b"'":
                     i += 1
                     current += b"'"
                 elif ch == b"'":
-                    if i + 1 < n and not data[i + 1:i + 2].isspace():
+                    if i + 1 < n and not data[i + 1 : i + 2].isspace():
                         raise ValueError("closing quote must be followed by a space")
                     i += 1
                     break
@@ -101,10 +101,16 @@ def read_requirepass_from_conf(text: str, source: str = "redis.conf") -> str:
         except ValueError as exc:
             raise UsageError(f"{source}:{number}: the requirepass line has {exc} (Redis itself refuses to start with it)") from None
         if len(tokens) != 2:
-            raise UsageError(f"{source}:{number}: requirepass takes exactly one value, found {len(tokens) - 1} (Redis itself refuses to start with it)", hint="quote a password that contains spaces: requirepass \"…\"")
+            raise UsageError(
+                f"{source}:{number}: requirepass takes exactly one value, found {len(tokens) - 1} (Redis itself refuses to start with it)",
+                hint='quote a password that contains spaces: requirepass "…"',
+            )
         value = tokens[1]
     if value is None:
-        raise UsageError(f"no requirepass directive in {source}", hint="authentication is off, or the password is set on the command line: try pmsops host redis-password")
+        raise UsageError(
+            f"no requirepass directive in {source}",
+            hint="authentication is off, or the password is set on the command line: try pmsops host redis-password",
+        )
     register_secret(value)
     return value
 
@@ -194,5 +200,9 @@ def compare_result(url: str, requirepass: str, source: str) -> Result:
         "mismatch: the URL's password is not Redis's requirepass",
         notes=notes,
         details=details,
-        hint=(f"likely cause: {comparison.cause}" if comparison.cause else "the passwords differ: copy requirepass again and encode it with pmsops encode-redis-password"),
+        hint=(
+            f"likely cause: {comparison.cause}"
+            if comparison.cause
+            else "the passwords differ: copy requirepass again and encode it with pmsops encode-redis-password"
+        ),
     )

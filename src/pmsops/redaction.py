@@ -67,19 +67,37 @@ SALT_ENV = "PMSOPS_FINGERPRINT_SALT"
 REVEAL_ENV = "PMSOPS_REVEAL_FINGERPRINT"
 _SALT_SHAPE = re.compile(r"[A-Za-z0-9._\-]{4,64}")
 
-_URL_USERINFO = re.compile(
-    r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*)://(?P<userinfo>[^\s'\"<>`]*)@(?=[^\s'\"<>`@]*)"
-)
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*)://(?P<userinfo>[^\s'\"<>`]*)@(?=[^\s'\"<>`@]*)")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*")
 _BEARER = re.compile(r"(?i)\b(bearer\s+)([A-Za-z0-9_\-\.=+/]{8,})")
 
 # --- secrets in the shapes logs, configs and command lines put them --------------------------------------------------
 
 SECRET_KEYWORDS = (
-    "password", "passwd", "passphrase", "pwd", "pass", "secret", "token", "auth", "requirepass", "masterauth",
-    "credential", "credentials", "client[-_]?secret", "api[-_]?key", "apikey", "access[-_]?key", "private[-_]?key",
-    "secret[-_]?key", "signing[-_]?key", "encryption[-_]?key", "anon[-_]?key", "service[-_]?role[-_]?key",
-    "session[-_]?key", "master[-_]?key",
+    "password",
+    "passwd",
+    "passphrase",
+    "pwd",
+    "pass",
+    "secret",
+    "token",
+    "auth",
+    "requirepass",
+    "masterauth",
+    "credential",
+    "credentials",
+    "client[-_]?secret",
+    "api[-_]?key",
+    "apikey",
+    "access[-_]?key",
+    "private[-_]?key",
+    "secret[-_]?key",
+    "signing[-_]?key",
+    "encryption[-_]?key",
+    "anon[-_]?key",
+    "service[-_]?role[-_]?key",
+    "session[-_]?key",
+    "master[-_]?key",
 )
 """A key *ending* in one of these names a secret (``db_password``, ``X-Api-Key``, ``auth_token``);
 ``password_hash``, ``tokens`` or ``routing_key`` do not."""
@@ -93,15 +111,105 @@ _VALUE = (
     r"|[^\s]+)"  # anything else up to the next blank (trailing punctuation is given back)
 )
 
-NOT_A_VALUE = frozenset({
-    "a", "an", "the", "is", "was", "are", "not", "no", "must", "should", "may", "can", "will", "missing", "required",
-    "empty", "set", "unset", "given", "found", "none", "null", "nil", "true", "false", "undefined", "ok", "failed",
-    "invalid", "wrong", "incorrect", "mismatch", "match", "matches", "differs", "directive", "takes", "line", "holds",
-    "of", "in", "for", "from", "and", "or", "to", "on", "with", "by", "as", "if", "when", "via", "only", "still", "also",
-    "has", "have", "had", "file", "value", "option", "argument", "command", "str", "int", "bytes", "bool", "optional",
-    "any", "authentication", "error", "expired", "rejected", "refused", "changed", "updated", "reset", "again", "where",
-    "up", "really", "full", "else", "after", "before", "that", "this", "it", "its", "which", "|", "—", "-", "+",
-})
+NOT_A_VALUE = frozenset(
+    {
+        "a",
+        "an",
+        "the",
+        "is",
+        "was",
+        "are",
+        "not",
+        "no",
+        "must",
+        "should",
+        "may",
+        "can",
+        "will",
+        "missing",
+        "required",
+        "empty",
+        "set",
+        "unset",
+        "given",
+        "found",
+        "none",
+        "null",
+        "nil",
+        "true",
+        "false",
+        "undefined",
+        "ok",
+        "failed",
+        "invalid",
+        "wrong",
+        "incorrect",
+        "mismatch",
+        "match",
+        "matches",
+        "differs",
+        "directive",
+        "takes",
+        "line",
+        "holds",
+        "of",
+        "in",
+        "for",
+        "from",
+        "and",
+        "or",
+        "to",
+        "on",
+        "with",
+        "by",
+        "as",
+        "if",
+        "when",
+        "via",
+        "only",
+        "still",
+        "also",
+        "has",
+        "have",
+        "had",
+        "file",
+        "value",
+        "option",
+        "argument",
+        "command",
+        "str",
+        "int",
+        "bytes",
+        "bool",
+        "optional",
+        "any",
+        "authentication",
+        "error",
+        "expired",
+        "rejected",
+        "refused",
+        "changed",
+        "updated",
+        "reset",
+        "again",
+        "where",
+        "up",
+        "really",
+        "full",
+        "else",
+        "after",
+        "before",
+        "that",
+        "this",
+        "it",
+        "its",
+        "which",
+        "|",
+        "—",
+        "-",
+        "+",
+    }
+)
 """Words that follow a keyword in prose (``requirepass is not set``, ``password: missing``): not a value."""
 
 _PAIR = re.compile(rf"(?i)(?P<key>{_KEY_NAME})(?P<kq>\\?[\"']?)(?P<sep>[ \t]*(?:=>|:=|=|:)[ \t]*)(?!//){_VALUE}")
@@ -121,9 +229,7 @@ _REDIS_CLI_A = re.compile(rf"(?P<key>\bredis-cli\b[^\n]*?[ \t]-a)(?P<kq>)(?P<sep
 """``redis-cli -a X`` (``-p`` stays: it is the port)."""
 _MYSQL_P = re.compile(r"(?P<key>\b(?:mysql|mysqldump|mysqladmin|mariadb)\b[^\n]*?[ \t]-p)(?P<kq>)(?P<sep>)(?P<value>[^\s]+)")
 """``mysql -pX`` (the password glued to ``-p``); a lone ``-p`` prompts and holds nothing."""
-_AUTH_COMMAND = re.compile(
-    rf"(?P<key>(?<![\w\-])AUTH)(?P<sep>[ \t]+)(?P<first>{_QUOTED}|[^\s]+)(?:(?P<sep2>[ \t]+)(?P<second>{_QUOTED}|[^\s]+))?"
-)
+_AUTH_COMMAND = re.compile(rf"(?P<key>(?<![\w\-])AUTH)(?P<sep>[ \t]+)(?P<first>{_QUOTED}|[^\s]+)(?:(?P<sep2>[ \t]+)(?P<second>{_QUOTED}|[^\s]+))?")
 """Redis's ``AUTH password`` and ``AUTH user password`` (upper case, as clients and scripts write it)."""
 _AUTH_HEADER = re.compile(
     r"(?i)(?P<key>\b(?:proxy-)?authorization)(?P<sep>\\?[\"']?[ \t]*[:=][ \t]*\\?[\"']?)"
@@ -156,7 +262,7 @@ def _unquote(value: str) -> tuple[str, str, str]:
     """(opening quote, inner value, closing quote) of a value that is exactly one quoted string."""
     if re.fullmatch(_QUOTED, value):
         mark = '\\"' if value.startswith('\\"') else value[0]
-        return mark, value[len(mark):-len(mark)], mark
+        return mark, value[len(mark) : -len(mark)], mark
     return "", value, ""
 
 
@@ -198,10 +304,10 @@ def _split_value(raw: str, sep: str) -> tuple[str, str]:
     if "=" in sep:
         found = _QUERY_NEXT.search(secret)
         if found:
-            secret, rest = secret[:found.start()], secret[found.start():]
+            secret, rest = secret[: found.start()], secret[found.start() :]
     trailing = (_TRAILING_AFTER_QUOTE if re.match(_QUOTED, secret) else _TRAILING).search(secret)
     if trailing and trailing.start() > 0:
-        secret, rest = secret[:trailing.start()], secret[trailing.start():] + rest
+        secret, rest = secret[: trailing.start()], secret[trailing.start() :] + rest
     return secret, rest
 
 
@@ -230,7 +336,16 @@ def _hide_auth_command(match: re.Match[str], hide: Hide) -> str:
     if second is None:
         return head + hide(_unquote(first)[1])
     if _unquote(first)[1] == "default":
-        return head + first + match.group("sep2") + (match.group(0)[match.start("second") - match.start():] if _is_placeholder(_unquote(second)[1], prose=True) else hide(_unquote(second)[1]))
+        return (
+            head
+            + first
+            + match.group("sep2")
+            + (
+                match.group(0)[match.start("second") - match.start() :]
+                if _is_placeholder(_unquote(second)[1], prose=True)
+                else hide(_unquote(second)[1])
+            )
+        )
     return head + hide(_unquote(first)[1]) + match.group("sep2") + hide(_unquote(second)[1])
 
 

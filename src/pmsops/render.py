@@ -227,8 +227,16 @@ class Output:
         status = worst(items) if items else Status.SKIP
         self._print(Text(summary_line(items, seconds, interrupted, pending), style="bold " + STYLES[status]), indent=2)
 
-    def report_json(self, items: list[Result], command: str, code: int, seconds: float | None = None,
-                    extra: dict[str, Any] | None = None, interrupted: bool = False, pending: Iterable[str] = ()) -> None:
+    def report_json(
+        self,
+        items: list[Result],
+        command: str,
+        code: int,
+        seconds: float | None = None,
+        extra: dict[str, Any] | None = None,
+        interrupted: bool = False,
+        pending: Iterable[str] = (),
+    ) -> None:
         """The one JSON object of a result-producing command."""
         wall = elapsed_ms()
         total = wall if wall is not None else (seconds * 1000 if seconds is not None else sum(r.duration_ms or 0 for r in items))

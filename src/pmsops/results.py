@@ -106,16 +106,22 @@ def summary_line(results: Iterable[Result], seconds: float, interrupted: bool = 
     """``3 ok, 1 warning, 1 failed in 3.2 s: db, celery`` - the last line of a multi-check command."""
     items = list(results)
     number = counts(items)
-    words = [(number["ok"], "ok", "ok"), (number["warn"], "warning", "warnings"), (number["fail"], "failed", "failed"),
-             (number["skip"], "skipped", "skipped")]
+    words = [
+        (number["ok"], "ok", "ok"),
+        (number["warn"], "warning", "warnings"),
+        (number["fail"], "failed", "failed"),
+        (number["skip"], "skipped", "skipped"),
+    ]
     text = ", ".join(f"{n} {one if n == 1 else many}" for n, one, many in words if n) or "nothing checked"
     text += f" in {seconds_text(seconds)}"
     named = [r.name for r in items if r.status is Status.FAIL] + [r.name for r in items if r.status is Status.WARN]
     if named:
         text += ": " + ", ".join(named)
     elif items and number["skip"] == len(items) and not interrupted:
-        text = (f"nothing checked ({len(items)} skipped) in {seconds_text(seconds)}: "
-                "set the variables named above, or pass --env-file FILE or --context NAME")
+        text = (
+            f"nothing checked ({len(items)} skipped) in {seconds_text(seconds)}: "
+            "set the variables named above, or pass --env-file FILE or --context NAME"
+        )
     waiting = list(pending)
     if interrupted:
         text = "interrupted: " + text + (f"; not finished: {', '.join(waiting)}" if waiting else "")
@@ -144,8 +150,9 @@ class Collector:
     (one line per ``key``, replaced in place by the renderer). Used from one thread.
     """
 
-    def __init__(self, slots: Iterable[str], on_result: Callable[[Result], None] | None = None,
-                 on_progress: Callable[[str, str, str], None] | None = None) -> None:
+    def __init__(
+        self, slots: Iterable[str], on_result: Callable[[Result], None] | None = None, on_progress: Callable[[str, str, str], None] | None = None
+    ) -> None:
         self.slots = list(slots)
         self.results: list[Result] = []
         self.on_result = on_result
@@ -176,7 +183,7 @@ class Collector:
     @property
     def pending(self) -> list[str]:
         """Slots not released yet (still running, or waiting for an earlier one)."""
-        return self.slots[self._released:]
+        return self.slots[self._released :]
 
     @property
     def seconds(self) -> float:

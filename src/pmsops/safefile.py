@@ -31,8 +31,14 @@ from pmsops.errors import UsageError
 
 PRIVATE_FILE = 0o600
 PRIVATE_DIR = 0o700
-_KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+_KINDS = (
+    (stat.S_ISLNK, "a symbolic link"),
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 def kind(mode: int) -> str:
@@ -172,7 +178,9 @@ def _check_ancestors(directory: Path) -> None:
         if info.st_uid not in (0, me):
             raise UsageError(f"unsafe sandbox directory: its parent {ancestor} belongs to uid {info.st_uid} (another user could replace it)")
         if info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
-            raise UsageError(f"unsafe sandbox directory: its parent {ancestor} is writable by other users and not sticky (mode {stat.S_IMODE(info.st_mode):o})")
+            raise UsageError(
+                f"unsafe sandbox directory: its parent {ancestor} is writable by other users and not sticky (mode {stat.S_IMODE(info.st_mode):o})"
+            )
 
 
 def check_private_directory(path: str | os.PathLike[str]) -> os.stat_result:
@@ -187,9 +195,13 @@ def check_private_directory(path: str | os.PathLike[str]) -> os.stat_result:
     if not stat.S_ISDIR(info.st_mode):
         raise UsageError(f"unsafe sandbox directory {directory}: it is {kind(info.st_mode)}, not a directory")
     if info.st_uid != os.geteuid():
-        raise UsageError(f"unsafe sandbox directory {directory}: it belongs to uid {info.st_uid}, not to you (uid {os.geteuid()}); remove it or pass --dir")
+        raise UsageError(
+            f"unsafe sandbox directory {directory}: it belongs to uid {info.st_uid}, not to you (uid {os.geteuid()}); remove it or pass --dir"
+        )
     if info.st_mode & 0o022:
-        raise UsageError(f"unsafe sandbox directory {directory}: other users can write to it (mode {stat.S_IMODE(info.st_mode):o}); remove it or pass --dir")
+        raise UsageError(
+            f"unsafe sandbox directory {directory}: other users can write to it (mode {stat.S_IMODE(info.st_mode):o}); remove it or pass --dir"
+        )
     _check_ancestors(directory.parent)
     return info
 

@@ -56,8 +56,19 @@ _DELIMITERS = "/?#@:[];,&= \t\r\n\\"
 """Characters at which some parser cuts a URL: password fragments start and end here."""
 
 _RAW_DANGEROUS = {
-    "/": "%2F", "?": "%3F", "#": "%23", "@": "%40", "[": "%5B", "]": "%5D", ";": "%3B", ",": "%2C",
-    "\\": "%5C", " ": "%20", "\t": "%09", "\n": "%0A", "\r": "%0D",
+    "/": "%2F",
+    "?": "%3F",
+    "#": "%23",
+    "@": "%40",
+    "[": "%5B",
+    "]": "%5D",
+    ";": "%3B",
+    ",": "%2C",
+    "\\": "%5C",
+    " ": "%20",
+    "\t": "%09",
+    "\n": "%0A",
+    "\r": "%0D",
 }
 _CHAR_NAMES = {" ": "space", "\t": "tab", "\n": "line break", "\r": "carriage return"}
 _NOT_IN_USER_NAMES = set("/?#[]@ \t\r\n\\;,")
@@ -105,7 +116,7 @@ def split_raw(url: str) -> RawUrl | None:
     match = SCHEME.match(text)
     if not match:
         return None
-    rest = text[match.end():]
+    rest = text[match.end() :]
     userinfo = user = password = None
     if "@" in rest:
         userinfo, rest = rest.rsplit("@", 1)
@@ -179,7 +190,7 @@ def secret_fragments(url: str) -> set[str]:
             spans = [(a, b) for a, b in zip(points, points[1:])]
             spans += [(0, p) for p in points] + [(p, len(text)) for p in points]
         else:
-            spans = [(a, b) for i, a in enumerate(points) for b in points[i + 1:]]
+            spans = [(a, b) for i, a in enumerate(points) for b in points[i + 1 :]]
         forms.update(text[a:b] for a, b in spans)
     whole = {secret, unquote(secret)}
     out: set[str] = set()
@@ -268,7 +279,12 @@ class Reading:
 
 
 def _name_chars(chars: list[str]) -> str:
-    return " ".join(_CHAR_NAMES.get(c, repr(c)) for c in chars) + " (encode as " + " ".join(_RAW_DANGEROUS.get(c, quote(c, safe="")) for c in chars) + ")"
+    return (
+        " ".join(_CHAR_NAMES.get(c, repr(c)) for c in chars)
+        + " (encode as "
+        + " ".join(_RAW_DANGEROUS.get(c, quote(c, safe="")) for c in chars)
+        + ")"
+    )
 
 
 def _dangerous_in(text: str, client: str) -> list[str]:
@@ -286,13 +302,19 @@ def _misread_error(name: str, client: str, raw: RawUrl, problem: str) -> UsageEr
     chars = _dangerous_in(raw.userinfo or "", client)
     what = CLIENTS[client]
     if chars and raw.password is None:
-        message = (f"{name}: the text before the last '@' (a user name or a password without its ':') contains raw {_name_chars(chars)}: "
-                   f"{what} {problem}; if that '@' belongs to the path or query, encode it as %40")
+        message = (
+            f"{name}: the text before the last '@' (a user name or a password without its ':') contains raw {_name_chars(chars)}: "
+            f"{what} {problem}; if that '@' belongs to the path or query, encode it as %40"
+        )
     elif chars:
         message = f"{name}: the password contains raw {_name_chars(chars)}: {what} {problem}"
     else:
         message = f"{name}: {what} reads another user name or password than written ({problem}); URL-encode every special character of the password"
-    how = "pmsops encode-redis-password prints the encoded URL" if client != "asyncpg" else "urllib.parse.quote(password, safe='') gives the encoded form"
+    how = (
+        "pmsops encode-redis-password prints the encoded URL"
+        if client != "asyncpg"
+        else "urllib.parse.quote(password, safe='') gives the encoded form"
+    )
     return UsageError(f"{message} ({how})")
 
 
@@ -323,11 +345,15 @@ def _map_parser_error(exc: BaseException, client: str) -> str:
     if "invalid ssl certificate requirements flag" in lowered:
         return "rejects the ssl_cert_reqs value: redis-py accepts only required, optional or none (lower-case; CERT_REQUIRED is Celery's spelling)"
     if "must have parameter ssl_cert_reqs" in lowered:
-        return ("requires the query option ssl_cert_reqs on a rediss:// URL (the worker dies at start: \"A rediss:// URL must have parameter "
-                "ssl_cert_reqs\"): add ssl_cert_reqs=required&ssl_ca_certs=/path/to/ca.pem (lower-case values work for every client)")
+        return (
+            'requires the query option ssl_cert_reqs on a rediss:// URL (the worker dies at start: "A rediss:// URL must have parameter '
+            'ssl_cert_reqs"): add ssl_cert_reqs=required&ssl_ca_certs=/path/to/ca.pem (lower-case values work for every client)'
+        )
     if "root certificate file" in lowered and ("does not exist" in lowered or "cannot be accessed" in lowered):
-        return ("needs a root certificate for sslmode=verify-full/verify-ca and finds none (~/.postgresql/root.crt): add sslrootcert=/path/to/ca.pem "
-                "(the server's CA certificate) to the URL, or use sslmode=require (encrypted, server not verified)")
+        return (
+            "needs a root certificate for sslmode=verify-full/verify-ca and finds none (~/.postgresql/root.crt): add sslrootcert=/path/to/ca.pem "
+            "(the server's CA certificate) to the URL, or use sslmode=require (encrypted, server not verified)"
+        )
     if client == "asyncpg" and isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
         return "cannot open a certificate file the URL names (sslrootcert, sslcert or sslkey): check the path as the container sees it"
     if "sslmode" in lowered:
@@ -406,14 +432,18 @@ def _read_redis_py(url: str, name: str) -> Reading:
 
     scheme = url.split("://", 1)[0]
     if scheme.lower() not in ("redis", "rediss", "unix"):
-        raise UsageError(f"{name}: unknown scheme {scheme + '://'!r} (redis-py accepts redis://, rediss:// and unix://)",
-                         hint="the runbook's form is redis://:<PASSWORD>@coolify-redis:6379/0")
+        raise UsageError(
+            f"{name}: unknown scheme {scheme + '://'!r} (redis-py accepts redis://, rediss:// and unix://)",
+            hint="the runbook's form is redis://:<PASSWORD>@coolify-redis:6379/0",
+        )
     try:
         pool = redis.ConnectionPool.from_url(url)
     except ValueError as exc:
         if scheme != scheme.lower() and "must specify one of the following schemes" in str(exc):
             # the installed redis-py compares schemes case-sensitively (newer releases accept REDIS://)
-            raise UsageError(f"{name}: redis-py rejects the upper-case scheme {scheme + '://'!r} (it accepts only lower-case redis://, rediss:// and unix://)") from None
+            raise UsageError(
+                f"{name}: redis-py rejects the upper-case scheme {scheme + '://'!r} (it accepts only lower-case redis://, rediss:// and unix://)"
+            ) from None
         raise
     conn = pool.connection_class(**pool.connection_kwargs)
     kwargs = pool.connection_kwargs
@@ -424,11 +454,28 @@ def _read_redis_py(url: str, name: str) -> Reading:
         addresses = [Address(conn.host, int(conn.port))]
     fallback = None
     if not path and "host" not in kwargs:
-        fallback = "no host in the URL: redis-py falls back to localhost:6379" if "port" not in kwargs else "no host in the URL: redis-py falls back to localhost"
-    options = {k: str(v) for k, v in kwargs.items() if k not in ("host", "port", "db", "path", "username", "password") and isinstance(v, (str, int, float, bool))}
+        fallback = (
+            "no host in the URL: redis-py falls back to localhost:6379"
+            if "port" not in kwargs
+            else "no host in the URL: redis-py falls back to localhost"
+        )
+    options = {
+        k: str(v)
+        for k, v in kwargs.items()
+        if k not in ("host", "port", "db", "path", "username", "password") and isinstance(v, (str, int, float, bool))
+    }
     return Reading(
-        "redis-py", name, url, scheme, addresses, kwargs.get("username"), kwargs.get("password"), str(conn.db),
-        tls=isinstance(conn, redis.SSLConnection), options=options, fallback=fallback,
+        "redis-py",
+        name,
+        url,
+        scheme,
+        addresses,
+        kwargs.get("username"),
+        kwargs.get("password"),
+        str(conn.db),
+        tls=isinstance(conn, redis.SSLConnection),
+        options=options,
+        fallback=fallback,
     )
 
 
@@ -437,8 +484,10 @@ def _read_kombu(url: str, name: str) -> Reading:
     from kombu import Connection
 
     if url.strip().lower().startswith(("unix://", "socket://")):
-        raise UsageError(f"{name}: kombu (Celery's broker) has no {url.strip().split(':', 1)[0].lower()!r} transport (Celery fails with "
-                         "\"No such transport\"): write a Unix socket as redis+socket:///path/to/redis.sock (unix:// is redis-py's form, for REDIS_URL)")
+        raise UsageError(
+            f"{name}: kombu (Celery's broker) has no {url.strip().split(':', 1)[0].lower()!r} transport (Celery fails with "
+            '"No such transport"): write a Unix socket as redis+socket:///path/to/redis.sock (unix:// is redis-py\'s form, for REDIS_URL)'
+        )
     conn = Connection(url)
     info = conn.info()
     scheme = url.split("://", 1)[0]
@@ -457,8 +506,17 @@ def _read_kombu(url: str, name: str) -> Reading:
     if conn.alt and len(conn.alt) > 1:
         findings.append(Finding("note", "failover", f"kombu reads a failover list of {len(conn.alt)} URLs split at ';' and uses the first"))
     reading = Reading(
-        "kombu", name, url, scheme, [Address(host, int(port) if port else None)], info.get("userid"), info.get("password"),
-        info.get("virtual_host"), tls=bool(info.get("ssl")) or scheme.lower().startswith("rediss"), fallback=fallback, findings=findings,
+        "kombu",
+        name,
+        url,
+        scheme,
+        [Address(host, int(port) if port else None)],
+        info.get("userid"),
+        info.get("password"),
+        info.get("virtual_host"),
+        tls=bool(info.get("ssl")) or scheme.lower().startswith("rediss"),
+        fallback=fallback,
+        findings=findings,
     )
     return reading
 
@@ -488,8 +546,10 @@ def _read_celery_backend(url: str, name: str) -> Reading:
 
     scheme = url.split("://", 1)[0]
     if scheme.lower() in ("socket", "unix"):
-        raise UsageError(f"{name}: Celery has no {scheme.lower()!r} result backend (it fails with \"Unknown result backend\"): "
-                         "write a Unix socket as redis+socket:///path/to/redis.sock")
+        raise UsageError(
+            f'{name}: Celery has no {scheme.lower()!r} result backend (it fails with "Unknown result backend"): '
+            "write a Unix socket as redis+socket:///path/to/redis.sock"
+        )
     if scheme.lower() not in ("redis", "rediss", "redis+socket"):
         raise UsageError(f"{name}: unknown scheme {scheme + '://'!r} for Celery's Redis result backend (redis://, rediss:// or redis+socket://)")
     if _BACKEND_APP is None:
@@ -506,8 +566,17 @@ def _read_celery_backend(url: str, name: str) -> Reading:
         addresses = [Address(params["host"], int(params["port"]))]
         fallback = None if parts.hostname else f"no host in the URL: Celery's backend falls back to {addresses[0]}"
     return Reading(
-        "celery-backend", name, url, scheme, addresses, params.get("username"), params.get("password"), str(params.get("db", 0)),
-        tls="ssl_cert_reqs" in params or scheme.lower() == "rediss", options=dict(parts.query), fallback=fallback,
+        "celery-backend",
+        name,
+        url,
+        scheme,
+        addresses,
+        params.get("username"),
+        params.get("password"),
+        str(params.get("db", 0)),
+        tls="ssl_cert_reqs" in params or scheme.lower() == "rediss",
+        options=dict(parts.query),
+        fallback=fallback,
     )
 
 
@@ -518,7 +587,7 @@ def asyncpg_dsn(url: str) -> tuple[str, str | None]:
     if match and "+" in match.group(1):
         base, _, driver = match.group(1).partition("+")
         if base.lower() in ("postgresql", "postgres"):
-            return "postgresql://" + text[match.end():], f"normalised {match.group(1)}:// (SQLAlchemy style) to postgresql:// for asyncpg"
+            return "postgresql://" + text[match.end() :], f"normalised {match.group(1)}:// (SQLAlchemy style) to postgresql:// for asyncpg"
     return text, None
 
 
@@ -530,24 +599,52 @@ def _read_asyncpg(url: str, name: str) -> Reading:
     match = SCHEME.match(dsn)
     scheme = match.group(1) if match else ""
     if scheme.lower() not in ("postgresql", "postgres"):
-        raise UsageError(f"{name}: unknown database scheme {scheme + '://'!r} (asyncpg accepts postgresql:// and postgres://; postgresql+asyncpg:// is normalised)")
+        raise UsageError(
+            f"{name}: unknown database scheme {scheme + '://'!r} (asyncpg accepts postgresql:// and postgres://; postgresql+asyncpg:// is normalised)"
+        )
     if scheme != scheme.lower():
         raise UsageError(f"{name}: asyncpg accepts only the lower-case schemes postgresql:// and postgres://, not {scheme + '://'!r}")
     addrs, params = connect_utils._parse_connect_dsn_and_args(
-        dsn=dsn, host=None, port=None, user=None, password=None, passfile=None, database=None, ssl=None,
-        service=None, servicefile=None, direct_tls=None, server_settings=None, target_session_attrs=None,
-        krbsrvname=None, gsslib=None,
+        dsn=dsn,
+        host=None,
+        port=None,
+        user=None,
+        password=None,
+        passfile=None,
+        database=None,
+        ssl=None,
+        service=None,
+        servicefile=None,
+        direct_tls=None,
+        server_settings=None,
+        target_session_attrs=None,
+        krbsrvname=None,
+        gsslib=None,
     )
     addresses = [Address(socket=a) if isinstance(a, str) else Address(a[0], int(a[1])) for a in addrs]
     raw = split_raw(dsn)
     fallback = None
     if raw is not None and not _asyncpg_has_host(dsn):
-        fallback = f"no host in the URL: asyncpg tries {len(addresses)} places, first {addresses[0]}" if len(addresses) > 1 else f"no host in the URL: asyncpg uses {addresses[0]}"
+        fallback = (
+            f"no host in the URL: asyncpg tries {len(addresses)} places, first {addresses[0]}"
+            if len(addresses) > 1
+            else f"no host in the URL: asyncpg uses {addresses[0]}"
+        )
     findings = [Finding("note", "normalised", note)] if note else []
     sslmode = getattr(getattr(params, "sslmode", None), "name", None)
     return Reading(
-        "asyncpg", name, url, scheme, addresses, params.user, params.password, params.database,
-        tls=sslmode not in (None, "disable"), options={"sslmode": sslmode} if sslmode else {}, fallback=fallback, findings=findings,
+        "asyncpg",
+        name,
+        url,
+        scheme,
+        addresses,
+        params.user,
+        params.password,
+        params.database,
+        tls=sslmode not in (None, "disable"),
+        options={"sslmode": sslmode} if sslmode else {},
+        fallback=fallback,
+        findings=findings,
     )
 
 

@@ -141,7 +141,7 @@ def split_intended(url: str) -> IntendedUrl:
         hostport, tail = "", rest
     else:
         cut = re.search(r"[/?#]", rest)
-        hostport, tail = (rest[:cut.start()], rest[cut.start():]) if cut else (rest, "")
+        hostport, tail = (rest[: cut.start()], rest[cut.start() :]) if cut else (rest, "")
     tail = tail.split("#", 1)[0]
     path, _, query = tail.partition("?")
     path = path[1:] if path.startswith("/") and scheme not in ("unix",) + SOCKET_SCHEMES else path
@@ -149,7 +149,7 @@ def split_intended(url: str) -> IntendedUrl:
     if hostport.startswith("["):  # an IPv6 literal: [::1]:6379
         bracket = hostport.find("]")
         if bracket > 0:
-            host, after = hostport[1:bracket], hostport[bracket + 1:]
+            host, after = hostport[1:bracket], hostport[bracket + 1 :]
             port_text = after[1:] if after.startswith(":") else (after or None)
     elif hostport.count(":") == 1:
         host, port_text = hostport.split(":")
@@ -199,26 +199,54 @@ def _check_password_characters(report: UrlReport, password: str) -> None:
     structural = sorted({c for c in password if c in _STRUCTURAL})
     if structural:
         chars = " ".join(f"'{c}'" for c in structural)
-        report.add("error", "raw-delimiter", f"password contains raw {chars}: URL parsers end the host part there (must be encoded: {', '.join(encode_password(c) for c in structural)})")
+        report.add(
+            "error",
+            "raw-delimiter",
+            f"password contains raw {chars}: URL parsers end the host part there (must be encoded: {', '.join(encode_password(c) for c in structural)})",
+        )
     if any(c in password for c in _BRACKETS):
         report.add("error", "raw-bracket", "password contains raw '[' or ']': parsers fail with \"Invalid IPv6 URL\" (encode as %5B %5D)")
     if ";" in password:
-        report.add("error", "raw-semicolon", "password contains raw ';': kombu splits the broker URL there into a failover list and Celery cannot connect (encode as %3B)")
+        report.add(
+            "error",
+            "raw-semicolon",
+            "password contains raw ';': kombu splits the broker URL there into a failover list and Celery cannot connect (encode as %3B)",
+        )
     escapes = _ESCAPE.findall(password)
     raw_specials = sorted({c for c in password if c in _RUNBOOK_SPECIALS and c != "%"})
     non_ascii = any(ord(c) > 127 for c in password)
     stray_percent = "%" in _ESCAPE.sub("", password)
     if escapes and (raw_specials or non_ascii or structural):
-        report.add("warning", "partially-encoded", f"password mixes %xx escapes ({len(escapes)}) with raw special characters: the escapes are decoded, the raw characters kept; if the real password contains a literal '%', it must be written %25")
+        report.add(
+            "warning",
+            "partially-encoded",
+            f"password mixes %xx escapes ({len(escapes)}) with raw special characters: the escapes are decoded, the raw characters kept; if the real password contains a literal '%', it must be written %25",
+        )
     elif escapes:
-        report.add("note", "encoded", f"password is URL-encoded: {len(escapes)} escape(s) decoded by the parsers (if the real password literally contains '%', write it as %25)")
+        report.add(
+            "note",
+            "encoded",
+            f"password is URL-encoded: {len(escapes)} escape(s) decoded by the parsers (if the real password literally contains '%', write it as %25)",
+        )
     if stray_percent:
-        report.add("warning", "raw-percent", "password contains a raw '%' not followed by two hex digits: kept literally today, but the runbook says to encode it as %25")
+        report.add(
+            "warning",
+            "raw-percent",
+            "password contains a raw '%' not followed by two hex digits: kept literally today, but the runbook says to encode it as %25",
+        )
     if raw_specials:
         chars = " ".join("space" if c == " " else f"'{c}'" for c in raw_specials)
-        report.add("warning", "raw-special", f"password contains raw {chars}: redis-py and kombu keep these literally (they decode with unquote, not unquote_plus), but the runbook requires encoding them and other clients read '+' as a space; encode with urllib.parse.quote(pw, safe='') (quote_plus is wrong: it writes a space as '+')")
+        report.add(
+            "warning",
+            "raw-special",
+            f"password contains raw {chars}: redis-py and kombu keep these literally (they decode with unquote, not unquote_plus), but the runbook requires encoding them and other clients read '+' as a space; encode with urllib.parse.quote(pw, safe='') (quote_plus is wrong: it writes a space as '+')",
+        )
     if non_ascii:
-        report.add("warning", "non-ascii", "password contains non-ASCII characters: kept literally by redis-py and kombu, but the runbook says to URL-encode them (UTF-8 %xx)")
+        report.add(
+            "warning",
+            "non-ascii",
+            "password contains non-ASCII characters: kept literally by redis-py and kombu, but the runbook says to URL-encode them (UTF-8 %xx)",
+        )
 
 
 def lint_redis_url(url: str, name: str = "URL") -> UrlReport:
@@ -228,9 +256,17 @@ def lint_redis_url(url: str, name: str = "URL") -> UrlReport:
     """
     report = UrlReport(name, url)
     if url != url.lstrip():
-        report.add("error", "leading-whitespace", "whitespace before the scheme (a copy-paste artefact): redis-py rejects the URL (\"Redis URL must specify one of the following schemes\") and kombu reads it as no host and no password")
+        report.add(
+            "error",
+            "leading-whitespace",
+            'whitespace before the scheme (a copy-paste artefact): redis-py rejects the URL ("Redis URL must specify one of the following schemes") and kombu reads it as no host and no password',
+        )
     if url != url.rstrip():
-        report.add("warning", "trailing-whitespace", "whitespace after the URL (a copy-paste artefact): parsers drop a trailing newline, but a trailing space ends up in the db, port or host")
+        report.add(
+            "warning",
+            "trailing-whitespace",
+            "whitespace after the URL (a copy-paste artefact): parsers drop a trailing newline, but a trailing space ends up in the db, port or host",
+        )
     intended = split_intended(url)
     report.intended = intended
     socket_url = intended.scheme in ("unix",) + SOCKET_SCHEMES
@@ -238,15 +274,27 @@ def lint_redis_url(url: str, name: str = "URL") -> UrlReport:
         report.add("note", "unix", "unix socket URL: host and port checks do not apply")
         _check_unix_role(report, name)
     elif socket_url:
-        report.add("note", "kombu-socket", f"{intended.scheme}:// is kombu's Unix-socket broker URL: Celery reads it, redis-py does not (use unix:// for REDIS_URL)")
+        report.add(
+            "note",
+            "kombu-socket",
+            f"{intended.scheme}:// is kombu's Unix-socket broker URL: Celery reads it, redis-py does not (use unix:// for REDIS_URL)",
+        )
     if intended.scheme == "rediss":
         _check_tls_options(report, intended, name)
     password = intended.password
 
     if intended.username is not None and password is None:
-        report.add("error", "missing-colon", "userinfo has no ':' — clients send it as a user name and no password (\"Authentication required\"); write redis://:<PASSWORD>@<HOST>")
+        report.add(
+            "error",
+            "missing-colon",
+            "userinfo has no ':' — clients send it as a user name and no password (\"Authentication required\"); write redis://:<PASSWORD>@<HOST>",
+        )
     elif intended.username and unquote(intended.username) != "default":
-        report.add("warning", "username", f"a user name is set (len {len(unquote(intended.username))}): Redis usually has none; clients will AUTH as that ACL user (write redis://:<PASSWORD>@<HOST> for requirepass)")
+        report.add(
+            "warning",
+            "username",
+            f"a user name is set (len {len(unquote(intended.username))}): Redis usually has none; clients will AUTH as that ACL user (write redis://:<PASSWORD>@<HOST> for requirepass)",
+        )
     if password is not None:
         if password == "":
             report.add("error", "empty-password", "the password after ':' is empty")
@@ -255,7 +303,11 @@ def lint_redis_url(url: str, name: str = "URL") -> UrlReport:
 
     if not socket_url:
         if not intended.host:
-            report.add("warning", "no-host", "no host in the URL: redis-py and kombu fall back to localhost:6379 (write redis://:<PASSWORD>@<HOST>:<PORT>/<DB>)")
+            report.add(
+                "warning",
+                "no-host",
+                "no host in the URL: redis-py and kombu fall back to localhost:6379 (write redis://:<PASSWORD>@<HOST>:<PORT>/<DB>)",
+            )
         if intended.port is not None and not (0 < intended.port < 65536):
             report.add("error", "bad-port", "port is not a number between 1 and 65535")
         if intended.db is not None and not _is_number(intended.db):
@@ -290,9 +342,17 @@ _CELERY_VARIABLES = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
 def _check_unix_role(report: UrlReport, name: str) -> None:
     """``unix://`` is redis-py's socket form only: Celery's broker and backend have no 'unix' transport."""
     if name in _CELERY_VARIABLES:
-        report.add("error", "unix-for-celery", f"{name}: Celery has no 'unix' transport (\"No such transport: unix\"): write redis+socket:///path/to/redis.sock")
+        report.add(
+            "error",
+            "unix-for-celery",
+            f"{name}: Celery has no 'unix' transport (\"No such transport: unix\"): write redis+socket:///path/to/redis.sock",
+        )
     elif name not in ("REDIS_URL",):
-        report.add("note", "unix-redis-py-only", "unix:// is redis-py's form (REDIS_URL); CELERY_BROKER_URL and CELERY_RESULT_BACKEND need redis+socket:///path/to/redis.sock")
+        report.add(
+            "note",
+            "unix-redis-py-only",
+            "unix:// is redis-py's form (REDIS_URL); CELERY_BROKER_URL and CELERY_RESULT_BACKEND need redis+socket:///path/to/redis.sock",
+        )
 
 
 def _check_tls_options(report: UrlReport, intended: IntendedUrl, name: str) -> None:
@@ -312,25 +372,46 @@ def _check_tls_options(report: UrlReport, intended: IntendedUrl, name: str) -> N
     fix = "add ssl_cert_reqs=required&ssl_ca_certs=/path/to/ca.pem (lower-case values work for redis-py, kombu and Celery)"
     if value is None:
         if name == "REDIS_URL":
-            report.add("note", "tls-default", "rediss:// without ssl_cert_reqs: redis-py verifies the certificate (the CA must be trusted or given as ssl_cert_reqs=required&ssl_ca_certs=…); "
-                       "Celery needs the option spelled out, and the runbook uses one URL for all three")
+            report.add(
+                "note",
+                "tls-default",
+                "rediss:// without ssl_cert_reqs: redis-py verifies the certificate (the CA must be trusted or given as ssl_cert_reqs=required&ssl_ca_certs=…); "
+                "Celery needs the option spelled out, and the runbook uses one URL for all three",
+            )
         elif name == "CELERY_BROKER_URL":
-            report.add("error", "tls-no-cert-reqs", "rediss:// without ssl_cert_reqs: kombu (Celery's broker) then does not verify the server certificate "
-                       "(\"defaulting to insecure SSL behaviour\"), and as result backend Celery refuses it at start (\"A rediss:// URL must have parameter ssl_cert_reqs\"): " + fix)
+            report.add(
+                "error",
+                "tls-no-cert-reqs",
+                "rediss:// without ssl_cert_reqs: kombu (Celery's broker) then does not verify the server certificate "
+                '("defaulting to insecure SSL behaviour"), and as result backend Celery refuses it at start ("A rediss:// URL must have parameter ssl_cert_reqs"): '
+                + fix,
+            )
         else:
-            report.add("error", "tls-no-cert-reqs", "rediss:// without ssl_cert_reqs: Celery's result backend refuses it and the worker dies at start "
-                       "(\"A rediss:// URL must have parameter ssl_cert_reqs\"); kombu (the broker) would not verify the certificate: " + fix)
+            report.add(
+                "error",
+                "tls-no-cert-reqs",
+                "rediss:// without ssl_cert_reqs: Celery's result backend refuses it and the worker dies at start "
+                '("A rediss:// URL must have parameter ssl_cert_reqs"); kombu (the broker) would not verify the certificate: ' + fix,
+            )
         return
     if value not in _CERT_REQS_LOWER + _CERT_REQS_UPPER:
         report.add("error", "tls-bad-cert-reqs", f"ssl_cert_reqs has a value no client accepts (use {', '.join(_CERT_REQS_LOWER)})")
         return
     if value in _CERT_REQS_UPPER:
         level = "warning" if name in _CELERY_VARIABLES else "error"
-        report.add(level, "tls-upper-cert-reqs", f"ssl_cert_reqs={value} is Celery's spelling: redis-py (REDIS_URL) rejects it (\"Invalid SSL Certificate Requirements Flag\"); "
-                   f"write ssl_cert_reqs={value[5:].lower()}, which every client reads")
+        report.add(
+            level,
+            "tls-upper-cert-reqs",
+            f'ssl_cert_reqs={value} is Celery\'s spelling: redis-py (REDIS_URL) rejects it ("Invalid SSL Certificate Requirements Flag"); '
+            f"write ssl_cert_reqs={value[5:].lower()}, which every client reads",
+        )
     if value.lower() in ("none", "cert_none"):
-        report.add("warning", "tls-unverified", "ssl_cert_reqs=none: TLS without checking the server certificate (anyone on the path can impersonate Redis); "
-                   "use ssl_cert_reqs=required&ssl_ca_certs=/path/to/ca.pem")
+        report.add(
+            "warning",
+            "tls-unverified",
+            "ssl_cert_reqs=none: TLS without checking the server certificate (anyone on the path can impersonate Redis); "
+            "use ssl_cert_reqs=required&ssl_ca_certs=/path/to/ca.pem",
+        )
 
 
 def _compare_with_parsers(report: UrlReport) -> None:
@@ -432,12 +513,24 @@ def compare_redis_urls(reports: list[UrlReport]) -> list[Finding]:
         ):
             if a != b:
                 shown_a, shown_b = (hidden if secret_ref else a), (hidden if secret_other else b)
-                findings.append(Finding("error", f"differs-{label}", f"{other.name} points at another {label} than {reference.name} ({shown_a} vs {shown_b})"))
+                findings.append(
+                    Finding("error", f"differs-{label}", f"{other.name} points at another {label} than {reference.name} ({shown_a} vs {shown_b})")
+                )
         pa, pb = reference.effective_password or "", other.effective_password or ""
         if pa != pb:
-            findings.append(Finding("error", "differs-password", f"{other.name} has another password than {reference.name} ({fingerprint(pb)} vs {fingerprint(pa)})"))
+            findings.append(
+                Finding(
+                    "error", "differs-password", f"{other.name} has another password than {reference.name} ({fingerprint(pb)} vs {fingerprint(pa)})"
+                )
+            )
         if reference.effective_db != other.effective_db and not (secret_ref or secret_other):
-            findings.append(Finding("warning", "differs-db", f"{other.name} uses db {other.effective_db}, {reference.name} db {reference.effective_db}: allowed, but the runbook gives all three the same URL"))
+            findings.append(
+                Finding(
+                    "warning",
+                    "differs-db",
+                    f"{other.name} uses db {other.effective_db}, {reference.name} db {reference.effective_db}: allowed, but the runbook gives all three the same URL",
+                )
+            )
     return findings
 
 
@@ -493,11 +586,17 @@ def kombu_rules(url: str) -> dict:
     pieces = url.split(";")
     first = pieces[0]
     scheme = urlparse(first).scheme
-    parts = urlparse("http://" + first[len(scheme) + 3:])
+    parts = urlparse("http://" + first[len(scheme) + 3 :])
     path = parts.path or ""
     path = path[1:] if path and path[0] == "/" else path
-    return {"host": unquote(parts.hostname or "") or None, "port": parts.port, "username": unquote(parts.username or "") or None,
-            "password": unquote(parts.password or "") or None, "db": unquote(path or "") or None, "failover_urls": len(pieces)}
+    return {
+        "host": unquote(parts.hostname or "") or None,
+        "port": parts.port,
+        "username": unquote(parts.username or "") or None,
+        "password": unquote(parts.password or "") or None,
+        "db": unquote(path or "") or None,
+        "failover_urls": len(pieces),
+    }
 
 
 def parse_redis_url(url: str) -> dict:

@@ -68,8 +68,12 @@ class ApiClient:
         if response.status_code not in expect:
             raise api_error(method, url, response.status_code, body)
         if isinstance(body, str):
-            raise ApiError(f"{method} {url}: HTTP {response.status_code} but the body is not JSON ({body.strip()[:80]!r})",
-                           response.status_code, body, hint="an HTML page or proxy error instead of the API: check PMS_API_URL")
+            raise ApiError(
+                f"{method} {url}: HTTP {response.status_code} but the body is not JSON ({body.strip()[:80]!r})",
+                response.status_code,
+                body,
+                hint="an HTML page or proxy error instead of the API: check PMS_API_URL",
+            )
         return Response(response.status_code, body, redirected)
 
     # endpoints -------------------------------------------------------------------------------------
@@ -82,8 +86,14 @@ class ApiClient:
         body = response.body
         items = body.get("items", []) if isinstance(body, dict) else body if isinstance(body, list) else None
         if items is None:
-            raise ApiError("channel-connections: expected a list or {items: [...]}, got an empty body" if body is None else "channel-connections: unexpected body shape", response.status, body,
-                           hint="an empty body after a redirect: scripts must follow 307 (curl -L)")
+            raise ApiError(
+                "channel-connections: expected a list or {items: [...]}, got an empty body"
+                if body is None
+                else "channel-connections: unexpected body shape",
+                response.status,
+                body,
+                hint="an empty body after a redirect: scripts must follow 307 (curl -L)",
+            )
         return items, response
 
     def get_connection(self, connection_id: str) -> dict[str, Any]:

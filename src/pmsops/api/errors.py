@@ -36,5 +36,7 @@ def api_error(method: str, url: str, status: int, body: Any) -> ApiError:
         if "expired" in detail.lower():
             hint = "the token has expired: fetch a new one (pmsops token) — tokens live about an hour"
         elif "invalid" in detail.lower():
-            hint = "the backend cannot verify the token: its SUPABASE_JWT_SECRET/JWT_SECRET differs from the one that signed it (pmsops token --verify)"
+            hint = (
+                "the backend cannot verify the token: its SUPABASE_JWT_SECRET/JWT_SECRET differs from the one that signed it (pmsops token --verify)"
+            )
     return ApiError(f"{method} {url}: HTTP {status}" + (f" {detail}" if detail else ""), status, body, hint)

@@ -32,8 +32,14 @@ from pmsops.render import xml_text
 from pmsops.results import Collector, Result, Status, run_check, worst
 from pmsops.settings import Settings
 
-STEPS = (("env", "1 load environment"), ("token", "2 token"), ("health", "3 health"), ("connection", "4 channel connection"),
-         ("trigger", "5 trigger sync"), ("sync-logs", "6 sync logs"))
+STEPS = (
+    ("env", "1 load environment"),
+    ("token", "2 token"),
+    ("health", "3 health"),
+    ("connection", "4 channel connection"),
+    ("trigger", "5 trigger sync"),
+    ("sync-logs", "6 sync logs"),
+)
 """(stable name, label): the name is the JSON/JUnit key, the label what people read."""
 SLOTS = tuple(name for name, _ in STEPS)
 LABELS = dict(STEPS)
@@ -88,9 +94,17 @@ def worker_missing(health: Result) -> str | None:
     return "celery " + str(component.get("status")) + (f" ({component['error']})" if component.get("error") else "") + ", no worker answers"
 
 
-def run_smoke(settings: Settings, connection: str | None = None, sync_type: str = "full", wait: float = 60.0,
-              http_timeout: float = 10.0, poll: float = 1.0, env_file: str | None = None, trigger: bool = True,
-              collector: Collector | None = None) -> SmokeRun:
+def run_smoke(
+    settings: Settings,
+    connection: str | None = None,
+    sync_type: str = "full",
+    wait: float = 60.0,
+    http_timeout: float = 10.0,
+    poll: float = 1.0,
+    env_file: str | None = None,
+    trigger: bool = True,
+    collector: Collector | None = None,
+) -> SmokeRun:
     """The Quick Smoke. Each step is released to ``collector`` the moment it ends.
 
     A step runs when the steps it needs succeeded (:data:`NEEDS`); with the worker
@@ -147,7 +161,11 @@ def run_smoke(settings: Settings, connection: str | None = None, sync_type: str 
                 return results.fail("connection", "no channel connections", hint="create one via POST /api/v1/channel-connections/ (or /docs)")
             state["cid"] = str(items[0]["id"])
             via = " (after a 307 to the trailing-slash path)" if response.redirected_from else ""
-            return results.ok("connection", f"CID={state['cid']} ({items[0].get('platform_type')}, {items[0].get('status')}){via}", notes=[f"{len(items)} connection(s)"])
+            return results.ok(
+                "connection",
+                f"CID={state['cid']} ({items[0].get('platform_type')}, {items[0].get('status')}){via}",
+                notes=[f"{len(items)} connection(s)"],
+            )
 
     def trigger_sync() -> Result:
         with ApiClient(state["api"], state["token"], http_timeout, settings.get("AGENCY_ID")) as client:
@@ -156,7 +174,11 @@ def run_smoke(settings: Settings, connection: str | None = None, sync_type: str 
         state["log_ids"] = [str(i) for i in body.get("created_log_ids") or []]
         run.context.update({"connection_id": state["cid"], "task_ids": state["task_ids"], "batch_id": body.get("batch_id")})
         if not state["task_ids"]:
-            return results.fail("trigger", f"HTTP 200 but no task ids (status {body.get('status')})", hint="the backend did not enqueue anything: check CHANNEL_MANAGER_ENABLED and the Celery broker")
+            return results.fail(
+                "trigger",
+                f"HTTP 200 but no task ids (status {body.get('status')})",
+                hint="the backend did not enqueue anything: check CHANNEL_MANAGER_ENABLED and the Celery broker",
+            )
         notes = [f"task {t}" for t in state["task_ids"]] + ([f"batch {body['batch_id']}"] if body.get("batch_id") else [])
         return results.ok("trigger", f"{sync_type} sync {body.get('status', 'triggered')}: {len(state['task_ids'])} task(s)", notes=notes)
 
@@ -180,13 +202,17 @@ def run_smoke(settings: Settings, connection: str | None = None, sync_type: str 
 
     def logs() -> Result:
         with ApiClient(state["api"], state["token"], http_timeout, settings.get("AGENCY_ID")) as client:
-            found, finished = wait_until_final(lambda: client.sync_logs(state["cid"], limit=50)["logs"], state["task_ids"], state["log_ids"], wait, poll,
-                                               show, no_worker)
+            found, finished = wait_until_final(
+                lambda: client.sync_logs(state["cid"], limit=50)["logs"], state["task_ids"], state["log_ids"], wait, poll, show, no_worker
+            )
         run.context["logs"] = [{k: m.get(k) for k in ("id", "operation_type", "status", "error", "task_id")} for m in found]
         if state.get("no_worker"):
-            return results.fail("sync-logs", f"no worker: the logs stayed 'triggered' for {UNTOUCHED_SECONDS:g} s and no worker answers a ping on the broker",
-                                notes=[describe_log(m) for m in found],
-                                hint="start pms-worker (docker ps | grep worker; pmsops host logs pms-worker-v2) and check it uses this broker (pmsops celery ping)")
+            return results.fail(
+                "sync-logs",
+                f"no worker: the logs stayed 'triggered' for {UNTOUCHED_SECONDS:g} s and no worker answers a ping on the broker",
+                notes=[describe_log(m) for m in found],
+                hint="start pms-worker (docker ps | grep worker; pmsops host logs pms-worker-v2) and check it uses this broker (pmsops celery ping)",
+            )
         return final_verdict("sync-logs", found, finished, wait)
 
     steps = {"env": load_env, "token": token, "health": health, "connection": pick_connection, "trigger": trigger_sync, "sync-logs": logs}
@@ -235,11 +261,15 @@ def junit_xml(run: SmokeRun, context: str = "default", strict: bool = False, hos
     stamp = run.started_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     host = hostname or socket.gethostname() or "localhost"
     classname = _classname(context, command)
-    lines = ['<?xml version="1.0" encoding="UTF-8"?>',
-             f'<testsuite name={attr(f"pmsops {command} ({context})")} tests="{len(run.results)}" failures="{failures}" errors="0" skipped="{skipped}" '
-             f'time="{total:.3f}" timestamp="{stamp}" hostname={attr(host)}>']
+    lines = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        f'<testsuite name={attr(f"pmsops {command} ({context})")} tests="{len(run.results)}" failures="{failures}" errors="0" skipped="{skipped}" '
+        f'time="{total:.3f}" timestamp="{stamp}" hostname={attr(host)}>',
+    ]
     for r in run.results:
-        lines.append(f'  <testcase classname={attr(classname)} name={attr(r.label or r.name)} time="{(r.duration_ms or 0) / 1000:.3f}">')  # CI views show what people read
+        lines.append(
+            f'  <testcase classname={attr(classname)} name={attr(r.label or r.name)} time="{(r.duration_ms or 0) / 1000:.3f}">'
+        )  # CI views show what people read
         if r.status == Status.FAIL:
             lines.append(f"    <failure message={attr(r.summary)}>{body(r)}</failure>")
         elif r.status == Status.WARN and strict:

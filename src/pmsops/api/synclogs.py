@@ -27,17 +27,21 @@ def summarise(logs: list[dict[str, Any]], stale_after: float = 600.0, now: datet
     """The runbook's summary (total, last operation/status/created_at), retries, stale open logs."""
     now = now or datetime.now(timezone.utc)
     if not logs:
-        return [results.warn("sync-logs", "no sync logs for this connection",
-                             hint="no sync has run yet: trigger one (pmsops sync trigger ID --type full)")]
+        return [
+            results.warn(
+                "sync-logs", "no sync logs for this connection", hint="no sync has run yet: trigger one (pmsops sync trigger ID --type full)"
+            )
+        ]
     last = logs[0]
     notes = [f"last operation: {last.get('operation_type')}", f"last status: {last.get('status')}", f"last created_at: {last.get('created_at')}"]
     for log in logs:
         details = log.get("details") or {}
         if details.get("retry_count"):
-            notes.append(f"{log.get('operation_type')} {str(log.get('id'))[:8]}: retry {details.get('retry_count')}"
-                         + (f", {details.get('error_type')}" if details.get("error_type") else "")
-                         + (f", next in {details.get('next_retry_seconds')} s"
-                            if log.get("status") == "running" and details.get("next_retry_seconds") else ""))
+            notes.append(
+                f"{log.get('operation_type')} {str(log.get('id'))[:8]}: retry {details.get('retry_count')}"
+                + (f", {details.get('error_type')}" if details.get("error_type") else "")
+                + (f", next in {details.get('next_retry_seconds')} s" if log.get("status") == "running" and details.get("next_retry_seconds") else "")
+            )
     stale = []
     for log in logs:
         updated = parse_time(log.get("updated_at") or log.get("created_at"))
@@ -52,15 +56,27 @@ def summarise(logs: list[dict[str, Any]], stale_after: float = 600.0, now: datet
         # The latest run of an operation failed: it is failing now. Only older failures (since succeeded): a warning.
         make = results.fail if failing_now else results.warn
         which = ", ".join(sorted({str(log.get("operation_type")) for log in failing_now}))
-        out.append(make("failed", f"{len(failed)} failed log(s)" + (f"; the latest {which} failed" if failing_now else "; all since succeeded")
-                        + f"; latest error: {failed[0].get('error')}",
-                        hint="check the worker logs (pmsops host logs pms-worker-v2) and the connection's credentials"))
+        out.append(
+            make(
+                "failed",
+                f"{len(failed)} failed log(s)"
+                + (f"; the latest {which} failed" if failing_now else "; all since succeeded")
+                + f"; latest error: {failed[0].get('error')}",
+                hint="check the worker logs (pmsops host logs pms-worker-v2) and the connection's credentials",
+            )
+        )
     if stale:
-        ages = ", ".join(f"{s.get('operation_type')} {s.get('status')} for {relative(now - parse_time(s.get('updated_at') or s.get('created_at')))}"
-                         for s in stale)
-        out.append(results.fail("stale", f"{len(stale)} log(s) stuck open: {ages}",
-                                hint="'triggered' for long: no worker takes tasks (pmsops celery ping); "
-                                     "'running' for long: a hung task or a killed worker (pmsops celery active; pmsops sync reap)"))
+        ages = ", ".join(
+            f"{s.get('operation_type')} {s.get('status')} for {relative(now - parse_time(s.get('updated_at') or s.get('created_at')))}" for s in stale
+        )
+        out.append(
+            results.fail(
+                "stale",
+                f"{len(stale)} log(s) stuck open: {ages}",
+                hint="'triggered' for long: no worker takes tasks (pmsops celery ping); "
+                "'running' for long: a hung task or a killed worker (pmsops celery active; pmsops sync reap)",
+            )
+        )
     return out
 
 
@@ -96,14 +112,20 @@ MAX_RETRIES = 3
 """The worker's default SYNC_MAX_RETRIES: shown as ``retry n/3``."""
 
 CAUSES = {
-    "platform_error": ("the platform (channel API) answers with errors",
-                       "the platform is down or failing: check its status and PLATFORM_BASE_URL; "
-                       "the breaker opens after repeated errors and retries resume when it closes"),
-    "timeout": ("the platform (channel API) does not answer in time",
-                "the platform is slow or black-holed: check the network path to it and its status"),
+    "platform_error": (
+        "the platform (channel API) answers with errors",
+        "the platform is down or failing: check its status and PLATFORM_BASE_URL; "
+        "the breaker opens after repeated errors and retries resume when it closes",
+    ),
+    "timeout": (
+        "the platform (channel API) does not answer in time",
+        "the platform is slow or black-holed: check the network path to it and its status",
+    ),
     "rate_limited": ("the platform rate-limits us", "retries wait for the platform's rate limit (Retry-After): nothing to fix unless it persists"),
-    "circuit_open": ("the platform's circuit breaker is open after repeated platform errors",
-                     "the platform failed repeatedly: check it (pmsops top shows breakers); retries resume when the breaker closes"),
+    "circuit_open": (
+        "the platform's circuit breaker is open after repeated platform errors",
+        "the platform failed repeatedly: check it (pmsops top shows breakers); retries resume when the breaker closes",
+    ),
     "database_unavailable": ("the worker cannot reach the database", "check DATABASE_URL in the worker and that the database runs (pmsops check db)"),
     "authentication_error": ("the platform refused the connection's credentials", "update the connection's credentials"),
 }
@@ -140,9 +162,15 @@ def _retry_in(log: dict[str, Any], now: datetime | None = None) -> float | None:
     return max(0.0, countdown - (now - updated).total_seconds())
 
 
-def wait_until_final(fetch: Callable[[], list[dict[str, Any]]], task_ids: list[str], log_ids: list[str], timeout: float, poll: float = 1.0,
-                     progress: Callable[[list[dict[str, Any]]], None] | None = None,
-                     give_up: Callable[[list[dict[str, Any]], float], bool] | None = None) -> tuple[list[dict[str, Any]], bool]:
+def wait_until_final(
+    fetch: Callable[[], list[dict[str, Any]]],
+    task_ids: list[str],
+    log_ids: list[str],
+    timeout: float,
+    poll: float = 1.0,
+    progress: Callable[[list[dict[str, Any]]], None] | None = None,
+    give_up: Callable[[list[dict[str, Any]], float], bool] | None = None,
+) -> tuple[list[dict[str, Any]], bool]:
     """The one poller (API and database alike): until every log created by the trigger is final.
 
     Returns (logs, finished). ``progress`` gets the trigger's logs after each poll.
@@ -183,15 +211,22 @@ def final_verdict(name: str, found: list[dict[str, Any]], finished: bool, timeou
         if named:
             summary = f"not final within the {timeout:g} s wait: {named[0]} ({', '.join(sorted(set(causes)))})"
             return results.fail(name, summary, notes=notes, hint=named[1], details=details)
-        hint = ("logs stay 'triggered': no worker picks up tasks — is pms-worker running and on the broker? "
-                "(pmsops celery ping; pmsops host logs pms-worker-v2)"
-                if stuck <= {"triggered", "queued", "missing"}
-                else "logs stay 'running': a task hangs or its worker died (pmsops celery active; pmsops sync reap)")
+        hint = (
+            "logs stay 'triggered': no worker picks up tasks — is pms-worker running and on the broker? "
+            "(pmsops celery ping; pmsops host logs pms-worker-v2)"
+            if stuck <= {"triggered", "queued", "missing"}
+            else "logs stay 'running': a task hangs or its worker died (pmsops celery active; pmsops sync reap)"
+        )
         return results.fail(name, f"not final after {timeout:g} s ({', '.join(sorted(stuck))})", notes=notes, hint=hint, details=details)
     if any(m.get("status") != "success" for m in found):
         summary = "sync failed" + (f": {named[0]} ({', '.join(sorted(set(causes)))})" if named else "")
-        return results.fail(name, summary, notes=notes, details=details,
-                            hint=named[1] if named else "read each log's error; worker logs: pmsops host logs pms-worker-v2")
+        return results.fail(
+            name,
+            summary,
+            notes=notes,
+            details=details,
+            hint=named[1] if named else "read each log's error; worker logs: pmsops host logs pms-worker-v2",
+        )
     return results.ok(name, f"all {len(found)} operation(s) succeeded", notes=notes, details=details)
 
 
@@ -203,8 +238,10 @@ def log_table(logs: list[dict[str, Any]], now: datetime | None = None) -> list[s
         created = parse_time(log.get("created_at"))
         when = f"{relative(now - created)} ago" if created else "?"
         retry = (log.get("details") or {}).get("retry_count", 0) if isinstance(log.get("details"), dict) else 0
-        rows.append(f"{when:<10} {str(log.get('operation_type', '?')):<20} {str(log.get('direction', '?')):<8} {str(log.get('status', '?')):<9} "
-                    f"{retry!s:<6} {log.get('error') or ''}".rstrip())
+        rows.append(
+            f"{when:<10} {str(log.get('operation_type', '?')):<20} {str(log.get('direction', '?')):<8} {str(log.get('status', '?')):<9} "
+            f"{retry!s:<6} {log.get('error') or ''}".rstrip()
+        )
     return rows
 
 
@@ -214,8 +251,15 @@ def follow_trigger(client, connection_id: str, sync_type: str, wait: float | Non
     body = client.trigger_sync(connection_id, sync_type)
     task_ids, log_ids = list(body.get("task_ids") or []), [str(i) for i in body.get("created_log_ids") or []]
     notes = [f"task {t}" for t in task_ids] + ([f"batch {body['batch_id']}"] if body.get("batch_id") else [])
-    collector.finish("trigger", results.ok("trigger", f"{sync_type} sync {body.get('status', 'triggered')}: {len(task_ids)} task(s)", notes=notes,
-                                           details={k: body.get(k) for k in ("task_ids", "batch_id", "created_log_ids", "status")}))
+    collector.finish(
+        "trigger",
+        results.ok(
+            "trigger",
+            f"{sync_type} sync {body.get('status', 'triggered')}: {len(task_ids)} task(s)",
+            notes=notes,
+            details={k: body.get(k) for k in ("task_ids", "batch_id", "created_log_ids", "status")},
+        ),
+    )
     if wait:
         collector.start("sync-logs")
 
@@ -236,8 +280,10 @@ def connections_result(items: list[dict[str, Any]], redirected: bool = False, no
     rows = [f"{'ID':<36}  {'PLATFORM':<12} {'STATUS':<9} LAST SYNC"]
     for c in items:
         last = parse_time(c.get("last_sync_at"))
-        rows.append(f"{str(c.get('id')):<36}  {str(c.get('platform_type', '?')):<12} {str(c.get('status', '?')):<9} "
-                    + (f"{relative(now - last)} ago" if last else "never"))
+        rows.append(
+            f"{str(c.get('id')):<36}  {str(c.get('platform_type', '?')):<12} {str(c.get('status', '?')):<9} "
+            + (f"{relative(now - last)} ago" if last else "never")
+        )
     if redirected:
         rows.append("(followed a 307 redirect to the trailing-slash path)")
     return results.ok("connections", f"{len(items)} connection(s)", notes=rows, details={"connections": items})

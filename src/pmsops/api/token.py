@@ -49,8 +49,10 @@ def _token_hint(status: int) -> str:
     if status == 429:
         return "Supabase Auth rate-limits token requests: wait a minute, or export TOKEN for repeated runs"
     if status >= 500:
-        return (f"Supabase Auth (GoTrue) behind SB_URL is down or failing (HTTP {status}): not your credentials; "
-                "check its container/status (curl -s \"$SB_URL/auth/v1/health\"), or export a still-valid TOKEN meanwhile")
+        return (
+            f"Supabase Auth (GoTrue) behind SB_URL is down or failing (HTTP {status}): not your credentials; "
+            'check its container/status (curl -s "$SB_URL/auth/v1/health"), or export a still-valid TOKEN meanwhile'
+        )
     return "check SB_URL and ANON_KEY"
 
 
@@ -64,17 +66,23 @@ def fetch_token(sb_url: str, anon_key: str, email: str, password: str, timeout: 
 
     url = sb_url.rstrip("/") + "/auth/v1/token?grant_type=password"
     try:
-        response = httpx.post(url, headers={"apikey": anon_key, "Content-Type": "application/json"}, json={"email": email, "password": password},
-                              timeout=httpx.Timeout(timeout))
+        response = httpx.post(
+            url,
+            headers={"apikey": anon_key, "Content-Type": "application/json"},
+            json={"email": email, "password": password},
+            timeout=httpx.Timeout(timeout),
+        )
     except httpx.HTTPError as exc:
         host, port = host_of(url)
         failure = classify(exc, host, port, timeout, "Supabase auth")
-        raise ApiError(f"POST {url}: {failure.summary}", hint=f"{failure.hint}; check SB_URL (curl -s \"$SB_URL/health\")") from None
+        raise ApiError(f"POST {url}: {failure.summary}", hint=f'{failure.hint}; check SB_URL (curl -s "$SB_URL/health")') from None
     body = decode_body(response.text)
     if response.status_code != 200:
         detail = body.get("error_description") or body.get("msg") or body.get("error") if isinstance(body, dict) else None
         hint = _token_hint(response.status_code)
-        raise ApiError(f"token request failed: HTTP {response.status_code}" + (f" ({detail})" if detail else ""), response.status_code, None, hint=hint)
+        raise ApiError(
+            f"token request failed: HTTP {response.status_code}" + (f" ({detail})" if detail else ""), response.status_code, None, hint=hint
+        )
     token = body.get("access_token") if isinstance(body, dict) else None
     if not token:
         raise ApiError("token response has no access_token", response.status_code, None, hint="SB_URL does not point at Supabase's GoTrue")
@@ -90,7 +98,9 @@ def obtain(settings: Settings, timeout: float = 10.0) -> TokenInfo:
         return TokenInfo(ready.strip(), settings.source("TOKEN") or "TOKEN")
     missing = [n for n in ("SB_URL", "ANON_KEY", "EMAIL", "PASSWORD") if not settings.get(n)]
     if missing:
-        raise UsageError(f"no TOKEN and not set: {', '.join(missing)}", hint="source /root/pms_env.sh (pmsops --env-file /root/pms_env.sh …), or export TOKEN")
+        raise UsageError(
+            f"no TOKEN and not set: {', '.join(missing)}", hint="source /root/pms_env.sh (pmsops --env-file /root/pms_env.sh …), or export TOKEN"
+        )
     token = fetch_token(settings.require("SB_URL"), settings.require("ANON_KEY"), settings.require("EMAIL"), settings.require("PASSWORD"), timeout)
     return TokenInfo(token, "password grant")
 
@@ -116,9 +126,19 @@ def describe(info: TokenInfo, verify_secret: str | None = None, audience: str | 
     notes = [f"{k}: {v}" for k, v in shown.items()]
     if left is not None:
         notes.append(f"expires in {left / 60:.0f} min" if left > 0 else f"EXPIRED {-left / 60:.0f} min ago")
-    details = {"length": len(info.token), "parts": info.parts, "claims": shown, "seconds_left": round(left) if left is not None else None, "source": info.source}
+    details = {
+        "length": len(info.token),
+        "parts": info.parts,
+        "claims": shown,
+        "seconds_left": round(left) if left is not None else None,
+        "source": info.source,
+    }
     if left is not None and left <= 0:
-        out.append(results.fail("token", shape + ", expired", notes=notes, details=details, hint="fetch a new token: pmsops token (tokens live about an hour)"))
+        out.append(
+            results.fail(
+                "token", shape + ", expired", notes=notes, details=details, hint="fetch a new token: pmsops token (tokens live about an hour)"
+            )
+        )
     else:
         out.append(results.ok("token", shape, notes=notes, details=details))
     if verify_secret is not None:
@@ -131,15 +151,23 @@ def verify(token: str, secret: str, audience: str | None) -> Result:
 
     register_secret(secret)
     try:
-        jwt.decode(token, secret, algorithms=["HS256"], audience=audience or "authenticated",
-                   options={"verify_exp": False, "require": list(REQUIRED_CLAIMS)})
+        jwt.decode(
+            token, secret, algorithms=["HS256"], audience=audience or "authenticated", options={"verify_exp": False, "require": list(REQUIRED_CLAIMS)}
+        )
     except jwt.MissingRequiredClaimError as exc:
-        return results.fail("verify", missing_claim_text(exc.claim),
-                            hint="the backend refuses it (HTTP 401): get a token from the password grant (pmsops token)")
+        return results.fail(
+            "verify", missing_claim_text(exc.claim), hint="the backend refuses it (HTTP 401): get a token from the password grant (pmsops token)"
+        )
     except jwt.InvalidAudienceError:
-        return results.fail("verify", f"audience mismatch (expected {audience or 'authenticated'})", hint="JWT_AUDIENCE must match the token's aud claim")
+        return results.fail(
+            "verify", f"audience mismatch (expected {audience or 'authenticated'})", hint="JWT_AUDIENCE must match the token's aud claim"
+        )
     except jwt.InvalidSignatureError:
-        return results.fail("verify", "signature does not match the secret", hint="the backend's SUPABASE_JWT_SECRET/JWT_SECRET differs from GoTrue's: copy it exactly (the API answers 401 'Invalid authentication token')")
+        return results.fail(
+            "verify",
+            "signature does not match the secret",
+            hint="the backend's SUPABASE_JWT_SECRET/JWT_SECRET differs from GoTrue's: copy it exactly (the API answers 401 'Invalid authentication token')",
+        )
     except jwt.PyJWTError as exc:
         return results.fail("verify", f"cannot verify: {exc}")
     return results.ok("verify", f"signature valid (HS256), audience {audience or 'authenticated'}")

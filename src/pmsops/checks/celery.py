@@ -156,7 +156,13 @@ def _count_verdict(name: str, found: list[str], expect: int | None, summary: str
     if count == 0:
         return results.fail(name, "no worker answered" + summary, hint=NO_WORKER_HINT, details=details, notes=notes)
     if expect is not None and count > expect:
-        return results.fail(name, f"{count} workers answered, expected {expect}" + summary, hint="duplicate workers run every sync twice: stop the extra worker (docker ps | grep worker)", details=details, notes=notes)
+        return results.fail(
+            name,
+            f"{count} workers answered, expected {expect}" + summary,
+            hint="duplicate workers run every sync twice: stop the extra worker (docker ps | grep worker)",
+            details=details,
+            notes=notes,
+        )
     if expect is not None and count < expect:
         return results.fail(name, f"only {count} of {expect} expected workers answered" + summary, hint=NO_WORKER_HINT, details=details, notes=notes)
     return results.ok(name, f"{count} worker{'s' if count != 1 else ''} answered" + summary, details=details, notes=notes)
@@ -179,13 +185,25 @@ def ping(url: str, timeout: float = 3.0, expect: int | None = None, destination:
         missing = sorted(set(destination) - set(workers))
         if missing:
             notes.append(f"no answer from {', '.join(missing)}")
-    details = {"workers": workers, "bound_workers": got.bound_workers, "waited_ms": round(got.waited_ms, 1), "broker": mask_url(url),
-               "broker_address": str(read_url(url, "kombu", "CELERY_BROKER_URL").address)}
+    details = {
+        "workers": workers,
+        "bound_workers": got.bound_workers,
+        "waited_ms": round(got.waited_ms, 1),
+        "broker": mask_url(url),
+        "broker_address": str(read_url(url, "kombu", "CELERY_BROKER_URL").address),
+    }
     summary = f" in {got.waited_ms:.0f} ms: {', '.join(workers)}" if workers else f" within {timeout:g} s"
     return _count_verdict(name, workers, expect if not destination else len(destination), summary, details, notes)
 
 
-def registered(url: str, timeout: float = 3.0, expect_tasks: list[str] | None = None, destination: list[str] | None = None, expect: int | None = None, name: str = "celery-registered") -> Result:
+def registered(
+    url: str,
+    timeout: float = 3.0,
+    expect_tasks: list[str] | None = None,
+    destination: list[str] | None = None,
+    expect: int | None = None,
+    name: str = "celery-registered",
+) -> Result:
     """Which tasks each worker registered; every ``expect_tasks`` name must be there."""
     try:
         got = broadcast(url, "registered", timeout, destination, expect)
@@ -200,16 +218,28 @@ def registered(url: str, timeout: float = 3.0, expect_tasks: list[str] | None = 
         missing_any += [f"{worker}: {t}" for t in missing]
         notes.append(f"{worker}: {len(names)} tasks" + (f", missing {', '.join(missing)}" if missing else ""))
         notes += [f"  - {t}" for t in names]
-    details = {"workers": {w: sorted(t.split(' ')[0] for t in ts) for w, ts in got.replies.items()}, "expected_tasks": expect_tasks or []}
+    details = {"workers": {w: sorted(t.split(" ")[0] for t in ts) for w, ts in got.replies.items()}, "expected_tasks": expect_tasks or []}
     if not got.replies:
         return results.fail(name, f"no worker answered within {timeout:g} s", hint=NO_WORKER_HINT, details=details)
     if missing_any:
-        return results.fail(name, f"expected task(s) not registered on {len({m.split(':')[0] for m in missing_any})} worker(s)", notes=notes, details=details,
-                            hint="the worker runs another app or old code: check the start command (-A …:celery_app) and the code version (pmsops host code-hash)")
+        return results.fail(
+            name,
+            f"expected task(s) not registered on {len({m.split(':')[0] for m in missing_any})} worker(s)",
+            notes=notes,
+            details=details,
+            hint="the worker runs another app or old code: check the start command (-A …:celery_app) and the code version (pmsops host code-hash)",
+        )
     return _count_verdict(name, sorted(got.replies), expect, "", details, notes)
 
 
-def active(url: str, timeout: float = 3.0, stuck_after: float = STUCK_AFTER_SECONDS, destination: list[str] | None = None, expect: int | None = None, name: str = "celery-active") -> Result:
+def active(
+    url: str,
+    timeout: float = 3.0,
+    stuck_after: float = STUCK_AFTER_SECONDS,
+    destination: list[str] | None = None,
+    expect: int | None = None,
+    name: str = "celery-active",
+) -> Result:
     """Running tasks with their age; a task older than ``stuck_after`` seconds is flagged."""
     try:
         got = broadcast(url, "active", timeout, destination, expect)
@@ -228,13 +258,22 @@ def active(url: str, timeout: float = 3.0, stuck_after: float = STUCK_AFTER_SECO
             flag = age is not None and age > stuck_after
             if flag:
                 stuck.append(row)
-            notes.append(f"{worker}: {row['name']}[{row['id']}] running for {age:.0f} s" + ("  ← stuck?" if flag else "") if age is not None else f"{worker}: {row['name']}[{row['id']}] (no start time)")
+            notes.append(
+                f"{worker}: {row['name']}[{row['id']}] running for {age:.0f} s" + ("  ← stuck?" if flag else "")
+                if age is not None
+                else f"{worker}: {row['name']}[{row['id']}] (no start time)"
+            )
     details = {"workers": sorted(got.replies), "tasks": rows, "stuck_after_s": stuck_after}
     if not got.replies:
         return results.fail(name, f"no worker answered within {timeout:g} s", hint=NO_WORKER_HINT, details=details)
     if stuck:
-        return results.fail(name, f"{len(stuck)} task(s) running longer than {stuck_after:g} s", notes=notes, details=details,
-                            hint="a hanging task holds a worker slot and its sync log stays 'running': check CELERY_TIME_LIMIT and the platform's responsiveness; pmsops sync reap marks stale logs failed")
+        return results.fail(
+            name,
+            f"{len(stuck)} task(s) running longer than {stuck_after:g} s",
+            notes=notes,
+            details=details,
+            hint="a hanging task holds a worker slot and its sync log stays 'running': check CELERY_TIME_LIMIT and the platform's responsiveness; pmsops sync reap marks stale logs failed",
+        )
     summary = f"{len(rows)} task(s) running on {len(got.replies)} worker(s)"
     return results.ok(name, summary, notes=notes, details=details)
 
@@ -253,5 +292,12 @@ def stats(url: str, timeout: float = 3.0, destination: list[str] | None = None, 
         total = sum((info.get("total") or {}).values())
         line = f"{worker}: pid {info.get('pid')}, pool {pool.get('implementation', '?').split(':')[-1]} x{pool.get('max-concurrency', '?')}, {total} tasks processed, up {info.get('uptime', 0)} s"
         notes.append(line)
-        details[worker] = {"pid": info.get("pid"), "uptime_s": info.get("uptime"), "total": info.get("total"), "pool": pool.get("implementation"), "concurrency": pool.get("max-concurrency"), "prefetch_count": info.get("prefetch_count")}
+        details[worker] = {
+            "pid": info.get("pid"),
+            "uptime_s": info.get("uptime"),
+            "total": info.get("total"),
+            "pool": pool.get("implementation"),
+            "concurrency": pool.get("max-concurrency"),
+            "prefetch_count": info.get("prefetch_count"),
+        }
     return _count_verdict(name, sorted(got.replies), expect, "", {"workers": details}, notes)

@@ -32,6 +32,7 @@ from pmsops.urlread import Reading, asyncpg_dsn, mask_url, read_url
 LATENCY_WARN_MS = 500.0
 """The contract's alert threshold for the database."""
 
+
 def read_database_url(url: str, name: str = "DATABASE_URL") -> Reading:
     """DATABASE_URL as asyncpg reads it: addresses (first host, socket, fallback), user, database."""
     return read_url(url, "asyncpg", name)
@@ -52,20 +53,36 @@ def _ssl_failure(exc: BaseException) -> tuple[str, str, str] | None:
     text = str(exc)
     lowered = text.lower()
     if "no pg_hba.conf entry" in lowered and "no encryption" in lowered:
-        return ("ssl-required", f"the server accepts this user only over SSL (pg_hba.conf: hostssl) and the connection did not use SSL: {text.splitlines()[0]}",
-                "remove sslmode=disable (asyncpg's default, prefer, uses SSL when offered) or set sslmode=require; "
-                "sslmode=verify-full&sslrootcert=/path/to/ca.pem also verifies the server")
+        return (
+            "ssl-required",
+            f"the server accepts this user only over SSL (pg_hba.conf: hostssl) and the connection did not use SSL: {text.splitlines()[0]}",
+            "remove sslmode=disable (asyncpg's default, prefer, uses SSL when offered) or set sslmode=require; "
+            "sslmode=verify-full&sslrootcert=/path/to/ca.pem also verifies the server",
+        )
     if "no pg_hba.conf entry" in lowered and "ssl encryption" in lowered:
-        return ("ssl-refused", f"the server accepts this user only without SSL (pg_hba.conf: hostnossl): {text.splitlines()[0]}",
-                "use sslmode=disable or prefer, or change pg_hba.conf to host/hostssl")
+        return (
+            "ssl-refused",
+            f"the server accepts this user only without SSL (pg_hba.conf: hostnossl): {text.splitlines()[0]}",
+            "use sslmode=disable or prefer, or change pg_hba.conf to host/hostssl",
+        )
     if "rejected ssl upgrade" in lowered:
-        return ("ssl-unavailable", "the server does not offer SSL (ssl = off), and the URL demands it (sslmode=require/verify-ca/verify-full)",
-                "turn SSL on at the server (ssl = on with a certificate), or use sslmode=prefer (SSL when offered) or sslmode=disable on a private network")
+        return (
+            "ssl-unavailable",
+            "the server does not offer SSL (ssl = off), and the URL demands it (sslmode=require/verify-ca/verify-full)",
+            "turn SSL on at the server (ssl = on with a certificate), or use sslmode=prefer (SSL when offered) or sslmode=disable on a private network",
+        )
     if isinstance(exc, ssl.SSLCertVerificationError) or "certificate verify failed" in lowered:
-        why = "the host name in the URL is not in the certificate" if "hostname" in lowered or "ip address mismatch" in lowered else "not signed by the root certificate given"
-        return ("ssl-untrusted", f"the server certificate was not accepted ({why})",
-                "sslrootcert must be the CA that signed the server certificate; with verify-full the URL's host must be one of the certificate's names "
-                "(sslmode=verify-ca checks the CA only)")
+        why = (
+            "the host name in the URL is not in the certificate"
+            if "hostname" in lowered or "ip address mismatch" in lowered
+            else "not signed by the root certificate given"
+        )
+        return (
+            "ssl-untrusted",
+            f"the server certificate was not accepted ({why})",
+            "sslrootcert must be the CA that signed the server certificate; with verify-full the URL's host must be one of the certificate's names "
+            "(sslmode=verify-ca checks the CA only)",
+        )
     return None
 
 
@@ -80,7 +97,11 @@ def _classify_db_error(exc: BaseException, host, port, timeout: float) -> tuple[
     if ssl_named:
         return ssl_named
     if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError) and "no pg_hba.conf entry" in str(exc).lower():
-        return "hba", f"rejected by pg_hba.conf: {exc}", "pg_hba.conf on the server has no line for this host, user and database (the password was not even asked for)"
+        return (
+            "hba",
+            f"rejected by pg_hba.conf: {exc}",
+            "pg_hba.conf on the server has no line for this host, user and database (the password was not even asked for)",
+        )
     named = classify_database(exc)
     if named is not None and named.kind in ("auth", "too-many", "no-database"):
         return named.kind, named.message, _HINTS[named.kind]
@@ -196,9 +217,11 @@ def worker_statement_cache() -> tuple[int, str]:
     return pooler_safe_statement_cache(not direct), (f"DB_TRANSACTION_POOLER={pooler}" if direct else "the default (no prepared statements)")
 
 
-POOLER_NEEDS = ("no prepared statements kept across transactions — asyncpg statement_cache_size=0 "
-                "(pmsops's sync library: the default; do not set DB_STATEMENT_CACHE_SIZE, or set DB_TRANSACTION_POOLER=true); "
-                "no session state either (SET, advisory locks, LISTEN, temporary tables)")
+POOLER_NEEDS = (
+    "no prepared statements kept across transactions — asyncpg statement_cache_size=0 "
+    "(pmsops's sync library: the default; do not set DB_STATEMENT_CACHE_SIZE, or set DB_TRANSACTION_POOLER=true); "
+    "no session state either (SET, advisory locks, LISTEN, temporary tables)"
+)
 
 
 def check_db(url: str, timeout: float = 3.0, name: str = "db") -> Result:
@@ -218,7 +241,9 @@ def check_db(url: str, timeout: float = 3.0, name: str = "db") -> Result:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         kind, summary, hint = _classify_db_error(exc, host, port, timeout)
-        return results.fail(name, f"{masked}: {summary}", hint=hint, notes=notes, details={"url": mask_url(url), "address": str(address), "error": kind})
+        return results.fail(
+            name, f"{masked}: {summary}", hint=hint, notes=notes, details={"url": mask_url(url), "address": str(address), "error": kind}
+        )
     return _verdict(name, url, reading, masked, session, notes, watch)
 
 
@@ -226,30 +251,52 @@ def _verdict(name: str, url: str, reading: Reading, masked: str, session: Sessio
     short = " ".join(session.version.split()[:2])
     sslmode = reading.options.get("sslmode")
     verified = sslmode in ("verify_full", "verify_ca")
-    details = {"url": mask_url(url), "address": str(reading.address), "fallback": reading.fallback, "version": session.version,
-               "latency_ms": round(session.latency_ms, 2), "ssl": session.ssl, "certificate_verified": bool(session.ssl) and verified,
-               "search_path": session.search_path, "pooler": "transaction" if session.pooler else None, "pooler_evidence": session.pooler,
-               "port_forwarded": session.forwarded}
+    details = {
+        "url": mask_url(url),
+        "address": str(reading.address),
+        "fallback": reading.fallback,
+        "version": session.version,
+        "latency_ms": round(session.latency_ms, 2),
+        "ssl": session.ssl,
+        "certificate_verified": bool(session.ssl) and verified,
+        "search_path": session.search_path,
+        "pooler": "transaction" if session.pooler else None,
+        "pooler_evidence": session.pooler,
+        "port_forwarded": session.forwarded,
+    }
     summary = f"{masked}: {short}, SELECT 1 in {session.latency_ms:.1f} ms"
-    summary += f", SSL {session.ssl} ({'server certificate verified' if verified else 'server certificate not verified'})" if session.ssl else ", no SSL"
+    summary += (
+        f", SSL {session.ssl} ({'server certificate verified' if verified else 'server certificate not verified'})" if session.ssl else ", no SSL"
+    )
     if session.forwarded and not session.pooler:
         notes.append(f"{session.forwarded}: something forwards the port (a session pooler, a proxy or a port mapping)")
     if session.missing_schemas:
         missing = ", ".join(session.missing_schemas)
-        return results.fail(name, f"{masked}: search_path names schema(s) that do not exist: {missing}", notes=notes, details=details,
-                            hint="unqualified table names then fail with 'relation … does not exist': fix search_path (URL ?search_path=, options=-csearch_path=, "
-                                 "or ALTER ROLE … SET search_path) or create the schema")
+        return results.fail(
+            name,
+            f"{masked}: search_path names schema(s) that do not exist: {missing}",
+            notes=notes,
+            details=details,
+            hint="unqualified table names then fail with 'relation … does not exist': fix search_path (URL ?search_path=, options=-csearch_path=, "
+            "or ALTER ROLE … SET search_path) or create the schema",
+        )
     if session.pooler:
         cache, why = worker_statement_cache()
         notes.append("transaction pooler in front (" + "; ".join(session.pooler) + (f"; {session.forwarded}" if session.forwarded else "") + ")")
         notes.append("what the workers need: " + POOLER_NEEDS)
         if cache > 0:
-            return results.fail(name, f"{masked}: a transaction pooler is in front, and the workers would cache prepared statements ({why})", notes=notes,
-                                details={**details, "worker_statement_cache_size": cache},
-                                hint="syncs fail with 'prepared statement \"__asyncpg_stmt_…\" does not exist': unset DB_STATEMENT_CACHE_SIZE "
-                                     "(or set it to 0) and DB_TRANSACTION_POOLER=true")
+            return results.fail(
+                name,
+                f"{masked}: a transaction pooler is in front, and the workers would cache prepared statements ({why})",
+                notes=notes,
+                details={**details, "worker_statement_cache_size": cache},
+                hint="syncs fail with 'prepared statement \"__asyncpg_stmt_…\" does not exist': unset DB_STATEMENT_CACHE_SIZE "
+                "(or set it to 0) and DB_TRANSACTION_POOLER=true",
+            )
         summary += ", transaction pooler in front (workers: no prepared statements)"
         details["worker_statement_cache_size"] = cache
     if session.latency_ms > LATENCY_WARN_MS:
-        return results.warn(name, summary + f" (over the {LATENCY_WARN_MS:.0f} ms alert threshold)", notes=notes, details=details, duration_ms=watch.ms)
+        return results.warn(
+            name, summary + f" (over the {LATENCY_WARN_MS:.0f} ms alert threshold)", notes=notes, details=details, duration_ms=watch.ms
+        )
     return results.ok(name, summary, notes=notes, details=details, duration_ms=watch.ms)

@@ -37,6 +37,7 @@ def plan(settings: Settings, timeout: float, expect_workers: int | None = None, 
     ``timeout`` since then, after importing its client library: the whole doctor
     then ends within its timeout of being launched, start-up included.
     """
+
     def budget(*modules: str) -> float:
         import importlib
 
@@ -56,13 +57,17 @@ def plan(settings: Settings, timeout: float, expect_workers: int | None = None, 
     broker_url = settings.get("CELERY_BROKER_URL")
     api_url = settings.get("PMS_API_URL")
     planned: list[Job | Result] = [
-        Job("redis", lambda: check_redis(redis_url, budget("redis")), timeout) if redis_url
+        Job("redis", lambda: check_redis(redis_url, budget("redis")), timeout)
+        if redis_url
         else results.skip("redis", "not configured", hint="set REDIS_URL"),
-        Job("db", lambda: check_db(database_url, budget("asyncpg")), timeout) if database_url
+        Job("db", lambda: check_db(database_url, budget("asyncpg")), timeout)
+        if database_url
         else results.skip("db", "not configured", hint="set DATABASE_URL"),
-        Job("celery", lambda: celery_check.ping(broker_url, budget("redis", "celery"), expect=expect_workers), timeout * 2) if broker_url
+        Job("celery", lambda: celery_check.ping(broker_url, budget("redis", "celery"), expect=expect_workers), timeout * 2)
+        if broker_url
         else results.skip("celery", "not configured", hint="set CELERY_BROKER_URL (or REDIS_URL)"),
-        Job("health", lambda: check_health(api_url, budget("httpx")), timeout) if api_url
+        Job("health", lambda: check_health(api_url, budget("httpx")), timeout)
+        if api_url
         else results.skip("health", "not configured", hint="set PMS_API_URL (or API, API_BASE_URL, BACKEND_URL)"),
     ]
     return planned
@@ -79,8 +84,9 @@ SLOTS = ("redis-url", "redis", "db", "celery", "health")
 """doctor's checks in their fixed order (the order results are shown in)."""
 
 
-def run_doctor(settings: Settings, timeout: float = 3.0, expect_workers: int | None = None, started: float | None = None,
-               collector: Collector | None = None) -> list[Result]:
+def run_doctor(
+    settings: Settings, timeout: float = 3.0, expect_workers: int | None = None, started: float | None = None, collector: Collector | None = None
+) -> list[Result]:
     """URL lint first (offline, instant), then all live checks concurrently.
 
     With a ``collector`` every check's result is released the moment it and the

@@ -56,7 +56,11 @@ def parse_components(body: dict[str, Any]) -> tuple[str, dict[str, dict[str, Any
     elif isinstance(body.get("checks"), dict):
         for name, status in body["checks"].items():
             value = status.get("status") if isinstance(status, dict) else status
-            components[_ALIASES.get(name, name)] = {"status": str(value), "skipped": str(value).lower() == "skipped", "error": status.get("error") if isinstance(status, dict) else None}
+            components[_ALIASES.get(name, name)] = {
+                "status": str(value),
+                "skipped": str(value).lower() == "skipped",
+                "error": status.get("error") if isinstance(status, dict) else None,
+            }
         workers = [str(w) for w in body.get("celery_workers") or []]
     return overall, components, workers
 
@@ -77,19 +81,29 @@ def check_health(base_url: str, timeout: float = 3.0, name: str = "health") -> R
     details: dict[str, Any] = {"url": url, "http_status": response.status_code}
     if response.is_redirect:
         location = response.headers.get("location", "?")
-        return results.fail(name, f"{url}: HTTP {response.status_code} redirect to {location}", details=details,
-                            hint="point PMS_API_URL at the final address (https:// and the right host); a proxy redirect here means the URL is not the API's")
+        return results.fail(
+            name,
+            f"{url}: HTTP {response.status_code} redirect to {location}",
+            details=details,
+            hint="point PMS_API_URL at the final address (https:// and the right host); a proxy redirect here means the URL is not the API's",
+        )
     content_type = response.headers.get("content-type", "")
     text = response.text
     if not text.strip():
-        return results.fail(name, f"{url}: HTTP {response.status_code} with an empty body", details=details, hint="not the channel-manager API, or a proxy error page")
+        return results.fail(
+            name, f"{url}: HTTP {response.status_code} with an empty body", details=details, hint="not the channel-manager API, or a proxy error page"
+        )
     try:
         body = response.json()
     except ValueError:
         looks_html = "html" in content_type or text.lstrip().lower().startswith(("<!doctype", "<html"))
         kind = "an HTML page" if looks_html else f"a non-JSON body ({content_type or 'no content type'})"
-        return results.fail(name, f"{url}: HTTP {response.status_code} returned {kind}", details=details,
-                            hint="the URL reaches a proxy or another app (Traefik 404/502 page, login page): check PMS_API_URL and the backend container")
+        return results.fail(
+            name,
+            f"{url}: HTTP {response.status_code} returned {kind}",
+            details=details,
+            hint="the URL reaches a proxy or another app (Traefik 404/502 page, login page): check PMS_API_URL and the backend container",
+        )
     if not isinstance(body, dict):
         return results.fail(name, f"{url}: HTTP {response.status_code} returned JSON that is not an object", details=details)
     return _verdict(name, url, response.status_code, body, details, watch)
@@ -97,7 +111,14 @@ def check_health(base_url: str, timeout: float = 3.0, name: str = "health") -> R
 
 def _verdict(name: str, url: str, code: int, body: dict[str, Any], details: dict[str, Any], watch: Stopwatch) -> Result:
     overall, components, workers = parse_components(body)
-    details.update({"status": overall, "components": components, "workers": workers, "shape": "components" if "components" in body else "checks" if "checks" in body else "unknown"})
+    details.update(
+        {
+            "status": overall,
+            "components": components,
+            "workers": workers,
+            "shape": "components" if "components" in body else "checks" if "checks" in body else "unknown",
+        }
+    )
     notes, down = [], []
     for comp_name, comp in components.items():
         status = comp["status"]
@@ -112,13 +133,23 @@ def _verdict(name: str, url: str, code: int, body: dict[str, Any], details: dict
     summary = f"HTTP {code}, status {overall}"
     hint = "; ".join(f"{c}: {COMPONENT_HINTS.get(c, 'see the component error')}" for c in down) or "the backend reports not ready: see the components"
     if code >= 400 or overall.lower() in NOT_READY:
-        return results.fail(name, summary + (f", down: {', '.join(down)}" if down else ""), hint=hint, notes=notes, details=details, duration_ms=watch.ms)
+        return results.fail(
+            name, summary + (f", down: {', '.join(down)}" if down else ""), hint=hint, notes=notes, details=details, duration_ms=watch.ms
+        )
     if down:
         # Ready for the backend (the database is up) but degraded: syncs need every component.
         return results.fail(name, summary + f", degraded: {', '.join(down)} down", hint=hint, notes=notes, details=details, duration_ms=watch.ms)
     if overall.lower() not in UP:
-        return results.warn(name, summary + (f", degraded: {', '.join(down)} down" if down else ""), hint=hint, notes=notes, details=details, duration_ms=watch.ms)
+        return results.warn(
+            name, summary + (f", degraded: {', '.join(down)} down" if down else ""), hint=hint, notes=notes, details=details, duration_ms=watch.ms
+        )
     if not components:
-        return results.warn(name, summary + ", but no components reported", notes=notes, details=details, duration_ms=watch.ms,
-                            hint="an old backend or another app: expected 'components' or 'checks'")
+        return results.warn(
+            name,
+            summary + ", but no components reported",
+            notes=notes,
+            details=details,
+            duration_ms=watch.ms,
+            hint="an old backend or another app: expected 'components' or 'checks'",
+        )
     return results.ok(name, summary + f", {len(components)} components up", notes=notes, details=details, duration_ms=watch.ms)

@@ -93,7 +93,13 @@ def read_redis_url(url: str, variable: str = "REDIS_URL") -> Reading:
 def auth_failure(exc: BaseException) -> str | None:
     """The server's words when the failure is about credentials."""
     text = str(exc)
-    for marker in ("invalid username-password pair", "Authentication required", "WRONGPASS", "NOAUTH", "AUTH <password> called without any password configured"):
+    for marker in (
+        "invalid username-password pair",
+        "Authentication required",
+        "WRONGPASS",
+        "NOAUTH",
+        "AUTH <password> called without any password configured",
+    ):
         if marker.lower() in text.lower():
             return text.strip()
     return None
@@ -115,16 +121,26 @@ def auth_hint(url: str) -> str:
     raw = split_raw(url)
     user = unquote(raw.user) if raw and raw.user and raw.password is not None else None
     escapes = bool(raw and raw.password and unquote(raw.password) != raw.password)
-    encoding = ("the password's %xx escapes are decoded before AUTH: a '%' that is part of the real password must be written %25 "
-                "(pmsops encode-redis-password)") if escapes else None
+    encoding = (
+        (
+            "the password's %xx escapes are decoded before AUTH: a '%' that is part of the real password must be written %25 "
+            "(pmsops encode-redis-password)"
+        )
+        if escapes
+        else None
+    )
     if user and user != "default":
-        steps = [f"the server has no enabled ACL user {user!r} with the password given; look the user up on the server (ACL GETUSER {user}, users.acl, "
-                 "or the provider's console): it may be disabled ('off'), missing, or have another password",
-                 f"the URL form for an ACL user is redis://{user}:PASSWORD@HOST:PORT/DB"]
+        steps = [
+            f"the server has no enabled ACL user {user!r} with the password given; look the user up on the server (ACL GETUSER {user}, users.acl, "
+            "or the provider's console): it may be disabled ('off'), missing, or have another password",
+            f"the URL form for an ACL user is redis://{user}:PASSWORD@HOST:PORT/DB",
+        ]
     else:
-        steps = ["requirepass differs from the URL's password — run pmsops compare-password-hash (and pmsops redis-url check for encoding slips, "
-                 "such as '+' written for a space)",
-                 "the server uses ACL users and its default user is disabled (or has another password), so the URL must name the user — redis://USER:PASSWORD@HOST:PORT/DB"]
+        steps = [
+            "requirepass differs from the URL's password — run pmsops compare-password-hash (and pmsops redis-url check for encoding slips, "
+            "such as '+' written for a space)",
+            "the server uses ACL users and its default user is disabled (or has another password), so the URL must name the user — redis://USER:PASSWORD@HOST:PORT/DB",
+        ]
         if raw and raw.password is None and raw.userinfo:
             steps.insert(0, "the URL has no ':' before the password: write redis://:PASSWORD@HOST:PORT/DB")
     if encoding:
@@ -171,16 +187,25 @@ def tls_failure(url: str, reading: Reading, exc: BaseException, timeout: float) 
     budget = min(timeout, 2.0)
     if scheme == "redis" and ("reset by peer" in text or "closed by server" in text or "connection closed" in text or "errno 104" in text):
         if speaks_tls(host, port, budget):
-            return ("tls-expected", f"{host}:{port} speaks TLS, the URL plain redis:// (the server reset the connection)",
-                    "use rediss:// with ssl_cert_reqs and ssl_ca_certs: rediss://:PASSWORD@HOST:PORT/0?ssl_cert_reqs=required&ssl_ca_certs=/path/to/ca.pem")
+            return (
+                "tls-expected",
+                f"{host}:{port} speaks TLS, the URL plain redis:// (the server reset the connection)",
+                "use rediss:// with ssl_cert_reqs and ssl_ca_certs: rediss://:PASSWORD@HOST:PORT/0?ssl_cert_reqs=required&ssl_ca_certs=/path/to/ca.pem",
+            )
     if scheme == "rediss":
         if "certificate verify failed" in text or "certificate_verify_failed" in text:
             why = "hostname mismatch" if "hostname" in text or "ip address mismatch" in text else "not signed by a trusted CA"
-            return ("tls-untrusted", f"TLS certificate of {host}:{port} was not accepted ({why})",
-                    "give the server's CA: add ssl_ca_certs=/path/to/ca.pem to the URL (ssl_cert_reqs=none skips the check: traffic is then open to interception)")
+            return (
+                "tls-untrusted",
+                f"TLS certificate of {host}:{port} was not accepted ({why})",
+                "give the server's CA: add ssl_ca_certs=/path/to/ca.pem to the URL (ssl_cert_reqs=none skips the check: traffic is then open to interception)",
+            )
         if speaks_plain_redis(host, port, budget):
-            return ("tls-unexpected", f"{host}:{port} speaks plain Redis (no TLS), the URL rediss://",
-                    "use redis:// for this port, or the server's TLS port (tls-port) with rediss://")
+            return (
+                "tls-unexpected",
+                f"{host}:{port} speaks plain Redis (no TLS), the URL rediss://",
+                "use redis:// for this port, or the server's TLS port (tls-port) with rediss://",
+            )
     return None
 
 
@@ -232,8 +257,10 @@ class Abilities:
         if self.info_denied:
             lines.append("INFO is denied for this user (ACL, e.g. -@dangerous): server version unknown; Celery does not need INFO")
         if not self.own_key:
-            lines.append("SET/GET on pmsops:check:* is denied (outside this user's key pattern); "
-                         + ("the keys Celery uses are allowed" if not self.celery_keys_denied else "the keys Celery uses are denied too"))
+            lines.append(
+                "SET/GET on pmsops:check:* is denied (outside this user's key pattern); "
+                + ("the keys Celery uses are allowed" if not self.celery_keys_denied else "the keys Celery uses are denied too")
+            )
         return lines
 
 
@@ -329,7 +356,13 @@ def check_redis(url: str, timeout: float = 3.0, name: str = "redis", variable: s
         words = auth_failure(exc)
         if words is None:
             what = "PING is denied for this user: Celery needs it" if _denied(exc) else str(exc)
-            return results.fail(name, f"{masked}: {what}", hint="the server rejected a command: check ACLs for this user", notes=notes, details={**base, "error": "acl"})
+            return results.fail(
+                name,
+                f"{masked}: {what}",
+                hint="the server rejected a command: check ACLs for this user",
+                notes=notes,
+                details={**base, "error": "acl"},
+            )
         return results.fail(name, f"{masked}: {words}", hint=auth_hint(url), notes=notes, details={**base, "error": "auth"})
     except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.InvalidResponse, OSError) as exc:  # InvalidResponse: not Redis on that port
         words = auth_failure(exc)
@@ -346,24 +379,53 @@ def check_redis(url: str, timeout: float = 3.0, name: str = "redis", variable: s
     return _verdict(name, url, reading, masked, base, can, latency, notes, watch)
 
 
-def _verdict(name: str, url: str, reading: Reading, masked: str, base: dict, can: Abilities, latency: float, notes: list[str], watch: Stopwatch) -> Result:
+def _verdict(
+    name: str, url: str, reading: Reading, masked: str, base: dict, can: Abilities, latency: float, notes: list[str], watch: Stopwatch
+) -> Result:
     unverified = not_verified(reading, url)
-    details = {**base, "fallback": reading.fallback, "version": can.version, "latency_ms": round(latency, 2), "set_get": can.set_get_value == b"ok",
-               "user": can.user, "info_denied": can.info_denied, "tls": reading.tls, "certificate_verified": reading.tls and not unverified}
+    details = {
+        **base,
+        "fallback": reading.fallback,
+        "version": can.version,
+        "latency_ms": round(latency, 2),
+        "set_get": can.set_get_value == b"ok",
+        "user": can.user,
+        "info_denied": can.info_denied,
+        "tls": reading.tls,
+        "certificate_verified": reading.tls and not unverified,
+    }
     notes = notes + can.notes()
     server = f"Redis {can.version}" if can.version else "Redis (version hidden: INFO denied)"
     summary = f"{masked}: PONG from {server} in {latency:.1f} ms, SET/GET ok"
     if can.needed_denied:
-        return results.fail(name, f"{masked}: PONG, but this user may not use " + " and ".join(can.needed_denied), notes=notes, details=details,
-                            hint="give the ACL user what Celery needs: ~celery* ~_kombu.* ~unacked* ~*.pidbox* &* +@all -@dangerous (or ~* &*)")
+        return results.fail(
+            name,
+            f"{masked}: PONG, but this user may not use " + " and ".join(can.needed_denied),
+            notes=notes,
+            details=details,
+            hint="give the ACL user what Celery needs: ~celery* ~_kombu.* ~unacked* ~*.pidbox* &* +@all -@dangerous (or ~* &*)",
+        )
     if can.set_get_value != b"ok":
-        return results.fail(name, f"{masked}: SET/GET round trip returned {can.set_get_value!r}", details=details, notes=notes,
-                            hint="another client may be evicting keys (maxmemory-policy)")
+        return results.fail(
+            name,
+            f"{masked}: SET/GET round trip returned {can.set_get_value!r}",
+            details=details,
+            notes=notes,
+            hint="another client may be evicting keys (maxmemory-policy)",
+        )
     if unverified:
-        return results.warn(name, summary + "; TLS on, but the server certificate was NOT verified (ssl_cert_reqs=none)", details=details, notes=notes,
-                            hint="anyone on the path can impersonate the server: set ssl_cert_reqs=required and ssl_ca_certs=/path/to/ca.pem", duration_ms=watch.ms)
+        return results.warn(
+            name,
+            summary + "; TLS on, but the server certificate was NOT verified (ssl_cert_reqs=none)",
+            details=details,
+            notes=notes,
+            hint="anyone on the path can impersonate the server: set ssl_cert_reqs=required and ssl_ca_certs=/path/to/ca.pem",
+            duration_ms=watch.ms,
+        )
     if latency > LATENCY_WARN_MS:
-        return results.warn(name, summary + f" (over the {LATENCY_WARN_MS:.0f} ms alert threshold)", details=details, notes=notes, duration_ms=watch.ms)
+        return results.warn(
+            name, summary + f" (over the {LATENCY_WARN_MS:.0f} ms alert threshold)", details=details, notes=notes, duration_ms=watch.ms
+        )
     if reading.tls:
         summary += ", TLS certificate verified"
     return results.ok(name, summary, details=details, notes=notes, duration_ms=watch.ms)

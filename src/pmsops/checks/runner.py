@@ -29,8 +29,14 @@ class Job:
 
 
 def _abandoned(job: Job) -> list[Result]:
-    return [results.fail(job.name, f"no answer within {job.timeout:g} s (check abandoned)",
-                         hint="the dependency is black-holed or DNS hangs: check the network path and firewall", duration_ms=job.timeout * 1000)]
+    return [
+        results.fail(
+            job.name,
+            f"no answer within {job.timeout:g} s (check abandoned)",
+            hint="the dependency is black-holed or DNS hangs: check the network path and firewall",
+            duration_ms=job.timeout * 1000,
+        )
+    ]
 
 
 def _start(job: Job, done: "queue.Queue[tuple[Job, list[Result]]]") -> threading.Thread:

@@ -17,8 +17,7 @@ def report_to_result(report: UrlReport) -> Result:
     if report.encodings:
         # What changes, not a masked "corrected" URL (masked it looks like the input and cannot be used).
         changes = ", ".join(f"'{raw}' → {encoded}" if len(raw) == 1 else f"{raw} → {encoded}" for raw, encoded in report.encodings)
-        hint = (f"characters to encode: {changes}\n"
-                f"the exact URLs: {report.encode_command} (prompted, never echoed)")
+        hint = f"characters to encode: {changes}\nthe exact URLs: {report.encode_command} (prompted, never echoed)"
     elif report.errors:
         hint = _ENCODE_HINT
     pieces_of_password = reads_password_as_host(report)
@@ -71,8 +70,13 @@ def check_redis_urls(settings: Settings, urls: dict[str, str] | None = None) -> 
         register_environment_secrets(urls)  # a URL given on the command line is as secret as one from the environment
         # a URL that redis-py would misread is bad input (exit 2): one line naming the characters to encode;
         # what only kombu would do differently (';', unix://) is a finding of the lint
-        read_all([(name, url, "kombu" if url.lower().startswith(("redis+socket://", "socket://")) else "redis-py")
-                  for name, url in urls.items() if "://" in url])
+        read_all(
+            [
+                (name, url, "kombu" if url.lower().startswith(("redis+socket://", "socket://")) else "redis-py")
+                for name, url in urls.items()
+                if "://" in url
+            ]
+        )
         return [_timed_result(url, name) for name, url in urls.items()]
     read_all([(name, settings.env.get(name), VARIABLE_CLIENTS[name]) for name in REDIS_URL_VARIABLES if "://" in (settings.env.get(name) or "")])
     watch = Stopwatch()
@@ -92,7 +96,14 @@ def check_redis_urls(settings: Settings, urls: dict[str, str] | None = None) -> 
         notes.append(f"not set: {', '.join(missing)} (the runbook sets all three to the same URL)")
     errors = [f for f in findings if f.level == "error"]
     if errors:
-        out.append(results.fail("consistency", "the Redis URLs disagree", notes=notes, hint="backend and worker must use identical REDIS_URL, CELERY_BROKER_URL and CELERY_RESULT_BACKEND"))
+        out.append(
+            results.fail(
+                "consistency",
+                "the Redis URLs disagree",
+                notes=notes,
+                hint="backend and worker must use identical REDIS_URL, CELERY_BROKER_URL and CELERY_RESULT_BACKEND",
+            )
+        )
     elif findings or missing:
         summary = "the Redis URLs that are set agree on host, port and password" if missing else "the Redis URLs agree on host, port and password"
         out.append(results.warn("consistency", summary, notes=notes))

@@ -7,8 +7,22 @@ from typing import Optional
 
 import typer
 
-from pmsops.cli.common import (API_OPTION, HTTP_TIMEOUT_OPTION, JSON_OPTION, JUNIT_OPTION, QUIET_OPTION, STRICT_OPTION, WAIT_OPTION, api_client,
-                               finish, finish_results, output, settings, state, stream)
+from pmsops.cli.common import (
+    API_OPTION,
+    HTTP_TIMEOUT_OPTION,
+    JSON_OPTION,
+    JUNIT_OPTION,
+    QUIET_OPTION,
+    STRICT_OPTION,
+    WAIT_OPTION,
+    api_client,
+    finish,
+    finish_results,
+    output,
+    settings,
+    state,
+    stream,
+)
 
 connections_app = typer.Typer(help="Channel connections of the API.", no_args_is_help=True)
 
@@ -65,7 +79,9 @@ def smoke(
     timeout: float = HTTP_TIMEOUT_OPTION,
     no_trigger: bool = typer.Option(False, "--no-trigger", help="Run the read-only steps 1-4 only (nothing is written)."),
     junit: Optional[str] = JUNIT_OPTION,
-    suite_name: Optional[str] = typer.Option(None, "--suite-name", help="Context in the JUnit suite name and classname (default: the active context, PMSOPS_CONTEXT, else the API host)."),
+    suite_name: Optional[str] = typer.Option(
+        None, "--suite-name", help="Context in the JUnit suite name and classname (default: the active context, PMSOPS_CONTEXT, else the API host)."
+    ),
     json_mode: bool = JSON_OPTION,
     strict: bool = STRICT_OPTION,
     quiet: bool = QUIET_OPTION,
@@ -85,5 +101,16 @@ def smoke(
     def go(collector) -> None:
         holder["run"] = run_smoke(env, connection, sync_type, wait, timeout, env_file=run.env_file, trigger=not no_trigger, collector=collector)
 
-    stream("smoke", SLOTS, go, json_mode, strict, quiet, title=f"pmsops smoke (Quick Smoke, {context})", labels=LABELS, junit=junit,
-           junit_context=context, extra=lambda: {"context": {**(holder["run"].context if "run" in holder else {}), "suite": context}})
+    stream(
+        "smoke",
+        SLOTS,
+        go,
+        json_mode,
+        strict,
+        quiet,
+        title=f"pmsops smoke (Quick Smoke, {context})",
+        labels=LABELS,
+        junit=junit,
+        junit_context=context,
+        extra=lambda: {"context": {**(holder["run"].context if "run" in holder else {}), "suite": context}},
+    )

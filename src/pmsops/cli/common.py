@@ -67,8 +67,9 @@ def finite(value: float | None) -> float | None:
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON object (schema pmsops.report/v1) instead of text.", rich_help_panel="Output")
 STRICT_OPTION = typer.Option(False, "--strict", help="Warnings fail too (exit 1).", rich_help_panel="Output")
 QUIET_OPTION = typer.Option(False, "--quiet", "-q", help="Print nothing; the exit code is the answer.", rich_help_panel="Output")
-JUNIT_OPTION = typer.Option(None, "--junit", metavar="FILE", help="Also write a JUnit XML report (one testcase per check) for CI.",
-                            rich_help_panel="Output")
+JUNIT_OPTION = typer.Option(
+    None, "--junit", metavar="FILE", help="Also write a JUnit XML report (one testcase per check) for CI.", rich_help_panel="Output"
+)
 TIMEOUT_OPTION = typer.Option(3.0, "--timeout", min=0.1, callback=finite, help="Connect and read timeout of each network call, in seconds.")
 HTTP_TIMEOUT_OPTION = typer.Option(10.0, "--timeout", min=0.1, callback=finite, help="Connect and read timeout of each HTTP call, in seconds.")
 API_OPTION = typer.Option(None, "--url", "--api", help="API base URL (default PMS_API_URL, API, API_BASE_URL or BACKEND_URL).")
@@ -161,8 +162,16 @@ def finish(code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
-def finish_results(results, command: str, json_mode: bool = False, strict: bool = False, title: str | None = None, extra=None,
-                   quiet: bool = False, junit: str | None = None) -> NoReturn:
+def finish_results(
+    results,
+    command: str,
+    json_mode: bool = False,
+    strict: bool = False,
+    title: str | None = None,
+    extra=None,
+    quiet: bool = False,
+    junit: str | None = None,
+) -> NoReturn:
     """Render results and exit with the code they map to."""
     import time
 
@@ -211,8 +220,19 @@ def write_junit(path: str, items, command: str, strict: bool = False, seconds: f
     write_text(path, junit_xml(run, context, strict, command=command), "report")
 
 
-def stream(command: str, slots, run, json_mode: bool = False, strict: bool = False, quiet: bool = False, title: str | None = None,
-           labels: dict[str, str] | None = None, junit: str | None = None, extra=None, junit_context: str | None = None) -> NoReturn:
+def stream(
+    command: str,
+    slots,
+    run,
+    json_mode: bool = False,
+    strict: bool = False,
+    quiet: bool = False,
+    title: str | None = None,
+    labels: dict[str, str] | None = None,
+    junit: str | None = None,
+    extra=None,
+    junit_context: str | None = None,
+) -> NoReturn:
     """Run a multi-check command, showing each result the moment it is known; exit with its code.
 
     ``run(collector)`` is the one library call. Ctrl-C stops the wait: what was found
@@ -246,8 +266,9 @@ def stream(command: str, slots, run, json_mode: bool = False, strict: bool = Fal
     finish(code)
 
 
-def check_one(command: str, name: str, fn, timeout: float, json_mode: bool = False, strict: bool = False, quiet: bool = False,
-              junit: str | None = None) -> NoReturn:
+def check_one(
+    command: str, name: str, fn, timeout: float, json_mode: bool = False, strict: bool = False, quiet: bool = False, junit: str | None = None
+) -> NoReturn:
     """One bounded check, with a spinner while it waits on a terminal and Ctrl-C kept (exit 130)."""
     from pmsops.checks.runner import Job, run_concurrently
 
@@ -288,7 +309,7 @@ def read_secret(prompt: str, from_stdin: bool, positional: str | None = None, wh
 
         value = _hidden_prompt(f"{prompt}: ")
     if value == "":
-        raise UsageError(f"empty {what}", hint=f"type the {what} at the prompt, or pipe it: printf %s \"$PW\" | pmsops … --stdin")
+        raise UsageError(f"empty {what}", hint=f'type the {what} at the prompt, or pipe it: printf %s "$PW" | pmsops … --stdin')
     register_secret(value)
     return value
 

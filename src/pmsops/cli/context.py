@@ -8,8 +8,9 @@ import typer
 
 from pmsops.cli.common import JSON_OPTION, finish, output
 
-context_app = typer.Typer(help="Named contexts (one env file per deployment), as kubectl/docker/gh have: add, use, list, remove.",
-                          no_args_is_help=True)
+context_app = typer.Typer(
+    help="Named contexts (one env file per deployment), as kubectl/docker/gh have: add, use, list, remove.", no_args_is_help=True
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -19,8 +20,13 @@ def register(app: typer.Typer) -> None:
 def _show(store, json_mode: bool, title: str | None = None) -> None:
     out = output(json_mode)
     if json_mode:
-        out.json({"schema": "pmsops.contexts/v1", "current": store.current,
-                  "contexts": [{"name": n, "env_file": c["env_file"], "current": n == store.current} for n, c in sorted(store.contexts.items())]})
+        out.json(
+            {
+                "schema": "pmsops.contexts/v1",
+                "current": store.current,
+                "contexts": [{"name": n, "env_file": c["env_file"], "current": n == store.current} for n, c in sorted(store.contexts.items())],
+            }
+        )
         return
     if title:
         out.line(title)
@@ -37,8 +43,9 @@ def _show(store, json_mode: bool, title: str | None = None) -> None:
 @context_app.command("add")
 def context_add(
     name: str = typer.Argument(..., help="A short name: prod, staging."),
-    env_file: Optional[str] = typer.Option(None, "--env-file", metavar="PATH",
-                                           help="The deployment's env file (its path is stored, never its contents)."),
+    env_file: Optional[str] = typer.Option(
+        None, "--env-file", metavar="PATH", help="The deployment's env file (its path is stored, never its contents)."
+    ),
     use: bool = typer.Option(False, "--use", help="Also make it the active context."),
     json_mode: bool = JSON_OPTION,
 ) -> None:
@@ -75,8 +82,9 @@ def context_list(json_mode: bool = JSON_OPTION) -> None:
 
 
 @context_app.command("remove")
-def context_remove(name: str = typer.Argument(..., help="The context to forget (its env file is left alone)."),
-                   json_mode: bool = JSON_OPTION) -> None:
+def context_remove(
+    name: str = typer.Argument(..., help="The context to forget (its env file is left alone)."), json_mode: bool = JSON_OPTION
+) -> None:
     """Forget a context (the env file itself is not touched)."""
     from pmsops import contexts
 

@@ -23,7 +23,12 @@ DOCKER_TIMEOUT_OPTION = typer.Option(10.0, "--timeout", min=0.1, callback=finite
 WORKER_ARGUMENT = typer.Argument("pms-worker-v2", help="Worker container name.")
 SINCE_OPTION = typer.Option("60m", "--since", help="Log window, as docker logs --since takes it (60m, 2h, a date).")
 REQUIRE_OPTION = typer.Option(None, "--require", metavar="NETWORK", help="A network the container must be on; repeatable (default: coolify).")
-RESOLVE_OPTION = typer.Option(None, "--resolve", metavar="NAME", help="Host name to resolve inside the container; repeatable (default: the hosts of its DATABASE_URL and REDIS_URL, else supabase-db and coolify-redis).")
+RESOLVE_OPTION = typer.Option(
+    None,
+    "--resolve",
+    metavar="NAME",
+    help="Host name to resolve inside the container; repeatable (default: the hosts of its DATABASE_URL and REDIS_URL, else supabase-db and coolify-redis).",
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -83,8 +88,12 @@ def networks(
 def code_hash(
     container: str = typer.Option("pms-worker-v2", "--container", help="Container whose code to hash."),
     path: str = typer.Option("/app/app/channel_manager/core/sync_engine.py", "--path", help="File inside the container."),
-    local: Optional[str] = typer.Option(None, "--local", help="The same file in your checkout, e.g. backend/app/channel_manager/core/sync_engine.py."),
-    compare_commit: Optional[str] = typer.Option(None, "--compare-commit", metavar="CONTAINER", help="Also compare git rev-parse HEAD with this container (e.g. pms-backend)."),
+    local: Optional[str] = typer.Option(
+        None, "--local", help="The same file in your checkout, e.g. backend/app/channel_manager/core/sync_engine.py."
+    ),
+    compare_commit: Optional[str] = typer.Option(
+        None, "--compare-commit", metavar="CONTAINER", help="Also compare git rev-parse HEAD with this container (e.g. pms-backend)."
+    ),
     timeout: float = DOCKER_TIMEOUT_OPTION,
     json_mode: bool = JSON_OPTION,
 ) -> None:

@@ -23,29 +23,93 @@ MODULES = ("offline", "live", "worker", "sync", "api", "host", "sandbox", "obser
 
 CATALOG: dict[str, tuple[str, str | None, str]] = {
     # name: (module, help panel, help line shown by pmsops --help): what python -m pmsops.cli.lazy prints
-    'encode-redis-password': ('offline', 'Offline (runbook: Special Characters, Redis URL, HTTP Status Codes)', 'URL-encode a Redis password (runbook: "Special Characters MUST Be URL-Encoded").'),
-    'compare-password-hash': ('offline', 'Offline (runbook: Special Characters, Redis URL, HTTP Status Codes)', "Compare the URL's password (decoded as redis-py does) with requirepass by length and salted fingerprint."),
-    'explain': ('offline', 'Offline (runbook: Special Characters, Redis URL, HTTP Status Codes)', "The runbook's HTTP status reference (meaning, common causes, fix) and its Coolify quirks (explain coolify-url)."),
-    'help': ('offline', None, 'Show the help of pmsops or of a command: pmsops help sync trigger.'),
-    'doctor': ('live', 'Live checks (runbook: Verification, Troubleshooting)', 'Every configured check at once: Redis URLs, Redis, database, Celery, /health/ready; each shown as soon as it is known.'),
-    'wait-for-deps': ('worker', 'Worker container (runbook: Redis + Celery Worker Setup)', 'Wait for the database and Redis (DNS → TCP → credentials), then exec `-- COMMAND` if given.'),
-    'worker-start': ('worker', 'Worker container (runbook: Redis + Celery Worker Setup)', "Wait for dependencies, then exec `celery -A <app> worker` with the runbook's CELERY_* settings."),
-    'worker-check': ('worker', 'Worker container (runbook: Redis + Celery Worker Setup)', 'Everything the worker container needs, in one command; --liveness is the cheap Docker HEALTHCHECK.'),
-    'token': ('api', 'API (runbook: Quick Smoke, Manual Sync Trigger, Sync Logs)', 'Get a JWT (password grant, or TOKEN) and show its length, parts and claims, never the token.'),
-    'smoke': ('api', 'API (runbook: Quick Smoke, Manual Sync Trigger, Sync Logs)', "The runbook's Quick Smoke: env → token → /health/ready → connection → trigger → logs, each step shown as it ends."),
-    'demo': ('sandbox', 'Rehearsal (a local reference stack)', 'The main job on a local default: sandbox up, smoke, doctor, sandbox down.'),
-    'top': ('observe', 'Incidents (runbook: Monitoring)', 'The whole sync system on one screen: workers, queues, active tasks, syncs, breakers and rate limits (q or Ctrl-C quits).'),
-    'report': ('observe', 'Incidents (runbook: Monitoring)', 'Write pmsops-report-<context>-<UTC time>.tar.gz: report.md, report.json, report.html and the evidence, redacted and secret-scanned.'),
-    'redis-url': ('offline', 'Offline (runbook: Special Characters, Redis URL, HTTP Status Codes)', 'Lint Redis URLs the way redis-py and kombu read them.'),
-    'check': ('live', 'Live checks (runbook: Verification, Troubleshooting)', "Check one dependency: Redis, the database, or the API's /health/ready."),
-    'celery': ('live', 'Live checks (runbook: Verification, Troubleshooting)', 'Ask Celery workers over the broker (never imports the application).'),
-    'db': ('sync', 'Syncs and their database (runbook: Sync Logs, Manual Sync Trigger)', 'The sync database: apply migrations, detect schema drift.'),
-    'sync': ('sync', 'Syncs and their database (runbook: Sync Logs, Manual Sync Trigger)', 'Sync operations: trigger, follow and reap sync logs.'),
-    'connections': ('api', 'API (runbook: Quick Smoke, Manual Sync Trigger, Sync Logs)', 'Channel connections of the API.'),
-    'host': ('host', 'Host server (runbook: HOST-SERVER-TERMINAL)', "Docker diagnostics on the host server (HOST-SERVER-TERMINAL): the runbook's docker inspect/exec/logs procedures."),
-    'env': ('host', 'Host server (runbook: HOST-SERVER-TERMINAL)', 'Compare environment files (backend vs worker) by name and fingerprint, never by value.'),
-    'sandbox': ('sandbox', 'Rehearsal (a local reference stack)', 'A local reference stack to rehearse the runbook (real Redis, PostgreSQL, worker, API).'),
-    'context': ('context', 'Setup', 'Named contexts (one env file per deployment), as kubectl/docker/gh have: add, use, list, remove.'),
+    "encode-redis-password": (
+        "offline",
+        "Offline (runbook: Special Characters, Redis URL, HTTP Status Codes)",
+        'URL-encode a Redis password (runbook: "Special Characters MUST Be URL-Encoded").',
+    ),
+    "compare-password-hash": (
+        "offline",
+        "Offline (runbook: Special Characters, Redis URL, HTTP Status Codes)",
+        "Compare the URL's password (decoded as redis-py does) with requirepass by length and salted fingerprint.",
+    ),
+    "explain": (
+        "offline",
+        "Offline (runbook: Special Characters, Redis URL, HTTP Status Codes)",
+        "The runbook's HTTP status reference (meaning, common causes, fix) and its Coolify quirks (explain coolify-url).",
+    ),
+    "help": ("offline", None, "Show the help of pmsops or of a command: pmsops help sync trigger."),
+    "doctor": (
+        "live",
+        "Live checks (runbook: Verification, Troubleshooting)",
+        "Every configured check at once: Redis URLs, Redis, database, Celery, /health/ready; each shown as soon as it is known.",
+    ),
+    "wait-for-deps": (
+        "worker",
+        "Worker container (runbook: Redis + Celery Worker Setup)",
+        "Wait for the database and Redis (DNS → TCP → credentials), then exec `-- COMMAND` if given.",
+    ),
+    "worker-start": (
+        "worker",
+        "Worker container (runbook: Redis + Celery Worker Setup)",
+        "Wait for dependencies, then exec `celery -A <app> worker` with the runbook's CELERY_* settings.",
+    ),
+    "worker-check": (
+        "worker",
+        "Worker container (runbook: Redis + Celery Worker Setup)",
+        "Everything the worker container needs, in one command; --liveness is the cheap Docker HEALTHCHECK.",
+    ),
+    "token": (
+        "api",
+        "API (runbook: Quick Smoke, Manual Sync Trigger, Sync Logs)",
+        "Get a JWT (password grant, or TOKEN) and show its length, parts and claims, never the token.",
+    ),
+    "smoke": (
+        "api",
+        "API (runbook: Quick Smoke, Manual Sync Trigger, Sync Logs)",
+        "The runbook's Quick Smoke: env → token → /health/ready → connection → trigger → logs, each step shown as it ends.",
+    ),
+    "demo": ("sandbox", "Rehearsal (a local reference stack)", "The main job on a local default: sandbox up, smoke, doctor, sandbox down."),
+    "top": (
+        "observe",
+        "Incidents (runbook: Monitoring)",
+        "The whole sync system on one screen: workers, queues, active tasks, syncs, breakers and rate limits (q or Ctrl-C quits).",
+    ),
+    "report": (
+        "observe",
+        "Incidents (runbook: Monitoring)",
+        "Write pmsops-report-<context>-<UTC time>.tar.gz: report.md, report.json, report.html and the evidence, redacted and secret-scanned.",
+    ),
+    "redis-url": (
+        "offline",
+        "Offline (runbook: Special Characters, Redis URL, HTTP Status Codes)",
+        "Lint Redis URLs the way redis-py and kombu read them.",
+    ),
+    "check": (
+        "live",
+        "Live checks (runbook: Verification, Troubleshooting)",
+        "Check one dependency: Redis, the database, or the API's /health/ready.",
+    ),
+    "celery": ("live", "Live checks (runbook: Verification, Troubleshooting)", "Ask Celery workers over the broker (never imports the application)."),
+    "db": ("sync", "Syncs and their database (runbook: Sync Logs, Manual Sync Trigger)", "The sync database: apply migrations, detect schema drift."),
+    "sync": ("sync", "Syncs and their database (runbook: Sync Logs, Manual Sync Trigger)", "Sync operations: trigger, follow and reap sync logs."),
+    "connections": ("api", "API (runbook: Quick Smoke, Manual Sync Trigger, Sync Logs)", "Channel connections of the API."),
+    "host": (
+        "host",
+        "Host server (runbook: HOST-SERVER-TERMINAL)",
+        "Docker diagnostics on the host server (HOST-SERVER-TERMINAL): the runbook's docker inspect/exec/logs procedures.",
+    ),
+    "env": (
+        "host",
+        "Host server (runbook: HOST-SERVER-TERMINAL)",
+        "Compare environment files (backend vs worker) by name and fingerprint, never by value.",
+    ),
+    "sandbox": (
+        "sandbox",
+        "Rehearsal (a local reference stack)",
+        "A local reference stack to rehearse the runbook (real Redis, PostgreSQL, worker, API).",
+    ),
+    "context": ("context", "Setup", "Named contexts (one env file per deployment), as kubectl/docker/gh have: add, use, list, remove."),
 }
 
 

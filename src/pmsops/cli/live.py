@@ -38,7 +38,9 @@ def check_redis(
 
     the_url = url or settings().require("REDIS_URL")
     variable = "--url" if url else "REDIS_URL"
-    read_redis_url(the_url, variable)  # a URL its client (redis-py; kombu for Celery's socket URLs) would misread is bad input (exit 2), before anything is attempted
+    read_redis_url(
+        the_url, variable
+    )  # a URL its client (redis-py; kombu for Celery's socket URLs) would misread is bad input (exit 2), before anything is attempted
     check_one("check redis", "redis", lambda: run(the_url, timeout, variable=variable), timeout, json_mode, strict, quiet, junit)
 
 
@@ -123,7 +125,16 @@ def celery_registered(
     from pmsops.checks.celery import registered
 
     url = _broker(broker)
-    check_one("celery registered", "celery-registered", lambda: registered(url, timeout, expect_task or [], destination or None, expect), timeout * 2, json_mode, strict, quiet, junit)
+    check_one(
+        "celery registered",
+        "celery-registered",
+        lambda: registered(url, timeout, expect_task or [], destination or None, expect),
+        timeout * 2,
+        json_mode,
+        strict,
+        quiet,
+        junit,
+    )
 
 
 @celery_app.command("active")
@@ -142,7 +153,16 @@ def celery_active(
     from pmsops.checks.celery import active
 
     url = _broker(broker)
-    check_one("celery active", "celery-active", lambda: active(url, timeout, stuck_after, destination or None, expect), timeout * 2, json_mode, strict, quiet, junit)
+    check_one(
+        "celery active",
+        "celery-active",
+        lambda: active(url, timeout, stuck_after, destination or None, expect),
+        timeout * 2,
+        json_mode,
+        strict,
+        quiet,
+        junit,
+    )
 
 
 @celery_app.command("stats")
@@ -177,5 +197,13 @@ def doctor(
     env = settings()
     check_inputs(env)  # bad input is one line and exit 2, before the report header
     started = state().started or None
-    stream("doctor", SLOTS, lambda collector: run_doctor(env, timeout, expect_workers, started=started, collector=collector),
-           json_mode, strict, quiet, title="pmsops doctor", junit=junit)
+    stream(
+        "doctor",
+        SLOTS,
+        lambda collector: run_doctor(env, timeout, expect_workers, started=started, collector=collector),
+        json_mode,
+        strict,
+        quiet,
+        title="pmsops doctor",
+        junit=junit,
+    )

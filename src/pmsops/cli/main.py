@@ -19,8 +19,8 @@ from pmsops.cli.lazy import LazyGroup
 app = typer.Typer(
     name="pmsops",
     help="The channel-manager operations runbook as commands: Redis URLs, live checks, the worker, syncs, smoke tests.\n\n"
-         "Global options (--env-file, --context, --debug, --no-color) work before or after the command. "
-         "Exit codes: 0 ok (warnings allowed), 1 failed (or warned, with --strict), 2 bad input or nothing checked, 130 interrupted.",
+    "Global options (--env-file, --context, --debug, --no-color) work before or after the command. "
+    "Exit codes: 0 ok (warnings allowed), 1 failed (or warned, with --strict), 2 bad input or nothing checked, 130 interrupted.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=True,
@@ -44,14 +44,29 @@ def _version(value: bool) -> None:
 @app.callback()
 def _global(
     ctx: typer.Context,
-    env_file: Optional[str] = typer.Option(None, "--env-file", metavar="PATH", envvar="PMSOPS_ENV_FILE", show_envvar=True,
-                                           help="Load a shell-style env file (export K=V) without executing it; it beats the process environment."),
+    env_file: Optional[str] = typer.Option(
+        None,
+        "--env-file",
+        metavar="PATH",
+        envvar="PMSOPS_ENV_FILE",
+        show_envvar=True,
+        help="Load a shell-style env file (export K=V) without executing it; it beats the process environment.",
+    ),
     context: Optional[str] = typer.Option(None, "--context", metavar="NAME", help="Use the env file of this context (pmsops context list)."),
     debug: bool = typer.Option(False, "--debug", help="Show (redacted) tracebacks."),
     no_color: bool = typer.Option(False, "--no-color", help="No colours (NO_COLOR and non-TTY output also turn them off)."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
-    fingerprint_salt: Optional[str] = typer.Option(None, "--fingerprint-salt", metavar="SALT", help="Salt every fingerprint with SALT (default: random per run; env PMSOPS_FINGERPRINT_SALT). Use one SALT on two machines to compare their fingerprints."),
-    reveal_fingerprint: bool = typer.Option(False, "--reveal-fingerprint", help="Show the runbook's unsalted sha256 prefix (echo -n \"$PW\" | sha256sum | cut -c1-16) instead of salted fingerprints: reversible for weak passwords."),
+    fingerprint_salt: Optional[str] = typer.Option(
+        None,
+        "--fingerprint-salt",
+        metavar="SALT",
+        help="Salt every fingerprint with SALT (default: random per run; env PMSOPS_FINGERPRINT_SALT). Use one SALT on two machines to compare their fingerprints.",
+    ),
+    reveal_fingerprint: bool = typer.Option(
+        False,
+        "--reveal-fingerprint",
+        help='Show the runbook\'s unsalted sha256 prefix (echo -n "$PW" | sha256sum | cut -c1-16) instead of salted fingerprints: reversible for weak passwords.',
+    ),
 ) -> None:
     """Global options may come before or after the command: pmsops doctor --env-file /root/pms_env.sh."""
     import os
@@ -238,8 +253,13 @@ def main(argv: list[str] | None = None) -> int:
             from pmsops.redaction import redact
 
             message = error.get("message")
-            report = render.error_report(_command_name(args), code, error.get("kind"), redact(message) if message else None,
-                                         redact(error["hint"]) if error.get("hint") else None)
+            report = render.error_report(
+                _command_name(args),
+                code,
+                error.get("kind"),
+                redact(message) if message else None,
+                redact(error["hint"]) if error.get("hint") else None,
+            )
             render.Output().json(report)
     finally:
         runclock.STARTED = None  # library callers after us get their own timing, not this command's
@@ -275,8 +295,11 @@ def _run(args: list[str], error: dict, run: RunState) -> int:
         return 130
     except click_errors as exc:
         ctx = getattr(exc, "ctx", None)
-        error.update(kind="usage", message=_once(exc.format_message()) if hasattr(exc, "format_message") else str(exc),
-                     hint=f"see {ctx.command_path} --help" if ctx is not None else "see pmsops --help")
+        error.update(
+            kind="usage",
+            message=_once(exc.format_message()) if hasattr(exc, "format_message") else str(exc),
+            hint=f"see {ctx.command_path} --help" if ctx is not None else "see pmsops --help",
+        )
         return _report_click_error(exc, run)
     except typer.Exit as exc:
         return exc.exit_code

@@ -23,18 +23,29 @@ def top(
     once: bool = typer.Option(False, "--once", help="Print one frame and exit (for SSH one-liners and scripts)."),
     json_mode: bool = typer.Option(False, "--json", help="Print one snapshot as JSON (workers, queues, active, syncs, platforms) and exit."),
     expect_workers: Optional[int] = EXPECT_WORKERS_OPTION,
-    broadcast_timeout: float = typer.Option(1.0, "--broadcast-timeout", min=0.1, max=30, callback=finite, help="How long a refresh waits for workers to answer."),
+    broadcast_timeout: float = typer.Option(
+        1.0, "--broadcast-timeout", min=0.1, max=30, callback=finite, help="How long a refresh waits for workers to answer."
+    ),
     timeout: float = typer.Option(2.0, "--timeout", min=0.1, max=60, callback=finite, help="Connect and read timeout for Redis and the database."),
     stuck_after: float = typer.Option(300.0, "--stuck-after", min=0, callback=finite, help="Highlight tasks running longer than this many seconds."),
-    queue: Optional[List[str]] = typer.Option(None, "--queue", "-Q", help="Also watch this queue (the bound queues and 'celery' always are); repeatable."),
+    queue: Optional[List[str]] = typer.Option(
+        None, "--queue", "-Q", help="Also watch this queue (the bound queues and 'celery' always are); repeatable."
+    ),
 ) -> None:
     """The whole sync system on one screen: workers, queues, active tasks, syncs, breakers and rate limits (q or Ctrl-C quits)."""
     import os
 
     from pmsops.observe.snapshot import Collector, options_from_settings
 
-    opts = options_from_settings(settings(), expect_workers=expect_workers, broadcast_timeout=broadcast_timeout, redis_timeout=timeout,
-                                 db_timeout=timeout, stuck_after=stuck_after, queues=list(queue or []))
+    opts = options_from_settings(
+        settings(),
+        expect_workers=expect_workers,
+        broadcast_timeout=broadcast_timeout,
+        redis_timeout=timeout,
+        db_timeout=timeout,
+        stuck_after=stuck_after,
+        queues=list(queue or []),
+    )
     if opts.broker_url:
         from pmsops.urls import split_intended
 
@@ -46,7 +57,9 @@ def top(
     if not opts.broker_url and not opts.database_url:
         from pmsops.errors import UsageError
 
-        raise UsageError("neither CELERY_BROKER_URL/REDIS_URL nor DATABASE_URL is set: nothing to watch", hint="pmsops --env-file /root/pms_env.sh top")
+        raise UsageError(
+            "neither CELERY_BROKER_URL/REDIS_URL nor DATABASE_URL is set: nothing to watch", hint="pmsops --env-file /root/pms_env.sh top"
+        )
     out = output(json_mode)
     with Collector(opts) as collector:
         if json_mode:
@@ -63,11 +76,17 @@ def top(
 
 
 def report(
-    output_path: Optional[str] = typer.Option(None, "--output", "-o", metavar="PATH", help="A directory (the bundle's name inside it) or the file to write; default: the current directory."),
+    output_path: Optional[str] = typer.Option(
+        None, "--output", "-o", metavar="PATH", help="A directory (the bundle's name inside it) or the file to write; default: the current directory."
+    ),
     since: str = typer.Option("60m", "--since", help="How far back sync logs, charts and worker logs go (90s, 60m, 2h, 1d)."),
-    context_name: Optional[str] = typer.Option(None, "--context-name", help="Name in the file name (default: the active context, PMSOPS_CONTEXT, else 'default')."),
+    context_name: Optional[str] = typer.Option(
+        None, "--context-name", help="Name in the file name (default: the active context, PMSOPS_CONTEXT, else 'default')."
+    ),
     expect_workers: Optional[int] = EXPECT_WORKERS_OPTION,
-    worker_log: Optional[List[str]] = typer.Option(None, "--worker-log", metavar="PATH", help="A worker log file to excerpt (when the worker is not a Docker container); repeatable."),
+    worker_log: Optional[List[str]] = typer.Option(
+        None, "--worker-log", metavar="PATH", help="A worker log file to excerpt (when the worker is not a Docker container); repeatable."
+    ),
     no_docker: bool = typer.Option(False, "--no-docker", help="Do not ask Docker (host check, container logs) even if an engine answers."),
     timeout: float = typer.Option(3.0, "--timeout", min=0.1, max=60, callback=finite, help="Connect and read timeout of each check."),
     json_mode: bool = JSON_OPTION,
@@ -88,13 +107,29 @@ def report(
     for path in worker_log or []:
         if not os.path.isfile(path):
             raise UsageError(f"--worker-log {path}: not a readable file")
-    opts = Options(since_seconds=since_seconds, since_text=since.strip(), timeout=timeout, expect_workers=expect_workers,
-                   worker_logs=list(worker_log or []), docker=not no_docker, context=make_context(context_name or state().context))
+    opts = Options(
+        since_seconds=since_seconds,
+        since_text=since.strip(),
+        timeout=timeout,
+        expect_workers=expect_workers,
+        worker_logs=list(worker_log or []),
+        docker=not no_docker,
+        context=make_context(context_name or state().context),
+    )
     path, bundle = make_report(settings(), opts, output_path)
     out = output(json_mode)
     if json_mode:
-        out.json({"schema": "pmsops.report/v1", "command": "report", "status": bundle.status.value, "exit_code": 0, "path": str(path),
-                  "files": sorted(bundle.members), "summary": bundle.summary})
+        out.json(
+            {
+                "schema": "pmsops.report/v1",
+                "command": "report",
+                "status": bundle.status.value,
+                "exit_code": 0,
+                "path": str(path),
+                "files": sorted(bundle.members),
+                "summary": bundle.summary,
+            }
+        )
         finish(0)
     out.line(f"wrote {path}")
     for item in bundle.summary[:10]:

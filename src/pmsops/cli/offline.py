@@ -43,7 +43,9 @@ def encode_redis_password(
     if host is not None and not _is_plain_host(host):
         from pmsops.errors import UsageError
 
-        raise UsageError("--host must be a host name or IP address (no scheme, user, port or path)", hint="for example: --host coolify-redis --port 6379")
+        raise UsageError(
+            "--host must be a host name or IP address (no scheme, user, port or path)", hint="for example: --host coolify-redis --port 6379"
+        )
     password = read_secret("Redis password (input hidden)", stdin, password_arg)
     report = encode_report(password, host=host, port=port, db=db)
     finish(_render_encoded(report, fmt, fingerprint(password), fingerprint_fields(password)))
@@ -63,15 +65,21 @@ def _render_encoded(report, fmt: str, shown: str, fingerprint: dict) -> int:
     out = output(fmt == "json")
     problems = [f"{r.parser}: {r.problem}" for r in report.round_trip if not r.ok]
     if fmt == "json":
-        out.reveal(__import__("json").dumps({
-            "schema": "pmsops.encoded-password/v1",
-            "encoded": report.encoded,
-            "length": report.length,
-            "fingerprint": fingerprint,
-            "urls": report.urls,
-            "round_trip": {r.parser: r.ok for r in report.round_trip},
-            "problems": problems,
-        }, indent=2, ensure_ascii=False))
+        out.reveal(
+            __import__("json").dumps(
+                {
+                    "schema": "pmsops.encoded-password/v1",
+                    "encoded": report.encoded,
+                    "length": report.length,
+                    "fingerprint": fingerprint,
+                    "urls": report.urls,
+                    "round_trip": {r.parser: r.ok for r in report.round_trip},
+                    "problems": problems,
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
     elif fmt == "env":
         if report.urls:
             for name, url in report.urls.items():
@@ -92,7 +100,9 @@ def _render_encoded(report, fmt: str, shown: str, fingerprint: dict) -> int:
 
 @redis_url_app.command("check")
 def redis_url_check(
-    url: Optional[str] = typer.Argument(None, help="A Redis URL (quote it!). Default: REDIS_URL, CELERY_BROKER_URL, CELERY_RESULT_BACKEND from the environment."),
+    url: Optional[str] = typer.Argument(
+        None, help="A Redis URL (quote it!). Default: REDIS_URL, CELERY_BROKER_URL, CELERY_RESULT_BACKEND from the environment."
+    ),
     json_mode: bool = JSON_OPTION,
     strict: bool = STRICT_OPTION,
 ) -> None:
@@ -109,11 +119,19 @@ def redis_url_check(
 
 def compare_password_hash(
     url: Optional[str] = typer.Option(None, "--url", help="Redis URL (default: REDIS_URL)."),
-    requirepass_stdin: bool = typer.Option(False, "--requirepass-stdin", help="Read Redis's requirepass from standard input (at a terminal: a hidden prompt)."),
+    requirepass_stdin: bool = typer.Option(
+        False, "--requirepass-stdin", help="Read Redis's requirepass from standard input (at a terminal: a hidden prompt)."
+    ),
     redis_conf: Optional[str] = typer.Option(None, "--redis-conf", help="Read requirepass from this redis.conf."),
     container: Optional[str] = typer.Option(None, "--container", help="Read requirepass from this Docker container (command, env or redis.conf)."),
-    salt: Optional[str] = typer.Option(None, "--salt", help="Fingerprint salt (default: random per run, shown next to each fingerprint). Give the same --salt on another machine to compare."),
-    reveal_fingerprint: bool = typer.Option(False, "--reveal-fingerprint", help="Show the runbook's unsalted sha256 prefix instead (reversible for weak passwords)."),
+    salt: Optional[str] = typer.Option(
+        None,
+        "--salt",
+        help="Fingerprint salt (default: random per run, shown next to each fingerprint). Give the same --salt on another machine to compare.",
+    ),
+    reveal_fingerprint: bool = typer.Option(
+        False, "--reveal-fingerprint", help="Show the runbook's unsalted sha256 prefix instead (reversible for weak passwords)."
+    ),
     json_mode: bool = JSON_OPTION,
 ) -> None:
     """Compare the URL's password (decoded as redis-py does) with requirepass by length and salted fingerprint.
@@ -145,7 +163,9 @@ def compare_password_hash(
 
 
 def explain(
-    codes: List[str] = typer.Argument(None, metavar="[CODE|TOPIC]...", help="HTTP status codes or runbook topics (coolify-url, start-command); default: all."),
+    codes: List[str] = typer.Argument(
+        None, metavar="[CODE|TOPIC]...", help="HTTP status codes or runbook topics (coolify-url, start-command); default: all."
+    ),
     json_mode: bool = JSON_OPTION,
 ) -> None:
     """The runbook's HTTP status reference (meaning, common causes, fix) and its Coolify quirks (explain coolify-url)."""
@@ -167,9 +187,15 @@ def explain(
     if json_mode:  # the one report schema; "statuses" and "topics" keep the reference fields as they were
         from pmsops.http_status import explain_results
 
-        finish_results(explain_results(wanted, topics), "explain", json_mode,
-                       extra={"statuses": [vars(i) if i else {"code": c, "meaning": None} for c, i in zip(wanted, infos)],
-                              "topics": [{"topic": t, **TOPICS[t]} for t in topics]})
+        finish_results(
+            explain_results(wanted, topics),
+            "explain",
+            json_mode,
+            extra={
+                "statuses": [vars(i) if i else {"code": c, "meaning": None} for c, i in zip(wanted, infos)],
+                "topics": [{"topic": t, **TOPICS[t]} for t in topics],
+            },
+        )
     else:
         for code, info in zip(wanted, infos):
             if info is None:

@@ -9,8 +9,12 @@ import typer
 from pmsops.cli.common import JSON_OPTION, finish, finish_results, finite, output
 
 sandbox_app = typer.Typer(help="A local reference stack to rehearse the runbook (real Redis, PostgreSQL, worker, API).", no_args_is_help=True)
-DIR_OPTION = typer.Option(None, "--dir", help="Sandbox directory: created 0700, or an existing one of yours no one else can write "
-                          "(default $PMSOPS_SANDBOX_DIR or $XDG_RUNTIME_DIR/pmsops-sandbox-UID, else /tmp/pmsops-sandbox-UID).")
+DIR_OPTION = typer.Option(
+    None,
+    "--dir",
+    help="Sandbox directory: created 0700, or an existing one of yours no one else can write "
+    "(default $PMSOPS_SANDBOX_DIR or $XDG_RUNTIME_DIR/pmsops-sandbox-UID, else /tmp/pmsops-sandbox-UID).",
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -21,7 +25,9 @@ def register(app: typer.Typer) -> None:
 @sandbox_app.command("up")
 def sandbox_up(
     directory: Optional[str] = DIR_OPTION,
-    database_url: Optional[str] = typer.Option(None, "--database-url", help="Use this PostgreSQL instead of a private cluster (migrated and seeded)."),
+    database_url: Optional[str] = typer.Option(
+        None, "--database-url", help="Use this PostgreSQL instead of a private cluster (migrated and seeded)."
+    ),
     json_mode: bool = JSON_OPTION,
 ) -> None:
     """Start the reference stack on free loopback ports and write its env file."""
@@ -31,8 +37,12 @@ def sandbox_up(
     out = output(json_mode)
     sandbox = Sandbox.at(directory)
     sandbox.up(database_url, progress=lambda line: out.progress(f"  {line}"))
-    summary = results.ok("sandbox", f"up at {sandbox.directory}", notes=[f"pmsops --env-file {sandbox.env_path} smoke", f"pmsops --env-file {sandbox.env_path} doctor", "pmsops sandbox down"],
-                         details={"env_file": str(sandbox.env_path), "directory": str(sandbox.directory)})
+    summary = results.ok(
+        "sandbox",
+        f"up at {sandbox.directory}",
+        notes=[f"pmsops --env-file {sandbox.env_path} smoke", f"pmsops --env-file {sandbox.env_path} doctor", "pmsops sandbox down"],
+        details={"env_file": str(sandbox.env_path), "directory": str(sandbox.directory)},
+    )
     finish(out.results([summary], "sandbox up"))
 
 
@@ -72,7 +82,15 @@ def demo(
     keep: bool = typer.Option(False, "--keep", help="Leave the sandbox running afterwards."),
     directory: Optional[str] = DIR_OPTION,
     database_url: Optional[str] = typer.Option(None, "--database-url", help="Use this PostgreSQL instead of a private cluster."),
-    timeout: float = typer.Option(60.0, "--wait", "--timeout", min=1, callback=finite, metavar="SECONDS", help="How long the smoke waits for the sync (--timeout is the old name)."),
+    timeout: float = typer.Option(
+        60.0,
+        "--wait",
+        "--timeout",
+        min=1,
+        callback=finite,
+        metavar="SECONDS",
+        help="How long the smoke waits for the sync (--timeout is the old name).",
+    ),
 ) -> None:
     """The main job on a local default: sandbox up, smoke, doctor, sandbox down."""
     from pmsops.sandbox.demo import run_demo

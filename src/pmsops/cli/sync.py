@@ -6,9 +6,26 @@ from typing import Optional
 
 import typer
 
-from pmsops.cli.common import (API_OPTION, CONNECTION_ID, HTTP_TIMEOUT_OPTION, JSON_OPTION, JUNIT_OPTION, QUIET_OPTION, STRICT_OPTION,
-                               SYNC_TYPE_OPTION, api_client, check_report_target, connection_argument, connection_id, export_environment,
-                               finish, finish_results, output, settings, stream)
+from pmsops.cli.common import (
+    API_OPTION,
+    CONNECTION_ID,
+    HTTP_TIMEOUT_OPTION,
+    JSON_OPTION,
+    JUNIT_OPTION,
+    QUIET_OPTION,
+    STRICT_OPTION,
+    SYNC_TYPE_OPTION,
+    api_client,
+    check_report_target,
+    connection_argument,
+    connection_id,
+    export_environment,
+    finish,
+    finish_results,
+    output,
+    settings,
+    stream,
+)
 
 db_app = typer.Typer(help="The sync database: apply migrations, detect schema drift.", no_args_is_help=True)
 sync_app = typer.Typer(help="Sync operations: trigger, follow and reap sync logs.", no_args_is_help=True)
@@ -50,7 +67,9 @@ def db_check(database_url: Optional[str] = DB_URL_OPTION, json_mode: bool = JSON
 def sync_run(
     connection: Optional[str] = connection_argument(),
     sync_type: str = SYNC_TYPE_OPTION,
-    wait: Optional[float] = typer.Option(None, "--wait", min=1, metavar="SECONDS", help="Follow the logs until every operation is final, at most this long."),
+    wait: Optional[float] = typer.Option(
+        None, "--wait", min=1, metavar="SECONDS", help="Follow the logs until every operation is final, at most this long."
+    ),
     database_url: Optional[str] = DB_URL_OPTION,
     json_mode: bool = JSON_OPTION,
     strict: bool = STRICT_OPTION,
@@ -103,7 +122,10 @@ def sync_reap(
         finish_results(reap_logs(url, seconds, cid, dry_run=True), "sync reap", json_mode)
     if not yes:
         if not (sys.stdin.isatty() and sys.stdout.isatty()) or json_mode:
-            raise UsageError("sync reap changes production data: pass --yes to confirm (or --dry-run to only list)", hint="pmsops sync reap --older-than 60m --dry-run")
+            raise UsageError(
+                "sync reap changes production data: pass --yes to confirm (or --dry-run to only list)",
+                hint="pmsops sync reap --older-than 60m --dry-run",
+            )
         preview = reap_logs(url, seconds, cid, dry_run=True)
         out = output()
         out.results(preview, "sync reap")
@@ -119,7 +141,9 @@ def sync_reap(
 def sync_trigger(
     connection: Optional[str] = connection_argument(),
     sync_type: str = SYNC_TYPE_OPTION,
-    wait: Optional[float] = typer.Option(None, "--wait", min=1, metavar="SECONDS", help="Follow the logs until every created log is final, at most this long."),
+    wait: Optional[float] = typer.Option(
+        None, "--wait", min=1, metavar="SECONDS", help="Follow the logs until every created log is final, at most this long."
+    ),
     api: Optional[str] = API_OPTION,
     timeout: float = HTTP_TIMEOUT_OPTION,
     json_mode: bool = JSON_OPTION,
@@ -133,8 +157,15 @@ def sync_trigger(
     from pmsops.api.synclogs import follow_trigger
 
     with client:
-        stream("sync trigger", ("trigger", "sync-logs") if wait else ("trigger",),
-               lambda collector: follow_trigger(client, cid, sync_type, wait, collector), json_mode, strict, quiet, junit=junit)
+        stream(
+            "sync trigger",
+            ("trigger", "sync-logs") if wait else ("trigger",),
+            lambda collector: follow_trigger(client, cid, sync_type, wait, collector),
+            json_mode,
+            strict,
+            quiet,
+            junit=junit,
+        )
 
 
 @sync_app.command("logs")
@@ -143,7 +174,9 @@ def sync_logs(
     limit: int = typer.Option(20, "--limit", min=1, max=100),
     offset: int = typer.Option(0, "--offset", min=0),
     status: Optional[str] = typer.Option(None, "--status", help="Only logs with this status."),
-    stale_after: float = typer.Option(600.0, "--stale-after", min=1, help="Logs triggered/running with no update for this many seconds are stuck (a failure)."),
+    stale_after: float = typer.Option(
+        600.0, "--stale-after", min=1, help="Logs triggered/running with no update for this many seconds are stuck (a failure)."
+    ),
     save: Optional[str] = typer.Option(None, "--save", metavar="FILE", help="Also write the (normalised) JSON page to this file."),
     api: Optional[str] = API_OPTION,
     timeout: float = HTTP_TIMEOUT_OPTION,

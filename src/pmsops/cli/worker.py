@@ -8,7 +8,18 @@ from typing import List, Optional
 
 import typer
 
-from pmsops.cli.common import JSON_OPTION, JUNIT_OPTION, QUIET_OPTION, STRICT_OPTION, export_environment, finish, finish_results, finite, output, settings
+from pmsops.cli.common import (
+    JSON_OPTION,
+    JUNIT_OPTION,
+    QUIET_OPTION,
+    STRICT_OPTION,
+    export_environment,
+    finish,
+    finish_results,
+    finite,
+    output,
+    settings,
+)
 
 PANEL = "Worker container (runbook: Redis + Celery Worker Setup)"
 
@@ -34,8 +45,18 @@ def _exec(argv: list[str]) -> None:
 
 def wait_for_deps(
     ctx: typer.Context,
-    timeout: Optional[float] = typer.Option(None, "--wait", "--timeout", min=0, callback=finite, metavar="SECONDS", help="Seconds to wait in all (default WORKER_WAIT_TIMEOUT or 60); --timeout is the old name."),
-    interval: Optional[float] = typer.Option(None, "--interval", min=0.05, callback=finite, help="Seconds between attempts (default WORKER_WAIT_INTERVAL or 2)."),
+    timeout: Optional[float] = typer.Option(
+        None,
+        "--wait",
+        "--timeout",
+        min=0,
+        callback=finite,
+        metavar="SECONDS",
+        help="Seconds to wait in all (default WORKER_WAIT_TIMEOUT or 60); --timeout is the old name.",
+    ),
+    interval: Optional[float] = typer.Option(
+        None, "--interval", min=0.05, callback=finite, help="Seconds between attempts (default WORKER_WAIT_INTERVAL or 2)."
+    ),
 ) -> None:
     """Wait for the database and Redis (DNS → TCP → credentials), then exec `-- COMMAND` if given.
 
@@ -64,8 +85,16 @@ def worker_start(
     import shlex
 
     from pmsops.errors import OperationError
-    from pmsops.worker.start import (ROOT_HINT, ROOT_REFUSAL, TZDATA_HINT, check_working_directory, configuration_lines, running_as_root,
-                                     timezone_problem, worker_command)
+    from pmsops.worker.start import (
+        ROOT_HINT,
+        ROOT_REFUSAL,
+        TZDATA_HINT,
+        check_working_directory,
+        configuration_lines,
+        running_as_root,
+        timezone_problem,
+        worker_command,
+    )
     from pmsops.worker.wait import settings_from, stamp, wait_for_dependencies
 
     env = settings().env
@@ -91,13 +120,19 @@ def worker_start(
 
 
 def worker_check(
-    expect_task: Optional[List[str]] = typer.Option(None, "--expect-task", help="Task that must be registered; repeatable (default: the pmsops.sync tasks)."),
+    expect_task: Optional[List[str]] = typer.Option(
+        None, "--expect-task", help="Task that must be registered; repeatable (default: the pmsops.sync tasks)."
+    ),
     destination: Optional[str] = typer.Option(None, "--destination", "-d", help="Worker to ping (default celery@<this hostname>)."),
     expect_sha256: Optional[List[str]] = typer.Option(None, "--expect-sha256", help="PATH=HEX: the file's SHA-256 must start with HEX; repeatable."),
     allow_root: bool = typer.Option(False, "--allow-root", help="Running as root is a warning, not a failure."),
     timeout: float = typer.Option(3.0, "--timeout", min=0.1, callback=finite, help="Connect and read timeout of each network step, in seconds."),
-    liveness: bool = typer.Option(False, "--liveness", help="Cheap HEALTHCHECK mode: only read the beacon the worker keeps fresh (no broker, no Celery import)."),
-    max_age: Optional[float] = typer.Option(None, "--max-age", min=0.1, callback=finite, help="With --liveness: oldest acceptable beat in seconds (default 3 × WORKER_BEACON_INTERVAL)."),
+    liveness: bool = typer.Option(
+        False, "--liveness", help="Cheap HEALTHCHECK mode: only read the beacon the worker keeps fresh (no broker, no Celery import)."
+    ),
+    max_age: Optional[float] = typer.Option(
+        None, "--max-age", min=0.1, callback=finite, help="With --liveness: oldest acceptable beat in seconds (default 3 × WORKER_BEACON_INTERVAL)."
+    ),
     json_mode: bool = JSON_OPTION,
     strict: bool = STRICT_OPTION,
     quiet: bool = QUIET_OPTION,

@@ -115,22 +115,40 @@ def password_hash_result(compared: list[UrlPassword], problems: list[str], found
     """One line for all Redis URLs: which ones do not carry requirepass, by container and variable."""
     from pmsops.redaction import fingerprint
 
-    notes = [f"{c.label}: {'match' if c.cause is None else 'MISMATCH'} (password as its client reads it: "
-             f"{fingerprint(c.decoded) if c.decoded is not None else 'none'})" for c in compared]
+    notes = [
+        f"{c.label}: {'match' if c.cause is None else 'MISMATCH'} (password as its client reads it: "
+        f"{fingerprint(c.decoded) if c.decoded is not None else 'none'})"
+        for c in compared
+    ]
     notes.append(f"{redis} requirepass ({found.source}): {found.fingerprint()}")
     notes += problems
     wrong = [c for c in compared if c.cause is not None]
-    details = {"urls": [{"container": c.container, "variable": c.variable, "match": c.cause is None, "likely_cause": c.cause} for c in compared],
-               "not_inspected": problems}
+    details = {
+        "urls": [{"container": c.container, "variable": c.variable, "match": c.cause is None, "likely_cause": c.cause} for c in compared],
+        "not_inspected": problems,
+    }
     if wrong:
         causes = "; ".join(dict.fromkeys(f"{c.label}: {c.cause}" for c in wrong))
-        return results.fail("password-hash", f"mismatch: {', '.join(c.label for c in wrong)} {'does' if len(wrong) == 1 else 'do'} not carry {redis}'s requirepass",
-                            notes=notes, details=details, hint=f"likely cause — {causes}; set the exact value with pmsops encode-redis-password")
+        return results.fail(
+            "password-hash",
+            f"mismatch: {', '.join(c.label for c in wrong)} {'does' if len(wrong) == 1 else 'do'} not carry {redis}'s requirepass",
+            notes=notes,
+            details=details,
+            hint=f"likely cause — {causes}; set the exact value with pmsops encode-redis-password",
+        )
     if problems:
         summary = f"{len(compared)} Redis URL(s) match, but not every container could be compared" if compared else "no Redis URL could be compared"
-        return results.fail("password-hash", summary, notes=notes, details=details, hint="check the container names (--worker, --backend): docker ps -a --format '{{.Names}}'")
+        return results.fail(
+            "password-hash",
+            summary,
+            notes=notes,
+            details=details,
+            hint="check the container names (--worker, --backend): docker ps -a --format '{{.Names}}'",
+        )
     if not compared:
-        return results.skip("password-hash", "no REDIS_URL, CELERY_BROKER_URL or CELERY_RESULT_BACKEND to compare with requirepass", notes=notes, details=details)
+        return results.skip(
+            "password-hash", "no REDIS_URL, CELERY_BROKER_URL or CELERY_RESULT_BACKEND to compare with requirepass", notes=notes, details=details
+        )
     where = " and ".join(dict.fromkeys(c.container for c in compared))
     return results.ok("password-hash", f"match: all {len(compared)} Redis URLs of {where} carry {redis}'s requirepass", notes=notes, details=details)
 
@@ -156,11 +174,15 @@ def redis_section(targets: Targets, timeout: float, wrong: list[str] | None = No
 def logs_auth_hint(wrong: list[str], compared: bool) -> str | None:
     """The logs' auth hint, pointed at the URL that is actually wrong (None: the default hint)."""
     if wrong:
-        return (f"the wrong Redis URL: {', '.join(wrong)} (its password differs from requirepass; password-hash above): set the exact value "
-                "(pmsops encode-redis-password) and restart the container (runbook: Redis Authentication Errors)")
+        return (
+            f"the wrong Redis URL: {', '.join(wrong)} (its password differs from requirepass; password-hash above): set the exact value "
+            "(pmsops encode-redis-password) and restart the container (runbook: Redis Authentication Errors)"
+        )
     if compared:
-        return ("every Redis URL of the inspected containers carries requirepass now: the errors predate a fix (restart the worker) "
-                "or come from another client (runbook: Redis Authentication Errors)")
+        return (
+            "every Redis URL of the inspected containers carries requirepass now: the errors predate a fix (restart the worker) "
+            "or come from another client (runbook: Redis Authentication Errors)"
+        )
     return None
 
 

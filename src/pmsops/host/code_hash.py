@@ -18,7 +18,7 @@ from pmsops.results import Result, run_check
 
 DEFAULT_PATH = "/app/app/channel_manager/core/sync_engine.py"
 STALE_HINT = (
-    "stale code: Coolify → Deployments → Redeploy with \"Disable build cache\" on, and pin the commit SHA "
+    'stale code: Coolify → Deployments → Redeploy with "Disable build cache" on, and pin the commit SHA '
     "instead of the branch (runbook: Stale Code After Deployment)"
 )
 _PY_SHA256 = "import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],'rb').read()).hexdigest())"
@@ -33,7 +33,10 @@ def local_sha256(path: str) -> str:
 
         return sha256_regular(path)  # a FIFO or device is refused, not hashed forever
     except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}", hint="pass --local with the path in your checkout, e.g. backend/app/channel_manager/core/sync_engine.py") from None
+        raise UsageError(
+            f"cannot read {path}: {exc.strerror}",
+            hint="pass --local with the path in your checkout, e.g. backend/app/channel_manager/core/sync_engine.py",
+        ) from None
 
 
 def container_sha256(container: str, path: str, timeout: float = DEFAULT_TIMEOUT) -> str:
@@ -45,7 +48,10 @@ def container_sha256(container: str, path: str, timeout: float = DEFAULT_TIMEOUT
     if match:
         return match.group(1)
     if "No such file" in output.stderr + output.stdout:
-        raise OperationError(f"{path} does not exist in {container}", hint=f"check the path (the runbook's is {DEFAULT_PATH}); the code may live elsewhere in this image")
+        raise OperationError(
+            f"{path} does not exist in {container}",
+            hint=f"check the path (the runbook's is {DEFAULT_PATH}); the code may live elsewhere in this image",
+        )
     raise OperationError(f"cannot hash {path} in {container} (exit {output.returncode})", hint="run by hand: docker exec CONTAINER sha256sum PATH")
 
 
@@ -55,12 +61,18 @@ def hash_result(container: str, path: str, local: str | None, timeout: float) ->
     remote = container_sha256(container, path, timeout)
     details = {"path": path, "container_sha256": remote, "local": local, "local_sha256": local_hash, "match": remote == local_hash if local else None}
     if local_hash is None:
-        return results.ok("code hash", f"{path} in {container}: sha256 {remote}", details=details,
-                          notes=["compare with your checkout: pass --local backend/app/channel_manager/core/sync_engine.py"])
+        return results.ok(
+            "code hash",
+            f"{path} in {container}: sha256 {remote}",
+            details=details,
+            notes=["compare with your checkout: pass --local backend/app/channel_manager/core/sync_engine.py"],
+        )
     notes = [f"{container}:{path}  {remote}", f"local {local}  {local_hash}"]
     if remote == local_hash:
         return results.ok("code hash", f"{path} in {container} matches {local} (sha256 {remote[:16]})", notes=notes, details=details)
-    return results.fail("code hash", f"{path} in {container} differs from {local}: the container runs other code", hint=STALE_HINT, notes=notes, details=details)
+    return results.fail(
+        "code hash", f"{path} in {container} differs from {local}: the container runs other code", hint=STALE_HINT, notes=notes, details=details
+    )
 
 
 def git_head(container: str, timeout: float = DEFAULT_TIMEOUT) -> str | None:
@@ -76,16 +88,28 @@ def commit_result(container: str, other: str, timeout: float) -> Result:
     mine, theirs = git_head(container, timeout), git_head(other, timeout)
     missing = [name for name, head in ((container, mine), (other, theirs)) if head is None]
     if missing:
-        return results.skip("git commit", f"no git commit readable in {', '.join(missing)} (no git, or the image has no .git): compare file hashes instead")
+        return results.skip(
+            "git commit", f"no git commit readable in {', '.join(missing)} (no git, or the image has no .git): compare file hashes instead"
+        )
     details = {container: mine, other: theirs}
     if mine == theirs:
         return results.ok("git commit", f"{container} and {other} run commit {mine[:12]}", details=details)
-    return results.fail("git commit", f"{container} runs {mine[:12]}, {other} runs {theirs[:12]}: they must match exactly",
-                        hint="Redeploy both from the same commit; " + STALE_HINT, details=details)
+    return results.fail(
+        "git commit",
+        f"{container} runs {mine[:12]}, {other} runs {theirs[:12]}: they must match exactly",
+        hint="Redeploy both from the same commit; " + STALE_HINT,
+        details=details,
+    )
 
 
-def check_code_hash(container: str = "pms-worker-v2", path: str = DEFAULT_PATH, local: str | None = None, compare_commit: str | None = None,
-                    timeout: float = DEFAULT_TIMEOUT, with_state: bool = True) -> list[Result]:
+def check_code_hash(
+    container: str = "pms-worker-v2",
+    path: str = DEFAULT_PATH,
+    local: str | None = None,
+    compare_commit: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    with_state: bool = True,
+) -> list[Result]:
     """``pmsops host code-hash``: the file hash against a local checkout, and optionally the git commits."""
     if not path.startswith("/"):
         raise UsageError(f"--path must be absolute inside the container, got {path!r}", hint=f"the runbook's is {DEFAULT_PATH}")

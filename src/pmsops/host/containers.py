@@ -265,8 +265,13 @@ def require_running(container: Container) -> Container:
 def state_result(container: Container) -> Result:
     """``docker ps``'s "Up" vs "Exited", with the exit code the runbook asks you to look for."""
     name = f"{container.name} state"
-    details = {"status": container.state.get("Status"), "running": container.running, "exit_code": container.state.get("ExitCode"),
-               "restart_count": container.raw.get("RestartCount", 0), "started_at": container.state.get("StartedAt")}
+    details = {
+        "status": container.state.get("Status"),
+        "running": container.running,
+        "exit_code": container.state.get("ExitCode"),
+        "restart_count": container.raw.get("RestartCount", 0),
+        "started_at": container.state.get("StartedAt"),
+    }
     if container.running:
         return results.ok(name, f"running since {container.state.get('StartedAt') or '?'}", details=details)
     return results.fail(

@@ -23,7 +23,9 @@ DOCKER = "docker"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/:@]*$")
-_DOCKER_SPEAKS = re.compile(r"(Error response from daemon:|Cannot connect to the Docker daemon|permission denied while trying to connect|error during connect)", re.I)
+_DOCKER_SPEAKS = re.compile(
+    r"(Error response from daemon:|Cannot connect to the Docker daemon|permission denied while trying to connect|error during connect)", re.I
+)
 """How Docker's own messages start; anything else on ``docker exec``'s stderr is the command's."""
 
 
@@ -130,11 +132,15 @@ def classify_failure(output: DockerOutput, subject: str, what: str = "container"
         other = endpoint and endpoint != DEFAULT_SOCKET
         return DaemonUnreachable(
             f"cannot connect to the Docker daemon{where} (is it running?)",
-            hint="check: systemctl status docker" + (f"; the CLI used {endpoint} (DOCKER_HOST or docker context ls): is that the daemon you mean?" if other
-                                                     else " (and DOCKER_HOST / docker context ls if you use a remote daemon)"),
+            hint="check: systemctl status docker"
+            + (
+                f"; the CLI used {endpoint} (DOCKER_HOST or docker context ls): is that the daemon you mean?"
+                if other
+                else " (and DOCKER_HOST / docker context ls if you use a remote daemon)"
+            ),
         )
     if re.search(r"permission denied while trying to connect to the docker (daemon|API)", text, re.I):
-        socket_path = endpoint[len("unix://"):] if endpoint and endpoint.startswith("unix://") else (endpoint or "/var/run/docker.sock")
+        socket_path = endpoint[len("unix://") :] if endpoint and endpoint.startswith("unix://") else (endpoint or "/var/run/docker.sock")
         return DockerPermissionDenied(
             f"permission denied on the Docker daemon socket ({socket_path})",
             hint="run with sudo, or add your user to the docker group: sudo usermod -aG docker $USER (then log in again)",
@@ -185,7 +191,9 @@ def raise_for_docker(output: DockerOutput, subject: str, what: str = "container"
     error = classify_failure(output, subject, what)
     if error is None:
         sub = output.argv[1] if len(output.argv) > 1 else "docker"
-        error = DockerError(f"docker {sub} failed for {subject} (exit {output.returncode}): {_first_line(output.stderr or output.stdout) or 'no message'}")
+        error = DockerError(
+            f"docker {sub} failed for {subject} (exit {output.returncode}): {_first_line(output.stderr or output.stdout) or 'no message'}"
+        )
     raise error
 
 

@@ -23,15 +23,32 @@ from pmsops.settings import REDIS_URL_VARIABLES, WORKER_RECOMMENDED_VARIABLES, W
 OPTIONAL_VARIABLES = ("SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY", "SENTRY_DSN", "LOG_LEVEL", "ENVIRONMENT")
 """The runbook's "Optional (if used in backend)": expected in the worker only when the backend has them."""
 
-CONTAINER_SPECIFIC = frozenset({
-    "HOSTNAME", "HOME", "PATH", "PWD", "TERM", "SHLVL", "PORT", "HOST", "COOLIFY_CONTAINER_NAME", "COOLIFY_FQDN", "COOLIFY_URL",
-    "COOLIFY_RESOURCE_UUID", "COOLIFY_BRANCH", "SERVICE_FQDN", "SERVICE_URL",
-})
+CONTAINER_SPECIFIC = frozenset(
+    {
+        "HOSTNAME",
+        "HOME",
+        "PATH",
+        "PWD",
+        "TERM",
+        "SHLVL",
+        "PORT",
+        "HOST",
+        "COOLIFY_CONTAINER_NAME",
+        "COOLIFY_FQDN",
+        "COOLIFY_URL",
+        "COOLIFY_RESOURCE_UUID",
+        "COOLIFY_BRANCH",
+        "SERVICE_FQDN",
+        "SERVICE_URL",
+    }
+)
 """Variables that differ between any two containers by design: left out of the "other variables" list."""
 
 MAX_NOTES = 20
-REDIS_HINT = ("backend and worker must use identical REDIS_URL, CELERY_BROKER_URL and CELERY_RESULT_BACKEND with the password "
-              "URL-encoded: pmsops encode-redis-password --host coolify-redis")
+REDIS_HINT = (
+    "backend and worker must use identical REDIS_URL, CELERY_BROKER_URL and CELERY_RESULT_BACKEND with the password "
+    "URL-encoded: pmsops encode-redis-password --host coolify-redis"
+)
 COPY_HINT = "copy them from {a} (Coolify → {b} → Environment Variables), then Redeploy {b} (runbook: Required Environment Variables)"
 
 
@@ -54,7 +71,9 @@ def missing_result(a: Mapping[str, str], b: Mapping[str, str], a_name: str, b_na
     if not missing:
         return results.ok("required variables", f"{b_name} has all {len(WORKER_REQUIRED_VARIABLES)} required variables", details=details)
     notes = [f"{n}: missing in {b_name}" + ("" if a.get(n) else f" (and in {a_name})") for n in missing]
-    return results.fail("required variables", f"{b_name} lacks {', '.join(missing)}", hint=COPY_HINT.format(a=a_name, b=b_name), notes=notes, details=details)
+    return results.fail(
+        "required variables", f"{b_name} lacks {', '.join(missing)}", hint=COPY_HINT.format(a=a_name, b=b_name), notes=notes, details=details
+    )
 
 
 def recommended_result(a: Mapping[str, str], b: Mapping[str, str], a_name: str, b_name: str) -> Result:
@@ -122,7 +141,9 @@ def redis_urls_result(a: Mapping[str, str], b: Mapping[str, str], a_name: str, b
             summary = f"{len(misread) + len(unparsable)} Redis URL(s) will be misread or rejected by clients"
         return results.fail("redis urls", summary, hint=REDIS_HINT, notes=notes, details=details)
     if findings:
-        return results.warn("redis urls", f"the {len(reports)} Redis URLs agree on host, port and password, not on the db", notes=notes, details=details)
+        return results.warn(
+            "redis urls", f"the {len(reports)} Redis URLs agree on host, port and password, not on the db", notes=notes, details=details
+        )
     return results.ok("redis urls", f"the {len(reports)} Redis URLs agree on host, port and password", notes=notes, details=details)
 
 
@@ -133,7 +154,9 @@ def other_result(a: Mapping[str, str], b: Mapping[str, str], a_name: str, b_name
     only_a = [n for n in rest if n in a and n not in b]
     only_b = [n for n in rest if n in b and n not in a]
     differ = [n for n in rest if n in a and n in b and a[n] != b[n]]
-    notes = [f"only in {a_name}: {n}" for n in only_a] + [f"only in {b_name}: {n}" for n in only_b] + [_differs(n, a, b, a_name, b_name) for n in differ]
+    notes = (
+        [f"only in {a_name}: {n}" for n in only_a] + [f"only in {b_name}: {n}" for n in only_b] + [_differs(n, a, b, a_name, b_name) for n in differ]
+    )
     details = {f"only_in_{a_name}": only_a, f"only_in_{b_name}": only_b, "differ": differ}
     summary = f"{len(only_a)} only in {a_name}, {len(only_b)} only in {b_name}, {len(differ)} with other values"
     return results.ok("other variables", summary, notes=_limited(notes), details=details)

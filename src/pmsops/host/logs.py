@@ -43,28 +43,56 @@ class Signal:
 
 
 SIGNALS: tuple[Signal, ...] = (
-    Signal("auth", "fail", re.compile(r"Authentication required|invalid username-password pair|NOAUTH|WRONGPASS", re.I),
-           "Redis rejects the worker's password",
-           "compare each Redis URL of {container} (REDIS_URL, CELERY_BROKER_URL, CELERY_RESULT_BACKEND) with Redis's requirepass: pmsops host check "
-           "--worker {container} names the wrong one (one URL: pmsops compare-password-hash --container coolify-redis; runbook: Redis Authentication Errors)"),
-    Signal("refused", "fail", re.compile(r"Connection refused|Error 111 connecting", re.I),
-           "a dependency refuses connections",
-           "is it up and on the worker's networks? pmsops host networks {container} (runbook: Database Connection Issues)"),
-    Signal("dns", "fail", re.compile(r"Temporary failure in name resolution|Name or service not known|name resolution failed", re.I),
-           "a host name does not resolve",
-           "docker network connect <supabase-network> {container}; docker restart {container} (runbook: Networks (CRITICAL))"),
-    Signal("db-unavailable", "fail", re.compile(r"Database is temporarily unavailable|Failed to update sync log", re.I),
-           "the worker cannot reach the database",
-           "attach the Supabase network: pmsops host networks {container} (runbook: Database Temporarily Unavailable)"),
-    Signal("task-failed", "fail", re.compile(r"Task \S+\[[^\]]+\] raised unexpected"),
-           "tasks failed",
-           "read the Traceback that follows; missing variables: pmsops host env-diff pms-backend {container} (runbook: Worker Logs Show Task Failures)"),
-    Signal("traceback", "fail", re.compile(r"Traceback \(most recent call last\)"),
-           "Python tracebacks",
-           "docker logs {container} --since 60m 2>&1 | grep -n -A 20 Traceback (runbook: Worker Logs Show Task Failures)"),
-    Signal("root", "warn", re.compile(r"SecurityWarning|running as root|superuser privileges", re.I),
-           "the worker runs as root (Celery's SecurityWarning)",
-           "build with Dockerfile.worker, which runs as a non-root user (runbook: Worker Runs as Non-Root User)"),
+    Signal(
+        "auth",
+        "fail",
+        re.compile(r"Authentication required|invalid username-password pair|NOAUTH|WRONGPASS", re.I),
+        "Redis rejects the worker's password",
+        "compare each Redis URL of {container} (REDIS_URL, CELERY_BROKER_URL, CELERY_RESULT_BACKEND) with Redis's requirepass: pmsops host check "
+        "--worker {container} names the wrong one (one URL: pmsops compare-password-hash --container coolify-redis; runbook: Redis Authentication Errors)",
+    ),
+    Signal(
+        "refused",
+        "fail",
+        re.compile(r"Connection refused|Error 111 connecting", re.I),
+        "a dependency refuses connections",
+        "is it up and on the worker's networks? pmsops host networks {container} (runbook: Database Connection Issues)",
+    ),
+    Signal(
+        "dns",
+        "fail",
+        re.compile(r"Temporary failure in name resolution|Name or service not known|name resolution failed", re.I),
+        "a host name does not resolve",
+        "docker network connect <supabase-network> {container}; docker restart {container} (runbook: Networks (CRITICAL))",
+    ),
+    Signal(
+        "db-unavailable",
+        "fail",
+        re.compile(r"Database is temporarily unavailable|Failed to update sync log", re.I),
+        "the worker cannot reach the database",
+        "attach the Supabase network: pmsops host networks {container} (runbook: Database Temporarily Unavailable)",
+    ),
+    Signal(
+        "task-failed",
+        "fail",
+        re.compile(r"Task \S+\[[^\]]+\] raised unexpected"),
+        "tasks failed",
+        "read the Traceback that follows; missing variables: pmsops host env-diff pms-backend {container} (runbook: Worker Logs Show Task Failures)",
+    ),
+    Signal(
+        "traceback",
+        "fail",
+        re.compile(r"Traceback \(most recent call last\)"),
+        "Python tracebacks",
+        "docker logs {container} --since 60m 2>&1 | grep -n -A 20 Traceback (runbook: Worker Logs Show Task Failures)",
+    ),
+    Signal(
+        "root",
+        "warn",
+        re.compile(r"SecurityWarning|running as root|superuser privileges", re.I),
+        "the worker runs as root (Celery's SecurityWarning)",
+        "build with Dockerfile.worker, which runs as a non-root user (runbook: Worker Runs as Non-Root User)",
+    ),
 )
 
 
@@ -134,14 +162,20 @@ def ready_result(scan: LogScan, container: str, since: str) -> Result:
     """The runbook's "Expected: celery@pms-worker-v2 ready." plus the registered tasks."""
     if not scan.ready:
         return results.warn(
-            "logs ready", f"no 'celery@… ready.' line since {since}",
+            "logs ready",
+            f"no 'celery@… ready.' line since {since}",
             hint=f"started earlier? try --since 24h; never ready? docker logs {container} --tail 100 (runbook: Worker Crashes on Startup)",
         )
     notes = [f"registered: {task}" for task in scan.tasks[:10]] + ([f"… and {len(scan.tasks) - 10} more"] if len(scan.tasks) > 10 else [])
     if not scan.start_worker:
         notes.append(f"no '[worker] start_worker.sh active' line: is a Start Command override active? pmsops host worker-cmd {container}")
     tasks = f"{len(scan.tasks)} tasks registered" if scan.tasks else "no task list in the window"
-    return results.ok("logs ready", f"{scan.node} ready ({tasks})", notes=notes, details={"node": scan.node, "tasks": scan.tasks, "start_worker_sh": scan.start_worker})
+    return results.ok(
+        "logs ready",
+        f"{scan.node} ready ({tasks})",
+        notes=notes,
+        details={"node": scan.node, "tasks": scan.tasks, "start_worker_sh": scan.start_worker},
+    )
 
 
 def tasks_result(scan: LogScan, since: str) -> Result:
@@ -157,8 +191,13 @@ def signal_result(signal: Signal, scan: LogScan, container: str, hint: str | Non
     resolved = signal.level == "fail" and bool(scan.ready) and numbers[-1] < scan.ready[-1]
     summary = f"{len(numbers)} line(s): {signal.meaning}" + (" (all before the last ready line: the worker got past it)" if resolved else "")
     make = results.fail if signal.level == "fail" and not resolved else results.warn
-    return make(f"logs {signal.key}", summary, hint=hint or signal.hint.format(container=container), notes=quote(scan, numbers),
-                details={"count": len(numbers), "lines": numbers[-20:], "before_ready": resolved})
+    return make(
+        f"logs {signal.key}",
+        summary,
+        hint=hint or signal.hint.format(container=container),
+        notes=quote(scan, numbers),
+        details={"count": len(numbers), "lines": numbers[-20:], "before_ready": resolved},
+    )
 
 
 def log_results(scan: LogScan, container: str, since: str, hints: dict[str, str] | None = None) -> list[Result]:
@@ -173,8 +212,14 @@ def log_results(scan: LogScan, container: str, since: str, hints: dict[str, str]
     return out + flags
 
 
-def check_logs(container: str = "pms-worker-v2", since: str = "60m", tail: int | None = None, timeout: float = DEFAULT_TIMEOUT,
-               with_state: bool = True, auth_hint: str | None = None) -> list[Result]:
+def check_logs(
+    container: str = "pms-worker-v2",
+    since: str = "60m",
+    tail: int | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    with_state: bool = True,
+    auth_hint: str | None = None,
+) -> list[Result]:
     """``pmsops host logs``: inspect first (registers the container's secrets), then scan its logs."""
     window = validate_since(since)
     inspected = inspect_container(container, timeout)

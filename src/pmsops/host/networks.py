@@ -66,15 +66,19 @@ def networks_result(container: Container, required: list[str]) -> Result:
     if missing:
         first = missing[0]
         return results.fail(
-            "networks", f"{container.name} is not on {', '.join(missing)} (it is on: {', '.join(attached) or 'none'})",
+            "networks",
+            f"{container.name} is not on {', '.join(missing)} (it is on: {', '.join(attached) or 'none'})",
             hint=f"docker network connect {first} {container.name}; docker restart {container.name} (runbook: Networks (CRITICAL))",
-            notes=notes, details=details,
+            notes=notes,
+            details=details,
         )
     if len(attached) < 2:
         return results.warn(
-            "networks", f"{container.name} is only on {', '.join(attached) or 'no network'}: the worker needs coolify AND the Supabase network",
+            "networks",
+            f"{container.name} is only on {', '.join(attached) or 'no network'}: the worker needs coolify AND the Supabase network",
             hint=f"docker network connect <supabase-network, e.g. {SUPABASE_NETWORK_EXAMPLE}> {container.name}; docker restart {container.name}",
-            notes=notes, details=details,
+            notes=notes,
+            details=details,
         )
     return results.ok("networks", f"on {', '.join(attached)}", notes=notes, details=details)
 
@@ -93,8 +97,10 @@ def _resolve(container: str, name: str, timeout: float) -> tuple[bool | None, st
 
 def _dns_hint(role: str, name: str, container: str) -> str:
     network = "coolify" if role == "redis" else f"<supabase-network, e.g. {SUPABASE_NETWORK_EXAMPLE}>"
-    return (f"docker network connect {network} {container}; docker restart {container} (runbook: Networks (CRITICAL)); "
-            "right after a deploy, wait 30-60 s and re-check (DNS flapping)")
+    return (
+        f"docker network connect {network} {container}; docker restart {container} (runbook: Networks (CRITICAL)); "
+        "right after a deploy, wait 30-60 s and re-check (DNS flapping)"
+    )
 
 
 def dns_result(container: str, role: str, name: str, timeout: float) -> Result:
@@ -112,9 +118,13 @@ def dns_result(container: str, role: str, name: str, timeout: float) -> Result:
         # that is the answer, unless the daemon itself has stopped answering
         if not daemon_answers(min(timeout, 3.0)):
             raise
-        return results.fail(label, f"{name} ({role}) does not resolve within {timeout:g} s inside {container} (the Docker daemon answers)",
-                            hint=_dns_hint(role, name, container) + "; a name no attached network knows is asked of the host's resolvers, which take their full timeout",
-                            details={"timeout_s": timeout})
+        return results.fail(
+            label,
+            f"{name} ({role}) does not resolve within {timeout:g} s inside {container} (the Docker daemon answers)",
+            hint=_dns_hint(role, name, container)
+            + "; a name no attached network knows is asked of the host's resolvers, which take their full timeout",
+            details={"timeout_s": timeout},
+        )
     if resolved is None:
         return results.skip(label, f"cannot test DNS: neither getent nor python3 exists in {container}")
     if resolved:
@@ -122,8 +132,13 @@ def dns_result(container: str, role: str, name: str, timeout: float) -> Result:
     return results.fail(label, f"{name} ({role}) does not resolve inside {container}", hint=_dns_hint(role, name, container))
 
 
-def check_networks(container: str = "pms-worker-v2", required: list[str] | None = None, resolve: list[str] | None = None,
-                   timeout: float = DEFAULT_TIMEOUT, with_state: bool = True) -> list[Result]:
+def check_networks(
+    container: str = "pms-worker-v2",
+    required: list[str] | None = None,
+    resolve: list[str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    with_state: bool = True,
+) -> list[Result]:
     """``pmsops host networks``: required networks attached, and the DB and Redis names resolvable inside."""
     inspected = inspect_container(container, timeout)
     out = [state_result(inspected)] if with_state else []

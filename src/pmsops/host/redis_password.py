@@ -18,8 +18,16 @@ from dataclasses import dataclass, field
 
 from pmsops import results
 from pmsops.errors import OperationError, UsageError
-from pmsops.host.containers import (Container, command_words, inspect_container, register_secret_forms, requirepass_in, shell_script,
-                                    state_result, variable_reference)
+from pmsops.host.containers import (
+    Container,
+    command_words,
+    inspect_container,
+    register_secret_forms,
+    requirepass_in,
+    shell_script,
+    state_result,
+    variable_reference,
+)
 from pmsops.host.docker import DEFAULT_TIMEOUT, ContainerNotRunning, exec_in
 from pmsops.passwords import read_requirepass_from_conf
 from pmsops.redaction import fingerprint, fingerprint_fields
@@ -53,7 +61,11 @@ def _from_command(container: Container) -> RequirePass | None:
         if variable is None:
             return RequirePass(value, source)
         if not in_shell:
-            return RequirePass(value, source, note="the command passes an unexpanded $VARIABLE (exec form: no shell expands it), so Redis's password is that literal text, not the variable's value")
+            return RequirePass(
+                value,
+                source,
+                note="the command passes an unexpanded $VARIABLE (exec form: no shell expands it), so Redis's password is that literal text, not the variable's value",
+            )
         if container.env.get(variable):
             return RequirePass(container.env[variable], f"{source} ${variable} (env {variable})")
     return None

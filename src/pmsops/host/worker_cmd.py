@@ -20,13 +20,15 @@ from pmsops.results import Result, run_check
 EXPECTED_WORKER_CMD = ["bash", "/app/scripts/ops/start_worker.sh"]
 """``CMD ["bash", "/app/scripts/ops/start_worker.sh"]`` of backend/Dockerfile.worker."""
 
-OVERRIDE_FIX = "\n".join([
-    "1. Coolify → {name} → General → Start Command: delete the text (leave it empty)",
-    "2. Coolify → {name} → General → Git: clear \"Commit SHA\" (empty = build the latest commit)",
-    "3. Build settings: Base Directory /backend, Dockerfile Location /Dockerfile.worker",
-    "4. Deployments → Redeploy (not Restart: a restart reuses the old container and its command)",
-    "verify: pmsops host worker-cmd {name}  (expected Cmd {expected})",
-])
+OVERRIDE_FIX = "\n".join(
+    [
+        "1. Coolify → {name} → General → Start Command: delete the text (leave it empty)",
+        '2. Coolify → {name} → General → Git: clear "Commit SHA" (empty = build the latest commit)',
+        "3. Build settings: Base Directory /backend, Dockerfile Location /Dockerfile.worker",
+        "4. Deployments → Redeploy (not Restart: a restart reuses the old container and its command)",
+        "verify: pmsops host worker-cmd {name}  (expected Cmd {expected})",
+    ]
+)
 
 STALE_IMAGE_FIX = (
     "the image itself has the old CMD: check `grep -nE '^(CMD|ENTRYPOINT)' backend/Dockerfile.worker`, "
@@ -45,8 +47,10 @@ def _shell_note(argv: list[str]) -> str | None:
     if script is None:
         return None
     script = redact_script(script)  # before shortening it: a cut secret no longer matches the redactor
-    return (f"it runs as a shell string ({argv[0]} -c '{script[:60]}{'…' if len(script) > 60 else ''}'): "
-            "start_worker.sh and its wait-for-deps preflight are skipped, and stop signals reach the shell, not celery")
+    return (
+        f"it runs as a shell string ({argv[0]} -c '{script[:60]}{'…' if len(script) > 60 else ''}'): "
+        "start_worker.sh and its wait-for-deps preflight are skipped, and stop signals reach the shell, not celery"
+    )
 
 
 def _commands(config: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -59,10 +63,16 @@ def start_command_result(container: Container, image: dict[str, Any], expected: 
     c_entry, c_cmd = _commands(container.config)
     i_entry, i_cmd = _commands(image.get("Config") or {})
     shown = f"Entrypoint={show(c_entry or None)} Cmd={show(c_cmd or None)}"
-    notes = [f"container {container.name}: {shown}", f"image {str(image.get('Id', '?'))[:19]}: Entrypoint={show(i_entry or None)} Cmd={show(i_cmd or None)}"]
-    details = {"container": {"entrypoint": display_command(c_entry), "cmd": display_command(c_cmd)},
-               "image": {"id": image.get("Id"), "entrypoint": display_command(i_entry), "cmd": display_command(i_cmd)},
-               "expected_cmd": expected, "override": (c_entry, c_cmd) != (i_entry, i_cmd)}
+    notes = [
+        f"container {container.name}: {shown}",
+        f"image {str(image.get('Id', '?'))[:19]}: Entrypoint={show(i_entry or None)} Cmd={show(i_cmd or None)}",
+    ]
+    details = {
+        "container": {"entrypoint": display_command(c_entry), "cmd": display_command(c_cmd)},
+        "image": {"id": image.get("Id"), "entrypoint": display_command(i_entry), "cmd": display_command(i_cmd)},
+        "expected_cmd": expected,
+        "override": (c_entry, c_cmd) != (i_entry, i_cmd),
+    }
     shell = _shell_note(c_entry + c_cmd)
     if shell:
         notes.append(shell)
@@ -71,14 +81,17 @@ def start_command_result(container: Container, image: dict[str, Any], expected: 
             "start command",
             f"Start Command override active: the container runs Cmd={show(c_cmd)}, its image's CMD is {show(i_cmd)}",
             hint=OVERRIDE_FIX.format(name=container.name, expected=show(expected)),
-            notes=notes, details=details,
+            notes=notes,
+            details=details,
         )
     if c_cmd == expected or c_entry + c_cmd == expected:
         return results.ok("start command", f"Cmd={show(c_cmd)} comes from the image (no Start Command override)", notes=notes, details=details)
     return results.warn(
         "start command",
         f"no override, but the image's CMD {show(i_cmd)} is not the runbook's {show(expected)}",
-        hint=STALE_IMAGE_FIX, notes=notes, details=details,
+        hint=STALE_IMAGE_FIX,
+        notes=notes,
+        details=details,
     )
 
 
@@ -87,7 +100,8 @@ def user_result(container: Container) -> Result:
     user = container.user
     if user in ("", "root", "0") or user.startswith(("0:", "root:")):
         return results.warn(
-            "user", f"runs as root (Config.User {user or 'empty'}): Celery prints a SecurityWarning",
+            "user",
+            f"runs as root (Config.User {user or 'empty'}): Celery prints a SecurityWarning",
             hint="build with Dockerfile.worker, which switches to a non-root user (runbook: Alternative: Build with Dockerfile.worker)",
         )
     return results.ok("user", f"runs as {user} (not root)")
@@ -103,15 +117,17 @@ def image_tag_result(container: Container, timeout: float) -> Result:
         return results.skip("image", f"tag {container.image} no longer exists (the image was rebuilt and pruned)")
     if current and current != container.image_id:
         return results.warn(
-            "image", f"the container runs an older image than {container.image} now points to",
+            "image",
+            f"the container runs an older image than {container.image} now points to",
             hint="Restart reuses the old container: Redeploy to run the new image (runbook: Redeploy, NOT just restart)",
             details={"running": container.image_id, "tag_now": current},
         )
     return results.ok("image", f"runs the image {container.image} points to", details={"image_id": container.image_id})
 
 
-def check_worker_cmd(container: str = "pms-worker-v2", expected: list[str] | None = None, timeout: float = DEFAULT_TIMEOUT,
-                     with_state: bool = True) -> list[Result]:
+def check_worker_cmd(
+    container: str = "pms-worker-v2", expected: list[str] | None = None, timeout: float = DEFAULT_TIMEOUT, with_state: bool = True
+) -> list[Result]:
     """``pmsops host worker-cmd``: container CMD/ENTRYPOINT vs its image's, the user, and the image tag."""
     wanted = list(expected or EXPECTED_WORKER_CMD)
     inspected = inspect_container(container, timeout)

@@ -21,8 +21,10 @@ OUTCOME = {"ok": "success", "fail": "failed", "retry": "still retrying"}
 
 
 def _svg(kind: str, title: str, height: int, body: list[str]) -> str:
-    return (f'<svg class="chart" data-chart="{escape(kind)}" role="img" aria-label="{escape(title)}" width="{WIDTH}" height="{height}" '
-            f'viewBox="0 0 {WIDTH} {height}"><title>{escape(title)}</title>' + "".join(body) + "</svg>")
+    return (
+        f'<svg class="chart" data-chart="{escape(kind)}" role="img" aria-label="{escape(title)}" width="{WIDTH}" height="{height}" '
+        f'viewBox="0 0 {WIDTH} {height}"><title>{escape(title)}</title>' + "".join(body) + "</svg>"
+    )
 
 
 def _text(x: float, y: float, text: str, anchor: str = "start", size: int = 11, fill: str = COLORS["text"]) -> str:
@@ -67,8 +69,10 @@ def outcomes_chart(buckets: list[dict[str, Any]], platforms: list[str], bucket_s
                 if n:
                     h = (lane - 10) * n / peak
                     base -= h
-                    body.append(f'<rect class="bar {cls}" x="{x + 1:.1f}" y="{base:.1f}" width="{max(1.0, width - 2):.1f}" height="{h:.1f}" fill="{COLORS[cls]}">'
-                                f'<title>{escape(platform)}: {n} {OUTCOME[cls]}</title></rect>')
+                    body.append(
+                        f'<rect class="bar {cls}" x="{x + 1:.1f}" y="{base:.1f}" width="{max(1.0, width - 2):.1f}" height="{h:.1f}" fill="{COLORS[cls]}">'
+                        f"<title>{escape(platform)}: {n} {OUTCOME[cls]}</title></rect>"
+                    )
         if not mine:
             body.append(_text(LEFT + 6, top + lane / 2 + 4, "no syncs", size=10, fill=COLORS["axis"]))
     body += _time_axis(height - 22, span_s)
@@ -98,10 +102,14 @@ def timeline_chart(events: list[dict[str, Any]], platforms: list[str], now: floa
         y = 20 + lanes.index(event["platform"]) * lane + lane / 2
         label = escape(f"{event['platform']}: {event.get('error_type') or event['kind']} (retry {event.get('retry', 0)})")
         if event["kind"] == "fail":
-            body.append(f'<rect class="event fail" x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="{COLORS["fail"]}"><title>{label}</title></rect>')
+            body.append(
+                f'<rect class="event fail" x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="{COLORS["fail"]}"><title>{label}</title></rect>'
+            )
         else:
             r = 2.5 + 1.5 * min(3, int(event.get("retry") or 1))
-            body.append(f'<circle class="event retry" cx="{x:.1f}" cy="{y:.1f}" r="{r:.1f}" fill="{COLORS["retry"]}" fill-opacity="0.8"><title>{label}</title></circle>')
+            body.append(
+                f'<circle class="event retry" cx="{x:.1f}" cy="{y:.1f}" r="{r:.1f}" fill="{COLORS["retry"]}" fill-opacity="0.8"><title>{label}</title></circle>'
+            )
     body += _time_axis(height - 22, span_s)
     return _svg("timeline", "Retries and errors on a timeline", height, body)
 
@@ -119,7 +127,9 @@ def queue_chart(queues: list[dict[str, Any]], reserved: int | None) -> str:
         y = 20 + row * lane
         body.append(_text(LEFT - 8, y + 15, name, "end"))
         w = plot * n / peak
-        body.append(f'<rect class="bar {cls}" x="{LEFT}" y="{y + 4}" width="{max(w, 1.0):.1f}" height="{lane - 8}" fill="{COLORS[cls]}"><title>{escape(name)}: {n}</title></rect>')
+        body.append(
+            f'<rect class="bar {cls}" x="{LEFT}" y="{y + 4}" width="{max(w, 1.0):.1f}" height="{lane - 8}" fill="{COLORS[cls]}"><title>{escape(name)}: {n}</title></rect>'
+        )
         body.append(_text(LEFT + max(w, 1.0) + 6, y + 15, str(n)))
     if not rows:
         body.append(_text(LEFT, 34, "broker unreachable: no queue data", fill=COLORS["fail"]))

@@ -41,16 +41,40 @@ RUNBOOK: list[tuple[str, str, str]] = [
     # (result name prefix or marker, runbook section, fix)
     ("load environment", "Quick Smoke › Step 1: Load Environment", "load the env file: pmsops --env-file /root/pms_env.sh report"),
     ("sync-logs", "Troubleshooting › Database Connection Issues", "the sync logs live in PostgreSQL: pmsops check db"),
-    ("redis-url", "Redis URL Format + Password Encoding", "URL-encode the password (pmsops encode-redis-password) and use redis://:PASSWORD@HOST:6379/0"),
-    ("redis", "Troubleshooting › Redis Authentication Errors", "compare the URL's password with requirepass (pmsops compare-password-hash); encode special characters"),
+    (
+        "redis-url",
+        "Redis URL Format + Password Encoding",
+        "URL-encode the password (pmsops encode-redis-password) and use redis://:PASSWORD@HOST:6379/0",
+    ),
+    (
+        "redis",
+        "Troubleshooting › Redis Authentication Errors",
+        "compare the URL's password with requirepass (pmsops compare-password-hash); encode special characters",
+    ),
     ("db", "Troubleshooting › Database Connection Issues", "check DATABASE_URL and the worker's networks (pmsops check db; pmsops host networks)"),
-    ("celery", "Troubleshooting › Celery Worker Not Detected", "start the worker, check its start command and CELERY_BROKER_URL (pmsops celery ping; pmsops host worker-cmd)"),
+    (
+        "celery",
+        "Troubleshooting › Celery Worker Not Detected",
+        "start the worker, check its start command and CELERY_BROKER_URL (pmsops celery ping; pmsops host worker-cmd)",
+    ),
     ("workers", "Troubleshooting › Celery Worker Not Detected", "start the missing worker (docker ps | grep worker; pmsops host worker-cmd)"),
     ("health", "Verification Steps › 1. Check /health/ready Endpoint", "see which component is down in the details; fix that dependency first"),
-    ("channel connection", "Quick Smoke › Step 4: Get Channel Connection ID", "list the connections (pmsops connections list); check AGENCY_ID and the token's agency"),
+    (
+        "channel connection",
+        "Quick Smoke › Step 4: Get Channel Connection ID",
+        "list the connections (pmsops connections list); check AGENCY_ID and the token's agency",
+    ),
     ("token", "Quick Smoke › Step 2: Get JWT Token", "check SB_URL, ANON_KEY, EMAIL and PASSWORD (pmsops token)"),
-    ("breaker", "Troubleshooting › Worker Logs Show Task Failures", "the platform failed repeatedly: check the platform's status and PLATFORM_BASE_URL; the breaker half-opens by itself"),
-    ("syncs", "Troubleshooting › Worker Logs Show Task Failures", "read the error of the failed logs below; pmsops sync logs --json; retry with pmsops sync run once fixed"),
+    (
+        "breaker",
+        "Troubleshooting › Worker Logs Show Task Failures",
+        "the platform failed repeatedly: check the platform's status and PLATFORM_BASE_URL; the breaker half-opens by itself",
+    ),
+    (
+        "syncs",
+        "Troubleshooting › Worker Logs Show Task Failures",
+        "read the error of the failed logs below; pmsops sync logs --json; retry with pmsops sync run once fixed",
+    ),
     ("logs", "Verification Steps › 2. Check Worker Logs", "read the quoted worker log lines; pmsops host logs"),
     ("host", "Redis + Celery Worker Setup › Deployment Steps", "follow the failing host check's hint (pmsops host check)"),
 ]
@@ -118,6 +142,7 @@ class Options:
 
 # --- sections --------------------------------------------------------------------------------------------
 
+
 def _doctor(settings, opts: Options) -> Section:
     from pmsops.checks.doctor import run_doctor
 
@@ -155,7 +180,9 @@ def _smoke(settings, opts: Options) -> Section:
             items, _ = client.list_connections()
         if not items:
             return results.fail("4 channel connection", "no channel connections", hint="create one via POST /api/v1/channel-connections/")
-        return results.ok("4 channel connection", f"{len(items)} connection(s); first {items[0]['id']} ({items[0].get('platform_type')}, {items[0].get('status')})")
+        return results.ok(
+            "4 channel connection", f"{len(items)} connection(s); first {items[0]['id']} ({items[0].get('platform_type')}, {items[0].get('status')})"
+        )
 
     steps = [("1 load environment", env), ("2 token", token), ("3 health", health), ("4 channel connection", connection)]
     for index, (name, fn) in enumerate(steps):
@@ -164,7 +191,7 @@ def _smoke(settings, opts: Options) -> Section:
             r.name = name
         section.results += got
         if any(r.status is Status.FAIL for r in got) and name != "3 health":
-            section.results += [results.skip(n, "skipped after an earlier failure") for n, _ in steps[index + 1:]]
+            section.results += [results.skip(n, "skipped after an earlier failure") for n, _ in steps[index + 1 :]]
             break
     section.evidence["evidence/smoke.txt"] = _results_text("pmsops smoke (read-only steps)", section.results)
     return section
@@ -183,7 +210,9 @@ def docker_reachable(timeout: float = 3.0) -> tuple[bool, str]:
     except Exception as exc:  # noqa: BLE001 - an engine that fails to answer is simply not reachable
         return False, redact(f"{type(exc).__name__}: {exc}")
     if not output.ok:
-        return False, redact((output.stderr or output.stdout).strip().splitlines()[0] if (output.stderr or output.stdout).strip() else f"exit {output.returncode}")
+        return False, redact(
+            (output.stderr or output.stdout).strip().splitlines()[0] if (output.stderr or output.stdout).strip() else f"exit {output.returncode}"
+        )
     return True, f"Docker {output.stdout.strip()}"
 
 
@@ -200,8 +229,24 @@ def _host(settings, opts: Options) -> Section:
     return section
 
 
-FINGERPRINT_PREFIXES = ("CELERY_", "REDIS_", "DATABASE_", "DB_", "SYNC_", "PLATFORM_", "WORKER_", "PMS_", "SB_", "SUPABASE_", "JWT_",
-                        "ENABLE_", "CHANNEL_", "MODULES_", "SENTRY_", "PMSOPS_")
+FINGERPRINT_PREFIXES = (
+    "CELERY_",
+    "REDIS_",
+    "DATABASE_",
+    "DB_",
+    "SYNC_",
+    "PLATFORM_",
+    "WORKER_",
+    "PMS_",
+    "SB_",
+    "SUPABASE_",
+    "JWT_",
+    "ENABLE_",
+    "CHANNEL_",
+    "MODULES_",
+    "SENTRY_",
+    "PMSOPS_",
+)
 
 
 def env_fingerprints(env: dict[str, str]) -> list[dict[str, Any]]:
@@ -224,7 +269,9 @@ def _environment(settings, opts: Options) -> Section:
     section.data = rows
     section.results = [results.ok("environment", f"{len(rows)} variables fingerprinted (names, lengths, salted fingerprints; never values)")]
     lines = [f"{r['name']:<32} {r['fingerprint'] or 'len=0'}{'  (secret)' if r['secret'] else ''}" for r in rows]
-    section.evidence["evidence/env-fingerprints.txt"] = "# name and fingerprint (length, salted PBKDF2 prefix; see the README's security model) — never values\n" + "\n".join(lines) + "\n"
+    section.evidence["evidence/env-fingerprints.txt"] = (
+        "# name and fingerprint (length, salted PBKDF2 prefix; see the README's security model) — never values\n" + "\n".join(lines) + "\n"
+    )
     return section
 
 
@@ -275,7 +322,8 @@ def _versions(settings, opts: Options) -> Section:
             r.status = Status.WARN  # an unknown server version is a gap in the evidence, not the incident
     section.data = found
     section.evidence["evidence/versions.txt"] = "".join(f"{k}: {v}\n" for k, v in found.items()) + "".join(
-        f"{r.name}: {r.summary}\n" for r in section.results if r.status is not Status.OK)
+        f"{r.name}: {r.summary}\n" for r in section.results if r.status is not Status.OK
+    )
     return section
 
 
@@ -283,8 +331,15 @@ def _snapshot(settings, opts: Options) -> Section:
     from pmsops.observe.snapshot import collect_once, options_from_settings
 
     section = Section("snapshot", "workers, queues, active tasks, syncs, platforms")
-    snap = collect_once(options_from_settings(settings, expect_workers=opts.expect_workers, broadcast_timeout=min(opts.timeout, 2.0),
-                                              db_timeout=opts.timeout, redis_timeout=opts.timeout))
+    snap = collect_once(
+        options_from_settings(
+            settings,
+            expect_workers=opts.expect_workers,
+            broadcast_timeout=min(opts.timeout, 2.0),
+            db_timeout=opts.timeout,
+            redis_timeout=opts.timeout,
+        )
+    )
     section.data = snap
     section.results = snapshot_results(snap)
     section.evidence["evidence/snapshot.json"] = json.dumps(redact_obj(snap), indent=2, default=str) + "\n"
@@ -301,8 +356,13 @@ def snapshot_results(snap: dict[str, Any]) -> list[Result]:
         out.append(results.fail("workers", workers["error"]))
     elif workers.get("missing"):
         silent = ", ".join(w["name"] for w in workers.get("silent") or [])
-        out.append(results.fail("workers", f"{workers['answered']} of {workers['expected']} expected workers answered" + (f"; silent: {silent}" if silent else ""),
-                                hint="start the missing worker: docker ps | grep worker; pmsops host worker-cmd"))
+        out.append(
+            results.fail(
+                "workers",
+                f"{workers['answered']} of {workers['expected']} expected workers answered" + (f"; silent: {silent}" if silent else ""),
+                hint="start the missing worker: docker ps | grep worker; pmsops host worker-cmd",
+            )
+        )
     else:
         out.append(results.ok("workers", f"{workers['answered']} worker(s) answered"))
     queues = snap["queues"]
@@ -318,8 +378,13 @@ def snapshot_results(snap: dict[str, Any]) -> list[Result]:
         breaker = platform["breaker"]
         if breaker["state"] != "closed":
             since = f" (opened {time.strftime('%H:%M:%S UTC', time.gmtime(breaker['opened_at']))})" if breaker.get("opened_at") else ""
-            out.append(results.fail(f"breaker {platform['platform']}", f"{platform['platform']} circuit {breaker_label(breaker)}{since}",
-                                    details={"opened_at": breaker.get("opened_at")}))
+            out.append(
+                results.fail(
+                    f"breaker {platform['platform']}",
+                    f"{platform['platform']} circuit {breaker_label(breaker)}{since}",
+                    details={"opened_at": breaker.get("opened_at")},
+                )
+            )
     if snap["platforms"].get("error"):
         out.append(results.fail("breaker", snap["platforms"]["error"]))
     if snap["syncs"].get("error"):
@@ -415,19 +480,31 @@ def _sync_logs(settings, opts: Options) -> Section:
     failures = data["first_failures"]
     if failures:
         for f in failures:
-            section.results.append(results.fail(
-                f"syncs {f['platform']} {f['error_type']}",
-                f"{f['n']} failed sync(s) on {f['platform']} ({f['error_type']}) since {_utc(f['first_at'])}, last at {_utc(f['last_at'])}",
-                details={"first_at": f["first_at"], "last_at": f["last_at"]}))
+            section.results.append(
+                results.fail(
+                    f"syncs {f['platform']} {f['error_type']}",
+                    f"{f['n']} failed sync(s) on {f['platform']} ({f['error_type']}) since {_utc(f['first_at'])}, last at {_utc(f['last_at'])}",
+                    details={"first_at": f["first_at"], "last_at": f["last_at"]},
+                )
+            )
     for r in data["retrying"]:
-        section.results.append(results.warn(
-            f"syncs {r['platform']} retrying", f"{r['n']} sync(s) on {r['platform']} retrying ({r['error_types']}) since {_utc(r['first_at'])}",
-            details={"first_at": r["first_at"]}))
+        section.results.append(
+            results.warn(
+                f"syncs {r['platform']} retrying",
+                f"{r['n']} sync(s) on {r['platform']} retrying ({r['error_types']}) since {_utc(r['first_at'])}",
+                details={"first_at": r["first_at"]},
+            )
+        )
     if not failures and not data["retrying"]:
         section.results.append(results.ok("syncs", f"no failed or retrying sync in the last {opts.since_text}"))
-    lines = [f"{_utc(r['created_at'])}  {r['platform'] or '?':<12} {r['operation_type']:<20} {r['error_type'] or '-':<22} retry {r['retry_count'] or 0}  "
-             f"task {r['task_id']}  connection {r['connection_id']}\n    {r['error']}" for r in data["failed"]]
-    section.evidence["evidence/failed-sync-logs.txt"] = f"# the last {RECENT_FAILED} failed sync logs in the last {opts.since_text}, newest first\n" + "\n".join(lines) + "\n"
+    lines = [
+        f"{_utc(r['created_at'])}  {r['platform'] or '?':<12} {r['operation_type']:<20} {r['error_type'] or '-':<22} retry {r['retry_count'] or 0}  "
+        f"task {r['task_id']}  connection {r['connection_id']}\n    {r['error']}"
+        for r in data["failed"]
+    ]
+    section.evidence["evidence/failed-sync-logs.txt"] = (
+        f"# the last {RECENT_FAILED} failed sync logs in the last {opts.since_text}, newest first\n" + "\n".join(lines) + "\n"
+    )
     return section
 
 
@@ -438,6 +515,7 @@ def _worker_logs(settings, opts: Options) -> Section:
     section = Section("worker-logs", "worker log excerpts")
     excerpts: list[str] = []
     for path in opts.worker_logs:
+
         def one(path: str = path) -> list[Result]:
             text = _tail(Path(path), LOG_TAIL_LINES)
             excerpts.append(f"## {path} (last {LOG_TAIL_LINES} lines)\n{redact(text)}")
@@ -445,6 +523,7 @@ def _worker_logs(settings, opts: Options) -> Section:
             for r in found:
                 r.name = f"{Path(path).name}: {r.name}"
             return found
+
         section.results += results.run_check(f"logs {path}", one)
     reachable, why = docker_reachable(opts.timeout) if opts.docker else (False, "--no-docker")
     if reachable:
@@ -453,12 +532,15 @@ def _worker_logs(settings, opts: Options) -> Section:
         from pmsops.host.logs import check_logs
 
         target = Targets().worker
-        section.results += results.run_check("logs container", lambda: check_logs(target, opts.since_text, timeout=opts.timeout * 3, with_state=False))
+        section.results += results.run_check(
+            "logs container", lambda: check_logs(target, opts.since_text, timeout=opts.timeout * 3, with_state=False)
+        )
 
         def container() -> Result:
             text = container_logs(target, since=opts.since_text, tail=LOG_TAIL_LINES, timeout=opts.timeout * 3)
             excerpts.append(f"## docker logs {target} --since {opts.since_text} --tail {LOG_TAIL_LINES}\n{redact(text)}")
             return results.ok("logs excerpt", f"{len(text.splitlines())} lines from {target}")
+
         section.results += results.run_check("logs excerpt", container)
     if not section.results:
         section.results = [results.skip("logs", f"no worker log: pass --worker-log PATH, or run where Docker answers ({why})")]
@@ -467,8 +549,14 @@ def _worker_logs(settings, opts: Options) -> Section:
 
 
 SECTIONS: list[tuple[str, Callable[[Any, Options], Section], float]] = [
-    ("doctor", _doctor, 2.5), ("smoke", _smoke, 4.5), ("host", _host, 8.0), ("environment", _environment, 1.0),
-    ("versions", _versions, 2.5), ("snapshot", _snapshot, 3.0), ("sync-logs", _sync_logs, 3.5), ("worker-logs", _worker_logs, 4.0),
+    ("doctor", _doctor, 2.5),
+    ("smoke", _smoke, 4.5),
+    ("host", _host, 8.0),
+    ("environment", _environment, 1.0),
+    ("versions", _versions, 2.5),
+    ("snapshot", _snapshot, 3.0),
+    ("sync-logs", _sync_logs, 3.5),
+    ("worker-logs", _worker_logs, 4.0),
 ]
 """Name, function, and its deadline in multiples of --timeout."""
 
@@ -513,6 +601,7 @@ def run_sections(settings, opts: Options) -> list[Section]:
 
 # --- the bundle -------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Bundle:
     name: str
@@ -532,8 +621,17 @@ def failing_items(sections: list[Section]) -> list[dict[str, Any]]:
         seen.add(r.summary)
         since = (r.details or {}).get("first_at") or (r.details or {}).get("opened_at")
         runbook, fix = runbook_for(r.name)
-        items.append({"section": section.name, "name": r.name, "status": r.status.value, "what": redact(r.summary),
-                      "since": _utc(since) if since else "at report time", "runbook": runbook, "fix": redact(r.hint or fix)})
+        items.append(
+            {
+                "section": section.name,
+                "name": r.name,
+                "status": r.status.value,
+                "what": redact(r.summary),
+                "since": _utc(since) if since else "at report time",
+                "runbook": runbook,
+                "fix": redact(r.hint or fix),
+            }
+        )
     return items
 
 
@@ -548,10 +646,18 @@ def build_bundle(settings, opts: Options, sections: list[Section] | None = None,
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
     name = f"pmsops-report-{opts.context}-{stamp}.tar.gz"
     payload = {
-        "schema": SCHEMA, "command": "report", "status": status.value, "exit_code": 0,
-        "duration_ms": round((time.perf_counter() - started) * 1000, 1), "generated_at": _utc(now), "context": opts.context,
-        "since": opts.since_text, "summary": summary,
-        "sections": {s.name: {"title": s.title, "status": s.status.value, "error": s.error, "duration_ms": round(s.duration_ms, 1)} for s in sections},
+        "schema": SCHEMA,
+        "command": "report",
+        "status": status.value,
+        "exit_code": 0,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+        "generated_at": _utc(now),
+        "context": opts.context,
+        "since": opts.since_text,
+        "summary": summary,
+        "sections": {
+            s.name: {"title": s.title, "status": s.status.value, "error": s.error, "duration_ms": round(s.duration_ms, 1)} for s in sections
+        },
         "results": [dict(r.to_dict(), section=s.name) for s in sections for r in s.results],
         "data": {s.name: s.data for s in sections if s.data is not None},
     }
@@ -587,12 +693,20 @@ def _md_cell(text: str) -> str:
 
 def markdown(payload: dict[str, Any], sections: list[Section], evidence: dict[str, str]) -> str:
     """Summary first (to paste into a ticket), then every section's results, then the evidence list."""
-    out = [f"# pmsops report — {payload['context']} — {payload['generated_at']}", "",
-           f"Overall: **{payload['status'].upper()}**, window: last {payload['since']}.", "", "## Summary", ""]
+    out = [
+        f"# pmsops report — {payload['context']} — {payload['generated_at']}",
+        "",
+        f"Overall: **{payload['status'].upper()}**, window: last {payload['since']}.",
+        "",
+        "## Summary",
+        "",
+    ]
     if payload["summary"]:
         out += ["| | what is failing | since | runbook section | fix |", "|---|---|---|---|---|"]
         for item in payload["summary"]:
-            out.append(f"| {item['status'].upper()} | **{_md_cell(item['name'])}**: {_md_cell(item['what'])} | {item['since']} | {_md_cell(item['runbook'])} | {_md_cell(item['fix'])} |")
+            out.append(
+                f"| {item['status'].upper()} | **{_md_cell(item['name'])}**: {_md_cell(item['what'])} | {item['since']} | {_md_cell(item['runbook'])} | {_md_cell(item['fix'])} |"
+            )
     else:
         out.append("Nothing is failing.")
     out += ["", "## Details", ""]
@@ -639,41 +753,62 @@ def html_page(payload: dict[str, Any], sections: list[Section], evidence: dict[s
     snap = data.get("snapshot") or {}
     since = float(_since_seconds(payload))
     now = float(syncs.get("now") or time.time())
-    events = [{"platform": e["platform"], "at": e["at"], "kind": "fail" if e["status"] == "failed" else "retry", "retry": e["retry"],
-               "error_type": e["error_type"]} for e in syncs.get("events") or []]
-    queues = (snap.get("queues") or {})
+    events = [
+        {
+            "platform": e["platform"],
+            "at": e["at"],
+            "kind": "fail" if e["status"] == "failed" else "retry",
+            "retry": e["retry"],
+            "error_type": e["error_type"],
+        }
+        for e in syncs.get("events") or []
+    ]
+    queues = snap.get("queues") or {}
     chart_html = [
         "<h3>Sync outcomes per platform over time</h3>",
         charts.outcomes_chart(syncs.get("buckets") or [], list(PLATFORMS), float(syncs.get("bucket_seconds") or bucket_seconds_for(since)), since)
-        if syncs else f"<p class=\"fail\">no sync data: {_h(str((payload['sections'].get('sync-logs') or {}).get('error') or 'sync-logs section failed'))}</p>",
+        if syncs
+        else f'<p class="fail">no sync data: {_h(str((payload["sections"].get("sync-logs") or {}).get("error") or "sync-logs section failed"))}</p>',
         "<h3>Retries and errors on a timeline</h3>",
         charts.timeline_chart(events, list(PLATFORMS), now, since) if syncs else "",
         "<h3>Queue depth</h3>",
         charts.queue_chart(queues.get("items") or [], queues.get("unacked")),
     ]
     summary_rows = "".join(
-        f"<tr><td><span class=\"badge {_h(i['status'])}\">{_h(i['status'])}</span></td><td><b>{_h(i['name'])}</b>: {_h(i['what'])}</td>"
-        f"<td>{_h(i['since'])}</td><td>{_h(i['runbook'])}</td><td>{_h(i['fix'])}</td></tr>" for i in payload["summary"])
-    summary = (f"<table><tr><th></th><th>what is failing</th><th>since</th><th>runbook section</th><th>fix</th></tr>{summary_rows}</table>"
-               if payload["summary"] else "<p class=\"ok\">Nothing is failing.</p>")
+        f'<tr><td><span class="badge {_h(i["status"])}">{_h(i["status"])}</span></td><td><b>{_h(i["name"])}</b>: {_h(i["what"])}</td>'
+        f"<td>{_h(i['since'])}</td><td>{_h(i['runbook'])}</td><td>{_h(i['fix'])}</td></tr>"
+        for i in payload["summary"]
+    )
+    summary = (
+        f"<table><tr><th></th><th>what is failing</th><th>since</th><th>runbook section</th><th>fix</th></tr>{summary_rows}</table>"
+        if payload["summary"]
+        else '<p class="ok">Nothing is failing.</p>'
+    )
     details = []
     for s in sections:
-        rows = "".join(f"<tr><td class=\"{r.status.value}\">{r.status.value}</td><td>{_h(r.name)}</td><td>{_h(r.summary)}"
-                       + "".join(f"<br><small>{_h(n)}</small>" for n in r.notes[:20])
-                       + (f"<br><small>→ {_h(r.hint)}</small>" if r.hint and r.status is not Status.OK else "") + "</td></tr>" for r in s.results)
-        details.append(f"<h3>{_h(s.title)} <span class=\"badge {s.status.value}\">{s.status.value}</span> <small>{s.duration_ms:.0f} ms</small></h3>"
-                       + (f"<p class=\"fail\">section failed: {_h(s.error)}</p>" if s.error else "") + f"<table>{rows}</table>")
+        rows = "".join(
+            f'<tr><td class="{r.status.value}">{r.status.value}</td><td>{_h(r.name)}</td><td>{_h(r.summary)}'
+            + "".join(f"<br><small>{_h(n)}</small>" for n in r.notes[:20])
+            + (f"<br><small>→ {_h(r.hint)}</small>" if r.hint and r.status is not Status.OK else "")
+            + "</td></tr>"
+            for r in s.results
+        )
+        details.append(
+            f'<h3>{_h(s.title)} <span class="badge {s.status.value}">{s.status.value}</span> <small>{s.duration_ms:.0f} ms</small></h3>'
+            + (f'<p class="fail">section failed: {_h(s.error)}</p>' if s.error else "")
+            + f"<table>{rows}</table>"
+        )
     files = "".join(f"<h3>{_h(path)}</h3><pre>{_h(text)}</pre>" for path, text in sorted(evidence.items()))
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>pmsops report — {_h(payload['context'])} — {_h(payload['generated_at'])}</title><style>{CSS}</style></head>
-<body><h1>pmsops report — {_h(payload['context'])}</h1>
-<p>Generated {_h(payload['generated_at'])}; window: last {_h(payload['since'])}; overall <span class="badge {_h(payload['status'])}">{_h(payload['status'])}</span></p>
+<title>pmsops report — {_h(payload["context"])} — {_h(payload["generated_at"])}</title><style>{CSS}</style></head>
+<body><h1>pmsops report — {_h(payload["context"])}</h1>
+<p>Generated {_h(payload["generated_at"])}; window: last {_h(payload["since"])}; overall <span class="badge {_h(payload["status"])}">{_h(payload["status"])}</span></p>
 <h2 id="summary">Summary</h2>{summary}
-<h2 id="charts">Charts</h2>{''.join(chart_html)}
-<h2 id="details">Details</h2>{''.join(details)}
+<h2 id="charts">Charts</h2>{"".join(chart_html)}
+<h2 id="details">Details</h2>{"".join(details)}
 <h2 id="evidence">Evidence</h2>{files}
 </body></html>
 """
@@ -687,6 +822,7 @@ def _since_seconds(payload: dict[str, Any]) -> float:
 
 
 # --- writing ----------------------------------------------------------------------------------------------
+
 
 def archive_bytes(bundle: Bundle, now: float | None = None) -> bytes:
     """The .tar.gz in memory: members under one directory, mode 0600, no owner names."""

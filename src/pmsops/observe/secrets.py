@@ -88,5 +88,7 @@ def ensure_clean(members: dict[str, bytes | str]) -> None:
     if hits:
         where = "; ".join(f"{h.member}: {h.form} form of a secret ({h.secret_fingerprint})" for h in hits[:5])
         more = f" and {len(hits) - 5} more" if len(hits) > 5 else ""
-        raise SecretFound(f"report not written: a registered secret is in its content ({where}{more})",
-                          hint="the redaction layer missed this form; nothing was written. Leave out the source (e.g. --worker-log) and report this as a bug")
+        raise SecretFound(
+            f"report not written: a registered secret is in its content ({where}{more})",
+            hint="the redaction layer missed this form; nothing was written. Leave out the source (e.g. --worker-log) and report this as a bug",
+        )

@@ -186,8 +186,14 @@ class Collector:
         queues = {_text(m).split(KOMBU_SEP)[-1] for m in raw[2]} | {"celery"} | set(self.options.queues)
         oldest_unacked = float(raw[4][0][1]) if raw[4] else None
         circuits = {p: {_text(k): _text(v) for k, v in h.items()} for p, h in zip(PLATFORMS, raw[5:])}
-        return {"now": seconds + micros / 1e6, "bound": bound, "queues": sorted(queues), "unacked": raw[3],
-                "oldest_unacked": oldest_unacked, "circuits": circuits}
+        return {
+            "now": seconds + micros / 1e6,
+            "bound": bound,
+            "queues": sorted(queues),
+            "unacked": raw[3],
+            "oldest_unacked": oldest_unacked,
+            "circuits": circuits,
+        }
 
     def _broker_round_two(self, queues: list[str], accounts: list[dict[str, Any]]) -> dict[str, Any]:
         pipe = self._client().pipeline(transaction=False)
@@ -202,11 +208,11 @@ class Collector:
         depths: dict[str, dict[str, Any]] = {}
         per_queue = 2 * len(PRIORITY_STEPS)
         for index, queue in enumerate(queues):
-            chunk = raw[index * per_queue:(index + 1) * per_queue]
+            chunk = raw[index * per_queue : (index + 1) * per_queue]
             ready = sum(int(n) for n in chunk[0::2])
             heads = [h for h in chunk[1::2] if h is not None]
             depths[queue] = {"ready": ready, "oldest_task_id": _task_id(heads[-1]) if heads else None}
-        buckets = raw[len(queues) * per_queue:]
+        buckets = raw[len(queues) * per_queue :]
         return {"queues": depths, "buckets": [(a, b) for a, b in zip(accounts, buckets)]}
 
     def _database(self) -> dict[str, Any]:
@@ -230,8 +236,11 @@ class Collector:
             connected = 1
         try:
             text = await asyncio.wait_for(
-                self._conn.fetchval(SYNC_QUERY, self.options.recent, float(self.options.window_seconds), float(self.options.bucket_seconds), timeout=timeout),
-                timeout + 0.5)
+                self._conn.fetchval(
+                    SYNC_QUERY, self.options.recent, float(self.options.window_seconds), float(self.options.bucket_seconds), timeout=timeout
+                ),
+                timeout + 0.5,
+            )
         except BaseException:
             conn, self._conn = self._conn, None
             if conn is not None:
@@ -312,7 +321,15 @@ class Collector:
         panel: dict[str, Any] = {"expected": expected, "answered": 0, "missing": expected or 0, "items": [], "silent": [], "error": None}
         error = self._broker_error(broker) if broker is None or broker.error is not None or not broker.done.is_set() else None
         if error is None and (stats is None or not stats.done.is_set() or stats.error is not None):
-            error = "broadcast failed (" + (_broker_words(self.options.broker_url, stats.error, self.options.broadcast_timeout) if stats is not None and stats.error else "no answer") + ")"
+            error = (
+                "broadcast failed ("
+                + (
+                    _broker_words(self.options.broker_url, stats.error, self.options.broadcast_timeout)
+                    if stats is not None and stats.error
+                    else "no answer"
+                )
+                + ")"
+            )
         if error:
             panel["error"] = error
             return panel
@@ -323,11 +340,18 @@ class Collector:
         for worker, info in sorted(replies.items()):
             self._last_seen[worker] = now
             pool = info.get("pool") or {}
-            panel["items"].append({
-                "name": worker, "pool": _pool_name(pool.get("implementation")), "concurrency": pool.get("max-concurrency"),
-                "active": running.get(worker), "processed": sum((info.get("total") or {}).values()), "pid": info.get("pid"),
-                "uptime_s": info.get("uptime"), "last_seen": now,
-            })
+            panel["items"].append(
+                {
+                    "name": worker,
+                    "pool": _pool_name(pool.get("implementation")),
+                    "concurrency": pool.get("max-concurrency"),
+                    "active": running.get(worker),
+                    "processed": sum((info.get("total") or {}).values()),
+                    "pid": info.get("pid"),
+                    "uptime_s": info.get("uptime"),
+                    "last_seen": now,
+                }
+            )
         panel["answered"] = len(replies)
         panel["missing"] = max(0, (expected or 0) - len(replies))
         panel["bound"] = broker.value["bound"] if broker is not None and broker.value else stats.value.bound_workers
@@ -352,7 +376,9 @@ class Collector:
             elif task_id:
                 first = self._first_seen.setdefault(task_id, now)
                 age = now - first if now > first else None
-            items.append({"name": name, "ready": info["ready"], "oldest_task_id": task_id, "oldest_age_s": round(age, 1) if age is not None else None})
+            items.append(
+                {"name": name, "ready": info["ready"], "oldest_task_id": task_id, "oldest_age_s": round(age, 1) if age is not None else None}
+            )
         oldest = data["oldest_unacked"]
         return {"items": items, "unacked": data["unacked"], "oldest_unacked_age_s": round(data["now"] - oldest, 1) if oldest else None, "error": None}
 
@@ -361,15 +387,24 @@ class Collector:
         if not self.options.broker_url:
             return {"items": [], "stuck_after_s": stuck_after, "error": "no broker configured (set CELERY_BROKER_URL or REDIS_URL)"}
         if box is None or not box.done.is_set() or box.error is not None:
-            words = _broker_words(self.options.broker_url, box.error, self.options.broadcast_timeout) if box is not None and box.error else "no answer"
+            words = (
+                _broker_words(self.options.broker_url, box.error, self.options.broadcast_timeout) if box is not None and box.error else "no answer"
+            )
             return {"items": [], "stuck_after_s": stuck_after, "error": f"broadcast failed ({words})"}
         items = []
         for worker, tasks in sorted(box.value.replies.items()):
             for task in tasks or []:
                 started = task.get("time_start")
                 age = now - started if started else None
-                items.append({"worker": worker, "id": task.get("id"), "name": task.get("name"), "age_s": round(age, 1) if age is not None else None,
-                              "stuck": bool(age is not None and age > stuck_after)})
+                items.append(
+                    {
+                        "worker": worker,
+                        "id": task.get("id"),
+                        "name": task.get("name"),
+                        "age_s": round(age, 1) if age is not None else None,
+                        "stuck": bool(age is not None and age > stuck_after),
+                    }
+                )
         items.sort(key=lambda t: -(t["age_s"] or 0))
         return {"items": items, "stuck_after_s": stuck_after, "error": None}
 
@@ -396,10 +431,21 @@ class Collector:
                     next_in = max(0.0, row["updated_at"] + float(row["next_retry_seconds"]) - now)
                 except ValueError:
                     next_in = None
-            recent.append({"operation": row["operation_type"], "connection_id": row["connection_id"], "platform": row.get("platform"),
-                           "status": row["status"], "retry": retry, "max_retries": max_retries, "error_type": row.get("error_type"),
-                           "next_retry_in_s": round(next_in, 1) if next_in is not None else None, "error": redact(row.get("error") or "") or None,
-                           "task_id": row.get("task_id"), "age_s": round(now - row["created_at"], 1)})
+            recent.append(
+                {
+                    "operation": row["operation_type"],
+                    "connection_id": row["connection_id"],
+                    "platform": row.get("platform"),
+                    "status": row["status"],
+                    "retry": retry,
+                    "max_retries": max_retries,
+                    "error_type": row.get("error_type"),
+                    "next_retry_in_s": round(next_in, 1) if next_in is not None else None,
+                    "error": redact(row.get("error") or "") or None,
+                    "task_id": row.get("task_id"),
+                    "age_s": round(now - row["created_at"], 1),
+                }
+            )
         return {"recent": recent, "per_platform": _per_platform(data.get("buckets") or [], PLATFORMS, self.options.bucket_seconds), "error": None}
 
     def _platforms(self, broker: _Box | None, db: _Box | None) -> dict[str, Any]:
@@ -411,7 +457,9 @@ class Collector:
             return {"items": [], "error": error, "rate_limit_error": None}
         data = broker.value
         now = data["now"]
-        rate_error = None if data["accounts_known"] else (self._db_error(db) or "accounts unknown") + ": rate-limit accounts come from channel_connections"
+        rate_error = (
+            None if data["accounts_known"] else (self._db_error(db) or "accounts unknown") + ": rate-limit accounts come from channel_connections"
+        )
         items = []
         for platform in PLATFORMS:
             limits = LIMITS[platform]
@@ -422,8 +470,16 @@ class Collector:
                 left = float(limits.burst)
                 if tokens is not None and stamp is not None:
                     left = min(float(limits.burst), float(tokens) + max(0.0, now - float(stamp)) * limits.rate_per_second)
-                buckets.append({"account": account["id"], "connection_status": account.get("status"), "tokens": round(left, 1), "burst": limits.burst})
-            items.append({"platform": platform, "breaker": breaker_state(data["circuits"].get(platform) or {}, limits.open_seconds, now), "rate_limits": buckets})
+                buckets.append(
+                    {"account": account["id"], "connection_status": account.get("status"), "tokens": round(left, 1), "burst": limits.burst}
+                )
+            items.append(
+                {
+                    "platform": platform,
+                    "breaker": breaker_state(data["circuits"].get(platform) or {}, limits.open_seconds, now),
+                    "rate_limits": buckets,
+                }
+            )
         return {"items": items, "error": None, "rate_limit_error": rate_error}
 
 
@@ -508,8 +564,15 @@ def _db_words(url: str, exc: BaseException, timeout: float) -> str:
     try:
         import asyncpg
 
-        if isinstance(exc, asyncpg.PostgresError) and not isinstance(exc, (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError,
-                                                                         asyncpg.InvalidCatalogNameError, asyncpg.CannotConnectNowError)):
+        if isinstance(exc, asyncpg.PostgresError) and not isinstance(
+            exc,
+            (
+                asyncpg.InvalidPasswordError,
+                asyncpg.InvalidAuthorizationSpecificationError,
+                asyncpg.InvalidCatalogNameError,
+                asyncpg.CannotConnectNowError,
+            ),
+        ):
             return redact(f"database query failed ({type(exc).__name__}: {exc})")
     except ImportError:  # pragma: no cover - asyncpg is a dependency
         pass
@@ -520,15 +583,23 @@ def _db_words(url: str, exc: BaseException, timeout: float) -> str:
 
 def _cost(started: float, db: _Box | None, broker: _Box | None, stats: _Box | None, active: _Box | None) -> dict[str, Any]:
     """Wall time and round trips of this refresh (what ``top`` costs the system it watches)."""
+
     def ms(box: _Box | None) -> float | None:
         return round(box.ms, 1) if box is not None and box.done.is_set() else None
 
     connects = db.value.get("connects", 0) if db is not None and db.done.is_set() and db.value else 0
     return {
         "wall_ms": round((time.perf_counter() - started) * 1000, 1),
-        "redis_ms": ms(broker), "db_ms": ms(db), "broadcast_stats_ms": ms(stats), "broadcast_active_ms": ms(active),
-        "round_trips": {"redis_pipelines": 2 if broker is not None else 0, "db_queries": 1 if db is not None else 0,
-                        "db_connects": connects, "broadcasts": int(stats is not None) + int(active is not None)},
+        "redis_ms": ms(broker),
+        "db_ms": ms(db),
+        "broadcast_stats_ms": ms(stats),
+        "broadcast_active_ms": ms(active),
+        "round_trips": {
+            "redis_pipelines": 2 if broker is not None else 0,
+            "db_queries": 1 if db is not None else 0,
+            "db_connects": connects,
+            "broadcasts": int(stats is not None) + int(active is not None),
+        },
     }
 
 

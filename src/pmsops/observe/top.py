@@ -74,8 +74,15 @@ def _workers_panel(panel: dict[str, Any]):
         table.add_column(column, justify="right" if column in ("conc", "active", "done") else "left")
     now = time.time()
     for w in panel["items"]:
-        table.add_row(w["name"], w["pool"], str(w["concurrency"]), str(w["active"] if w["active"] is not None else "?"), str(w["processed"]),
-                      _ago(w.get("uptime_s")), f"{_ago(now - w['last_seen'])} ago")
+        table.add_row(
+            w["name"],
+            w["pool"],
+            str(w["concurrency"]),
+            str(w["active"] if w["active"] is not None else "?"),
+            str(w["processed"]),
+            _ago(w.get("uptime_s")),
+            f"{_ago(now - w['last_seen'])} ago",
+        )
     for w in panel.get("silent") or []:
         seen = f"{_ago(now - w['last_seen'])} ago" if w.get("last_seen") else "never (stale binding?)"
         table.add_row(Text(w["name"], style="red"), "", "", "", "", "", Text(f"silent; {seen}", style="red"))
@@ -101,7 +108,11 @@ def _queues_panel(panel: dict[str, Any]):
     for q in panel["items"]:
         oldest = _ago(q["oldest_age_s"]) if q["oldest_age_s"] is not None else ("—" if not q["ready"] else "?")
         table.add_row(q["name"], str(q["ready"]), oldest)
-    table.add_row(Text("reserved (unacked)", style="dim"), str(panel.get("unacked")), _ago(panel.get("oldest_unacked_age_s")) if panel.get("oldest_unacked_age_s") is not None else "—")
+    table.add_row(
+        Text("reserved (unacked)", style="dim"),
+        str(panel.get("unacked")),
+        _ago(panel.get("oldest_unacked_age_s")) if panel.get("oldest_unacked_age_s") is not None else "—",
+    )
     return Panel(table, title="Queues", border_style="blue")
 
 
@@ -117,8 +128,12 @@ def _active_panel(panel: dict[str, Any]):
         table.add_column(column, justify="right" if column == "age" else "left")
     for t in panel["items"][:8]:
         style = "bold red" if t["stuck"] else None
-        table.add_row(Text(str(t["name"]).replace("pmsops.sync.", ""), style=style), str(t["id"])[:8], t["worker"],
-                      Text(_ago(t["age_s"]) + (" STUCK" if t["stuck"] else ""), style=style))
+        table.add_row(
+            Text(str(t["name"]).replace("pmsops.sync.", ""), style=style),
+            str(t["id"])[:8],
+            t["worker"],
+            Text(_ago(t["age_s"]) + (" STUCK" if t["stuck"] else ""), style=style),
+        )
     if not panel["items"]:
         table.add_row(Text("idle", style="dim"), "", "", "")
     return Panel(table, title=f"Active tasks (stuck after {panel['stuck_after_s']:g} s)", border_style="blue")
@@ -136,16 +151,26 @@ def _syncs_panel(panel: dict[str, Any], rows: int = 10):
     for column in ("age", "operation", "connection", "platform", "status", "retry", "error type", "next retry"):
         stream.add_column(column)
     for s in panel["recent"][:rows]:
-        stream.add_row(_ago(s["age_s"]), s["operation"], str(s["connection_id"])[:8], s.get("platform") or "?",
-                       Text(s["status"], style=STATUS_STYLE.get(s["status"])), f"{s['retry']}/{s['max_retries']}",
-                       s.get("error_type") or "", f"in {s['next_retry_in_s']:.0f} s" if s.get("next_retry_in_s") is not None else "")
+        stream.add_row(
+            _ago(s["age_s"]),
+            s["operation"],
+            str(s["connection_id"])[:8],
+            s.get("platform") or "?",
+            Text(s["status"], style=STATUS_STYLE.get(s["status"])),
+            f"{s['retry']}/{s['max_retries']}",
+            s.get("error_type") or "",
+            f"in {s['next_retry_in_s']:.0f} s" if s.get("next_retry_in_s") is not None else "",
+        )
     if not panel["recent"]:
         stream.add_row("", Text("no sync in the last hour", style="dim"), "", "", "", "", "", "")
     rates = Table(expand=True, box=None, pad_edge=False)
     for column in ("platform", "5m ok/fail", "15m ok/fail", "60m ok/fail", "ok (5-min bins, 1 h)", "fail (5-min bins, 1 h)"):
         rates.add_column(column)
     for platform, entry in panel["per_platform"].items():
-        counts = [Text.assemble((str(entry[w]["success"]), "green"), "/", (str(entry[w]["failed"]), "red" if entry[w]["failed"] else "")) for w in ("5m", "15m", "60m")]
+        counts = [
+            Text.assemble((str(entry[w]["success"]), "green"), "/", (str(entry[w]["failed"]), "red" if entry[w]["failed"] else ""))
+            for w in ("5m", "15m", "60m")
+        ]
         rates.add_row(platform, *counts, Text(sparkline(entry["spark_success"]), style="green"), Text(sparkline(entry["spark_failed"]), style="red"))
     return Panel(Group(stream, Text(""), rates), title="Syncs", border_style="blue")
 
@@ -178,9 +203,12 @@ def header(snapshot: dict[str, Any], interval: float | None = None):
     cost = snapshot.get("cost") or {}
     trips = cost.get("round_trips") or {}
     when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(snapshot["taken_at"]))
-    line = Text.assemble(("pmsops top", "bold"), f"  {when}",
-                         f"  refresh {cost.get('wall_ms', 0):.0f} ms: {trips.get('redis_pipelines', 0)} Redis pipelines, "
-                         f"{trips.get('db_queries', 0)} SQL query, {trips.get('broadcasts', 0)} broadcasts")
+    line = Text.assemble(
+        ("pmsops top", "bold"),
+        f"  {when}",
+        f"  refresh {cost.get('wall_ms', 0):.0f} ms: {trips.get('redis_pipelines', 0)} Redis pipelines, "
+        f"{trips.get('db_queries', 0)} SQL query, {trips.get('broadcasts', 0)} broadcasts",
+    )
     if interval:
         line.append(f"  every {interval:g} s · q or Ctrl-C quits", style="dim")
     return line
@@ -251,7 +279,10 @@ def run_live(collect: Callable[[], dict[str, Any]], interval: float, console=Non
             done.set()
 
     try:
-        with _Keys() as keys, Live(Text("pmsops top: collecting the first snapshot …"), console=console, screen=True, auto_refresh=False, transient=True) as live:
+        with (
+            _Keys() as keys,
+            Live(Text("pmsops top: collecting the first snapshot …"), console=console, screen=True, auto_refresh=False, transient=True) as live,
+        ):
             while True:
                 done.clear()
                 box.clear()

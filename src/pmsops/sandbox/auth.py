@@ -38,12 +38,23 @@ def check_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(expected, digest)
 
 
-def issue_token(secret: str, user_id: str, email: str, lifetime: int = TOKEN_LIFETIME, audience: str = AUDIENCE, extra: dict[str, Any] | None = None) -> str:
+def issue_token(
+    secret: str, user_id: str, email: str, lifetime: int = TOKEN_LIFETIME, audience: str = AUDIENCE, extra: dict[str, Any] | None = None
+) -> str:
     import jwt
 
     now = int(time.time())
-    claims = {"sub": user_id, "aud": audience, "role": "authenticated", "email": email, "iat": now, "exp": now + lifetime,
-              "iss": "pmsops-sandbox", "session_id": secrets.token_hex(8), **(extra or {})}
+    claims = {
+        "sub": user_id,
+        "aud": audience,
+        "role": "authenticated",
+        "email": email,
+        "iat": now,
+        "exp": now + lifetime,
+        "iss": "pmsops-sandbox",
+        "session_id": secrets.token_hex(8),
+        **(extra or {}),
+    }
     return jwt.encode(claims, secret, algorithm="HS256")
 
 

@@ -8,8 +8,14 @@ from pmsops.results import Result
 from pmsops.settings import Settings
 
 
-def run_demo(say: Callable[[str], None], show: Callable[[list[Result], str], int], keep: bool = False, directory: str | None = None,
-             database_url: str | None = None, timeout: float = 60.0) -> int:
+def run_demo(
+    say: Callable[[str], None],
+    show: Callable[[list[Result], str], int],
+    keep: bool = False,
+    directory: str | None = None,
+    database_url: str | None = None,
+    timeout: float = 60.0,
+) -> int:
     """Return the worst exit code of smoke and doctor; the sandbox is always taken down unless ``keep``."""
     from pmsops.api.smoke import run_smoke
     from pmsops.checks.doctor import run_doctor

@@ -66,7 +66,9 @@ class _Platform:
         rule = self.state.next_failure(platform)
         delay = rule["delay"] if rule else 0.0
         if rule and rule["status"]:
-            self._record({"platform": platform, "method": method, "kind": kind, "listing": listing, "at": time.time(), "status": rule["status"]}, None)
+            self._record(
+                {"platform": platform, "method": method, "kind": kind, "listing": listing, "at": time.time(), "status": rule["status"]}, None
+            )
             extra = {"retry-after": str(rule["retry_after"])} if rule.get("retry_after") is not None else {}
             return rule["status"], {"error": f"injected {rule['status']}"}, extra, delay
         if not (headers.get("authorization") or "").startswith("Bearer "):
@@ -92,8 +94,15 @@ class _Platform:
         state = self.state
         with state.lock:
             if path == "/_control/fail":
-                state.failures.append({"status": int(body.get("status", 503)), "count": int(body.get("count", 1)),
-                                       "retry_after": body.get("retry_after"), "delay": float(body.get("delay", 0)), "platform": body.get("platform")})
+                state.failures.append(
+                    {
+                        "status": int(body.get("status", 503)),
+                        "count": int(body.get("count", 1)),
+                        "retry_after": body.get("retry_after"),
+                        "delay": float(body.get("delay", 0)),
+                        "platform": body.get("platform"),
+                    }
+                )
             elif path == "/_control/reservations":
                 state.reservations[str(body["listing"])] = list(body.get("reservations", []))
             elif path == "/_control/reset":
@@ -116,8 +125,18 @@ class _Platform:
             self.state.received.append(record)
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 429: "Too Many Requests",
-            500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
 
 
 async def _serve_connection(platform: _Platform, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

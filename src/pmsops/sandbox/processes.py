@@ -46,6 +46,7 @@ class NotReady(RuntimeError):
 
 # --- starting ------------------------------------------------------------------------------------------
 
+
 def python_argv(*args: str) -> list[str]:
     """``python -P ARGS``: with ``-P`` (safe path) ``-m`` does not put the working directory first on ``sys.path``."""
     return [sys.executable, "-P", *args]
@@ -56,12 +57,29 @@ def child_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
     return {**os.environ, **(env or {}), "PYTHONSAFEPATH": "1"}
 
 
-def spawn(argv: list[str], cwd: str | os.PathLike[str], env: Mapping[str, str] | None = None, stdout: Target = subprocess.DEVNULL,
-          stderr: Target = subprocess.STDOUT, preexec_fn: Callable[[], None] | None = None, text: bool = False) -> subprocess.Popen:
+def spawn(
+    argv: list[str],
+    cwd: str | os.PathLike[str],
+    env: Mapping[str, str] | None = None,
+    stdout: Target = subprocess.DEVNULL,
+    stderr: Target = subprocess.STDOUT,
+    preexec_fn: Callable[[], None] | None = None,
+    text: bool = False,
+) -> subprocess.Popen:
     """Start ``argv`` safely: own session, stdin closed, umask 077, ``cwd`` (required: a directory the caller checked), PYTHONSAFEPATH=1."""
     check_working_directory(cwd)
-    return subprocess.Popen(argv, env=child_environment(env), stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, start_new_session=True,
-                            cwd=str(cwd), umask=CHILD_UMASK, preexec_fn=preexec_fn, text=text)
+    return subprocess.Popen(
+        argv,
+        env=child_environment(env),
+        stdout=stdout,
+        stderr=stderr,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        cwd=str(cwd),
+        umask=CHILD_UMASK,
+        preexec_fn=preexec_fn,
+        text=text,
+    )
 
 
 def check_working_directory(cwd: str | os.PathLike[str]) -> None:
@@ -81,6 +99,7 @@ def check_working_directory(cwd: str | os.PathLike[str]) -> None:
 
 
 # --- identity -------------------------------------------------------------------------------------------
+
 
 def alive(pid: int | None) -> bool:
     """Does ``pid`` exist (and, if it is our child, has it not exited)?"""
@@ -103,7 +122,7 @@ def start_time(pid: int | None) -> str | None:
     """When ``pid`` started (clock ticks since boot, /proc/PID/stat field 22); None when unknown."""
     try:
         data = Path(f"/proc/{int(pid or 0)}/stat").read_bytes()
-        return data[data.rindex(b")") + 2:].split()[19].decode()
+        return data[data.rindex(b")") + 2 :].split()[19].decode()
     except (OSError, ValueError, IndexError):
         return None
 
@@ -136,8 +155,8 @@ class Child:
 
 # --- waiting ----------------------------------------------------------------------------------------------
 
-def wait_until(ready: Callable[[], Any], timeout: float, what: str, exited: Callable[[], bool] = lambda: False,
-               interval: float = 0.1) -> Any:
+
+def wait_until(ready: Callable[[], Any], timeout: float, what: str, exited: Callable[[], bool] = lambda: False, interval: float = 0.1) -> Any:
     """Poll ``ready`` until it returns something true (returned) or ``timeout`` passes; stop at once when ``exited()``.
 
     Raises :class:`NotReady` with ``what`` ("worker w1 did not answer") in the message.
@@ -182,6 +201,7 @@ def exited(proc: subprocess.Popen) -> Callable[[], bool]:
 
 # --- stopping -----------------------------------------------------------------------------------------------
 
+
 def terminate(pid: int, graceful: int = signal.SIGTERM, grace: float = 15.0) -> None:
     """Signal the process group (the child and its children), wait up to ``grace`` seconds, then SIGKILL the group."""
     if not alive(pid):
@@ -216,6 +236,7 @@ def stop(proc: subprocess.Popen, graceful: int = signal.SIGTERM, grace: float = 
 
 
 # --- loopback stand-ins --------------------------------------------------------------------------------------
+
 
 class BlackHole:
     """A TCP listener on loopback that accepts connections and never answers (a black-holed dependency)."""

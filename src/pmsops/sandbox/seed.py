@@ -20,13 +20,22 @@ async def seed(conn, encryption_key: str, users: dict[str, str]) -> dict[str, An
     """Insert the demo world; ``users`` maps e-mail → password (first: agency A, second: agency B)."""
     today = date.today()
     agency_a, agency_b = uuid.uuid4(), uuid.uuid4()
-    props = {"seeblick": (uuid.uuid4(), agency_a, "Seeblick Apartment"), "duenenhaus": (uuid.uuid4(), agency_a, "Dünenhaus"),
-             "bergchalet": (uuid.uuid4(), agency_b, "Bergchalet")}
-    connections = [("airbnb", "seeblick", agency_a, "active"), ("booking_com", "duenenhaus", agency_a, "active"),
-                   ("expedia", "seeblick", agency_a, "active"), ("fewo_direkt", "duenenhaus", agency_a, "paused"),
-                   ("google", "bergchalet", agency_b, "active")]
+    props = {
+        "seeblick": (uuid.uuid4(), agency_a, "Seeblick Apartment"),
+        "duenenhaus": (uuid.uuid4(), agency_a, "Dünenhaus"),
+        "bergchalet": (uuid.uuid4(), agency_b, "Bergchalet"),
+    }
+    connections = [
+        ("airbnb", "seeblick", agency_a, "active"),
+        ("booking_com", "duenenhaus", agency_a, "active"),
+        ("expedia", "seeblick", agency_a, "active"),
+        ("fewo_direkt", "duenenhaus", agency_a, "paused"),
+        ("google", "bergchalet", agency_b, "active"),
+    ]
     ids: dict[str, Any] = {
-        "agencies": {"a": str(agency_a), "b": str(agency_b)}, "connections": [], "listings": {},
+        "agencies": {"a": str(agency_a), "b": str(agency_b)},
+        "connections": [],
+        "listings": {},
         "properties": {key: {"id": str(pid), "agency": "a" if agency == agency_a else "b"} for key, (pid, agency, _) in props.items()},
     }
     async with conn.transaction():
@@ -39,16 +48,30 @@ async def seed(conn, encryption_key: str, users: dict[str, str]) -> dict[str, An
             )
         seeblick = props["seeblick"][0]
         for start, nights, ref in ((3, 4, "DIRECT-1001"), (15, 7, "DIRECT-1002")):
-            await conn.execute("INSERT INTO bookings (property_id, platform, external_id, guest_name, check_in, check_out) VALUES ($1, 'direct', $2, 'Guest', $3, $4)",
-                               seeblick, ref, today + timedelta(days=start), today + timedelta(days=start + nights))
+            await conn.execute(
+                "INSERT INTO bookings (property_id, platform, external_id, guest_name, check_in, check_out) VALUES ($1, 'direct', $2, 'Guest', $3, $4)",
+                seeblick,
+                ref,
+                today + timedelta(days=start),
+                today + timedelta(days=start + nights),
+            )
         for index, (platform, prop, agency, status) in enumerate(connections):
             cid, listing = uuid.uuid4(), f"{platform.upper()}-{1000 + index}"
             await conn.execute(
                 """INSERT INTO channel_connections (id, agency_id, property_id, platform_type, platform_listing_id, status, access_token_encrypted, created_at)
                    VALUES ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8))""",
-                cid, agency, props[prop][0], platform, listing, status, encrypt(f"{platform}-partner-token-{uuid.uuid4().hex[:12]}", encryption_key), float(index),
+                cid,
+                agency,
+                props[prop][0],
+                platform,
+                listing,
+                status,
+                encrypt(f"{platform}-partner-token-{uuid.uuid4().hex[:12]}", encryption_key),
+                float(index),
             )
-            ids["connections"].append({"id": str(cid), "platform": platform, "agency": "a" if agency == agency_a else "b", "status": status, "listing": listing})
+            ids["connections"].append(
+                {"id": str(cid), "platform": platform, "agency": "a" if agency == agency_a else "b", "status": status, "listing": listing}
+            )
             ids["listings"][platform] = listing
         for (email, password), agency in zip(users.items(), (agency_a, agency_b)):
             uid = uuid.uuid4()
@@ -61,6 +84,16 @@ def demo_reservations(today: date | None = None) -> list[dict[str, Any]]:
     """What the fake platform serves for the first Airbnb listing: one booking, one double booking."""
     today = today or date.today()
     return [
-        {"id": "HMABC123", "check_in": (today + timedelta(days=30)).isoformat(), "check_out": (today + timedelta(days=33)).isoformat(), "guest_name": "A. Lovelace"},
-        {"id": "HMDBL999", "check_in": (today + timedelta(days=16)).isoformat(), "check_out": (today + timedelta(days=18)).isoformat(), "guest_name": "C. Babbage"},
+        {
+            "id": "HMABC123",
+            "check_in": (today + timedelta(days=30)).isoformat(),
+            "check_out": (today + timedelta(days=33)).isoformat(),
+            "guest_name": "A. Lovelace",
+        },
+        {
+            "id": "HMDBL999",
+            "check_in": (today + timedelta(days=16)).isoformat(),
+            "check_out": (today + timedelta(days=18)).isoformat(),
+            "guest_name": "C. Babbage",
+        },
     ]

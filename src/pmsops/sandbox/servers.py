@@ -190,9 +190,25 @@ class PostgresCluster:
                 os.chown(path, owner.pw_uid, owner.pw_gid, follow_symlinks=False)
         env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
         done = subprocess.run(
-            [find_binary("initdb"), "-D", str(self.datadir), "-U", "postgres", f"--pwfile={pwfile}",
-             "--auth-host=scram-sha-256", "--auth-local=scram-sha-256", "-E", "UTF8", "--no-sync"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, preexec_fn=_demote(owner), env=env, cwd=str(self.basedir),
+            [
+                find_binary("initdb"),
+                "-D",
+                str(self.datadir),
+                "-U",
+                "postgres",
+                f"--pwfile={pwfile}",
+                "--auth-host=scram-sha-256",
+                "--auth-local=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_demote(owner),
+            env=env,
+            cwd=str(self.basedir),
             umask=processes.CHILD_UMASK,
         )
         if done.returncode != 0:
@@ -208,10 +224,34 @@ class PostgresCluster:
         log = self.basedir / "postgres.log"
         self._log = os.fdopen(safefile.open_append(log, owner.pw_uid if owner else None), "ab")
         self.proc = processes.spawn(
-            [find_binary("postgres"), "-D", str(self.datadir), "-p", str(self.port), "-c", f"listen_addresses={LOOPBACK}",
-             "-c", f"unix_socket_directories={self.basedir}", "-c", "unix_socket_permissions=0700", "-c", "fsync=off", "-c", "synchronous_commit=off",
-             "-c", "full_page_writes=off", "-c", "max_connections=200", "-c", "shared_buffers=64MB"],
-            cwd=self.basedir, env=env, stdout=self._log, stderr=self._log, preexec_fn=_demote(owner),
+            [
+                find_binary("postgres"),
+                "-D",
+                str(self.datadir),
+                "-p",
+                str(self.port),
+                "-c",
+                f"listen_addresses={LOOPBACK}",
+                "-c",
+                f"unix_socket_directories={self.basedir}",
+                "-c",
+                "unix_socket_permissions=0700",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=200",
+                "-c",
+                "shared_buffers=64MB",
+            ],
+            cwd=self.basedir,
+            env=env,
+            stdout=self._log,
+            stderr=self._log,
+            preexec_fn=_demote(owner),
         )
         _wait_port(self.port, timeout, self.proc, "postgres", log)
         self._owner, self._env = owner, env

@@ -118,8 +118,10 @@ class Sandbox:
             except FileNotFoundError:
                 info = None
             if info is not None:  # not left by an earlier sandbox (those were removed): never reuse or remove it
-                raise UsageError(f"{path} already exists and was not created by sandbox up (it is {safefile.kind(info.st_mode)})",
-                                 hint="remove it, or pass another --dir")
+                raise UsageError(
+                    f"{path} already exists and was not created by sandbox up (it is {safefile.kind(info.st_mode)})",
+                    hint="remove it, or pass another --dir",
+                )
             state.created.append(name)
             self.save(state)
         return path
@@ -137,8 +139,9 @@ class Sandbox:
             created_directory = created_directory or old.created_directory
             left = self._remove_created(old)
             if left:
-                raise OperationError(f"could not remove what the last sandbox left in {self.directory}: {', '.join(left[:5])}",
-                                     hint="remove them by hand")
+                raise OperationError(
+                    f"could not remove what the last sandbox left in {self.directory}: {', '.join(left[:5])}", hint="remove them by hand"
+                )
         state = SandboxState(str(self.directory), created_directory, created=[STATE_FILE], external_db=bool(database_url))
         self.save(state)
         try:
@@ -181,14 +184,31 @@ class Sandbox:
         users = {USERS[0]: secrets.token_urlsafe(12), USERS[1]: secrets.token_urlsafe(12)}
         jwt_secret = secrets.token_urlsafe(32)
         env = {
-            "PMS_API_URL": api_url, "SB_URL": api_url, "ANON_KEY": "sb-anon-" + secrets.token_urlsafe(24),
-            "EMAIL": USERS[0], "PASSWORD": users[USERS[0]],
-            "REDIS_URL": redis.url, "CELERY_BROKER_URL": redis.url, "CELERY_RESULT_BACKEND": redis.url,
-            "DATABASE_URL": db_url, "JWT_SECRET": jwt_secret, "SUPABASE_JWT_SECRET": jwt_secret, "JWT_AUDIENCE": "authenticated",
-            "ENCRYPTION_KEY": generate_key(), "PLATFORM_BASE_URL": f"http://127.0.0.1:{platform_port}",
-            "CHANNEL_MANAGER_ENABLED": "true", "MODULES_ENABLED": "true", "ENABLE_REDIS_HEALTHCHECK": "true", "ENABLE_CELERY_HEALTHCHECK": "true",
-            "CELERY_POOL": "threads", "CELERY_CONCURRENCY": "4", "CELERY_LOGLEVEL": "INFO", "CELERY_TIME_LIMIT": "300",
-            "WORKER_WAIT_TIMEOUT": "30", "WORKER_WAIT_INTERVAL": "0.5", "SYNC_WINDOW_DAYS": "90",
+            "PMS_API_URL": api_url,
+            "SB_URL": api_url,
+            "ANON_KEY": "sb-anon-" + secrets.token_urlsafe(24),
+            "EMAIL": USERS[0],
+            "PASSWORD": users[USERS[0]],
+            "REDIS_URL": redis.url,
+            "CELERY_BROKER_URL": redis.url,
+            "CELERY_RESULT_BACKEND": redis.url,
+            "DATABASE_URL": db_url,
+            "JWT_SECRET": jwt_secret,
+            "SUPABASE_JWT_SECRET": jwt_secret,
+            "JWT_AUDIENCE": "authenticated",
+            "ENCRYPTION_KEY": generate_key(),
+            "PLATFORM_BASE_URL": f"http://127.0.0.1:{platform_port}",
+            "CHANNEL_MANAGER_ENABLED": "true",
+            "MODULES_ENABLED": "true",
+            "ENABLE_REDIS_HEALTHCHECK": "true",
+            "ENABLE_CELERY_HEALTHCHECK": "true",
+            "CELERY_POOL": "threads",
+            "CELERY_CONCURRENCY": "4",
+            "CELERY_LOGLEVEL": "INFO",
+            "CELERY_TIME_LIMIT": "300",
+            "WORKER_WAIT_TIMEOUT": "30",
+            "WORKER_WAIT_INTERVAL": "0.5",
+            "SYNC_WINDOW_DAYS": "90",
         }
         state.env = env
         state.users = {USERS[1]: users[USERS[1]]}
@@ -253,12 +273,20 @@ class Sandbox:
         self.save(state)
 
     def _wait_port(self, state: SandboxState, name: str, port: int, timeout: float) -> None:
-        self._wait(name, state.components[name], f"did not listen on {port} within {timeout:g} s",
-                   lambda gone: processes.wait_for_port(port, timeout, f"sandbox {name}", exited=gone))
+        self._wait(
+            name,
+            state.components[name],
+            f"did not listen on {port} within {timeout:g} s",
+            lambda gone: processes.wait_for_port(port, timeout, f"sandbox {name}", exited=gone),
+        )
 
     def _wait_worker(self, state: SandboxState, timeout: float) -> None:
-        self._wait("worker", state.components["worker"], f"did not answer within {timeout:g} s",
-                   lambda gone: processes.wait_for_worker(state.env["CELERY_BROKER_URL"], self.worker_name, timeout, exited=gone))
+        self._wait(
+            "worker",
+            state.components["worker"],
+            f"did not answer within {timeout:g} s",
+            lambda gone: processes.wait_for_worker(state.env["CELERY_BROKER_URL"], self.worker_name, timeout, exited=gone),
+        )
 
     @staticmethod
     def _wait(name: str, comp: Component, failed: str, wait: Callable[[Callable[[], bool]], None]) -> None:

@@ -90,9 +90,14 @@ class SandboxState:
         return [name for name, comp in self.components.items() if comp.running()]
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"directory": self.directory, "created_directory": self.created_directory, "created": self.created,
-                               "components": {name: comp.to_json() for name, comp in self.components.items()},
-                               "env": self.env, "external_db": self.external_db}
+        out: dict[str, Any] = {
+            "directory": self.directory,
+            "created_directory": self.created_directory,
+            "created": self.created,
+            "components": {name: comp.to_json() for name, comp in self.components.items()},
+            "env": self.env,
+            "external_db": self.external_db,
+        }
         if self.users is not None:
             out["users"] = self.users
         if self.seed is not None:
@@ -115,10 +120,16 @@ class SandboxState:
         env = _typed(data, "env", dict, {})
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
             raise _bad("env", "an object of strings")
-        return cls(directory=str(data.get("directory") or ""), created_directory=bool(data.get("created_directory")),
-                   created=_typed(data, "created", list, []), env=env, external_db=bool(data.get("external_db")),
-                   components={str(name): Component.from_json(comp, f"components.{name}") for name, comp in components.items()},
-                   users=_typed(data, "users", dict, None), seed=_typed(data, "seed", dict, None))
+        return cls(
+            directory=str(data.get("directory") or ""),
+            created_directory=bool(data.get("created_directory")),
+            created=_typed(data, "created", list, []),
+            env=env,
+            external_db=bool(data.get("external_db")),
+            components={str(name): Component.from_json(comp, f"components.{name}") for name, comp in components.items()},
+            users=_typed(data, "users", dict, None),
+            seed=_typed(data, "seed", dict, None),
+        )
 
 
 class _Bad(ValueError):

@@ -202,7 +202,8 @@ class SyncSettings:
             problems.append(
                 f"CELERY_VISIBILITY_TIMEOUT={self.visibility_timeout:g} s must exceed CELERY_TIME_LIMIT + grace "
                 f"({self.hard_time_limit:g} s) + SYNC_RETRY_BACKOFF_MAX ({self.max_countdown:g} s): a task waiting for its retry "
-                "longer than the visibility timeout is redelivered and runs twice")
+                "longer than the visibility timeout is redelivered and runs twice"
+            )
         return problems
 
     def check(self) -> "SyncSettings":

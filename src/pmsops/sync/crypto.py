@@ -19,7 +19,10 @@ def _fernet(key: str):
     from cryptography.fernet import Fernet
 
     if not key:
-        raise UsageError("ENCRYPTION_KEY is not set", hint="generate one: python3 -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'")
+        raise UsageError(
+            "ENCRYPTION_KEY is not set",
+            hint="generate one: python3 -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'",
+        )
     register_secret(key)
     try:
         return Fernet(key.encode())
@@ -40,7 +43,9 @@ def decrypt(token: str, key: str) -> str:
     except InvalidToken:
         from pmsops.sync.errors import PlatformAuthError
 
-        raise PlatformAuthError("stored platform token cannot be decrypted: ENCRYPTION_KEY differs from the one that encrypted it (worker and backend must share it)") from None
+        raise PlatformAuthError(
+            "stored platform token cannot be decrypted: ENCRYPTION_KEY differs from the one that encrypted it (worker and backend must share it)"
+        ) from None
     register_secret(value)
     return value
 

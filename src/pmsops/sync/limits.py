@@ -138,8 +138,16 @@ async def admit(redis, platform: str, account: str, probe_lease: float = PROBE_L
     """Circuit check and rate-limit token in one script; raises CircuitOpen or RateLimited."""
     limits = limits_for(platform)
     for _ in range(3):
-        state, seconds, failures = await redis.eval(_ADMIT, 2, f"pmsops:circuit:{platform}", f"pmsops:ratelimit:{platform}:{account}",
-                                                    limits.open_seconds, limits.burst, limits.rate_per_second, probe_lease)
+        state, seconds, failures = await redis.eval(
+            _ADMIT,
+            2,
+            f"pmsops:circuit:{platform}",
+            f"pmsops:ratelimit:{platform}:{account}",
+            limits.open_seconds,
+            limits.burst,
+            limits.rate_per_second,
+            probe_lease,
+        )
         state = state.decode() if isinstance(state, bytes) else state
         wait = float(seconds)
         if state == "open":
@@ -149,14 +157,18 @@ async def admit(redis, platform: str, account: str, probe_lease: float = PROBE_L
         if state != "limited":
             return Admission(state, int(float(failures)))
         if wait > MAX_LOCAL_WAIT:
-            raise RateLimited(f"{platform} rate limit ({limits.requests}/{limits.window_seconds:g} s, burst {limits.burst}) reached", retry_after=wait)
+            raise RateLimited(
+                f"{platform} rate limit ({limits.requests}/{limits.window_seconds:g} s, burst {limits.burst}) reached", retry_after=wait
+            )
         await asyncio.sleep(wait)
     raise RateLimited(f"{platform} rate limit reached", retry_after=1.0)
 
 
 async def circuit(redis, platform: str, op: str) -> tuple[str, float]:
     limits = limits_for(platform)
-    state, seconds = await redis.eval(_CIRCUIT, 1, f"pmsops:circuit:{platform}", op, limits.failures_to_open, limits.successes_to_close, limits.open_seconds)
+    state, seconds = await redis.eval(
+        _CIRCUIT, 1, f"pmsops:circuit:{platform}", op, limits.failures_to_open, limits.successes_to_close, limits.open_seconds
+    )
     return (state.decode() if isinstance(state, bytes) else state), float(seconds)
 
 

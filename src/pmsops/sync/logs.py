@@ -25,12 +25,28 @@ def _row(record) -> dict[str, Any] | None:
     return row
 
 
-async def create_log(db, *, connection_id, operation_type: str, direction: str, status: str = "triggered", task_id: str | None = None,
-                     batch_id=None, details: dict | None = None, tenant_id=None) -> dict[str, Any]:
+async def create_log(
+    db,
+    *,
+    connection_id,
+    operation_type: str,
+    direction: str,
+    status: str = "triggered",
+    task_id: str | None = None,
+    batch_id=None,
+    details: dict | None = None,
+    tenant_id=None,
+) -> dict[str, Any]:
     record = await db.fetchrow(
         f"""INSERT INTO channel_sync_logs (tenant_id, connection_id, operation_type, direction, status, details, task_id, batch_id)
             VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8) RETURNING {_COLUMNS}""",
-        tenant_id, uuid.UUID(str(connection_id)), operation_type, direction, status, json.dumps(details or {}), task_id,
+        tenant_id,
+        uuid.UUID(str(connection_id)),
+        operation_type,
+        direction,
+        status,
+        json.dumps(details or {}),
+        task_id,
         uuid.UUID(str(batch_id)) if batch_id else None,
     )
     return _row(record)
@@ -43,19 +59,32 @@ async def get_by_task(db, task_id: str) -> dict[str, Any] | None:
 async def mark_running(db, task_id: str, details: dict[str, Any]) -> dict[str, Any] | None:
     """``running`` with merged details (retry notices); a final ``success``/``cancelled`` is never
     reopened, nor a log whose stored ``retry_count`` is newer, nor a failure by a late notice."""
-    return _row(await db.fetchrow(
-        f"""UPDATE channel_sync_logs SET status = 'running', error = NULL, details = details || $2::text::jsonb || '{{"in_flight": false}}'::jsonb, updated_at = now()
+    return _row(
+        await db.fetchrow(
+            f"""UPDATE channel_sync_logs SET status = 'running', error = NULL, details = details || $2::text::jsonb || '{{"in_flight": false}}'::jsonb, updated_at = now()
             WHERE task_id = $1 AND status <> ALL($3::text[])
               -- a late retry notice never reopens a log that moved on (a newer attempt, or a final failure)
               AND (COALESCE((details->>'retry_count')::int, 0) < COALESCE(($2::text::jsonb->>'retry_count')::int, 1000000)
                    OR (status <> 'failed' AND COALESCE((details->>'retry_count')::int, 0) = COALESCE(($2::text::jsonb->>'retry_count')::int, 1000000)))
             RETURNING {_COLUMNS}""",
-        task_id, json.dumps(details), ["success", "cancelled"],
-    ))
+            task_id,
+            json.dumps(details),
+            ["success", "cancelled"],
+        )
+    )
 
 
-CONNECTION_FIELDS = ("id", "agency_id", "property_id", "platform_type", "platform_listing_id", "status", "platform_metadata",
-                     "access_token_encrypted", "last_sync_at")
+CONNECTION_FIELDS = (
+    "id",
+    "agency_id",
+    "property_id",
+    "platform_type",
+    "platform_listing_id",
+    "status",
+    "platform_metadata",
+    "access_token_encrypted",
+    "last_sync_at",
+)
 
 
 async def start_running(db, task_id: str, connection_id, details: dict[str, Any], timeout: float | None = None) -> tuple[dict[str, Any] | None, bool]:
@@ -64,7 +93,7 @@ async def start_running(db, task_id: str, connection_id, details: dict[str, Any]
     ``property_agency_id`` (the tenant check). Returns (connection or None, log found).
     The log is marked ``in_flight`` until the attempt ends (success, failure or retry notice)."""
     row = await db.fetchrow(
-        f"""WITH c AS (SELECT {', '.join('cc.' + f for f in CONNECTION_FIELDS)}, p.agency_id AS property_agency_id
+        f"""WITH c AS (SELECT {", ".join("cc." + f for f in CONNECTION_FIELDS)}, p.agency_id AS property_agency_id
                        FROM channel_connections cc LEFT JOIN properties p ON p.id = cc.property_id
                        WHERE cc.id = $2 AND cc.deleted_at IS NULL),
                  l AS (UPDATE channel_sync_logs SET status = 'running', error = NULL, updated_at = now(),
@@ -75,7 +104,10 @@ async def start_running(db, task_id: str, connection_id, details: dict[str, Any]
                                                      + CASE WHEN details->>'in_flight' = 'true' THEN 1 ELSE 0 END)
                        WHERE task_id = $1 AND status <> ALL(ARRAY['success', 'cancelled']) RETURNING id)
             SELECT (SELECT count(*) FROM l) AS logs_marked, c.* FROM (SELECT 1) AS one LEFT JOIN c ON true""",
-        task_id, uuid.UUID(str(connection_id)), json.dumps(details), timeout=timeout,
+        task_id,
+        uuid.UUID(str(connection_id)),
+        json.dumps(details),
+        timeout=timeout,
     )
     connection = {k: row[k] for k in (*CONNECTION_FIELDS, "property_agency_id")} if row["id"] is not None else None
     return connection, row["logs_marked"] > 0
@@ -87,24 +119,32 @@ async def finish_success(db, task_id: str, connection_id, details: dict[str, Any
         """WITH s AS (UPDATE channel_sync_logs SET status = 'success', error = NULL, details = details || $2::text::jsonb || '{"in_flight": false}'::jsonb, updated_at = now()
                       WHERE task_id = $1 RETURNING 1)
            UPDATE channel_connections SET last_sync_at = now(), updated_at = now() WHERE id = $3""",
-        task_id, json.dumps(details), uuid.UUID(str(connection_id)),
+        task_id,
+        json.dumps(details),
+        uuid.UUID(str(connection_id)),
     )
 
 
 async def mark_failed(db, task_id: str, error: str, details: dict[str, Any]) -> dict[str, Any] | None:
     """``failed`` with the error text; a log that already succeeded stays successful."""
-    return _row(await db.fetchrow(
-        f"""UPDATE channel_sync_logs SET status = 'failed', error = $2, details = details || $3::text::jsonb || '{{"in_flight": false}}'::jsonb, updated_at = now()
+    return _row(
+        await db.fetchrow(
+            f"""UPDATE channel_sync_logs SET status = 'failed', error = $2, details = details || $3::text::jsonb || '{{"in_flight": false}}'::jsonb, updated_at = now()
             WHERE task_id = $1 AND status <> 'success' RETURNING {_COLUMNS}""",
-        task_id, error, json.dumps(details),
-    ))
+            task_id,
+            error,
+            json.dumps(details),
+        )
+    )
 
 
 async def record_duplicate_delivery(db, task_id: str) -> None:
     """A message of an operation whose log is already final arrived again (at-least-once): count it."""
     await db.execute(
         """UPDATE channel_sync_logs SET details = details || jsonb_build_object('duplicate_deliveries',
-               COALESCE((details->>'duplicate_deliveries')::int, 0) + 1) WHERE task_id = $1""", task_id)
+               COALESCE((details->>'duplicate_deliveries')::int, 0) + 1) WHERE task_id = $1""",
+        task_id,
+    )
 
 
 async def open_logs(db, idle_seconds: float, limit: int = 1000) -> list[dict[str, Any]]:
@@ -112,7 +152,10 @@ async def open_logs(db, idle_seconds: float, limit: int = 1000) -> list[dict[str
     rows = await db.fetch(
         f"""SELECT {_COLUMNS}, extract(epoch FROM now() - updated_at)::float8 AS idle_seconds FROM channel_sync_logs
             WHERE status = ANY($1::text[]) AND updated_at < now() - make_interval(secs => $2) ORDER BY updated_at LIMIT $3""",
-        list(OPEN_STATUSES), idle_seconds, limit)
+        list(OPEN_STATUSES),
+        idle_seconds,
+        limit,
+    )
     return [_row(r) for r in rows]
 
 
@@ -120,12 +163,17 @@ async def note_resent(db, log_id, resent: int) -> bool:
     """Record a re-send (and restart the idle clock); False when the log left the open states meanwhile."""
     done = await db.fetchval(
         """UPDATE channel_sync_logs SET details = details || jsonb_build_object('resent', $2::int), updated_at = now()
-           WHERE id = $1 AND status = ANY($3::text[]) RETURNING 1""", log_id, resent, list(OPEN_STATUSES))
+           WHERE id = $1 AND status = ANY($3::text[]) RETURNING 1""",
+        log_id,
+        resent,
+        list(OPEN_STATUSES),
+    )
     return done is not None
 
 
-async def reap(db, older_than_seconds: float, connection_id=None, exclude_task_ids: list[str] | None = None,
-               reason: str | None = None) -> list[dict[str, Any]]:
+async def reap(
+    db, older_than_seconds: float, connection_id=None, exclude_task_ids: list[str] | None = None, reason: str | None = None
+) -> list[dict[str, Any]]:
     """Mark open logs with no update for that long as failed ("Marked stale …"), except the
     ``exclude_task_ids`` (operations the broker still holds: queued, running or waiting to retry)."""
     minutes = older_than_seconds / 60
@@ -136,7 +184,7 @@ async def reap(db, older_than_seconds: float, connection_id=None, exclude_task_i
                     details = details || jsonb_build_object('error_type', 'stale', 'reaped', true), updated_at = now()
                 WHERE status = ANY($3::text[]) AND updated_at < now() - make_interval(secs => $1)
                   AND (task_id IS NULL OR NOT task_id = ANY($4::text[]))
-                {'AND connection_id = $5' if connection_id else ''} RETURNING {_COLUMNS}"""
+                {"AND connection_id = $5" if connection_id else ""} RETURNING {_COLUMNS}"""
     args = [older_than_seconds, text, list(OPEN_STATUSES), list(exclude_task_ids or [])]
     if connection_id:
         args.append(uuid.UUID(str(connection_id)))
@@ -157,4 +205,3 @@ async def list_logs(db, connection_id, limit: int = 50, offset: int = 0, **filte
         *args,
     )
     return [_row(r) for r in rows]
-

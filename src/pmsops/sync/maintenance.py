@@ -62,15 +62,18 @@ def live_task_ids(broker_url: str | None, timeout: float = 5.0) -> list[str]:
         from pmsops.errors import DependencyError
         from pmsops.urlread import mask_url
 
-        raise DependencyError(f"{mask_url(broker_url)}: cannot read the queue ({type(exc).__name__})",
-                              hint="sync reap only marks logs the broker no longer holds: it needs CELERY_BROKER_URL") from None
+        raise DependencyError(
+            f"{mask_url(broker_url)}: cannot read the queue ({type(exc).__name__})",
+            hint="sync reap only marks logs the broker no longer holds: it needs CELERY_BROKER_URL",
+        ) from None
     finally:
         client.close()
     return sorted(view.queued | view.unacked)
 
 
-def reap_logs(database_url: str, older_than: float, connection_id: str | None = None, dry_run: bool = False,
-              broker_url: str | None = None) -> list[Result]:
+def reap_logs(
+    database_url: str, older_than: float, connection_id: str | None = None, dry_run: bool = False, broker_url: str | None = None
+) -> list[Result]:
     """Mark open logs idle for ``older_than`` failed, except operations still queued or running (in the
     broker named by ``broker_url``, else CELERY_BROKER_URL / REDIS_URL); ``dry_run`` runs the very same
     UPDATE in a transaction that is rolled back."""
@@ -101,8 +104,15 @@ def reap_logs(database_url: str, older_than: float, connection_id: str | None = 
     return [results.ok("reap", summary, notes=notes, details={"reaped": [str(r["id"]) for r in reaped], "live": len(live)})]
 
 
-def run_sync(database_url: str, connection_id: str, sync_type: str, wait: bool = False, timeout: float = 60.0, poll: float = 0.5,
-             progress: Callable[[list[dict]], None] | None = None) -> list[Result]:
+def run_sync(
+    database_url: str,
+    connection_id: str,
+    sync_type: str,
+    wait: bool = False,
+    timeout: float = 60.0,
+    poll: float = 0.5,
+    progress: Callable[[list[dict]], None] | None = None,
+) -> list[Result]:
     """Trigger through Celery directly (no HTTP), optionally follow the logs to a final status."""
     from pmsops.sync.errors import SyncError
     from pmsops.sync.trigger import trigger_sync, validate_sync_type
@@ -113,15 +123,27 @@ def run_sync(database_url: str, connection_id: str, sync_type: str, wait: bool =
     except SyncError as exc:
         raise UsageError(str(exc)) from None
     notes = [f"task {t}" for t in triggered.task_ids] + ([f"batch {triggered.batch_id}"] if triggered.batch_id else [])
-    out = [results.ok("trigger", f"{sync_type} sync triggered: {len(triggered.task_ids)} task(s)", notes=notes,
-                      details={"task_ids": triggered.task_ids, "batch_id": triggered.batch_id, "log_ids": triggered.log_ids})]
+    out = [
+        results.ok(
+            "trigger",
+            f"{sync_type} sync triggered: {len(triggered.task_ids)} task(s)",
+            notes=notes,
+            details={"task_ids": triggered.task_ids, "batch_id": triggered.batch_id, "log_ids": triggered.log_ids},
+        )
+    ]
     if wait:
         out.append(follow_logs(database_url, triggered.task_ids, timeout, poll, progress, [str(i) for i in triggered.log_ids or []]))
     return out
 
 
-def follow_logs(database_url: str, task_ids: list[str], timeout: float, poll: float = 0.5,
-                progress: Callable[[list[dict]], None] | None = None, log_ids: list[str] | None = None) -> Result:
+def follow_logs(
+    database_url: str,
+    task_ids: list[str],
+    timeout: float,
+    poll: float = 0.5,
+    progress: Callable[[list[dict]], None] | None = None,
+    log_ids: list[str] | None = None,
+) -> Result:
     """Poll the logs of ``task_ids`` in the database until all are final or ``timeout`` passes.
 
     The same poller and verdict as the API's (:mod:`pmsops.api.synclogs`): only the fetch differs.

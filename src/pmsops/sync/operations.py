@@ -61,8 +61,10 @@ def check_connection(row: dict[str, Any] | None, connection_id: str) -> dict[str
     if row["property_id"] is None:
         raise ValidationFailed(f"channel connection {connection_id} has no property to sync")
     if row.get("property_agency_id") != row["agency_id"]:
-        raise TenantMismatch(f"channel connection {connection_id} belongs to another agency than its property {row['property_id']}: "
-                             "refusing to sync (no platform call was made)")
+        raise TenantMismatch(
+            f"channel connection {connection_id} belongs to another agency than its property {row['property_id']}: "
+            "refusing to sync (no platform call was made)"
+        )
     if row["status"] not in ("active", "error"):
         raise ValidationFailed(f"channel connection {connection_id} is {row['status']}: only active connections sync")
     return row
@@ -156,8 +158,14 @@ async def run_operation(runtime, operation: str, connection_id: str, attempt: At
                 await _adopt_orphan_task(conn, operation, row, attempt)
             row = check_connection(row, connection_id)
             platform = row["platform_type"]
-            adapter = adapter_for(platform, config.platform_url(platform), _platform_token(row, config.encryption_key), await runtime.http(),
-                                  config.platform_timeout, idempotency_key=attempt.task_id)
+            adapter = adapter_for(
+                platform,
+                config.platform_url(platform),
+                _platform_token(row, config.encryption_key),
+                await runtime.http(),
+                config.platform_timeout,
+                idempotency_key=attempt.task_id,
+            )
             handler = HANDLERS.get(operation)
             if handler is None:
                 raise ValidationFailed(f"unknown operation {operation!r}")
@@ -186,10 +194,22 @@ async def _adopt_orphan_task(conn, operation: str, connection: dict[str, Any], a
     from pmsops.sync import OPERATIONS
 
     op = OPERATIONS[operation]
-    await logs.create_log(conn, connection_id=connection["id"], operation_type=op.operation_type, direction=op.direction,
-                          status="running", task_id=attempt.task_id, tenant_id=connection["agency_id"],
-                          details={"retry_count": attempt.retries, "manual_trigger": False, "platform": connection["platform_type"],
-                                   "worker": attempt.worker, "property_id": str(connection["property_id"]) if connection["property_id"] else None})
+    await logs.create_log(
+        conn,
+        connection_id=connection["id"],
+        operation_type=op.operation_type,
+        direction=op.direction,
+        status="running",
+        task_id=attempt.task_id,
+        tenant_id=connection["agency_id"],
+        details={
+            "retry_count": attempt.retries,
+            "manual_trigger": False,
+            "platform": connection["platform_type"],
+            "worker": attempt.worker,
+            "property_id": str(connection["property_id"]) if connection["property_id"] else None,
+        },
+    )
 
 
 async def _availability(runtime, conn, row: dict[str, Any], adapter, attempt: Attempt) -> dict[str, Any]:
@@ -197,8 +217,12 @@ async def _availability(runtime, conn, row: dict[str, Any], adapter, attempt: At
     ranges = await store.availability_ranges(conn, row["property_id"], start, end)
     push = lambda: adapter.push_availability(row["platform_listing_id"], ranges)  # noqa: E731
     await _call_platform(runtime, row["platform_type"], str(row["id"]), push, attempt)
-    return {"start_date": start.isoformat(), "end_date": end.isoformat(), "ranges": len(ranges),
-            "unavailable_nights": sum((r.end - r.start).days for r in ranges if not r.available)}
+    return {
+        "start_date": start.isoformat(),
+        "end_date": end.isoformat(),
+        "ranges": len(ranges),
+        "unavailable_nights": sum((r.end - r.start).days for r in ranges if not r.available),
+    }
 
 
 async def _pricing(runtime, conn, row: dict[str, Any], adapter, attempt: Attempt) -> dict[str, Any]:

@@ -82,7 +82,7 @@ def broker_view(client, queues: Iterable[str] = ("celery",)) -> BrokerView:
     view.unacked.update(filter(None, (_task_id(m) for m in client.hvals("unacked"))))
     for key in client.scan_iter(match=HEARTBEAT_KEY.format("*"), count=1000):
         name = key.decode() if isinstance(key, bytes) else key
-        view.workers.add(name[len(HEARTBEAT_KEY.format("")):])
+        view.workers.add(name[len(HEARTBEAT_KEY.format("")) :])
     return view
 
 
@@ -117,8 +117,9 @@ def task_for(operation_type: str) -> str | None:
     return None
 
 
-async def sweep(conn, settings, view: BrokerView, send: Callable[[str, str, str, int], None],
-                refresh: Callable[[], BrokerView] | None = None) -> SweepReport:
+async def sweep(
+    conn, settings, view: BrokerView, send: Callable[[str, str, str, int], None], refresh: Callable[[], BrokerView] | None = None
+) -> SweepReport:
     """Re-send open logs that have no live message; fail those re-sent too often (see the table above).
 
     ``refresh`` reads the broker again before anything is re-sent: a message moving from its
@@ -159,6 +160,8 @@ async def _reap_one(conn, row: dict[str, Any], resent: int) -> bool:
         """UPDATE channel_sync_logs SET status = 'failed', error = $2,
                details = details || jsonb_build_object('error_type', 'stale', 'reaped', true), updated_at = now()
            WHERE id = $1 AND status = ANY($3::text[]) RETURNING 1""",
-        row["id"], f"Marked stale (no update for {row['idle_seconds'] / 60:.1f} minutes): lost, re-sent {resent} times without progress",
-        ["triggered", "queued", "running"])
+        row["id"],
+        f"Marked stale (no update for {row['idle_seconds'] / 60:.1f} minutes): lost, re-sent {resent} times without progress",
+        ["triggered", "queued", "running"],
+    )
     return done is not None

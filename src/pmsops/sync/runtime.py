@@ -64,8 +64,14 @@ class Runtime:
                     if not self.config.database_url:
                         raise DatabaseUnavailable("DATABASE_URL is not set in the worker's environment")
                     # the sync code sets no session state: no reset round trip on every release
-                    self._pool = await create_pool(self.config.database_url, self.config.pool_max_size, self.config.preflight_timeout,
-                                                   max(self.config.preflight_timeout, 30.0), self.config.statement_cache_size, reset_session=False)
+                    self._pool = await create_pool(
+                        self.config.database_url,
+                        self.config.pool_max_size,
+                        self.config.preflight_timeout,
+                        max(self.config.preflight_timeout, 30.0),
+                        self.config.statement_cache_size,
+                        reset_session=False,
+                    )
         return self._pool
 
     async def http(self):
@@ -77,8 +83,9 @@ class Runtime:
         if self._http is None:
             import httpx
 
-            self._http = httpx.AsyncClient(timeout=httpx.Timeout(self.config.platform_timeout),
-                                           limits=httpx.Limits(max_connections=50, max_keepalive_connections=20))
+            self._http = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.config.platform_timeout), limits=httpx.Limits(max_connections=50, max_keepalive_connections=20)
+            )
         return self._http
 
     async def redis(self):

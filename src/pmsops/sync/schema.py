@@ -15,10 +15,35 @@ from pmsops import results
 from pmsops.results import Result
 
 EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
-    "channel_connections": ("id", "agency_id", "property_id", "platform_type", "platform_listing_id", "status", "platform_metadata",
-                            "access_token_encrypted", "refresh_token_encrypted", "last_sync_at", "created_at", "updated_at", "deleted_at"),
-    "channel_sync_logs": ("id", "tenant_id", "connection_id", "operation_type", "direction", "status", "details", "error", "task_id",
-                          "batch_id", "created_at", "updated_at"),
+    "channel_connections": (
+        "id",
+        "agency_id",
+        "property_id",
+        "platform_type",
+        "platform_listing_id",
+        "status",
+        "platform_metadata",
+        "access_token_encrypted",
+        "refresh_token_encrypted",
+        "last_sync_at",
+        "created_at",
+        "updated_at",
+        "deleted_at",
+    ),
+    "channel_sync_logs": (
+        "id",
+        "tenant_id",
+        "connection_id",
+        "operation_type",
+        "direction",
+        "status",
+        "details",
+        "error",
+        "task_id",
+        "batch_id",
+        "created_at",
+        "updated_at",
+    ),
     "properties": ("id", "agency_id", "name"),
     "bookings": ("id", "property_id", "platform", "external_id", "check_in", "check_out", "status"),
     "nightly_rates": ("property_id", "night", "price", "currency"),
@@ -52,7 +77,9 @@ async def _rejected_values(conn, column: str, values: tuple[str, ...]) -> list[s
                 async with conn.transaction():
                     await conn.execute(
                         "INSERT INTO channel_sync_logs (connection_id, operation_type, status) VALUES ($1, $2, $3)",
-                        uuid.uuid4(), row["operation_type"], row["status"],
+                        uuid.uuid4(),
+                        row["operation_type"],
+                        row["status"],
                     )
             except asyncpg.CheckViolationError:
                 rejected.append(value)
@@ -73,15 +100,26 @@ async def check_schema(conn) -> list[Result]:
             continue
         missing = [c for c in expected if c not in found[table]]
         if missing:
-            out.append(results.fail(f"table {table}", f"missing columns: {', '.join(missing)}", hint="schema out of date: run the backend's migrations (pmsops db migrate for the reference schema)"))
+            out.append(
+                results.fail(
+                    f"table {table}",
+                    f"missing columns: {', '.join(missing)}",
+                    hint="schema out of date: run the backend's migrations (pmsops db migrate for the reference schema)",
+                )
+            )
         else:
             out.append(results.ok(f"table {table}", f"{len(expected)} expected columns present"))
     if "channel_sync_logs" in found:
         for column, values in (("operation_type", OPERATION_TYPES), ("status", LOG_STATUSES)):
             rejected = await _rejected_values(conn, column, values)
             if rejected:
-                out.append(results.fail(f"check {column}", f"a CHECK constraint rejects {', '.join(rejected)}",
-                                        hint=f"the sync endpoint answers 503 when it writes a log with this {column}: widen the constraint in a migration"))
+                out.append(
+                    results.fail(
+                        f"check {column}",
+                        f"a CHECK constraint rejects {', '.join(rejected)}",
+                        hint=f"the sync endpoint answers 503 when it writes a log with this {column}: widen the constraint in a migration",
+                    )
+                )
             else:
                 out.append(results.ok(f"check {column}", f"all {len(values)} values accepted"))
     return out

@@ -27,7 +27,9 @@ async def availability_ranges(conn, property_id, start: date, end: date) -> list
              FROM bookings WHERE property_id = $1 AND status = 'confirmed' AND stay && daterange($2, $3, '[)')
            UNION ALL
            SELECT false, night, NULL, min_stay, max_stay FROM nightly_rates WHERE property_id = $1 AND night >= $2 AND night < $3""",
-        property_id, start, end,
+        property_id,
+        start,
+        end,
     )
     booked_rows = [r for r in rows if r["booking"]]
     stays = {r["day"]: (r["min_stay"], r["max_stay"]) for r in rows if not r["booking"]}
@@ -51,7 +53,9 @@ async def availability_ranges(conn, property_id, start: date, end: date) -> list
 async def nightly_prices(conn, property_id, start: date, end: date) -> list[NightlyPrice]:
     rows = await conn.fetch(
         "SELECT night, price, currency FROM nightly_rates WHERE property_id = $1 AND night >= $2 AND night < $3 ORDER BY night",
-        property_id, start, end,
+        property_id,
+        start,
+        end,
     )
     return [NightlyPrice(r["night"], str(r["price"]), r["currency"].strip()) for r in rows]
 
@@ -75,7 +79,8 @@ async def import_bookings(conn, property_id, platform: str, bookings: list[Exter
                        WHERE (bookings.guest_name, bookings.check_in, bookings.check_out, bookings.status)
                              IS DISTINCT FROM (EXCLUDED.guest_name, EXCLUDED.check_in, EXCLUDED.check_out, EXCLUDED.status)
                        RETURNING (xmax = 0) AS inserted""",
-                    *args, status,
+                    *args,
+                    status,
                 )
         except asyncpg.ExclusionViolationError:
             conflicts.append(await _store_conflict(conn, booking, property_id, platform))
@@ -96,15 +101,24 @@ async def _store_conflict(conn, booking: ExternalBooking, property_id, platform:
            VALUES ($1, $2, $3, $4, $5, $6, 'conflict')
            ON CONFLICT (platform, external_id) DO UPDATE SET check_in = EXCLUDED.check_in, check_out = EXCLUDED.check_out,
                status = 'conflict', updated_at = now()""",
-        property_id, platform, booking.external_id, booking.guest_name, booking.check_in, booking.check_out,
+        property_id,
+        platform,
+        booking.external_id,
+        booking.guest_name,
+        booking.check_in,
+        booking.check_out,
     )
     existing = await conn.fetchrow(
         """SELECT id, platform, external_id FROM bookings WHERE property_id = $1 AND status = 'confirmed'
            AND stay && daterange($2, $3, '[)') LIMIT 1""",
-        property_id, booking.check_in, booking.check_out,
+        property_id,
+        booking.check_in,
+        booking.check_out,
     )
     return {
-        "external_id": booking.external_id, "check_in": booking.check_in.isoformat(), "check_out": booking.check_out.isoformat(),
+        "external_id": booking.external_id,
+        "check_in": booking.check_in.isoformat(),
+        "check_out": booking.check_out.isoformat(),
         "overlaps_booking_id": str(existing["id"]) if existing else None,
         "overlaps": f"{existing['platform'] or 'direct'}:{existing['external_id']}" if existing and existing["external_id"] else None,
     }
@@ -134,5 +148,6 @@ def bookings_cursor(row: dict[str, Any]) -> datetime | None:
 async def save_bookings_cursor(conn, connection_id, when: datetime) -> None:
     await conn.execute(
         "UPDATE channel_connections SET platform_metadata = platform_metadata || jsonb_build_object('bookings_cursor', $2::text) WHERE id = $1",
-        connection_id, when.isoformat(),
+        connection_id,
+        when.isoformat(),
     )

@@ -121,11 +121,18 @@ def execute(task: SyncTask, connection_id: str, state: dict[str, Any]) -> dict[s
     errors, waits, since = int(state.get("_errors", 0)), int(state.get("_waits", 0)), float(state.get("_since") or time.time())
     from pmsops.sync.outbox import worker_identity
 
-    attempt = Attempt(task_id=task.request.id, retries=errors, worker=worker_identity(task.request.hostname or "", task.app),
-                      redelivered=bool((task.request.delivery_info or {}).get("redelivered")), resent=int(state.get("resent", 0)),
-                      pushed_before=bool(state.get("_pushed")))
+    attempt = Attempt(
+        task_id=task.request.id,
+        retries=errors,
+        worker=worker_identity(task.request.hostname or "", task.app),
+        redelivered=bool((task.request.delivery_info or {}).get("redelivered")),
+        resent=int(state.get("resent", 0)),
+        pushed_before=bool(state.get("_pushed")),
+    )
     try:
-        return runtime.run(_within(settings.time_limit, run_operation(runtime, task.operation, connection_id, attempt)), timeout=settings.time_limit + 5)
+        return runtime.run(
+            _within(settings.time_limit, run_operation(runtime, task.operation, connection_id, attempt)), timeout=settings.time_limit + 5
+        )
     except (asyncio.TimeoutError, FutureTimeout):
         raise TimeLimitExceeded(f"the sync did not finish within CELERY_TIME_LIMIT={settings.time_limit:g} s") from None
     except SyncError as exc:
@@ -141,8 +148,15 @@ def execute(task: SyncTask, connection_id: str, state: dict[str, Any]) -> dict[s
             raise
         countdown = retry_countdown(settings, exc, (errors if not waiting else waits) - 1)
         kind = "wait" if waiting else "retry"
-        logger.warning("Retrying task %s after error (%s, countdown=%gs, retry=%d/%d): %s", task.request.id, kind, countdown, errors,
-                       settings.max_retries, _error_text(exc))
+        logger.warning(
+            "Retrying task %s after error (%s, countdown=%gs, retry=%d/%d): %s",
+            task.request.id,
+            kind,
+            countdown,
+            errors,
+            settings.max_retries,
+            _error_text(exc),
+        )
         notice = {"retry_count": errors, "error_type": exc.error_type, "next_retry_seconds": round(countdown, 3), "last_error": _error_text(exc)}
         if waiting:
             notice["waited_seconds"] = round(time.time() - since, 1)

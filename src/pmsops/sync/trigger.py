@@ -32,8 +32,15 @@ class Triggered:
 
     def to_response(self) -> dict[str, Any]:
         """The contract's 200 body."""
-        return {"status": "triggered", "message": f"{self.sync_type} sync triggered", "connection_id": self.connection_id,
-                "sync_type": self.sync_type, "task_ids": self.task_ids, "batch_id": self.batch_id, "created_log_ids": self.log_ids}
+        return {
+            "status": "triggered",
+            "message": f"{self.sync_type} sync triggered",
+            "connection_id": self.connection_id,
+            "sync_type": self.sync_type,
+            "task_ids": self.task_ids,
+            "batch_id": self.batch_id,
+            "created_log_ids": self.log_ids,
+        }
 
 
 def celery_sender(name: str, connection_id: str, task_id: str) -> None:
@@ -47,8 +54,9 @@ def validate_sync_type(sync_type: str) -> None:
         raise ValidationFailed(f"Invalid sync_type. Must be one of: {list(SYNC_TYPES)}")
 
 
-async def trigger_sync(conn, connection_id: str, sync_type: str, *, agency_id=None, manual: bool = True,
-                       send: Sender = celery_sender, window_days: int | None = None) -> Triggered:
+async def trigger_sync(
+    conn, connection_id: str, sync_type: str, *, agency_id=None, manual: bool = True, send: Sender = celery_sender, window_days: int | None = None
+) -> Triggered:
     """Create one ``triggered`` log per operation (one batch for full), then enqueue."""
     from pmsops.sync.config import load
 
@@ -68,16 +76,29 @@ async def trigger_sync(conn, connection_id: str, sync_type: str, *, agency_id=No
     ops = operations_for(sync_type)
     batch_id = str(uuid.uuid4()) if len(ops) > 1 else None
     today = datetime.now(timezone.utc).date()
-    details = {"platform": row["platform_type"], "property_id": str(row["property_id"]) if row["property_id"] else None,
-               "manual_trigger": manual, "sync_type": sync_type, "start_date": today.isoformat(),
-               "end_date": (today + timedelta(days=window_days or load().window_days)).isoformat()}
+    details = {
+        "platform": row["platform_type"],
+        "property_id": str(row["property_id"]) if row["property_id"] else None,
+        "manual_trigger": manual,
+        "sync_type": sync_type,
+        "start_date": today.isoformat(),
+        "end_date": (today + timedelta(days=window_days or load().window_days)).isoformat(),
+    }
     result = Triggered(str(cid), sync_type, batch_id=batch_id)
     planned = []
     async with conn.transaction():
         for op in ops:
             task_id = str(uuid.uuid4())
-            log = await logs.create_log(conn, connection_id=cid, operation_type=op.operation_type, direction=op.direction,
-                                        task_id=task_id, batch_id=batch_id, details=details, tenant_id=row["agency_id"])
+            log = await logs.create_log(
+                conn,
+                connection_id=cid,
+                operation_type=op.operation_type,
+                direction=op.direction,
+                task_id=task_id,
+                batch_id=batch_id,
+                details=details,
+                tenant_id=row["agency_id"],
+            )
             planned.append((op, task_id))
             result.task_ids.append(task_id)
             result.log_ids.append(str(log["id"]))
@@ -90,5 +111,7 @@ async def trigger_sync(conn, connection_id: str, sync_type: str, *, agency_id=No
 
             for _, pending in planned[index:]:
                 await logs.mark_failed(conn, pending, f"Could not enqueue the task: {redact(str(exc))}", {"error_type": "broker_unavailable"})
-            raise DependencyError(f"could not enqueue {op.task}: {redact(str(exc))}", hint="the Celery broker is unreachable: pmsops check redis; pmsops celery ping") from exc
+            raise DependencyError(
+                f"could not enqueue {op.task}: {redact(str(exc))}", hint="the Celery broker is unreachable: pmsops check redis; pmsops celery ping"
+            ) from exc
     return result

@@ -172,7 +172,9 @@ class LivenessBeacon(bootsteps.StartStopStep):
             if not self.failed:
                 from pmsops.redaction import redact
 
-                logging.getLogger("pmsops.sync.beacon").warning("Liveness beacon %s not written: %s", self.path, redact(getattr(exc, "message", None) or str(exc)))
+                logging.getLogger("pmsops.sync.beacon").warning(
+                    "Liveness beacon %s not written: %s", self.path, redact(getattr(exc, "message", None) or str(exc))
+                )
             self.failed = True
 
     def start(self, c) -> None:
@@ -199,6 +201,7 @@ def sweep_once(settings: SyncSettings, hostname: str, app) -> None:
     from pmsops.sync.runtime import get_runtime
 
     log = logging.getLogger("pmsops.sync.sweeper")
+
     def read_broker() -> "outbox.BrokerView":
         client = redis.Redis.from_url(settings.broker_url, socket_timeout=5, socket_connect_timeout=5)
         try:

@@ -84,8 +84,11 @@ def read_liveness(path: str, max_age: float, now: float | None = None) -> Livene
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
-            return Liveness(False, f"beacon {path} is not a regular file of uid {os.geteuid()} that only it can write: not trusted",
-                            "remove it; the worker writes its own")
+            return Liveness(
+                False,
+                f"beacon {path} is not a regular file of uid {os.geteuid()} that only it can write: not trusted",
+                "remove it; the worker writes its own",
+            )
         data = os.read(fd, MAX_BYTES)
     finally:
         os.close(fd)

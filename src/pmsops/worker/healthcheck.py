@@ -30,12 +30,17 @@ def check_user(allow_root: bool = False) -> Result:
     try:
         name = pwd.getpwuid(uid).pw_name
     except KeyError:
-        return results.fail("user", f"uid {uid} has no passwd entry", hint="create the user in the image (useradd -u UID appuser): tools like ps and celery need it")
+        return results.fail(
+            "user", f"uid {uid} has no passwd entry", hint="create the user in the image (useradd -u UID appuser): tools like ps and celery need it"
+        )
     if uid == 0:
         make = results.warn if allow_root else results.fail
-        return make("user", "running as root (effective UID 0)",
-                    hint="Celery's SecurityWarning: run the worker as a non-root user (USER appuser in Dockerfile.worker); "
-                         "this step passes for any non-root user with a passwd entry")
+        return make(
+            "user",
+            "running as root (effective UID 0)",
+            hint="Celery's SecurityWarning: run the worker as a non-root user (USER appuser in Dockerfile.worker); "
+            "this step passes for any non-root user with a passwd entry",
+        )
     return results.ok("user", f"{name} (uid {uid}): not root, has a passwd entry")
 
 
@@ -56,8 +61,12 @@ def check_environment(settings: Settings) -> Result:
     if optional:
         notes.append(f"not set (recommended): {', '.join(optional)}")
     if missing:
-        return results.fail("environment", f"missing: {', '.join(missing)}", notes=notes,
-                            hint="copy ALL variables from pms-backend to the worker (pmsops host env-diff pms-backend pms-worker-v2)")
+        return results.fail(
+            "environment",
+            f"missing: {', '.join(missing)}",
+            notes=notes,
+            hint="copy ALL variables from pms-backend to the worker (pmsops host env-diff pms-backend pms-worker-v2)",
+        )
     if optional:
         return results.warn("environment", f"all {len(WORKER_REQUIRED_VARIABLES)} required variables set", notes=notes)
     return results.ok("environment", f"all {len(WORKER_REQUIRED_VARIABLES)} required variables set", notes=notes)
@@ -74,8 +83,10 @@ def check_sync_config(settings: Settings) -> Result:
     problems = sync.invariant_violations()
     if problems:
         return results.fail("sync-config", problems[0], hint="raise CELERY_VISIBILITY_TIMEOUT, or lower SYNC_RETRY_BACKOFF_MAX / CELERY_TIME_LIMIT")
-    return results.ok("sync-config", f"visibility timeout {sync.visibility_timeout:g} s > hard time limit {sync.hard_time_limit:g} s "
-                                     f"+ longest countdown {sync.max_countdown:g} s")
+    return results.ok(
+        "sync-config",
+        f"visibility timeout {sync.visibility_timeout:g} s > hard time limit {sync.hard_time_limit:g} s + longest countdown {sync.max_countdown:g} s",
+    )
 
 
 def check_redis_agreement(settings: Settings) -> Result:
@@ -87,7 +98,9 @@ def check_redis_agreement(settings: Settings) -> Result:
         return results.fail("redis-urls", exc.message, hint=exc.hint)
     bad = [r for r in found if r.status == "fail"]
     if bad:
-        return results.fail("redis-urls", "; ".join(f"{r.name}: {r.summary}" for r in bad), notes=[n for r in bad for n in r.notes], hint="pmsops redis-url check")
+        return results.fail(
+            "redis-urls", "; ".join(f"{r.name}: {r.summary}" for r in bad), notes=[n for r in bad for n in r.notes], hint="pmsops redis-url check"
+        )
     return results.ok("redis-urls", found[-1].summary)
 
 
@@ -106,9 +119,15 @@ def check_network(settings: Settings, timeout: float) -> list[Result]:
         if reach.ready:
             found = results.ok(name, f"{dep.where}: DNS + TCP + login + SELECT 1 ok" if with_login else f"{dep.where}: DNS + TCP ok")
         elif reach.stage == "protocol":
-            found = results.fail(name, f"{dep.where}: {reach.message}", hint="check DATABASE_URL's user, password and database name (pmsops check db)")
+            found = results.fail(
+                name, f"{dep.where}: {reach.message}", hint="check DATABASE_URL's user, password and database name (pmsops check db)"
+            )
         else:
-            found = results.fail(name, f"{dep.where}: {reach.message}", hint="attach the worker to the coolify and Supabase networks (pmsops host networks pms-worker-v2)")
+            found = results.fail(
+                name,
+                f"{dep.where}: {reach.message}",
+                hint="attach the worker to the coolify and Supabase networks (pmsops host networks pms-worker-v2)",
+            )
         found.duration_ms = watch.ms
         out.append(found)
     return out
@@ -142,13 +161,24 @@ def check_code(expectations: list[str]) -> list[Result]:
         if actual.startswith(expected.lower()):
             out.append(results.ok(f"code {path}", f"sha256 {actual[:16]} as expected"))
         else:
-            out.append(results.fail(f"code {path}", f"sha256 {actual[:16]}, expected {expected[:16]}",
-                                    hint="stale code: redeploy with 'Disable build cache' and a pinned commit (Stale Code After Deployment)"))
+            out.append(
+                results.fail(
+                    f"code {path}",
+                    f"sha256 {actual[:16]}, expected {expected[:16]}",
+                    hint="stale code: redeploy with 'Disable build cache' and a pinned commit (Stale Code After Deployment)",
+                )
+            )
     return out
 
 
-def worker_check(settings: Settings, expect_tasks: list[str] | None = None, destination: str | None = None, allow_root: bool = False,
-                 expect_sha256: list[str] | None = None, timeout: float = 3.0) -> list[Result]:
+def worker_check(
+    settings: Settings,
+    expect_tasks: list[str] | None = None,
+    destination: str | None = None,
+    allow_root: bool = False,
+    expect_sha256: list[str] | None = None,
+    timeout: float = 3.0,
+) -> list[Result]:
     from pmsops.checks import celery as celery_check
     from pmsops.sync import TASK_NAMES
     from pmsops.urlread import environment_pairs, read_all

@@ -48,8 +48,10 @@ def timezone_problem() -> str | None:
         zoneinfo.ZoneInfo("UTC")
     except zoneinfo.ZoneInfoNotFoundError:
         where = ", ".join(zoneinfo.TZPATH) or "TZPATH (empty)"
-        return ("no time-zone data: 'UTC' is not in " + where + " and the tzdata package is not installed; "
-                "Celery would exit at start with \"No module named 'tzdata'\"")
+        return (
+            "no time-zone data: 'UTC' is not in " + where + " and the tzdata package is not installed; "
+            "Celery would exit at start with \"No module named 'tzdata'\""
+        )
     return None
 
 
@@ -61,8 +63,21 @@ def worker_command(env: Mapping[str, str], app: str | None = None, hostname: str
     concurrency = env.get("CELERY_CONCURRENCY") or "4"
     if not concurrency.isdigit() or int(concurrency) < 1:
         raise UsageError(f"CELERY_CONCURRENCY must be a positive number, got {concurrency!r}")
-    argv = [sys.executable, "-P", "-m", "celery", "-A", app or env.get("CELERY_APP") or DEFAULT_APP, "worker",
-            "--pool", pool, "--concurrency", concurrency, "--loglevel", env.get("CELERY_LOGLEVEL") or "INFO"]
+    argv = [
+        sys.executable,
+        "-P",
+        "-m",
+        "celery",
+        "-A",
+        app or env.get("CELERY_APP") or DEFAULT_APP,
+        "worker",
+        "--pool",
+        pool,
+        "--concurrency",
+        concurrency,
+        "--loglevel",
+        env.get("CELERY_LOGLEVEL") or "INFO",
+    ]
     # CELERY_TIME_LIMIT is not passed as --time-limit: the app sets Celery's hard limit to the
     # limit plus its one grace (pmsops.sync.config.TIME_LIMIT_GRACE); a flag would override that grace
     for var, flag in (("CELERY_MAX_TASKS_PER_CHILD", "--max-tasks-per-child"),):
@@ -78,12 +93,20 @@ def worker_command(env: Mapping[str, str], app: str | None = None, hostname: str
 
 def configuration_lines(argv: list[str]) -> list[str]:
     """The runbook's start-up block (Pool, Concurrency, …)."""
+
     def value(flag: str) -> str:
         return argv[argv.index(flag) + 1] if flag in argv else "-"
 
-    return ["====== Celery Worker Starting ======", "Configuration:", f"  App: {argv[argv.index('-A') + 1]}",
-            f"  Pool: {value('--pool')}", f"  Concurrency: {value('--concurrency')}", f"  Log level: {value('--loglevel')}",
-            f"  Max tasks per child: {value('--max-tasks-per-child')}", f"  Time limit: {value('--time-limit')}"]
+    return [
+        "====== Celery Worker Starting ======",
+        "Configuration:",
+        f"  App: {argv[argv.index('-A') + 1]}",
+        f"  Pool: {value('--pool')}",
+        f"  Concurrency: {value('--concurrency')}",
+        f"  Log level: {value('--loglevel')}",
+        f"  Max tasks per child: {value('--max-tasks-per-child')}",
+        f"  Time limit: {value('--time-limit')}",
+    ]
 
 
 def running_as_root() -> bool:

@@ -24,8 +24,9 @@ class PasswordGrant(BaseModel):
 
 
 @router.post("/auth/v1/token")
-async def password_grant(request: Request, grant: PasswordGrant, grant_type: str = Query(..., max_length=SHORT_TEXT),
-                         apikey: Optional[str] = Header(None)) -> JSONResponse:
+async def password_grant(
+    request: Request, grant: PasswordGrant, grant_type: str = Query(..., max_length=SHORT_TEXT), apikey: Optional[str] = Header(None)
+) -> JSONResponse:
     if not apikey or not hmac.compare_digest(apikey.encode(), env("ANON_KEY").encode()):  # constant time
         return JSONResponse(status_code=401, content={"message": "Invalid API key"})
     if grant_type != "password":
@@ -34,8 +35,15 @@ async def password_grant(request: Request, grant: PasswordGrant, grant_type: str
     if row is None or not check_password(grant.password, row["password_hash"]):
         return JSONResponse(status_code=400, content={"error": "invalid_grant", "error_description": "Invalid login credentials"})
     token = issue_token(env("SUPABASE_JWT_SECRET"), str(row["id"]), row["email"])
-    return JSONResponse({"access_token": token, "token_type": "bearer", "expires_in": 3600, "refresh_token": uuid.uuid4().hex,
-                         "user": {"id": str(row["id"]), "email": row["email"], "aud": "authenticated", "role": "authenticated"}})
+    return JSONResponse(
+        {
+            "access_token": token,
+            "token_type": "bearer",
+            "expires_in": 3600,
+            "refresh_token": uuid.uuid4().hex,
+            "user": {"id": str(row["id"]), "email": row["email"], "aud": "authenticated", "role": "authenticated"},
+        }
+    )
 
 
 async def current_agency(request: Request, authorization: Optional[str] = Header(None), x_agency_id: Optional[str] = Header(None)) -> uuid.UUID:

@@ -28,8 +28,9 @@ def _connection_json(row) -> dict[str, Any]:
 
 
 async def connection_or_404(request: Request, conn, connection_id: uuid.UUID, agency: uuid.UUID):
-    row = await conn.fetchrow(f"SELECT {CONNECTION_COLUMNS} FROM channel_connections WHERE id = $1 AND agency_id = $2 AND deleted_at IS NULL",
-                              connection_id, agency)
+    row = await conn.fetchrow(
+        f"SELECT {CONNECTION_COLUMNS} FROM channel_connections WHERE id = $1 AND agency_id = $2 AND deleted_at IS NULL", connection_id, agency
+    )
     if row is None:
         raise HTTPException(404, "Connection not found")
     return row
@@ -43,12 +44,19 @@ async def _own_property_or_404(conn, property_id: uuid.UUID | None, agency: uuid
 
 
 @router.get("/api/v1/channel-connections/")
-async def list_connections(request: Request, agency: uuid.UUID = Depends(current_agency), limit: int = LIMIT,
-                           offset: int = OFFSET) -> list[dict[str, Any]]:
-    rows = await with_db(request, lambda c: c.fetch(
-        f"SELECT {CONNECTION_COLUMNS} FROM channel_connections WHERE agency_id = $1 AND deleted_at IS NULL"
-        " ORDER BY created_at, id LIMIT $2 OFFSET $3",
-        agency, limit, offset))
+async def list_connections(
+    request: Request, agency: uuid.UUID = Depends(current_agency), limit: int = LIMIT, offset: int = OFFSET
+) -> list[dict[str, Any]]:
+    rows = await with_db(
+        request,
+        lambda c: c.fetch(
+            f"SELECT {CONNECTION_COLUMNS} FROM channel_connections WHERE agency_id = $1 AND deleted_at IS NULL"
+            " ORDER BY created_at, id LIMIT $2 OFFSET $3",
+            agency,
+            limit,
+            offset,
+        ),
+    )
     return [_connection_json(r) for r in rows]
 
 
@@ -75,7 +83,14 @@ async def create_connection(request: Request, body: ConnectionCreate, agency: uu
             f"""INSERT INTO channel_connections
                     (agency_id, property_id, platform_type, platform_listing_id, status, platform_metadata, access_token_encrypted)
                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {CONNECTION_COLUMNS}""",
-            agency, body.property_id, body.platform_type, body.platform_listing_id, body.status, body.platform_metadata, token)
+            agency,
+            body.property_id,
+            body.platform_type,
+            body.platform_listing_id,
+            body.status,
+            body.platform_metadata,
+            token,
+        )
 
     return _connection_json(await with_db(request, create))
 
@@ -93,8 +108,9 @@ class ConnectionUpdate(BaseModel):
 
 
 @router.put("/api/v1/channel-connections/{connection_id}")
-async def update_connection(request: Request, connection_id: uuid.UUID, body: ConnectionUpdate,
-                            agency: uuid.UUID = Depends(current_agency)) -> dict[str, Any]:
+async def update_connection(
+    request: Request, connection_id: uuid.UUID, body: ConnectionUpdate, agency: uuid.UUID = Depends(current_agency)
+) -> dict[str, Any]:
     async def update(conn):
         await connection_or_404(request, conn, connection_id, agency)
         await _own_property_or_404(conn, body.property_id, agency)
@@ -102,7 +118,13 @@ async def update_connection(request: Request, connection_id: uuid.UUID, body: Co
             f"""UPDATE channel_connections SET status = COALESCE($3, status), platform_listing_id = COALESCE($4, platform_listing_id),
                 platform_metadata = COALESCE($5, platform_metadata), property_id = COALESCE($6, property_id), updated_at = now()
                 WHERE id = $1 AND agency_id = $2 RETURNING {CONNECTION_COLUMNS}""",
-            connection_id, agency, body.status, body.platform_listing_id, body.platform_metadata, body.property_id)
+            connection_id,
+            agency,
+            body.status,
+            body.platform_listing_id,
+            body.platform_metadata,
+            body.property_id,
+        )
 
     return _connection_json(await with_db(request, update))
 
@@ -111,8 +133,9 @@ async def update_connection(request: Request, connection_id: uuid.UUID, body: Co
 async def delete_connection(request: Request, connection_id: uuid.UUID, agency: uuid.UUID = Depends(current_agency)) -> dict[str, Any]:
     async def delete(conn):
         await connection_or_404(request, conn, connection_id, agency)
-        await conn.execute("UPDATE channel_connections SET deleted_at = now(), updated_at = now() WHERE id = $1 AND agency_id = $2",
-                           connection_id, agency)
+        await conn.execute(
+            "UPDATE channel_connections SET deleted_at = now(), updated_at = now() WHERE id = $1 AND agency_id = $2", connection_id, agency
+        )
 
     await with_db(request, delete)
     return {"id": str(connection_id), "deleted": True}
@@ -125,6 +148,10 @@ async def test_connection(request: Request, connection_id: uuid.UUID, agency: uu
 
     url = platform_url(row["platform_type"])
     healthy = bool(url) and row["status"] == "active"
-    return {"connection_id": str(connection_id), "platform_type": row["platform_type"], "healthy": healthy,
-            "message": "Connection healthy" if healthy else f"Connection is {row['status']}" if url else "No platform URL configured",
-            "details": {"status": row["status"], "listing": row["platform_listing_id"]}}
+    return {
+        "connection_id": str(connection_id),
+        "platform_type": row["platform_type"],
+        "healthy": healthy,
+        "message": "Connection healthy" if healthy else f"Connection is {row['status']}" if url else "No platform URL configured",
+        "details": {"status": row["status"], "listing": row["platform_listing_id"]},
+    }

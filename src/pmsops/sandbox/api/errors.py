@@ -23,7 +23,7 @@ def _constraint_column(exc: Any) -> str | None:
     name, table = getattr(exc, "constraint_name", None) or "", getattr(exc, "table_name", None) or ""
     for suffix in ("_check", "_fkey", "_key"):
         if table and name.startswith(table + "_") and name.endswith(suffix):
-            return name[len(table) + 1: -len(suffix)] or None
+            return name[len(table) + 1 : -len(suffix)] or None
     return None
 
 
@@ -102,8 +102,14 @@ class ErrorBoundary:
             if mapped is None:
                 error_id = uuid.uuid4().hex[:12]
                 route = getattr(scope.get("route"), "path", None) or "(unrouted)"
-                logger.error("%s %s failed: %s%s (error id %s)", scope.get("method", "?"), route, type(exc).__name__,
-                             f" sqlstate {exc.sqlstate}" if getattr(exc, "sqlstate", None) else "", error_id)
+                logger.error(
+                    "%s %s failed: %s%s (error id %s)",
+                    scope.get("method", "?"),
+                    route,
+                    type(exc).__name__,
+                    f" sqlstate {exc.sqlstate}" if getattr(exc, "sqlstate", None) else "",
+                    error_id,
+                )
                 mapped = 500, {"detail": "Internal server error", "error_id": error_id}
             if not started:
                 await JSONResponse(status_code=mapped[0], content=mapped[1])(scope, receive, send)

@@ -39,16 +39,25 @@ async def trigger(request: Request, connection_id: uuid.UUID, body: SyncRequest,
 
 
 @router.get("/api/v1/channel-connections/{connection_id}/sync-logs")
-async def sync_logs(request: Request, connection_id: uuid.UUID, agency: uuid.UUID = Depends(current_agency), limit: int = LIMIT, offset: int = OFFSET,
-                    status: Optional[str] = Query(None, max_length=SHORT_TEXT), operation_type: Optional[str] = Query(None, max_length=SHORT_TEXT),
-                    task_id: Optional[str] = Query(None, max_length=SHORT_TEXT), batch_id: Optional[uuid.UUID] = None,
-                    direction: Optional[str] = Query(None, max_length=SHORT_TEXT)) -> dict[str, Any]:
+async def sync_logs(
+    request: Request,
+    connection_id: uuid.UUID,
+    agency: uuid.UUID = Depends(current_agency),
+    limit: int = LIMIT,
+    offset: int = OFFSET,
+    status: Optional[str] = Query(None, max_length=SHORT_TEXT),
+    operation_type: Optional[str] = Query(None, max_length=SHORT_TEXT),
+    task_id: Optional[str] = Query(None, max_length=SHORT_TEXT),
+    batch_id: Optional[uuid.UUID] = None,
+    direction: Optional[str] = Query(None, max_length=SHORT_TEXT),
+) -> dict[str, Any]:
     from pmsops.sync.logs import list_logs
 
     async def fetch(conn):
         await connection_or_404(request, conn, connection_id, agency)
-        return await list_logs(conn, connection_id, limit, offset, status=status, operation_type=operation_type, task_id=task_id, batch_id=batch_id,
-                               direction=direction)
+        return await list_logs(
+            conn, connection_id, limit, offset, status=status, operation_type=operation_type, task_id=task_id, batch_id=batch_id, direction=direction
+        )
 
     logs = await with_db(request, fetch)
     return {"connection_id": str(connection_id), "logs": [_log_json(l) for l in logs], "limit": limit, "offset": offset}
@@ -70,8 +79,14 @@ def batch_status(statuses: list[str]) -> str:
 
 
 @router.get("/api/v1/channel-connections/{connection_id}/sync-batches")
-async def sync_batches(request: Request, connection_id: uuid.UUID, agency: uuid.UUID = Depends(current_agency), limit: int = LIMIT,
-                       offset: int = OFFSET, status: str = Query("any", max_length=SHORT_TEXT)) -> dict[str, Any]:
+async def sync_batches(
+    request: Request,
+    connection_id: uuid.UUID,
+    agency: uuid.UUID = Depends(current_agency),
+    limit: int = LIMIT,
+    offset: int = OFFSET,
+    status: str = Query("any", max_length=SHORT_TEXT),
+) -> dict[str, Any]:
     if status not in ("any", "running", "failed", "success"):
         raise HTTPException(400, "Invalid status. Must be one of: ['any', 'running', 'failed', 'success']")
 
@@ -81,11 +96,20 @@ async def sync_batches(request: Request, connection_id: uuid.UUID, agency: uuid.
             """SELECT batch_id, array_agg(status ORDER BY operation_type) AS statuses, array_agg(operation_type ORDER BY operation_type) AS ops,
                       min(created_at) AS created_at, max(updated_at) AS updated_at
                FROM channel_sync_logs WHERE connection_id = $1 AND batch_id IS NOT NULL GROUP BY batch_id ORDER BY min(created_at) DESC""",
-            connection_id)
+            connection_id,
+        )
 
     rows = await with_db(request, fetch)
-    items = [{"batch_id": str(r["batch_id"]), "status": batch_status(list(r["statuses"])), "operations": dict(zip(r["ops"], r["statuses"])),
-              "created_at": r["created_at"].isoformat(), "updated_at": r["updated_at"].isoformat()} for r in rows]
+    items = [
+        {
+            "batch_id": str(r["batch_id"]),
+            "status": batch_status(list(r["statuses"])),
+            "operations": dict(zip(r["ops"], r["statuses"])),
+            "created_at": r["created_at"].isoformat(),
+            "updated_at": r["updated_at"].isoformat(),
+        }
+        for r in rows
+    ]
     if status != "any":
         items = [i for i in items if i["status"] == status]
-    return {"items": items[offset: offset + limit], "limit": limit, "offset": offset}
+    return {"items": items[offset : offset + limit], "limit": limit, "offset": offset}

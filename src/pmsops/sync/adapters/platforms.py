@@ -44,8 +44,9 @@ ADAPTERS: dict[str, type[HttpPlatformAdapter]] = {
 }
 
 
-def adapter_for(platform: str, base_url: str | None, token: str | None, client, timeout: float = 30.0,
-                idempotency_key: str | None = None) -> HttpPlatformAdapter:
+def adapter_for(
+    platform: str, base_url: str | None, token: str | None, client, timeout: float = 30.0, idempotency_key: str | None = None
+) -> HttpPlatformAdapter:
     if platform not in ADAPTERS:
         raise ValidationFailed(f"unknown platform {platform!r} (expected one of {', '.join(ADAPTERS)})")
     if not base_url:
