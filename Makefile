@@ -11,7 +11,8 @@ demo: setup
 	$(VENV)/bin/pmsops demo
 
 test: setup
-	$(VENV)/bin/ruff format --check --quiet src tests bench || { echo "make test: code not formatted: run $(VENV)/bin/ruff format src tests bench"; exit 1; }
+	$(VENV)/bin/ruff format --check --quiet src tests bench || { echo "make test: code not formatted: run make format"; exit 1; }
+	$(VENV)/bin/ruff check --select E501 --quiet src tests bench || { echo "make test: lines over 150 characters (above)"; exit 1; }
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 bench: setup

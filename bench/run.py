@@ -45,7 +45,8 @@ def record(name: str, ours: float, theirs: float | None, target: str, ok: bool, 
     RESULTS.append({"name": name, "ours": ours, "baseline": theirs, "ratio": ratio, "target": target, "met": ok, "unit": unit, "note": note})
     shown_ratio = f"{ratio:.3f}" if ratio is not None else "-"
     print(
-        f"  {name:<58} ours {ours:9.3f} {unit:<6} baseline {theirs if theirs is not None else '-':>9} ratio {shown_ratio:>7}  target {target:<10} {'met' if ok else 'MISSED'}",
+        f"  {name:<58} ours {ours:9.3f} {unit:<6} baseline {theirs if theirs is not None else '-':>9} ratio {shown_ratio:>7}  target {target:<10}"
+        f" {'met' if ok else 'MISSED'}",
         flush=True,
     )
 
@@ -152,7 +153,8 @@ def bench_live(sandbox, runs: int) -> None:
     )
     asyncpg_default = 60.0
     print(
-        f"    (for reference: asyncpg's default connect timeout is {asyncpg_default:.0f} s; redis-cli ping and celery inspect ping hang on a black hole)"
+        f"    (for reference: asyncpg's default connect timeout is {asyncpg_default:.0f} s; redis-cli ping and celery inspect ping hang on a black"
+        " hole)"
     )
 
 
@@ -704,8 +706,9 @@ def scale_out_exactness(rig: Rig) -> dict:
     breaker_ok = opened_at is not None and expedia.failures_to_open <= len(failures) <= expedia.failures_to_open + in_flight - 1 and not late
     client.delete("pmsops:circuit:expedia")
     summary = (
-        f"rate limit: {len(times)} calls for one airbnb account in {span:.2f} s (bucket allows it in {ideal:.2f} s), {max(excess, 0)} over the bucket in any window; "
-        f"breaker: opened after {len(failures) - len(late)} expedia calls (threshold {expedia.failures_to_open}, ≤ {in_flight} in flight), {len(late)} after it opened"
+        f"rate limit: {len(times)} calls for one airbnb account in {span:.2f} s (bucket allows it in {ideal:.2f} s), {max(excess, 0)} over the bucket"
+        f" in any window; breaker: opened after {len(failures) - len(late)} expedia calls (threshold {expedia.failures_to_open}, ≤ {in_flight} in"
+        f" flight), {len(late)} after it opened"
     )
     print("    exactness with 2 worker processes: " + summary, flush=True)
     return {"exact": excess <= 0 and len(times) >= 45 and breaker_ok, "summary": summary}
@@ -722,7 +725,8 @@ def _google_connections(env: dict[str, str], count: int, platform: str = "google
         for i in range(count):
             cid = uuid.uuid4()
             await conn.execute(
-                "INSERT INTO channel_connections (id, agency_id, property_id, platform_type, platform_listing_id, access_token_encrypted) VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO channel_connections (id, agency_id, property_id, platform_type, platform_listing_id, access_token_encrypted) VALUES ($1,"
+                " $2, $3, $4, $5, $6)",
                 cid,
                 agency,
                 prop,

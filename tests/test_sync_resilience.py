@@ -119,7 +119,8 @@ def test_reap_marks_stale_running_logs_failed(cli, sync_db):
     run(
         sync_db,
         lambda c: c.execute(
-            "INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at) VALUES ($1::uuid, 'pricing_update', 'running', 'stale-task', now() - interval '90 minutes')",
+            "INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at) VALUES ($1::uuid, 'pricing_update',"
+            " 'running', 'stale-task', now() - interval '90 minutes')",
             ids["connection_id"],
         ),
     )
@@ -150,7 +151,8 @@ def test_a_triggered_log_whose_message_was_lost_is_re_sent_and_completes(redis_s
     run(
         sync_db,
         lambda c: c.execute(
-            "INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at) VALUES ($1::uuid, 'bookings_sync', 'triggered', 'orphan-task', now() - interval '5 minutes')",
+            "INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at) VALUES ($1::uuid, 'bookings_sync',"
+            " 'triggered', 'orphan-task', now() - interval '5 minutes')",
             ids["connection_id"],
         ),
     )
@@ -169,7 +171,10 @@ def test_the_sweeper_fails_only_what_it_cannot_re_send_and_never_an_operation_th
         redis_server, 10, sync_db, fake_platform.url, SYNC_REAP_INTERVAL="0.3", SYNC_RESEND_AFTER="0.5", SYNC_LOG_STALE_MINUTES=str(2 / 60)
     )
     ids = seed_connection(sync_db)
-    insert = "INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at) VALUES ($1::uuid, $2, $3, $4, now() - interval '5 minutes')"
+    insert = (
+        "INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at) VALUES ($1::uuid, $2, $3, $4, now() - interval '5"
+        " minutes')"
+    )
     # a legacy operation no task can run (nothing to re-send), and one waiting in the worker for its countdown
     run(sync_db, lambda c: c.execute(insert, ids["connection_id"], "bookings_import", "running", "legacy-task"))
     run(sync_db, lambda c: c.execute(insert, ids["connection_id"], "pricing_update", "triggered", "waiting-task"))
@@ -191,7 +196,10 @@ def test_sync_reap_leaves_operations_that_are_still_queued_open(cli, redis_serve
     broker = redis_server.url_for_db(11)  # no worker consumes this database: the messages stay queued
     ids = seed_connection(sync_db)
     queued, lost = str(uuid.uuid4()), str(uuid.uuid4())
-    insert = "INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at) VALUES ($1::uuid, 'availability_update', 'triggered', $2, now() - interval '1 minute')"
+    insert = (
+        "INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at) VALUES ($1::uuid, 'availability_update',"
+        " 'triggered', $2, now() - interval '1 minute')"
+    )
     for task_id in (queued, lost):
         run(sync_db, lambda c: c.execute(insert, ids["connection_id"], task_id))
     sender_for(broker)("pmsops.sync.availability_push", ids["connection_id"], queued)

@@ -70,7 +70,8 @@ def test_check_constraint_rejecting_an_operation_type_is_reported(cli, scratch_d
         )
         await conn.execute(f"ALTER TABLE channel_sync_logs DROP CONSTRAINT {name}")
         await conn.execute(
-            "ALTER TABLE channel_sync_logs ADD CONSTRAINT old_ops CHECK (operation_type IN ('availability_update', 'pricing_update', 'bookings_import'))"
+            "ALTER TABLE channel_sync_logs ADD CONSTRAINT old_ops CHECK (operation_type IN ('availability_update', 'pricing_update',"
+            " 'bookings_import'))"
         )
         await conn.execute("ALTER TABLE channel_sync_logs DROP COLUMN batch_id")
 

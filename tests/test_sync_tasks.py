@@ -205,7 +205,8 @@ def test_a_trigger_does_not_fail_an_older_open_log_it_cannot_see_in_the_broker(s
     run(
         sync_db,
         lambda c: c.execute(
-            "INSERT INTO channel_sync_logs (connection_id, operation_type, status, updated_at) VALUES ($1::uuid, 'availability_update', 'running', now() - interval '2 hours')",
+            "INSERT INTO channel_sync_logs (connection_id, operation_type, status, updated_at) VALUES ($1::uuid, 'availability_update', 'running',"
+            " now() - interval '2 hours')",
             ids["connection_id"],
         ),
     )
@@ -261,7 +262,8 @@ def test_a_late_retry_notice_does_not_reopen_a_failed_log(sync_db):
     run(
         sync_db,
         lambda c: c.execute(
-            "INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, details) VALUES ($1::uuid, 'pricing_update', 'failed', 'late-notice', '{\"retry_count\": 3}')",
+            "INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, details) VALUES ($1::uuid, 'pricing_update', 'failed',"
+            " 'late-notice', '{\"retry_count\": 3}')",
             ids["connection_id"],
         ),
     )

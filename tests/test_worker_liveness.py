@@ -73,8 +73,8 @@ def test_liveness_check_imports_no_celery_kombu_redis_or_asyncpg(tmp_path):
 
 def test_module_liveness_imports_only_the_beacon_reader(tmp_path):
     code = (
-        "import sys\nfrom pmsops.worker.alive import main\ncode = main([])\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'celery', 'kombu', 'redis', 'typer', 'rich', 'click'} or m.startswith('pmsops.')))\n"
+        "import sys\nfrom pmsops.worker.alive import main\ncode = main([])\nprint(sorted(m for m in sys.modules if m.split('.')[0] in {'celery',"
+        " 'kombu', 'redis', 'typer', 'rich', 'click'} or m.startswith('pmsops.')))\n"
     )
     done = subprocess.run(
         [sys.executable, "-P", "-c", code], env=_env(WORKER_BEACON_FILE=str(tmp_path / "none")), capture_output=True, text=True, timeout=30

@@ -26,8 +26,10 @@ STATUS_TABLE: dict[int, StatusInfo] = {
     401: StatusInfo(
         401,
         "Unauthorized",
-        "Missing or invalid token: 'Token has expired', or 'Invalid authentication token' when the backend's SUPABASE_JWT_SECRET/JWT_SECRET differs from GoTrue's",
-        "Re-fetch the JWT (pmsops token); if it persists, compare the JWT secrets of backend and Supabase (pmsops token --verify); check CHANNEL_MANAGER_ENABLED=true",
+        "Missing or invalid token: 'Token has expired', or 'Invalid authentication token' when the backend's SUPABASE_JWT_SECRET/JWT_SECRET differs"
+        " from GoTrue's",
+        "Re-fetch the JWT (pmsops token); if it persists, compare the JWT secrets of backend and Supabase (pmsops token --verify); check"
+        " CHANNEL_MANAGER_ENABLED=true",
     ),
     403: StatusInfo(
         403,
@@ -77,16 +79,20 @@ TOPICS: dict[str, dict[str, str]] = {
         "section": "Coolify / Nixpacks Quirks › COOLIFY_URL Null Issue",
         "symptom": 'the Coolify/Nixpacks build of the worker fails with "COOLIFY_URL is null" (or similar) before any pmsops or Celery code runs',
         "cause": "the build reads COOLIFY_URL and it is unset or empty in the service's build-time environment; the worker itself does not use it",
-        "fix": "add COOLIFY_URL=https://coolify.example.com (any non-empty value works for the worker) to the service's Environment Variables, "
-        "ticked for build AND runtime, then redeploy; check with: pmsops host env-diff pms-backend pms-worker-v2",
+        "fix": (
+            "add COOLIFY_URL=https://coolify.example.com (any non-empty value works for the worker) to the service's Environment Variables, "
+            "ticked for build AND runtime, then redeploy; check with: pmsops host env-diff pms-backend pms-worker-v2"
+        ),
     },
     "start-command": {
         "title": "Start Command Quoting Issues",
         "section": "Coolify / Nixpacks Quirks › Start Command Quoting Issues",
         "symptom": 'the Nixpacks build breaks, or the worker starts with a literal "$CELERY_BROKER_URL" as its broker',
         "cause": "Nixpacks may take quotes around $VARIABLES in the Coolify Start Command literally during the build",
-        "fix": "keep the Start Command simple (bash /app/scripts/ops/start_worker.sh, or celery -A … worker -l INFO) and put CELERY_BROKER_URL and "
-        "CELERY_RESULT_BACKEND in the environment; check with: pmsops host worker-cmd",
+        "fix": (
+            "keep the Start Command simple (bash /app/scripts/ops/start_worker.sh, or celery -A … worker -l INFO) and put CELERY_BROKER_URL and "
+            "CELERY_RESULT_BACKEND in the environment; check with: pmsops host worker-cmd"
+        ),
     },
 }
 """Runbook quirks that have no status code: ``pmsops explain coolify-url``."""

@@ -147,10 +147,16 @@ def likely_cause(raw_in_url: str | None, decoded: str | None, requirepass: str) 
     truncated = decoded is not None and decoded != requirepass and requirepass.startswith(decoded)
     if requirepass in (raw_in_url, unquote(raw_in_url)) and any(c in raw_in_url for c in "/?#[]"):
         if truncated:
-            return "the URL's password is a truncated prefix of requirepass (a raw '/', '?' or '#' in it ends the host part): encode it with pmsops encode-redis-password"
+            return (
+                "the URL's password is a truncated prefix of requirepass (a raw '/', '?' or '#' in it ends the host part): encode it with pmsops"
+                " encode-redis-password"
+            )
         return "the URL holds the raw password and its raw '/', '?', '#', '[' or ']' breaks the URL: encode it with pmsops encode-redis-password"
     if decoded is not None and requirepass in (encode_password(decoded), quote(decoded)):
-        return "Redis's requirepass holds the *encoded* password (the URL is decoded, Redis is not): put the raw password in Redis, the encoded one in the URL (or, if the password really contains '%xx', write each '%' as %25 in the URL)"
+        return (
+            "Redis's requirepass holds the *encoded* password (the URL is decoded, Redis is not): put the raw password in Redis, the encoded one in"
+            " the URL (or, if the password really contains '%xx', write each '%' as %25 in the URL)"
+        )
     if raw_in_url == requirepass and _ESCAPE.search(raw_in_url):
         return "the URL holds the raw password but parsers decode the %xx in it: encode it with pmsops encode-redis-password ('%' becomes %25)"
     if raw_in_url == requirepass:

@@ -202,7 +202,8 @@ def _check_password_characters(report: UrlReport, password: str) -> None:
         report.add(
             "error",
             "raw-delimiter",
-            f"password contains raw {chars}: URL parsers end the host part there (must be encoded: {', '.join(encode_password(c) for c in structural)})",
+            f"password contains raw {chars}: URL parsers end the host part there (must be encoded:"
+            f" {', '.join(encode_password(c) for c in structural)})",
         )
     if any(c in password for c in _BRACKETS):
         report.add("error", "raw-bracket", "password contains raw '[' or ']': parsers fail with \"Invalid IPv6 URL\" (encode as %5B %5D)")
@@ -220,13 +221,15 @@ def _check_password_characters(report: UrlReport, password: str) -> None:
         report.add(
             "warning",
             "partially-encoded",
-            f"password mixes %xx escapes ({len(escapes)}) with raw special characters: the escapes are decoded, the raw characters kept; if the real password contains a literal '%', it must be written %25",
+            f"password mixes %xx escapes ({len(escapes)}) with raw special characters: the escapes are decoded, the raw characters kept; if the real"
+            " password contains a literal '%', it must be written %25",
         )
     elif escapes:
         report.add(
             "note",
             "encoded",
-            f"password is URL-encoded: {len(escapes)} escape(s) decoded by the parsers (if the real password literally contains '%', write it as %25)",
+            f"password is URL-encoded: {len(escapes)} escape(s) decoded by the parsers (if the real password literally contains '%', write it as"
+            " %25)",
         )
     if stray_percent:
         report.add(
@@ -239,7 +242,9 @@ def _check_password_characters(report: UrlReport, password: str) -> None:
         report.add(
             "warning",
             "raw-special",
-            f"password contains raw {chars}: redis-py and kombu keep these literally (they decode with unquote, not unquote_plus), but the runbook requires encoding them and other clients read '+' as a space; encode with urllib.parse.quote(pw, safe='') (quote_plus is wrong: it writes a space as '+')",
+            f"password contains raw {chars}: redis-py and kombu keep these literally (they decode with unquote, not unquote_plus), but the runbook"
+            " requires encoding them and other clients read '+' as a space; encode with urllib.parse.quote(pw, safe='') (quote_plus is wrong: it"
+            " writes a space as '+')",
         )
     if non_ascii:
         report.add(
@@ -259,7 +264,8 @@ def lint_redis_url(url: str, name: str = "URL") -> UrlReport:
         report.add(
             "error",
             "leading-whitespace",
-            'whitespace before the scheme (a copy-paste artefact): redis-py rejects the URL ("Redis URL must specify one of the following schemes") and kombu reads it as no host and no password',
+            'whitespace before the scheme (a copy-paste artefact): redis-py rejects the URL ("Redis URL must specify one of the following schemes")'
+            " and kombu reads it as no host and no password",
         )
     if url != url.rstrip():
         report.add(
@@ -293,7 +299,8 @@ def lint_redis_url(url: str, name: str = "URL") -> UrlReport:
         report.add(
             "warning",
             "username",
-            f"a user name is set (len {len(unquote(intended.username))}): Redis usually has none; clients will AUTH as that ACL user (write redis://:<PASSWORD>@<HOST> for requirepass)",
+            f"a user name is set (len {len(unquote(intended.username))}): Redis usually has none; clients will AUTH as that ACL user (write"
+            " redis://:<PASSWORD>@<HOST> for requirepass)",
         )
     if password is not None:
         if password == "":
@@ -375,16 +382,15 @@ def _check_tls_options(report: UrlReport, intended: IntendedUrl, name: str) -> N
             report.add(
                 "note",
                 "tls-default",
-                "rediss:// without ssl_cert_reqs: redis-py verifies the certificate (the CA must be trusted or given as ssl_cert_reqs=required&ssl_ca_certs=…); "
-                "Celery needs the option spelled out, and the runbook uses one URL for all three",
+                "rediss:// without ssl_cert_reqs: redis-py verifies the certificate (the CA must be trusted or given as"
+                " ssl_cert_reqs=required&ssl_ca_certs=…); Celery needs the option spelled out, and the runbook uses one URL for all three",
             )
         elif name == "CELERY_BROKER_URL":
             report.add(
                 "error",
                 "tls-no-cert-reqs",
-                "rediss:// without ssl_cert_reqs: kombu (Celery's broker) then does not verify the server certificate "
-                '("defaulting to insecure SSL behaviour"), and as result backend Celery refuses it at start ("A rediss:// URL must have parameter ssl_cert_reqs"): '
-                + fix,
+                "rediss:// without ssl_cert_reqs: kombu (Celery's broker) then does not verify the server certificate (\"defaulting to insecure SSL"
+                ' behaviour"), and as result backend Celery refuses it at start ("A rediss:// URL must have parameter ssl_cert_reqs"): ' + fix,
             )
         else:
             report.add(
@@ -444,13 +450,15 @@ def _compare_with_parsers(report: UrlReport) -> None:
         report.add(
             "error",
             "wrong-host",
-            f"clients read a different host (len {len(report.effective_host or '')}, a piece of the password) and a truncated password (len {pw_len}): a raw '/', '?' or '#' in the password ends the host part",
+            f"clients read a different host (len {len(report.effective_host or '')}, a piece of the password) and a truncated password (len"
+            f" {pw_len}): a raw '/', '?' or '#' in the password ends the host part",
         )
     elif intended.password and (report.effective_password or "") != unquote(intended.password):
         report.add(
             "error",
             "password-differs",
-            f"clients read a different password (len {len(report.effective_password or '')}) than the one written (len {len(unquote(intended.password))}): URL parsers drop tabs and line breaks; encode the password",
+            f"clients read a different password (len {len(report.effective_password or '')}) than the one written (len"
+            f" {len(unquote(intended.password))}): URL parsers drop tabs and line breaks; encode the password",
         )
     try:
         kombu = parse_with_kombu(report.url.strip())
@@ -528,7 +536,8 @@ def compare_redis_urls(reports: list[UrlReport]) -> list[Finding]:
                 Finding(
                     "warning",
                     "differs-db",
-                    f"{other.name} uses db {other.effective_db}, {reference.name} db {reference.effective_db}: allowed, but the runbook gives all three the same URL",
+                    f"{other.name} uses db {other.effective_db}, {reference.name} db {reference.effective_db}: allowed, but the runbook gives all"
+                    " three the same URL",
                 )
             )
     return findings

@@ -19,7 +19,6 @@ from pmsops.redaction import register_secret
 from pmsops.results import Result
 from pmsops.settings import Settings
 
-
 REQUIRED_CLAIMS = ("exp", "sub", "aud")
 """Claims a backend token must carry: without ``exp`` it would be valid forever; ``sub`` is the user;
 ``aud`` says which service it is for. The reference API (pmsops.sandbox.auth) requires the same."""
@@ -166,7 +165,10 @@ def verify(token: str, secret: str, audience: str | None) -> Result:
         return results.fail(
             "verify",
             "signature does not match the secret",
-            hint="the backend's SUPABASE_JWT_SECRET/JWT_SECRET differs from GoTrue's: copy it exactly (the API answers 401 'Invalid authentication token')",
+            hint=(
+                "the backend's SUPABASE_JWT_SECRET/JWT_SECRET differs from GoTrue's: copy it exactly (the API answers 401 'Invalid authentication"
+                " token')"
+            ),
         )
     except jwt.PyJWTError as exc:
         return results.fail("verify", f"cannot verify: {exc}")

@@ -272,7 +272,10 @@ def active(
             f"{len(stuck)} task(s) running longer than {stuck_after:g} s",
             notes=notes,
             details=details,
-            hint="a hanging task holds a worker slot and its sync log stays 'running': check CELERY_TIME_LIMIT and the platform's responsiveness; pmsops sync reap marks stale logs failed",
+            hint=(
+                "a hanging task holds a worker slot and its sync log stays 'running': check CELERY_TIME_LIMIT and the platform's responsiveness;"
+                " pmsops sync reap marks stale logs failed"
+            ),
         )
     summary = f"{len(rows)} task(s) running on {len(got.replies)} worker(s)"
     return results.ok(name, summary, notes=notes, details=details)
@@ -290,7 +293,10 @@ def stats(url: str, timeout: float = 3.0, destination: list[str] | None = None, 
     for worker, info in sorted(got.replies.items()):
         pool = info.get("pool", {})
         total = sum((info.get("total") or {}).values())
-        line = f"{worker}: pid {info.get('pid')}, pool {pool.get('implementation', '?').split(':')[-1]} x{pool.get('max-concurrency', '?')}, {total} tasks processed, up {info.get('uptime', 0)} s"
+        line = (
+            f"{worker}: pid {info.get('pid')}, pool {pool.get('implementation', '?').split(':')[-1]} x{pool.get('max-concurrency', '?')}, {total}"
+            f" tasks processed, up {info.get('uptime', 0)} s"
+        )
         notes.append(line)
         details[worker] = {
             "pid": info.get("pid"),

@@ -56,8 +56,10 @@ def _ssl_failure(exc: BaseException) -> tuple[str, str, str] | None:
         return (
             "ssl-required",
             f"the server accepts this user only over SSL (pg_hba.conf: hostssl) and the connection did not use SSL: {text.splitlines()[0]}",
-            "remove sslmode=disable (asyncpg's default, prefer, uses SSL when offered) or set sslmode=require; "
-            "sslmode=verify-full&sslrootcert=/path/to/ca.pem also verifies the server",
+            (
+                "remove sslmode=disable (asyncpg's default, prefer, uses SSL when offered) or set sslmode=require; "
+                "sslmode=verify-full&sslrootcert=/path/to/ca.pem also verifies the server"
+            ),
         )
     if "no pg_hba.conf entry" in lowered and "ssl encryption" in lowered:
         return (
@@ -69,7 +71,10 @@ def _ssl_failure(exc: BaseException) -> tuple[str, str, str] | None:
         return (
             "ssl-unavailable",
             "the server does not offer SSL (ssl = off), and the URL demands it (sslmode=require/verify-ca/verify-full)",
-            "turn SSL on at the server (ssl = on with a certificate), or use sslmode=prefer (SSL when offered) or sslmode=disable on a private network",
+            (
+                "turn SSL on at the server (ssl = on with a certificate), or use sslmode=prefer (SSL when offered) or sslmode=disable on a private"
+                " network"
+            ),
         )
     if isinstance(exc, ssl.SSLCertVerificationError) or "certificate verify failed" in lowered:
         why = (
@@ -80,8 +85,10 @@ def _ssl_failure(exc: BaseException) -> tuple[str, str, str] | None:
         return (
             "ssl-untrusted",
             f"the server certificate was not accepted ({why})",
-            "sslrootcert must be the CA that signed the server certificate; with verify-full the URL's host must be one of the certificate's names "
-            "(sslmode=verify-ca checks the CA only)",
+            (
+                "sslrootcert must be the CA that signed the server certificate; with verify-full the URL's host must be one of the certificate's"
+                " names (sslmode=verify-ca checks the CA only)"
+            ),
         )
     return None
 
@@ -110,7 +117,10 @@ def _classify_db_error(exc: BaseException, host, port, timeout: float) -> tuple[
     failure = classify(exc, host, port, timeout, "PostgreSQL")
     hint = failure.hint
     if failure.kind == "dns":
-        hint = f"cannot resolve {host!r}: the worker/backend is not on the Supabase network (docker network connect <supabase-network> <container>; docker restart <container>)"
+        hint = (
+            f"cannot resolve {host!r}: the worker/backend is not on the Supabase network (docker network connect <supabase-network> <container>;"
+            " docker restart <container>)"
+        )
     return failure.kind, failure.summary, hint
 
 
@@ -277,8 +287,10 @@ def _verdict(name: str, url: str, reading: Reading, masked: str, session: Sessio
             f"{masked}: search_path names schema(s) that do not exist: {missing}",
             notes=notes,
             details=details,
-            hint="unqualified table names then fail with 'relation … does not exist': fix search_path (URL ?search_path=, options=-csearch_path=, "
-            "or ALTER ROLE … SET search_path) or create the schema",
+            hint=(
+                "unqualified table names then fail with 'relation … does not exist': fix search_path (URL ?search_path=, options=-csearch_path=, "
+                "or ALTER ROLE … SET search_path) or create the schema"
+            ),
         )
     if session.pooler:
         cache, why = worker_statement_cache()
@@ -290,8 +302,10 @@ def _verdict(name: str, url: str, reading: Reading, masked: str, session: Sessio
                 f"{masked}: a transaction pooler is in front, and the workers would cache prepared statements ({why})",
                 notes=notes,
                 details={**details, "worker_statement_cache_size": cache},
-                hint="syncs fail with 'prepared statement \"__asyncpg_stmt_…\" does not exist': unset DB_STATEMENT_CACHE_SIZE "
-                "(or set it to 0) and DB_TRANSACTION_POOLER=true",
+                hint=(
+                    "syncs fail with 'prepared statement \"__asyncpg_stmt_…\" does not exist': unset DB_STATEMENT_CACHE_SIZE "
+                    "(or set it to 0) and DB_TRANSACTION_POOLER=true"
+                ),
             )
         summary += ", transaction pooler in front (workers: no prepared statements)"
         details["worker_statement_cache_size"] = cache

@@ -52,7 +52,8 @@ def classify(exc: BaseException, host: str | None, port: int | None, timeout: fl
         return Failure(
             "dns",
             f"cannot resolve host {host!r}",
-            f"DNS failure: this container is not on {what}'s Docker network (docker network connect …), or the host name is wrong; DNS can also flap for 30-60 s after a deploy",
+            f"DNS failure: this container is not on {what}'s Docker network (docker network connect …), or the host name is wrong; DNS can also flap"
+            " for 30-60 s after a deploy",
         )
     if any(isinstance(e, (TimeoutError, socket.timeout)) for e in chain) or "timed out" in text or "timeout" in text:
         return Failure(
@@ -77,7 +78,8 @@ def classify(exc: BaseException, host: str | None, port: int | None, timeout: fl
             return Failure(
                 "no-socket",
                 f"no socket at {where}",
-                f"{what} is not running, or its socket is elsewhere: compare the path with the server's unixsocket setting and the volume that shares it",
+                f"{what} is not running, or its socket is elsewhere: compare the path with the server's unixsocket setting and the volume that"
+                " shares it",
             )
         if any(isinstance(e, PermissionError) for e in chain) or "permission denied" in text or "error 13 " in text:
             return Failure(

@@ -122,24 +122,29 @@ def auth_hint(url: str) -> str:
     user = unquote(raw.user) if raw and raw.user and raw.password is not None else None
     escapes = bool(raw and raw.password and unquote(raw.password) != raw.password)
     encoding = (
-        (
-            "the password's %xx escapes are decoded before AUTH: a '%' that is part of the real password must be written %25 "
-            "(pmsops encode-redis-password)"
-        )
+        "the password's %xx escapes are decoded before AUTH: a '%' that is part of the real password must be written %25 "
+        "(pmsops encode-redis-password)"
         if escapes
         else None
     )
     if user and user != "default":
         steps = [
-            f"the server has no enabled ACL user {user!r} with the password given; look the user up on the server (ACL GETUSER {user}, users.acl, "
-            "or the provider's console): it may be disabled ('off'), missing, or have another password",
+            (
+                f"the server has no enabled ACL user {user!r} with the password given; look the user up on the server (ACL GETUSER {user}, users.acl,"
+                " or the provider's console): it may be disabled ('off'), missing, or have another password"
+            ),
             f"the URL form for an ACL user is redis://{user}:PASSWORD@HOST:PORT/DB",
         ]
     else:
         steps = [
-            "requirepass differs from the URL's password — run pmsops compare-password-hash (and pmsops redis-url check for encoding slips, "
-            "such as '+' written for a space)",
-            "the server uses ACL users and its default user is disabled (or has another password), so the URL must name the user — redis://USER:PASSWORD@HOST:PORT/DB",
+            (
+                "requirepass differs from the URL's password — run pmsops compare-password-hash (and pmsops redis-url check for encoding slips, "
+                "such as '+' written for a space)"
+            ),
+            (
+                "the server uses ACL users and its default user is disabled (or has another password), so the URL must name the user —"
+                " redis://USER:PASSWORD@HOST:PORT/DB"
+            ),
         ]
         if raw and raw.password is None and raw.userinfo:
             steps.insert(0, "the URL has no ':' before the password: write redis://:PASSWORD@HOST:PORT/DB")
@@ -190,7 +195,10 @@ def tls_failure(url: str, reading: Reading, exc: BaseException, timeout: float) 
             return (
                 "tls-expected",
                 f"{host}:{port} speaks TLS, the URL plain redis:// (the server reset the connection)",
-                "use rediss:// with ssl_cert_reqs and ssl_ca_certs: rediss://:PASSWORD@HOST:PORT/0?ssl_cert_reqs=required&ssl_ca_certs=/path/to/ca.pem",
+                (
+                    "use rediss:// with ssl_cert_reqs and ssl_ca_certs:"
+                    " rediss://:PASSWORD@HOST:PORT/0?ssl_cert_reqs=required&ssl_ca_certs=/path/to/ca.pem"
+                ),
             )
     if scheme == "rediss":
         if "certificate verify failed" in text or "certificate_verify_failed" in text:
@@ -198,7 +206,10 @@ def tls_failure(url: str, reading: Reading, exc: BaseException, timeout: float) 
             return (
                 "tls-untrusted",
                 f"TLS certificate of {host}:{port} was not accepted ({why})",
-                "give the server's CA: add ssl_ca_certs=/path/to/ca.pem to the URL (ssl_cert_reqs=none skips the check: traffic is then open to interception)",
+                (
+                    "give the server's CA: add ssl_ca_certs=/path/to/ca.pem to the URL (ssl_cert_reqs=none skips the check: traffic is then open to"
+                    " interception)"
+                ),
             )
         if speaks_plain_redis(host, port, budget):
             return (

@@ -27,7 +27,10 @@ RESOLVE_OPTION = typer.Option(
     None,
     "--resolve",
     metavar="NAME",
-    help="Host name to resolve inside the container; repeatable (default: the hosts of its DATABASE_URL and REDIS_URL, else supabase-db and coolify-redis).",
+    help=(
+        "Host name to resolve inside the container; repeatable (default: the hosts of its DATABASE_URL and REDIS_URL, else supabase-db and"
+        " coolify-redis)."
+    ),
 )
 
 

@@ -18,9 +18,11 @@ from pmsops.cli.lazy import LazyGroup
 
 app = typer.Typer(
     name="pmsops",
-    help="The channel-manager operations runbook as commands: Redis URLs, live checks, the worker, syncs, smoke tests.\n\n"
-    "Global options (--env-file, --context, --debug, --no-color) work before or after the command. "
-    "Exit codes: 0 ok (warnings allowed), 1 failed (or warned, with --strict), 2 bad input or nothing checked, 130 interrupted.",
+    help=(
+        "The channel-manager operations runbook as commands: Redis URLs, live checks, the worker, syncs, smoke tests.\n\n"
+        "Global options (--env-file, --context, --debug, --no-color) work before or after the command. "
+        "Exit codes: 0 ok (warnings allowed), 1 failed (or warned, with --strict), 2 bad input or nothing checked, 130 interrupted."
+    ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=True,
@@ -60,12 +62,18 @@ def _global(
         None,
         "--fingerprint-salt",
         metavar="SALT",
-        help="Salt every fingerprint with SALT (default: random per run; env PMSOPS_FINGERPRINT_SALT). Use one SALT on two machines to compare their fingerprints.",
+        help=(
+            "Salt every fingerprint with SALT (default: random per run; env PMSOPS_FINGERPRINT_SALT). Use one SALT on two machines to compare their"
+            " fingerprints."
+        ),
     ),
     reveal_fingerprint: bool = typer.Option(
         False,
         "--reveal-fingerprint",
-        help='Show the runbook\'s unsalted sha256 prefix (echo -n "$PW" | sha256sum | cut -c1-16) instead of salted fingerprints: reversible for weak passwords.',
+        help=(
+            'Show the runbook\'s unsalted sha256 prefix (echo -n "$PW" | sha256sum | cut -c1-16) instead of salted fingerprints: reversible for weak'
+            " passwords."
+        ),
     ),
 ) -> None:
     """Global options may come before or after the command: pmsops doctor --env-file /root/pms_env.sh."""

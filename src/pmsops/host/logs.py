@@ -48,8 +48,9 @@ SIGNALS: tuple[Signal, ...] = (
         "fail",
         re.compile(r"Authentication required|invalid username-password pair|NOAUTH|WRONGPASS", re.I),
         "Redis rejects the worker's password",
-        "compare each Redis URL of {container} (REDIS_URL, CELERY_BROKER_URL, CELERY_RESULT_BACKEND) with Redis's requirepass: pmsops host check "
-        "--worker {container} names the wrong one (one URL: pmsops compare-password-hash --container coolify-redis; runbook: Redis Authentication Errors)",
+        "compare each Redis URL of {container} (REDIS_URL, CELERY_BROKER_URL, CELERY_RESULT_BACKEND) with Redis's requirepass: pmsops host check"
+        " --worker {container} names the wrong one (one URL: pmsops compare-password-hash --container coolify-redis; runbook: Redis Authentication"
+        " Errors)",
     ),
     Signal(
         "refused",

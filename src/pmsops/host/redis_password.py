@@ -64,7 +64,10 @@ def _from_command(container: Container) -> RequirePass | None:
             return RequirePass(
                 value,
                 source,
-                note="the command passes an unexpanded $VARIABLE (exec form: no shell expands it), so Redis's password is that literal text, not the variable's value",
+                note=(
+                    "the command passes an unexpanded $VARIABLE (exec form: no shell expands it), so Redis's password is that literal text, not the"
+                    " variable's value"
+                ),
             )
         if container.env.get(variable):
             return RequirePass(container.env[variable], f"{source} ${variable} (env {variable})")

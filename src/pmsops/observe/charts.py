@@ -70,8 +70,8 @@ def outcomes_chart(buckets: list[dict[str, Any]], platforms: list[str], bucket_s
                     h = (lane - 10) * n / peak
                     base -= h
                     body.append(
-                        f'<rect class="bar {cls}" x="{x + 1:.1f}" y="{base:.1f}" width="{max(1.0, width - 2):.1f}" height="{h:.1f}" fill="{COLORS[cls]}">'
-                        f"<title>{escape(platform)}: {n} {OUTCOME[cls]}</title></rect>"
+                        f'<rect class="bar {cls}" x="{x + 1:.1f}" y="{base:.1f}" width="{max(1.0, width - 2):.1f}" height="{h:.1f}"'
+                        f' fill="{COLORS[cls]}"><title>{escape(platform)}: {n} {OUTCOME[cls]}</title></rect>'
                     )
         if not mine:
             body.append(_text(LEFT + 6, top + lane / 2 + 4, "no syncs", size=10, fill=COLORS["axis"]))
@@ -108,7 +108,8 @@ def timeline_chart(events: list[dict[str, Any]], platforms: list[str], now: floa
         else:
             r = 2.5 + 1.5 * min(3, int(event.get("retry") or 1))
             body.append(
-                f'<circle class="event retry" cx="{x:.1f}" cy="{y:.1f}" r="{r:.1f}" fill="{COLORS["retry"]}" fill-opacity="0.8"><title>{label}</title></circle>'
+                f'<circle class="event retry" cx="{x:.1f}" cy="{y:.1f}" r="{r:.1f}" fill="{COLORS["retry"]}"'
+                f' fill-opacity="0.8"><title>{label}</title></circle>'
             )
     body += _time_axis(height - 22, span_s)
     return _svg("timeline", "Retries and errors on a timeline", height, body)
@@ -128,7 +129,8 @@ def queue_chart(queues: list[dict[str, Any]], reserved: int | None) -> str:
         body.append(_text(LEFT - 8, y + 15, name, "end"))
         w = plot * n / peak
         body.append(
-            f'<rect class="bar {cls}" x="{LEFT}" y="{y + 4}" width="{max(w, 1.0):.1f}" height="{lane - 8}" fill="{COLORS[cls]}"><title>{escape(name)}: {n}</title></rect>'
+            f'<rect class="bar {cls}" x="{LEFT}" y="{y + 4}" width="{max(w, 1.0):.1f}" height="{lane - 8}"'
+            f' fill="{COLORS[cls]}"><title>{escape(name)}: {n}</title></rect>'
         )
         body.append(_text(LEFT + max(w, 1.0) + 6, y + 15, str(n)))
     if not rows:

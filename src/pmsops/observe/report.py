@@ -393,15 +393,18 @@ def snapshot_results(snap: dict[str, Any]) -> list[Result]:
 
 
 SYNC_EVIDENCE_QUERIES = {
-    "failed": f"""
+    "failed": (
+        f"""
         SELECT l.id::text AS id, l.connection_id::text AS connection_id, l.operation_type, l.direction, l.status, l.error, l.task_id,
                COALESCE(l.details->>'platform', c.platform_type) AS platform, l.details->>'error_type' AS error_type,
                l.details->>'retry_count' AS retry_count, extract(epoch FROM l.created_at)::float8 AS created_at,
                extract(epoch FROM l.updated_at)::float8 AS updated_at
         FROM channel_sync_logs l LEFT JOIN channel_connections c ON c.id = l.connection_id
         WHERE l.status = 'failed' AND l.created_at > now() - make_interval(secs => $1::float8)
-        ORDER BY l.created_at DESC LIMIT {RECENT_FAILED}""",
-    "buckets": """
+        ORDER BY l.created_at DESC LIMIT {RECENT_FAILED}"""
+    ),
+    "buckets": (
+        """
         SELECT COALESCE(l.details->>'platform', c.platform_type) AS platform,
                floor(extract(epoch FROM now() - l.created_at)::float8 / $2::float8)::int AS bucket,
                CASE WHEN l.status = ANY(ARRAY['success', 'failed']) THEN l.status ELSE 'retrying' END AS status, count(*)::int AS n
@@ -409,29 +412,36 @@ SYNC_EVIDENCE_QUERIES = {
         WHERE l.status = ANY(ARRAY['triggered', 'queued', 'running', 'success', 'failed'])
           AND l.created_at > now() - make_interval(secs => $1::float8)
           AND (l.status = ANY(ARRAY['success', 'failed']) OR COALESCE((l.details->>'retry_count')::int, 0) > 0)
-        GROUP BY 1, 2, 3""",
-    "events": f"""
+        GROUP BY 1, 2, 3"""
+    ),
+    "events": (
+        f"""
         SELECT COALESCE(l.details->>'platform', c.platform_type) AS platform, l.status, l.details->>'error_type' AS error_type,
                COALESCE((l.details->>'retry_count')::int, 0) AS retry, extract(epoch FROM l.updated_at)::float8 AS at
         FROM channel_sync_logs l LEFT JOIN channel_connections c ON c.id = l.connection_id
         WHERE l.status = ANY(ARRAY['triggered', 'queued', 'running', 'success', 'failed', 'cancelled'])
           AND l.created_at > now() - make_interval(secs => $1::float8)
           AND (l.status = 'failed' OR COALESCE((l.details->>'retry_count')::int, 0) > 0)
-        ORDER BY l.updated_at DESC LIMIT {EVENTS_LIMIT}""",
-    "first_failures": """
+        ORDER BY l.updated_at DESC LIMIT {EVENTS_LIMIT}"""
+    ),
+    "first_failures": (
+        """
         SELECT COALESCE(l.details->>'platform', c.platform_type) AS platform, COALESCE(l.details->>'error_type', 'unknown') AS error_type,
                count(*)::int AS n, extract(epoch FROM min(l.created_at))::float8 AS first_at, extract(epoch FROM max(l.updated_at))::float8 AS last_at
         FROM channel_sync_logs l LEFT JOIN channel_connections c ON c.id = l.connection_id
         WHERE l.status = 'failed' AND l.created_at > now() - make_interval(secs => $1::float8)
-        GROUP BY 1, 2 ORDER BY first_at""",
-    "retrying": """
+        GROUP BY 1, 2 ORDER BY first_at"""
+    ),
+    "retrying": (
+        """
         SELECT COALESCE(l.details->>'platform', c.platform_type) AS platform, count(*)::int AS n,
                string_agg(DISTINCT COALESCE(l.details->>'error_type', 'unknown'), ', ') AS error_types,
                extract(epoch FROM min(l.created_at))::float8 AS first_at
         FROM channel_sync_logs l LEFT JOIN channel_connections c ON c.id = l.connection_id
         WHERE l.status = ANY(ARRAY['triggered', 'queued', 'running']) AND l.created_at > now() - make_interval(secs => $1::float8)
           AND (COALESCE((l.details->>'retry_count')::int, 0) > 0 OR l.details ? 'next_retry_seconds')  -- waits (open breaker) spend no retry
-        GROUP BY 1 ORDER BY first_at""",
+        GROUP BY 1 ORDER BY first_at"""
+    ),
 }
 
 
@@ -705,7 +715,8 @@ def markdown(payload: dict[str, Any], sections: list[Section], evidence: dict[st
         out += ["| | what is failing | since | runbook section | fix |", "|---|---|---|---|---|"]
         for item in payload["summary"]:
             out.append(
-                f"| {item['status'].upper()} | **{_md_cell(item['name'])}**: {_md_cell(item['what'])} | {item['since']} | {_md_cell(item['runbook'])} | {_md_cell(item['fix'])} |"
+                f"| {item['status'].upper()} | **{_md_cell(item['name'])}**: {_md_cell(item['what'])} | {item['since']} | {_md_cell(item['runbook'])}"
+                f" | {_md_cell(item['fix'])} |"
             )
     else:
         out.append("Nothing is failing.")
@@ -730,7 +741,8 @@ h1{font-size:22px}h2{font-size:18px;border-bottom:1px solid #ddd;padding-bottom:
 table{border-collapse:collapse;width:100%;margin:8px 0}td,th{border:1px solid #ddd;padding:4px 6px;text-align:left;vertical-align:top}
 th{background:#f5f5f5}.fail{color:#c62828;font-weight:600}.warn{color:#ef6c00;font-weight:600}.ok{color:#2e7d32}.skip{color:#888}
 pre{background:#f7f7f7;border:1px solid #e5e5e5;padding:8px;overflow:auto;font-size:12px;max-height:420px}
-.chart{display:block;margin:8px 0;width:100%;height:auto;background:#fff;border:1px solid #eee}.badge{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff}
+.chart{display:block;margin:8px 0;width:100%;height:auto;background:#fff;border:1px solid #eee}
+.badge{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff}
 .badge.fail{background:#c62828}.badge.warn{background:#ef6c00}.badge.ok{background:#2e7d32}.badge.skip{background:#888}
 """
 
@@ -766,9 +778,14 @@ def html_page(payload: dict[str, Any], sections: list[Section], evidence: dict[s
     queues = snap.get("queues") or {}
     chart_html = [
         "<h3>Sync outcomes per platform over time</h3>",
-        charts.outcomes_chart(syncs.get("buckets") or [], list(PLATFORMS), float(syncs.get("bucket_seconds") or bucket_seconds_for(since)), since)
-        if syncs
-        else f'<p class="fail">no sync data: {_h(str((payload["sections"].get("sync-logs") or {}).get("error") or "sync-logs section failed"))}</p>',
+        (
+            charts.outcomes_chart(syncs.get("buckets") or [], list(PLATFORMS), float(syncs.get("bucket_seconds") or bucket_seconds_for(since)), since)
+            if syncs
+            else (
+                '<p class="fail">no sync data:'
+                f" {_h(str((payload['sections'].get('sync-logs') or {}).get('error') or 'sync-logs section failed'))}</p>"
+            )
+        ),
         "<h3>Retries and errors on a timeline</h3>",
         charts.timeline_chart(events, list(PLATFORMS), now, since) if syncs else "",
         "<h3>Queue depth</h3>",
@@ -805,7 +822,8 @@ def html_page(payload: dict[str, Any], sections: list[Section], evidence: dict[s
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>pmsops report — {_h(payload["context"])} — {_h(payload["generated_at"])}</title><style>{CSS}</style></head>
 <body><h1>pmsops report — {_h(payload["context"])}</h1>
-<p>Generated {_h(payload["generated_at"])}; window: last {_h(payload["since"])}; overall <span class="badge {_h(payload["status"])}">{_h(payload["status"])}</span></p>
+<p>Generated {_h(payload["generated_at"])}; window: last {_h(payload["since"])};
+overall <span class="badge {_h(payload["status"])}">{_h(payload["status"])}</span></p>
 <h2 id="summary">Summary</h2>{summary}
 <h2 id="charts">Charts</h2>{"".join(chart_html)}
 <h2 id="details">Details</h2>{"".join(details)}

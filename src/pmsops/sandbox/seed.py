@@ -49,7 +49,8 @@ async def seed(conn, encryption_key: str, users: dict[str, str]) -> dict[str, An
         seeblick = props["seeblick"][0]
         for start, nights, ref in ((3, 4, "DIRECT-1001"), (15, 7, "DIRECT-1002")):
             await conn.execute(
-                "INSERT INTO bookings (property_id, platform, external_id, guest_name, check_in, check_out) VALUES ($1, 'direct', $2, 'Guest', $3, $4)",
+                "INSERT INTO bookings (property_id, platform, external_id, guest_name, check_in, check_out) VALUES ($1, 'direct', $2, 'Guest',"
+                " $3, $4)",
                 seeblick,
                 ref,
                 today + timedelta(days=start),
@@ -58,7 +59,8 @@ async def seed(conn, encryption_key: str, users: dict[str, str]) -> dict[str, An
         for index, (platform, prop, agency, status) in enumerate(connections):
             cid, listing = uuid.uuid4(), f"{platform.upper()}-{1000 + index}"
             await conn.execute(
-                """INSERT INTO channel_connections (id, agency_id, property_id, platform_type, platform_listing_id, status, access_token_encrypted, created_at)
+                """INSERT INTO channel_connections
+                   (id, agency_id, property_id, platform_type, platform_listing_id, status, access_token_encrypted, created_at)
                    VALUES ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8))""",
                 cid,
                 agency,

@@ -61,11 +61,13 @@ async def mark_running(db, task_id: str, details: dict[str, Any]) -> dict[str, A
     reopened, nor a log whose stored ``retry_count`` is newer, nor a failure by a late notice."""
     return _row(
         await db.fetchrow(
-            f"""UPDATE channel_sync_logs SET status = 'running', error = NULL, details = details || $2::text::jsonb || '{{"in_flight": false}}'::jsonb, updated_at = now()
+            f"""UPDATE channel_sync_logs SET status = 'running', error = NULL,
+                   details = details || $2::text::jsonb || '{{"in_flight": false}}'::jsonb, updated_at = now()
             WHERE task_id = $1 AND status <> ALL($3::text[])
               -- a late retry notice never reopens a log that moved on (a newer attempt, or a final failure)
               AND (COALESCE((details->>'retry_count')::int, 0) < COALESCE(($2::text::jsonb->>'retry_count')::int, 1000000)
-                   OR (status <> 'failed' AND COALESCE((details->>'retry_count')::int, 0) = COALESCE(($2::text::jsonb->>'retry_count')::int, 1000000)))
+                   OR (status <> 'failed'
+                        AND COALESCE((details->>'retry_count')::int, 0) = COALESCE(($2::text::jsonb->>'retry_count')::int, 1000000)))
             RETURNING {_COLUMNS}""",
             task_id,
             json.dumps(details),
@@ -97,7 +99,8 @@ async def start_running(db, task_id: str, connection_id, details: dict[str, Any]
                        FROM channel_connections cc LEFT JOIN properties p ON p.id = cc.property_id
                        WHERE cc.id = $2 AND cc.deleted_at IS NULL),
                  l AS (UPDATE channel_sync_logs SET status = 'running', error = NULL, updated_at = now(),
-                           details = details || $3::text::jsonb || COALESCE((SELECT jsonb_build_object('platform', platform_type, 'property_id', property_id) FROM c), '{{}}'::jsonb)
+                           details = details || $3::text::jsonb
+                                || COALESCE((SELECT jsonb_build_object('platform', platform_type, 'property_id', property_id) FROM c), '{{}}'::jsonb)
                                -- an attempt that starts while another is marked in flight: that one died or still runs
                                -- (a redelivery); either may have reached the platform, so it is counted, not hidden
                                || jsonb_build_object('in_flight', true, 'interrupted', COALESCE((details->>'interrupted')::int, 0)
@@ -116,7 +119,8 @@ async def start_running(db, task_id: str, connection_id, details: dict[str, Any]
 async def finish_success(db, task_id: str, connection_id, details: dict[str, Any]) -> None:
     """One round trip for a task's end: log ``success`` and the connection's ``last_sync_at``."""
     await db.execute(
-        """WITH s AS (UPDATE channel_sync_logs SET status = 'success', error = NULL, details = details || $2::text::jsonb || '{"in_flight": false}'::jsonb, updated_at = now()
+        """WITH s AS (UPDATE channel_sync_logs SET status = 'success', error = NULL,
+                          details = details || $2::text::jsonb || '{"in_flight": false}'::jsonb, updated_at = now()
                       WHERE task_id = $1 RETURNING 1)
            UPDATE channel_connections SET last_sync_at = now(), updated_at = now() WHERE id = $3""",
         task_id,
@@ -129,7 +133,8 @@ async def mark_failed(db, task_id: str, error: str, details: dict[str, Any]) -> 
     """``failed`` with the error text; a log that already succeeded stays successful."""
     return _row(
         await db.fetchrow(
-            f"""UPDATE channel_sync_logs SET status = 'failed', error = $2, details = details || $3::text::jsonb || '{{"in_flight": false}}'::jsonb, updated_at = now()
+            f"""UPDATE channel_sync_logs SET status = 'failed', error = $2,
+                   details = details || $3::text::jsonb || '{{"in_flight": false}}'::jsonb, updated_at = now()
             WHERE task_id = $1 AND status <> 'success' RETURNING {_COLUMNS}""",
             task_id,
             error,
@@ -201,7 +206,8 @@ async def list_logs(db, connection_id, limit: int = 50, offset: int = 0, **filte
             clauses.append(f"{column} = ${len(args)}")
     args += [limit, offset]
     rows = await db.fetch(
-        f"SELECT {_COLUMNS} FROM channel_sync_logs WHERE {' AND '.join(clauses)} ORDER BY created_at DESC, id LIMIT ${len(args) - 1} OFFSET ${len(args)}",
+        f"SELECT {_COLUMNS} FROM channel_sync_logs WHERE {' AND '.join(clauses)} ORDER BY created_at DESC, id LIMIT ${len(args) - 1} OFFSET"
+        f" ${len(args)}",
         *args,
     )
     return [_row(r) for r in rows]

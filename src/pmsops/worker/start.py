@@ -49,8 +49,9 @@ def timezone_problem() -> str | None:
     except zoneinfo.ZoneInfoNotFoundError:
         where = ", ".join(zoneinfo.TZPATH) or "TZPATH (empty)"
         return (
-            "no time-zone data: 'UTC' is not in " + where + " and the tzdata package is not installed; "
-            "Celery would exit at start with \"No module named 'tzdata'\""
+            "no time-zone data: 'UTC' is not in "
+            + where
+            + " and the tzdata package is not installed; Celery would exit at start with \"No module named 'tzdata'\""
         )
     return None
 
@@ -126,6 +127,6 @@ def check_working_directory(path: str | None = None) -> None:
     foreign_group_write = info.st_mode & 0o020 and info.st_gid not in (0, os.getegid())
     if info.st_mode & 0o002 or foreign_group_write or info.st_uid not in (0, os.geteuid()):
         raise UsageError(
-            f"refusing to start the worker from {directory}: other users can write to it (mode {stat.S_IMODE(info.st_mode):o}, uid {info.st_uid}, gid {info.st_gid}) "
-            "and Celery imports the app from the working directory; cd to the app's directory first"
+            f"refusing to start the worker from {directory}: other users can write to it (mode {stat.S_IMODE(info.st_mode):o}, uid {info.st_uid}, gid"
+            f" {info.st_gid}) and Celery imports the app from the working directory; cd to the app's directory first"
         )

@@ -67,7 +67,8 @@ def _address(url: str | None, variable: str, kind: str) -> tuple[str | None, int
     address = read_url(url, "asyncpg" if kind == "postgres" else "redis-py", variable).address
     if address.socket:
         raise UsageError(
-            f"{variable} names a Unix socket ({address.socket}): wait-for-deps probes TCP; set {'WORKER_WAIT_DB' if kind == 'postgres' else 'WORKER_WAIT_REDIS'}_HOST and _PORT"
+            f"{variable} names a Unix socket ({address.socket}): wait-for-deps probes TCP; set"
+            f" {'WORKER_WAIT_DB' if kind == 'postgres' else 'WORKER_WAIT_REDIS'}_HOST and _PORT"
         )
     return address.host, address.port
 
