@@ -3,7 +3,7 @@
 Each scenario: two real workers (threads ×4 and prefork ×2, product defaults) on a real redis-server with
 ``appendonly yes``, the real PostgreSQL, the fake platform behind a counting proxy (the platform-side counts
 are per operation: every call carries the task id as ``Idempotency-Key``). ``FAULT_SYNCS`` full syncs
-(3 operations each; 30 by default on two cores, ``PMSOPS_FAULT_SYNCS=150`` for the issue's 450 operations)
+(3 operations each; 150 by default, the issue's 450 operations; ``PMSOPS_FAULT_SYNCS=30`` for a quicker local run)
 at 15 triggers/s, the fault while they are in flight, then a settle window of at most 150 s. Every test
 asserts the same figures from the database and the proxy: 0 lost, 0 open, 0 duplicates not recorded in
 their log, 0 untrue final statuses, no secret in any log.
