@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from pmsops.errors import UsageError
 from pmsops.redaction import REDACTOR
-from pmsops.urlread import read_url
+from pmsops.urlread import asyncpg_parse, read_url
 
 
 @pytest.fixture(autouse=True)
@@ -311,25 +311,8 @@ def _oracle_backend(url: str) -> dict:
 
 
 def _oracle_asyncpg(url: str) -> dict:
-    from asyncpg import connect_utils
 
-    addrs, params = connect_utils._parse_connect_dsn_and_args(
-        dsn=url,
-        host=None,
-        port=None,
-        user=None,
-        password=None,
-        passfile=None,
-        database=None,
-        ssl=None,
-        service=None,
-        servicefile=None,
-        direct_tls=None,
-        server_settings=None,
-        target_session_attrs=None,
-        krbsrvname=None,
-        gsslib=None,
-    )
+    addrs, params = asyncpg_parse(url)
     first = addrs[0]
     address = first if isinstance(first, str) else f"{'[' + first[0] + ']' if ':' in first[0] else first[0]}:{first[1]}"
     return {

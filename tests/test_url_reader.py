@@ -9,30 +9,13 @@ from __future__ import annotations
 import pytest
 
 from pmsops.errors import UsageError
-from pmsops.urlread import mask_url, read_url
+from pmsops.urlread import asyncpg_parse, mask_url, read_url
 
 
 def test_raw_at_in_database_password_names_asyncpgs_reading_not_the_supabase_network(cli):
-    from asyncpg import connect_utils
 
     url = "postgresql://user:p@ss@dbhost.invalid/db"
-    addrs, params = connect_utils._parse_connect_dsn_and_args(
-        dsn=url,
-        host=None,
-        port=None,
-        user=None,
-        password=None,
-        passfile=None,
-        database=None,
-        ssl=None,
-        service=None,
-        servicefile=None,
-        direct_tls=None,
-        server_settings=None,
-        target_session_attrs=None,
-        krbsrvname=None,
-        gsslib=None,
-    )
+    addrs, params = asyncpg_parse(url)
     assert (addrs[0][0], params.password) == ("ss@dbhost.invalid", "p")  # what asyncpg really does
 
     result = cli("check", "db", "--url", url)

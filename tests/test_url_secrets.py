@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from pmsops.errors import UsageError
 from pmsops.redaction import REDACTOR, redact
-from pmsops.urlread import read_url, register_url_secrets
+from pmsops.urlread import asyncpg_parse, read_url, register_url_secrets
 
 SENTINELS = [
     "PrefixQz7/tail",  # the reproduction
@@ -184,25 +184,8 @@ def _library_errors(url: str) -> list[str]:
         urlsplit(url).port
 
     def asyncpg():
-        from asyncpg import connect_utils
 
-        connect_utils._parse_connect_dsn_and_args(
-            dsn=url.replace("redis://", "postgresql://", 1),
-            host=None,
-            port=None,
-            user=None,
-            password=None,
-            passfile=None,
-            database=None,
-            ssl=None,
-            service=None,
-            servicefile=None,
-            direct_tls=None,
-            server_settings=None,
-            target_session_attrs=None,
-            krbsrvname=None,
-            gsslib=None,
-        )
+        asyncpg_parse(url.replace("redis://", "postgresql://", 1))
 
     attempts = [redis_py, kombu, split, asyncpg]
     for attempt in attempts:

@@ -591,20 +591,15 @@ def asyncpg_dsn(url: str) -> tuple[str, str | None]:
     return text, None
 
 
-def _read_asyncpg(url: str, name: str) -> Reading:
-    """asyncpg's own DSN parser (``connect_utils._parse_connect_dsn_and_args``), without connecting."""
+def asyncpg_parse(dsn: str):
+    """asyncpg's own DSN reading, without connecting: (addresses, connection parameters).
+
+    A private asyncpg function (``connect_utils._parse_connect_dsn_and_args``), called in
+    this one place so that a change of its signature has one home.
+    """
     from asyncpg import connect_utils
 
-    dsn, note = asyncpg_dsn(url)
-    match = SCHEME.match(dsn)
-    scheme = match.group(1) if match else ""
-    if scheme.lower() not in ("postgresql", "postgres"):
-        raise UsageError(
-            f"{name}: unknown database scheme {scheme + '://'!r} (asyncpg accepts postgresql:// and postgres://; postgresql+asyncpg:// is normalised)"
-        )
-    if scheme != scheme.lower():
-        raise UsageError(f"{name}: asyncpg accepts only the lower-case schemes postgresql:// and postgres://, not {scheme + '://'!r}")
-    addrs, params = connect_utils._parse_connect_dsn_and_args(
+    return connect_utils._parse_connect_dsn_and_args(
         dsn=dsn,
         host=None,
         port=None,
@@ -621,6 +616,21 @@ def _read_asyncpg(url: str, name: str) -> Reading:
         krbsrvname=None,
         gsslib=None,
     )
+
+
+def _read_asyncpg(url: str, name: str) -> Reading:
+    """asyncpg's own DSN parser (``connect_utils._parse_connect_dsn_and_args``), without connecting."""
+
+    dsn, note = asyncpg_dsn(url)
+    match = SCHEME.match(dsn)
+    scheme = match.group(1) if match else ""
+    if scheme.lower() not in ("postgresql", "postgres"):
+        raise UsageError(
+            f"{name}: unknown database scheme {scheme + '://'!r} (asyncpg accepts postgresql:// and postgres://; postgresql+asyncpg:// is normalised)"
+        )
+    if scheme != scheme.lower():
+        raise UsageError(f"{name}: asyncpg accepts only the lower-case schemes postgresql:// and postgres://, not {scheme + '://'!r}")
+    addrs, params = asyncpg_parse(dsn)
     addresses = [Address(socket=a) if isinstance(a, str) else Address(a[0], int(a[1])) for a in addrs]
     raw = split_raw(dsn)
     fallback = None
