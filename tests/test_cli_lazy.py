@@ -21,11 +21,12 @@ def _modules_after(argv: list[str]) -> dict:
         import contextlib, io, json, sys
         from pmsops.cli.main import main
 
+        CLIENTS = ("redis", "kombu", "celery", "asyncpg")
         sys.stdin = io.StringIO("pw\\\\n")
         out = io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
             code = main({argv!r})
-        loaded = sorted(m for m in sys.modules if m.startswith("pmsops.cli.") or m in ("pmsops.render", "pmsops.redaction"))
+        loaded = sorted(m for m in sys.modules if m.startswith("pmsops.cli.") or m in ("pmsops.render", "pmsops.redaction") + CLIENTS)
         print(json.dumps({{"exit": code, "loaded": loaded, "out": out.getvalue()}}))
         """
     )
@@ -55,3 +56,23 @@ def test_a_sub_command_of_a_lazily_loaded_group_runs_and_shows_its_help():
 
     assert report["exit"] == 0
     assert "Usage: pmsops sync trigger" in report["out"]
+
+
+CLIENT_PACKAGES = {"redis", "kombu", "celery", "asyncpg"}
+
+
+def test_redis_url_check_reads_a_plain_url_without_importing_a_client_library():
+    # redis-py's reading is modelled for lower-case redis:// and rediss:// URLs without a query
+    # (tests/test_url_redis_py_model.py pins the model to redis-py): start-up stays a bare Typer app's
+    report = _modules_after(["redis-url", "check", "redis://:p%2Bss%3Dw%40rd@127.0.0.1:6379/0"])
+
+    assert report["exit"] == 0
+    assert [m for m in report["loaded"] if m in CLIENT_PACKAGES] == []
+    assert "host 127.0.0.1, port 6379, db 0" in report["out"]
+
+
+def test_redis_url_check_asks_redis_py_itself_outside_the_models_domain():
+    report = _modules_after(["redis-url", "check", "redis://:p%2Bss@127.0.0.1:6379/0?socket_timeout=3"])
+
+    assert report["exit"] == 0
+    assert [m for m in report["loaded"] if m in CLIENT_PACKAGES] == ["kombu", "redis"]  # the lint's kombu rules cover no query either

@@ -9,7 +9,9 @@ before any client sees it:
   the **last** ``@``), and every candidate fragment of the password, as any parser
   could cut it, is registered with the redactor (:func:`register_url_secrets`);
 - the *client's* reading comes from the client's own parser: redis-py
-  (``ConnectionPool.from_url`` and its connection class) for ``REDIS_URL``, kombu's
+  (``ConnectionPool.from_url`` and its connection class; for a lower-case ``redis://``
+  or ``rediss://`` URL without a query, a model of them that tests pin to the installed
+  redis-py, see :func:`redis_py_model_applies`) for ``REDIS_URL``, kombu's
   ``Connection`` for ``CELERY_BROKER_URL``, Celery's ``RedisBackend`` (its
   ``connparams``) for ``CELERY_RESULT_BACKEND``, asyncpg's DSN parser (without
   connecting) for ``DATABASE_URL``; nothing connects;
@@ -22,7 +24,8 @@ The answer (:class:`Reading`) names the address the client will really use: the
 first host of a list, the socket, or the fallback when the URL has no host
 (redis-py: ``localhost:6379``).
 
-Heavy parsers are imported inside functions, so ``pmsops --help`` stays light.
+Heavy parsers are imported inside functions, so ``pmsops --help`` stays light, and
+``redis-url check`` reads a plain Redis URL without importing redis-py (~0.1-0.2 s).
 """
 
 from __future__ import annotations
@@ -426,10 +429,71 @@ def read_url(url: str, client: str, name: str = "URL") -> Reading:
 # --- the readers: one per client, each asking the client's own code ---------------------------
 
 
-def _read_redis_py(url: str, name: str) -> Reading:
-    """redis-py: ``ConnectionPool.from_url`` and the connection it would build (no I/O)."""
-    import redis
+@dataclass(frozen=True)
+class RedisPyConnection:
+    """What redis-py's connection would hold: the URL's keyword arguments and the connection's own attributes."""
 
+    kwargs: dict
+    """What the URL sets of the connection's keyword arguments (redis-py's ``parse_url``; ``connection_class`` left out)."""
+    host: str | None
+    port: int | None
+    db: str
+    path: str | None
+    tls: bool
+
+
+def redis_py_model_applies(url: str) -> bool:
+    """Whether :func:`redis_py_connection_model` reads ``url`` exactly as redis-py does (proven domain).
+
+    The domain: the URL starts with the lower-case ``redis://`` or ``rediss://`` and holds no
+    ``?`` anywhere (so no query: redis-py's per-option parsers and the options they add to the
+    connection never come in). Every other character is allowed: raw or encoded passwords,
+    ``/ # @ : [ ] ; %``, blanks, tabs, line breaks, non-ASCII, IPv6 literals, any port or path
+    text, the errors ``urlparse`` raises (port, IPv6). Outside it (``unix://``, upper-case
+    schemes, a query, anything else) redis-py itself reads the URL.
+    ``tests/test_url_redis_py_model.py`` pins model and library against each other on
+    arbitrary URLs of the domain (the :class:`Reading`, or the exception's type and text).
+    """
+    return url.startswith(("redis://", "rediss://")) and "?" not in url
+
+
+def redis_py_connection_model(url: str) -> RedisPyConnection:
+    """redis-py's ``ConnectionPool.from_url(url)`` and the connection it builds, without importing
+    redis-py (~0.1-0.2 s of start-up): :func:`pmsops.urls.redis_py_rules` (``parse_url``), then the
+    connection's defaults (``localhost``, 6379, db 0) and ``SSLConnection`` for ``rediss://``.
+    Only inside :func:`redis_py_model_applies`; raises ``ValueError`` as ``parse_url`` does."""
+    from pmsops.urls import redis_py_rules
+
+    if not redis_py_model_applies(url):
+        raise ValueError("the redis-py model reads only redis:// and rediss:// URLs without a query")
+    kwargs = redis_py_rules(url)
+    return RedisPyConnection(
+        kwargs, kwargs.get("host", "localhost"), int(kwargs.get("port", 6379)), str(kwargs.get("db", 0)), None, url.startswith("rediss://")
+    )
+
+
+def redis_py_connection_library(url: str) -> RedisPyConnection:
+    """redis-py's own reading: ``ConnectionPool.from_url`` and the connection it would build (no I/O)."""
+    import redis
+    from redis.connection import parse_url
+
+    pool = redis.ConnectionPool.from_url(url)
+    conn = pool.connection_class(**pool.connection_kwargs)
+    # the URL's part of the keyword arguments (the pool adds its own: orig_host_address, maint_notifications_config, …)
+    kwargs = {k: v for k, v in parse_url(url).items() if k != "connection_class"}
+    path = getattr(conn, "path", None)
+    if path:
+        return RedisPyConnection(kwargs, None, None, str(conn.db), path, isinstance(conn, redis.SSLConnection))
+    return RedisPyConnection(kwargs, conn.host, int(conn.port), str(conn.db), None, isinstance(conn, redis.SSLConnection))
+
+
+def redis_py_connection(url: str) -> RedisPyConnection:
+    """redis-py's reading of ``url``: by the proven model inside its domain, by redis-py itself outside."""
+    return redis_py_connection_model(url) if redis_py_model_applies(url) else redis_py_connection_library(url)
+
+
+def _read_redis_py(url: str, name: str) -> Reading:
+    """redis-py: ``ConnectionPool.from_url`` and the connection it would build (no I/O), see :func:`redis_py_connection`."""
     scheme = url.split("://", 1)[0]
     if scheme.lower() not in ("redis", "rediss", "unix"):
         raise UsageError(
@@ -437,7 +501,7 @@ def _read_redis_py(url: str, name: str) -> Reading:
             hint="the runbook's form is redis://:<PASSWORD>@coolify-redis:6379/0",
         )
     try:
-        pool = redis.ConnectionPool.from_url(url)
+        conn = redis_py_connection(url)
     except ValueError as exc:
         if scheme != scheme.lower() and "must specify one of the following schemes" in str(exc):
             # the installed redis-py compares schemes case-sensitively (newer releases accept REDIS://)
@@ -445,15 +509,10 @@ def _read_redis_py(url: str, name: str) -> Reading:
                 f"{name}: redis-py rejects the upper-case scheme {scheme + '://'!r} (it accepts only lower-case redis://, rediss:// and unix://)"
             ) from None
         raise
-    conn = pool.connection_class(**pool.connection_kwargs)
-    kwargs = pool.connection_kwargs
-    path = getattr(conn, "path", None)
-    if path:
-        addresses = [Address(socket=path)]
-    else:
-        addresses = [Address(conn.host, int(conn.port))]
+    kwargs = conn.kwargs
+    addresses = [Address(socket=conn.path)] if conn.path else [Address(conn.host, conn.port)]
     fallback = None
-    if not path and "host" not in kwargs:
+    if not conn.path and "host" not in kwargs:
         fallback = (
             "no host in the URL: redis-py falls back to localhost:6379"
             if "port" not in kwargs
@@ -472,8 +531,8 @@ def _read_redis_py(url: str, name: str) -> Reading:
         addresses,
         kwargs.get("username"),
         kwargs.get("password"),
-        str(conn.db),
-        tls=isinstance(conn, redis.SSLConnection),
+        conn.db,
+        tls=conn.tls,
         options=options,
         fallback=fallback,
     )

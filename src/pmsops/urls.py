@@ -421,16 +421,19 @@ def _check_tls_options(report: UrlReport, intended: IntendedUrl, name: str) -> N
 
 
 def _compare_with_parsers(report: UrlReport) -> None:
-    """Parse with redis-py and kombu and report where they disagree with the author."""
+    """Parse with redis-py and kombu and report where they disagree with the author.
+
+    By their rules (:func:`parse_redis_url`, :func:`parse_kombu_url`) where those are pinned to the
+    libraries, by the libraries themselves otherwise (a query): ``redis-url check`` starts without them."""
     intended = report.intended
     assert intended is not None
     url = report.url.strip()
     try:
-        parsed = parse_with_redis_py(url)
+        parsed = parse_redis_url(url)
     except ValueError as exc:
         problem = _sanitise_parser_error(exc)
         try:
-            parse_with_kombu(url)
+            parse_kombu_url(url)
         except ValueError as kombu_exc:
             kombu_problem = _sanitise_parser_error(kombu_exc)
             if kombu_problem == problem:
@@ -461,7 +464,7 @@ def _compare_with_parsers(report: UrlReport) -> None:
             f" {len(unquote(intended.password))}): URL parsers drop tabs and line breaks; encode the password",
         )
     try:
-        kombu = parse_with_kombu(report.url.strip())
+        kombu = parse_kombu_url(report.url.strip())
     except ValueError as exc:
         report.add("error", "kombu-error", f"kombu (Celery's broker layer) cannot parse it: {_sanitise_parser_error(exc)}")
         return
@@ -472,7 +475,7 @@ def _compare_with_parsers(report: UrlReport) -> None:
 def _compare_with_kombu_only(report: UrlReport) -> None:
     """A kombu socket URL: only kombu reads it; the socket path stands in for the host."""
     try:
-        kombu = parse_with_kombu(report.url.strip())
+        kombu = parse_kombu_url(report.url.strip())
     except ValueError as exc:
         report.add("error", "kombu-error", f"kombu (Celery's broker layer) cannot parse it: {_sanitise_parser_error(exc)}")
         return
