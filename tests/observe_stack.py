@@ -29,14 +29,24 @@ def _redis(env: dict[str, str]):
     return client_for(env["REDIS_URL"], 3.0)
 
 
-def _trigger_full_syncs(env: dict[str, str], platform: str, count: int) -> list[str]:
+def _api(env: dict[str, str]):
     from pmsops.api.client import ApiClient
     from pmsops.api.token import obtain
     from pmsops.settings import Settings
 
-    with ApiClient(env["PMS_API_URL"], obtain(Settings.from_environ(env)).token) as client:
+    return ApiClient(env["PMS_API_URL"], obtain(Settings.from_environ(env)).token)
+
+
+def connection_of(env: dict[str, str], platform: str) -> str:
+    """The sandbox's connection id for ``platform`` (one per platform)."""
+    with _api(env) as client:
         items, _ = client.list_connections()
-        cid = next(c["id"] for c in items if c["platform_type"] == platform)
+        return next(c["id"] for c in items if c["platform_type"] == platform)
+
+
+def _trigger_full_syncs(env: dict[str, str], platform: str, count: int) -> list[str]:
+    cid = connection_of(env, platform)
+    with _api(env) as client:
         return [t for _ in range(count) for t in client.trigger_sync(cid, "full")["task_ids"]]
 
 
@@ -58,7 +68,8 @@ def _wait_for(condition, timeout: float, what: str):
     return wait_until(condition, timeout, f"waiting for {what}: not done")
 
 
-def _reset_limits(env: dict[str, str]) -> None:
+def reset_limits(env: dict[str, str]) -> None:
+    """Close every breaker and refill every bucket: what one test did to a platform never decides another's verdict."""
     client = _redis(env)
     try:
         keys = list(client.scan_iter("pmsops:circuit:*")) + list(client.scan_iter("pmsops:ratelimit:*"))
@@ -87,5 +98,5 @@ def outage(sandbox):
         yield Outage(str(sandbox.env_path), env, str(sandbox.directory / "worker.log"), platform, opened_at, task_ids)
     finally:
         sandbox.start("platform")
-        _reset_limits(env)
+        reset_limits(env)
         sandbox.start("worker")

@@ -11,14 +11,15 @@ from pmsops.cli.common import (
     API_OPTION,
     HTTP_TIMEOUT_OPTION,
     JSON_OPTION,
-    JUNIT_OPTION,
+    PLAIN,
     QUIET_OPTION,
-    STRICT_OPTION,
     WAIT_OPTION,
+    ReportOptions,
     api_client,
     finish,
     finish_results,
     output,
+    report_options,
     settings,
     state,
     stream,
@@ -52,7 +53,7 @@ def token(
     secret = None
     if verify:
         secret = env.get("SUPABASE_JWT_SECRET") or env.require("JWT_SECRET", hint="--verify needs SUPABASE_JWT_SECRET or JWT_SECRET")
-    finish_results(describe(info, secret, env.get("JWT_AUDIENCE")), "token", json_mode)
+    finish_results(describe(info, secret, env.get("JWT_AUDIENCE")), "token", ReportOptions(json_mode))
 
 
 @connections_app.command("list")
@@ -69,22 +70,20 @@ def connections_list(
 
     with api_client(api, timeout) as client:
         items, response = client.list_connections(limit, offset)
-    finish_results([connections_result(items, bool(response.redirected_from))], "connections list", json_mode, quiet=quiet)
+    finish_results([connections_result(items, bool(response.redirected_from))], "connections list", ReportOptions(json_mode, quiet=quiet))
 
 
+@report_options
 def smoke(
     connection: Optional[str] = typer.Option(None, "--connection", help="Connection id (default CID, else the first listed)."),
     sync_type: str = typer.Option("full", "--sync-type", "--type", "-t", help="full, availability, pricing or bookings."),
     wait: float = WAIT_OPTION,
     timeout: float = HTTP_TIMEOUT_OPTION,
     no_trigger: bool = typer.Option(False, "--no-trigger", help="Run the read-only steps 1-4 only (nothing is written)."),
-    junit: Optional[str] = JUNIT_OPTION,
     suite_name: Optional[str] = typer.Option(
         None, "--suite-name", help="Context in the JUnit suite name and classname (default: the active context, PMSOPS_CONTEXT, else the API host)."
     ),
-    json_mode: bool = JSON_OPTION,
-    strict: bool = STRICT_OPTION,
-    quiet: bool = QUIET_OPTION,
+    report: ReportOptions = PLAIN,
 ) -> None:
     """The runbook's Quick Smoke: env → token → /health/ready → connection → trigger → logs, each step shown as it ends."""
     from pmsops.api.smoke import LABELS, SLOTS, run_smoke, suite_context
@@ -105,12 +104,9 @@ def smoke(
         "smoke",
         SLOTS,
         go,
-        json_mode,
-        strict,
-        quiet,
+        report,
         title=f"pmsops smoke (Quick Smoke, {context})",
         labels=LABELS,
-        junit=junit,
         junit_context=context,
         extra=lambda: {"context": {**(holder["run"].context if "run" in holder else {}), "suite": context}},
     )

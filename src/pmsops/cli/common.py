@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import NoReturn, Optional
 
 import typer
 
@@ -74,6 +74,61 @@ TIMEOUT_OPTION = typer.Option(3.0, "--timeout", min=0.1, callback=finite, help="
 HTTP_TIMEOUT_OPTION = typer.Option(10.0, "--timeout", min=0.1, callback=finite, help="Connect and read timeout of each HTTP call, in seconds.")
 API_OPTION = typer.Option(None, "--url", "--api", help="API base URL (default PMS_API_URL, API, API_BASE_URL or BACKEND_URL).")
 WAIT_OPTION = typer.Option(60.0, "--wait", min=1, callback=finite, metavar="SECONDS", help="How long to wait for the sync to reach a final status.")
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """How a command reports: ``--json``, ``--strict``, ``--quiet``, ``--junit FILE``, travelling as one value."""
+
+    json_mode: bool = False
+    strict: bool = False
+    quiet: bool = False
+    junit: str | None = None
+
+
+PLAIN = ReportOptions()
+
+
+def fold_options(parameter: str, make, declared: tuple):
+    """A decorator that gives a command options declared once and hands them to it as one value.
+
+    Why: many commands take the same group of options (how to report; which Celery workers to
+    ask); as with sqlite-utils' shared option decorators, each group is declared in one place
+    instead of in every signature. Typer reads ``__signature__``: the command's ``parameter``
+    is replaced by the group's options, which the wrapper folds back into ``make(**values)``.
+    ``declared`` is ``(name, type, typer.Option)`` per option, in help order.
+    """
+
+    def decorate(command):
+        import functools
+        import inspect
+        from typing import get_type_hints
+
+        signature = inspect.signature(command)
+        hints = get_type_hints(command)  # resolved in the command's own module (its annotations are strings)
+        kept = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values() if p.name != parameter]
+        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind) for name, kind, option in declared]
+        names = [name for name, _, _ in declared]
+
+        @functools.wraps(command)
+        def wrapper(*args, **kwargs):
+            values = {name: kwargs.pop(name) for name in names if name in kwargs}
+            return command(*args, **{parameter: make(**values)}, **kwargs)
+
+        del wrapper.__wrapped__  # typer and inspect must see the folded signature below, not the command's own
+        wrapper.__signature__ = signature.replace(parameters=kept + added)
+        wrapper.__annotations__ = {p.name: p.annotation for p in kept + added}
+        return wrapper
+
+    return decorate
+
+
+report_options = fold_options(
+    "report",
+    ReportOptions,
+    (("json_mode", bool, JSON_OPTION), ("strict", bool, STRICT_OPTION), ("quiet", bool, QUIET_OPTION), ("junit", Optional[str], JUNIT_OPTION)),
+)
+"""``--json``, ``--strict``, ``--quiet``, ``--junit FILE``, handed to the command as ``report: ReportOptions``."""
 
 
 def _uuid_type():
@@ -162,25 +217,16 @@ def finish(code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
-def finish_results(
-    results,
-    command: str,
-    json_mode: bool = False,
-    strict: bool = False,
-    title: str | None = None,
-    extra=None,
-    quiet: bool = False,
-    junit: str | None = None,
-) -> NoReturn:
+def finish_results(results, command: str, report: ReportOptions = PLAIN, title: str | None = None, extra=None) -> NoReturn:
     """Render results and exit with the code they map to."""
     import time
 
     items = list(results)
     started = state().started
-    if junit:
-        write_junit(junit, items, command, strict, time.monotonic() - started if started else None)
+    if report.junit:
+        write_junit(report.junit, items, command, report.strict, time.monotonic() - started if started else None)
     seconds = time.monotonic() - started if started else None  # wall time of the command, not a sum of the checks
-    finish(output(json_mode, quiet).results(items, command=command, strict=strict, title=title, extra=extra, seconds=seconds))
+    finish(output(report.json_mode, report.quiet).results(items, command=command, strict=report.strict, title=title, extra=extra, seconds=seconds))
 
 
 def check_report_target(path: str | None, what: str = "report") -> None:
@@ -224,12 +270,9 @@ def stream(
     command: str,
     slots,
     run,
-    json_mode: bool = False,
-    strict: bool = False,
-    quiet: bool = False,
+    report: ReportOptions = PLAIN,
     title: str | None = None,
     labels: dict[str, str] | None = None,
-    junit: str | None = None,
     extra=None,
     junit_context: str | None = None,
 ) -> NoReturn:
@@ -243,8 +286,8 @@ def stream(
     from pmsops import exitcodes
     from pmsops.results import Collector, exit_code
 
-    check_report_target(junit)
-    out = output(json_mode, quiet)
+    check_report_target(report.junit)
+    out = output(report.json_mode, report.quiet)
     collector = Collector(slots)
     interrupted = False
     out.header(title)
@@ -255,24 +298,22 @@ def stream(
             interrupted = True
     items = collector.results
     seconds = time.monotonic() - collector.started
-    code = exitcodes.INTERRUPTED if interrupted else exit_code(items, strict=strict)
-    if junit:
-        write_junit(junit, items, command, strict, seconds, junit_context)
+    code = exitcodes.INTERRUPTED if interrupted else exit_code(items, strict=report.strict)
+    if report.junit:
+        write_junit(report.junit, items, command, report.strict, seconds, junit_context)
     pending = [labels.get(p, p) if labels else p for p in collector.pending] if interrupted else []
-    if json_mode:
+    if report.json_mode:
         out.report_json(items, command, code, seconds, extra() if callable(extra) else extra, interrupted, pending)
     elif len(items) > 1 or interrupted or not items:
         out.summary(items, seconds, interrupted, pending)
     finish(code)
 
 
-def check_one(
-    command: str, name: str, fn, timeout: float, json_mode: bool = False, strict: bool = False, quiet: bool = False, junit: str | None = None
-) -> NoReturn:
+def check_one(command: str, name: str, fn, timeout: float, report: ReportOptions = PLAIN) -> NoReturn:
     """One bounded check, with a spinner while it waits on a terminal and Ctrl-C kept (exit 130)."""
     from pmsops.checks.runner import Job, run_concurrently
 
-    stream(command, (name,), lambda collector: run_concurrently([Job(name, fn, timeout)], collector), json_mode, strict, quiet, junit=junit)
+    stream(command, (name,), lambda collector: run_concurrently([Job(name, fn, timeout)], collector), report)
 
 
 def configure_fingerprints(salt: str | None, reveal: bool, start: bool = False) -> None:
@@ -305,8 +346,6 @@ def read_secret(prompt: str, from_stdin: bool, positional: str | None = None, wh
         elif value.endswith("\n"):
             value = value[:-1]
     else:
-        import getpass
-
         value = _hidden_prompt(f"{prompt}: ")
     if value == "":
         raise UsageError(f"empty {what}", hint=f'type the {what} at the prompt, or pipe it: printf %s "$PW" | pmsops … --stdin')

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import List, Optional
 
 import typer
 
-from pmsops.cli.common import JSON_OPTION, JUNIT_OPTION, QUIET_OPTION, STRICT_OPTION, TIMEOUT_OPTION, check_one, finite, settings, state, stream
+from pmsops.cli.common import (
+    PLAIN,
+    TIMEOUT_OPTION,
+    ReportOptions,
+    check_one,
+    finite,
+    fold_options,
+    report_options,
+    settings,
+    state,
+    stream,
+)
 
 check_app = typer.Typer(help="Check one dependency: Redis, the database, or the API's /health/ready.", no_args_is_help=True)
 celery_app = typer.Typer(help="Ask Celery workers over the broker (never imports the application).", no_args_is_help=True)
@@ -24,13 +36,11 @@ def register(app: typer.Typer) -> None:
 
 
 @check_app.command("redis")
+@report_options
 def check_redis(
     url: Optional[str] = typer.Option(None, "--url", help=f"Redis URL. {URL_HELP} (REDIS_URL)"),
     timeout: float = TIMEOUT_OPTION,
-    json_mode: bool = JSON_OPTION,
-    strict: bool = STRICT_OPTION,
-    quiet: bool = QUIET_OPTION,
-    junit: Optional[str] = JUNIT_OPTION,
+    report: ReportOptions = PLAIN,
 ) -> None:
     """PING, server version, latency and a SET/GET round trip (runbook: Test Redis Connection)."""
     from pmsops.checks.redis import check_redis as run
@@ -41,17 +51,15 @@ def check_redis(
     read_redis_url(
         the_url, variable
     )  # a URL its client (redis-py; kombu for Celery's socket URLs) would misread is bad input (exit 2), before anything is attempted
-    check_one("check redis", "redis", lambda: run(the_url, timeout, variable=variable), timeout, json_mode, strict, quiet, junit)
+    check_one("check redis", "redis", lambda: run(the_url, timeout, variable=variable), timeout, report)
 
 
 @check_app.command("db")
+@report_options
 def check_db(
     url: Optional[str] = typer.Option(None, "--url", help=f"PostgreSQL URL. {URL_HELP} (DATABASE_URL)"),
     timeout: float = TIMEOUT_OPTION,
-    json_mode: bool = JSON_OPTION,
-    strict: bool = STRICT_OPTION,
-    quiet: bool = QUIET_OPTION,
-    junit: Optional[str] = JUNIT_OPTION,
+    report: ReportOptions = PLAIN,
 ) -> None:
     """Connect with asyncpg, SELECT version(), latency (runbook: Database URL Verification)."""
     from pmsops.checks.db import check_db as run
@@ -59,23 +67,21 @@ def check_db(
 
     the_url = url or settings().require("DATABASE_URL")
     normalise_dsn(the_url, "--url" if url else "DATABASE_URL")  # read by asyncpg's parser: bad input is exit 2 before anything is attempted
-    check_one("check db", "db", lambda: run(the_url, timeout), timeout, json_mode, strict, quiet, junit)
+    check_one("check db", "db", lambda: run(the_url, timeout), timeout, report)
 
 
 @check_app.command("health")
+@report_options
 def check_health(
     url: Optional[str] = typer.Option(None, "--url", help=f"API base URL or the /health/ready URL. {URL_HELP} (PMS_API_URL)"),
     timeout: float = TIMEOUT_OPTION,
-    json_mode: bool = JSON_OPTION,
-    strict: bool = STRICT_OPTION,
-    quiet: bool = QUIET_OPTION,
-    junit: Optional[str] = JUNIT_OPTION,
+    report: ReportOptions = PLAIN,
 ) -> None:
     """GET /health/ready and report each component and the workers (both response shapes)."""
     from pmsops.checks.health import check_health as run
 
     the_url = url or settings().require("PMS_API_URL")
-    check_one("check health", "health", lambda: run(the_url, timeout), timeout, json_mode, strict, quiet, junit)
+    check_one("check health", "health", lambda: run(the_url, timeout), timeout, report)
 
 
 def _broker(url: Optional[str]) -> str:
@@ -91,105 +97,108 @@ def _broker(url: Optional[str]) -> str:
 BROKER_OPTION = typer.Option(None, "--broker", "--url", "-b", help="Broker URL. Default: CELERY_BROKER_URL, then REDIS_URL.")
 
 
+@dataclass(frozen=True)
+class CeleryTarget:
+    """Which workers to ask, over which broker, for how long: the options every ``celery`` command shares (as celery's own
+    ``inspect`` sub-commands share theirs)."""
+
+    broker: Optional[str] = None
+    expect: Optional[int] = None
+    destination: Optional[List[str]] = None
+    timeout: float = 3.0
+
+    def url(self) -> str:
+        """The broker URL (--broker, else the environment), read by kombu's own parser first."""
+        return _broker(self.broker)
+
+
+celery_options = fold_options(
+    "target",
+    CeleryTarget,
+    (
+        ("broker", Optional[str], BROKER_OPTION),
+        ("expect", Optional[int], EXPECT_OPTION),
+        ("destination", Optional[List[str]], DEST_OPTION),
+        ("timeout", float, TIMEOUT_OPTION),
+    ),
+)
+
+
 @celery_app.command("ping")
+@report_options
+@celery_options
 def celery_ping(
-    broker: Optional[str] = BROKER_OPTION,
-    expect: Optional[int] = EXPECT_OPTION,
-    destination: Optional[List[str]] = DEST_OPTION,
-    timeout: float = TIMEOUT_OPTION,
-    json_mode: bool = JSON_OPTION,
-    strict: bool = STRICT_OPTION,
-    quiet: bool = QUIET_OPTION,
-    junit: Optional[str] = JUNIT_OPTION,
+    target: CeleryTarget = CeleryTarget(),
+    report: ReportOptions = PLAIN,
 ) -> None:
     """Which workers answer, returning as soon as they all have (unlike celery inspect ping)."""
     from pmsops.checks.celery import ping
 
-    url = _broker(broker)
-    check_one("celery ping", "celery", lambda: ping(url, timeout, expect, destination or None), timeout * 2, json_mode, strict, quiet, junit)
+    url, t = target.url(), target
+    check_one("celery ping", "celery", lambda: ping(url, t.timeout, t.expect, t.destination or None), t.timeout * 2, report)
 
 
 @celery_app.command("registered")
+@report_options
+@celery_options
 def celery_registered(
-    broker: Optional[str] = BROKER_OPTION,
     expect_task: Optional[List[str]] = typer.Option(None, "--expect-task", help="A task name that must be registered; repeatable."),
-    expect: Optional[int] = EXPECT_OPTION,
-    destination: Optional[List[str]] = DEST_OPTION,
-    timeout: float = TIMEOUT_OPTION,
-    json_mode: bool = JSON_OPTION,
-    strict: bool = STRICT_OPTION,
-    quiet: bool = QUIET_OPTION,
-    junit: Optional[str] = JUNIT_OPTION,
+    target: CeleryTarget = CeleryTarget(),
+    report: ReportOptions = PLAIN,
 ) -> None:
     """Registered tasks per worker (runbook: Check Active Workers and Registered Tasks)."""
     from pmsops.checks.celery import registered
 
-    url = _broker(broker)
+    url, t = target.url(), target
     check_one(
         "celery registered",
         "celery-registered",
-        lambda: registered(url, timeout, expect_task or [], destination or None, expect),
-        timeout * 2,
-        json_mode,
-        strict,
-        quiet,
-        junit,
+        lambda: registered(url, t.timeout, expect_task or [], t.destination or None, t.expect),
+        t.timeout * 2,
+        report,
     )
 
 
 @celery_app.command("active")
+@report_options
+@celery_options
 def celery_active(
-    broker: Optional[str] = BROKER_OPTION,
     stuck_after: float = typer.Option(300.0, "--stuck-after", min=0, callback=finite, help="Flag tasks running longer than this many seconds."),
-    expect: Optional[int] = EXPECT_OPTION,
-    destination: Optional[List[str]] = DEST_OPTION,
-    timeout: float = TIMEOUT_OPTION,
-    json_mode: bool = JSON_OPTION,
-    strict: bool = STRICT_OPTION,
-    quiet: bool = QUIET_OPTION,
-    junit: Optional[str] = JUNIT_OPTION,
+    target: CeleryTarget = CeleryTarget(),
+    report: ReportOptions = PLAIN,
 ) -> None:
     """Running tasks with their age; old ones are flagged as stuck."""
     from pmsops.checks.celery import active
 
-    url = _broker(broker)
+    url, t = target.url(), target
     check_one(
         "celery active",
         "celery-active",
-        lambda: active(url, timeout, stuck_after, destination or None, expect),
-        timeout * 2,
-        json_mode,
-        strict,
-        quiet,
-        junit,
+        lambda: active(url, t.timeout, stuck_after, t.destination or None, t.expect),
+        t.timeout * 2,
+        report,
     )
 
 
 @celery_app.command("stats")
+@report_options
+@celery_options
 def celery_stats(
-    broker: Optional[str] = BROKER_OPTION,
-    expect: Optional[int] = EXPECT_OPTION,
-    destination: Optional[List[str]] = DEST_OPTION,
-    timeout: float = TIMEOUT_OPTION,
-    json_mode: bool = JSON_OPTION,
-    strict: bool = STRICT_OPTION,
-    quiet: bool = QUIET_OPTION,
-    junit: Optional[str] = JUNIT_OPTION,
+    target: CeleryTarget = CeleryTarget(),
+    report: ReportOptions = PLAIN,
 ) -> None:
     """Pool, concurrency, processed tasks and uptime per worker."""
     from pmsops.checks.celery import stats
 
-    url = _broker(broker)
-    check_one("celery stats", "celery-stats", lambda: stats(url, timeout, destination or None, expect), timeout * 2, json_mode, strict, quiet, junit)
+    url, t = target.url(), target
+    check_one("celery stats", "celery-stats", lambda: stats(url, t.timeout, t.destination or None, t.expect), t.timeout * 2, report)
 
 
+@report_options
 def doctor(
     timeout: float = TIMEOUT_OPTION,
     expect_workers: Optional[int] = typer.Option(None, "--expect-workers", min=0, help="Number of Celery workers that must answer."),
-    json_mode: bool = JSON_OPTION,
-    strict: bool = STRICT_OPTION,
-    quiet: bool = QUIET_OPTION,
-    junit: Optional[str] = JUNIT_OPTION,
+    report: ReportOptions = PLAIN,
 ) -> None:
     """Every configured check at once: Redis URLs, Redis, database, Celery, /health/ready; each shown as soon as it is known."""
     from pmsops.checks.doctor import SLOTS, check_inputs, run_doctor
@@ -201,9 +210,6 @@ def doctor(
         "doctor",
         SLOTS,
         lambda collector: run_doctor(env, timeout, expect_workers, started=started, collector=collector),
-        json_mode,
-        strict,
-        quiet,
+        report,
         title="pmsops doctor",
-        junit=junit,
     )

@@ -77,7 +77,6 @@ def _global(
     ),
 ) -> None:
     """Global options may come before or after the command: pmsops doctor --env-file /root/pms_env.sh."""
-    import os
 
     run = ctx.obj if isinstance(ctx.obj, RunState) else RunState()
     ctx.obj = run

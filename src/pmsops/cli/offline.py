@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from pmsops.cli.common import JSON_OPTION, STRICT_OPTION, finish, finish_results, output, read_secret, settings
+from pmsops.cli.common import JSON_OPTION, STRICT_OPTION, ReportOptions, finish, finish_results, output, read_secret, settings
 
 redis_url_app = typer.Typer(help="Lint Redis URLs the way redis-py and kombu read them.", no_args_is_help=True)
 PANEL = "Offline (runbook: Special Characters, Redis URL, HTTP Status Codes)"
@@ -114,7 +114,7 @@ def redis_url_check(
     from pmsops.checks.urls import check_redis_urls
 
     urls = {"URL": url} if url is not None else None
-    finish_results(check_redis_urls(settings(), urls), "redis-url check", json_mode, strict)
+    finish_results(check_redis_urls(settings(), urls), "redis-url check", ReportOptions(json_mode, strict))
 
 
 def compare_password_hash(
@@ -159,7 +159,7 @@ def compare_password_hash(
 
         # At a terminal: a hidden prompt (never echoed); piped: standard input, as the option says.
         requirepass, source = read_secret("Redis requirepass (input hidden)", not sys.stdin.isatty(), None, "requirepass"), "stdin"
-    finish_results([compare_result(the_url, requirepass, source)], "compare-password-hash", json_mode)
+    finish_results([compare_result(the_url, requirepass, source)], "compare-password-hash", ReportOptions(json_mode))
 
 
 def explain(
@@ -190,7 +190,7 @@ def explain(
         finish_results(
             explain_results(wanted, topics),
             "explain",
-            json_mode,
+            ReportOptions(json_mode),
             extra={
                 "statuses": [vars(i) if i else {"code": c, "meaning": None} for c, i in zip(wanted, infos)],
                 "topics": [{"topic": t, **TOPICS[t]} for t in topics],

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from pmsops.cli.common import JSON_OPTION, finish, finish_results, finite, output
+from pmsops.cli.common import JSON_OPTION, ReportOptions, finish, finish_results, finite, output
 
 sandbox_app = typer.Typer(help="A local reference stack to rehearse the runbook (real Redis, PostgreSQL, worker, API).", no_args_is_help=True)
 DIR_OPTION = typer.Option(
@@ -51,7 +51,7 @@ def sandbox_status(directory: Optional[str] = DIR_OPTION, json_mode: bool = JSON
     """Which sandbox processes run, on which ports, and where the env file is."""
     from pmsops.sandbox.stack import Sandbox
 
-    finish_results(Sandbox.at(directory).status(), "sandbox status", json_mode)
+    finish_results(Sandbox.at(directory).status(), "sandbox status", ReportOptions(json_mode))
 
 
 @sandbox_app.command("down")
@@ -59,7 +59,7 @@ def sandbox_down(directory: Optional[str] = DIR_OPTION, json_mode: bool = JSON_O
     """Stop exactly what sandbox up started and remove its data."""
     from pmsops.sandbox.stack import Sandbox
 
-    finish_results(Sandbox.at(directory).down(), "sandbox down", json_mode)
+    finish_results(Sandbox.at(directory).down(), "sandbox down", ReportOptions(json_mode))
 
 
 @sandbox_app.command("stop")

@@ -11,10 +11,10 @@ from pmsops.cli.common import (
     CONNECTION_ID,
     HTTP_TIMEOUT_OPTION,
     JSON_OPTION,
-    JUNIT_OPTION,
-    QUIET_OPTION,
+    PLAIN,
     STRICT_OPTION,
     SYNC_TYPE_OPTION,
+    ReportOptions,
     api_client,
     check_report_target,
     connection_argument,
@@ -23,6 +23,7 @@ from pmsops.cli.common import (
     finish,
     finish_results,
     output,
+    report_options,
     settings,
     stream,
 )
@@ -52,7 +53,7 @@ def db_migrate(database_url: Optional[str] = DB_URL_OPTION, json_mode: bool = JS
     """Apply the sync schema's migrations (idempotent; safe to run twice or concurrently)."""
     from pmsops.sync.maintenance import migrate_database
 
-    finish_results(migrate_database(_database_url(database_url)), "db migrate", json_mode)
+    finish_results(migrate_database(_database_url(database_url)), "db migrate", ReportOptions(json_mode))
 
 
 @db_app.command("check")
@@ -60,10 +61,11 @@ def db_check(database_url: Optional[str] = DB_URL_OPTION, json_mode: bool = JSON
     """Schema drift: missing tables or columns, CHECK constraints rejecting an operation type."""
     from pmsops.sync.maintenance import check_database_schema
 
-    finish_results(check_database_schema(_database_url(database_url)), "db check", json_mode, strict)
+    finish_results(check_database_schema(_database_url(database_url)), "db check", ReportOptions(json_mode, strict))
 
 
 @sync_app.command("run")
+@report_options
 def sync_run(
     connection: Optional[str] = connection_argument(),
     sync_type: str = SYNC_TYPE_OPTION,
@@ -71,10 +73,7 @@ def sync_run(
         None, "--wait", min=1, metavar="SECONDS", help="Follow the logs until every operation is final, at most this long."
     ),
     database_url: Optional[str] = DB_URL_OPTION,
-    json_mode: bool = JSON_OPTION,
-    strict: bool = STRICT_OPTION,
-    quiet: bool = QUIET_OPTION,
-    junit: Optional[str] = JUNIT_OPTION,
+    report: ReportOptions = PLAIN,
 ) -> None:
     """Enqueue a sync directly through Celery (no HTTP): logs first, then tasks; --wait follows them in place."""
     from pmsops.api.synclogs import describe_log
@@ -97,7 +96,7 @@ def sync_run(
         if wait:
             collector.finish("sync", found[1:])
 
-    stream("sync run", ("trigger", "sync") if wait else ("trigger",), go, json_mode, strict, quiet, junit=junit)
+    stream("sync run", ("trigger", "sync") if wait else ("trigger",), go, report)
 
 
 @sync_app.command("reap")
@@ -119,7 +118,7 @@ def sync_reap(
     seconds = parse_duration(older_than)
     url = _database_url(database_url)
     if dry_run:
-        finish_results(reap_logs(url, seconds, cid, dry_run=True), "sync reap", json_mode)
+        finish_results(reap_logs(url, seconds, cid, dry_run=True), "sync reap", ReportOptions(json_mode))
     if not yes:
         if not (sys.stdin.isatty() and sys.stdout.isatty()) or json_mode:
             raise UsageError(
@@ -134,10 +133,11 @@ def sync_reap(
         if not typer.confirm(f"Mark these {len(preview[0].details['reaped'])} log(s) failed?", default=False):
             out.line("nothing changed")
             finish(1)
-    finish_results(reap_logs(url, seconds, cid), "sync reap", json_mode)
+    finish_results(reap_logs(url, seconds, cid), "sync reap", ReportOptions(json_mode))
 
 
 @sync_app.command("trigger")
+@report_options
 def sync_trigger(
     connection: Optional[str] = connection_argument(),
     sync_type: str = SYNC_TYPE_OPTION,
@@ -146,10 +146,7 @@ def sync_trigger(
     ),
     api: Optional[str] = API_OPTION,
     timeout: float = HTTP_TIMEOUT_OPTION,
-    json_mode: bool = JSON_OPTION,
-    strict: bool = STRICT_OPTION,
-    quiet: bool = QUIET_OPTION,
-    junit: Optional[str] = JUNIT_OPTION,
+    report: ReportOptions = PLAIN,
 ) -> None:
     """POST /channel-connections/{id}/sync; prints task ids and batch id; --wait follows the logs in place."""
     cid = connection_id(connection)
@@ -161,14 +158,12 @@ def sync_trigger(
             "sync trigger",
             ("trigger", "sync-logs") if wait else ("trigger",),
             lambda collector: follow_trigger(client, cid, sync_type, wait, collector),
-            json_mode,
-            strict,
-            quiet,
-            junit=junit,
+            report,
         )
 
 
 @sync_app.command("logs")
+@report_options
 def sync_logs(
     connection: Optional[str] = connection_argument(),
     limit: int = typer.Option(20, "--limit", min=1, max=100),
@@ -180,10 +175,7 @@ def sync_logs(
     save: Optional[str] = typer.Option(None, "--save", metavar="FILE", help="Also write the (normalised) JSON page to this file."),
     api: Optional[str] = API_OPTION,
     timeout: float = HTTP_TIMEOUT_OPTION,
-    json_mode: bool = JSON_OPTION,
-    strict: bool = STRICT_OPTION,
-    quiet: bool = QUIET_OPTION,
-    junit: Optional[str] = JUNIT_OPTION,
+    report: ReportOptions = PLAIN,
 ) -> None:
     """Table and verdict of a connection's sync logs: the latest run of an operation failed or a log stuck open fails."""
     import json
@@ -200,4 +192,4 @@ def sync_logs(
         from pmsops.safefile import write_text
 
         write_text(save, json.dumps(redact_obj(page), indent=2, default=str), "report")
-    finish_results(logs_report(logs, stale_after), "sync logs", json_mode, strict, quiet=quiet, junit=junit)
+    finish_results(logs_report(logs, stale_after), "sync logs", report)

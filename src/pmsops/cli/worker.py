@@ -9,15 +9,14 @@ from typing import List, Optional
 import typer
 
 from pmsops.cli.common import (
-    JSON_OPTION,
-    JUNIT_OPTION,
-    QUIET_OPTION,
-    STRICT_OPTION,
+    PLAIN,
+    ReportOptions,
     export_environment,
     finish,
     finish_results,
     finite,
     output,
+    report_options,
     settings,
 )
 
@@ -119,6 +118,7 @@ def worker_start(
     _exec(argv)
 
 
+@report_options
 def worker_check(
     expect_task: Optional[List[str]] = typer.Option(
         None, "--expect-task", help="Task that must be registered; repeatable (default: the pmsops.sync tasks)."
@@ -133,14 +133,11 @@ def worker_check(
     max_age: Optional[float] = typer.Option(
         None, "--max-age", min=0.1, callback=finite, help="With --liveness: oldest acceptable beat in seconds (default 3 × WORKER_BEACON_INTERVAL)."
     ),
-    json_mode: bool = JSON_OPTION,
-    strict: bool = STRICT_OPTION,
-    quiet: bool = QUIET_OPTION,
-    junit: Optional[str] = JUNIT_OPTION,
+    report: ReportOptions = PLAIN,
 ) -> None:
     """Everything the worker container needs, in one command; --liveness is the cheap Docker HEALTHCHECK."""
     from pmsops.worker.healthcheck import liveness_check
     from pmsops.worker.healthcheck import worker_check as run
 
     found = liveness_check(max_age) if liveness else run(settings(), expect_task, destination, allow_root, expect_sha256, timeout)
-    finish_results(found, "worker-check", json_mode, strict, title="pmsops worker-check", quiet=quiet, junit=junit)
+    finish_results(found, "worker-check", report, title="pmsops worker-check")
