@@ -178,6 +178,56 @@ def test_x_agency_id_of_another_agency_is_403(world):
     assert (response.status_code, response.json()) == (403, {"detail": "Not a member of this agency"})
 
 
+# --- request size: 1 MiB, however the body is sent ---------------------------------------------------------
+
+LIMIT = 1024 * 1024
+
+
+def _create_body(world: World, listing: bytes) -> list[bytes]:
+    """A connection-create body in pieces (sent as given: chunked when it is an iterator)."""
+    return [
+        b'{"platform_type": "airbnb", "status": "paused", "property_id": "',
+        world.prop("a").encode(),
+        b'", "platform_listing_id": "',
+        listing,
+        b'"}',
+    ]
+
+
+def _connections_with_listing_longer_than(world: World, size: int) -> int:
+    sql = "SELECT count(*) FROM channel_connections WHERE length(platform_listing_id) > $1"
+    return run(world.env["DATABASE_URL"], lambda c: c.fetchval(sql, size))
+
+
+def test_a_body_over_one_mib_is_refused_413_by_its_content_length(world):
+    body = b"".join(_create_body(world, b"L" * (LIMIT + 1)))
+
+    response = httpx.post(f"{world.base}{API}/", headers={**world.headers("a"), "content-type": "application/json"}, content=body, timeout=10)
+
+    assert response.status_code == 413
+    assert _connections_with_listing_longer_than(world, LIMIT) == 0
+
+
+def test_a_chunked_body_over_one_mib_is_refused_413_too(world):
+    """No Content-Length to check: what arrives is counted (before, a chunked body of any size reached the route)."""
+    pieces = _create_body(world, b"C" * (2 * LIMIT))
+
+    response = httpx.post(f"{world.base}{API}/", headers={**world.headers("a"), "content-type": "application/json"}, content=iter(pieces), timeout=10)
+
+    assert response.status_code == 413
+    assert _connections_with_listing_longer_than(world, LIMIT) == 0
+    assert httpx.get(f"{world.base}/health", timeout=10).status_code == 200  # the API stays up
+
+
+def test_a_small_chunked_body_is_served(world):
+    pieces = _create_body(world, b"SEC-CHUNKED-1")
+
+    response = httpx.post(f"{world.base}{API}/", headers={**world.headers("a"), "content-type": "application/json"}, content=iter(pieces), timeout=10)
+
+    assert response.status_code == 201, response.text
+    httpx.delete(f"{world.base}{API}/{response.json()['id']}", headers=world.headers("a"), timeout=10)
+
+
 # --- tokens ----------------------------------------------------------------------------------------------
 
 

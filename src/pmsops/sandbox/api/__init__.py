@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
 from pmsops.sandbox.api import auth, connections, health, sync
-from pmsops.sandbox.api.deps import lifespan
+from pmsops.sandbox.api.deps import MAX_BODY_BYTES, lifespan
 from pmsops.sandbox.api.errors import ErrorBoundary, error_response, validation_error
 
 __all__ = ["app", "create_app", "error_response", "ErrorBoundary"]
@@ -30,7 +30,8 @@ __all__ = ["app", "create_app", "error_response", "ErrorBoundary"]
 
 def create_app() -> FastAPI:
     """The app: routers in the contract's order, the validation handler and the error boundary around everything."""
-    app = FastAPI(title="pmsops sandbox backend", lifespan=lifespan)
+    # FastAPI's own body cap counts what arrives, so a chunked body (no Content-Length) is refused too (413)
+    app = FastAPI(title="pmsops sandbox backend", lifespan=lifespan, max_body_size=MAX_BODY_BYTES)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_middleware(ErrorBoundary)
     for router in (health.router, auth.router, connections.router, sync.router):

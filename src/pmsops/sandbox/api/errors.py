@@ -10,7 +10,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from pmsops.sandbox.api.deps import DB_RETRIES, MAX_BODY_BYTES, DatabaseDown
+from pmsops.sandbox.api.deps import DB_RETRIES, DatabaseDown
 
 logger = logging.getLogger("pmsops.sandbox.api")
 
@@ -74,8 +74,8 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
 class ErrorBoundary:
     """ASGI middleware around the routes: mapped errors get their status; anything else a
     generic 500 and ONE log line (method, route template, exception type, SQLSTATE, an
-    error id also returned to the caller) — no traceback, no values, no secrets. Also
-    refuses bodies over ``MAX_BODY_BYTES`` (413) before they are read."""
+    error id also returned to the caller) — no traceback, no values, no secrets. (Bodies over
+    ``MAX_BODY_BYTES`` are FastAPI's ``max_body_size``: 413, chunked ones too.)"""
 
     def __init__(self, app) -> None:
         self.app = app
@@ -83,10 +83,6 @@ class ErrorBoundary:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
-            return
-        length = dict(scope.get("headers") or []).get(b"content-length", b"0")
-        if not length.isdigit() or int(length) > MAX_BODY_BYTES:
-            await JSONResponse(status_code=413, content={"detail": f"Request body too large (limit {MAX_BODY_BYTES} bytes)"})(scope, receive, send)
             return
         started = False
 
