@@ -85,15 +85,30 @@ class ErrorBoundary:
             await self.app(scope, receive, send)
             return
         started = False
+        outer: BaseException | None = None
+
+        async def received():
+            nonlocal outer
+            try:
+                return await receive()
+            except BaseException as exc:
+                outer = exc
+                raise
 
         async def tracked(message) -> None:
-            nonlocal started
+            nonlocal started, outer
             started = started or message["type"] == "http.response.start"
-            await send(message)
+            try:
+                await send(message)
+            except BaseException as exc:
+                outer = exc
+                raise
 
         try:
-            await self.app(scope, receive, tracked)
+            await self.app(scope, received, tracked)
         except Exception as exc:  # noqa: BLE001 - the boundary: nothing escapes with a traceback
+            if outer is not None:
+                raise  # it began in the layers around us (the server, FastAPI's body cap after its 413): theirs to handle
             mapped = error_response(exc)
             if mapped is None:
                 error_id = uuid.uuid4().hex[:12]
