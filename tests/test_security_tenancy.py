@@ -256,6 +256,19 @@ def test_token_verify_refuses_a_token_without_exp(cli, world, monkeypatch):
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("claim", ["exp", "sub", "aud"])
+def test_token_without_verify_already_names_a_missing_claim(cli, world, monkeypatch, claim):
+    """The claims are readable without the secret: an operator checking a token learns at once why the API says 401."""
+    for key, value in world.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("TOKEN", _bare_token(world, claim))
+    result = cli("token", "--json")
+    assert result.exit_code == 1, result.output
+    [found] = json.loads(result.stdout)["results"]
+    assert found["summary"].endswith(f"Token has no '{claim}' claim (exp, sub, aud are required)")
+    assert found["details"]["missing_claims"] == [claim]
+
+
 # --- hostile input: 4xx with the documented bodies, never a 500 -------------------------------------------
 
 HOSTILE_CASES = [

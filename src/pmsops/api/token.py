@@ -132,7 +132,18 @@ def describe(info: TokenInfo, verify_secret: str | None = None, audience: str | 
         "seconds_left": round(left) if left is not None else None,
         "source": info.source,
     }
-    if left is not None and left <= 0:
+    missing = [c for c in REQUIRED_CLAIMS if data.get(c) in (None, "")]
+    if missing:  # seen without --verify too: the backend refuses such a token whatever its signature
+        out.append(
+            results.fail(
+                "token",
+                shape + ", " + "; ".join(missing_claim_text(c) for c in missing),
+                notes=notes,
+                details={**details, "missing_claims": missing},
+                hint="the backend refuses it (HTTP 401): get a token from the password grant (pmsops token)",
+            )
+        )
+    elif left is not None and left <= 0:
         out.append(
             results.fail(
                 "token", shape + ", expired", notes=notes, details=details, hint="fetch a new token: pmsops token (tokens live about an hour)"
