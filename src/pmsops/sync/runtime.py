@@ -75,17 +75,15 @@ class Runtime:
         return self._pool
 
     async def http(self):
-        """The platform calls' client: one httpx client per process, keep-alive, bounded by PLATFORM_TIMEOUT.
+        """The platform calls' client: one keep-alive client per process, every phase bounded by PLATFORM_TIMEOUT.
 
-        httpx stays (rather than a leaner hand-written HTTP/1.1 client the profile suggested):
-        TLS verification, proxies, redirects and chunked bodies are a well-kept library's job.
+        httpcore (httpx's transport) on asyncio sockets, see :mod:`pmsops.sync.http`: TLS, proxies and
+        HTTP/1.1 stay a well-kept library's job, without the layers the worker's profile showed as its cost.
         """
         if self._http is None:
-            import httpx
+            from pmsops.sync.http import PlatformHttpClient
 
-            self._http = httpx.AsyncClient(
-                timeout=httpx.Timeout(self.config.platform_timeout), limits=httpx.Limits(max_connections=50, max_keepalive_connections=20)
-            )
+            self._http = PlatformHttpClient(self.config.platform_timeout, max_connections=50, max_keepalive_connections=20)
         return self._http
 
     async def redis(self):

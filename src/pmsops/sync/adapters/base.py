@@ -141,7 +141,9 @@ class HttpPlatformAdapter(PlatformAdapter):
         self._idempotency_key = idempotency_key
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        import httpx
+        import httpcore
+
+        from pmsops.sync.http import TRANSPORT_ERRORS
 
         headers = {"Accept": "application/json"}
         if self._token:
@@ -152,9 +154,9 @@ class HttpPlatformAdapter(PlatformAdapter):
             headers["Idempotency-Key"] = self._idempotency_key
         try:
             response = await self._client.request(method, self.base_url + path, headers=headers, timeout=self._timeout, **kwargs)
-        except httpx.TimeoutException as exc:
+        except httpcore.TimeoutException as exc:
             raise PlatformTimeout(f"{self.name} did not answer within {self._timeout:g} s ({type(exc).__name__})") from None
-        except httpx.HTTPError as exc:
+        except TRANSPORT_ERRORS as exc:
             raise PlatformUnavailable(f"{self.name} unreachable: {type(exc).__name__}: {exc}") from None
         error = error_for_status(self.name, response.status_code, response.text, response.headers.get("retry-after"), self._token)
         if error is not None:
