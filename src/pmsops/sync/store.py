@@ -31,22 +31,49 @@ async def availability_ranges(conn, property_id, start: date, end: date) -> list
         start,
         end,
     )
-    booked_rows = [r for r in rows if r["booking"]]
+    bookings = [(r["day"], r["check_out"]) for r in rows if r["booking"]]
     stays = {r["day"]: (r["min_stay"], r["max_stay"]) for r in rows if not r["booking"]}
-    booked: set[date] = set()
-    for row in booked_rows:
-        night = max(row["day"], start)
-        while night < min(row["check_out"], end):
-            booked.add(night)
-            night += timedelta(days=1)
+    return collapse_nights(start, end, bookings, stays)
+
+
+_NO_STAY = (None, None)
+
+
+def collapse_nights(
+    start: date, end: date, bookings: list[tuple[date, date]], stays: dict[date, tuple[int | None, int | None]]
+) -> list[AvailabilityRange]:
+    """Nights ``start`` … ``end`` (exclusive) as ranges of equal (available, min_stay, max_stay).
+
+    A night is unavailable when a booking's [check-in, check-out) covers it. Only the nights
+    where something may change are looked at (booking edges, nights with stay limits and the
+    night after each), not every night of the window: a property without bookings or limits
+    is one range whatever the window."""
+    first, days = start.toordinal(), (end - start).days
+    booked: set[int] = set()
+    points = {0, days}
+    for check_in, check_out in bookings:
+        a, b = max(check_in.toordinal() - first, 0), min(check_out.toordinal() - first, days)
+        if a < b:
+            booked.update(range(a, b))
+            points.update((a, b))
+    limits = {}
+    for night, stay in stays.items():
+        i = night.toordinal() - first
+        if 0 <= i < days:
+            limits[i] = stay
+            points.update((i, i + 1))
     ranges: list[AvailabilityRange] = []
-    night = start
-    while night < end:
-        key = (night not in booked, *stays.get(night, (None, None)))
-        first = night
-        while night < end and (night not in booked, *stays.get(night, (None, None))) == key:
-            night += timedelta(days=1)
-        ranges.append(AvailabilityRange(first, night, key[0], key[1], key[2]))
+    edges = sorted(points)
+    key = None
+    opened = 0
+    for i in edges[:-1]:
+        here = (i not in booked, *limits.get(i, _NO_STAY))
+        if here != key:
+            if key is not None:
+                ranges.append(AvailabilityRange(date.fromordinal(first + opened), date.fromordinal(first + i), *key))
+            key, opened = here, i
+    if key is not None:
+        ranges.append(AvailabilityRange(date.fromordinal(first + opened), end, *key))
     return ranges
 
 

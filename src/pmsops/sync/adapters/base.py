@@ -7,7 +7,7 @@ honoured), 400/422 validation, ≥500 platform error; 30 s timeout.
 from __future__ import annotations
 
 import abc
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -33,9 +33,14 @@ class AvailabilityRange:
     max_stay: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["start"], data["end"] = self.start.isoformat(), self.end.isoformat()
-        return data
+        # the fields in their order, as dataclasses.asdict gave them (without its deep copy of each value)
+        return {
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "available": self.available,
+            "min_stay": self.min_stay,
+            "max_stay": self.max_stay,
+        }
 
 
 @dataclass(frozen=True)
