@@ -114,11 +114,11 @@ def safe_snippet(body: str, token: str | None = None) -> str:
 
 
 def error_for_status(platform: str, status: int, body: str, retry_after: str | None = None, token: str | None = None) -> SyncError | None:
-    """The sync error an HTTP status means, or None for success."""
-    snippet = safe_snippet(body, token)
-    where = f"{platform} answered HTTP {status}"
+    """The sync error an HTTP status means, or None for success (whose body is not read here)."""
     if status < 400:
         return None
+    snippet = safe_snippet(body, token)
+    where = f"{platform} answered HTTP {status}"
     if status in (401, 403):
         return PlatformAuthError(f"{where}: the platform rejected our credentials ({snippet})")
     if status == 404:
@@ -163,9 +163,8 @@ class HttpPlatformAdapter(PlatformAdapter):
             raise PlatformTimeout(f"{self.name} did not answer within {self._timeout:g} s ({type(exc).__name__})") from None
         except TRANSPORT_ERRORS as exc:
             raise PlatformUnavailable(f"{self.name} unreachable: {type(exc).__name__}: {exc}") from None
-        error = error_for_status(self.name, response.status_code, response.text, response.headers.get("retry-after"), self._token)
-        if error is not None:
-            raise error
+        if response.status_code >= 400:
+            raise error_for_status(self.name, response.status_code, response.text, response.headers.get("retry-after"), self._token)
         try:
             return response.json() if response.content else {}
         except ValueError:
