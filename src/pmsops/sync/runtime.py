@@ -34,6 +34,13 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
+def _cancel(box: list) -> None:
+    """On the loop, after the caller of :meth:`Runtime.run` timed out: cancel its task (``start``
+    was scheduled first, so it exists; cancelled before its first step, its body never runs)."""
+    if box and isinstance(box[0], asyncio.Task):
+        box[0].cancel()
+
+
 class Runtime:
     """Per-process shared clients, all bound to one event loop running in a daemon thread."""
 
@@ -54,13 +61,33 @@ class Runtime:
 
     def run(self, coro: Awaitable[T], timeout: float | None = None) -> T:
         """Run ``coro`` on the process loop from any thread and wait for it (``timeout`` is the
-        caller's grace on top of the coroutine's own deadline)."""
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        try:
-            return future.result(timeout)
-        except FutureTimeout:
-            future.cancel()
-            raise
+        caller's grace on top of the coroutine's own deadline).
+
+        One hop each way and nothing more: the loop is woken once to start a task, and the
+        caller sleeps on a bare lock that the task's done callback releases (what
+        ``run_coroutine_threadsafe`` does with a concurrent Future, its condition variable and
+        two chained callbacks). On the caller's timeout the task is cancelled on the loop."""
+        done = threading.Lock()
+        done.acquire()
+        box: list = []  # the task, once started; or the exception that kept it from starting
+
+        def start() -> None:
+            try:
+                task = self.loop.create_task(coro)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                box.append(exc)
+                done.release()
+                return
+            box.append(task)
+            task.add_done_callback(lambda _: done.release())
+
+        self.loop.call_soon_threadsafe(start)
+        if not done.acquire(timeout=-1 if timeout is None else timeout):
+            self.loop.call_soon_threadsafe(_cancel, box)
+            raise FutureTimeout()
+        if isinstance(box[0], BaseException):
+            raise box[0]
+        return box[0].result()
 
     async def pool(self):
         """The process's asyncpg pool, created on first use (after fork)."""
