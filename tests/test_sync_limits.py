@@ -193,3 +193,25 @@ def test_a_probe_whose_worker_died_frees_the_half_open_circuit_after_its_lease(r
 
     retry_after = asyncio.run(go())  # the lease ran out: another caller probes instead of waiting forever
     assert 0 < retry_after <= 0.3
+
+
+def test_scripts_run_by_sha_and_are_loaded_again_after_redis_forgot_them(redis_server):
+    """EVALSHA on the hot path; a Redis whose script cache was flushed (a restart) gets the script again."""
+    account = uuid.uuid4().hex
+
+    async def go():
+        client = _redis(redis_server)
+        try:
+            await client.script_flush()
+            first = await limits.admit(client, "booking_com", account)
+            loaded = await client.script_exists(limits._SHA[limits._ADMIT])
+            second = await limits.admit(client, "booking_com", account)
+            tokens = float(await client.hget(f"pmsops:ratelimit:booking_com:{account}", "tokens"))
+            return first, second, loaded, tokens
+        finally:
+            await client.aclose()
+
+    first, second, loaded, tokens = asyncio.run(go())
+    assert (first.state, second.state) == ("closed", "closed")
+    assert loaded == [True]
+    assert 28.0 <= tokens < 28.5  # burst 30, two tokens taken (refill: one every 3 s)

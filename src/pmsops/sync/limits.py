@@ -15,6 +15,7 @@ Lua scripts using Redis's clock, so they are atomic and agree across hosts.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from dataclasses import dataclass
 
 from pmsops.sync.errors import CircuitOpen, RateLimited
@@ -106,6 +107,20 @@ return {state, '0', tostring(failures)}
 """
 
 
+_SHA = {script: hashlib.sha1(script.encode()).hexdigest() for script in (_CIRCUIT, _ADMIT)}
+
+
+async def _script(redis, script: str, numkeys: int, *args):
+    """EVALSHA, and EVAL (which loads the script) when this Redis does not know it yet: the
+    script's 1.5 kB are not sent and hashed again on every call."""
+    from redis.exceptions import NoScriptError
+
+    try:
+        return await redis.evalsha(_SHA[script], numkeys, *args)
+    except NoScriptError:
+        return await redis.eval(script, numkeys, *args)
+
+
 @dataclass(frozen=True)
 class Admission:
     state: str
@@ -138,7 +153,8 @@ async def admit(redis, platform: str, account: str, probe_lease: float = PROBE_L
     """Circuit check and rate-limit token in one script; raises CircuitOpen or RateLimited."""
     limits = limits_for(platform)
     for _ in range(3):
-        state, seconds, failures = await redis.eval(
+        state, seconds, failures = await _script(
+            redis,
             _ADMIT,
             2,
             f"pmsops:circuit:{platform}",
@@ -166,8 +182,8 @@ async def admit(redis, platform: str, account: str, probe_lease: float = PROBE_L
 
 async def circuit(redis, platform: str, op: str) -> tuple[str, float]:
     limits = limits_for(platform)
-    state, seconds = await redis.eval(
-        _CIRCUIT, 1, f"pmsops:circuit:{platform}", op, limits.failures_to_open, limits.successes_to_close, limits.open_seconds
+    state, seconds = await _script(
+        redis, _CIRCUIT, 1, f"pmsops:circuit:{platform}", op, limits.failures_to_open, limits.successes_to_close, limits.open_seconds
     )
     return (state.decode() if isinstance(state, bytes) else state), float(seconds)
 

@@ -89,11 +89,19 @@ CONNECTION_FIELDS = (
 )
 
 
-async def start_running(db, task_id: str, connection_id, details: dict[str, Any], timeout: float | None = None) -> tuple[dict[str, Any] | None, bool]:
+async def start_running(
+    db, task_id: str, connection_id, details: dict[str, Any], timeout: float | None = None, preload: str = "", preload_args: tuple = ()
+) -> tuple[dict[str, Any] | None, bool]:
     """One round trip for a task's start: mark its log ``running`` (with the connection's
     platform and property) and load the connection, with its property's agency as
     ``property_agency_id`` (the tenant check). Returns (connection or None, log found).
-    The log is marked ``in_flight`` until the attempt ends (success, failure or retry notice)."""
+    The log is marked ``in_flight`` until the attempt ends (success, failure or retry notice).
+
+    ``preload`` is a subquery over ``c`` (the connection; its parameters from ``$4`` on,
+    ``preload_args``) whose columns the operation needs next (see :data:`pmsops.sync.store.PRELOADS`):
+    read in this same statement, and only when the connection's agency is its property's agency,
+    so another tenant's rows are never read. Its columns come back in the connection dict."""
+    extra = f" LEFT JOIN LATERAL ({preload}) AS pre ON c.property_agency_id = c.agency_id" if preload else ""
     row = await db.fetchrow(
         f"""WITH c AS (SELECT {", ".join("cc." + f for f in CONNECTION_FIELDS)}, p.agency_id AS property_agency_id
                        FROM channel_connections cc LEFT JOIN properties p ON p.id = cc.property_id
@@ -106,13 +114,17 @@ async def start_running(db, task_id: str, connection_id, details: dict[str, Any]
                                || jsonb_build_object('in_flight', true, 'interrupted', COALESCE((details->>'interrupted')::int, 0)
                                                      + CASE WHEN details->>'in_flight' = 'true' THEN 1 ELSE 0 END)
                        WHERE task_id = $1 AND status <> ALL(ARRAY['success', 'cancelled']) RETURNING id)
-            SELECT (SELECT count(*) FROM l) AS logs_marked, c.* FROM (SELECT 1) AS one LEFT JOIN c ON true""",
+            SELECT (SELECT count(*) FROM l) AS logs_marked, {"pre.*, " if preload else ""}c.* FROM (SELECT 1) AS one LEFT JOIN c ON true{extra}""",
         task_id,
         uuid.UUID(str(connection_id)),
         json.dumps(details),
+        *preload_args,
         timeout=timeout,
     )
-    connection = {k: row[k] for k in (*CONNECTION_FIELDS, "property_agency_id")} if row["id"] is not None else None
+    if row["id"] is None:
+        return None, row["logs_marked"] > 0
+    connection = dict(row)
+    del connection["logs_marked"]
     return connection, row["logs_marked"] > 0
 
 

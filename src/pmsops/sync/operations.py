@@ -145,7 +145,11 @@ async def run_operation(runtime, operation: str, connection_id: str, attempt: At
             # The pre-flight is this first statement, under the pre-flight's timeout: a database that does
             # not answer fails here (database_unavailable) before anything else, as a separate SELECT 1
             # did, without that extra round trip on every sync (two through a transaction pooler).
-            row, found = await logs.start_running(conn, attempt.task_id, cid, running, timeout=config.preflight_timeout)
+            window = store.window(config.window_days)
+            preload = store.PRELOADS.get(operation, "")
+            row, found = await logs.start_running(
+                conn, attempt.task_id, cid, running, timeout=config.preflight_timeout, preload=preload, preload_args=window if preload else ()
+            )
             if row is None:
                 # Before any adoption: a log row must reference an existing connection (foreign
                 # key), so an unknown one ends here as not_found, with no row written or left open.
@@ -169,6 +173,7 @@ async def run_operation(runtime, operation: str, connection_id: str, attempt: At
             handler = HANDLERS.get(operation)
             if handler is None:
                 raise ValidationFailed(f"unknown operation {operation!r}")
+            row["window"] = window
             details = await handler(runtime, conn, row, adapter, attempt)
             details.update({"retry_count": attempt.retries, "platform": platform, "duration_ms": round((time.perf_counter() - started) * 1000, 1)})
             if attempt.pushed_before:
@@ -213,8 +218,11 @@ async def _adopt_orphan_task(conn, operation: str, connection: dict[str, Any], a
 
 
 async def _availability(runtime, conn, row: dict[str, Any], adapter, attempt: Attempt) -> dict[str, Any]:
-    start, end = store.window(runtime.config.window_days)
-    ranges = await store.availability_ranges(conn, row["property_id"], start, end)
+    start, end = row.get("window") or store.window(runtime.config.window_days)
+    if "pre_booked_in" in row:  # read with the log's start (store.PRELOADS)
+        ranges = store.preloaded_ranges(row, start, end)
+    else:
+        ranges = await store.availability_ranges(conn, row["property_id"], start, end)
     push = lambda: adapter.push_availability(row["platform_listing_id"], ranges)  # noqa: E731
     await _call_platform(runtime, row["platform_type"], str(row["id"]), push, attempt)
     return {
@@ -226,8 +234,11 @@ async def _availability(runtime, conn, row: dict[str, Any], adapter, attempt: At
 
 
 async def _pricing(runtime, conn, row: dict[str, Any], adapter, attempt: Attempt) -> dict[str, Any]:
-    start, end = store.window(runtime.config.window_days)
-    prices = await store.nightly_prices(conn, row["property_id"], start, end)
+    start, end = row.get("window") or store.window(runtime.config.window_days)
+    if "pre_prices" in row:  # read with the log's start (store.PRELOADS)
+        prices = store.preloaded_prices(row)
+    else:
+        prices = await store.nightly_prices(conn, row["property_id"], start, end)
     await _call_platform(runtime, row["platform_type"], str(row["id"]), lambda: adapter.push_prices(row["platform_listing_id"], prices), attempt)
     return {"start_date": start.isoformat(), "end_date": end.isoformat(), "nights": len(prices)}
 

@@ -31,22 +31,80 @@ async def availability_ranges(conn, property_id, start: date, end: date) -> list
         start,
         end,
     )
-    booked_rows = [r for r in rows if r["booking"]]
+    bookings = [(r["day"], r["check_out"]) for r in rows if r["booking"]]
     stays = {r["day"]: (r["min_stay"], r["max_stay"]) for r in rows if not r["booking"]}
-    booked: set[date] = set()
-    for row in booked_rows:
-        night = max(row["day"], start)
-        while night < min(row["check_out"], end):
-            booked.add(night)
-            night += timedelta(days=1)
+    return collapse_nights(start, end, bookings, stays)
+
+
+AVAILABILITY_PRELOAD = """SELECT b.ins AS pre_booked_in, b.outs AS pre_booked_out, r.nights AS pre_stay_nights, r.mins AS pre_min_stays,
+       r.maxs AS pre_max_stays
+  FROM (SELECT array_agg(check_in) AS ins, array_agg(check_out) AS outs FROM bookings
+         WHERE property_id = c.property_id AND status = 'confirmed' AND stay && daterange($4, $5, '[)')) AS b,
+       (SELECT array_agg(night) AS nights, array_agg(min_stay) AS mins, array_agg(max_stay) AS maxs FROM nightly_rates
+         WHERE property_id = c.property_id AND night >= $4 AND night < $5) AS r"""
+"""What :func:`availability_ranges` reads, as columns of the task's first statement (``$4``, ``$5``: the window)."""
+
+PRICES_PRELOAD = """SELECT array_agg(night ORDER BY night) AS pre_price_nights, array_agg(price ORDER BY night) AS pre_prices,
+       array_agg(currency ORDER BY night) AS pre_currencies
+  FROM nightly_rates WHERE property_id = c.property_id AND night >= $4 AND night < $5"""
+"""What :func:`nightly_prices` reads, as columns of the task's first statement."""
+
+PRELOADS = {"availability": AVAILABILITY_PRELOAD, "pricing": PRICES_PRELOAD}
+"""Operation → the rows it needs, read with the log's start (one round trip less per sync)."""
+
+
+def preloaded_ranges(row: dict[str, Any], start: date, end: date) -> list[AvailabilityRange]:
+    """:func:`availability_ranges` from the columns of :data:`AVAILABILITY_PRELOAD`."""
+    bookings = list(zip(row["pre_booked_in"] or (), row["pre_booked_out"] or ()))
+    stays = dict(zip(row["pre_stay_nights"] or (), zip(row["pre_min_stays"] or (), row["pre_max_stays"] or ())))
+    return collapse_nights(start, end, bookings, stays)
+
+
+def preloaded_prices(row: dict[str, Any]) -> list[NightlyPrice]:
+    """:func:`nightly_prices` from the columns of :data:`PRICES_PRELOAD`."""
+    return [
+        NightlyPrice(n, str(p), c.strip()) for n, p, c in zip(row["pre_price_nights"] or (), row["pre_prices"] or (), row["pre_currencies"] or ())
+    ]
+
+
+_NO_STAY = (None, None)
+
+
+def collapse_nights(
+    start: date, end: date, bookings: list[tuple[date, date]], stays: dict[date, tuple[int | None, int | None]]
+) -> list[AvailabilityRange]:
+    """Nights ``start`` … ``end`` (exclusive) as ranges of equal (available, min_stay, max_stay).
+
+    A night is unavailable when a booking's [check-in, check-out) covers it. Only the nights
+    where something may change are looked at (booking edges, nights with stay limits and the
+    night after each), not every night of the window: a property without bookings or limits
+    is one range whatever the window."""
+    first, days = start.toordinal(), (end - start).days
+    booked: set[int] = set()
+    points = {0, days}
+    for check_in, check_out in bookings:
+        a, b = max(check_in.toordinal() - first, 0), min(check_out.toordinal() - first, days)
+        if a < b:
+            booked.update(range(a, b))
+            points.update((a, b))
+    limits = {}
+    for night, stay in stays.items():
+        i = night.toordinal() - first
+        if 0 <= i < days:
+            limits[i] = stay
+            points.update((i, i + 1))
     ranges: list[AvailabilityRange] = []
-    night = start
-    while night < end:
-        key = (night not in booked, *stays.get(night, (None, None)))
-        first = night
-        while night < end and (night not in booked, *stays.get(night, (None, None))) == key:
-            night += timedelta(days=1)
-        ranges.append(AvailabilityRange(first, night, key[0], key[1], key[2]))
+    edges = sorted(points)
+    key = None
+    opened = 0
+    for i in edges[:-1]:
+        here = (i not in booked, *limits.get(i, _NO_STAY))
+        if here != key:
+            if key is not None:
+                ranges.append(AvailabilityRange(date.fromordinal(first + opened), date.fromordinal(first + i), *key))
+            key, opened = here, i
+    if key is not None:
+        ranges.append(AvailabilityRange(date.fromordinal(first + opened), end, *key))
     return ranges
 
 

@@ -7,7 +7,7 @@ honoured), 400/422 validation, ≥500 platform error; 30 s timeout.
 from __future__ import annotations
 
 import abc
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -33,9 +33,14 @@ class AvailabilityRange:
     max_stay: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["start"], data["end"] = self.start.isoformat(), self.end.isoformat()
-        return data
+        # the fields in their order, as dataclasses.asdict gave them (without its deep copy of each value)
+        return {
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "available": self.available,
+            "min_stay": self.min_stay,
+            "max_stay": self.max_stay,
+        }
 
 
 @dataclass(frozen=True)
@@ -109,11 +114,11 @@ def safe_snippet(body: str, token: str | None = None) -> str:
 
 
 def error_for_status(platform: str, status: int, body: str, retry_after: str | None = None, token: str | None = None) -> SyncError | None:
-    """The sync error an HTTP status means, or None for success."""
-    snippet = safe_snippet(body, token)
-    where = f"{platform} answered HTTP {status}"
+    """The sync error an HTTP status means, or None for success (whose body is not read here)."""
     if status < 400:
         return None
+    snippet = safe_snippet(body, token)
+    where = f"{platform} answered HTTP {status}"
     if status in (401, 403):
         return PlatformAuthError(f"{where}: the platform rejected our credentials ({snippet})")
     if status == 404:
@@ -141,7 +146,9 @@ class HttpPlatformAdapter(PlatformAdapter):
         self._idempotency_key = idempotency_key
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        import httpx
+        import httpcore
+
+        from pmsops.sync.http import TRANSPORT_ERRORS
 
         headers = {"Accept": "application/json"}
         if self._token:
@@ -152,13 +159,12 @@ class HttpPlatformAdapter(PlatformAdapter):
             headers["Idempotency-Key"] = self._idempotency_key
         try:
             response = await self._client.request(method, self.base_url + path, headers=headers, timeout=self._timeout, **kwargs)
-        except httpx.TimeoutException as exc:
+        except httpcore.TimeoutException as exc:
             raise PlatformTimeout(f"{self.name} did not answer within {self._timeout:g} s ({type(exc).__name__})") from None
-        except httpx.HTTPError as exc:
+        except TRANSPORT_ERRORS as exc:
             raise PlatformUnavailable(f"{self.name} unreachable: {type(exc).__name__}: {exc}") from None
-        error = error_for_status(self.name, response.status_code, response.text, response.headers.get("retry-after"), self._token)
-        if error is not None:
-            raise error
+        if response.status_code >= 400:
+            raise error_for_status(self.name, response.status_code, response.text, response.headers.get("retry-after"), self._token)
         try:
             return response.json() if response.content else {}
         except ValueError:
