@@ -47,6 +47,64 @@ def invoke(*args: str, input: str | None = None, env: dict[str, str] | None = No
     return CliResult(code, stdout, stderr)
 
 
+DOCKER_MODULES = frozenset(
+    {
+        "test_container_worker.py",
+        "test_host_check.py",
+        "test_host_code_hash.py",
+        "test_host_docker_errors.py",
+        "test_host_envdiff.py",
+        "test_host_logs.py",
+        "test_host_networks.py",
+        "test_host_real_engine.py",
+        "test_host_redis_password.py",
+        "test_host_secrets.py",
+        "test_host_worker_cmd.py",
+    }
+)
+"""The modules with tests on the private Docker engine (fixture docker_scenario): under pytest-xdist they run on one worker."""
+
+FIRST_GROUPS = ("docker", "test_faults_sync.py", "test_url_parity.py")
+"""The longest groups (the Docker tests, the fault scenarios, the hypothesis parity tests) are handed out first."""
+
+
+def xdist_group(module: str) -> str:
+    """The unit pytest-xdist hands to one worker: a test module (its module-scoped fixtures start once, as in a serial run),
+    or "docker" for every module on the private Docker engine (one engine, started once; no two engines share the machine's
+    bridge address pools)."""
+    return "docker" if module in DOCKER_MODULES else module
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``make test`` runs the suite on several workers (pytest-xdist): whole groups (:func:`xdist_group`) to one worker each.
+
+    Our own scheduler rather than ``--dist loadgroup`` with ``xdist_group`` marks: pytest-xdist 3.8 marks a group by
+    rewriting ``item._nodeid``, which pytest 9 no longer reads, so those marks group nothing."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group(Path(nodeid.split("::", 1)[0]).name)
+
+    return ModuleGroups(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every Docker test's module is in DOCKER_MODULES; under xdist the longest groups come first (with
+    ``--no-loadscope-reorder`` the scheduler keeps this order)."""
+    stray = sorted({item.path.name for item in items if "docker_scenario" in getattr(item, "fixturenames", ())} - DOCKER_MODULES)
+    if stray:
+        raise pytest.UsageError(f"tests/conftest.py: add {', '.join(stray)} to DOCKER_MODULES (it uses the private Docker engine)")
+    if hasattr(config, "workerinput"):
+
+        def rank(item) -> int:
+            group = xdist_group(item.path.name)
+            return FIRST_GROUPS.index(group) if group in FIRST_GROUPS else len(FIRST_GROUPS)
+
+        items.sort(key=rank)  # stable: collection order within a group
+
+
 @pytest.fixture
 def cli():
     return invoke

@@ -25,12 +25,23 @@ def intruder() -> pwd.struct_passwd:
         return pwd.getpwnam(INTRUDER)
     except KeyError:
         pass
-    done = subprocess.run(
-        ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/bin/sh", INTRUDER],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    import fcntl
+    import tempfile
+
+    # parallel test workers (pytest-xdist) may all ask at once: one useradd at a time, the others then find the user
+    lock_path = os.path.join(tempfile.gettempdir(), f"{INTRUDER}.lock")
+    with os.fdopen(os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)) as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return pwd.getpwnam(INTRUDER)
+        except KeyError:
+            pass
+        done = subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/bin/sh", INTRUDER],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     try:
         return pwd.getpwnam(INTRUDER)
     except KeyError:

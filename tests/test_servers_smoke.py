@@ -27,3 +27,57 @@ def test_postgres_fixture_uses_scram_over_tcp(postgres):
             await conn.close()
 
     assert asyncio.run(probe()) == "scram-sha-256"
+
+
+def _taken_then_free(monkeypatch):
+    """free_port() answers first with a port another process listens on (a parallel worker won the race), then honestly."""
+    import socket
+
+    from pmsops.sandbox import servers
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    taken = holder.getsockname()[1]
+    answers = iter([taken])
+    honest = servers.free_port
+    monkeypatch.setattr(servers, "free_port", lambda: next(answers, None) or honest())
+    return holder, taken
+
+
+def test_redis_that_loses_its_port_to_another_process_starts_on_a_new_one(monkeypatch):
+    import redis
+
+    from pmsops.sandbox.servers import RedisServer
+
+    holder, taken = _taken_then_free(monkeypatch)
+    server = RedisServer("pw+/ü").start()
+    try:
+        assert server.port != taken
+        assert redis.Redis.from_url(server.url, socket_timeout=3).ping() is True
+    finally:
+        server.stop()
+        holder.close()
+
+
+def test_postgres_that_loses_its_port_to_another_process_starts_on_a_new_one(monkeypatch):
+    import asyncpg
+
+    from pmsops.sandbox.servers import PostgresCluster
+
+    holder, taken = _taken_then_free(monkeypatch)
+    cluster = PostgresCluster(password="pw+/ä").start()
+    try:
+        assert cluster.port != taken
+
+        async def probe():
+            conn = await asyncpg.connect(cluster.url, timeout=5)
+            try:
+                return await conn.fetchval("SELECT 1")
+            finally:
+                await conn.close()
+
+        assert asyncio.run(probe()) == 1
+    finally:
+        cluster.stop()
+        holder.close()

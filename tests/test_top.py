@@ -39,7 +39,9 @@ def test_top_json_shows_the_open_breaker_and_the_missing_worker(cli, outage):
 
 
 def test_top_once_prints_one_frame_with_the_breaker_and_the_missing_worker(cli, outage):
-    result = cli("--env-file", outage.env_file, "top", "--once", "--expect-workers", "1", "--broadcast-timeout", "0.5")
+    # a width of its own: at the 80 columns of a run without a terminal (a pytest-xdist worker) the panels sit side by side
+    # and the MISSING line wraps; the width used to come from whatever terminal ran pytest
+    result = cli("--env-file", outage.env_file, "top", "--once", "--expect-workers", "1", "--broadcast-timeout", "0.5", env={"COLUMNS": "160"})
 
     assert result.exit_code == 0, result.output
     assert "MISSING 1 expected worker (0 of 1 answered)" in result.stdout

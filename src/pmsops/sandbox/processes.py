@@ -10,7 +10,7 @@ benchmarks (bench/run.py), so a security or reliability fix has one home:
   starts (and :func:`python_argv`'s ``-P``) never imports from that directory.
 - :class:`Child`: a pid plus its start time, so a pid reused after a reboot or a
   crash is never signalled (``sandbox.json`` outlives the processes it names).
-- :func:`wait_until`, :func:`wait_for_port`, :func:`wait_for_worker`: a condition
+- :func:`wait_until`, :func:`wait_for_port`, :func:`wait_for_listener`, :func:`wait_for_worker`: a condition
   polled until a deadline, failing at once when the child exits, never a fixed sleep.
 - :func:`terminate`: the process group, a grace period, then SIGKILL.
 - :class:`BlackHole` (accepts, never answers) and :class:`HttpStub` (answers what
@@ -185,6 +185,42 @@ def port_open(port: int, host: str = LOOPBACK, timeout: float = 0.3) -> bool:
 def wait_for_port(port: int, timeout: float, what: str, exited: Callable[[], bool] = lambda: False) -> None:
     """Until ``port`` accepts a connection on loopback."""
     wait_until(lambda: port_open(port, timeout=0.2), timeout, f"{what} did not listen on port {port}", exited, interval=0.05)
+
+
+def listens(pid: int, port: int) -> bool:
+    """Does process ``pid`` itself hold the socket listening on loopback ``port``?
+
+    Not just "something answers": a server that lost a race for its port exits, while another
+    process (a parallel test worker's server) answers there. Read from /proc; where that cannot be
+    read (another system, another user's process) an open port is taken as the answer.
+    """
+    wanted = f"{socket.inet_aton(LOOPBACK)[::-1].hex().upper()}:{port:04X}"
+    try:
+        with open("/proc/net/tcp") as table:
+            rows = [line.split() for line in table.readlines()[1:]]
+    except OSError:  # no /proc here
+        return port_open(port, timeout=0.2)
+    sockets = {f"socket:[{cols[9]}]" for cols in rows if cols[1] == wanted and cols[3] == "0A"}  # 0A: LISTEN
+    if not sockets:
+        return False
+    try:
+        descriptors = list(Path(f"/proc/{pid}/fd").iterdir())
+    except PermissionError:
+        return port_open(port, timeout=0.2)
+    except OSError:  # it has exited
+        return False
+    for fd in descriptors:
+        try:
+            if os.readlink(fd) in sockets:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def wait_for_listener(pid: int, port: int, timeout: float, what: str, exited: Callable[[], bool] = lambda: False) -> None:
+    """Until process ``pid`` listens on loopback ``port`` (see :func:`listens`)."""
+    wait_until(lambda: listens(pid, port), timeout, f"{what} did not listen on port {port}", exited, interval=0.05)
 
 
 def wait_for_worker(broker_url: str, name: str, timeout: float, exited: Callable[[], bool] = lambda: False) -> None:

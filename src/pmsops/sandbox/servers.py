@@ -49,15 +49,33 @@ def find_binary(name: str) -> str:
     raise ServerError(f"{name} not found: install it (apt-get install -y redis-server postgresql) or run make setup")
 
 
-def _wait_port(port: int, timeout: float, proc: subprocess.Popen, what: str, log: Path | None = None) -> None:
-    """Until ``port`` listens; a ServerError with the log's tail when the server exits first."""
+class PortTaken(ServerError):
+    """The server's port was taken between :func:`free_port` and its bind (a parallel test worker, an outgoing connection)."""
+
+
+PORT_ATTEMPTS = 5
+"""Ports a server started on a free port of its own tries before giving up (each lost race picks a new one)."""
+
+
+def _log_size(log: Path) -> int:
+    """Where this launch's lines start in an appended log."""
     try:
-        processes.wait_for_port(port, timeout, what, exited=processes.exited(proc))
+        return log.stat().st_size
+    except OSError:
+        return 0
+
+
+def _wait_port(port: int, timeout: float, proc: subprocess.Popen, what: str, log: Path | None = None, since: int = 0) -> None:
+    """Until ``proc`` itself listens on ``port``; a ServerError with the tail of its log (from ``since``) when it exits first
+    (:class:`PortTaken` when it lost its port to another process)."""
+    try:
+        processes.wait_for_listener(proc.pid, port, timeout, what, exited=processes.exited(proc))
     except processes.NotReady as exc:
         if not exc.exited:
             raise ServerError(str(exc)) from None
-        tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
-        raise ServerError(f"{what} exited with code {proc.returncode}: {tail}") from None
+        tail = log.read_bytes()[since:].decode(errors="replace")[-2000:] if log and log.exists() else ""
+        error = PortTaken if "Address already in use" in tail else ServerError
+        raise error(f"{what} exited with code {proc.returncode}: {tail}") from None
 
 
 def _redis_conf_quote(value: str) -> str:
@@ -83,7 +101,19 @@ class RedisServer:
         return f"redis://:{quote(self.password, safe='')}@{LOOPBACK}:{self.port}/{db}"
 
     def start(self, timeout: float = 10.0) -> "RedisServer":
-        self.port = self.port or free_port()
+        """Start on ``port``, or on a free port: then a port lost to another process between probe and bind is retried on a new one."""
+        if self.port:
+            return self._start(timeout)
+        for attempt in range(PORT_ATTEMPTS):
+            self.port = free_port()
+            try:
+                return self._start(timeout)
+            except PortTaken:
+                if attempt == PORT_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout: float) -> "RedisServer":
         from pmsops import safefile
 
         if self.workdir is None:
@@ -99,8 +129,9 @@ class RedisServer:
             "redis.conf",
         )
         os.close(safefile.open_append(log))  # 0600 before redis-server opens it
+        since = _log_size(log)
         self.proc = _start_redis(conf, self.workdir)
-        _wait_port(self.port, timeout, self.proc, "redis-server", log)
+        _wait_port(self.port, timeout, self.proc, "redis-server", log, since)
         return self
 
     def stop(self) -> None:
@@ -178,6 +209,7 @@ class PostgresCluster:
 
         from pmsops import safefile
 
+        chosen = not self.port  # our own free port: a lost race for it is retried on a new one
         self.port = self.port or free_port()
         if self.basedir is None:
             self.basedir = Path(tempfile.mkdtemp(prefix="pmsops-pg-"))
@@ -214,7 +246,15 @@ class PostgresCluster:
         if done.returncode != 0:
             raise ServerError(f"initdb failed: {done.stderr.decode(errors='replace').strip()[-500:]}")
         pwfile.unlink()
-        self._launch(owner, env, timeout)
+        for attempt in range(PORT_ATTEMPTS):
+            try:
+                self._launch(owner, env, timeout)
+                break
+            except PortTaken:
+                if not chosen or attempt == PORT_ATTEMPTS - 1:
+                    raise
+                self._log.close()
+                self.port = free_port()
         self._create_role()
         return self
 
@@ -223,6 +263,7 @@ class PostgresCluster:
 
         log = self.basedir / "postgres.log"
         self._log = os.fdopen(safefile.open_append(log, owner.pw_uid if owner else None), "ab")
+        since = _log_size(log)
         self.proc = processes.spawn(
             [
                 find_binary("postgres"),
@@ -253,7 +294,7 @@ class PostgresCluster:
             stderr=self._log,
             preexec_fn=_demote(owner),
         )
-        _wait_port(self.port, timeout, self.proc, "postgres", log)
+        _wait_port(self.port, timeout, self.proc, "postgres", log, since)
         self._owner, self._env = owner, env
 
     def _create_role(self) -> None:
@@ -306,6 +347,8 @@ def relaunch_postgres(basedir: Path, port: int, timeout: float = 30.0) -> int:
 
 def relaunch_redis(workdir: Path, port: int, timeout: float = 10.0) -> int:
     """Start an existing redis-server configuration again; returns its pid."""
+    log = Path(workdir) / "redis.log"
+    since = _log_size(log)
     proc = _start_redis(Path(workdir) / "redis.conf", Path(workdir))
-    _wait_port(port, timeout, proc, "redis-server", Path(workdir) / "redis.log")
+    _wait_port(port, timeout, proc, "redis-server", log, since)
     return proc.pid
