@@ -433,10 +433,10 @@ def _verdict(
             hint="anyone on the path can impersonate the server: set ssl_cert_reqs=required and ssl_ca_certs=/path/to/ca.pem",
             duration_ms=watch.ms,
         )
+    if reading.tls:  # said before a latency warning too: a slow answer does not make the certificate any less verified
+        summary += ", TLS certificate verified"
     if latency > LATENCY_WARN_MS:
         return results.warn(
             name, summary + f" (over the {LATENCY_WARN_MS:.0f} ms alert threshold)", details=details, notes=notes, duration_ms=watch.ms
         )
-    if reading.tls:
-        summary += ", TLS certificate verified"
     return results.ok(name, summary, details=details, notes=notes, duration_ms=watch.ms)
