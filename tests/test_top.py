@@ -78,6 +78,9 @@ def _spawn_top(env_file: str, interval: str = "0.3", *extra: str):
         env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "COLUMNS", "LINES")}  # pytest's COLUMNS would win over the pty
         env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
         fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+        from terminal import as_a_shell_starts_a_job
+
+        as_a_shell_starts_a_job()
         os.execve(
             sys.executable,
             [sys.executable, "-m", "pmsops", "--env-file", env_file, "top", "--interval", interval, "--broadcast-timeout", "0.3", *extra],

@@ -117,6 +117,9 @@ def spawn(*args: str, columns: int = 80, rows: int = 40, env: dict[str, str] | N
     pid, fd = pty.fork()
     if pid == 0:  # the child: its controlling terminal is the pty
         fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+        from terminal import as_a_shell_starts_a_job
+
+        as_a_shell_starts_a_job()
         os.execve(sys.executable, [sys.executable, "-m", "pmsops", *args], child_env)
     return Tty(pid, fd, started)
 
