@@ -8,10 +8,9 @@ import subprocess
 import sys
 import textwrap
 
+from client_readings import kombu_reading, redis_py_reading
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kombu.utils.url import url_to_parts
-from redis.connection import parse_url
 
 from pmsops.urls import LIBRARY_RULES, build_redis_url, kombu_rules, parse_redis_url, redis_py_rules, verify_round_trip
 
@@ -29,25 +28,6 @@ def _outcome(fn, url: str) -> tuple[str, object]:
         return "error", str(exc)
 
 
-def _redis_py(url: str) -> dict:
-    found = parse_url(url)
-    found.pop("connection_class", None)
-    return found
-
-
-def _kombu(url: str) -> dict:
-    pieces = url.split(";")
-    parts = url_to_parts(pieces[0])
-    return {
-        "host": parts.hostname,
-        "port": parts.port,
-        "username": parts.username,
-        "password": parts.password,
-        "db": parts.path,
-        "failover_urls": len(pieces),
-    }
-
-
 def _urls(password: str, host: str, encoded: bool) -> str:
     return build_redis_url(password, host) if encoded else f"redis://:{password}@{host}:6379/0"
 
@@ -59,7 +39,7 @@ def test_the_redis_py_rules_read_every_password_url_as_redis_py_does(password, h
     if "?" in url:
         return  # a query goes to redis-py itself
 
-    assert _outcome(redis_py_rules, url) == _outcome(_redis_py, url)
+    assert _outcome(redis_py_rules, url) == _outcome(redis_py_reading, url)
 
 
 @settings(max_examples=400, deadline=None)
@@ -67,7 +47,7 @@ def test_the_redis_py_rules_read_every_password_url_as_redis_py_does(password, h
 def test_the_redis_py_rules_read_any_url_without_a_query_as_redis_py_does(scheme, rest):
     url = scheme + rest
 
-    assert _outcome(redis_py_rules, url) == _outcome(_redis_py, url)
+    assert _outcome(redis_py_rules, url) == _outcome(redis_py_reading, url)
 
 
 @settings(max_examples=400, deadline=None)
@@ -75,7 +55,7 @@ def test_the_redis_py_rules_read_any_url_without_a_query_as_redis_py_does(scheme
 def test_the_kombu_rules_read_every_password_url_as_kombu_does(password, host, encoded):
     url = _urls(password, host, encoded)
 
-    assert _outcome(kombu_rules, url) == _outcome(_kombu, url)
+    assert _outcome(kombu_rules, url) == _outcome(kombu_reading, url)
 
 
 @settings(max_examples=400, deadline=None)
@@ -83,13 +63,13 @@ def test_the_kombu_rules_read_every_password_url_as_kombu_does(password, host, e
 def test_the_kombu_rules_read_any_url_as_kombu_does(scheme, rest):
     url = scheme + rest
 
-    assert _outcome(kombu_rules, url) == _outcome(_kombu, url)
+    assert _outcome(kombu_rules, url) == _outcome(kombu_reading, url)
 
 
 def test_a_url_with_a_query_is_read_by_redis_py_itself():
     url = "redis://:pw@coolify-redis:6379/0?socket_timeout=abc"
 
-    assert _outcome(parse_redis_url, url) == _outcome(_redis_py, url) == ("error", "Invalid value for 'socket_timeout' in connection URL.")
+    assert _outcome(parse_redis_url, url) == _outcome(redis_py_reading, url) == ("error", "Invalid value for 'socket_timeout' in connection URL.")
 
 
 def test_a_wrong_encoding_fails_the_round_trip_by_the_rules_as_by_the_libraries():

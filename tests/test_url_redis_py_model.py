@@ -12,10 +12,9 @@ exception, gives an equal reading, exit code and message.
 from __future__ import annotations
 
 import pytest
+from client_readings import kombu_reading, redis_py_reading
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kombu.utils.url import url_to_parts
-from redis.connection import parse_url
 
 from pmsops.errors import UsageError
 from pmsops.urlread import read_url, redis_py_connection, redis_py_connection_library, redis_py_connection_model, redis_py_model_applies
@@ -92,30 +91,13 @@ def test_outside_its_domain_redis_py_itself_reads_the_url(scheme, rest):
 def test_the_lint_reads_any_url_as_redis_py_and_kombu_do(scheme, rest):
     url = scheme + rest
 
-    def redis_py(u: str) -> dict:
-        found = parse_url(u)
-        found.pop("connection_class", None)
-        return found
-
-    def kombu(u: str) -> dict:
-        pieces = u.split(";")
-        parts = url_to_parts(pieces[0])
-        return {
-            "host": parts.hostname,
-            "port": parts.port,
-            "username": parts.username,
-            "password": parts.password,
-            "db": parts.path,
-            "failover_urls": len(pieces),
-        }
-
     def lint_reading(u: str) -> dict:  # the lint never reads the connection class
         found = dict(parse_redis_url(u))
         found.pop("connection_class", None)
         return found
 
-    assert _outcome(lint_reading, url) == _outcome(redis_py, url)
-    assert _outcome(parse_kombu_url, url) == _outcome(kombu, url)
+    assert _outcome(lint_reading, url) == _outcome(redis_py_reading, url)
+    assert _outcome(parse_kombu_url, url) == _outcome(kombu_reading, url)
 
 
 def test_the_domain_is_lower_case_redis_or_rediss_without_a_query():
