@@ -3,26 +3,14 @@ differential tests that pin pmsops.urls' rules and pmsops.urlread's model to the
 
 from __future__ import annotations
 
-from kombu.utils.url import url_to_parts
-from redis.connection import parse_url
+from pmsops.urls import parse_with_kombu, parse_with_redis_py
+
+kombu_reading = parse_with_kombu
+"""kombu's own reading (``url_to_parts`` of the first URL of a failover list, and how many there are)."""
 
 
 def redis_py_reading(url: str) -> dict:
-    """redis-py's ``parse_url`` without the connection class (the rules never name one)."""
-    found = parse_url(url)
+    """redis-py's own ``parse_url`` without the connection class (the rules never name one)."""
+    found = parse_with_redis_py(url)
     found.pop("connection_class", None)
     return found
-
-
-def kombu_reading(url: str) -> dict:
-    """kombu's ``url_to_parts`` of the first URL of a failover list, and how many there are."""
-    pieces = url.split(";")
-    parts = url_to_parts(pieces[0])
-    return {
-        "host": parts.hostname,
-        "port": parts.port,
-        "username": parts.username,
-        "password": parts.password,
-        "db": parts.path,
-        "failover_urls": len(pieces),
-    }
