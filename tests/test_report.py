@@ -245,3 +245,16 @@ def test_report_html_renders_in_headless_chromium_with_its_charts(written, tmp_p
     console = [line for line in done.stderr.splitlines() if "CONSOLE" in line or "Refused to" in line or "Uncaught" in line]
     assert console == []
     assert not re.search(r"\b(?:src|href)\s*=", written.files["report.html"])  # nothing to load: self-contained
+
+
+def test_environment_fingerprints_are_never_abandoned_on_a_busy_machine():
+    """The fingerprints are CPU work (100 000 PBKDF2 rounds each) that cannot hang: a machine too busy to finish
+    them within 8 × --timeout still gets them, where the old shared deadline left a bundle without them."""
+    from pmsops.observe.report import Options, run_sections
+    from pmsops.settings import Settings
+
+    env = {f"PMSOPS_TEST_{i}_TOKEN": f"value-{i}-{os.getpid()}" for i in range(6)}
+    sections = {s.name: s for s in run_sections(Settings(env), Options(timeout=0.002, docker=False))}
+    environment = sections["environment"]
+    assert (environment.error, [r.status.value for r in environment.results]) == (None, ["ok"])
+    assert sorted(line.split()[0] for line in environment.evidence["evidence/env-fingerprints.txt"].splitlines()[1:]) == sorted(env)
