@@ -6,6 +6,8 @@ characters the runbook warns about, so every test exercises encoding for real.
 
 from __future__ import annotations
 
+import functools
+
 import os
 import sys
 from dataclasses import dataclass
@@ -73,6 +75,24 @@ def xdist_group(module: str) -> str:
     or "docker" for every module on the private Docker engine (one engine, started once; no two engines share the machine's
     bridge address pools)."""
     return "docker" if module in DOCKER_MODULES else module
+
+
+def pytest_configure(config):
+    _read_redis_py_version_once()
+
+
+def _read_redis_py_version_once() -> None:
+    """redis-py 8 reads its own package metadata (``importlib.metadata.version``: a walk of sys.path and an e-mail
+    header parse, 5 ms on this machine) for every ``Connection`` it builds, for ``CLIENT SETINFO``; the URL-parity
+    oracles build thousands, a third of those tests' CPU. The version cannot change while the tests run, so it is read
+    once. Nothing else of redis-py changes: what it reads in a URL, how it connects."""
+    try:
+        import redis.utils
+    except ImportError:
+        return
+    version = getattr(redis.utils, "get_lib_version", None)
+    if version is not None and not hasattr(version, "cache_info"):
+        redis.utils.get_lib_version = functools.cache(version)
 
 
 @pytest.hookimpl(optionalhook=True)
