@@ -258,3 +258,17 @@ def test_environment_fingerprints_are_never_abandoned_on_a_busy_machine():
     environment = sections["environment"]
     assert (environment.error, [r.status.value for r in environment.results]) == (None, ["ok"])
     assert sorted(line.split()[0] for line in environment.evidence["evidence/env-fingerprints.txt"].splitlines()[1:]) == sorted(env)
+
+
+def test_scanning_a_clean_bundle_derives_no_fingerprint(monkeypatch):
+    """A fingerprint costs 100 000 PBKDF2 rounds: the scan names a secret by one only when it finds that secret."""
+    from pmsops.observe import secrets
+
+    derived = []
+    monkeypatch.setattr(secrets, "fingerprint", lambda value: derived.append(value) or "len=0")
+    planted = [f"sentinel-{i}-{os.getpid()}-value" for i in range(5)]
+
+    assert secrets.scan({"report.json": b'{"status": "ok"}'}, planted) == []
+    assert derived == []
+    assert [h.form for h in secrets.scan({"log.txt": f"x {planted[2]} y".encode()}, planted)] == ["raw"]
+    assert derived == [planted[2]]

@@ -61,12 +61,13 @@ class Hit:
 
 def scan(members: dict[str, bytes | str], secrets: list[str] | None = None) -> list[Hit]:
     """Every (file, form) where a registered secret appears; an empty list means clean."""
+    # the secret itself, not its fingerprint: a fingerprint is 100 000 PBKDF2 rounds, needed only for a hit (none, normally)
     needles: dict[str, tuple[str, str]] = {}
     for secret in secrets if secrets is not None else registered_secrets():
         if len(secret) < MIN_SECRET_LENGTH:
             continue
         for form, text in forms(secret).items():
-            needles.setdefault(text, (form, fingerprint(secret)))
+            needles.setdefault(text, (form, secret))
     if not needles:
         return []
     pattern = re.compile("|".join(re.escape(n) for n in sorted(needles, key=len, reverse=True)))
@@ -75,10 +76,10 @@ def scan(members: dict[str, bytes | str], secrets: list[str] | None = None) -> l
         text = content.decode("utf-8", errors="replace") if isinstance(content, bytes) else content
         seen = set()
         for match in pattern.finditer(text):
-            form, print_ = needles[match.group(0)]
-            if (form, print_) not in seen:
-                seen.add((form, print_))
-                hits.append(Hit(name, form, print_))
+            form, secret = needles[match.group(0)]
+            if (form, secret) not in seen:
+                seen.add((form, secret))
+                hits.append(Hit(name, form, fingerprint(secret)))
     return hits
 
 
