@@ -337,21 +337,24 @@ class Rig:
         self.profile = profile
         state = sandbox.load().components
         self.server_pids = {"postgres": [state["db"].pid], "redis": [state["redis"].pid]}
-        from pmsops.sandbox.servers import free_port
-
-        self.platform_port = free_port()
-        self.platform_url = f"http://127.0.0.1:{self.platform_port}"
-        self.platform = self._spawn([sys.executable, "-P", "-m", "pmsops.sandbox.fake_platform", "--port", str(self.platform_port)], os.environ)
         from pmsops.sandbox import processes
 
-        processes.wait_for_port(self.platform_port, 10, "fake platform", exited=processes.exited(self.platform))
+        sock = processes.listening_socket()  # bound here, served by the child (--fd): its port cannot be taken meanwhile
+        self.platform_port = sock.getsockname()[1]
+        self.platform_url = f"http://127.0.0.1:{self.platform_port}"
+        try:
+            argv = [sys.executable, "-P", "-m", "pmsops.sandbox.fake_platform", "--fd", str(sock.fileno())]
+            self.platform = self._spawn(argv, os.environ, pass_fds=(sock.fileno(),))
+        finally:
+            sock.close()
+        processes.wait_for_http(self.platform_port, 10, "fake platform", exited=processes.exited(self.platform))
         self.control("keep", {"keep": False}, attempts=50)
 
-    def _spawn(self, argv: list[str], env) -> subprocess.Popen:
+    def _spawn(self, argv: list[str], env, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
         """Started the sandbox's way (pmsops.sandbox.processes: own session, umask 077, -P, cwd the checkout)."""
         from pmsops.sandbox import processes
 
-        proc = processes.spawn(argv, cwd=ROOT, env=dict(env))
+        proc = processes.spawn(argv, cwd=ROOT, env=dict(env), pass_fds=pass_fds)
         self.procs.append(proc)
         return proc
 

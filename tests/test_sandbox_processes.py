@@ -15,11 +15,14 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from pmsops.errors import UsageError
 from pmsops.sandbox import processes
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
 from pmsops.sandbox.servers import free_port
 from test_security_local_user import one_line_error
 
@@ -181,3 +184,50 @@ def test_sandbox_start_of_a_component_the_state_cannot_restart_is_refused_in_one
 
     one_line_error(result, f"cannot start worker: {directory / 'sandbox.json'} does not say how it was started")
     assert os.listdir(directory) == ["sandbox.json"]
+
+
+def test_a_server_on_a_socket_its_parent_bound_counts_as_ready_only_once_it_answers_http(tmp_path):
+    """The port is ours from the bind on (no other process can take it before the child serves), and an open port is
+    no sign of life: the kernel queues connections to a bound socket before anyone serves it."""
+    sock = processes.listening_socket()
+    port = sock.getsockname()[1]
+    try:
+        assert processes.port_open(port) is True
+        assert processes.http_answers(port, timeout=0.3) is False
+        argv = processes.python_argv("-m", "pmsops.sandbox.fake_platform", "--fd", str(sock.fileno()))
+        proc = processes.spawn(argv, cwd=tmp_path, env={**os.environ, "PYTHONPATH": SRC}, pass_fds=(sock.fileno(),))
+    finally:
+        sock.close()
+    try:
+        processes.wait_for_http(port, 30, "fake platform", exited=processes.exited(proc))
+        assert processes.http_answers(port) is True
+    finally:
+        processes.stop(proc)
+
+
+def test_a_sandbox_server_restarted_while_another_process_holds_its_port_fails_at_once_naming_the_port(tmp_path):
+    import socket
+
+    from pmsops.errors import OperationError
+    from pmsops.sandbox.stack import Sandbox
+    from pmsops.sandbox.state import Component, SandboxState
+
+    directory = tmp_path / "sb"
+    directory.mkdir(mode=0o700)
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    port = holder.getsockname()[1]
+    sandbox = Sandbox.at(directory)
+    state = SandboxState(str(directory))
+    gone = processes.spawn(["true"], cwd=directory)
+    gone.wait(10)
+    state.components["platform"] = Component(gone.pid, None, port=port, argv=processes.python_argv("-m", "pmsops.sandbox.fake_platform"))
+    sandbox.save(state)
+    try:
+        with pytest.raises(OperationError) as refused:
+            sandbox.start("platform")
+    finally:
+        holder.close()
+    assert refused.value.message == f"cannot start platform: port {port} is taken by another process (Address already in use)"
+    assert "platform.log" not in os.listdir(directory)  # nothing was started

@@ -81,3 +81,52 @@ def test_postgres_that_loses_its_port_to_another_process_starts_on_a_new_one(mon
     finally:
         cluster.stop()
         holder.close()
+
+
+def _variant_port_taken_first(monkeypatch):
+    """As :func:`_taken_then_free`, for the variant servers (they take :func:`free_port` by name)."""
+    import variant_servers
+
+    holder, taken = _taken_then_free(monkeypatch)
+    from pmsops.sandbox import servers
+
+    monkeypatch.setattr(variant_servers, "free_port", servers.free_port)
+    return holder, taken
+
+
+def test_tls_redis_variant_that_loses_its_port_to_another_process_starts_on_new_ones(monkeypatch):
+    """Before: the server exited on 'Address already in use' while the fixture, seeing the port open (the other
+    process's), handed out that process's port."""
+    import redis
+    from variant_servers import VariantRedis
+
+    holder, taken = _variant_port_taken_first(monkeypatch)
+    server = VariantRedis(password="pw+/ü", tls=True).start()
+    try:
+        assert taken not in (server.port, server.tls_port)
+        assert redis.Redis.from_url(server.url(), socket_timeout=3).ping() is True
+    finally:
+        server.stop()
+        holder.close()
+
+
+def test_pgbouncer_that_loses_its_port_to_another_process_starts_on_a_new_one(monkeypatch, postgres):
+    import asyncpg
+    from variant_servers import PgBouncer
+
+    holder, taken = _variant_port_taken_first(monkeypatch)
+    bouncer = PgBouncer(postgres.port, postgres.database, postgres.user, postgres.password, pool_mode="transaction", pool_size=1).start()
+    try:
+        assert bouncer.port != taken
+
+        async def probe():
+            conn = await asyncpg.connect(bouncer.url, timeout=5, statement_cache_size=0)
+            try:
+                return await conn.fetchval("SELECT 1")
+            finally:
+                await conn.close()
+
+        assert asyncio.run(probe()) == 1
+    finally:
+        bouncer.stop()
+        holder.close()

@@ -18,8 +18,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from pmsops.sandbox import processes
-from pmsops.sandbox.processes import LOOPBACK, port_open
-from pmsops.sandbox.servers import ServerError, find_binary, free_port
+from pmsops.sandbox.processes import LOOPBACK, listens
+from pmsops.sandbox.servers import PORT_ATTEMPTS, PortTaken, ServerError, find_binary, free_port
 
 
 # --- certificates -------------------------------------------------------------------------------------
@@ -105,12 +105,26 @@ def make_certificates(directory: Path, owner_uid: int | None = None, owner_gid: 
 
 
 def wait_until(condition, timeout: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
-    """:func:`pmsops.sandbox.processes.wait_until`, with the server log's tail in the error (what a failing fixture needs)."""
+    """:func:`pmsops.sandbox.processes.wait_until`, with the server log's tail in the error (what a failing fixture needs);
+    :class:`PortTaken` when the server exited because another process had taken its port."""
     try:
         processes.wait_until(condition, timeout, what, processes.exited(proc) if proc is not None else (lambda: False), interval=0.05)
     except processes.NotReady as exc:
         tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
-        raise ServerError(f"{exc}: {tail}") from None
+        raise (PortTaken if exc.exited and "Address already in use" in tail else ServerError)(f"{exc}: {tail}") from None
+
+
+def on_free_ports(server, timeout: float):
+    """``server._start(timeout)`` on free ports: a port another process took between :func:`free_port` and the
+    server's bind (a parallel test worker) is retried on new ones, as :mod:`pmsops.sandbox.servers` does."""
+    for attempt in range(PORT_ATTEMPTS):
+        try:
+            return server._start(timeout)
+        except PortTaken:
+            server.stop()
+            if attempt == PORT_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def stop_process(proc: subprocess.Popen | None) -> None:
@@ -158,6 +172,9 @@ class VariantRedis:
         return f"rediss://{self.auth(user, password)}{LOOPBACK}:{self.tls_port}/{db}" + (f"?{query}" if query else "")
 
     def start(self, timeout: float = 10.0) -> "VariantRedis":
+        return on_free_ports(self, timeout)
+
+    def _start(self, timeout: float) -> "VariantRedis":
         self.workdir = Path(tempfile.mkdtemp(prefix="pmsops-vredis-"))
         self.port = free_port()
         lines = [f"port {self.port}", f"bind {LOOPBACK}", 'save ""', "appendonly no", f"dir {self.workdir}", f"logfile {self.workdir / 'redis.log'}"]
@@ -181,8 +198,11 @@ class VariantRedis:
         conf.chmod(0o600)
         log = self.workdir / "redis.log"
         self.proc = processes.spawn([find_binary("redis-server"), str(conf)], cwd=self.workdir, stderr=subprocess.DEVNULL)
+        pid = self.proc.pid  # itself listening: an open port could be another process's (a parallel worker's server)
         wait_until(
-            lambda: port_open(self.port) and (not self.tls or port_open(self.tls_port)) and (not self.socket or os.path.exists(self.socket_path)),
+            lambda: (
+                listens(pid, self.port) and (not self.tls or listens(pid, self.tls_port)) and (not self.socket or os.path.exists(self.socket_path))
+            ),
             timeout,
             "redis-server",
             self.proc,
@@ -258,6 +278,9 @@ class PgBouncer:
         return f"postgresql://{quote(self.user, safe='')}:{quote(self.password, safe='')}@{LOOPBACK}:{self.port}/{quote(self.database, safe='')}"
 
     def start(self, timeout: float = 10.0) -> "PgBouncer":
+        return on_free_ports(self, timeout)
+
+    def _start(self, timeout: float) -> "PgBouncer":
         import pwd
 
         binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
@@ -293,7 +316,8 @@ class PgBouncer:
                 os.setuid(owner.pw_uid)
 
         self.proc = processes.spawn([binary, str(ini)], cwd=self.workdir, stderr=subprocess.DEVNULL, preexec_fn=demote)
-        wait_until(lambda: port_open(self.port), timeout, "pgbouncer", self.proc, log)
+        pid = self.proc.pid
+        wait_until(lambda: listens(pid, self.port), timeout, "pgbouncer", self.proc, log)
         return self
 
     def stop(self) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 import time
 from typing import Any
@@ -177,16 +178,20 @@ async def _serve_connection(platform: _Platform, reader: asyncio.StreamReader, w
 class FakePlatform:
     """Run the fake platform on its own event loop in a thread (tests) or as ``python -m`` (sandbox)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, sock: socket.socket | None = None) -> None:
         self.state = FakePlatformState()
         self._platform = _Platform(self.state)
-        self._host, self._port = host, port
+        self._host, self._port, self._sock = host, port, sock
         self.loop = asyncio.new_event_loop()
         self.server: asyncio.AbstractServer | None = None
         self.thread: threading.Thread | None = None
 
     async def _start_server(self) -> None:
-        self.server = await asyncio.start_server(lambda r, w: _serve_connection(self._platform, r, w), self._host, self._port)
+        serve = lambda r, w: _serve_connection(self._platform, r, w)  # noqa: E731
+        if self._sock is not None:  # a listening socket handed over by the parent (--fd)
+            self.server = await asyncio.start_server(serve, sock=self._sock)
+        else:
+            self.server = await asyncio.start_server(serve, self._host, self._port)
 
     @property
     def port(self) -> int:
@@ -239,9 +244,12 @@ def main() -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description="Fake OTA platform API on loopback")
-    parser.add_argument("--port", type=int, default=0)
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--port", type=int, default=0)
+    where.add_argument("--fd", type=int, default=None, help="serve on this inherited listening socket (the sandbox binds it)")
     args = parser.parse_args()
-    FakePlatform(port=args.port).serve_forever()
+    sock = socket.socket(fileno=args.fd) if args.fd is not None else None
+    FakePlatform(port=args.port, sock=sock).serve_forever()
 
 
 if __name__ == "__main__":

@@ -57,6 +57,24 @@ def child_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
     return {**os.environ, **(env or {}), "PYTHONSAFEPATH": "1"}
 
 
+def listening_socket(port: int = 0) -> socket.socket:
+    """A TCP socket listening on loopback ``port`` (0: a free one, chosen by the kernel), for a child to serve on.
+
+    The port belongs to us from the bind on, so a child handed this socket (``--fd``) cannot lose its port to
+    another process between "this port is free" and its own bind, as a child told ``--port N`` can. An
+    explicit ``port`` (a component restarted where its URL points) that another process holds now fails here,
+    at once, with EADDRINUSE."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart may rebind while old connections linger
+        sock.bind((LOOPBACK, port))
+        sock.listen(128)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def spawn(
     argv: list[str],
     cwd: str | os.PathLike[str],
@@ -65,11 +83,14 @@ def spawn(
     stderr: Target = subprocess.STDOUT,
     preexec_fn: Callable[[], None] | None = None,
     text: bool = False,
+    pass_fds: tuple[int, ...] = (),
 ) -> subprocess.Popen:
-    """Start ``argv`` safely: own session, stdin closed, umask 077, ``cwd`` (required: a directory the caller checked), PYTHONSAFEPATH=1."""
+    """Start ``argv`` safely: own session, stdin closed, umask 077, ``cwd`` (required: a directory the caller checked), PYTHONSAFEPATH=1;
+    ``pass_fds``: descriptors the child inherits (a listening socket bound here, see :func:`listening_socket`)."""
     check_working_directory(cwd)
     return subprocess.Popen(
         argv,
+        pass_fds=pass_fds,
         env=child_environment(env),
         stdout=stdout,
         stderr=stderr,
@@ -185,6 +206,27 @@ def port_open(port: int, host: str = LOOPBACK, timeout: float = 0.3) -> bool:
 def wait_for_port(port: int, timeout: float, what: str, exited: Callable[[], bool] = lambda: False) -> None:
     """Until ``port`` accepts a connection on loopback."""
     wait_until(lambda: port_open(port, timeout=0.2), timeout, f"{what} did not listen on port {port}", exited, interval=0.05)
+
+
+def http_answers(port: int, host: str = LOOPBACK, timeout: float = 1.0) -> bool:
+    """Does an HTTP server answer on ``port`` (any status)? For a server on a socket its parent bound, an open
+    port says nothing: the kernel accepts connections into the backlog before the child serves."""
+    import http.client
+
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", "/")
+        conn.getresponse().read()
+        return True
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
+def wait_for_http(port: int, timeout: float, what: str, exited: Callable[[], bool] = lambda: False) -> None:
+    """Until an HTTP server answers on loopback ``port``."""
+    wait_until(lambda: http_answers(port), timeout, f"{what} did not answer HTTP on port {port}", exited, interval=0.05)
 
 
 def listens(pid: int, port: int) -> bool:

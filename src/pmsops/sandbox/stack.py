@@ -153,8 +153,7 @@ class Sandbox:
         return state
 
     def _up(self, state: SandboxState, database_url: str | None, progress: Callable[[str], None], timeout: float) -> None:
-        from pmsops.sandbox.servers import PostgresCluster, RedisServer, free_port
-        from pmsops.sync.crypto import generate_key
+        from pmsops.sandbox.servers import PostgresCluster, RedisServer
 
         redis_password = special_password()
         redis = RedisServer(redis_password, workdir=self._create(state, "redis"), appendonly=True).start()
@@ -179,7 +178,19 @@ class Sandbox:
             self.save(state)
             db_url = cluster.url
             progress(f"PostgreSQL on 127.0.0.1:{cluster.port} (private cluster, scram-sha-256)")
-        platform_port, api_port = free_port(), free_port()
+        # bound here and handed to the children (--fd): no other process can take these ports before they serve
+        platform_sock, api_sock = processes.listening_socket(), processes.listening_socket()
+        try:
+            self._up_services(state, db_url, redis, platform_sock, api_sock, progress, timeout)
+        finally:
+            platform_sock.close()
+            api_sock.close()
+
+    def _up_services(self, state: SandboxState, db_url: str, redis, platform_sock, api_sock, progress: Callable[[str], None], timeout: float) -> None:
+        """The env file, the schema and seed, then the fake platform, the worker and the API on their sockets."""
+        from pmsops.sync.crypto import generate_key
+
+        platform_port, api_port = platform_sock.getsockname()[1], api_sock.getsockname()[1]
         api_url = f"http://127.0.0.1:{api_port}"
         users = {USERS[0]: secrets.token_urlsafe(12), USERS[1]: secrets.token_urlsafe(12)}
         jwt_secret = secrets.token_urlsafe(32)
@@ -219,14 +230,13 @@ class Sandbox:
         state.seed = self._migrate_and_seed(db_url, env["ENCRYPTION_KEY"], users)
         self.save(state)
         progress(f"schema migrated; seeded 2 agencies, 3 properties, {len(state.seed['connections'])} connections, 2 users")
-        self._spawn(state, "platform", python_argv("-m", "pmsops.sandbox.fake_platform", "--port", str(platform_port)), env, platform_port)
-        self._wait_port(state, "platform", platform_port, timeout)
+        self._spawn(state, "platform", python_argv("-m", "pmsops.sandbox.fake_platform"), env, platform_port, sock=platform_sock)
+        self._wait_served(state, "platform", platform_port, timeout)
         self._load_reservations(env["PLATFORM_BASE_URL"], state.seed)
         progress(f"fake platform on 127.0.0.1:{platform_port}")
         self._spawn(state, "worker", self._worker_argv(), env)
-        uvicorn = python_argv("-m", "uvicorn", "pmsops.sandbox.api:app", "--host", "127.0.0.1", "--port", str(api_port), "--log-level", "warning")
-        self._spawn(state, "api", uvicorn, env, api_port)
-        self._wait_port(state, "api", api_port, timeout)
+        self._spawn(state, "api", python_argv("-m", "pmsops.sandbox.api", "--log-level", "warning"), env, api_port, sock=api_sock)
+        self._wait_served(state, "api", api_port, timeout)
         progress(f"API on {api_url}")
         self._wait_worker(state, timeout)
         progress(f"Celery worker {self.worker_name} answers (started by pmsops worker-start)")
@@ -261,23 +271,25 @@ class Sandbox:
         body = {"listing": listing, "reservations": demo_reservations()}
         httpx.post(f"{platform_url}/_control/reservations", json=body, timeout=5).raise_for_status()
 
-    def _spawn(self, state: SandboxState, name: str, argv: list[str], env: dict[str, str], port: int | None = None) -> None:
-        """Start a child: log 0600 (never through a link), umask 077, cwd = our checked 0700 directory, PYTHONSAFEPATH=1."""
+    def _spawn(self, state: SandboxState, name: str, argv: list[str], env: dict[str, str], port: int | None = None, sock=None) -> None:
+        """Start a child: log 0600 (never through a link), umask 077, cwd = our checked 0700 directory, PYTHONSAFEPATH=1.
+        ``sock``: a listening socket the child serves on (``--fd``); ``argv`` is recorded without it, for a restart."""
         log = self._create(state, f"{name}.log")
         fd = safefile.open_append(log)
+        run, inherit = (argv + ["--fd", str(sock.fileno())], (sock.fileno(),)) if sock is not None else (argv, ())
         try:
-            proc = processes.spawn(argv, cwd=self.directory, env=env, stdout=fd)
+            proc = processes.spawn(run, cwd=self.directory, env=env, stdout=fd, pass_fds=inherit)
         finally:
             os.close(fd)
         state.components[name] = Component.launched(proc.pid, port=port, argv=argv, log=str(log))
         self.save(state)
 
-    def _wait_port(self, state: SandboxState, name: str, port: int, timeout: float) -> None:
+    def _wait_served(self, state: SandboxState, name: str, port: int, timeout: float) -> None:
         self._wait(
             name,
             state.components[name],
-            f"did not listen on {port} within {timeout:g} s",
-            lambda gone: processes.wait_for_port(port, timeout, f"sandbox {name}", exited=gone),
+            f"did not answer on {port} within {timeout:g} s",
+            lambda gone: processes.wait_for_http(port, timeout, f"sandbox {name}", exited=gone),
         )
 
     def _wait_worker(self, state: SandboxState, timeout: float) -> None:
@@ -338,14 +350,32 @@ class Sandbox:
         elif name == "redis":
             comp.relaunched(relaunch_redis(Path(comp.workdir), comp.port, timeout))
         else:
-            self._spawn(state, name, comp.argv, state.env, comp.port)
+            self._respawn(state, name, comp)
             comp = state.components[name]
             if comp.port:
-                self._wait_port(state, name, comp.port, timeout)
+                self._wait_served(state, name, comp.port, timeout)
             if name == "worker":
                 self._wait_worker(state, timeout)
         self.save(state)
         return results.ok(name, f"started (pid {comp.pid})")
+
+    def _respawn(self, state: SandboxState, name: str, comp: Component) -> None:
+        """A stopped Python child again, with its recorded argv; a server again on its port (its URL is in the env file),
+        bound here first: a port another process took meanwhile is a clear error, not a child that exits."""
+        if not comp.port or "--port" in comp.argv:  # the worker; or a server recorded by an older pmsops (binds itself)
+            self._spawn(state, name, comp.argv, state.env, comp.port)
+            return
+        try:
+            sock = processes.listening_socket(comp.port)
+        except OSError as exc:
+            raise OperationError(
+                f"cannot start {name}: port {comp.port} is taken by another process ({exc.strerror})",
+                hint="pmsops sandbox down; pmsops sandbox up (new ports)",
+            ) from None
+        try:
+            self._spawn(state, name, comp.argv, state.env, comp.port, sock=sock)
+        finally:
+            sock.close()
 
     def _component(self, state: SandboxState, name: str) -> Component:
         if name not in COMPONENTS:

@@ -6,7 +6,8 @@ and the channel-connection endpoints of the contract with its status codes and b
 (:mod:`.connections`; the list answers 307 without its trailing slash; a connection of
 another agency is a 404) and their sync endpoints (:mod:`.sync`: a trigger writes the
 ``triggered`` logs and enqueues the :mod:`pmsops.sync` tasks; logs; batches).
-Configuration comes from the sandbox env file. Run: ``uvicorn pmsops.sandbox.api:app``.
+Configuration comes from the sandbox env file. Run: ``uvicorn pmsops.sandbox.api:app``, or ``python -m pmsops.sandbox.api --fd N``
+on a listening socket the sandbox bound (:mod:`.__main__`).
 
 Tenancy: every id a request names (path, body or query) is looked up within the
 caller's agency; another agency's connection or property is a 404, as one that
