@@ -60,24 +60,28 @@ def test_redis_that_loses_its_port_to_another_process_starts_on_a_new_one(monkey
         holder.close()
 
 
-def test_postgres_that_loses_its_port_to_another_process_starts_on_a_new_one(monkeypatch):
+def _select_one(url: str, **options) -> int:
+    """``SELECT 1`` through ``url``: the server (or pooler) there is the one that was started."""
     import asyncpg
 
+    async def probe():
+        conn = await asyncpg.connect(url, timeout=5, **options)
+        try:
+            return await conn.fetchval("SELECT 1")
+        finally:
+            await conn.close()
+
+    return asyncio.run(probe())
+
+
+def test_postgres_that_loses_its_port_to_another_process_starts_on_a_new_one(monkeypatch):
     from pmsops.sandbox.servers import PostgresCluster
 
     holder, taken = _taken_then_free(monkeypatch)
     cluster = PostgresCluster(password="pw+/ä").start()
     try:
         assert cluster.port != taken
-
-        async def probe():
-            conn = await asyncpg.connect(cluster.url, timeout=5)
-            try:
-                return await conn.fetchval("SELECT 1")
-            finally:
-                await conn.close()
-
-        assert asyncio.run(probe()) == 1
+        assert _select_one(cluster.url) == 1
     finally:
         cluster.stop()
         holder.close()
@@ -111,22 +115,13 @@ def test_tls_redis_variant_that_loses_its_port_to_another_process_starts_on_new_
 
 
 def test_pgbouncer_that_loses_its_port_to_another_process_starts_on_a_new_one(monkeypatch, postgres):
-    import asyncpg
     from variant_servers import PgBouncer
 
     holder, taken = _variant_port_taken_first(monkeypatch)
     bouncer = PgBouncer(postgres.port, postgres.database, postgres.user, postgres.password, pool_mode="transaction", pool_size=1).start()
     try:
         assert bouncer.port != taken
-
-        async def probe():
-            conn = await asyncpg.connect(bouncer.url, timeout=5, statement_cache_size=0)
-            try:
-                return await conn.fetchval("SELECT 1")
-            finally:
-                await conn.close()
-
-        assert asyncio.run(probe()) == 1
+        assert _select_one(bouncer.url, statement_cache_size=0) == 1
     finally:
         bouncer.stop()
         holder.close()
