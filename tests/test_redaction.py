@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 from urllib.parse import quote, quote_plus
 
 import pytest
@@ -176,6 +177,21 @@ def test_fingerprint_is_length_and_salted_pbkdf2_not_the_bare_sha256(fingerprint
     digest = hashlib.pbkdf2_hmac("sha256", b"hunter22", b"test-salt", 100_000).hex()[:16]
     assert fingerprint("hunter22") == f"len=8 pbkdf2={digest} salt=test-salt"
     assert hashlib.sha256(b"hunter22").hexdigest()[:16] not in fingerprint("hunter22")
+
+
+def test_fingerprints_derived_together_on_every_core_are_the_same_as_one_by_one(fingerprint_settings):
+    import hashlib
+
+    from pmsops.redaction import derive_fingerprints
+
+    set_salt, _ = fingerprint_settings
+    set_salt(f"together-{os.getpid()}")
+    values = [f"value-{i}-{os.getpid()}" for i in range(5)]
+    derive_fingerprints(values + [values[0], ""])
+
+    for value in values:
+        digest = hashlib.pbkdf2_hmac("sha256", value.encode(), f"together-{os.getpid()}".encode(), 100_000).hex()[:16]
+        assert fingerprint(value) == f"len={len(value)} pbkdf2={digest} salt=together-{os.getpid()}"
 
 
 def test_fingerprint_salt_is_random_per_invocation_so_no_lookup_table_applies(fingerprint_settings):

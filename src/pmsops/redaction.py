@@ -505,6 +505,22 @@ def salted_digest(value: str, salt: str | None = None) -> str:
     return _derive(value, salt or fingerprint_salt())
 
 
+def derive_fingerprints(values) -> None:
+    """Derive the fingerprints of many values at once, on every core (hashlib's PBKDF2 releases the GIL): a report
+    fingerprints every variable it reads, ~0.1 s each here. The results land in the cache :func:`fingerprint` reads."""
+    if reveal_fingerprints():
+        return
+    salt = fingerprint_salt()
+    todo = list(dict.fromkeys(v for v in values if v))
+    workers = min(len(todo), os.cpu_count() or 1)
+    if workers < 2:
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="pmsops-fingerprint") as pool:
+        list(pool.map(lambda value: _derive(value, salt), todo))
+
+
 def fingerprint_fields(value: str) -> dict[str, Any]:
     """The fingerprint for ``--json``: ``{"length", "pbkdf2", "salt"}`` (or ``{"length", "sha256_prefix"}`` when revealed)."""
     if reveal_fingerprints():

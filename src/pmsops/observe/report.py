@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pmsops import results
-from pmsops.redaction import fingerprint, redact, redact_obj
+from pmsops.redaction import derive_fingerprints, fingerprint, redact, redact_obj
 from pmsops.render import SCHEMA
 from pmsops.results import Result, Status, worst
 
@@ -255,12 +255,9 @@ def env_fingerprints(env: dict[str, str]) -> list[dict[str, Any]]:
 
     known = set(SECRET_VARIABLES) | set(URL_VARIABLES) | set(WORKER_REQUIRED_VARIABLES) | set(WORKER_RECOMMENDED_VARIABLES)
     known |= {n for names in ALIASES.values() for n in names} | {"EMAIL", "AGENCY_ID", "CID", "ENCRYPTION_KEY"}
-    rows = []
-    for name in sorted(env):
-        if name in known or name.startswith(FINGERPRINT_PREFIXES) or is_secret_name(name):
-            value = env[name]
-            rows.append({"name": name, "length": len(value), "fingerprint": fingerprint(value) if value else None, "secret": is_secret_name(name)})
-    return rows
+    names = [n for n in sorted(env) if n in known or n.startswith(FINGERPRINT_PREFIXES) or is_secret_name(n)]
+    derive_fingerprints(env[n] for n in names)
+    return [{"name": n, "length": len(env[n]), "fingerprint": fingerprint(env[n]) if env[n] else None, "secret": is_secret_name(n)} for n in names]
 
 
 def _environment(settings, opts: Options) -> Section:
