@@ -231,3 +231,23 @@ def test_a_sandbox_server_restarted_while_another_process_holds_its_port_fails_a
         holder.close()
     assert refused.value.message == f"cannot start platform: port {port} is taken by another process (Address already in use)"
     assert "platform.log" not in os.listdir(directory)  # nothing was started
+
+
+def test_a_socket_for_a_child_never_takes_the_place_of_stdin_stdout_or_stderr():
+    """Run with stdin closed (cron), socket() returns fd 0, where the child's stdin (/dev/null) would then go."""
+    code = "import os; os.close(0); from pmsops.sandbox.processes import listening_socket; s = listening_socket(); print(s.fileno())"
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": SRC}, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) >= 3
+
+
+def test_a_handed_over_socket_is_not_passed_on_to_the_childs_own_children():
+    parent = processes.listening_socket()
+    fd = os.dup(parent.fileno())
+    parent.close()
+    os.set_inheritable(fd, True)  # as pass_fds leaves it in the child
+    sock = processes.inherited_socket(fd)
+    try:
+        assert sock.get_inheritable() is False
+    finally:
+        sock.close()

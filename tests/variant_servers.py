@@ -124,6 +124,9 @@ def on_free_ports(server, timeout: float):
             server.stop()
             if attempt == PORT_ATTEMPTS - 1:
                 raise
+        except BaseException:  # a start that timed out: leave no server process or directory behind
+            server.stop()
+            raise
     raise AssertionError("unreachable")
 
 

@@ -248,8 +248,9 @@ def main() -> None:
     where.add_argument("--port", type=int, default=0)
     where.add_argument("--fd", type=int, default=None, help="serve on this inherited listening socket (the sandbox binds it)")
     args = parser.parse_args()
-    sock = socket.socket(fileno=args.fd) if args.fd is not None else None
-    FakePlatform(port=args.port, sock=sock).serve_forever()
+    from pmsops.sandbox.processes import inherited_socket
+
+    FakePlatform(port=args.port, sock=inherited_socket(args.fd) if args.fd is not None else None).serve_forever()
 
 
 if __name__ == "__main__":

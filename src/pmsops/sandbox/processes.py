@@ -66,12 +66,24 @@ def listening_socket(port: int = 0) -> socket.socket:
     at once, with EADDRINUSE."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
+        if sock.fileno() < 3:  # we run with stdin/out/err closed (cron): the child's stdio would land on top of it
+            import fcntl
+
+            sock = socket.socket(fileno=fcntl.fcntl(sock.detach(), fcntl.F_DUPFD_CLOEXEC, 3))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart may rebind while old connections linger
         sock.bind((LOOPBACK, port))
         sock.listen(128)
     except BaseException:
         sock.close()
         raise
+    return sock
+
+
+def inherited_socket(fd: int) -> socket.socket:
+    """The listening socket a parent handed over (``--fd``), no longer inheritable: a process this child starts
+    must not keep the port bound after the child is gone."""
+    sock = socket.socket(fileno=fd)
+    sock.set_inheritable(False)
     return sock
 
 

@@ -18,6 +18,8 @@ imported.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import secrets
@@ -179,12 +181,10 @@ class Sandbox:
             db_url = cluster.url
             progress(f"PostgreSQL on 127.0.0.1:{cluster.port} (private cluster, scram-sha-256)")
         # bound here and handed to the children (--fd): no other process can take these ports before they serve
-        platform_sock, api_sock = processes.listening_socket(), processes.listening_socket()
-        try:
+        with contextlib.ExitStack() as ours:
+            platform_sock = ours.enter_context(processes.listening_socket())
+            api_sock = ours.enter_context(processes.listening_socket())
             self._up_services(state, db_url, redis, platform_sock, api_sock, progress, timeout)
-        finally:
-            platform_sock.close()
-            api_sock.close()
 
     def _up_services(self, state: SandboxState, db_url: str, redis, platform_sock, api_sock, progress: Callable[[str], None], timeout: float) -> None:
         """The env file, the schema and seed, then the fake platform, the worker and the API on their sockets."""
@@ -368,14 +368,13 @@ class Sandbox:
         try:
             sock = processes.listening_socket(comp.port)
         except OSError as exc:
+            taken = exc.errno == errno.EADDRINUSE
             raise OperationError(
-                f"cannot start {name}: port {comp.port} is taken by another process ({exc.strerror})",
+                f"cannot start {name}: port {comp.port} is " + ("taken by another process" if taken else "not ours to bind") + f" ({exc.strerror})",
                 hint="pmsops sandbox down; pmsops sandbox up (new ports)",
             ) from None
-        try:
+        with sock:
             self._spawn(state, name, comp.argv, state.env, comp.port, sock=sock)
-        finally:
-            sock.close()
 
     def _component(self, state: SandboxState, name: str) -> Component:
         if name not in COMPONENTS:

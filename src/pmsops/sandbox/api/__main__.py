@@ -8,7 +8,7 @@ so the API cannot lose it to another process between choosing it and serving on 
 from __future__ import annotations
 
 import argparse
-import socket
+import sys
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -18,9 +18,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     import uvicorn
 
-    sock = socket.socket(fileno=args.fd)
+    from pmsops.sandbox.processes import inherited_socket
+
     server = uvicorn.Server(uvicorn.Config("pmsops.sandbox.api:app", log_level=args.log_level))
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[inherited_socket(args.fd)])
+    except KeyboardInterrupt:  # Ctrl-C: a quiet stop, as `uvicorn` itself does
+        pass
+    if not server.started:  # as `uvicorn`: the app never came up (its lifespan failed)
+        sys.exit(3)
 
 
 if __name__ == "__main__":
