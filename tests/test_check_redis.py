@@ -91,3 +91,64 @@ def test_check_redis_json_reports_version_and_latency(cli, redis_server):
 def test_non_redis_url_is_bad_input(cli):
     result = cli("check", "redis", "--url", "ftp://example.test")
     assert result.exit_code == 2 and "unknown scheme" in result.stderr
+
+
+class SlowHandshakeRelay:
+    """A loopback TCP relay to Redis that holds each connection's first bytes (AUTH, CLIENT SETINFO) for ``hold``
+    seconds, then relays both ways at once: a slow connection set-up in front of a fast server."""
+
+    def __init__(self, upstream_port: int, hold: float) -> None:
+        import socket
+        import threading
+
+        self.upstream_port, self.hold = upstream_port, hold
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=10)
+            threading.Thread(target=self._pipe, args=(client, upstream, self.hold), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, 0.0), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source, target, hold: float) -> None:
+        try:
+            first = True
+            while data := source.recv(65536):
+                if first and hold:
+                    time.sleep(hold)  # the injected fault: this connection's set-up is slow
+                first = False
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, target):
+                try:
+                    sock.shutdown(2)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_latency_is_a_ping_on_the_open_connection_not_the_slow_connection_set_up(redis_server):
+    """The alert threshold (Redis > 100 ms) is about the round trip; a 1-s AUTH once per connection is not that."""
+    from pmsops.checks.redis import check_redis
+
+    relay = SlowHandshakeRelay(redis_server.port, hold=1.0)
+    try:
+        result = check_redis(f"redis://:{quote(REDIS_PASSWORD, safe='')}@127.0.0.1:{relay.port}/0", timeout=5)
+    finally:
+        relay.close()
+    assert "PONG from Redis" in result.summary, result.summary
+    assert result.details["latency_ms"] < 1000  # the held second is the set-up's, not the PING's
