@@ -7,7 +7,6 @@ characters the runbook warns about, so every test exercises encoding for real.
 from __future__ import annotations
 
 import functools
-
 import os
 import sys
 from dataclasses import dataclass

@@ -21,10 +21,10 @@ import pytest
 
 from pmsops.errors import UsageError
 from pmsops.sandbox import processes
-
-SRC = str(Path(__file__).resolve().parents[1] / "src")
 from pmsops.sandbox.servers import free_port
 from test_security_local_user import one_line_error
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
 def _gone(pid: int, timeout: float) -> bool:
@@ -235,10 +235,14 @@ def test_a_sandbox_server_restarted_while_another_process_holds_its_port_fails_a
 
 def test_a_socket_for_a_child_never_takes_the_place_of_stdin_stdout_or_stderr():
     """Run with stdin closed (cron), socket() returns fd 0, where the child's stdin (/dev/null) would then go."""
-    code = "import os; os.close(0); from pmsops.sandbox.processes import listening_socket; s = listening_socket(); print(s.fileno())"
+    code = (
+        "import os; os.close(0); from pmsops.sandbox.processes import listening_socket; s = listening_socket();"
+        " print(s.fileno(), os.path.exists('/proc/self/fd/0'))"
+    )
     done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": SRC}, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert int(done.stdout) >= 3
+    fd, low_still_open = done.stdout.split()
+    assert int(fd) >= 3 and low_still_open == "False"  # moved, and the low descriptor given back
 
 
 def test_a_handed_over_socket_is_not_passed_on_to_the_childs_own_children():

@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from pmsops.sandbox import processes
 from pmsops.sandbox.processes import LOOPBACK, listens
-from pmsops.sandbox.servers import PORT_ATTEMPTS, PortTaken, ServerError, find_binary, free_port
+from pmsops.sandbox.servers import PortTaken, ServerError, find_binary, free_port, retrying_lost_ports
 
 
 # --- certificates -------------------------------------------------------------------------------------
@@ -115,19 +115,14 @@ def wait_until(condition, timeout: float, what: str, proc: subprocess.Popen | No
 
 
 def on_free_ports(server, timeout: float):
-    """``server._start(timeout)`` on free ports: a port another process took between :func:`free_port` and the
-    server's bind (a parallel test worker) is retried on new ones, as :mod:`pmsops.sandbox.servers` does."""
-    for attempt in range(PORT_ATTEMPTS):
-        try:
-            return server._start(timeout)
-        except PortTaken:
-            server.stop()
-            if attempt == PORT_ATTEMPTS - 1:
-                raise
-        except BaseException:  # a start that timed out: leave no server process or directory behind
-            server.stop()
-            raise
-    raise AssertionError("unreachable")
+    """``server._start(timeout)`` on free ports (:func:`pmsops.sandbox.servers.retrying_lost_ports`: a port another
+    process took between :func:`free_port` and the server's bind is retried on a new one); a start that fails for
+    good leaves no server process or directory behind."""
+    try:
+        return retrying_lost_ports(lambda: server._start(timeout), before_retry=server.stop)
+    except BaseException:
+        server.stop()
+        raise
 
 
 def stop_process(proc: subprocess.Popen | None) -> None:

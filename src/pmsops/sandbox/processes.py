@@ -69,7 +69,11 @@ def listening_socket(port: int = 0) -> socket.socket:
         if sock.fileno() < 3:  # we run with stdin/out/err closed (cron): the child's stdio would land on top of it
             import fcntl
 
-            sock = socket.socket(fileno=fcntl.fcntl(sock.detach(), fcntl.F_DUPFD_CLOEXEC, 3))
+            low = sock.detach()  # the object gives up the low descriptor: closed here, once
+            try:
+                sock = socket.socket(fileno=fcntl.fcntl(low, fcntl.F_DUPFD_CLOEXEC, 3))
+            finally:
+                os.close(low)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart may rebind while old connections linger
         sock.bind((LOOPBACK, port))
         sock.listen(128)

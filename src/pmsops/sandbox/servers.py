@@ -19,6 +19,7 @@ import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
+from typing import Callable, TypeVar
 from pathlib import Path
 from urllib.parse import quote
 
@@ -53,8 +54,23 @@ class PortTaken(ServerError):
     """The server's port was taken between :func:`free_port` and its bind (a parallel test worker, an outgoing connection)."""
 
 
+T = TypeVar("T")
+
 PORT_ATTEMPTS = 5
 """Ports a server started on a free port of its own tries before giving up (each lost race picks a new one)."""
+
+
+def retrying_lost_ports(start: Callable[[], T], before_retry: Callable[[], object] = lambda: None) -> T:
+    """``start()`` (which takes a new :func:`free_port` each time) until it does not lose its port to another process:
+    at most :data:`PORT_ATTEMPTS` tries; ``before_retry`` clears what a lost try left behind."""
+    for attempt in range(PORT_ATTEMPTS):
+        try:
+            return start()
+        except PortTaken:
+            if attempt == PORT_ATTEMPTS - 1:
+                raise
+            before_retry()
+    raise AssertionError("unreachable")
 
 
 def _log_size(log: Path) -> int:
@@ -104,14 +120,12 @@ class RedisServer:
         """Start on ``port``, or on a free port: then a port lost to another process between probe and bind is retried on a new one."""
         if self.port:
             return self._start(timeout)
-        for attempt in range(PORT_ATTEMPTS):
+
+        def on_a_free_port() -> "RedisServer":
             self.port = free_port()
-            try:
-                return self._start(timeout)
-            except PortTaken:
-                if attempt == PORT_ATTEMPTS - 1:
-                    raise
-        raise AssertionError("unreachable")
+            return self._start(timeout)
+
+        return retrying_lost_ports(on_a_free_port)
 
     def _start(self, timeout: float) -> "RedisServer":
         from pmsops import safefile
