@@ -206,7 +206,7 @@ def test_docker_stop_while_waiting_for_dependencies_exits_143_at_once(docker_sce
     elapsed = time.monotonic() - started
     logs = engine.logs(name)
     assert engine.wait_exit(name, 5) == 143, logs
-    assert elapsed < 2, f"docker stop took {elapsed:.1f} s"
+    assert elapsed < 5, f"docker stop took {elapsed:.1f} s"  # half the 10 s after which docker sends SIGKILL
     assert "Stopped by SIGTERM waiting for Database (supabase-db:5432): exiting 143" in logs
     assert "COMMAND-RAN" not in logs
 
