@@ -24,7 +24,9 @@ sync runtime's loop thread.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import time
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
@@ -85,6 +87,65 @@ def pooler_safe_statement_cache(pooler: bool, configured: int | None = None) -> 
     return 0 if pooler else STATEMENT_CACHE_DIRECT
 
 
+DESCRIPTION_TTL = 10.0
+"""Seconds a query's description (its parameter and column types) is reused without prepared statements:
+a migration that changes a column's type is seen by every pooled connection within this time."""
+
+DESCRIPTIONS_PER_CONNECTION = 100
+"""At most this many descriptions kept per connection (the oldest goes first), as asyncpg's own cache."""
+
+
+@functools.lru_cache(maxsize=1)
+def unnamed_statement_connection():
+    """asyncpg's ``Connection`` for pools without a statement cache (pooler mode): one round trip per query.
+
+    With ``statement_cache_size=0`` asyncpg sends every query with arguments twice: Parse + Describe +
+    Sync to learn its types (a round trip, and a new set of codecs), then Parse + Bind + Execute + Sync,
+    the statement being "marked unprepared". The server parses it twice. The second message group is
+    all a pooler needs, and what psycopg 3 sends behind one: an unnamed statement that lives and dies
+    within one Sync, so no server-side name outlives the transaction (PgBouncer, Supavisor). This class
+    keeps each query's description per connection (asyncpg's ``PreparedStatementState`` of an unnamed,
+    unprepared statement) and reuses it, so a repeated query is that one message group: in the sync
+    worker, half its database round trips and a third of PostgreSQL's CPU per sync (``make bench``).
+
+    Extended protocol results carry no column types, so a description could outlive a change of the
+    table it reads: it is reused for :data:`DESCRIPTION_TTL` seconds at most, and dropped with asyncpg's
+    own cache (after ``set_type_codec``, ``reload_schema_state`` or an outdated-schema error).
+    The hook is asyncpg's ``_get_statement``, the one place every query path (fetch*, execute with
+    arguments, executemany, cursors) gets its statement; a test pins that it is still used."""
+    import asyncpg
+
+    class UnnamedStatementConnection(asyncpg.Connection):
+        __slots__ = ("_descriptions",)
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._descriptions: dict[tuple, tuple[Any, float]] = {}
+
+        async def _get_statement(self, query, timeout, *, named=False, use_cache=True, **kwargs):
+            if named is not False or not use_cache or self._stmt_cache_enabled:
+                return await super()._get_statement(query, timeout, named=named, use_cache=use_cache, **kwargs)
+            key = (query, kwargs.get("record_class"), kwargs.get("ignore_custom_codec", False))
+            now = time.monotonic()
+            kept = self._descriptions.get(key)
+            if kept is not None and now - kept[1] < DESCRIPTION_TTL and not kept[0].closed:
+                return kept[0]
+            statement = await super()._get_statement(query, timeout, named=False, use_cache=False, **kwargs)
+            if statement.name or statement.prepared:  # not the unnamed, re-parsed kind: asyncpg decides anew each time
+                return statement
+            self._descriptions.pop(key, None)
+            if len(self._descriptions) >= DESCRIPTIONS_PER_CONNECTION:
+                self._descriptions.pop(next(iter(self._descriptions)))
+            self._descriptions[key] = (statement, now)
+            return statement
+
+        def _drop_local_statement_cache(self) -> None:
+            self._descriptions.clear()
+            super()._drop_local_statement_cache()
+
+    return UnnamedStatementConnection
+
+
 async def _rollback_only(conn) -> None:
     """Release without asyncpg's session reset (see :func:`create_pool`); asyncpg itself still
     rolls back a transaction left open before this runs."""
@@ -112,6 +173,7 @@ async def create_pool(url: str, max_size: int, timeout: float, command_timeout: 
         command_timeout=command_timeout,
         max_inactive_connection_lifetime=300,
         reset=None if reset_session else _rollback_only,
+        **({"connection_class": unnamed_statement_connection()} if statement_cache_size == 0 else {}),
     )
 
 
