@@ -106,7 +106,8 @@ def unnamed_statement_connection():
     within one Sync, so no server-side name outlives the transaction (PgBouncer, Supavisor). This class
     keeps each query's description per connection (asyncpg's ``PreparedStatementState`` of an unnamed,
     unprepared statement) and reuses it, so a repeated query is that one message group: in the sync
-    worker, half its database round trips and a third of PostgreSQL's CPU per sync (``make bench``).
+    worker, half its database round trips; its CPU per sync in pooler mode fell from 2.55 to 1.75 ms
+    (prepared statements: 1.90; in-process, one sync after another). PostgreSQL still plans each query.
 
     Extended protocol results carry no column types, so a description could outlive a change of the
     table it reads: it is reused for :data:`DESCRIPTION_TTL` seconds at most, and dropped with asyncpg's
