@@ -94,7 +94,6 @@ class FrontendMessageCounter:
         buffer, typed = b"", False
         try:
             while data := client.recv(65536):
-                upstream.sendall(data)
                 buffer += data
                 while True:
                     if not typed:  # SSLRequest / GSSENCRequest / StartupMessage: a length, no type byte
@@ -113,6 +112,7 @@ class FrontendMessageCounter:
                     with self.lock:
                         self.counts[chr(buffer[0])] += 1
                     buffer = buffer[1 + length :]
+                upstream.sendall(data)  # after counting: the server's answer comes after the count, so a snapshot sees it
         except OSError:
             pass
         finally:
@@ -200,3 +200,25 @@ def test_a_column_type_changed_by_a_migration_is_read_right_once_the_description
             await pool.close()
 
     assert asyncio.run(scenario()) == (7, "seven")
+
+
+def test_a_column_type_changed_within_the_descriptions_lifetime_fails_one_query_and_the_next_reads_it_right(postgres):
+    async def scenario() -> tuple:
+        pool = await create_pool(postgres.url, 1, 5.0, 5.0, statement_cache_size=0, reset_session=False)
+        try:
+            async with pool.acquire() as conn:
+                await conn.execute("DROP TABLE IF EXISTS stale_probe; CREATE TABLE stale_probe (id int, v int)")
+                await conn.execute("INSERT INTO stale_probe VALUES (1, 7)")
+                query = "SELECT v FROM stale_probe WHERE id = $1"
+                first = await conn.fetchval(query, 1)
+                await conn.execute("ALTER TABLE stale_probe ALTER COLUMN v TYPE text USING 'seven'")
+                try:
+                    await conn.fetchval(query, 1)
+                    failed = False
+                except Exception:  # noqa: BLE001 - the new bytes decoded with the old column type
+                    failed = True
+                return first, failed, await conn.fetchval(query, 1)
+        finally:
+            await pool.close()
+
+    assert asyncio.run(scenario()) == (7, True, "seven")  # one failed query, then the new type

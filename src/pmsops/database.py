@@ -110,8 +110,12 @@ def unnamed_statement_connection():
     (prepared statements: 1.90; in-process, one sync after another). PostgreSQL still plans each query.
 
     Extended protocol results carry no column types, so a description could outlive a change of the
-    table it reads: it is reused for :data:`DESCRIPTION_TTL` seconds at most, and dropped with asyncpg's
-    own cache (after ``set_type_codec``, ``reload_schema_state`` or an outdated-schema error).
+    table it reads: it is reused for :data:`DESCRIPTION_TTL` seconds at most, dropped when a query on the
+    connection fails (a stale one fails its query: the next is described anew, as asyncpg retries a
+    named statement after "cached plan must not change result type") and with asyncpg's own cache
+    (after ``set_type_codec``, ``reload_schema_state`` or an outdated-schema error). A change between two types
+    of the same binary size (``bigint`` to ``double precision``) could be misread within those 10 s; the
+    sync's own statements name their columns, so a column the API's migration adds changes nothing.
     The hook is asyncpg's ``_get_statement``, the one place every query path (fetch*, execute with
     arguments, executemany, cursors) gets its statement; a test pins that it is still used."""
     import asyncpg
@@ -139,6 +143,14 @@ def unnamed_statement_connection():
                 self._descriptions.pop(next(iter(self._descriptions)))
             self._descriptions[key] = (statement, now)
             return statement
+
+        async def _do_execute(self, *args: Any, **kwargs: Any):
+            try:
+                return await super()._do_execute(*args, **kwargs)
+            except Exception:
+                # a description gone stale (a column's type changed) fails its query: the next one describes anew
+                self._descriptions.clear()
+                raise
 
         def _drop_local_statement_cache(self) -> None:
             self._descriptions.clear()
