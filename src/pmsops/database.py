@@ -79,7 +79,8 @@ def pooler_safe_statement_cache(pooler: bool, configured: int | None = None) -> 
     Behind a transaction pooler (Supabase's on 6543, PgBouncer ``pool_mode = transaction``) a statement asyncpg
     prepared on one server backend is executed on another: 'prepared statement "__asyncpg_stmt_…" does not exist'
     (issue #13: 7 of 8 full syncs failed). A client cannot see the pooler before that happens, so the default is
-    the safe one; its measured cost is ~0.1 ms per query on loopback. ``pooler`` is DB_TRANSACTION_POOLER (true when
+    the safe one; what it costs is PostgreSQL's parse and plan on every query (one round trip still: see
+    :func:`unnamed_statement_connection`). ``pooler`` is DB_TRANSACTION_POOLER (true when
     unset); ``configured`` (DB_STATEMENT_CACHE_SIZE) wins.
     """
     if configured is not None:
