@@ -24,9 +24,7 @@ sync runtime's loop thread.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
-import time
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
@@ -79,85 +77,16 @@ def pooler_safe_statement_cache(pooler: bool, configured: int | None = None) -> 
     Behind a transaction pooler (Supabase's on 6543, PgBouncer ``pool_mode = transaction``) a statement asyncpg
     prepared on one server backend is executed on another: 'prepared statement "__asyncpg_stmt_…" does not exist'
     (issue #13: 7 of 8 full syncs failed). A client cannot see the pooler before that happens, so the default is
-    the safe one; what it costs is PostgreSQL's parse and plan on every query (one round trip still: see
-    :func:`unnamed_statement_connection`). ``pooler`` is DB_TRANSACTION_POOLER (true when
+    the safe one. What it costs: asyncpg describes every query in a round trip of its own before it runs
+    it, and PostgreSQL parses and plans it each time (see the README's Benchmarks). Keeping a description
+    to skip that round trip was tried and dropped: a description kept across a migration or a changed
+    ``search_path`` encodes and decodes values with types the server no longer has, silently for types
+    of one binary size (``integer`` and ``real``). ``pooler`` is DB_TRANSACTION_POOLER (true when
     unset); ``configured`` (DB_STATEMENT_CACHE_SIZE) wins.
     """
     if configured is not None:
         return configured
     return 0 if pooler else STATEMENT_CACHE_DIRECT
-
-
-DESCRIPTION_TTL = 10.0
-"""Seconds a query's description (its parameter and column types) is reused without prepared statements:
-a migration that changes a column's type is seen by every pooled connection within this time."""
-
-DESCRIPTIONS_PER_CONNECTION = 100
-"""At most this many descriptions kept per connection (the oldest goes first), as asyncpg's own cache."""
-
-
-@functools.lru_cache(maxsize=1)
-def unnamed_statement_connection():
-    """asyncpg's ``Connection`` for pools without a statement cache (pooler mode): one round trip per query.
-
-    With ``statement_cache_size=0`` asyncpg sends every query with arguments twice: Parse + Describe +
-    Sync to learn its types (a round trip, and a new set of codecs), then Parse + Bind + Execute + Sync,
-    the statement being "marked unprepared". The server parses it twice. The second message group is
-    all a pooler needs, and what psycopg 3 sends behind one: an unnamed statement that lives and dies
-    within one Sync, so no server-side name outlives the transaction (PgBouncer, Supavisor). This class
-    keeps each query's description per connection (asyncpg's ``PreparedStatementState`` of an unnamed,
-    unprepared statement) and reuses it, so a repeated query is that one message group: in the sync
-    worker, half its database round trips; its CPU per sync in pooler mode fell from 2.55 to 1.75 ms
-    (prepared statements: 1.90; in-process, one sync after another). PostgreSQL still plans each query.
-
-    Extended protocol results carry no column types, so a description could outlive a change of the
-    table it reads: it is reused for :data:`DESCRIPTION_TTL` seconds at most, dropped when a query on the
-    connection fails (a stale one fails its query: the next is described anew, as asyncpg retries a
-    named statement after "cached plan must not change result type") and with asyncpg's own cache
-    (after ``set_type_codec``, ``reload_schema_state`` or an outdated-schema error). A change between two types
-    of the same binary size (``bigint`` to ``double precision``) could be misread within those 10 s; the
-    sync's own statements name their columns, so a column the API's migration adds changes nothing.
-    The hook is asyncpg's ``_get_statement``, the one place every query path (fetch*, execute with
-    arguments, executemany, cursors) gets its statement; a test pins that it is still used."""
-    import asyncpg
-
-    class UnnamedStatementConnection(asyncpg.Connection):
-        __slots__ = ("_descriptions",)
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._descriptions: dict[tuple, tuple[Any, float]] = {}
-
-        async def _get_statement(self, query, timeout, *, named=False, use_cache=True, **kwargs):
-            if named is not False or not use_cache or self._stmt_cache_enabled:
-                return await super()._get_statement(query, timeout, named=named, use_cache=use_cache, **kwargs)
-            key = (query, kwargs.get("record_class"), kwargs.get("ignore_custom_codec", False))
-            now = time.monotonic()
-            kept = self._descriptions.get(key)
-            if kept is not None and now - kept[1] < DESCRIPTION_TTL and not kept[0].closed:
-                return kept[0]
-            statement = await super()._get_statement(query, timeout, named=False, use_cache=False, **kwargs)
-            if statement.name or statement.prepared:  # not the unnamed, re-parsed kind: asyncpg decides anew each time
-                return statement
-            self._descriptions.pop(key, None)
-            if len(self._descriptions) >= DESCRIPTIONS_PER_CONNECTION:
-                self._descriptions.pop(next(iter(self._descriptions)))
-            self._descriptions[key] = (statement, now)
-            return statement
-
-        async def _do_execute(self, *args: Any, **kwargs: Any):
-            try:
-                return await super()._do_execute(*args, **kwargs)
-            except Exception:
-                # a description gone stale (a column's type changed) fails its query: the next one describes anew
-                self._descriptions.clear()
-                raise
-
-        def _drop_local_statement_cache(self) -> None:
-            self._descriptions.clear()
-            super()._drop_local_statement_cache()
-
-    return UnnamedStatementConnection
 
 
 async def _rollback_only(conn) -> None:
@@ -187,7 +116,6 @@ async def create_pool(url: str, max_size: int, timeout: float, command_timeout: 
         command_timeout=command_timeout,
         max_inactive_connection_lifetime=300,
         reset=None if reset_session else _rollback_only,
-        **({"connection_class": unnamed_statement_connection()} if statement_cache_size == 0 else {}),
     )
 
 
