@@ -385,8 +385,37 @@ def wait_settled(database_url: str, task_ids: list[str], timeout: float = SETTLE
         except DependencyError:  # the database is still starting up after the fault
             return False
 
-    wait_until(settled, timeout, f"operations still open after {timeout:g} s", interval=0.5)
+    try:
+        wait_until(settled, timeout, f"operations still open after {timeout:g} s", interval=0.5)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; {_open_summary(database_url, task_ids)}") from None
     return time.monotonic() - started
+
+
+def _open_summary(database_url: str, task_ids: list[str], shown: int = 5) -> str:
+    """What a failed wait leaves to read: the open logs by status, and the first few in full."""
+
+    async def open_logs(conn):
+        return await conn.fetch(
+            "SELECT task_id, operation_type, status, details, round(extract(epoch FROM now() - updated_at)) AS idle_s"
+            " FROM channel_sync_logs WHERE task_id = ANY($1::text[]) AND status = ANY($2::text[]) ORDER BY updated_at",
+            task_ids,
+            list(OPEN),
+        )
+
+    try:
+        rows = run(database_url, open_logs)
+    except Exception as exc:  # noqa: BLE001 - the summary is a diagnosis, never the failure itself
+        return f"(open logs unreadable: {type(exc).__name__})"
+    by_status: dict[str, int] = {}
+    for row in rows:
+        by_status[row["status"]] = by_status.get(row["status"], 0) + 1
+    keys = ("worker", "retry_count", "resent", "interrupted", "in_flight", "redelivered", "next_retry_seconds", "error_type")
+    first = []
+    for r in rows[:shown]:
+        details = {k: (r["details"] or {}).get(k) for k in keys if k in (r["details"] or {})}
+        first.append(f"{r['task_id'][:8]} {r['operation_type']} {r['status']} idle {r['idle_s']} s {details}")
+    return f"open: {by_status}; oldest: {first}"
 
 
 def trigger_full_syncs(database_url: str, broker_url: str, connections: list[dict[str, Any]], count: int, per_second: float = 15.0) -> list[str]:

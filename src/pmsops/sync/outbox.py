@@ -12,10 +12,17 @@ open log, idle ≥ ``SYNC_RESEND_AFTER``                 action
 ====================================================  ======================================
 task id in a queue, or unacked by a live worker        none (queued / running / waiting)
 ``running`` on a worker whose heartbeat expired        re-send (a killed worker: ≤ 2 min)
+a retry still waiting ``SYNC_RESEND_AFTER`` after      re-send (its countdown message was held
+its countdown ended                                    by a worker that died before it was due)
 no message anywhere (Redis lost it, or the final       re-send, same task id
 log write failed while the database was away)
 re-sent ``SYNC_MAX_RESENDS`` times, idle ≥ stale       ``failed`` ("Marked stale …: lost")
 ====================================================  ======================================
+
+The log names the worker that ran the last attempt, not the one holding the message: a retry's
+countdown message is fetched by whichever worker comes first and held (unacked) until due. So a
+retry is live while its countdown runs (plus ``SYNC_RESEND_AFTER``): a live holder starts it when
+due, and the start updates the log. One still waiting after that was held by a worker that died.
 
 A re-send reuses the task id, so it is idempotent: a task whose log is already final
 does nothing (and counts the extra delivery). The stale window follows from the
@@ -51,6 +58,25 @@ class BrokerView:
         if task_id in self.queued:
             return True
         return task_id in self.unacked and (not worker or worker in self.workers)
+
+    def holds(self, row: dict[str, Any], resend_after: float) -> bool:
+        """Is this open log's operation live in the broker (see the module docstring)?"""
+        details = row.get("details") or {}
+        if overdue_retry(row, resend_after):
+            return row.get("task_id") in self.queued  # the held countdown message is a dead worker's
+        return self.is_live(row.get("task_id"), details.get("worker"))
+
+
+def overdue_retry(row: dict[str, Any], resend_after: float) -> bool:
+    """A retry notice whose countdown ended ``resend_after`` ago and no attempt started since."""
+    details = row.get("details") or {}
+    countdown = details.get("next_retry_seconds")
+    if row.get("status") != "running" or details.get("in_flight") is not False or countdown is None:
+        return False
+    try:
+        return float(row.get("idle_seconds") or 0.0) >= float(countdown) + resend_after
+    except (TypeError, ValueError):
+        return False
 
 
 def _task_id(raw: Any) -> str | None:
@@ -131,13 +157,13 @@ async def sweep(
     report = SweepReport()
     idle = min(settings.resend_after, settings.heartbeat_ttl)
     rows = await logs.open_logs(conn, idle)
-    if refresh is not None and any(not view.is_live(r["task_id"], (r.get("details") or {}).get("worker")) for r in rows):
+    if refresh is not None and any(not view.holds(r, settings.resend_after) for r in rows):
         second = await asyncio.to_thread(refresh)
         view = BrokerView(view.queued | second.queued, view.unacked | second.unacked, view.workers | second.workers)
     for row in rows:
         details = row.get("details") or {}
         worker = details.get("worker")
-        if view.is_live(row["task_id"], worker):
+        if view.holds(row, settings.resend_after):
             report.live += 1
             continue
         dead_worker = row["status"] == "running" and worker and worker not in view.workers
