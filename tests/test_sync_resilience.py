@@ -93,30 +93,44 @@ def test_worker_killed_mid_task_is_re_sent_long_before_the_visibility_timeout(cr
     assert time.monotonic() - killed_at < 30
 
 
-def test_a_retry_held_by_a_killed_worker_is_re_sent_though_the_worker_of_its_last_attempt_lives(redis_server, sync_db, fake_platform):
-    """The log names the worker that ran the last attempt; the countdown message may sit in another worker, killed."""
+HELD_BY_THE_KILLED_WORKER = {
+    # a retry waiting for its countdown: the log names the worker of the last attempt, alive; the message is the killed one's
+    "retry-of-a-live-workers-attempt": (
+        "running",
+        {"worker": "alive@pmsops-test#previous", "in_flight": False, "retry_count": 1, "next_retry_seconds": 1.0},
+    ),
+    # never started: fetched (reserved, or with a countdown) by the killed worker; the log names no worker at all
+    "never-started": ("triggered", {}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HELD_BY_THE_KILLED_WORKER))
+def test_a_message_held_by_a_killed_worker_is_re_sent_long_before_the_visibility_timeout(case, redis_server, sync_db, fake_platform):
+    """Only an attempt in flight is held by the worker its log names: a reserved or countdown message sits in whichever
+    worker fetched it (seen: a log left 'triggered' 205 s after a SIGKILL, in the fault suite)."""
     import json
 
     import redis
 
-    from pmsops.sync.outbox import HEARTBEAT_KEY, broker_view
+    from pmsops.sync.outbox import HEARTBEAT_KEY, HELD_KEY, broker_view, heartbeat
     from sync_helpers import sender_for, wait_until
 
     fake_platform.reset()
     broker = redis_server.url_for_db(4)  # this module's own broker database (crash_worker_env's)
     client = redis.Redis.from_url(broker)
     client.flushdb()  # what the killed worker of the test above left behind
-    alive = "alive@pmsops-test#previous"  # ran the last attempt and is alive: its heartbeat is fresh
-    client.set(HEARTBEAT_KEY.format(alive), str(time.time()), px=120_000)
+    alive = "alive@pmsops-test#previous"  # another worker, alive (it ran the retry's last attempt): fresh heartbeat, holds nothing
+    heartbeat(client, alive, 120.0, held=[])
     ids = seed_connection(sync_db)
-    notice = {"worker": alive, "in_flight": False, "retry_count": 1, "next_retry_seconds": 1.0}
+    status, details = HELD_BY_THE_KILLED_WORKER[case]
     run(
         sync_db,
         lambda c: c.execute(
             "INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, details, updated_at)"
-            " VALUES ($1::uuid, 'pricing_update', 'running', 'held-retry', $2::text::jsonb, now() - interval '10 seconds')",
+            " VALUES ($1::uuid, 'pricing_update', $2, 'held-retry', $3::text::jsonb, now() - interval '10 seconds')",
             ids["connection_id"],
-            json.dumps(notice),
+            status,
+            json.dumps(details),
         ),
     )
     holder_env = sync_worker_env(redis_server, 4, sync_db, fake_platform.url)  # no sweeper: it only holds the message
@@ -125,6 +139,7 @@ def test_a_retry_held_by_a_killed_worker_is_re_sent_though_the_worker_of_its_las
     wait_until(lambda: "held-retry" in broker_view(client).unacked, 20, "the holder did not take the countdown message")
     os.killpg(holder.pid, signal.SIGKILL)
     holder.wait()
+    heartbeat(client, alive, 120.0, held=[])  # the live worker's next sweep: it still holds nothing
     heir_env = sync_worker_env(
         redis_server, 4, sync_db, fake_platform.url, SYNC_REAP_INTERVAL="0.5", SYNC_WORKER_HEARTBEAT_TTL="2", SYNC_RESEND_AFTER="1"
     )
@@ -133,8 +148,8 @@ def test_a_retry_held_by_a_killed_worker_is_re_sent_though_the_worker_of_its_las
         [log] = wait_final(sync_db, ["held-retry"], timeout=30)  # not the 900-s visibility timeout
     finally:
         stop_worker(heir)
-        client.delete(HEARTBEAT_KEY.format(alive))
-    assert (log["status"], log["details"]["resent"], log["details"]["worker"].split("#")[0]) == ("success", 1, "heir2@pmsops-test"), log
+        client.delete(HEARTBEAT_KEY.format(alive), HELD_KEY.format(alive))
+    assert (log["status"], log["details"].get("resent"), log["details"].get("worker", "").split("#")[0]) == ("success", 1, "heir2@pmsops-test"), log
 
 
 def test_two_workers_on_one_queue_process_each_task_once(redis_server, sync_db, fake_platform):

@@ -1,9 +1,14 @@
 """The sync log as an outbox: every open operation either has a live broker message or is re-sent.
 
 A log is *live* when its task id is in a queue list of the broker, or in the broker's
-``unacked`` hash (running, or waiting for a retry countdown) *and* the worker that
-last ran it is alive (its heartbeat key exists). Workers write a heartbeat every
-sweep (``pmsops:sync:worker:<hostname>``, TTL ``SYNC_WORKER_HEARTBEAT_TTL``).
+``unacked`` hash *and* held by a live worker. Workers write a heartbeat every sweep
+(``pmsops:sync:worker:<hostname>``, TTL ``SYNC_WORKER_HEARTBEAT_TTL``) and, with it, the
+task ids they hold (``pmsops:sync:held:<hostname>``: reserved, waiting for a countdown or
+running, from Celery's ``worker.state.requests``). An attempt in flight is held by the worker
+its log names; any other unacked message (reserved, or a retry's countdown message, fetched by
+whichever worker came first) by a worker that lists it. Once every live worker has listed what
+it holds after the message was fetched (kombu's ``unacked_index`` says when) and none lists it,
+its holder is dead.
 
 One worker at a time (a Redis lock) sweeps every ``SYNC_REAP_INTERVAL`` seconds:
 
@@ -12,17 +17,18 @@ open log, idle ≥ ``SYNC_RESEND_AFTER``                 action
 ====================================================  ======================================
 task id in a queue, or unacked by a live worker        none (queued / running / waiting)
 ``running`` on a worker whose heartbeat expired        re-send (a killed worker: ≤ 2 min)
-a retry still waiting ``SYNC_RESEND_AFTER`` after      re-send (its countdown message was held
-its countdown ended                                    by a worker that died before it was due)
+unacked, listed by no live worker though all have     re-send (reserved or waiting for its countdown
+listed what they hold since it was fetched             in a worker that died)
+a retry still waiting ``SYNC_RESEND_AFTER`` after      re-send (the same, while not every worker
+its countdown ended                                    has listed what it holds)
 no message anywhere (Redis lost it, or the final       re-send, same task id
 log write failed while the database was away)
 re-sent ``SYNC_MAX_RESENDS`` times, idle ≥ stale       ``failed`` ("Marked stale …: lost")
 ====================================================  ======================================
 
-The log names the worker that ran the last attempt, not the one holding the message: a retry's
-countdown message is fetched by whichever worker comes first and held (unacked) until due. So a
-retry is live while its countdown runs (plus ``SYNC_RESEND_AFTER``): a live holder starts it when
-due, and the start updates the log. One still waiting after that was held by a worker that died.
+Until every live worker has listed what it holds (a worker started without this, or a message
+fetched since), the older rule applies: the worker the log names must be alive, and a retry still
+waiting ``SYNC_RESEND_AFTER`` after its countdown ended is not live (a live holder would have started it).
 
 A re-send reuses the task id, so it is idempotent: a task whose log is already final
 does nothing (and counts the extra delivery). The stale window follows from the
@@ -38,6 +44,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 HEARTBEAT_KEY = "pmsops:sync:worker:{}"
+HELD_KEY = "pmsops:sync:held:{}"
+"""Per worker incarnation, written with its heartbeat: ``{"at": time, "ids": [task ids it holds]}``."""
+UNACKED, UNACKED_INDEX = "unacked", "unacked_index"
+"""kombu's Redis ack emulation: delivery tag → message, and delivery tag → when it was fetched."""
 SWEEP_LOCK = "pmsops:sync:sweep-lock"
 QUEUE_SCAN_LIMIT = 100_000
 
@@ -46,11 +56,24 @@ log = logging.getLogger("pmsops.sync.sweeper")
 
 @dataclass
 class BrokerView:
-    """What the broker holds right now: queued task ids, unacked task ids, live workers."""
+    """What the broker holds right now: queued task ids, unacked task ids (and when each was fetched),
+    live workers, and what each live worker said it holds."""
 
     queued: set[str] = field(default_factory=set)
     unacked: set[str] = field(default_factory=set)
     workers: set[str] = field(default_factory=set)
+    delivered: dict[str, float] = field(default_factory=dict)
+    held: dict[str, tuple[float, frozenset[str]]] = field(default_factory=dict)
+
+    def merged(self, other: "BrokerView") -> "BrokerView":
+        """Both readings at once (a message moving from its queue to the unacked hash is in neither for an instant)."""
+        held = dict(self.held)
+        for worker, (at, ids) in other.held.items():
+            if worker not in held or held[worker][0] < at:
+                held[worker] = (at, ids)
+        return BrokerView(
+            self.queued | other.queued, self.unacked | other.unacked, self.workers | other.workers, {**self.delivered, **other.delivered}, held
+        )
 
     def is_live(self, task_id: str | None, worker: str | None) -> bool:
         if not task_id:
@@ -59,12 +82,37 @@ class BrokerView:
             return True
         return task_id in self.unacked and (not worker or worker in self.workers)
 
+    def listed(self, task_id: str) -> bool:
+        """A live worker said it holds this task (reserved, waiting for its countdown, or running)."""
+        return any(task_id in ids for worker, (_, ids) in self.held.items() if worker in self.workers)
+
+    def covered(self, task_id: str) -> bool:
+        """Every live worker said what it holds after this task's message was fetched: one that is not
+        listed is held by a worker that died (or was acked since)."""
+        fetched = self.delivered.get(task_id)
+        if fetched is None or not self.workers:
+            return False
+        return all(worker in self.held and self.held[worker][0] > fetched for worker in self.workers)
+
     def holds(self, row: dict[str, Any], resend_after: float) -> bool:
         """Is this open log's operation live in the broker (see the module docstring)?"""
+        task_id = row.get("task_id")
+        if not task_id:
+            return False
+        if task_id in self.queued:
+            return True
+        if task_id not in self.unacked:
+            return False
         details = row.get("details") or {}
-        if overdue_retry(row, resend_after):
-            return row.get("task_id") in self.queued  # the held countdown message is a dead worker's
-        return self.is_live(row.get("task_id"), details.get("worker"))
+        worker = details.get("worker")
+        if details.get("in_flight") and worker:
+            return worker in self.workers  # an attempt runs on that worker
+        # not running: reserved, or waiting for its countdown, in whichever worker fetched it
+        if self.listed(task_id):
+            return True
+        if self.covered(task_id):
+            return False
+        return not overdue_retry(row, resend_after) and (not worker or worker in self.workers)
 
 
 def overdue_retry(row: dict[str, Any], resend_after: float) -> bool:
@@ -96,7 +144,8 @@ def _task_id(raw: Any) -> str | None:
 
 
 def broker_view(client, queues: Iterable[str] = ("celery",)) -> BrokerView:
-    """Read the queue lists, the unacked hash and the heartbeat keys (synchronous redis client)."""
+    """Read the queue lists, the unacked hash (with kombu's fetch times), the heartbeat keys and the
+    workers' held lists (synchronous redis client)."""
     view = BrokerView()
     for queue in queues:
         for key in client.scan_iter(match=f"{queue}*", count=1000):
@@ -105,11 +154,28 @@ def broker_view(client, queues: Iterable[str] = ("celery",)) -> BrokerView:
                 continue
             if client.type(key) in (b"list", "list"):
                 view.queued.update(filter(None, (_task_id(m) for m in client.lrange(key, 0, QUEUE_SCAN_LIMIT))))
-    view.unacked.update(filter(None, (_task_id(m) for m in client.hvals("unacked"))))
+    fetched_at = {_text(tag): score for tag, score in client.zrange(UNACKED_INDEX, 0, -1, withscores=True)}
+    for tag, message in client.hgetall(UNACKED).items():
+        task_id = _task_id(message)
+        if task_id:
+            view.unacked.add(task_id)
+            at = fetched_at.get(_text(tag))
+            if at is not None:
+                view.delivered[task_id] = max(at, view.delivered.get(task_id, at))
     for key in client.scan_iter(match=HEARTBEAT_KEY.format("*"), count=1000):
-        name = key.decode() if isinstance(key, bytes) else key
-        view.workers.add(name[len(HEARTBEAT_KEY.format("")) :])
+        view.workers.add(_text(key)[len(HEARTBEAT_KEY.format("")) :])
+    for key in client.scan_iter(match=HELD_KEY.format("*"), count=1000):
+        raw = client.get(key)
+        try:
+            listed = json.loads(raw) if raw else None
+            view.held[_text(key)[len(HELD_KEY.format("")) :]] = (float(listed["at"]), frozenset(map(str, listed["ids"])))
+        except (TypeError, ValueError, KeyError):
+            continue  # unreadable: that worker counts as not having said what it holds
     return view
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def worker_identity(hostname: str, app) -> str:
@@ -118,8 +184,30 @@ def worker_identity(hostname: str, app) -> str:
     return f"{hostname}#{getattr(app, 'sync_incarnation', '')}"
 
 
-def heartbeat(client, hostname: str, ttl: float) -> None:
-    client.set(HEARTBEAT_KEY.format(hostname), str(time.time()), px=int(ttl * 1000))
+def heartbeat(client, hostname: str, ttl: float, held: Iterable[str] = (), as_of: float | None = None) -> None:
+    """This worker is alive, and these are the task ids it held ``as_of`` then (reserved, waiting for a
+    countdown, running)."""
+    now = time.time()
+    listed = json.dumps({"at": now if as_of is None else as_of, "ids": sorted(held)})
+    pipe = client.pipeline(transaction=False)
+    pipe.set(HELD_KEY.format(hostname), listed, px=int(ttl * 1000))
+    pipe.set(HEARTBEAT_KEY.format(hostname), str(now), px=int(ttl * 1000))
+    pipe.execute()
+
+
+HELD_MARGIN = 5.0
+"""Seconds a held list is back-dated: kombu records a message as fetched a moment before Celery registers
+its request, so only what was fetched this long before the list was read is sure to be in it."""
+
+
+def held_task_ids() -> tuple[float, list[str]]:
+    """(as of when, the task ids this worker process holds), from Celery's own bookkeeping
+    (``celery.worker.state.requests``: reserved, scheduled for an ETA/countdown, active). Read in the
+    consumer's process, where the requests live."""
+    from celery.worker import state
+
+    as_of = time.time() - HELD_MARGIN
+    return as_of, list(state.requests.copy())  # dict.copy is one step under the GIL: the consumer thread mutates it
 
 
 def acquire_sweep(client, hostname: str, seconds: float) -> bool:
@@ -158,8 +246,7 @@ async def sweep(
     idle = min(settings.resend_after, settings.heartbeat_ttl)
     rows = await logs.open_logs(conn, idle)
     if refresh is not None and any(not view.holds(r, settings.resend_after) for r in rows):
-        second = await asyncio.to_thread(refresh)
-        view = BrokerView(view.queued | second.queued, view.unacked | second.unacked, view.workers | second.workers)
+        view = view.merged(await asyncio.to_thread(refresh))
     for row in rows:
         details = row.get("details") or {}
         worker = details.get("worker")

@@ -211,7 +211,8 @@ def sweep_once(settings: SyncSettings, hostname: str, app) -> None:
 
     client = redis.Redis.from_url(settings.broker_url, socket_timeout=5, socket_connect_timeout=5)
     try:
-        outbox.heartbeat(client, hostname, settings.heartbeat_ttl)
+        as_of, held = outbox.held_task_ids()
+        outbox.heartbeat(client, hostname, settings.heartbeat_ttl, held=held, as_of=as_of)
         if not outbox.acquire_sweep(client, hostname, settings.sweep_interval * 0.9):
             return
         view = outbox.broker_view(client)
