@@ -240,10 +240,22 @@ def _deletes(url: str) -> int:
         client.close()
 
 
-def test_ctrl_c_with_json_still_writes_one_report_with_what_was_found(black_holed_db_env):
-    url = black_holed_db_env["REDIS_URL"]
+@pytest.fixture
+def own_redis_and_black_holed_db(black_hole):
+    """A Redis only this test's doctor talks to: its DEL count is that doctor's (the session's Redis serves workers too)."""
+    from conftest import REDIS_PASSWORD
+    from pmsops.sandbox.servers import RedisServer
+
+    server = RedisServer(REDIS_PASSWORD).start()
+    yield {"REDIS_URL": server.url, "DATABASE_URL": f"postgresql://u:p@127.0.0.1:{black_hole}/db"}
+    server.stop()
+
+
+def test_ctrl_c_with_json_still_writes_one_report_with_what_was_found(own_redis_and_black_holed_db):
+    env = own_redis_and_black_holed_db
+    url = env["REDIS_URL"]
     before = _deletes(url)
-    tty = spawn("doctor", "--timeout", "20", "--json", env=black_holed_db_env)
+    tty = spawn("doctor", "--timeout", "20", "--json", env=env)
     try:
         # the JSON comes only at the end: Ctrl-C once the redis check is done (its DEL), while the database check runs
         deadline = time.monotonic() + 30
