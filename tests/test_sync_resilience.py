@@ -133,17 +133,18 @@ def test_a_message_held_by_a_killed_worker_is_re_sent_long_before_the_visibility
             json.dumps(details),
         ),
     )
-    holder_env = sync_worker_env(redis_server, 4, sync_db, fake_platform.url)  # no sweeper: it only holds the message
+    # the holder lists what it holds, as every worker does; its list outlives it by one heartbeat (2 s here)
+    holder_env = sync_worker_env(redis_server, 4, sync_db, fake_platform.url, SYNC_REAP_INTERVAL="0.5", SYNC_WORKER_HEARTBEAT_TTL="2")
     holder = start_worker(broker, "holder@pmsops-test", app="pmsops.sync.worker:celery_app", concurrency=2, extra_env=holder_env)
     sender_for(broker, countdown=300)("pmsops.sync.pricing_push", ids["connection_id"], "held-retry")
     wait_until(lambda: "held-retry" in broker_view(client).unacked, 20, "the holder did not take the countdown message")
     os.killpg(holder.pid, signal.SIGKILL)
     holder.wait()
-    heartbeat(client, alive, 120.0, held=[])  # the live worker's next sweep: it still holds nothing
     heir_env = sync_worker_env(
         redis_server, 4, sync_db, fake_platform.url, SYNC_REAP_INTERVAL="0.5", SYNC_WORKER_HEARTBEAT_TTL="2", SYNC_RESEND_AFTER="1"
     )
     heir = start_worker(broker, "heir2@pmsops-test", app="pmsops.sync.worker:celery_app", concurrency=2, extra_env=heir_env)
+    heartbeat(client, alive, 120.0, held=[])  # the other live worker's next sweep, seconds after the fetch: it still holds nothing
     try:
         [log] = wait_final(sync_db, ["held-retry"], timeout=30)  # not the 900-s visibility timeout
     finally:

@@ -6,9 +6,9 @@ A log is *live* when its task id is in a queue list of the broker, or in the bro
 task ids they hold (``pmsops:sync:held:<hostname>``: reserved, waiting for a countdown or
 running, from Celery's ``worker.state.requests``). An attempt in flight is held by the worker
 its log names; any other unacked message (reserved, or a retry's countdown message, fetched by
-whichever worker came first) by a worker that lists it. Once every live worker has listed what
-it holds after the message was fetched (kombu's ``unacked_index`` says when) and none lists it,
-its holder is dead.
+whichever worker came first) by a worker that lists it (a list outlives its heartbeat by a
+heartbeat). Once every live worker has listed what it holds a sweep interval after the message
+was fetched (kombu's ``unacked_index`` says when) and no list names it, its holder is dead.
 
 One worker at a time (a Redis lock) sweeps every ``SYNC_REAP_INTERVAL`` seconds:
 
@@ -71,9 +71,10 @@ class BrokerView:
         for worker, (at, ids) in other.held.items():
             if worker not in held or held[worker][0] < at:
                 held[worker] = (at, ids)
-        return BrokerView(
-            self.queued | other.queued, self.unacked | other.unacked, self.workers | other.workers, {**self.delivered, **other.delivered}, held
-        )
+        delivered = dict(self.delivered)
+        for task_id, at in other.delivered.items():
+            delivered[task_id] = max(at, delivered.get(task_id, at))
+        return BrokerView(self.queued | other.queued, self.unacked | other.unacked, self.workers | other.workers, delivered, held)
 
     def is_live(self, task_id: str | None, worker: str | None) -> bool:
         if not task_id:
@@ -83,19 +84,21 @@ class BrokerView:
         return task_id in self.unacked and (not worker or worker in self.workers)
 
     def listed(self, task_id: str) -> bool:
-        """A live worker said it holds this task (reserved, waiting for its countdown, or running)."""
-        return any(task_id in ids for worker, (_, ids) in self.held.items() if worker in self.workers)
+        """A worker said it holds this task (reserved, waiting for its countdown, or running): a live one, or
+        one whose heartbeat lapsed less than a heartbeat ago (a worker reconnecting to the broker, or frozen)."""
+        return any(task_id in ids for _, ids in self.held.values())
 
-    def covered(self, task_id: str) -> bool:
-        """Every live worker said what it holds after this task's message was fetched: one that is not
-        listed is held by a worker that died (or was acked since)."""
+    def covered(self, task_id: str, margin: float) -> bool:
+        """Every live worker said what it holds ``margin`` seconds after this task's message was fetched, or
+        later: one that no list names is held by a worker that died (or was acked since)."""
         fetched = self.delivered.get(task_id)
         if fetched is None or not self.workers:
             return False
-        return all(worker in self.held and self.held[worker][0] > fetched for worker in self.workers)
+        return all(worker in self.held and self.held[worker][0] > fetched + margin for worker in self.workers)
 
-    def holds(self, row: dict[str, Any], resend_after: float) -> bool:
-        """Is this open log's operation live in the broker (see the module docstring)?"""
+    def holds(self, row: dict[str, Any], resend_after: float, margin: float = 0.0) -> bool:
+        """Is this open log's operation live in the broker (see the module docstring)? ``margin``: a sweep
+        interval, so that a message counts as unlisted only after two lists that could have named it."""
         task_id = row.get("task_id")
         if not task_id:
             return False
@@ -103,16 +106,18 @@ class BrokerView:
             return True
         if task_id not in self.unacked:
             return False
+        if self.listed(task_id):
+            return True
         details = row.get("details") or {}
         worker = details.get("worker")
         if details.get("in_flight") and worker:
             return worker in self.workers  # an attempt runs on that worker
         # not running: reserved, or waiting for its countdown, in whichever worker fetched it
-        if self.listed(task_id):
-            return True
-        if self.covered(task_id):
+        if self.covered(task_id, margin):
             return False
-        return not overdue_retry(row, resend_after) and (not worker or worker in self.workers)
+        if all(w in self.held for w in self.workers):
+            return True  # every live worker lists what it holds: not yet covered, the next sweeps decide
+        return not overdue_retry(row, resend_after) and (not worker or worker in self.workers)  # some live worker lists nothing
 
 
 def overdue_retry(row: dict[str, Any], resend_after: float) -> bool:
@@ -154,14 +159,15 @@ def broker_view(client, queues: Iterable[str] = ("celery",)) -> BrokerView:
                 continue
             if client.type(key) in (b"list", "list"):
                 view.queued.update(filter(None, (_task_id(m) for m in client.lrange(key, 0, QUEUE_SCAN_LIMIT))))
+    messages = client.hgetall(UNACKED)  # before the fetch times: a message fetched in between has no time yet
     fetched_at = {_text(tag): score for tag, score in client.zrange(UNACKED_INDEX, 0, -1, withscores=True)}
-    for tag, message in client.hgetall(UNACKED).items():
+    now = time.time()
+    for tag, message in messages.items():
         task_id = _task_id(message)
         if task_id:
             view.unacked.add(task_id)
-            at = fetched_at.get(_text(tag))
-            if at is not None:
-                view.delivered[task_id] = max(at, view.delivered.get(task_id, at))
+            at = fetched_at.get(_text(tag), now)  # no time: fetched just now
+            view.delivered[task_id] = max(at, view.delivered.get(task_id, at))
     for key in client.scan_iter(match=HEARTBEAT_KEY.format("*"), count=1000):
         view.workers.add(_text(key)[len(HEARTBEAT_KEY.format("")) :])
     for key in client.scan_iter(match=HELD_KEY.format("*"), count=1000):
@@ -190,10 +196,14 @@ def heartbeat(client, hostname: str, ttl: float, held: Iterable[str] = (), as_of
     now = time.time()
     listed = json.dumps({"at": now if as_of is None else as_of, "ids": sorted(held)})
     pipe = client.pipeline(transaction=False)
-    pipe.set(HELD_KEY.format(hostname), listed, px=int(ttl * 1000))
+    pipe.set(HELD_KEY.format(hostname), listed, px=int(ttl * HELD_GRACE * 1000))
     pipe.set(HEARTBEAT_KEY.format(hostname), str(now), px=int(ttl * 1000))
     pipe.execute()
 
+
+HELD_GRACE = 2.0
+"""A held list outlives its heartbeat by this factor: what a worker whose heartbeat just lapsed (reconnecting to
+the broker, frozen) said it holds stays live a heartbeat longer, so a short outage does not re-send its messages."""
 
 HELD_MARGIN = 5.0
 """Seconds a held list is back-dated: kombu records a message as fetched a moment before Celery registers
@@ -245,12 +255,13 @@ async def sweep(
     report = SweepReport()
     idle = min(settings.resend_after, settings.heartbeat_ttl)
     rows = await logs.open_logs(conn, idle)
-    if refresh is not None and any(not view.holds(r, settings.resend_after) for r in rows):
+    margin = settings.sweep_interval
+    if refresh is not None and any(not view.holds(r, settings.resend_after, margin) for r in rows):
         view = view.merged(await asyncio.to_thread(refresh))
     for row in rows:
         details = row.get("details") or {}
         worker = details.get("worker")
-        if view.holds(row, settings.resend_after):
+        if view.holds(row, settings.resend_after, margin):
             report.live += 1
             continue
         dead_worker = row["status"] == "running" and worker and worker not in view.workers

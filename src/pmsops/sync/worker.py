@@ -42,6 +42,9 @@ def celery_config(settings: SyncSettings) -> dict:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        # no Celery rate limits (the platforms' limits are pmsops.sync.limits, in Redis): a rate-limited request would
+        # wait in a token bucket outside worker.state.requests, where the sweeper reads what a worker holds
+        worker_disable_rate_limits=True,
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout,
             "unacked_restore_interval": settings.restore_interval,
