@@ -83,10 +83,10 @@ class BrokerView:
             return True
         return task_id in self.unacked and (not worker or worker in self.workers)
 
-    def listed(self, task_id: str) -> bool:
+    def listed(self, task_id: str, live_only: bool = False) -> bool:
         """A worker said it holds this task (reserved, waiting for its countdown, or running): a live one, or
-        one whose heartbeat lapsed less than a heartbeat ago (a worker reconnecting to the broker, or frozen)."""
-        return any(task_id in ids for _, ids in self.held.values())
+        (unless ``live_only``) one whose heartbeat lapsed less than a heartbeat ago (reconnecting, or frozen)."""
+        return any(task_id in ids for worker, (_, ids) in self.held.items() if not live_only or worker in self.workers)
 
     def covered(self, task_id: str, margin: float) -> bool:
         """Every live worker said what it holds ``margin`` seconds after this task's message was fetched, or
@@ -106,12 +106,13 @@ class BrokerView:
             return True
         if task_id not in self.unacked:
             return False
-        if self.listed(task_id):
-            return True
         details = row.get("details") or {}
         worker = details.get("worker")
         if details.get("in_flight") and worker:
-            return worker in self.workers  # an attempt runs on that worker
+            # an attempt runs on that worker: live while it is (its heartbeat), or while a live worker holds a re-sent copy
+            return worker in self.workers or self.listed(task_id, live_only=True)
+        if self.listed(task_id):
+            return True
         # not running: reserved, or waiting for its countdown, in whichever worker fetched it
         if self.covered(task_id, margin):
             return False
