@@ -76,13 +76,6 @@ class BrokerView:
             delivered[task_id] = max(at, delivered.get(task_id, at))
         return BrokerView(self.queued | other.queued, self.unacked | other.unacked, self.workers | other.workers, delivered, held)
 
-    def is_live(self, task_id: str | None, worker: str | None) -> bool:
-        if not task_id:
-            return False
-        if task_id in self.queued:
-            return True
-        return task_id in self.unacked and (not worker or worker in self.workers)
-
     def listed(self, task_id: str, live_only: bool = False) -> bool:
         """A worker said it holds this task (reserved, waiting for its countdown, or running): a live one, or
         (unless ``live_only``) one whose heartbeat lapsed less than a heartbeat ago (reconnecting, or frozen)."""
