@@ -17,8 +17,8 @@ open log, idle ≥ ``SYNC_RESEND_AFTER``                 action
 ====================================================  ======================================
 task id in a queue, or unacked by a live worker        none (queued / running / waiting)
 ``running`` on a worker whose heartbeat expired        re-send (a killed worker: ≤ 2 min)
-unacked, listed by no live worker though all have     re-send (reserved or waiting for its countdown
-listed what they hold since it was fetched             in a worker that died)
+unacked, named by no list, though every live worker   re-send (reserved or waiting for its countdown
+listed what it holds a sweep after it was fetched      in a worker that died)
 a retry still waiting ``SYNC_RESEND_AFTER`` after      re-send (the same, while not every worker
 its countdown ended                                    has listed what it holds)
 no message anywhere (Redis lost it, or the final       re-send, same task id
@@ -164,13 +164,13 @@ def broker_view(client, queues: Iterable[str] = ("celery",)) -> BrokerView:
             view.delivered[task_id] = max(at, view.delivered.get(task_id, at))
     for key in client.scan_iter(match=HEARTBEAT_KEY.format("*"), count=1000):
         view.workers.add(_text(key)[len(HEARTBEAT_KEY.format("")) :])
-    for key in client.scan_iter(match=HELD_KEY.format("*"), count=1000):
-        raw = client.get(key)
+    keys = list(client.scan_iter(match=HELD_KEY.format("*"), count=1000))
+    for key, raw in zip(keys, client.mget(keys) if keys else []):  # one round trip for every worker's list
         try:
             listed = json.loads(raw) if raw else None
             view.held[_text(key)[len(HELD_KEY.format("")) :]] = (float(listed["at"]), frozenset(map(str, listed["ids"])))
         except (TypeError, ValueError, KeyError):
-            continue  # unreadable: that worker counts as not having said what it holds
+            continue  # expired meanwhile, or unreadable: that worker counts as not having said what it holds
     return view
 
 
