@@ -3,25 +3,47 @@ VENV ?= .venv
 PYTEST_ARGS ?=
 # parallel workers (pytest-xdist; groups in tests/conftest.py); PYTEST_WORKERS=0 runs the suite serially
 PYTEST_WORKERS ?= 3
+# LATEST=1: the newest versions pyproject.toml allows instead of constraints.txt (make test-latest sets it)
+LATEST ?= 0
+PYTEST = $(VENV)/bin/python -m pytest -q -n $(PYTEST_WORKERS) --no-loadscope-reorder
 
-.PHONY: setup demo test bench clean format
+.PHONY: setup demo lint test test-full test-latest lock bench clean format
 
 setup:
-	@bash scripts/bootstrap.sh
+	@LATEST=$(LATEST) bash scripts/bootstrap.sh
 
 demo: setup
 	$(VENV)/bin/pmsops demo
 
-test: setup
+lint: setup
 	$(VENV)/bin/ruff format --check --quiet src tests bench || { echo "make test: code not formatted: run make format"; exit 1; }
 	$(VENV)/bin/ruff check --select E501 --quiet src tests bench || { echo "make test: lines over 150 characters (above)"; exit 1; }
-	$(VENV)/bin/python -m pytest -q -n $(PYTEST_WORKERS) --no-loadscope-reorder $(PYTEST_ARGS)
+
+# Every behaviour against the real parts, in <= 4 min on 2 cores: the tests not marked slow.
+test: lint
+	$(PYTEST) -m "not slow" $(PYTEST_ARGS)
+
+# make test plus the volumes (fault matrix, generated URLs, the whole Docker group, the browser).
+test-full: lint
+	$(PYTEST) $(PYTEST_ARGS)
+
+# make test on the newest versions pyproject.toml's ranges allow, in a venv of its own.
+test-latest:
+	$(MAKE) --no-print-directory VENV=.venv-latest LATEST=1 PYTEST_ARGS="$(PYTEST_ARGS)" test
+
+# constraints.txt from a fresh venv on the newest versions the ranges allow (a deliberate upgrade).
+lock:
+	rm -rf .venv-lock
+	LATEST=1 VENV=.venv-lock bash scripts/bootstrap.sh
+	{ sed -n '1,3p' constraints.txt; .venv-lock/bin/python -m pip freeze --exclude-editable 2>/dev/null | grep -v '^pmsops'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf .venv-lock
 
 bench: setup
 	$(VENV)/bin/python bench/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-latest .pytest_cache .hypothesis
 
 format: setup
 	$(VENV)/bin/ruff format src tests bench

@@ -38,14 +38,24 @@ if sys.version_info < (3, 11):
     sys.exit(f"bootstrap: pmsops needs Python >= 3.11, this is {sys.version.split()[0]} (set PYTHON=python3.11)")
 PY
 
+# The locked versions (constraints.txt) unless LATEST=1: then the newest that pyproject.toml's
+# ranges allow (make test-latest, in its own venv), so drift is found on purpose.
 stamp="$VENV/.pmsops-installed"
 if [ ! -x "$VENV/bin/python" ]; then
   echo "bootstrap: creating $VENV"
   "$PYTHON" -m venv "$VENV"
 fi
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "bootstrap: installing pmsops with dev extras into $VENV"
-  "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-  "$VENV/bin/python" -m pip install -q -e '.[dev]'
-  touch "$stamp"
+mode=locked; [ "${LATEST:-0}" = 1 ] && mode=latest
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ] || [ "$(cat "$stamp")" != "$mode" ]; then
+  # pip's warnings about index locations this machine's pip configuration names are noise here
+  if [ "${LATEST:-0}" = 1 ]; then
+    echo "bootstrap: installing pmsops with dev extras into $VENV: the newest versions pyproject.toml allows"
+    "$VENV/bin/python" -m pip install -q --upgrade pip 2>/dev/null >/dev/null
+    "$VENV/bin/python" -m pip install -q --upgrade --upgrade-strategy eager -e '.[dev]' 2> >(grep -v "^WARNING: Location" >&2)
+  else
+    echo "bootstrap: installing pmsops with dev extras into $VENV: the versions in constraints.txt"
+    "$VENV/bin/python" -m pip install -q --upgrade pip 2>/dev/null >/dev/null
+    "$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[dev]' 2> >(grep -v "^WARNING: Location" >&2)
+  fi
+  echo "$mode" > "$stamp"
 fi

@@ -215,10 +215,22 @@ def base_rootfs(users: dict[str, int], mount_points: list[str] = (), writable: d
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
 
+        made: set[str] = set()
+
         def add_dir(path: str, mode: int = 0o755, uid: int = 0) -> None:
-            info = tarfile.TarInfo(path.strip("/"))
-            info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, mode, uid, uid
-            tar.addfile(info)
+            """Each directory once, parents first: a bind-mount point under /tmp (a clone under /tmp)
+            would otherwise add /tmp a second time, and Docker refuses an image with duplicate paths."""
+            parts = path.strip("/").split("/")
+            for i in range(1, len(parts) + 1):
+                sub = "/".join(parts[:i])
+                if sub in made:
+                    continue
+                made.add(sub)
+                info = tarfile.TarInfo(sub)
+                last = i == len(parts)
+                info.type, info.mode = tarfile.DIRTYPE, mode if last else 0o755
+                info.uid = info.gid = uid if last else 0
+                tar.addfile(info)
 
         def add_link(path: str, target: str) -> None:
             info = tarfile.TarInfo(path.strip("/"))
@@ -230,18 +242,8 @@ def base_rootfs(users: dict[str, int], mount_points: list[str] = (), writable: d
             info.size, info.mode = len(data), mode
             tar.addfile(info, io.BytesIO(data))
 
-        made: set[str] = set()
-
-        def dirs_for(path: str) -> None:
-            parts = path.strip("/").split("/")
-            for i in range(1, len(parts) + 1):
-                sub = "/".join(parts[:i])
-                if sub not in made:
-                    made.add(sub)
-                    add_dir(sub)
-
         for d in ("bin", "etc", "usr", "usr/lib", "usr/lib64", "proc", "sys", "dev"):
-            dirs_for(d)
+            add_dir(d)
         add_dir("tmp", 0o1777)
         add_link("lib", "usr/lib")
         add_link("lib64", "usr/lib64")
@@ -254,7 +256,7 @@ def base_rootfs(users: dict[str, int], mount_points: list[str] = (), writable: d
         add_file("etc/passwd", passwd.encode())
         add_file("etc/group", group.encode())
         for point in mount_points:
-            dirs_for(point)
+            add_dir(point)
         for path, uid in (writable or {}).items():
             add_dir(path, 0o755, uid)
     return buffer.getvalue()

@@ -326,7 +326,7 @@ def _map_parser_error(exc: BaseException, client: str) -> str:
     text = str(exc)
     lowered = text.lower()
     if "must specify one of the following schemes" in lowered:
-        return "accepts only the lower-case schemes redis://, rediss:// and unix://"
+        return "accepts only the schemes redis://, rediss:// and unix://"
     if "port could not be cast" in lowered or "invalid literal for int" in lowered or "port out of range" in lowered:
         return "cannot read the port (not a number between 0 and 65535)"
     if "ipv6" in lowered or "does not appear to be an ipv4 or ipv6" in lowered:
@@ -500,15 +500,7 @@ def _read_redis_py(url: str, name: str) -> Reading:
             f"{name}: unknown scheme {scheme + '://'!r} (redis-py accepts redis://, rediss:// and unix://)",
             hint="the runbook's form is redis://:<PASSWORD>@coolify-redis:6379/0",
         )
-    try:
-        conn = redis_py_connection(url)
-    except ValueError as exc:
-        if scheme != scheme.lower() and "must specify one of the following schemes" in str(exc):
-            # the installed redis-py compares schemes case-sensitively (newer releases accept REDIS://)
-            raise UsageError(
-                f"{name}: redis-py rejects the upper-case scheme {scheme + '://'!r} (it accepts only lower-case redis://, rediss:// and unix://)"
-            ) from None
-        raise
+    conn = redis_py_connection(url)
     kwargs = conn.kwargs
     addresses = [Address(socket=conn.path)] if conn.path else [Address(conn.host, conn.port)]
     fallback = None

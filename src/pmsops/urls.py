@@ -556,7 +556,9 @@ class RoundTrip:
 def redis_py_rules(url: str) -> dict:
     """redis-py's ``parse_url`` for a URL without a query, without importing redis-py: its
     scheme check, ``urlparse``, ``unquote`` of user name, password, host and path, the port
-    cast and the db from the path, as redis-py 5-8 do them (``connection_class`` left out).
+    cast and the db from the path, as redis-py 8.2 does them (``connection_class`` left out):
+    the scheme compared case-insensitively and any port given, ``0`` included, kept (8.1 and
+    earlier compared schemes case-sensitively and dropped port 0; ``pyproject.toml`` requires 8.2).
 
     Importing redis-py and kombu costs ~0.1-0.2 s, more than the rest of an offline
     command. A query brings in redis-py's per-argument parsers: :func:`parse_redis_url`
@@ -564,7 +566,7 @@ def redis_py_rules(url: str) -> dict:
     :func:`kombu_rules`) to the installed libraries on arbitrary URLs and passwords."""
     from urllib.parse import urlparse
 
-    if not url.startswith(("redis://", "rediss://", "unix://")):
+    if not url.lower().startswith(("redis://", "rediss://", "unix://")):
         raise ValueError("Redis URL must specify one of the following schemes (redis://, rediss://, unix://)")
     if "?" in url:
         raise ValueError("redis_py_rules reads URLs without a query")
@@ -580,7 +582,7 @@ def redis_py_rules(url: str) -> dict:
         return found
     if parts.hostname:
         found["host"] = unquote(parts.hostname)
-    if parts.port:
+    if parts.port is not None:
         found["port"] = int(parts.port)
     if parts.path:
         try:
