@@ -23,9 +23,9 @@ lint: setup
 test: lint
 	$(PYTEST) -m "not slow" $(PYTEST_ARGS)
 
-# make test plus the volumes (fault matrix, generated URLs, the whole Docker group, the browser).
-test-full: lint
-	$(PYTEST) $(PYTEST_ARGS)
+# make test, then the volumes marked slow (fault matrix, generated URLs, the whole Docker group, the browser).
+test-full: test
+	$(PYTEST) -m slow $(PYTEST_ARGS)
 
 # make test on the newest versions pyproject.toml's ranges allow, in a venv of its own.
 test-latest:
