@@ -505,9 +505,11 @@ class Rig:
                     str(self.groups[group][0].pid),
                 ],
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
             )
-            time.sleep(1.0)
+            # py-spy says "Sampling process …" once it is attached
+            assert spy.stderr is not None and "Sampling process" in spy.stderr.readline(), "py-spy did not attach"
 
         async def run_and_wait(conn) -> float:
             """From the first send to the last log's final write, both on the database's clock; the
@@ -719,7 +721,8 @@ def scale_out_exactness(rig: Rig) -> dict:
             opened_at = float(state[b"opened_at"])
             break
         time.sleep(0.05)
-    time.sleep(3.0)  # tasks retry after 1-4 s backoff: any call past the open circuit would land now
+    if opened_at is not None:  # any call past the open circuit lands by the time every operation has tried again
+        _wait_until_each_log_written_after(rig.env, [tid for _, _, tid in planned], opened_at, deadline=time.monotonic() + 20)
     failures = [r for r in rig.control("received")["received"] if r["platform"] == "expedia"]
     rig.control("reset", {})
     rig.control("keep", {"keep": False})
@@ -734,6 +737,25 @@ def scale_out_exactness(rig: Rig) -> dict:
     )
     print("    exactness with 2 worker processes: " + summary, flush=True)
     return {"exact": excess <= 0 and len(times) >= 45 and breaker_ok, "summary": summary}
+
+
+def _wait_until_each_log_written_after(env: dict[str, str], task_ids: list[str], since: float, deadline: float) -> None:
+    """Until every operation's sync log was written after ``since`` (a retry that met the open circuit, or a final
+    state), or the deadline: the condition behind "no call can still be on its way"."""
+    import asyncpg
+
+    from pmsops.checks.db import normalise_dsn
+
+    async def poll() -> None:
+        conn = await asyncpg.connect(normalise_dsn(env["DATABASE_URL"])[0], timeout=10)
+        try:
+            query = "SELECT count(*) FROM channel_sync_logs WHERE task_id = ANY($1::text[]) AND updated_at > to_timestamp($2)"
+            while time.monotonic() < deadline and await conn.fetchval(query, task_ids, since, timeout=10) < len(set(task_ids)):
+                await asyncio.sleep(0.1)
+        finally:
+            await conn.close()
+
+    asyncio.run(poll())
 
 
 def _google_connections(env: dict[str, str], count: int, platform: str = "google") -> list[str]:

@@ -180,13 +180,19 @@ def postgres():
 
 
 @pytest.fixture(scope="session")
-def black_hole():
+def black_hole_listener():
     """A TCP listener that accepts connections and never answers (a black-holed dependency)."""
     from pmsops.sandbox.processes import BlackHole
 
     hole = BlackHole()
-    yield hole.port
+    yield hole
     hole.close()
+
+
+@pytest.fixture
+def black_hole(black_hole_listener):
+    """The port of :func:`black_hole_listener`."""
+    return black_hole_listener.port
 
 
 @pytest.fixture(scope="session")

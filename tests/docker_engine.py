@@ -214,7 +214,6 @@ def base_rootfs(users: dict[str, int], mount_points: list[str] = (), writable: d
     (/lib → usr/lib, /lib64 → usr/lib64) that libraries mounted from this machine expect."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-
         made: set[str] = set()
 
         def add_dir(path: str, mode: int = 0o755, uid: int = 0) -> None:

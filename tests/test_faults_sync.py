@@ -205,7 +205,7 @@ def test_platform_5xx_then_429_then_healthy_every_sync_completes_and_waits_spend
     wait_until(lambda: len(s.proxy.calls) >= 20, 30, "the platform saw no calls")
     time.sleep(10)  # the fault itself: 5xx for 10 s
     s.proxy.fail(429, retry_after=2)
-    time.sleep(5)  # then 429 with Retry-After for 5 s
+    time.sleep(5)  # the fault continued: 429 with Retry-After for 5 s
     s.proxy.heal()
     wait_settled(s.database_url, task_ids)
     found = assert_figures(s, task_ids)

@@ -53,7 +53,7 @@ class Server:
                 self.requests.append(head + body)
                 reply = self.answer(head, body)
                 if reply is None:
-                    await asyncio.sleep(30)
+                    await asyncio.sleep(30)  # the fault: a server that never answers
                     return
                 writer.write(reply)
                 await writer.drain()

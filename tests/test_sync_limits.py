@@ -36,6 +36,12 @@ def test_burst_is_allowed_then_the_limiter_asks_to_retry_later(redis_server, mon
     assert 2.0 < retry_after <= 3.1  # one token every 3 s (20 per 60 s)
 
 
+def _redis_now(time_reply) -> float:
+    """Redis's TIME as seconds: the clock the breaker's script reads."""
+    seconds, micros = time_reply
+    return int(seconds) + int(micros) / 1_000_000
+
+
 def test_circuit_opens_after_consecutive_failures_and_closes_after_successes(redis_server, monkeypatch):
     platform = "airbnb"
     monkeypatch.setitem(limits.LIMITS, platform, limits.PlatformLimits(10, 1, 15, 3, 2, 0.5))
@@ -49,7 +55,9 @@ def test_circuit_opens_after_consecutive_failures_and_closes_after_successes(red
                 await limits.record(client, platform, success=False)
             with pytest.raises(CircuitOpen):
                 await limits.admit(client, platform, "acct")
-            await asyncio.sleep(0.6)
+            opened_at = float(await client.hget(f"pmsops:circuit:{platform}", "opened_at"))
+            while _redis_now(await client.time()) <= opened_at + 0.5:  # the circuit's open_seconds, on Redis's clock
+                await asyncio.sleep(0.05)
             await limits.admit(client, platform, "acct")  # half-open: one call allowed
             assert await limits.record(client, platform, success=True) == "half_open"
             assert await limits.record(client, platform, success=True) == "closed"

@@ -36,7 +36,7 @@ def test_a_caller_that_times_out_cancels_the_coroutine_on_the_loop(runtime):
 
     async def hang():
         try:
-            await asyncio.sleep(30)
+            await asyncio.sleep(30)  # the fault: a coroutine that hangs until cancelled
         except asyncio.CancelledError:
             cancelled.set()
             raise

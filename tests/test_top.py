@@ -136,14 +136,18 @@ def test_top_redraws_in_a_terminal_and_quits_on_q_and_ctrl_c(outage, key, how):
     assert code == 0, f"top did not quit on {how}"
 
 
-def test_q_quits_at_once_while_a_refresh_waits_on_a_black_holed_database(outage, black_hole, tmp_path):
+def test_q_quits_at_once_while_a_refresh_waits_on_a_black_holed_database(outage, black_hole_listener, tmp_path):
     env_file = tmp_path / "db-black-holed.env"
-    env_file.write_text(Path(outage.env_file).read_text() + f"export DATABASE_URL='postgresql://pms_app:x@127.0.0.1:{black_hole}/pms'\n")
+    port = black_hole_listener.port
+    env_file.write_text(Path(outage.env_file).read_text() + f"export DATABASE_URL='postgresql://pms_app:x@127.0.0.1:{port}/pms'\n")
     pid, fd = _spawn_top(str(env_file), "0.3", "--timeout", "20")
     try:
         seen = _read_until(fd, lambda s: b"collecting the first snapshot" in s, 20)
         assert b"collecting the first snapshot" in seen
-        time.sleep(0.5)  # the refresh is now waiting on the database (up to 20 s)
+        deadline = time.monotonic() + 20
+        while black_hole_listener.accepted == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert black_hole_listener.accepted > 0, "top's refresh never connected to the database"
         asked = time.monotonic()
         os.write(fd, b"q")
         code = _exit_code(pid, fd, 5)

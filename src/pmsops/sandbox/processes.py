@@ -349,6 +349,11 @@ class BlackHole:
     def port(self) -> int:
         return self._sock.getsockname()[1]
 
+    @property
+    def accepted(self) -> int:
+        """How many connections it has taken (and holds unanswered): a test waits on this, not on a clock."""
+        return len(self._held)
+
     def _accept(self) -> None:
         while not self._stop.is_set():
             try:
