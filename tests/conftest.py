@@ -65,6 +65,10 @@ DOCKER_MODULES = frozenset(
 )
 """The modules with tests on the private Docker engine (fixture docker_scenario): under pytest-xdist they run on one worker."""
 
+CONTAINER_SCENARIO = "test_container_worker.py"
+"""The one container scenario ``make test`` runs (the worker image started, checked, frozen, stopped); the rest of the
+Docker group is marked slow and runs in ``make test-full``."""
+
 FIRST_GROUPS = ("docker", "test_faults_sync.py", "test_url_parity.py")
 """The longest groups (the Docker tests, the fault scenarios, the hypothesis parity tests) are handed out first."""
 
@@ -110,11 +114,14 @@ def pytest_xdist_make_scheduler(config, log):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Every Docker test's module is in DOCKER_MODULES; under xdist the longest groups come first (with
+    """Every Docker test's module is in DOCKER_MODULES, all but CONTAINER_SCENARIO marked slow; under xdist the longest groups come first (with
     ``--no-loadscope-reorder`` the scheduler keeps this order)."""
     stray = sorted({item.path.name for item in items if "docker_scenario" in getattr(item, "fixturenames", ())} - DOCKER_MODULES)
     if stray:
         raise pytest.UsageError(f"tests/conftest.py: add {', '.join(stray)} to DOCKER_MODULES (it uses the private Docker engine)")
+    for item in items:
+        if item.path.name in DOCKER_MODULES and item.path.name != CONTAINER_SCENARIO:
+            item.add_marker(pytest.mark.slow)
     if hasattr(config, "workerinput"):
 
         def rank(item) -> int:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -359,7 +360,8 @@ class Scenario:
 
         ``health``: "cli" (``pmsops worker-check --liveness``) or "module" (``python -m pmsops.worker.alive``)
         as the HEALTHCHECK, every second."""
-        health_cmd = {"cli": f"{self.pmsops} worker-check --liveness", "module": f"{self.python} -m pmsops.worker.alive"}
+        # a shell string (docker runs it with /bin/sh -c): the paths quoted, as a checkout may sit under a path with a space
+        health_cmd = {"cli": f"{shlex.quote(self.pmsops)} worker-check --liveness", "module": f"{shlex.quote(self.python)} -m pmsops.worker.alive"}
         health_args = (
             [
                 "--health-cmd",

@@ -96,6 +96,7 @@ def test_sigkill_of_a_prefork_pool_child_loses_and_duplicates_nothing_unrecorded
     assert_figures(s, task_ids)
 
 
+@pytest.mark.slow
 def test_sigkill_of_a_worker_then_restart_runs_its_operations_again_within_two_minutes(stack):
     s = stack(2)
     s.start_both()
@@ -140,6 +141,7 @@ def test_sigterm_warm_shutdown_finishes_or_hands_back_every_operation(stack):
     assert_figures(s, task_ids)
 
 
+@pytest.mark.slow
 def test_postgresql_down_30_seconds_mid_run_every_operation_ends_true(stack, postgres):
     down = float(os.environ.get("PMSOPS_FAULT_DB_DOWN", "30"))
     s = stack(4)
@@ -197,6 +199,7 @@ def test_redis_that_lost_its_data_operations_are_re_sent_from_the_log(stack, fau
     print(f"re-sent from the log: {len(resent)} of {found.operations}")
 
 
+@pytest.mark.slow
 def test_platform_5xx_then_429_then_healthy_every_sync_completes_and_waits_spend_no_retries(stack):
     s = stack(7)
     s.start_both()
@@ -214,6 +217,7 @@ def test_platform_5xx_then_429_then_healthy_every_sync_completes_and_waits_spend
     assert found.statuses == {"success": len(task_ids)}
 
 
+@pytest.mark.slow
 def test_two_workers_hammering_one_account_stay_within_its_rate_limit(stack):
     from pmsops.sync.limits import limits_for
 

@@ -225,6 +225,7 @@ CHROMIUM_FLAGS = [
 ]
 
 
+@pytest.mark.slow
 def test_report_html_renders_in_headless_chromium_with_its_charts(written, tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, "chromium is not installed: run scripts/bootstrap.sh (Debian package 'chromium')"

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
 import pytest
+from volumes import volumes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -408,30 +409,48 @@ def compare(client: str, meant: Meant) -> None:
         assert "would send" in message, f"refusal does not name {client}'s reading: {message}"
 
 
-PARITY = settings(derandomize=True, max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck))
+def parity(examples: int):
+    """Fixed seed: the same URLs every run, the first ``examples`` of them."""
+    return settings(derandomize=True, max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck))
 
 
-@PARITY
-@given(redis_urls(("redis", "rediss", "unix")))
-def test_generated_redis_urls_are_read_as_redis_py_reads_them(meant):
-    if meant.url.startswith("unix://"):
-        meant = Meant(meant.url.replace("unix://", "redis://", 1), meant.user, meant.password, meant.host, meant.port)
-    compare("redis-py", meant)
+@volumes(quick=300, full=3000)
+def test_generated_redis_urls_are_read_as_redis_py_reads_them(examples):
+    @parity(examples)
+    @given(redis_urls(("redis", "rediss", "unix")))
+    def check(meant):
+        if meant.url.startswith("unix://"):
+            meant = Meant(meant.url.replace("unix://", "redis://", 1), meant.user, meant.password, meant.host, meant.port)
+        compare("redis-py", meant)
+
+    check()
 
 
-@PARITY
-@given(redis_urls())
-def test_generated_broker_urls_are_read_as_kombu_reads_them(meant):
-    compare("kombu", meant)
+@volumes(quick=300, full=3000)
+def test_generated_broker_urls_are_read_as_kombu_reads_them(examples):
+    @parity(examples)
+    @given(redis_urls())
+    def check(meant):
+        compare("kombu", meant)
+
+    check()
 
 
-@settings(derandomize=True, max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck))
-@given(redis_urls())
-def test_generated_result_backend_urls_are_read_as_celerys_redis_backend_reads_them(meant):
-    compare("celery-backend", meant)
+@volumes(quick=300, full=2000)
+def test_generated_result_backend_urls_are_read_as_celerys_redis_backend_reads_them(examples):
+    @parity(examples)
+    @given(redis_urls())
+    def check(meant):
+        compare("celery-backend", meant)
+
+    check()
 
 
-@PARITY
-@given(database_urls())
-def test_generated_database_urls_are_read_as_asyncpg_reads_them(meant):
-    compare("asyncpg", meant)
+@volumes(quick=300, full=3000)
+def test_generated_database_urls_are_read_as_asyncpg_reads_them(examples):
+    @parity(examples)
+    @given(database_urls())
+    def check(meant):
+        compare("asyncpg", meant)
+
+    check()

@@ -12,6 +12,7 @@ exception, gives an equal reading, exit code and message.
 from __future__ import annotations
 
 import pytest
+from volumes import volumes
 from client_readings import kombu_reading, redis_py_reading
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -57,13 +58,17 @@ def _without_query(text: str) -> str:
     return text.replace("?", "")
 
 
-@settings(max_examples=1500, deadline=None)
-@given(DOMAIN_SCHEMES, URL_TEXT)
-def test_the_model_reads_any_url_of_its_domain_as_redis_py_does(scheme, rest):
-    url = scheme + _without_query(rest)
-    assert redis_py_model_applies(url)
+@volumes(quick=300, full=1500)
+def test_the_model_reads_any_url_of_its_domain_as_redis_py_does(examples):
+    @settings(max_examples=examples, deadline=None)
+    @given(DOMAIN_SCHEMES, URL_TEXT)
+    def check(scheme, rest):
+        url = scheme + _without_query(rest)
+        assert redis_py_model_applies(url)
 
-    assert _outcome(redis_py_connection_model, url) == _outcome(redis_py_connection_library, url)
+        assert _outcome(redis_py_connection_model, url) == _outcome(redis_py_connection_library, url)
+
+    check()
 
 
 @settings(max_examples=600, deadline=None)
