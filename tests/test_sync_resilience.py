@@ -250,7 +250,8 @@ def test_the_sweeper_fails_only_what_it_cannot_re_send_and_never_an_operation_th
     assert (waiting["status"], waiting["details"].get("resent")) == ("triggered", None), waiting
 
 
-def test_sync_reap_leaves_operations_that_are_still_queued_open(cli, redis_server, sync_db, monkeypatch):
+@pytest.mark.parametrize("broker_from", ["process-env", "env-file"])
+def test_sync_reap_leaves_operations_that_are_still_queued_open(cli, redis_server, sync_db, monkeypatch, tmp_path, broker_from):
     from sync_helpers import sender_for
 
     broker = redis_server.url_for_db(11)  # no worker consumes this database: the messages stay queued
@@ -263,8 +264,14 @@ def test_sync_reap_leaves_operations_that_are_still_queued_open(cli, redis_serve
     for task_id in (queued, lost):
         run(sync_db, lambda c: c.execute(insert, ids["connection_id"], task_id))
     sender_for(broker)("pmsops.sync.availability_push", ids["connection_id"], queued)
-    monkeypatch.setenv("CELERY_BROKER_URL", broker)
-    result = cli("sync", "reap", "--older-than", "5s", "--database-url", sync_db, "--connection", ids["connection_id"], "--yes")
+    options = ()
+    if broker_from == "env-file":  # the broker only in the env file: the database and the broker are read from one place
+        env_file = tmp_path / "pms.env"
+        env_file.write_text(f"export CELERY_BROKER_URL='{broker}'\n")
+        options = ("--env-file", str(env_file))
+    else:
+        monkeypatch.setenv("CELERY_BROKER_URL", broker)
+    result = cli(*options, "sync", "reap", "--older-than", "5s", "--database-url", sync_db, "--connection", ids["connection_id"], "--yes")
     assert result.exit_code == 0, result.output
     assert "marked 1 stale log(s) failed" in result.stdout
     statuses = {r["task_id"]: r["status"] for r in logs_for(sync_db, [queued, lost])}

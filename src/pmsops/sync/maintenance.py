@@ -74,14 +74,12 @@ def live_task_ids(broker_url: str | None, timeout: float = 5.0) -> list[str]:
 def reap_logs(
     database_url: str, older_than: float, connection_id: str | None = None, dry_run: bool = False, broker_url: str | None = None
 ) -> list[Result]:
-    """Mark open logs idle for ``older_than`` failed, except operations still queued or running (in the
-    broker named by ``broker_url``, else CELERY_BROKER_URL / REDIS_URL); ``dry_run`` runs the very same
-    UPDATE in a transaction that is rolled back."""
-    import os
-
+    """Mark open logs idle for ``older_than`` failed, except operations still queued or running in the
+    broker named by ``broker_url`` (the caller's configuration: the same place its database came from);
+    ``dry_run`` runs the very same UPDATE in a transaction that is rolled back."""
     from pmsops.sync.logs import reap
 
-    live = live_task_ids(broker_url or os.environ.get("CELERY_BROKER_URL") or os.environ.get("REDIS_URL"))
+    live = live_task_ids(broker_url)
 
     async def mark(conn) -> list:
         return await reap(conn, older_than, connection_id, exclude_task_ids=live)
