@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -276,3 +277,56 @@ def test_sync_reap_leaves_operations_that_are_still_queued_open(cli, redis_serve
     assert "marked 1 stale log(s) failed" in result.stdout
     statuses = {r["task_id"]: r["status"] for r in logs_for(sync_db, [queued, lost])}
     assert statuses == {queued: "triggered", lost: "failed"}
+
+
+CORRUPT_UNACKED = [
+    '[{"headers": [1]}, "", "celery"]',
+    '[{"headers": {"id": 7}, "properties": []}, "", "celery"]',
+    '["not json {", "", "celery"]',
+    "[[[[]]]]",
+    '"just a string"',
+    b"\xff\xfe not utf-8",
+    "[" * 5000,
+]
+
+
+def test_a_corrupt_unacked_entry_neither_stops_sync_reap_nor_hides_the_messages_beside_it(cli, redis_server, sync_db, tmp_path):
+    import redis
+
+    broker = redis_server.url_for_db(12)
+    client = redis.Redis.from_url(broker)
+    held = str(uuid.uuid4())
+    try:
+        client.delete("unacked", "unacked_index")
+        for n, entry in enumerate(CORRUPT_UNACKED):
+            client.hset("unacked", f"corrupt-{n}", entry)
+        client.hset("unacked", "good", json.dumps([{"headers": {"id": held}, "properties": {}}, "", "celery"]))
+        ids = seed_connection(sync_db)
+        insert = (
+            "INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at) VALUES ($1::uuid, 'availability_update',"
+            " 'triggered', $2, now() - interval '1 minute')"
+        )
+        run(sync_db, lambda c: c.execute(insert, ids["connection_id"], held))
+        env_file = tmp_path / "pms.env"
+        env_file.write_text(f"export CELERY_BROKER_URL='{broker}'\n")
+
+        result = cli(
+            "--env-file",
+            str(env_file),
+            "sync",
+            "reap",
+            "--older-than",
+            "5s",
+            "--database-url",
+            sync_db,
+            "--connection",
+            ids["connection_id"],
+            "--dry-run",
+        )
+
+        assert (result.exit_code, "Traceback" in result.output) == (0, False), result.output
+        assert "no open log without an update" in result.stdout  # the held message's log stays open
+        assert "1 operation(s) still queued or running in the broker" in result.stdout
+    finally:
+        client.delete("unacked", "unacked_index")
+        client.close()

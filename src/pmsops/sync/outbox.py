@@ -127,19 +127,24 @@ def overdue_retry(row: dict[str, Any], resend_after: float) -> bool:
 
 
 def _task_id(raw: Any) -> str | None:
+    """The task id of a queued or unacked message, or None for anything else: broker data is outside data, and one
+    corrupt or forged entry must not stop every sweep (nor ``sync reap``)."""
     try:
         message = json.loads(raw)
-    except (TypeError, ValueError):
-        return None
-    if isinstance(message, list) and message:  # unacked entries are [message, exchange, routing_key]
-        message = message[0]
-    if isinstance(message, str):
-        try:
+        if isinstance(message, list) and message:  # unacked entries are [message, exchange, routing_key]
+            message = message[0]
+        if isinstance(message, str):
             message = json.loads(message)
-        except ValueError:
-            return None
-    headers = message.get("headers") if isinstance(message, dict) else None
-    return (headers or {}).get("id") or ((message.get("properties") or {}).get("correlation_id") if isinstance(message, dict) else None)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    if not isinstance(message, dict):
+        return None
+    for part, key in (("headers", "id"), ("properties", "correlation_id")):
+        section = message.get(part)
+        value = section.get(key) if isinstance(section, dict) else None
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 def broker_view(client, queues: Iterable[str] = ("celery",)) -> BrokerView:
