@@ -17,6 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -251,11 +252,12 @@ def own_redis_and_black_holed_db(black_hole):
     server.stop()
 
 
-def test_ctrl_c_with_json_still_writes_one_report_with_what_was_found(own_redis_and_black_holed_db):
+def test_ctrl_c_with_json_still_writes_one_report_with_what_was_found(own_redis_and_black_holed_db, tmp_path):
     env = own_redis_and_black_holed_db
     url = env["REDIS_URL"]
     before = _deletes(url)
-    tty = spawn("doctor", "--timeout", "20", "--json", env=env)
+    junit = tmp_path / "doctor.xml"
+    tty = spawn("doctor", "--timeout", "20", "--json", "--junit", str(junit), env=env)
     try:
         # the JSON comes only at the end: Ctrl-C once the redis check is done (its DEL), while the database check runs
         deadline = time.monotonic() + 30
@@ -269,8 +271,12 @@ def test_ctrl_c_with_json_still_writes_one_report_with_what_was_found(own_redis_
     assert code == 130
     report = json.loads(tty.text[tty.text.index("{") : tty.text.rindex("}") + 1])
     assert report["exit_code"] == 130 and report["interrupted"] is True
+    assert (report["status"], report["error"]["type"]) == ("fail", "interrupted")  # a gate on .status=="ok" must not pass
     assert "db" in report["not_finished"]
     assert [r["name"] for r in report["results"] if r["name"] == "redis"] == ["redis"]
+    suite = ElementTree.parse(junit).getroot()
+    unfinished = {case.get("name") for case in suite.iter("testcase") if case.find("error") is not None}
+    assert "db" in unfinished and int(suite.get("errors")) == len(unfinished) == len(report["not_finished"])
 
 
 # --- smoke: time to a verdict ---------------------------------------------------------------------------------

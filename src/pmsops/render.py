@@ -258,7 +258,9 @@ class Output:
         }
         if self.context:
             payload["context_name"] = self.context
-        if interrupted:
+        if interrupted:  # a script's gate (jq -e '.status=="ok"') must not pass an interrupted run
+            payload["status"] = Status.FAIL.value
+            payload["error"] = {"type": "interrupted", "message": "interrupted before every check finished", "hint": None}
             payload["interrupted"] = True
             payload["not_finished"] = list(pending)
         if extra:

@@ -56,6 +56,8 @@ class SmokeRun:
     started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     elapsed_ms: float | None = None
     """Wall time of the whole run (not the sum of the steps)."""
+    unfinished: list[str] = field(default_factory=list)
+    """Checks an interruption (Ctrl-C) left unfinished: each an ``<error>`` in the JUnit report, never a silent pass."""
 
 
 def suite_context(settings: Settings, explicit: str | None = None) -> str:
@@ -263,7 +265,8 @@ def junit_xml(run: SmokeRun, context: str = "default", strict: bool = False, hos
     classname = _classname(context, command)
     lines = [
         '<?xml version="1.0" encoding="UTF-8"?>',
-        f'<testsuite name={attr(f"pmsops {command} ({context})")} tests="{len(run.results)}" failures="{failures}" errors="0" skipped="{skipped}" '
+        f'<testsuite name={attr(f"pmsops {command} ({context})")} tests="{len(run.results) + len(run.unfinished)}" failures="{failures}" '
+        f'errors="{len(run.unfinished)}" skipped="{skipped}" '
         f'time="{total:.3f}" timestamp="{stamp}" hostname={attr(host)}>',
     ]
     for r in run.results:
@@ -280,6 +283,10 @@ def junit_xml(run: SmokeRun, context: str = "default", strict: bool = False, hos
             lines.append(f"    <skipped message={attr(r.summary)}/>")
         else:
             lines.append(f"    <system-out>{body(r)}</system-out>")
+        lines.append("  </testcase>")
+    for name in run.unfinished:
+        lines.append(f'  <testcase classname={attr(classname)} name={attr(name)} time="0.000">')
+        lines.append(f'    <error type="interrupted" message={attr("not finished: the run was interrupted")}/>')
         lines.append("  </testcase>")
     lines.append("</testsuite>")
     return "\n".join(lines) + "\n"

@@ -253,7 +253,9 @@ def check_report_target(path: str | None, what: str = "report") -> None:
         raise UsageError(f"refusing to write {what} {path}: it is {kind(info.st_mode)} (only a regular file is replaced)")
 
 
-def write_junit(path: str, items, command: str, strict: bool = False, seconds: float | None = None, context: str | None = None) -> None:
+def write_junit(
+    path: str, items, command: str, strict: bool = False, seconds: float | None = None, context: str | None = None, unfinished=()
+) -> None:
     """A JUnit report of ``items`` (one testcase per result), mode 0600, never through a link.
 
     The suite is named after the command and the context (``--suite-name``, the active
@@ -262,7 +264,7 @@ def write_junit(path: str, items, command: str, strict: bool = False, seconds: f
     from pmsops.safefile import write_text
 
     context = context or suite_context(settings(), state().context)
-    run = SmokeRun(results=list(items), elapsed_ms=seconds * 1000 if seconds is not None else None)
+    run = SmokeRun(results=list(items), elapsed_ms=seconds * 1000 if seconds is not None else None, unfinished=list(unfinished))
     write_text(path, junit_xml(run, context, strict, command=command), "report")
 
 
@@ -299,9 +301,9 @@ def stream(
     items = collector.results
     seconds = time.monotonic() - collector.started
     code = exitcodes.INTERRUPTED if interrupted else exit_code(items, strict=report.strict)
-    if report.junit:
-        write_junit(report.junit, items, command, report.strict, seconds, junit_context)
     pending = [labels.get(p, p) if labels else p for p in collector.pending] if interrupted else []
+    if report.junit:
+        write_junit(report.junit, items, command, report.strict, seconds, junit_context, unfinished=pending)
     if report.json_mode:
         out.report_json(items, command, code, seconds, extra() if callable(extra) else extra, interrupted, pending)
     elif len(items) > 1 or interrupted or not items:
