@@ -176,7 +176,7 @@ def seed_cross_tenant_connection(database_url: str, platform: str = "airbnb") ->
 
 class CountingProxy:
     """A real HTTP proxy on loopback in front of the fake platform: counts what reaches the platform
-    per ``Idempotency-Key`` (the operation's task id) and answers faults by itself when told to."""
+    per operation (the task id that starts its ``Idempotency-Key``) and answers faults by itself when told to."""
 
     def __init__(self, upstream_url: str) -> None:
         import threading
@@ -265,12 +265,14 @@ class CountingProxy:
             self.fault = None
 
     def pushes(self) -> dict[str, int]:
-        """Operation → pushes the platform accepted (PUT answered 200 by the platform itself)."""
+        """Operation → pushes the platform accepted (PUT answered 200 by the platform itself); the Idempotency-Key
+        is ``<task id>:<digest of the request>``."""
         counts: dict[str, int] = {}
         with self.lock:
             for call in self.calls:
                 if call["forwarded"] and call["method"] == "PUT" and call["status"] == 200 and call["key"]:
-                    counts[call["key"]] = counts.get(call["key"], 0) + 1
+                    operation = call["key"].split(":", 1)[0]
+                    counts[operation] = counts.get(operation, 0) + 1
         return counts
 
     def close(self) -> None:
@@ -334,7 +336,13 @@ class Figures:
 
 
 def _recorded(details: dict[str, Any]) -> bool:
-    return bool(details.get("interrupted") or details.get("duplicate_push") or details.get("duplicate_deliveries") or details.get("redelivered"))
+    return bool(
+        details.get("interrupted")
+        or details.get("duplicate_push")
+        or details.get("duplicate_pushes")
+        or details.get("duplicate_deliveries")
+        or details.get("redelivered")
+    )
 
 
 def figures(database_url: str, task_ids: list[str], proxy: CountingProxy, secrets: tuple[str, ...] = ()) -> Figures:
@@ -418,8 +426,11 @@ def _open_summary(database_url: str, task_ids: list[str], shown: int = 5) -> str
     return f"open: {by_status}; oldest: {first}"
 
 
-def trigger_full_syncs(database_url: str, broker_url: str, connections: list[dict[str, Any]], count: int, per_second: float = 15.0) -> list[str]:
-    """``count`` full syncs round-robin over ``connections`` at ``per_second`` triggers; returns all task ids."""
+def trigger_full_syncs(
+    database_url: str, broker_url: str, connections: list[dict[str, Any]], count: int, per_second: float = 15.0, resend_after: float | None = None
+) -> list[str]:
+    """``count`` full syncs round-robin over ``connections`` at ``per_second`` triggers; returns all task ids.
+    ``resend_after``: the workers' SYNC_RESEND_AFTER (a trigger and its workers share the setting)."""
     from pmsops.sync.trigger import trigger_sync
 
     send = sender_for(broker_url)
@@ -429,7 +440,7 @@ def trigger_full_syncs(database_url: str, broker_url: str, connections: list[dic
         started = time.monotonic()
         for n in range(count):
             ids = connections[n % len(connections)]
-            triggered = await trigger_sync(conn, ids["connection_id"], "full", send=send)
+            triggered = await trigger_sync(conn, ids["connection_id"], "full", send=send, resend_after=resend_after)
             task_ids.extend(triggered.task_ids)
             pause = started + (n + 1) / per_second - time.monotonic()
             if pause > 0:
@@ -443,6 +454,11 @@ def trigger_full_syncs(database_url: str, broker_url: str, connections: list[dic
 class FaultStack:
     """Two real sync workers (threads ×4 and prefork ×2) on a restartable Redis, the platform behind a
     counting proxy, and connections to sync: the setting of every #12 scenario."""
+
+    @property
+    def resend_after(self) -> float:
+        """The workers' SYNC_RESEND_AFTER, which the triggers use too."""
+        return float(self.env.get("SYNC_RESEND_AFTER") or 60.0)
 
     redis: Any
     db: int

@@ -80,11 +80,12 @@ def _running(database_url: str, task_ids: list[str], worker_prefix: str | None =
     return [r for r in rows if worker_prefix is None or str(r["details"].get("worker", "")).startswith(worker_prefix)]
 
 
+@pytest.mark.slow
 def test_sigkill_of_a_prefork_pool_child_loses_and_duplicates_nothing_unrecorded(stack):
     s = stack(1)
     s.start_both()
     s.proxy.delay = 0.3
-    task_ids = trigger_full_syncs(s.database_url, s.broker, s.connections, FAULT_SYNCS)
+    task_ids = trigger_full_syncs(s.database_url, s.broker, s.connections, FAULT_SYNCS, resend_after=s.resend_after)
     prefork = s.workers[f"prefork{s.db}@faults"]
     wait_until(lambda: _running(s.database_url, task_ids, "prefork"), 30, "no operation running on the prefork worker")
     children = _children(prefork.pid)
@@ -101,7 +102,7 @@ def test_sigkill_of_a_worker_then_restart_runs_its_operations_again_within_two_m
     s = stack(2)
     s.start_both()
     s.proxy.delay = 0.3
-    task_ids = trigger_full_syncs(s.database_url, s.broker, s.connections, FAULT_SYNCS)
+    task_ids = trigger_full_syncs(s.database_url, s.broker, s.connections, FAULT_SYNCS, resend_after=s.resend_after)
     name = f"threads{s.db}@faults"
     wait_until(lambda: _running(s.database_url, task_ids, "threads"), 30, "no operation running on the threads worker")
     os.killpg(s.workers[name].pid, signal.SIGKILL)
@@ -129,7 +130,7 @@ def test_sigterm_warm_shutdown_finishes_or_hands_back_every_operation(stack):
     s = stack(3)
     s.start_both()
     s.proxy.delay = 0.3
-    task_ids = trigger_full_syncs(s.database_url, s.broker, s.connections, FAULT_SYNCS)
+    task_ids = trigger_full_syncs(s.database_url, s.broker, s.connections, FAULT_SYNCS, resend_after=s.resend_after)
     name = f"threads{s.db}@faults"
     wait_until(lambda: _running(s.database_url, task_ids, "threads"), 30, "no operation running on the threads worker")
     proc = s.workers.pop(name)
@@ -147,7 +148,7 @@ def test_postgresql_down_30_seconds_mid_run_every_operation_ends_true(stack, pos
     s = stack(4)
     s.start_both()
     s.proxy.delay = 0.2
-    task_ids = trigger_full_syncs(s.database_url, s.broker, s.connections, FAULT_SYNCS)
+    task_ids = trigger_full_syncs(s.database_url, s.broker, s.connections, FAULT_SYNCS, resend_after=s.resend_after)
     wait_until(lambda: _running(s.database_url, task_ids), 30, "nothing running yet")
     postgres.stop_server()
     try:
@@ -163,11 +164,13 @@ def test_postgresql_down_30_seconds_mid_run_every_operation_ends_true(stack, pos
 
 
 def test_redis_restart_mid_run_workers_stay_up_and_resume(stack, fault_redis):
-    s = stack(5)
+    # a message the restart lost is sent again when its log is due: SYNC_RESEND_AFTER 10 s and a sweep every 5 s here
+    # instead of 60 s and 15 s (the same code path; the SIGKILL scenario keeps every default)
+    s = stack(5, SYNC_RESEND_AFTER="10", SYNC_REAP_INTERVAL="5")
     s.start_both()
     s.proxy.delay = 0.3
     s.proxy.fail(429, retry_after=5)  # every operation then waits 5 s for its retry: the workers hold those messages unacked
-    task_ids = trigger_full_syncs(s.database_url, s.broker, s.connections, FAULT_SYNCS)
+    task_ids = trigger_full_syncs(s.database_url, s.broker, s.connections, FAULT_SYNCS, resend_after=s.resend_after)
     wait_until(lambda: sum(1 for c in s.proxy.calls if c["status"] == 429) >= 10, 30, "no operation is waiting for its retry")
     restart_redis(fault_redis, down_seconds=2.0, keep_data=True)
     s.proxy.heal()
@@ -186,7 +189,7 @@ def test_redis_that_lost_its_data_operations_are_re_sent_from_the_log(stack, fau
     s = stack(6, SYNC_RESEND_AFTER="10", SYNC_REAP_INTERVAL="5")
     s.start_both()
     s.proxy.delay = 0.3
-    task_ids = trigger_full_syncs(s.database_url, s.broker, s.connections, FAULT_SYNCS)
+    task_ids = trigger_full_syncs(s.database_url, s.broker, s.connections, FAULT_SYNCS, resend_after=s.resend_after)
     wait_until(lambda: _running(s.database_url, task_ids), 30, "nothing running yet")
     restart_redis(fault_redis, down_seconds=1.0, keep_data=False)
     s.proxy.delay = 0.0
@@ -204,7 +207,7 @@ def test_platform_5xx_then_429_then_healthy_every_sync_completes_and_waits_spend
     s = stack(7)
     s.start_both()
     s.proxy.fail(503)
-    task_ids = trigger_full_syncs(s.database_url, s.broker, s.connections, FAULT_SYNCS)
+    task_ids = trigger_full_syncs(s.database_url, s.broker, s.connections, FAULT_SYNCS, resend_after=s.resend_after)
     wait_until(lambda: len(s.proxy.calls) >= 20, 30, "the platform saw no calls")
     time.sleep(10)  # the fault itself: 5xx for 10 s
     s.proxy.fail(429, retry_after=2)
@@ -226,7 +229,7 @@ def test_two_workers_hammering_one_account_stay_within_its_rate_limit(stack):
     [account] = s.connections
     task_ids = []
     for _ in range(max(FAULT_SYNCS, 20)):
-        task_ids += trigger_full_syncs(s.database_url, s.broker, [account], 1, per_second=1000)
+        task_ids += trigger_full_syncs(s.database_url, s.broker, [account], 1, per_second=1000, resend_after=s.resend_after)
     wait_settled(s.database_url, task_ids)
     assert_figures(s, task_ids)
     limits = limits_for(account["platform"])

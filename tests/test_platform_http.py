@@ -193,7 +193,7 @@ def test_platform_statuses_map_to_the_contracts_sync_errors_through_the_adapter(
     server, unavailable, limited = asyncio.run(scenario())
     assert str(unavailable) == "generic answered HTTP 503 (try later)"
     assert limited.retry_after == 7.0
-    assert b"Authorization: Bearer tok-123456\r\n" in server.requests[0] and b"Idempotency-Key: task-1\r\n" in server.requests[0]
+    assert b"Authorization: Bearer tok-123456\r\n" in server.requests[0] and b"Idempotency-Key: task-1:" in server.requests[0]
 
 
 def test_with_a_proxy_in_the_environment_calls_go_through_the_proxy(monkeypatch):

@@ -58,7 +58,7 @@ def _start_with_preload(database_url: str, connection_id: str, operation: str):
     window = store.window(90)
 
     async def go(conn):
-        row, _ = await logs.start_running(conn, "no-such-task", connection_id, {}, preload=store.PRELOADS[operation], preload_args=window)
+        row, _ = await logs.claim(conn, "no-such-task", connection_id, 0, "t#1", 30.0, {}, preload=store.PRELOADS[operation], preload_args=window)
         ranges = await store.availability_ranges(conn, row["property_id"], *window)
         prices = await store.nightly_prices(conn, row["property_id"], *window)
         return row, ranges, prices

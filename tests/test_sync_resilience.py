@@ -33,9 +33,14 @@ def test_database_down_during_a_run_is_retried_until_it_returns(sync_db, sync_wo
     assert log["details"]["manual_trigger"] is False
 
 
-def test_database_down_longer_than_the_wait_budget_is_re_sent_from_the_log_not_left_open(redis_server, sync_db, postgres, fake_platform):
+def test_database_down_longer_than_the_wait_budget_is_re_sent_from_the_log_not_left_open(redis_server, sync_db, postgres, fake_platform, monkeypatch):
+    from pmsops.sync import config
     from pmsops.sync.trigger import trigger_sync
     from sync_helpers import WorkerOutput, sender_for
+
+    monkeypatch.setenv("SYNC_RESEND_AFTER", "1")  # the trigger's side: its logs are due 1 s after they are created
+    config.reset()
+    monkeypatch.setattr(config, "_loaded", None)
 
     # the task gives up waiting after 1 s; its failure cannot be written (the database is down), so the
     # log stays open without a message: the sweeper (every 0.5 s, after 1 s idle) re-sends it from the log
@@ -66,8 +71,8 @@ def test_database_down_longer_than_the_wait_budget_is_re_sent_from_the_log_not_l
 
 @pytest.fixture
 def crash_worker_env(redis_server, sync_db, fake_platform):
-    # default visibility timeout (900 s): the heir finds the dead worker's operation by its expired heartbeat
-    return sync_worker_env(redis_server, 4, sync_db, fake_platform.url, SYNC_WORKER_HEARTBEAT_TTL="2", SYNC_REAP_INTERVAL="0.5")
+    # default visibility timeout (900 s): the heir's sweeper takes the dead worker's operation once its lease ran out
+    return sync_worker_env(redis_server, 4, sync_db, fake_platform.url, SYNC_LEASE_SECONDS="2", SYNC_REAP_INTERVAL="0.5")
 
 
 def test_worker_killed_mid_task_is_re_sent_long_before_the_visibility_timeout(crash_worker_env, sync_db, fake_platform):
@@ -95,62 +100,58 @@ def test_worker_killed_mid_task_is_re_sent_long_before_the_visibility_timeout(cr
 
 
 HELD_BY_THE_KILLED_WORKER = {
-    # a retry waiting for its countdown: the log names the worker of the last attempt, alive; the message is the killed one's
-    "retry-of-a-live-workers-attempt": (
-        "running",
-        {"worker": "alive@pmsops-test#previous", "in_flight": False, "retry_count": 1, "next_retry_seconds": 1.0},
-    ),
-    # never started: fetched (reserved, or with a countdown) by the killed worker; the log names no worker at all
-    "never-started": ("triggered", {}),
+    # a retry waiting for its countdown: attempt 1 ran on another worker; the countdown message is the killed one's
+    "retry-of-an-earlier-attempt": ("running", 1, {"worker": "alive@pmsops-test#previous", "in_flight": False, "retry_count": 1}),
+    # never started: fetched (with a countdown) by the killed worker
+    "never-started": ("triggered", 0, {}),
 }
 
 
 @pytest.mark.parametrize("case", sorted(HELD_BY_THE_KILLED_WORKER))
-def test_a_message_held_by_a_killed_worker_is_re_sent_long_before_the_visibility_timeout(case, redis_server, sync_db, fake_platform):
-    """Only an attempt in flight is held by the worker its log names: a reserved or countdown message sits in whichever
-    worker fetched it (seen: a log left 'triggered' 205 s after a SIGKILL, in the fault suite)."""
+def test_a_message_held_by_a_killed_worker_is_sent_again_once_the_log_says_it_is_due(case, redis_server, sync_db, fake_platform):
+    """Whoever holds a message, the log says when its operation is due: a countdown message held by a worker that
+    died is sent again by the sweeper after due_at (+ SYNC_RESEND_AFTER), not after the 900-s visibility timeout."""
     import json
+
+    from sync_helpers import wait_scheduled
 
     import redis
 
-    from pmsops.sync.outbox import HEARTBEAT_KEY, HELD_KEY, broker_view, heartbeat
-    from sync_helpers import sender_for, wait_until
-
     fake_platform.reset()
-    broker = redis_server.url_for_db(4)  # this module's own broker database (crash_worker_env's)
-    client = redis.Redis.from_url(broker)
-    client.flushdb()  # what the killed worker of the test above left behind
-    alive = "alive@pmsops-test#previous"  # another worker, alive (it ran the retry's last attempt): fresh heartbeat, holds nothing
-    heartbeat(client, alive, 120.0, held=[])
+    broker = redis_server.url_for_db(4)  # this module's crash broker (crash_worker_env's): emptied before and after
+    redis.Redis.from_url(broker).flushdb()
     ids = seed_connection(sync_db)
-    status, details = HELD_BY_THE_KILLED_WORKER[case]
+    task_id = f"held-{case}"
+    status, attempt, details = HELD_BY_THE_KILLED_WORKER[case]
     run(
         sync_db,
         lambda c: c.execute(
-            "INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, details, updated_at)"
-            " VALUES ($1::uuid, 'pricing_update', $2, 'held-retry', $3::text::jsonb, now() - interval '10 seconds')",
+            "INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, details, attempt, due_at)"
+            " VALUES ($1::uuid, 'pricing_update', $2, $3, $4::text::jsonb, $5, now() + interval '2 seconds')",
             ids["connection_id"],
             status,
+            task_id,
             json.dumps(details),
+            attempt,
         ),
     )
-    # the holder lists what it holds, as every worker does; its list outlives it by one heartbeat (2 s here)
-    holder_env = sync_worker_env(redis_server, 4, sync_db, fake_platform.url, SYNC_REAP_INTERVAL="0.5", SYNC_WORKER_HEARTBEAT_TTL="2")
+    holder_env = sync_worker_env(redis_server, 4, sync_db, fake_platform.url, SYNC_REAP_INTERVAL="0")
     holder = start_worker(broker, "holder@pmsops-test", app="pmsops.sync.worker:celery_app", concurrency=2, extra_env=holder_env)
-    sender_for(broker, countdown=300)("pmsops.sync.pricing_push", ids["connection_id"], "held-retry")
-    wait_until(lambda: "held-retry" in broker_view(client).unacked, 20, "the holder did not take the countdown message")
+    from celery import Celery
+
+    Celery("test-sender", broker=broker, set_as_current=False).send_task(
+        "pmsops.sync.pricing_push", args=[ids["connection_id"]], kwargs={"attempt": attempt}, task_id=task_id, countdown=300
+    )
+    wait_scheduled(broker, task_id)
     os.killpg(holder.pid, signal.SIGKILL)
     holder.wait()
-    heir_env = sync_worker_env(
-        redis_server, 4, sync_db, fake_platform.url, SYNC_REAP_INTERVAL="0.5", SYNC_WORKER_HEARTBEAT_TTL="2", SYNC_RESEND_AFTER="1"
-    )
+    heir_env = sync_worker_env(redis_server, 4, sync_db, fake_platform.url, SYNC_REAP_INTERVAL="0.5", SYNC_RESEND_AFTER="1")
     heir = start_worker(broker, "heir2@pmsops-test", app="pmsops.sync.worker:celery_app", concurrency=2, extra_env=heir_env)
-    heartbeat(client, alive, 120.0, held=[])  # the other live worker's next sweep, seconds after the fetch: it still holds nothing
     try:
-        [log] = wait_final(sync_db, ["held-retry"], timeout=30)  # not the 900-s visibility timeout
+        [log] = wait_final(sync_db, [task_id], timeout=30)  # not the 900-s visibility timeout
     finally:
         stop_worker(heir)
-        client.delete(HEARTBEAT_KEY.format(alive), HELD_KEY.format(alive))
+        redis.Redis.from_url(broker).flushdb()  # the killed worker's countdown message, unacked
     assert (log["status"], log["details"].get("resent"), log["details"].get("worker", "").split("#")[0]) == ("success", 1, "heir2@pmsops-test"), log
 
 
@@ -180,8 +181,8 @@ def test_reap_marks_stale_running_logs_failed(cli, sync_db):
     run(
         sync_db,
         lambda c: c.execute(
-            "INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at) VALUES ($1::uuid, 'pricing_update',"
-            " 'running', 'stale-task', now() - interval '90 minutes')",
+            "INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at, due_at) VALUES ($1::uuid,"
+            " 'pricing_update', 'running', 'stale-task', now() - interval '90 minutes', now() - interval '89 minutes')",
             ids["connection_id"],
         ),
     )
@@ -212,8 +213,8 @@ def test_a_triggered_log_whose_message_was_lost_is_re_sent_and_completes(redis_s
     run(
         sync_db,
         lambda c: c.execute(
-            "INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at) VALUES ($1::uuid, 'bookings_sync',"
-            " 'triggered', 'orphan-task', now() - interval '5 minutes')",
+            "INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at, due_at) VALUES ($1::uuid,"
+            " 'bookings_sync', 'triggered', 'orphan-task', now() - interval '5 minutes', now() - interval '4 minutes')",
             ids["connection_id"],
         ),
     )
@@ -225,7 +226,7 @@ def test_a_triggered_log_whose_message_was_lost_is_re_sent_and_completes(redis_s
     assert (log["status"], log["details"]["resent"]) == ("success", 1), log
 
 
-def test_the_sweeper_fails_only_what_it_cannot_re_send_and_never_an_operation_the_broker_holds(redis_server, sync_db, fake_platform):
+def test_the_sweeper_fails_only_what_it_cannot_send_again_and_never_an_operation_not_yet_due(redis_server, sync_db, fake_platform):
     from sync_helpers import sender_for, wait_until
 
     env = sync_worker_env(
@@ -233,12 +234,13 @@ def test_the_sweeper_fails_only_what_it_cannot_re_send_and_never_an_operation_th
     )
     ids = seed_connection(sync_db)
     insert = (
-        "INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at) VALUES ($1::uuid, $2, $3, $4, now() - interval '5"
-        " minutes')"
+        "INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, created_at, updated_at, due_at)"
+        " VALUES ($1::uuid, $2, $3, $4, now() - interval '5 minutes', now() - interval '5 minutes', now() + make_interval(secs => $5))"
     )
-    # a legacy operation no task can run (nothing to re-send), and one waiting in the worker for its countdown
-    run(sync_db, lambda c: c.execute(insert, ids["connection_id"], "bookings_import", "running", "legacy-task"))
-    run(sync_db, lambda c: c.execute(insert, ids["connection_id"], "pricing_update", "triggered", "waiting-task"))
+    # a legacy operation no task can run (nothing to send again), overdue; and one waiting in the worker for its
+    # countdown, due (the log says) 25 s from now
+    run(sync_db, lambda c: c.execute(insert, ids["connection_id"], "bookings_import", "running", "legacy-task", -60.0))
+    run(sync_db, lambda c: c.execute(insert, ids["connection_id"], "pricing_update", "triggered", "waiting-task", 25.0))
     sender_for(env["CELERY_BROKER_URL"], countdown=20)("pmsops.sync.pricing_push", ids["connection_id"], "waiting-task")
     worker = start_worker(env["CELERY_BROKER_URL"], "reaper@pmsops-test", app="pmsops.sync.worker:celery_app", concurrency=1, extra_env=env)
     try:
@@ -251,82 +253,55 @@ def test_the_sweeper_fails_only_what_it_cannot_re_send_and_never_an_operation_th
     assert (waiting["status"], waiting["details"].get("resent")) == ("triggered", None), waiting
 
 
-@pytest.mark.parametrize("broker_from", ["process-env", "env-file"])
-def test_sync_reap_leaves_operations_that_are_still_queued_open(cli, redis_server, sync_db, monkeypatch, tmp_path, broker_from):
-    from sync_helpers import sender_for
-
-    broker = redis_server.url_for_db(11)  # no worker consumes this database: the messages stay queued
+def test_sync_reap_fails_only_the_open_logs_whose_due_time_passed(cli, sync_db):
+    """The log says what is live (a lease held, a retry or a first delivery not yet due): sync reap needs no broker."""
     ids = seed_connection(sync_db)
     queued, lost = str(uuid.uuid4()), str(uuid.uuid4())
     insert = (
-        "INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at) VALUES ($1::uuid, 'availability_update',"
-        " 'triggered', $2, now() - interval '1 minute')"
+        "INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at, due_at) VALUES ($1::uuid, 'availability_update',"
+        " 'triggered', $2, now() - interval '1 minute', now() + make_interval(secs => $3))"
     )
-    for task_id in (queued, lost):
-        run(sync_db, lambda c: c.execute(insert, ids["connection_id"], task_id))
-    sender_for(broker)("pmsops.sync.availability_push", ids["connection_id"], queued)
-    options = ()
-    if broker_from == "env-file":  # the broker only in the env file: the database and the broker are read from one place
-        env_file = tmp_path / "pms.env"
-        env_file.write_text(f"export CELERY_BROKER_URL='{broker}'\n")
-        options = ("--env-file", str(env_file))
-    else:
-        monkeypatch.setenv("CELERY_BROKER_URL", broker)
-    result = cli(*options, "sync", "reap", "--older-than", "5s", "--database-url", sync_db, "--connection", ids["connection_id"], "--yes")
+    run(sync_db, lambda c: c.execute(insert, ids["connection_id"], queued, 60.0))
+    run(sync_db, lambda c: c.execute(insert, ids["connection_id"], lost, -1.0))
+
+    result = cli("sync", "reap", "--older-than", "5s", "--database-url", sync_db, "--connection", ids["connection_id"], "--yes")
+
     assert result.exit_code == 0, result.output
     assert "marked 1 stale log(s) failed" in result.stdout
     statuses = {r["task_id"]: r["status"] for r in logs_for(sync_db, [queued, lost])}
     assert statuses == {queued: "triggered", lost: "failed"}
 
 
-CORRUPT_UNACKED = [
-    '[{"headers": [1]}, "", "celery"]',
-    '[{"headers": {"id": 7}, "properties": []}, "", "celery"]',
-    '["not json {", "", "celery"]',
-    "[[[[]]]]",
-    '"just a string"',
-    b"\xff\xfe not utf-8",
-    "[" * 5000,
-]
+def test_a_worker_frozen_past_its_lease_during_a_push_loses_the_operation_and_its_late_result_is_counted(redis_server, sync_db, fake_platform):
+    """SIGSTOP while the platform call is in flight, longer than the lease: another worker takes the operation and
+    finishes it; the frozen one, resumed, writes nothing but the duplicate push it made (what a freeze can cost)."""
+    from sync_helpers import wait_until
 
-
-def test_a_corrupt_unacked_entry_neither_stops_sync_reap_nor_hides_the_messages_beside_it(cli, redis_server, sync_db, tmp_path):
-    import redis
-
-    broker = redis_server.url_for_db(12)
-    client = redis.Redis.from_url(broker)
-    held = str(uuid.uuid4())
+    fake_platform.reset()
+    env = sync_worker_env(redis_server, 8, sync_db, fake_platform.url, SYNC_LEASE_SECONDS="2", SYNC_REAP_INTERVAL="0.5", SYNC_RESEND_AFTER="1")
+    ids = seed_connection(sync_db, platform="google")
+    frozen = start_worker(env["CELERY_BROKER_URL"], "frozen@pmsops-test", app="pmsops.sync.worker:celery_app", concurrency=1, extra_env=env)
+    heir = None
     try:
-        client.delete("unacked", "unacked_index")
-        for n, entry in enumerate(CORRUPT_UNACKED):
-            client.hset("unacked", f"corrupt-{n}", entry)
-        client.hset("unacked", "good", json.dumps([{"headers": {"id": held}, "properties": {}}, "", "celery"]))
-        ids = seed_connection(sync_db)
-        insert = (
-            "INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at) VALUES ($1::uuid, 'availability_update',"
-            " 'triggered', $2, now() - interval '1 minute')"
+        fake_platform.fail_next(0, count=1, delay=6.0, platform="google")  # the first push is answered 6 s late
+        triggered = trigger(sync_db, env["CELERY_BROKER_URL"], ids["connection_id"], "availability")
+        pushes = lambda: [c for c in fake_platform.received("availability") if c["listing"] == ids["listing"]]  # noqa: E731
+        wait_until(lambda: len(pushes()) == 1, 20, "the first push never reached the platform")
+        os.killpg(frozen.pid, signal.SIGSTOP)
+        heir = start_worker(env["CELERY_BROKER_URL"], "heir3@pmsops-test", app="pmsops.sync.worker:celery_app", concurrency=1, extra_env=env)
+        [finished] = wait_final(sync_db, triggered.task_ids, timeout=30)
+        os.killpg(frozen.pid, signal.SIGCONT)
+        [counted] = wait_until(
+            lambda: [r for r in logs_for(sync_db, triggered.task_ids) if r["details"].get("duplicate_pushes")], 30, "the late push was not counted"
         )
-        run(sync_db, lambda c: c.execute(insert, ids["connection_id"], held))
-        env_file = tmp_path / "pms.env"
-        env_file.write_text(f"export CELERY_BROKER_URL='{broker}'\n")
-
-        result = cli(
-            "--env-file",
-            str(env_file),
-            "sync",
-            "reap",
-            "--older-than",
-            "5s",
-            "--database-url",
-            sync_db,
-            "--connection",
-            ids["connection_id"],
-            "--dry-run",
-        )
-
-        assert (result.exit_code, "Traceback" in result.output) == (0, False), result.output
-        assert "no open log without an update" in result.stdout  # the held message's log stays open
-        assert "1 operation(s) still queued or running in the broker" in result.stdout
     finally:
-        client.delete("unacked", "unacked_index")
-        client.close()
+        os.killpg(frozen.pid, signal.SIGCONT)
+        stop_worker(frozen)
+        if heir is not None:
+            stop_worker(heir)
+    assert (finished["status"], finished["details"]["worker"].split("#")[0], finished["details"]["interrupted"]) == (
+        "success",
+        "heir3@pmsops-test",
+        1,
+    )
+    assert (counted["status"], counted["details"]["duplicate_pushes"], len(pushes())) == ("success", 1, 2)

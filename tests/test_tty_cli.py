@@ -366,8 +366,8 @@ def _stale_log(sync_db) -> tuple[str, str]:
     ids = seed_connection(sync_db)
     task = f"stale-{uuid.uuid4()}"
     insert = (
-        "INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at) "
-        "VALUES ($1::uuid, 'pricing_update', 'running', $2, now() - interval '90 minutes')"
+        "INSERT INTO channel_sync_logs (connection_id, operation_type, status, task_id, updated_at, due_at) "
+        "VALUES ($1::uuid, 'pricing_update', 'running', $2, now() - interval '90 minutes', now() - interval '89 minutes')"
     )
     run_sql(sync_db, lambda c: c.execute(insert, ids["connection_id"], task))
     return ids["connection_id"], task

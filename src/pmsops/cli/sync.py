@@ -117,17 +117,15 @@ def sync_reap(
     cid = connection
     seconds = parse_duration(older_than)
     url = _database_url(database_url)
-    config = settings()  # the database and the broker from one place (--env-file or the environment), never mixed
-    broker = config.get("CELERY_BROKER_URL") or config.get("REDIS_URL")
     if dry_run:
-        finish_results(reap_logs(url, seconds, cid, dry_run=True, broker_url=broker), "sync reap", ReportOptions(json_mode))
+        finish_results(reap_logs(url, seconds, cid, dry_run=True), "sync reap", ReportOptions(json_mode))
     if not yes:
         if not (sys.stdin.isatty() and sys.stdout.isatty()) or json_mode:
             raise UsageError(
                 "sync reap changes production data: pass --yes to confirm (or --dry-run to only list)",
                 hint="pmsops sync reap --older-than 60m --dry-run",
             )
-        preview = reap_logs(url, seconds, cid, dry_run=True, broker_url=broker)
+        preview = reap_logs(url, seconds, cid, dry_run=True)
         out = output()
         out.results(preview, "sync reap")
         if not preview[0].details.get("reaped"):
@@ -135,7 +133,7 @@ def sync_reap(
         if not typer.confirm(f"Mark these {len(preview[0].details['reaped'])} log(s) failed?", default=False):
             out.line("nothing changed")
             finish(1)
-    finish_results(reap_logs(url, seconds, cid, broker_url=broker), "sync reap", ReportOptions(json_mode))
+    finish_results(reap_logs(url, seconds, cid), "sync reap", ReportOptions(json_mode))
 
 
 @sync_app.command("trigger")

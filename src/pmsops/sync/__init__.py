@@ -3,14 +3,15 @@
 Celery tasks push availability and prices to platforms and pull bookings from
 them, through one adapter interface, with one retry loop (errors back off 1 s,
 2 s, 4 s; waits for an open breaker, a 429 or the database spend no retry), a
-sync-log row per operation in PostgreSQL that is also the outbox (an open log
-with no live broker message is re-sent), Redis-backed rate limits and circuit
-breakers shared by all workers, and a sweeper so that no log stays open.
+sync-log row per operation in PostgreSQL that is the one home of its state (claims,
+leases, the retry budget, the due time: an operation nothing moved by its due time
+is sent again), Redis-backed rate limits and circuit breakers shared by all
+workers, and a sweeper so that no log stays open.
 
 Modules: ``config`` (settings, backoff, invariants) · ``worker`` (app factory,
 sweeper bootstep) · ``tasks`` (the retry loop) · ``operations`` (one attempt,
 the table of handlers) · ``store`` (their SQL) · ``logs`` (the sync-log store) ·
-``outbox`` (liveness, re-send, reap) · ``trigger`` · ``limits`` · ``broker``
+``leases`` (renewal) · ``sweeper`` (re-send, fail) · ``trigger`` · ``limits`` · ``broker``
 (kombu's Redis transport, reconnect fixed) · ``runtime`` (per-process loop and
 clients) · ``maintenance`` (operator commands) · ``adapters``.
 

@@ -118,7 +118,7 @@ class SyncSettings:
     visibility_timeout: float = 900.0
     restore_interval: float = 10.0
     sweep_interval: float = 15.0
-    heartbeat_ttl: float = 45.0
+    lease_seconds: float = 45.0
     resend_after: float = 60.0
     max_resends: int = 3
     stale_seconds_override: float | None = None
@@ -157,7 +157,9 @@ class SyncSettings:
             visibility_timeout=parse_float(env, "CELERY_VISIBILITY_TIMEOUT", max(3 * time_limit, 900.0), minimum=1.0),
             restore_interval=parse_float(env, "CELERY_UNACKED_RESTORE_INTERVAL", 10.0, minimum=0.1),
             sweep_interval=parse_float(env, "SYNC_REAP_INTERVAL", 15.0, minimum=0.0),
-            heartbeat_ttl=parse_float(env, "SYNC_WORKER_HEARTBEAT_TTL", 45.0, minimum=1.0),
+            # how long a claimed attempt holds its operation without a renewal (every third of it): a dead worker's
+            # operation is sent again within this plus a sweep (SYNC_WORKER_HEARTBEAT_TTL: its name before leases)
+            lease_seconds=parse_float(env, "SYNC_LEASE_SECONDS", parse_float(env, "SYNC_WORKER_HEARTBEAT_TTL", 45.0, minimum=1.0), minimum=1.0),
             resend_after=parse_float(env, "SYNC_RESEND_AFTER", 60.0, minimum=0.0),
             max_resends=parse_int(env, "SYNC_MAX_RESENDS", 3),
             stale_seconds_override=stale_minutes * 60 if stale_minutes else None,

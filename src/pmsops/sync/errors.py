@@ -9,6 +9,7 @@
     │   ├── PlatformTimeout       no answer within the adapter timeout
     │   ├── RateLimited           429 (honours Retry-After) or our own limiter
     │   └── CircuitOpen           too many recent failures of this platform
+    ├── NotClaimed                this delivery holds no claim (a duplicate, or its lease was taken): acked, nothing written
     └── PermanentSyncError        fails at once
         ├── ValidationFailed      400, or bad data on our side
         ├── NotFound              404, or a connection that does not exist
@@ -36,6 +37,14 @@ class TransientSyncError(SyncError):
     transient = True
 
 
+class NotClaimed(SyncError):
+    """This delivery does not hold the operation: another attempt claimed it, or the sweeper took it after this
+    attempt's lease ran out. The task stops without writing anything (the log belongs to the other attempt)."""
+
+    error_type = "not_claimed"
+    label = "Not claimed"
+
+
 class DatabaseUnavailable(TransientSyncError):
     error_type = "database_unavailable"
     label = "Database unavailable"
@@ -54,6 +63,11 @@ class PlatformTimeout(TransientSyncError):
 class RateLimited(TransientSyncError):
     error_type = "rate_limited"
     label = "Rate limited"
+
+    def __init__(self, message: str, retry_after: float | None = None, reserved: bool = False) -> None:
+        super().__init__(message, retry_after)
+        self.reserved = reserved
+        """Our own limiter reserved this call's token for ``retry_after`` seconds from now (not a platform's 429)."""
 
 
 class CircuitOpen(TransientSyncError):

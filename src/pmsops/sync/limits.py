@@ -94,14 +94,21 @@ if state == 'half_open' then
   probe = 1
 end
 local capacity, rate = tonumber(ARGV[2]), tonumber(ARGV[3])
-local tokens = tonumber(redis.call('HGET', KEYS[2], 'tokens') or capacity)
-local stamp = tonumber(redis.call('HGET', KEYS[2], 'stamp') or now)
-tokens = math.min(capacity, tokens + (now - stamp) * rate)
-local wait = 0
-if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
-redis.call('HSET', KEYS[2], 'tokens', tostring(tokens), 'stamp', tostring(now))
-redis.call('EXPIRE', KEYS[2], math.ceil(capacity / rate) + 60)
-if wait > 0 then return {'limited', tostring(wait), tostring(failures)} end
+local mode, local_wait = ARGV[5], tonumber(ARGV[6])
+if mode ~= 'reserved' then
+  local tokens = tonumber(redis.call('HGET', KEYS[2], 'tokens') or capacity)
+  local stamp = tonumber(redis.call('HGET', KEYS[2], 'stamp') or now)
+  tokens = math.min(capacity, tokens + (now - stamp) * rate)
+  local wait = 0
+  if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+  -- a wait longer than the caller waits in place is a reservation: the token is taken now (the bucket goes
+  -- below zero), and the caller comes back when it is due, without asking the bucket again (as GCRA schedules)
+  if wait > local_wait then tokens = tokens - 1 end
+  redis.call('HSET', KEYS[2], 'tokens', tostring(tokens), 'stamp', tostring(now))
+  redis.call('EXPIRE', KEYS[2], math.ceil((capacity - tokens) / rate) + 60)
+  if wait > local_wait then return {'reserved', tostring(wait), tostring(failures)} end
+  if wait > 0 then return {'limited', tostring(wait), tostring(failures)} end
+end
 if probe == 1 then redis.call('HSET', KEYS[1], 'probe_until', tostring(now + tonumber(ARGV[4]))) end
 return {state, '0', tostring(failures)}
 """
@@ -149,8 +156,12 @@ PROBE_LEASE = 35.0
 """Seconds a half-open probe may take before another caller may probe (its worker may have died)."""
 
 
-async def admit(redis, platform: str, account: str, probe_lease: float = PROBE_LEASE) -> Admission:
-    """Circuit check and rate-limit token in one script; raises CircuitOpen or RateLimited."""
+async def admit(redis, platform: str, account: str, probe_lease: float = PROBE_LEASE, reserved: bool = False) -> Admission:
+    """Circuit check and rate-limit token in one script; raises CircuitOpen or RateLimited.
+
+    A token due within :data:`MAX_LOCAL_WAIT` is waited for here; a later one is reserved
+    (:class:`RateLimited` with ``reserved`` and the seconds until it is due): the caller comes back
+    then with ``reserved=True``, and only the circuit is checked."""
     limits = limits_for(platform)
     for _ in range(3):
         state, seconds, failures = await _script(
@@ -163,6 +174,8 @@ async def admit(redis, platform: str, account: str, probe_lease: float = PROBE_L
             limits.burst,
             limits.rate_per_second,
             probe_lease,
+            "reserved" if reserved else "take",
+            MAX_LOCAL_WAIT,
         )
         state = state.decode() if isinstance(state, bytes) else state
         wait = float(seconds)
@@ -170,12 +183,15 @@ async def admit(redis, platform: str, account: str, probe_lease: float = PROBE_L
             raise CircuitOpen(f"{platform} circuit open after repeated platform failures; next attempt in {wait:.0f} s", retry_after=wait)
         if state == "probing":
             raise CircuitOpen(f"{platform} circuit half-open: another call is probing; next attempt in {wait:.1f} s", retry_after=min(wait, 5.0))
+        if state == "reserved":
+            raise RateLimited(
+                f"{platform} rate limit ({limits.requests}/{limits.window_seconds:g} s, burst {limits.burst}) reached; "
+                f"this call's token is reserved in {wait:.1f} s",
+                retry_after=wait,
+                reserved=True,
+            )
         if state != "limited":
             return Admission(state, int(float(failures)))
-        if wait > MAX_LOCAL_WAIT:
-            raise RateLimited(
-                f"{platform} rate limit ({limits.requests}/{limits.window_seconds:g} s, burst {limits.burst}) reached", retry_after=wait
-            )
         await asyncio.sleep(wait)
     raise RateLimited(f"{platform} rate limit reached", retry_after=1.0)
 

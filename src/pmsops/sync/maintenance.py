@@ -47,42 +47,14 @@ def check_database_schema(database_url: str) -> list[Result]:
     return with_connection(database_url, check_schema)
 
 
-def live_task_ids(broker_url: str | None, timeout: float = 5.0) -> list[str]:
-    """Task ids the broker still holds (queued, or unacked by a live worker): never reaped."""
-    if not broker_url:
-        return []
-    import redis
-
-    from pmsops.sync.outbox import broker_view
-
-    client = redis.Redis.from_url(broker_url, socket_timeout=timeout, socket_connect_timeout=timeout)
-    try:
-        view = broker_view(client)
-    except (redis.RedisError, OSError) as exc:
-        from pmsops.errors import DependencyError
-        from pmsops.urlread import mask_url
-
-        raise DependencyError(
-            f"{mask_url(broker_url)}: cannot read the queue ({type(exc).__name__})",
-            hint="sync reap only marks logs the broker no longer holds: it needs CELERY_BROKER_URL",
-        ) from None
-    finally:
-        client.close()
-    return sorted(view.queued | view.unacked)
-
-
-def reap_logs(
-    database_url: str, older_than: float, connection_id: str | None = None, dry_run: bool = False, broker_url: str | None = None
-) -> list[Result]:
-    """Mark open logs idle for ``older_than`` failed, except operations still queued or running in the
-    broker named by ``broker_url`` (the caller's configuration: the same place its database came from);
-    ``dry_run`` runs the very same UPDATE in a transaction that is rolled back."""
+def reap_logs(database_url: str, older_than: float, connection_id: str | None = None, dry_run: bool = False) -> list[Result]:
+    """Mark open logs idle for ``older_than`` failed, except those the log itself says are live: held by an attempt's
+    lease, or waiting for a retry or a first delivery that is not due yet (``due_at``). ``dry_run`` runs the very
+    same UPDATE in a transaction that is rolled back."""
     from pmsops.sync.logs import reap
 
-    live = live_task_ids(broker_url)
-
     async def mark(conn) -> list:
-        return await reap(conn, older_than, connection_id, exclude_task_ids=live)
+        return await reap(conn, older_than, connection_id)
 
     async def preview(conn) -> list:
         transaction = conn.transaction()
@@ -92,14 +64,23 @@ def reap_logs(
         finally:
             await transaction.rollback()
 
+    async def live(conn) -> int:
+        return await conn.fetchval(
+            "SELECT count(*) FROM channel_sync_logs WHERE status = ANY($1::text[]) AND due_at > now()"
+            + (" AND connection_id = $2::uuid" if connection_id else ""),
+            ["triggered", "queued", "running"],
+            *([connection_id] if connection_id else []),
+        )
+
     reaped = with_connection(database_url, preview if dry_run else mark)
+    holding = with_connection(database_url, live)
     arrow = "would be marked failed" if dry_run else "→ failed"
     notes = [f"{r['id']} {r['operation_type']} (task {r['task_id']}) {arrow}" for r in reaped]
     verb = "would mark" if dry_run else "marked"
     summary = f"{verb} {len(reaped)} stale log(s) failed" if reaped else f"no open log without an update for {older_than / 60:g} minutes"
-    if live:
-        notes.append(f"{len(live)} operation(s) still queued or running in the broker: left open")
-    return [results.ok("reap", summary, notes=notes, details={"reaped": [str(r["id"]) for r in reaped], "live": len(live)})]
+    if holding:
+        notes.append(f"{holding} operation(s) held by a worker or not yet due (the log's due time): left open")
+    return [results.ok("reap", summary, notes=notes, details={"reaped": [str(r["id"]) for r in reaped], "live": holding})]
 
 
 def run_sync(

@@ -1,17 +1,18 @@
 """How a sync operation runs: the orchestration half of a task (the SQL is :mod:`pmsops.sync.store`).
 
-``run_operation`` is the whole body of one attempt: log ``running`` (the database
-pre-flight: the first statement, with the pre-flight's 5-s timeout) (with the worker's name, so the sweeper knows whose it is) → load
-the connection (a missing one is ``not_found`` before any log row is written; one
-whose property belongs to another agency is ``tenant_mismatch``) → the operation's
-handler from :data:`HANDLERS` asks the platform through its adapter (behind the
-shared circuit breaker and rate limiter) and stores what came back → log ``success``.
+``run_operation`` is the whole body of one attempt: claim the operation in its log (the database
+pre-flight: the first statement, with the pre-flight's 5-s timeout; see :func:`pmsops.sync.logs.claim`)
+and load the connection (a missing one is ``not_found`` before any log row is written; one whose
+property belongs to another agency is ``tenant_mismatch``) → the operation's handler from
+:data:`HANDLERS` asks the platform through its adapter (behind the shared circuit breaker and rate
+limiter, and only while this attempt still holds its lease) and stores what came back → log
+``success``, conditioned on the attempt.
 
-At-least-once: a task whose log is already final (a redelivered or re-sent message of
-an operation that finished) does nothing and counts the extra delivery in the log's
-``duplicate_deliveries``; an attempt after one that reached the platform but could not
-record it is marked ``duplicate_push``. Errors are :mod:`pmsops.sync.errors`; the task
-decides whether they retry.
+At-least-once delivery, at-most-one attempt: a delivery that claims nothing (the log is final,
+another attempt holds it, or the message was for an earlier attempt) does nothing but count itself
+in the log's ``duplicate_deliveries``. An attempt after one that reached the platform but could not
+record it is marked ``duplicate_push``. Errors are :mod:`pmsops.sync.errors`; the task decides
+whether they retry.
 """
 
 from __future__ import annotations
@@ -25,21 +26,33 @@ from typing import Any, Awaitable, Callable
 
 from pmsops.sync import limits as platform_limits
 from pmsops.sync import logs, store
+from pmsops.sync.logs import Claim
 from pmsops.sync.adapters import adapter_for
-from pmsops.sync.errors import DatabaseUnavailable, NotFound, PlatformTimeout, PlatformUnavailable, SyncError, TenantMismatch, ValidationFailed
+from pmsops.sync.errors import (
+    DatabaseUnavailable,
+    NotClaimed,
+    NotFound,
+    PlatformTimeout,
+    PlatformUnavailable,
+    SyncError,
+    TenantMismatch,
+    ValidationFailed,
+)
 
 
 @dataclass
 class Attempt:
-    """One attempt of one operation, as the task knows it (from its message)."""
+    """One attempt of one operation: what its message says, then what its claim took."""
 
     task_id: str
-    retries: int = 0
+    expected: int = 0  # the attempt number the message may claim from (the log's ``attempt`` when it was sent)
     worker: str = ""
     redelivered: bool = False
-    resent: int = 0
     pushed_before: bool = False
     pushed: bool = False  # set once the platform accepted this attempt's call
+    token_reserved: bool = False  # the rate limiter reserved this operation's token for now (the retry's countdown)
+    claim: Claim | None = None  # set by run_operation once the log is claimed
+    conn: Any = None  # the attempt's database connection (its lease is checked on it)
 
 
 def _connection_id(connection_id: str) -> uuid.UUID:
@@ -92,9 +105,13 @@ def _decrypt_cached(ciphertext: str, key: str) -> str:
 
 
 async def _call_platform(runtime, platform: str, account: str, call, attempt: Attempt | None = None):
-    """One adapter call behind the circuit breaker and the rate limiter."""
+    """One adapter call behind the circuit breaker and the rate limiter, while this attempt holds its lease."""
+    if attempt is not None and attempt.claim is not None:
+        await runtime.leases.check(attempt.claim, attempt.conn)
     redis = await runtime.redis() if runtime.config.rate_limits_enabled else None
-    admitted = await _best_effort(platform_limits.admit(redis, platform, account, runtime.config.platform_timeout + 5)) if redis is not None else None
+    reserved = attempt is not None and attempt.token_reserved
+    admit = platform_limits.admit(redis, platform, account, runtime.config.platform_timeout + 5, reserved=reserved) if redis is not None else None
+    admitted = await _best_effort(admit) if admit is not None else None
     try:
         result = await call()
     except (PlatformUnavailable, PlatformTimeout):
@@ -137,49 +154,12 @@ async def run_operation(runtime, operation: str, connection_id: str, attempt: At
     try:
         pool = await runtime.pool()
         async with pool.acquire(timeout=config.preflight_timeout) as conn:
-            running: dict[str, Any] = {"retry_count": attempt.retries, "worker": attempt.worker}
-            if attempt.redelivered:
-                running["redelivered"] = True
-            if attempt.resent:
-                running["resent"] = attempt.resent
-            # The pre-flight is this first statement, under the pre-flight's timeout: a database that does
-            # not answer fails here (database_unavailable) before anything else, as a separate SELECT 1
-            # did, without that extra round trip on every sync (two through a transaction pooler).
-            window = store.window(config.window_days)
-            preload = store.PRELOADS.get(operation, "")
-            row, found = await logs.start_running(
-                conn, attempt.task_id, cid, running, timeout=config.preflight_timeout, preload=preload, preload_args=window if preload else ()
-            )
-            if row is None:
-                # Before any adoption: a log row must reference an existing connection (foreign
-                # key), so an unknown one ends here as not_found, with no row written or left open.
-                raise _not_found(connection_id)
-            if not found:
-                log = await logs.get_by_task(conn, attempt.task_id)
-                if log is not None:  # already final: an extra delivery of a finished operation
-                    await logs.record_duplicate_delivery(conn, attempt.task_id)
-                    return {"skipped": True, "status": log["status"]}
-                await _adopt_orphan_task(conn, operation, row, attempt)
-            row = check_connection(row, connection_id)
-            platform = row["platform_type"]
-            adapter = adapter_for(
-                platform,
-                config.platform_url(platform),
-                _platform_token(row, config.encryption_key),
-                await runtime.http(),
-                config.platform_timeout,
-                idempotency_key=attempt.task_id,
-            )
-            handler = HANDLERS.get(operation)
-            if handler is None:
-                raise ValidationFailed(f"unknown operation {operation!r}")
-            row["window"] = window
-            details = await handler(runtime, conn, row, adapter, attempt)
-            details.update({"retry_count": attempt.retries, "platform": platform, "duration_ms": round((time.perf_counter() - started) * 1000, 1)})
-            if attempt.pushed_before:
-                details["duplicate_push"] = True  # an earlier attempt reached the platform but could not record it
-            await logs.finish_success(conn, attempt.task_id, cid, details)
-            return details
+            attempt.conn = conn
+            row = await _claim(runtime, conn, operation, cid, connection_id, attempt)
+            try:
+                return await _attempt(runtime, conn, operation, cid, connection_id, row, attempt, started)
+            finally:
+                runtime.leases.release(attempt.claim)
     except SyncError:
         raise
     except Exception as exc:  # noqa: BLE001 - classified by the one mapping; anything else propagates
@@ -193,28 +173,97 @@ async def run_operation(runtime, operation: str, connection_id: str, attempt: At
         raise DatabaseUnavailable(f"{failure.kind}: {type(exc).__name__}: {exc}".strip()) from None
 
 
-async def _adopt_orphan_task(conn, operation: str, connection: dict[str, Any], attempt: Attempt) -> None:
+async def _claim(runtime, conn, operation: str, cid, connection_id: str, attempt: Attempt) -> dict[str, Any]:
+    """Claim the operation (the pre-flight: this first statement, under the pre-flight's timeout, fails as
+    database_unavailable when the database does not answer) and hold its lease; the connection's row."""
+    config = runtime.config
+    running: dict[str, Any] = {}
+    if attempt.redelivered:
+        running["redelivered"] = True
+    window = store.window(config.window_days)
+    preload = store.PRELOADS.get(operation, "")
+    row, claimed = await logs.claim(
+        conn,
+        attempt.task_id,
+        cid,
+        attempt.expected,
+        attempt.worker,
+        config.lease_seconds,
+        running,
+        timeout=config.preflight_timeout,
+        preload=preload,
+        preload_args=window if preload else (),
+    )
+    if row is None:
+        # Before any adoption: a log row must reference an existing connection (foreign key), so an unknown
+        # one ends here as not_found (a claimed log is then failed by the task), with no row written or left open.
+        attempt.claim = claimed
+        raise _not_found(connection_id)
+    if claimed is None:
+        log = await logs.get_by_task(conn, attempt.task_id)
+        if log is not None:  # final, held by another attempt, or this message was for an earlier attempt
+            await logs.record_duplicate_delivery(conn, attempt.task_id)
+            raise NotClaimed(f"the operation is {log['status']}: this delivery claimed nothing")
+        claimed = await _adopt_orphan_task(runtime, conn, operation, row, attempt)
+    attempt.claim = claimed
+    attempt.pushed_before = attempt.pushed_before or claimed.pushed_before
+    runtime.leases.hold(claimed)
+    row["window"] = window
+    return row
+
+
+async def _attempt(runtime, conn, operation: str, cid, connection_id: str, row: dict[str, Any], attempt: Attempt, started: float) -> dict[str, Any]:
+    """The claimed attempt: the handler's platform call and its data, then ``success`` if this attempt still holds the operation."""
+    config = runtime.config
+    row = check_connection(row, connection_id)
+    platform = row["platform_type"]
+    adapter = adapter_for(
+        platform,
+        config.platform_url(platform),
+        _platform_token(row, config.encryption_key),
+        await runtime.http(),
+        config.platform_timeout,
+        idempotency_key=attempt.task_id,
+    )
+    handler = HANDLERS.get(operation)
+    if handler is None:
+        raise ValidationFailed(f"unknown operation {operation!r}")
+    details = await handler(runtime, conn, row, adapter, attempt)
+    assert attempt.claim is not None
+    details.update({"retry_count": attempt.claim.errors, "platform": platform, "duration_ms": round((time.perf_counter() - started) * 1000, 1)})
+    if attempt.pushed_before:
+        details["duplicate_push"] = True  # an earlier attempt reached the platform but could not record it
+    if not await logs.finish_success(conn, attempt.claim.log_id, attempt.claim.attempt, cid, details):
+        if attempt.pushed:  # a later attempt claimed the operation while this one pushed: both may have reached the platform
+            await logs.record_duplicate_delivery(conn, attempt.task_id, "duplicate_pushes")
+        raise NotClaimed("a later attempt claimed the operation: this attempt's result is not written")
+    return details
+
+
+async def _adopt_orphan_task(runtime, conn, operation: str, connection: dict[str, Any], attempt: Attempt) -> Claim:
     """A task enqueued without a trigger (e.g. by hand) for an existing connection still gets
-    its log row, so that a later refusal (paused, tenant mismatch) is logged like any other."""
+    its log row, claimed by this attempt, so that a later refusal (paused, tenant mismatch) is logged like any other."""
     from pmsops.sync import OPERATIONS
 
     op = OPERATIONS[operation]
-    await logs.create_log(
+    log = await logs.create_log(
         conn,
         connection_id=connection["id"],
         operation_type=op.operation_type,
         direction=op.direction,
-        status="running",
+        status="triggered",
         task_id=attempt.task_id,
         tenant_id=connection["agency_id"],
         details={
-            "retry_count": attempt.retries,
             "manual_trigger": False,
             "platform": connection["platform_type"],
-            "worker": attempt.worker,
             "property_id": str(connection["property_id"]) if connection["property_id"] else None,
         },
     )
+    _, claimed = await logs.claim(conn, attempt.task_id, connection["id"], 0, attempt.worker, runtime.config.lease_seconds, {})
+    if claimed is None:
+        raise NotClaimed(f"log {log['id']} was claimed by another delivery of the same task")
+    return claimed
 
 
 async def _availability(runtime, conn, row: dict[str, Any], adapter, attempt: Attempt) -> dict[str, Any]:

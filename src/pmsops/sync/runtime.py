@@ -54,6 +54,9 @@ class Runtime:
         self._http = None
         self._redis = None
         self._pool_lock: asyncio.Lock | None = None
+        from pmsops.sync.leases import Leases
+
+        self.leases = Leases(self)
 
     def _run_loop(self) -> None:
         asyncio.set_event_loop(self.loop)

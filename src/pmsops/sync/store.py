@@ -39,14 +39,14 @@ async def availability_ranges(conn, property_id, start: date, end: date) -> list
 AVAILABILITY_PRELOAD = """SELECT b.ins AS pre_booked_in, b.outs AS pre_booked_out, r.nights AS pre_stay_nights, r.mins AS pre_min_stays,
        r.maxs AS pre_max_stays
   FROM (SELECT array_agg(check_in) AS ins, array_agg(check_out) AS outs FROM bookings
-         WHERE property_id = c.property_id AND status = 'confirmed' AND stay && daterange($4, $5, '[)')) AS b,
+         WHERE property_id = c.property_id AND status = 'confirmed' AND stay && daterange($7, $8, '[)')) AS b,
        (SELECT array_agg(night) AS nights, array_agg(min_stay) AS mins, array_agg(max_stay) AS maxs FROM nightly_rates
-         WHERE property_id = c.property_id AND night >= $4 AND night < $5) AS r"""
-"""What :func:`availability_ranges` reads, as columns of the task's first statement (``$4``, ``$5``: the window)."""
+         WHERE property_id = c.property_id AND night >= $7 AND night < $8) AS r"""
+"""What :func:`availability_ranges` reads, as columns of the task's first statement (``$7``, ``$8``: the window)."""
 
 PRICES_PRELOAD = """SELECT array_agg(night ORDER BY night) AS pre_price_nights, array_agg(price ORDER BY night) AS pre_prices,
        array_agg(currency ORDER BY night) AS pre_currencies
-  FROM nightly_rates WHERE property_id = c.property_id AND night >= $4 AND night < $5"""
+  FROM nightly_rates WHERE property_id = c.property_id AND night >= $7 AND night < $8"""
 """What :func:`nightly_prices` reads, as columns of the task's first statement."""
 
 PRELOADS = {"availability": AVAILABILITY_PRELOAD, "pricing": PRICES_PRELOAD}

@@ -8,14 +8,16 @@ pure function (:func:`pmsops.sync.config.backoff`: 1 s, 2 s, 4 s by default):
 - an *error* (platform 5xx, timeout) spends one of ``SYNC_MAX_RETRIES`` retries;
 - a *wait* (an open circuit, our rate limiter, a platform 429, the database away)
   spends none: the task waits ``max(Retry-After, backoff)`` and tries again, for at
-  most ``SYNC_WAIT_MAX`` seconds in all. Nothing can be logged without the database,
-  so a 30-s PostgreSQL outage is waited out, not turned into a failure.
+  most ``SYNC_WAIT_MAX`` seconds in all. A rate-limit wait is the bucket's reservation:
+  exactly until this operation's token comes, not a doubling backoff. Nothing can be
+  logged without the database, so a 30-s PostgreSQL outage is waited out, not turned
+  into a failure.
 
-No countdown exceeds ``SYNC_RETRY_BACKOFF_MAX``, which the worker checks is below the
-broker's visibility timeout (else Redis would redeliver a waiting task: two runs).
-Retry state travels in the message (``_errors``, ``_since``, ``_pushed``), so any
-worker can continue it. The log is written on every outcome; when even that write
-fails (database away), the sweeper re-sends the operation later (the log is the outbox).
+The retry budget (errors, waits, since when) lives in the log (:func:`pmsops.sync.logs.note_retry`),
+so an operation sent again by the sweeper continues the same budget. Each message carries the
+attempt number it may claim (``attempt``): a retry's message claims the next attempt, a delivery
+of an old message claims nothing. When even the log write fails (database away), the operation's
+``due_at`` passes and the sweeper sends it again (the log is the outbox).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from celery import Task, signals
 from celery.utils.log import get_task_logger
 
 from pmsops.sync import logs
-from pmsops.sync.errors import CircuitOpen, DatabaseUnavailable, RateLimited, SyncError, TimeLimitExceeded
+from pmsops.sync.errors import CircuitOpen, DatabaseUnavailable, NotClaimed, RateLimited, SyncError, TimeLimitExceeded
 
 logger = get_task_logger(__name__)
 
@@ -44,23 +46,27 @@ def _error_text(exc: BaseException) -> str:
     return redact(str(exc) or type(exc).__name__)
 
 
-def write_log(fn, *args: Any) -> bool:
-    """Best-effort log write from the worker: the database may be the thing that is down."""
+NOT_WRITTEN = object()
+"""What :func:`write_log` returns when the database could not be reached."""
+
+
+def write_log(fn, *args: Any) -> Any:
+    """Best-effort log write from the worker (the database may be the thing that is down): ``fn``'s result, or
+    :data:`NOT_WRITTEN`."""
     from pmsops.sync.runtime import get_runtime
 
     runtime = get_runtime()
 
-    async def write() -> None:
+    async def write() -> Any:
         pool = await runtime.pool()
         async with pool.acquire(timeout=runtime.config.preflight_timeout) as conn:
-            await fn(conn, *args)
+            return await fn(conn, *args)
 
     try:
-        runtime.run(write(), timeout=runtime.config.preflight_timeout + 5)
-        return True
-    except Exception as exc:  # noqa: BLE001 - the sweeper re-sends this operation later
+        return runtime.run(write(), timeout=runtime.config.preflight_timeout + 5)
+    except Exception as exc:  # noqa: BLE001 - the log's due time brings the operation back
         logger.warning("Could not update sync log for task %s: %s (the sweeper will re-send it)", args[0] if args else "?", _error_text(exc))
-        return False
+        return NOT_WRITTEN
 
 
 class SyncTask(Task):
@@ -81,6 +87,8 @@ class SyncTask(Task):
             cls.time_limit = settings.hard_time_limit
 
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        if isinstance(exc, NotClaimed):
+            return  # this delivery held nothing: the log belongs to another attempt
         retries = int(getattr(exc, "error_retries", (kwargs or {}).get("_errors", 0)))
         label = getattr(exc, "label", "Sync failed")
         if getattr(exc, "transient", False):
@@ -91,14 +99,17 @@ class SyncTask(Task):
         # the error type is in the worker's line too: a task with no log row (unknown connection) is seen only here
         logger.error("Sync task %s failed (%s): %s", task_id, error_type, error)
         details = {"retry_count": retries, "error_type": error_type}
-        if (kwargs or {}).get("_pushed"):
+        if (kwargs or {}).get("_pushed") or getattr(exc, "pushed", False):
             details["platform_reached"] = True
-        write_log(logs.mark_failed, task_id, error, details)
+        write_log(logs.mark_failed, task_id, error, details, getattr(exc, "attempt", None))
 
 
 def retry_countdown(settings, exc: SyncError, count: int) -> float:
-    """The one countdown rule: ``max(Retry-After, backoff(count))``, never above the cap
+    """The one countdown rule: a rate-limit wait is the bucket's reservation (``Retry-After`` exactly: the
+    token is this operation's then); anything else ``max(Retry-After, backoff(count))``; never above the cap
     (``count`` is the number of earlier errors, or of earlier waits for a wait)."""
+    if isinstance(exc, RateLimited) and exc.retry_after:
+        return min(exc.retry_after, settings.max_countdown)
     wanted = settings.backoff(count, random.random())
     if exc.retry_after:
         wanted = max(wanted, exc.retry_after)
@@ -111,60 +122,99 @@ async def _within(seconds: float, coro):
         return await coro
 
 
-def execute(task: SyncTask, connection_id: str, state: dict[str, Any]) -> dict[str, Any]:
+def execute(task: SyncTask, connection_id: str, state: dict[str, Any]) -> dict[str, Any] | None:
     """Run one operation attempt within the deadline; schedule the next attempt on a transient error."""
     from pmsops.sync.operations import Attempt, run_operation
     from pmsops.sync.runtime import get_runtime
 
     runtime = get_runtime()
     settings = runtime.config
-    errors, waits, since = int(state.get("_errors", 0)), int(state.get("_waits", 0)), float(state.get("_since") or time.time())
-    from pmsops.sync.outbox import worker_identity
-
     attempt = Attempt(
         task_id=task.request.id,
-        retries=errors,
+        expected=int(state.get("attempt", 0)),
         worker=worker_identity(task.request.hostname or "", task.app),
         redelivered=bool((task.request.delivery_info or {}).get("redelivered")),
-        resent=int(state.get("resent", 0)),
         pushed_before=bool(state.get("_pushed")),
+        token_reserved=bool(state.get("_reserved")),
     )
     try:
         return runtime.run(
             _within(settings.time_limit, run_operation(runtime, task.operation, connection_id, attempt)), timeout=settings.time_limit + 5
         )
+    except NotClaimed as exc:
+        logger.info("Sync task %s: %s", task.request.id, exc)
+        return None
     except (asyncio.TimeoutError, FutureTimeout):
-        raise TimeLimitExceeded(f"the sync did not finish within CELERY_TIME_LIMIT={settings.time_limit:g} s") from None
+        error = TimeLimitExceeded(f"the sync did not finish within CELERY_TIME_LIMIT={settings.time_limit:g} s")
+        _tag(error, attempt)
+        raise error from None
     except SyncError as exc:
+        _tag(exc, attempt)
         if not exc.transient:
             raise
-        waiting = isinstance(exc, WAITS)
-        if waiting:
-            waits += 1
-        else:
-            errors += 1
-        if (not waiting and errors > settings.max_retries) or (waiting and time.time() - since > settings.wait_max):
-            exc.error_retries = errors - (0 if waiting else 1)
-            raise
-        countdown = retry_countdown(settings, exc, (errors if not waiting else waits) - 1)
-        kind = "wait" if waiting else "retry"
-        logger.warning(
-            "Retrying task %s after error (%s, countdown=%gs, retry=%d/%d): %s",
-            task.request.id,
-            kind,
-            countdown,
-            errors,
-            settings.max_retries,
-            _error_text(exc),
-        )
-        notice = {"retry_count": errors, "error_type": exc.error_type, "next_retry_seconds": round(countdown, 3), "last_error": _error_text(exc)}
-        if waiting:
-            notice["waited_seconds"] = round(time.time() - since, 1)
-        write_log(logs.mark_running, task.request.id, notice)
-        next_state = {**state, "_errors": errors, "_waits": waits, "_since": since}
-        if attempt.pushed:
-            next_state["_pushed"] = True
-        raise task.retry(args=[connection_id], kwargs=next_state, exc=exc, countdown=countdown)
+        _retry(task, connection_id, state, attempt, exc)
+
+
+def _tag(exc: SyncError, attempt) -> None:
+    """What on_failure needs of the attempt: which one it was (its final write is conditioned on it), whether it pushed."""
+    exc.attempt = attempt.claim.attempt if attempt.claim is not None else None
+    exc.pushed = attempt.pushed or attempt.pushed_before
+
+
+def _retry(task: SyncTask, connection_id: str, state: dict[str, Any], attempt, exc: SyncError) -> None:
+    """The retry budget from the log (from the message when the attempt could not claim: the database is away),
+    the notice in the log, then the next message; raises the retry, or the error once the budget is spent."""
+    from pmsops.sync.runtime import get_runtime
+
+    settings = get_runtime().config
+    claim = attempt.claim
+    if claim is not None:
+        errors, waits, since = claim.errors, claim.waits, claim.wait_since
+    else:
+        errors, waits, since = int(state.get("_errors", 0)), int(state.get("_waits", 0)), state.get("_since")
+    waiting = isinstance(exc, WAITS)
+    if waiting:
+        waits += 1
+        since = since or time.time()
+    else:
+        errors += 1
+    if (not waiting and errors > settings.max_retries) or (waiting and time.time() - since > settings.wait_max):
+        exc.error_retries = errors - (0 if waiting else 1)
+        raise exc
+    countdown = retry_countdown(settings, exc, (errors if not waiting else waits) - 1)
+    kind = "wait" if waiting else "retry"
+    logger.warning(
+        "Retrying task %s after error (%s, countdown=%gs, retry=%d/%d): %s",
+        task.request.id,
+        kind,
+        countdown,
+        errors,
+        settings.max_retries,
+        _error_text(exc),
+    )
+    notice = {"retry_count": errors, "error_type": exc.error_type, "next_retry_seconds": round(countdown, 3), "last_error": _error_text(exc)}
+    if waiting:
+        notice["waited_seconds"] = round(time.time() - since, 1)
+    if attempt.pushed:
+        notice["platform_reached"] = True
+    next_state: dict[str, Any] = {"_errors": errors, "_waits": waits, "_since": since, "attempt": attempt.expected}
+    if claim is not None:
+        due_in = countdown + settings.resend_after
+        if write_log(logs.note_retry, claim.log_id, claim.attempt, notice, errors, waits, since, due_in) is False:
+            return  # a later attempt claimed the operation meanwhile: it is not ours to retry
+        # written, or not (the database is away: this message may claim the next attempt once this lease runs out)
+        next_state["attempt"] = claim.attempt
+    if attempt.pushed or attempt.pushed_before:
+        next_state["_pushed"] = True
+    if getattr(exc, "reserved", False):
+        next_state["_reserved"] = True  # the countdown ends when this operation's token is due: it is not asked for again
+    raise task.retry(args=[connection_id], kwargs=next_state, exc=exc, countdown=countdown)
+
+
+def worker_identity(hostname: str, app) -> str:
+    """``name@host#incarnation``: the lease owner a running log records (a worker restarted under the same name
+    is another incarnation)."""
+    return f"{hostname}#{getattr(app, 'sync_incarnation', '')}"
 
 
 def register(app) -> dict[str, Task]:

@@ -2,7 +2,7 @@
 
 The order matters: the logs exist before any worker can pick a task up, so a
 fast worker never finds no row (the log is the outbox: a ``triggered`` log whose
-message is lost is re-sent by the worker's sweeper). If enqueueing fails (broker
+message is lost is sent again by the sweeper once it is due). If enqueueing fails (broker
 down), the logs are marked ``failed`` at once: the caller gets an error and
 nothing stays ``triggered``. A trigger does not reap: only the sweeper, which sees
 the broker, may declare an open operation lost.
@@ -55,12 +55,22 @@ def validate_sync_type(sync_type: str) -> None:
 
 
 async def trigger_sync(
-    conn, connection_id: str, sync_type: str, *, agency_id=None, manual: bool = True, send: Sender = celery_sender, window_days: int | None = None
+    conn,
+    connection_id: str,
+    sync_type: str,
+    *,
+    agency_id=None,
+    manual: bool = True,
+    send: Sender = celery_sender,
+    window_days: int | None = None,
+    resend_after: float | None = None,
 ) -> Triggered:
-    """Create one ``triggered`` log per operation (one batch for full), then enqueue."""
+    """Create one ``triggered`` log per operation (one batch for full), then enqueue. ``resend_after``: seconds after
+    which the sweeper sends an operation nothing claimed again (``SYNC_RESEND_AFTER``; the workers' setting)."""
     from pmsops.sync.config import load
 
     validate_sync_type(sync_type)
+    settings = load()
     try:
         cid = uuid.UUID(str(connection_id))
     except ValueError:
@@ -82,7 +92,7 @@ async def trigger_sync(
         "manual_trigger": manual,
         "sync_type": sync_type,
         "start_date": today.isoformat(),
-        "end_date": (today + timedelta(days=window_days or load().window_days)).isoformat(),
+        "end_date": (today + timedelta(days=window_days or settings.window_days)).isoformat(),
     }
     result = Triggered(str(cid), sync_type, batch_id=batch_id)
     planned = []
@@ -98,6 +108,7 @@ async def trigger_sync(
                 batch_id=batch_id,
                 details=details,
                 tenant_id=row["agency_id"],
+                due_in=settings.resend_after if resend_after is None else resend_after,
             )
             planned.append((op, task_id))
             result.task_ids.append(task_id)

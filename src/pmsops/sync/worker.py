@@ -10,7 +10,7 @@ whose worker dies is redelivered; prefetch 1; Redis ``visibility_timeout``
 than the hard time limit plus the longest countdown — checked when the worker
 starts, which refuses to run otherwise (exit 2) — swept every
 ``CELERY_UNACKED_RESTORE_INTERVAL`` (10) s. Each worker runs the :class:`Sweeper`
-bootstep: a heartbeat, and the outbox sweep of :mod:`pmsops.sync.outbox`.
+bootstep: the sweep of :mod:`pmsops.sync.sweeper`, which reads the logs, never the broker.
 """
 
 from __future__ import annotations
@@ -42,9 +42,11 @@ def celery_config(settings: SyncSettings) -> dict:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        # no Celery rate limits (the platforms' limits are pmsops.sync.limits, in Redis): a rate-limited request would
-        # wait in a token bucket outside worker.state.requests, where the sweeper reads what a worker holds
+        # no Celery rate limits: the platforms' limits are pmsops.sync.limits, in Redis, shared by every worker
         worker_disable_rate_limits=True,
+        # on a lost broker connection a running attempt goes on and keeps its claim; the copies kombu restores
+        # to the queue claim nothing when they are delivered again (pmsops.sync.logs.claim)
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout,
             "unacked_restore_interval": settings.restore_interval,
@@ -99,10 +101,10 @@ def check_settings_at_start(settings: SyncSettings) -> None:
 
 
 class Sweeper(bootsteps.StartStopStep):
-    """Heartbeat and outbox sweep on the worker's timer (every ``SYNC_REAP_INTERVAL`` s; 0 = off).
+    """The sweep of :mod:`pmsops.sync.sweeper` on the worker's timer (every ``SYNC_REAP_INTERVAL`` s; 0 = off).
 
-    The timer only starts a sweep in a thread, so a slow database never delays the
-    timer's other entries (retry countdowns). One sweep at a time per worker."""
+    The timer only starts a sweep in a thread, so a slow database never delays the timer's other entries
+    (retry countdowns). One sweep at a time per worker; sweeps of several workers never take the same log."""
 
     requires = {"celery.worker.components:Timer"}
 
@@ -126,14 +128,11 @@ class Sweeper(bootsteps.StartStopStep):
     def tick(self, worker) -> None:
         if not self.busy.acquire(blocking=False):
             return
-        from pmsops.sync.outbox import worker_identity
+        threading.Thread(target=self._sweep_once, args=(worker.app,), name="pmsops-sweeper", daemon=True).start()
 
-        identity = worker_identity(worker.hostname, worker.app)
-        threading.Thread(target=self._sweep_once, args=(identity, worker.app), name="pmsops-sweeper", daemon=True).start()
-
-    def _sweep_once(self, hostname: str, app) -> None:
+    def _sweep_once(self, app) -> None:
         try:
-            sweep_once(self.settings, hostname, app)
+            sweep(self.settings, app)
         except Exception as exc:  # noqa: BLE001 - Redis or the database may be away: next tick
             from pmsops.redaction import redact
 
@@ -196,47 +195,21 @@ class LivenessBeacon(bootsteps.StartStopStep):
     shutdown = stop
 
 
-def sweep_once(settings: SyncSettings, hostname: str, app) -> None:
-    """Heartbeat, then (holding the cluster-wide lock) re-send or settle the open logs that need it."""
-    import redis
-
-    from pmsops.sync import outbox
+def sweep(settings: SyncSettings, app) -> None:
+    """One sweep: the due operations sent again (each message names the attempt it may claim), or failed."""
     from pmsops.sync.runtime import get_runtime
+    from pmsops.sync.sweeper import sweep_once
 
     log = logging.getLogger("pmsops.sync.sweeper")
 
-    def read_broker() -> "outbox.BrokerView":
-        client = redis.Redis.from_url(settings.broker_url, socket_timeout=5, socket_connect_timeout=5)
-        try:
-            return outbox.broker_view(client)
-        finally:
-            client.close()
+    def send(name: str, connection_id: str, task_id: str, attempt: int) -> None:
+        app.send_task(name, args=[connection_id], kwargs={"attempt": attempt}, task_id=task_id)
 
-    client = redis.Redis.from_url(settings.broker_url, socket_timeout=5, socket_connect_timeout=5)
-    try:
-        as_of, held = outbox.held_task_ids()
-        outbox.heartbeat(client, hostname, settings.heartbeat_ttl, held=held, as_of=as_of)
-        if not outbox.acquire_sweep(client, hostname, settings.sweep_interval * 0.9):
-            return
-        view = outbox.broker_view(client)
-    finally:
-        client.close()
-
-    def send(name: str, connection_id: str, task_id: str, resent: int) -> None:
-        app.send_task(name, args=[connection_id], kwargs={"resent": resent}, task_id=task_id)
-
-    runtime = get_runtime()
-
-    async def go():
-        pool = await runtime.pool()
-        async with pool.acquire(timeout=settings.preflight_timeout) as conn:
-            return await outbox.sweep(conn, settings, view, send, refresh=read_broker)
-
-    report = runtime.run(go(), timeout=60)
+    report = sweep_once(get_runtime(), send)
     if report.resent:
-        log.warning("Re-sent %d sync operation(s) with no live broker message: %s", len(report.resent), ", ".join(report.resent[:10]))
-    if report.reaped:
-        log.warning("Marked %d lost sync log(s) failed after %d re-sends", len(report.reaped), settings.max_resends)
+        log.warning("Sent %d sync operation(s) again (nothing moved them by their due time): %s", len(report.resent), ", ".join(report.resent[:10]))
+    if report.failed:
+        log.warning("Marked %d lost sync operation(s) failed: %s", len(report.failed), ", ".join(report.failed[:10]))
 
 
 def _app_from_environment() -> Celery:

@@ -22,6 +22,18 @@ from pmsops.sync.errors import (
 )
 
 
+def idempotency_key(operation: str, method: str, path: str, body: Any) -> str:
+    """What is pushed, named: the operation (its task id, the same on every attempt, re-send and redelivery)
+    and a digest of the request, so a platform that honours the header applies a duplicated push once, and a
+    response it replays for that key can never stand for other data (an attempt that re-read changed prices
+    sends another key)."""
+    import hashlib
+    import json
+
+    canonical = json.dumps([method, path, body], sort_keys=True, separators=(",", ":"), default=str)
+    return f"{operation}:{hashlib.sha256(canonical.encode()).hexdigest()[:32]}"
+
+
 @dataclass(frozen=True)
 class AvailabilityRange:
     """Nights ``start`` (inclusive) to ``end`` (exclusive)."""
@@ -154,9 +166,7 @@ class HttpPlatformAdapter(PlatformAdapter):
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         if self._idempotency_key:
-            # the operation's task id: the same on every attempt, re-send and redelivery, so a platform
-            # that honours the header applies a duplicated push once (at-least-once on our side)
-            headers["Idempotency-Key"] = self._idempotency_key
+            headers["Idempotency-Key"] = idempotency_key(self._idempotency_key, method, path, kwargs.get("json"))
         try:
             response = await self._client.request(method, self.base_url + path, headers=headers, timeout=self._timeout, **kwargs)
         except httpcore.TimeoutException as exc:

@@ -1,0 +1,61 @@
+"""Library internals the sync engine relies on live in one module, pinned, and fail here when they change (#27).
+
+``pmsops.sync.broker`` subclasses kombu's Redis transport (pyproject pins kombu to 5.7.x): these tests name every
+private attribute it uses, so a kombu release that renames one fails the suite (``make test-latest`` runs it on
+the newest kombu the range allows) instead of the worker in production. Nothing else in ``pmsops.sync`` may reach
+into kombu or Celery's worker state: who holds an operation is the sync log's to say."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+
+import kombu
+from kombu.transport import redis as kombu_redis
+
+SYNC = Path(__file__).resolve().parent.parent / "src" / "pmsops" / "sync"
+INTERNALS_HOME = "broker.py"
+FORBIDDEN_MODULES = ("kombu", "celery.worker.state", "celery.worker.request")
+
+
+def test_kombu_is_the_minor_version_the_transport_was_written_for():
+    assert kombu.__version__.split(".")[:2] == ["5", "7"]
+
+
+def test_every_private_kombu_attribute_the_transport_uses_still_exists():
+    assert "asynchronous" in inspect.signature(kombu_redis.Channel._connparams).parameters
+    assert callable(kombu_redis.QoS.restore_unacked) and callable(kombu_redis.QoS.restore_by_tag)
+    assert "_delivered" in inspect.getsource(kombu_redis.QoS)  # the delivered-tags mapping QoS.restore_unacked reads
+    assert "ack_emulation" in inspect.getsource(kombu_redis.Channel)
+    assert "self.connection.client" in inspect.getsource(kombu_redis.Channel._connparams)  # the read that crashed after detaching
+
+
+def _imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+def test_no_sync_module_but_the_transport_reads_kombu_or_celery_worker_state():
+    readers = {
+        path.name: sorted(name for name in _imports(path) if name.startswith(FORBIDDEN_MODULES))
+        for path in sorted(SYNC.rglob("*.py"))
+        if path.name != INTERNALS_HOME
+    }
+
+    assert {name: modules for name, modules in readers.items() if modules} == {}
+
+
+def test_no_sync_module_reads_the_brokers_unacked_keys():
+    readers = [
+        path.name
+        for path in sorted(SYNC.rglob("*.py"))
+        if path.name != INTERNALS_HOME and "unacked" in path.read_text(encoding="utf-8").replace('"unacked_restore_', "")
+    ]  # the documented transport options (unacked_restore_interval, _throttle) are settings, not reads
+
+    assert readers == []
