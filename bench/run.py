@@ -777,7 +777,7 @@ def backlog_drain(rig: Rig, planned: int = 40) -> dict:
         calls = [r for r in rig.control("received")["received"] if r["platform"] == "booking_com"]
         if len(calls) >= planned:
             break
-        time.sleep(0.5)
+        time.sleep(0.2)
     rig.control("reset", {})
     rig.control("keep", {"keep": False})
     times = sorted(r["at"] for r in calls)

@@ -223,3 +223,51 @@ def test_scripts_run_by_sha_and_are_loaded_again_after_redis_forgot_them(redis_s
     assert (first.state, second.state) == ("closed", "closed")
     assert loaded == [True]
     assert 28.0 <= tokens < 28.5  # burst 30, two tokens taken (refill: one every 3 s)
+
+
+def test_a_backlog_past_the_burst_is_scheduled_at_the_accounts_rate_not_a_doubling_backoff(redis_server, monkeypatch):
+    """Each operation past the burst reserves its token: the waits step by 1/rate (3 s at 20 per 60 s), the order in
+    which the account may call, and a reserved operation comes back without asking the bucket again (#27 item 10)."""
+    monkeypatch.setitem(limits.LIMITS, "booking_com", limits.PlatformLimits(20, 60, 3, 5, 2, 120))
+    account = uuid.uuid4().hex
+
+    async def go():
+        client = _redis(redis_server)
+        try:
+            for _ in range(3):
+                await limits.admit(client, "booking_com", account)
+            waits = []
+            for _ in range(4):
+                with pytest.raises(RateLimited) as caught:
+                    await limits.admit(client, "booking_com", account, horizon=300)
+                waits.append((caught.value.reserved, caught.value.retry_after))
+            await limits.admit(client, "booking_com", account, reserved=True)  # its token is reserved: admitted at once
+            return waits
+        finally:
+            await client.aclose()
+
+    waits = asyncio.run(go())
+
+    assert [reserved for reserved, _ in waits] == [True] * 4
+    steps = [later - earlier for (_, earlier), (_, later) in zip(waits, waits[1:])]
+    assert all(2.9 < step < 3.1 for step in steps), waits
+
+
+def test_a_wait_beyond_the_horizon_reserves_nothing(redis_server, monkeypatch):
+    monkeypatch.setitem(limits.LIMITS, "booking_com", limits.PlatformLimits(20, 60, 1, 5, 2, 120))
+    account = uuid.uuid4().hex
+
+    async def go():
+        client = _redis(redis_server)
+        try:
+            await limits.admit(client, "booking_com", account)
+            outcomes = []
+            for _ in range(3):
+                with pytest.raises(RateLimited) as caught:
+                    await limits.admit(client, "booking_com", account, horizon=2.0)  # the next token is ~3 s away
+                outcomes.append((caught.value.reserved, round(caught.value.retry_after)))
+            return outcomes
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(go()) == [(False, 3)] * 3  # nothing taken: every caller is told the same next token

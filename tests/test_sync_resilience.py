@@ -203,7 +203,7 @@ def test_worker_reuses_its_database_connections(sync_db, sync_worker, postgres):
         postgres.superuser_url,
         lambda c: c.fetchval("SELECT count(*) FROM pg_stat_activity WHERE usename = 'pms user' AND backend_type = 'client backend'"),
     )
-    assert count <= 4 + 1 + 1  # the worker's pool (concurrency + 1) and this query's connection
+    assert count <= 4 + 2 + 1  # the worker's pool (concurrency + 2: the lease renewer and the sweeper) and this query's connection
 
 
 def test_a_triggered_log_whose_message_was_lost_is_re_sent_and_completes(redis_server, sync_db, fake_platform):

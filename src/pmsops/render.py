@@ -32,7 +32,9 @@ import sys
 import time
 from typing import Any, Iterable
 
-from pmsops.redaction import redact, redact_obj
+from pmsops.redaction import redact as _redact
+from pmsops.redaction import redact_obj
+from pmsops.visible import visible, visible_obj
 from pmsops import runclock  # STARTED and STDOUT_USED (set by the CLI's main())
 from pmsops.results import Collector, Result, Status, counts, exit_code, seconds_text, summary_line, worst
 
@@ -47,7 +49,14 @@ def xml_text(text: str) -> str:
     lone surrogates, U+FFFE/U+FFFF) shown as ``\\xNN``/``\\uNNNN``, so one stray byte in an error
     cannot make a CI system drop the whole report. Escaping of ``<&>"`` is the caller's."""
     text = _ANSI.sub("", text)
-    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", text)
+    text = _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", text)
+    return visible(text)  # bidi overrides and zero-width characters too
+
+
+def redact(text: str) -> str:
+    """What may be shown of ``text``: secrets masked, then steering characters (ESC, bidi, zero-width, lone
+    surrogates) written as visible escapes, so outside data never drives the terminal (:mod:`pmsops.visible`)."""
+    return visible(_redact(text))
 
 
 def elapsed_ms() -> float | None:
@@ -163,8 +172,9 @@ class Output:
         sys.stdout.flush()
 
     def json(self, payload: Any) -> None:
-        runclock.STDOUT_USED = True
-        sys.stdout.write(json.dumps(redact_obj(payload), ensure_ascii=False, indent=2, default=str) + "\n")
+        text = json.dumps(visible_obj(redact_obj(payload)), ensure_ascii=False, indent=2, default=str) + "\n"
+        runclock.STDOUT_USED = True  # only once the text exists: a payload that cannot be written still gets the error object
+        sys.stdout.write(text)
         sys.stdout.flush()
 
     def error(self, message: str, hint: str | None = None) -> None:

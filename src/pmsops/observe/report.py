@@ -737,7 +737,9 @@ def _results_text(title: str, items: list[Result]) -> str:
 
 
 def _md_cell(text: str) -> str:
-    return redact(str(text)).replace("|", "\\|").replace("\n", " ")
+    from pmsops.visible import visible
+
+    return visible(redact(str(text)).replace("\n", " ")).replace("|", "\\|")
 
 
 def markdown(payload: dict[str, Any], sections: list[Section], evidence: dict[str, str]) -> str:

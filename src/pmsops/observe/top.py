@@ -215,10 +215,13 @@ def header(snapshot: dict[str, Any], interval: float | None = None):
 
 
 def render(snapshot: dict[str, Any], interval: float | None = None):
-    """The whole screen for one snapshot."""
+    """The whole screen for one snapshot (its outside text — worker and task names, errors — shown as escapes)."""
     from rich.console import Group
     from rich.table import Table
 
+    from pmsops.visible import visible_obj
+
+    snapshot = visible_obj(snapshot)
     grid = Table.grid(expand=True)
     grid.add_column(ratio=1)
     grid.add_column(ratio=1)

@@ -144,7 +144,8 @@ class SyncSettings:
             result_backend=env.get("CELERY_RESULT_BACKEND") or None,
             encryption_key=env.get("ENCRYPTION_KEY") or None,
             statement_cache_size=parse_int(env, "DB_STATEMENT_CACHE_SIZE", pooler_safe_statement_cache(pooler)),
-            pool_max_size=parse_int(env, "SYNC_DB_POOL_SIZE", concurrency + 1, minimum=1),
+            # one connection per running attempt, plus the lease renewer's and the sweeper's
+            pool_max_size=parse_int(env, "SYNC_DB_POOL_SIZE", concurrency + 2, minimum=1),
             concurrency=concurrency,
             preflight_timeout=parse_float(env, "SYNC_PREFLIGHT_TIMEOUT", 5.0, minimum=0.1),
             platform_timeout=parse_float(env, "PLATFORM_TIMEOUT", 30.0, minimum=0.1),

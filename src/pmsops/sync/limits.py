@@ -94,19 +94,21 @@ if state == 'half_open' then
   probe = 1
 end
 local capacity, rate = tonumber(ARGV[2]), tonumber(ARGV[3])
-local mode, local_wait = ARGV[5], tonumber(ARGV[6])
+local mode, local_wait, horizon = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 if mode ~= 'reserved' then
   local tokens = tonumber(redis.call('HGET', KEYS[2], 'tokens') or capacity)
   local stamp = tonumber(redis.call('HGET', KEYS[2], 'stamp') or now)
   tokens = math.min(capacity, tokens + (now - stamp) * rate)
   local wait = 0
   if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
-  -- a wait longer than the caller waits in place is a reservation: the token is taken now (the bucket goes
-  -- below zero), and the caller comes back when it is due, without asking the bucket again (as GCRA schedules)
-  if wait > local_wait then tokens = tokens - 1 end
+  -- a wait longer than the caller waits in place, but within the longest countdown it may take (horizon), is a
+  -- reservation: the token is taken now (the bucket goes below zero, by at most horizon x rate), and the caller
+  -- comes back when it is due, without asking the bucket again (as GCRA schedules); beyond the horizon nothing is taken
+  local reserve = wait > local_wait and wait <= horizon
+  if reserve then tokens = tokens - 1 end
   redis.call('HSET', KEYS[2], 'tokens', tostring(tokens), 'stamp', tostring(now))
   redis.call('EXPIRE', KEYS[2], math.ceil((capacity - tokens) / rate) + 60)
-  if wait > local_wait then return {'reserved', tostring(wait), tostring(failures)} end
+  if reserve then return {'reserved', tostring(wait), tostring(failures)} end
   if wait > 0 then return {'limited', tostring(wait), tostring(failures)} end
 end
 if probe == 1 then redis.call('HSET', KEYS[1], 'probe_until', tostring(now + tonumber(ARGV[4]))) end
@@ -156,12 +158,13 @@ PROBE_LEASE = 35.0
 """Seconds a half-open probe may take before another caller may probe (its worker may have died)."""
 
 
-async def admit(redis, platform: str, account: str, probe_lease: float = PROBE_LEASE, reserved: bool = False) -> Admission:
+async def admit(redis, platform: str, account: str, probe_lease: float = PROBE_LEASE, reserved: bool = False, horizon: float = 300.0) -> Admission:
     """Circuit check and rate-limit token in one script; raises CircuitOpen or RateLimited.
 
-    A token due within :data:`MAX_LOCAL_WAIT` is waited for here; a later one is reserved
-    (:class:`RateLimited` with ``reserved`` and the seconds until it is due): the caller comes back
-    then with ``reserved=True``, and only the circuit is checked."""
+    A token due within :data:`MAX_LOCAL_WAIT` is waited for here; a later one, due within ``horizon`` (the longest
+    countdown the caller may take), is reserved (:class:`RateLimited` with ``reserved`` and the seconds until it is
+    due): the caller comes back then with ``reserved=True``, and only the circuit is checked. Beyond the horizon
+    nothing is taken (:class:`RateLimited`, not reserved): the caller asks again later."""
     limits = limits_for(platform)
     for _ in range(3):
         state, seconds, failures = await _script(
@@ -176,6 +179,7 @@ async def admit(redis, platform: str, account: str, probe_lease: float = PROBE_L
             probe_lease,
             "reserved" if reserved else "take",
             MAX_LOCAL_WAIT,
+            horizon,
         )
         state = state.decode() if isinstance(state, bytes) else state
         wait = float(seconds)
@@ -192,6 +196,10 @@ async def admit(redis, platform: str, account: str, probe_lease: float = PROBE_L
             )
         if state != "limited":
             return Admission(state, int(float(failures)))
+        if wait > MAX_LOCAL_WAIT:  # beyond the horizon: nothing reserved
+            raise RateLimited(
+                f"{platform} rate limit ({limits.requests}/{limits.window_seconds:g} s, burst {limits.burst}) reached", retry_after=wait
+            )
         await asyncio.sleep(wait)
     raise RateLimited(f"{platform} rate limit reached", retry_after=1.0)
 

@@ -172,20 +172,21 @@ async def claim(
     return connection, claimed
 
 
-async def renew(db, held: list[tuple[uuid.UUID, int]], lease: float) -> set[uuid.UUID]:
-    """Extend the leases of these (log id, attempt) pairs; returns the log ids still held (the others were
-    taken by the sweeper after their lease ran out, or finished)."""
+async def renew(db, held: list[tuple[uuid.UUID, int]], lease: float) -> set[tuple[uuid.UUID, int]]:
+    """Extend the leases of these (log id, attempt) pairs; returns the pairs still held (the others were
+    taken by the sweeper after their lease ran out, claimed by a later attempt, or finished)."""
     if not held:
         return set()
     rows = await db.fetch(
         """UPDATE channel_sync_logs l SET due_at = now() + make_interval(secs => $3)
            FROM unnest($1::uuid[], $2::int[]) AS h(id, attempt)
-           WHERE l.id = h.id AND l.attempt = h.attempt AND l.lease_owner IS NOT NULL AND l.status = 'running' RETURNING l.id""",
+           WHERE l.id = h.id AND l.attempt = h.attempt AND l.lease_owner IS NOT NULL AND l.status = 'running'
+           RETURNING l.id, l.attempt""",
         [log_id for log_id, _ in held],
         [attempt for _, attempt in held],
         float(lease),
     )
-    return {r["id"] for r in rows}
+    return {(r["id"], r["attempt"]) for r in rows}
 
 
 async def note_retry(db, log_id, attempt: int, details: dict[str, Any], errors: int, waits: int, wait_since: float | None, due_in: float) -> bool:
@@ -224,24 +225,30 @@ async def finish_success(db, log_id, attempt: int, connection_id, details: dict[
     return bool(done)
 
 
-async def lease_held(db, log_id, attempt: int) -> bool:
-    """Does this attempt still hold its operation (checked before a platform call when the lease may have run out)?"""
+async def extend_lease(db, log_id, attempt: int, lease: float) -> bool:
+    """Extend this attempt's lease by a full ``lease`` if it still holds it (checked before a platform call when the
+    last renewal is not recent); False when the lease ran out or a later attempt claimed the operation."""
     held = await db.fetchval(
-        "SELECT 1 FROM channel_sync_logs WHERE id = $1 AND attempt = $2 AND lease_owner IS NOT NULL AND status = 'running' AND due_at > now()",
+        """UPDATE channel_sync_logs SET due_at = now() + make_interval(secs => $3)
+           WHERE id = $1 AND attempt = $2 AND lease_owner IS NOT NULL AND status = 'running' AND due_at > now() RETURNING 1""",
         log_id,
         attempt,
+        float(lease),
     )
     return held is not None
 
 
 async def mark_failed(db, task_id: str, error: str, details: dict[str, Any], attempt: int | None = None) -> dict[str, Any] | None:
     """``failed`` with the error text, only from an open state (final states stay final) and, given ``attempt``, only
-    while that attempt is the latest."""
+    while that attempt is the latest; without it, only while no attempt holds a live lease."""
     return _row(
         await db.fetchrow(
             f"""UPDATE channel_sync_logs SET status = 'failed', error = $2, lease_owner = NULL,
                    details = details || $3::text::jsonb || '{{"in_flight": false}}'::jsonb, updated_at = now()
-            WHERE task_id = $1 AND status = ANY({_OPEN}) AND ($4::int IS NULL OR attempt = $4) RETURNING {_COLUMNS}""",
+            -- given an attempt, only while it is the latest; without one (a delivery that never claimed), only while no
+            -- attempt holds a live lease
+            WHERE task_id = $1 AND status = ANY({_OPEN})
+              AND (attempt = $4 OR ($4::int IS NULL AND (lease_owner IS NULL OR due_at < now()))) RETURNING {_COLUMNS}""",
             task_id,
             error,
             json.dumps(details),
@@ -277,14 +284,14 @@ class Due:
 async def take_due(db, resend_after: float, max_lost: int, stale_seconds: float, limit: int = 500) -> list[Due]:
     """The sweeper's one statement: every open log whose ``due_at`` passed, locked with ``SKIP LOCKED`` (sweeps on
     several workers never take the same log), read by the deadline index. A log whose lease ran out counts a lost
-    attempt (its worker died, froze or lost the database: it may have reached the platform). It is ``failed`` when
+    attempt (its worker died, froze or lost the database: it may have reached the platform). It is ``failed`` once
     ``max_lost`` attempts were lost (a message that kills its worker) or it has been open ``stale_seconds``; otherwise
     it is due again after ``resend_after`` × 2^resends (a long queue is not flooded with copies) and comes back to be sent."""
     rows = await db.fetch(
         f"""WITH due AS (SELECT id FROM channel_sync_logs WHERE status = ANY({_OPEN}) AND due_at < now()
                          ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED),
                  t AS (SELECT l.id, l.lost_attempts + (l.lease_owner IS NOT NULL)::int AS lost,
-                              l.lost_attempts + (l.lease_owner IS NOT NULL)::int > $2 AS poison,
+                              l.lost_attempts + (l.lease_owner IS NOT NULL)::int >= $2 AS poison,
                               l.created_at < now() - make_interval(secs => $3) AS stale
                        FROM channel_sync_logs l JOIN due ON due.id = l.id)
             UPDATE channel_sync_logs l SET

@@ -110,7 +110,12 @@ async def _call_platform(runtime, platform: str, account: str, call, attempt: At
         await runtime.leases.check(attempt.claim, attempt.conn)
     redis = await runtime.redis() if runtime.config.rate_limits_enabled else None
     reserved = attempt is not None and attempt.token_reserved
-    admit = platform_limits.admit(redis, platform, account, runtime.config.platform_timeout + 5, reserved=reserved) if redis is not None else None
+    config = runtime.config
+    admit = (
+        platform_limits.admit(redis, platform, account, config.platform_timeout + 5, reserved=reserved, horizon=config.max_countdown)
+        if redis is not None
+        else None
+    )
     admitted = await _best_effort(admit) if admit is not None else None
     try:
         result = await call()

@@ -63,14 +63,15 @@ def sweep_once(runtime, send: Send) -> SweepReport:
             return await logs.take_due(conn, settings.resend_after, settings.max_resends, settings.stale_seconds)
 
     report = SweepReport()
+    broker_down = False
     for due in runtime.run(take(), timeout=settings.preflight_timeout + 30):
         name = due.task_id or str(due.log_id)
         if due.status == "failed":
             report.failed.append(name)
             continue
         task = task_for(due.operation_type)
-        if task is None or due.task_id is None or report.unsent:
-            report.unsent.append(name)  # due again later; the broker is away, or nothing can run it
+        if task is None or due.task_id is None or broker_down:
+            report.unsent.append(name)  # due again later (nothing can run it: failed at the stale window); or the broker is away
             continue
         try:
             send(task, str(due.connection_id), due.task_id, due.attempt)
@@ -80,4 +81,5 @@ def sweep_once(runtime, send: Send) -> SweepReport:
 
             log.warning("Could not send sync operation %s again: %s", name, redact(str(exc) or type(exc).__name__))
             report.unsent.append(name)
+            broker_down = True
     return report

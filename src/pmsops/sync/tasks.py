@@ -153,12 +153,21 @@ def execute(task: SyncTask, connection_id: str, state: dict[str, Any]) -> dict[s
         if not exc.transient:
             raise
         _retry(task, connection_id, state, attempt, exc)
+    except Exception as exc:
+        _tag(exc, attempt)  # any failure's log write names its attempt (a late one never fails another attempt's operation)
+        raise
 
 
-def _tag(exc: SyncError, attempt) -> None:
-    """What on_failure needs of the attempt: which one it was (its final write is conditioned on it), whether it pushed."""
-    exc.attempt = attempt.claim.attempt if attempt.claim is not None else None
-    exc.pushed = attempt.pushed or attempt.pushed_before
+def _tag(exc: BaseException, attempt) -> None:
+    """What on_failure needs of the attempt: which one it was (its final write is conditioned on it), whether it
+    pushed, and the error retries its log had spent."""
+    try:
+        exc.attempt = attempt.claim.attempt if attempt.claim is not None else None
+        exc.pushed = attempt.pushed or attempt.pushed_before
+        if attempt.claim is not None and not hasattr(exc, "error_retries"):
+            exc.error_retries = attempt.claim.errors
+    except AttributeError:  # an exception type without a __dict__: written without an attempt, so only while no lease is live
+        pass
 
 
 def _retry(task: SyncTask, connection_id: str, state: dict[str, Any], attempt, exc: SyncError) -> None:
@@ -200,9 +209,11 @@ def _retry(task: SyncTask, connection_id: str, state: dict[str, Any], attempt, e
     next_state: dict[str, Any] = {"_errors": errors, "_waits": waits, "_since": since, "attempt": attempt.expected}
     if claim is not None:
         due_in = countdown + settings.resend_after
-        if write_log(logs.note_retry, claim.log_id, claim.attempt, notice, errors, waits, since, due_in) is False:
+        written = write_log(logs.note_retry, claim.log_id, claim.attempt, notice, errors, waits, since, due_in)
+        if written is False:
             return  # a later attempt claimed the operation meanwhile: it is not ours to retry
-        # written, or not (the database is away: this message may claim the next attempt once this lease runs out)
+        if written is NOT_WRITTEN:  # the database is away: the lease stays until it runs out, and only then can the retry claim
+            countdown = max(countdown, settings.lease_seconds)
         next_state["attempt"] = claim.attempt
     if attempt.pushed or attempt.pushed_before:
         next_state["_pushed"] = True

@@ -13,5 +13,8 @@ ALTER TABLE channel_sync_logs ADD COLUMN IF NOT EXISTS lost_attempts integer NOT
 ALTER TABLE channel_sync_logs ADD COLUMN IF NOT EXISTS errors integer NOT NULL DEFAULT 0;
 ALTER TABLE channel_sync_logs ADD COLUMN IF NOT EXISTS waits integer NOT NULL DEFAULT 0;
 ALTER TABLE channel_sync_logs ADD COLUMN IF NOT EXISTS wait_since timestamptz;
+-- operations that workers from before leases are running when this migration lands: held by them (no claim can
+-- take them) until their visibility timeout would have put their messages back, then due as any other
+UPDATE channel_sync_logs SET lease_owner = 'before-leases', due_at = now() + interval '15 minutes' WHERE status = 'running';
 -- the sweeper's one statement reads open operations by deadline, not oldest-first with a limit
 CREATE INDEX IF NOT EXISTS channel_sync_logs_due_idx ON channel_sync_logs (due_at) WHERE status IN ('triggered', 'queued', 'running');
