@@ -216,3 +216,16 @@ def test_unwritable_save_path_is_bad_input_not_a_traceback(cli, http_stub, monke
     monkeypatch.setenv("TOKEN", "x.y.z")
     result = cli("sync", "logs", cid, "--save", "/nonexistent-dir/logs.json")
     assert result.exit_code == 2 and "cannot write" in result.stderr and "Traceback" not in result.output
+
+
+def test_a_connection_with_a_null_status_is_listed_as_unknown_not_none(cli, http_stub, monkeypatch):
+    cid = str(uuid.uuid4())
+    http_stub.json("/api/v1/channel-connections", [{"id": cid, "platform_type": None, "status": None, "last_sync_at": None}])
+    monkeypatch.setenv("PMS_API_URL", http_stub.url)
+    monkeypatch.setenv("TOKEN", "x.y.z")
+
+    result = cli("connections", "list")
+
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.stdout.splitlines() if cid in line)
+    assert row.split() == [cid, "?", "?", "never"]

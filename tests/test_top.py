@@ -21,7 +21,7 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 def test_top_json_shows_the_open_breaker_and_the_missing_worker(cli, outage):
     result = cli("--env-file", outage.env_file, "top", "--json", "--expect-workers", "1", "--broadcast-timeout", "0.5")
 
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # an expected worker is missing: a script sees it in the exit code too
     snap = json.loads(result.stdout)
     assert set(snap) >= {"workers", "queues", "active", "syncs", "platforms"}
     assert (snap["workers"]["expected"], snap["workers"]["answered"], snap["workers"]["missing"]) == (1, 0, 1)
@@ -43,7 +43,7 @@ def test_top_once_prints_one_frame_with_the_breaker_and_the_missing_worker(cli, 
     # and the MISSING line wraps; the width used to come from whatever terminal ran pytest
     result = cli("--env-file", outage.env_file, "top", "--once", "--expect-workers", "1", "--broadcast-timeout", "0.5", env={"COLUMNS": "160"})
 
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # MISSING on the screen is a failure in the exit code
     assert "MISSING 1 expected worker (0 of 1 answered)" in result.stdout
     assert "open — half-open in" in result.stdout
     assert result.stdout.count("pmsops top") == 1

@@ -272,6 +272,11 @@ def follow_trigger(client, connection_id: str, sync_type: str, wait: float | Non
     return collector.results
 
 
+def _cell(value: Any) -> str:
+    """A table cell of an API field: a missing or null field is "?", never Python's "None"."""
+    return "?" if value is None or value == "" else str(value)
+
+
 def connections_result(items: list[dict[str, Any]], redirected: bool = False, now: datetime | None = None) -> Result:
     """``connections list``: a table (header, relative last sync) or a warning when there is none."""
     if not items:
@@ -281,7 +286,7 @@ def connections_result(items: list[dict[str, Any]], redirected: bool = False, no
     for c in items:
         last = parse_time(c.get("last_sync_at"))
         rows.append(
-            f"{str(c.get('id')):<36}  {str(c.get('platform_type', '?')):<12} {str(c.get('status', '?')):<9} "
+            f"{_cell(c.get('id')):<36}  {_cell(c.get('platform_type')):<12} {_cell(c.get('status')):<9} "
             + (f"{relative(now - last)} ago" if last else "never")
         )
     if redirected:

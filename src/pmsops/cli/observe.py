@@ -62,16 +62,18 @@ def top(
         )
     out = output(json_mode)
     with Collector(opts) as collector:
-        if json_mode:
-            out.json(collector.collect())
-            finish(0)
-        from pmsops.observe.top import render, run_live
+        from pmsops.observe.top import exit_code, render, run_live
 
+        if json_mode:
+            snapshot = collector.collect()
+            out.json(snapshot)
+            finish(exit_code(snapshot))
         if once or not out.console.is_terminal:
             if not out.console.is_terminal and not os.environ.get("COLUMNS"):
                 out.console.width = ONCE_WIDTH  # piped or over SSH without a terminal: wide enough for every column
-            out.console.print(render(collector.collect()))
-            finish(0)
+            snapshot = collector.collect()
+            out.console.print(render(snapshot))
+            finish(exit_code(snapshot))
         finish(run_live(collector.collect, interval, out.console))
 
 

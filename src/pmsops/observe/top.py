@@ -66,7 +66,7 @@ def _workers_panel(panel: dict[str, Any]):
 
     expected, answered, missing = panel.get("expected"), panel.get("answered", 0), panel.get("missing", 0)
     title = f"Workers {answered}" + (f"/{expected} expected" if expected is not None else "")
-    style = "red" if missing or panel.get("error") else "green"
+    style = "red" if missing or panel.get("error") or not (panel.get("items") or panel.get("silent")) else "green"
     if panel.get("error"):
         return Panel(_error_text(panel["error"]), title=title, border_style="red")
     table = Table(expand=True, box=None, pad_edge=False)
@@ -212,6 +212,12 @@ def header(snapshot: dict[str, Any], interval: float | None = None):
     if interval:
         line.append(f"  every {interval:g} s · q or Ctrl-C quits", style="dim")
     return line
+
+
+def exit_code(snapshot: dict[str, Any]) -> int:
+    """``top --once`` and ``--json`` as a check: 1 when fewer workers answered than ``--expect-workers`` asked for
+    (what the Workers panel shows as MISSING), else 0."""
+    return 1 if (snapshot.get("workers") or {}).get("missing") else 0
 
 
 def render(snapshot: dict[str, Any], interval: float | None = None):
