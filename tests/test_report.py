@@ -277,3 +277,22 @@ def test_scanning_a_clean_bundle_derives_no_fingerprint(monkeypatch):
     assert derived == []
     assert [h.form for h in secrets.scan({"log.txt": f"x {planted[2]} y".encode()}, planted)] == ["raw"]
     assert derived == [planted[2]]
+
+
+def test_a_worker_log_swapped_for_a_symbolic_link_is_refused_and_its_target_never_reaches_the_bundle(outage, tmp_path):
+    """A worker user swaps its log for a link to a file only root may read: the report names the link and excerpts nothing (#23 item 3)."""
+    secret = tmp_path / "root-only.txt"
+    secret.write_text("ROOT-ONLY-CONTENT-7f3a\n")
+    secret.chmod(0o600)
+    log = tmp_path / "worker.log"
+    log.symlink_to(secret)
+    out = tmp_path / "out"
+    out.mkdir()
+
+    done = run_report(outage.env_file, out, "--worker-log", str(log), "--json")
+
+    [archive] = out.glob("*.tar.gz")
+    with tarfile.open(archive) as tar:
+        bundle = "".join(tar.extractfile(m).read().decode(errors="replace") for m in tar.getmembers() if m.isfile())
+    assert "ROOT-ONLY-CONTENT-7f3a" not in bundle + done.stdout + done.stderr
+    assert "is a symbolic link" in bundle

@@ -312,12 +312,21 @@ def read_regular(path: str | os.PathLike[str], limit: int, what: str = "file") -
 
 
 def tail_regular(path: str | os.PathLike[str], limit: int) -> bytes:
-    """The last ``limit`` bytes of a regular file (a log that may be huge): FIFOs and devices are refused at once."""
+    """The last ``limit`` bytes of a regular file (a log that may be huge): FIFOs and devices are refused at once,
+    and so is a symbolic link (``O_NOFOLLOW``): a log's owner could point it at a file only root may read, whose
+    contents would land in a bundle made to be shared."""
     target = Path(path)
-    info = os.stat(target)
+    info = os.lstat(target)
+    if stat.S_ISLNK(info.st_mode):
+        raise UsageError(f"{target} is a symbolic link: pmsops reads a log only as the file itself (give the link's target if you trust it)")
     if not stat.S_ISREG(info.st_mode):
         raise UsageError(f"{target} is {kind(info.st_mode)}, not a regular file")
-    fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # swapped for a link between the check and the open
+            raise UsageError(f"{target} is a symbolic link: pmsops reads a log only as the file itself") from None
+        raise
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise UsageError(f"{target} is not a regular file")
