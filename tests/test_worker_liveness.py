@@ -155,3 +155,36 @@ def test_stop_signal_while_waiting_exits_at_once_with_one_line(refused_port, sig
     output = "".join(lines) + rest
     assert f"Stopped by {signal.Signals(sig).name} waiting for Database (127.0.0.1:{refused_port}): exiting {code}" in output
     assert "COMMAND-RAN" not in output
+
+
+def test_a_second_worker_on_the_host_never_keeps_a_killed_ones_liveness_green(redis_server):
+    """The default beacon is per user and node (#23 item 9): with one shared file, the sandbox's worker (or another
+    deployment's) kept a dead worker's HEALTHCHECK green."""
+    from pmsops.worker.beacon import beacon_path
+
+    broker = redis_server.url_for_db(7)
+    env = {k: v for k, v in _worker_env("unused").items() if k != "WORKER_BEACON_FILE"}
+    beacons = {node: beacon_path(env={}, node=node) for node in ("doomed@pmsops-test", "other@pmsops-test")}
+    workers = {node: start_worker(broker, node, app="pmsops.sync.worker:celery_app", extra_env=env) for node in beacons}
+    try:
+        for node, path in beacons.items():
+            _until(lambda path=path: os.path.exists(path), 10, f"{node} wrote no beacon")
+        os.killpg(workers["doomed@pmsops-test"].pid, signal.SIGKILL)
+        workers["doomed@pmsops-test"].wait()
+
+        def liveness(node: str) -> subprocess.CompletedProcess:
+            return subprocess.run(
+                [*PMSOPS, "worker-check", "--liveness", "-d", node, "--max-age", "2"],
+                env=_env(WORKER_BEACON_INTERVAL="0.5"),
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+
+        _until(lambda: liveness("doomed@pmsops-test").returncode == 1, 10, "the killed worker still looks alive")
+        assert liveness("other@pmsops-test").returncode == 0
+    finally:
+        stop_worker(workers["other@pmsops-test"])
+        for path in beacons.values():
+            if os.path.exists(path):
+                os.unlink(path)

@@ -123,7 +123,9 @@ def worker_check(
     expect_task: Optional[List[str]] = typer.Option(
         None, "--expect-task", help="Task that must be registered; repeatable (default: the pmsops.sync tasks)."
     ),
-    destination: Optional[str] = typer.Option(None, "--destination", "-d", help="Worker to ping (default celery@<this hostname>)."),
+    destination: Optional[str] = typer.Option(
+        None, "--destination", "-d", help="Worker to ping, or whose beacon --liveness reads (default celery@<this hostname>)."
+    ),
     expect_sha256: Optional[List[str]] = typer.Option(None, "--expect-sha256", help="PATH=HEX: the file's SHA-256 must start with HEX; repeatable."),
     allow_root: bool = typer.Option(False, "--allow-root", help="Running as root is a warning, not a failure."),
     timeout: float = typer.Option(3.0, "--timeout", min=0.1, callback=finite, help="Connect and read timeout of each network step, in seconds."),
@@ -139,5 +141,5 @@ def worker_check(
     from pmsops.worker.healthcheck import liveness_check
     from pmsops.worker.healthcheck import worker_check as run
 
-    found = liveness_check(max_age) if liveness else run(settings(), expect_task, destination, allow_root, expect_sha256, timeout)
+    found = liveness_check(max_age, destination) if liveness else run(settings(), expect_task, destination, allow_root, expect_sha256, timeout)
     finish_results(found, "worker-check", report, title="pmsops worker-check")

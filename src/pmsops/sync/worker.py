@@ -156,7 +156,7 @@ class LivenessBeacon(bootsteps.StartStopStep):
         from pmsops.worker.beacon import beacon_interval, beacon_path
 
         super().__init__(c, **kwargs)
-        self.path = beacon_path()
+        self.path = beacon_path(node=c.hostname)  # per user and node (worker-check --liveness -d NODE reads it)
         self.interval = beacon_interval()
         self.tref = None
         self.failed = False

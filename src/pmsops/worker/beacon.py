@@ -28,15 +28,27 @@ import stat
 import time
 from dataclasses import dataclass
 
-DEFAULT_PATH = "/tmp/pmsops-worker.beacon"
 DEFAULT_INTERVAL = 10.0
 MAX_BYTES = 4096
 
 
-def beacon_path(env: "os._Environ[str] | dict[str, str] | None" = None) -> str:
-    """WORKER_BEACON_FILE, else /tmp/pmsops-worker.beacon."""
+def default_node() -> str:
+    """Celery's default node name, ``celery@<hostname>``: the worker's unless it was started with ``--hostname``."""
+    import socket
+
+    return f"celery@{socket.gethostname()}"
+
+
+def beacon_path(env: "os._Environ[str] | dict[str, str] | None" = None, node: str | None = None) -> str:
+    """WORKER_BEACON_FILE, else ``/tmp/pmsops-worker-<uid>-<node>.beacon``: one per user and worker node, so a second
+    worker on the host (the sandbox's, another deployment's) never keeps a dead one's liveness green."""
+    import re
+
     env = os.environ if env is None else env
-    return env.get("WORKER_BEACON_FILE") or DEFAULT_PATH
+    if env.get("WORKER_BEACON_FILE"):
+        return env["WORKER_BEACON_FILE"]
+    name = re.sub(r"[^A-Za-z0-9@._-]", "_", node or default_node())[:120]
+    return f"/tmp/pmsops-worker-{os.getuid()}-{name}.beacon"
 
 
 def beacon_interval(env: "os._Environ[str] | dict[str, str] | None" = None) -> float:

@@ -202,14 +202,14 @@ def worker_check(
     return out + check_code(expect_sha256 or [])
 
 
-def liveness_check(max_age: float | None = None) -> list[Result]:
-    """The HEALTHCHECK mode: is the worker's beacon fresh? No broker, no Celery import."""
+def liveness_check(max_age: float | None = None, node: str | None = None) -> list[Result]:
+    """The HEALTHCHECK mode: is the beacon of worker ``node`` (default ``celery@<hostname>``) fresh? No broker, no Celery import."""
     from pmsops.worker.beacon import beacon_interval, beacon_path, read_liveness
 
     watch = Stopwatch()
     interval = beacon_interval()
     limit = max_age if max_age is not None else 3 * (interval or 10.0)
-    found = read_liveness(beacon_path(), limit)
+    found = read_liveness(beacon_path(node=node), limit)
     result = (results.ok if found.alive else results.fail)("liveness", found.summary, hint=found.hint)
     result.duration_ms = watch.ms
     return [result]
