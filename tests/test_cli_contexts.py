@@ -99,3 +99,25 @@ def test_report_names_its_bundle_after_the_active_context(config_home, two_deplo
 
     assert context_name() == "prod"
     assert context_name("explicit") == "explicit"
+
+
+def test_a_pmsops_context_that_names_no_stored_context_never_runs_against_the_one_chosen_with_use(cli, config_home, two_deployments, monkeypatch):
+    """A typo of prod must not run against staging (#24 item 7): exit 2 naming the known contexts."""
+    prod, staging = two_deployments
+    cli("context", "add", "prod", "--env-file", str(prod))
+    cli("context", "add", "staging", "--env-file", str(staging))
+    cli("context", "use", "staging")
+    monkeypatch.setenv("PMSOPS_CONTEXT", "prdo")
+
+    result = cli("check", "redis")
+
+    assert result.exit_code == 2
+    assert "PMSOPS_CONTEXT=prdo names no stored context" in result.stderr and "known contexts: prod, staging" in result.stderr
+    assert "127.0.0.1" not in result.stdout  # staging's Redis was never asked
+
+
+def test_pmsops_context_stays_a_ci_label_where_no_context_is_stored(cli, config_home, redis_server, monkeypatch):
+    monkeypatch.setenv("PMSOPS_CONTEXT", "ci-run-42")
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+
+    assert cli("check", "redis").exit_code == 0

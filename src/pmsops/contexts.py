@@ -9,7 +9,8 @@ planted link). The active context is named in every report header.
 
 Which env file a run uses, first match wins: ``--env-file``, ``--context NAME``,
 ``PMSOPS_CONTEXT`` (when it names a stored context), ``PMSOPS_ENV_FILE``, the
-context chosen with ``context use``.
+context chosen with ``context use`` (refused while ``PMSOPS_CONTEXT`` names another, unknown context: a typo
+never runs against a different deployment).
 """
 
 from __future__ import annotations
@@ -147,5 +148,12 @@ def select(env_file: str | None, context: str | None, environ: Mapping[str, str]
         return Selection(env["PMSOPS_ENV_FILE"], None, "PMSOPS_ENV_FILE")
     store = store or load(env)
     if store.current:
+        if named and named != store.current:
+            # a label for CI where no context is stored; here it names none of them, and `context use` would pick another:
+            # a typo of "prod" must not run against staging
+            raise UsageError(
+                f"PMSOPS_CONTEXT={named} names no stored context, and the one chosen with 'context use' is {store.current}",
+                hint=f"{_known(store)}; pass --context NAME, or unset PMSOPS_CONTEXT",
+            )
         return Selection(store.contexts[store.current]["env_file"], store.current, "context use")
     return Selection(None, None, "environment")
