@@ -229,3 +229,29 @@ def test_a_connection_with_a_null_status_is_listed_as_unknown_not_none(cli, http
     assert result.exit_code == 0, result.output
     row = next(line for line in result.stdout.splitlines() if cid in line)
     assert row.split() == [cid, "?", "?", "never"]
+
+
+NGINX_502 = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n"
+    b"<hr><center>nginx/1.22.1</center>\r\n</body>\r\n</html>\r\n"
+)
+PROXY_PAGES = {
+    "nginx-502": (502, NGINX_502, "text/html"),
+    "traefik-503": (503, b"no available server\n", "text/plain; charset=utf-8"),
+    "caddy-502": (502, b"", "text/plain"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PROXY_PAGES))
+def test_a_reverse_proxys_own_error_page_is_named_as_the_proxy_with_no_healthy_backend_never_as_raw_html(cli, http_stub, monkeypatch, case):
+    status, body, kind = PROXY_PAGES[case]
+    http_stub.raw("/api/v1/channel-connections", body, status=status, headers={"content-type": kind})
+    monkeypatch.setenv("PMS_API_URL", http_stub.url)
+    monkeypatch.setenv("TOKEN", "x.y.z")
+
+    result = cli("connections", "list")
+
+    assert result.exit_code == 1
+    assert "<" not in result.stderr  # no markup in the one-line error (#25 item 6)
+    assert "no healthy backend container" in result.stderr  # not "Database or Redis down" (#25 item 5)
+    assert "pmsops db check" not in result.stderr

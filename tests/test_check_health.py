@@ -3,6 +3,8 @@
 import json
 import time
 
+import pytest
+
 CURRENT_UP = {
     "status": "up",
     "components": {
@@ -50,8 +52,11 @@ def test_legacy_degraded_redis_points_at_url_encoding(cli, http_stub):
     assert "redis-url check" in result.stdout
 
 
-def test_skipped_component_is_not_a_failure(cli, http_stub):
-    body = {**CURRENT_UP, "components": {**CURRENT_UP["components"], "celery": {"status": "up", "details": {"skipped": True}}}}
+@pytest.mark.parametrize(
+    "celery", [{"status": "up", "details": {"skipped": True}}, {"status": "skipped"}, {"status": "disabled"}], ids=["details", "status", "disabled"]
+)
+def test_skipped_component_is_not_a_failure(cli, http_stub, celery):
+    body = {**CURRENT_UP, "components": {**CURRENT_UP["components"], "celery": celery}}
     http_stub.json("/health/ready", body)
     result = cli("check", "health", "--url", http_stub.url)
     assert result.exit_code == 0

@@ -8,7 +8,23 @@ from pmsops.errors import DependencyError
 from pmsops.http_status import hint_for
 
 
+def _page_summary(text: str) -> str:
+    """A non-JSON body in one line: an HTML page by its title (never its markup), plain text collapsed and cut."""
+    import html
+    import re
+
+    if re.search(r"<\s*(html|head|body|title|h1|center)\b", text, re.IGNORECASE):
+        title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL) or re.search(
+            r"<h1[^>]*>(.*?)</h1>", text, re.IGNORECASE | re.DOTALL
+        )
+        name = " ".join(html.unescape(re.sub(r"<[^>]+>", "", title.group(1))).split())[:80] if title else ""
+        return f"an HTML page ({name!r})" if name else "an HTML page"
+    return " ".join(text.split())[:200]
+
+
 def _detail_text(body: Any) -> str:
+    if isinstance(body, str):
+        return _page_summary(body)
     if isinstance(body, dict):
         detail = body.get("detail", body.get("message", body.get("error")))
         if isinstance(detail, list):  # FastAPI validation errors
@@ -39,4 +55,11 @@ def api_error(method: str, url: str, status: int, body: Any) -> ApiError:
             hint = (
                 "the backend cannot verify the token: its SUPABASE_JWT_SECRET/JWT_SECRET differs from the one that signed it (pmsops token --verify)"
             )
+    if status in (502, 503, 504) and (body is None or isinstance(body, str)):
+        # the backend answers errors in JSON ({"detail": …}); a page or plain text is the reverse proxy's own answer
+        hint = (
+            f"the reverse proxy answered HTTP {status} itself ({detail or 'an empty body'}), not the backend: it has no healthy backend "
+            "container (down, unhealthy, or mid-deploy). Check the backend container is running and healthy and on the proxy's network "
+            "(docker ps; pmsops host check)"
+        )
     return ApiError(f"{method} {url}: HTTP {status}" + (f" {detail}" if detail else ""), status, body, hint)

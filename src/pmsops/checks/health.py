@@ -48,7 +48,8 @@ def parse_components(body: dict[str, Any]) -> tuple[str, dict[str, dict[str, Any
             detail = comp.get("details") if isinstance(comp.get("details"), dict) else {}
             components[_ALIASES.get(name, name)] = {
                 "status": str(comp.get("status", "?")),
-                "skipped": bool(detail.get("skipped")),
+                # disabled: {"details": {"skipped": true}}, or the component's own status "skipped" / "disabled"
+                "skipped": bool(detail.get("skipped")) or str(comp.get("status", "")).lower() in ("skipped", "disabled"),
                 "error": comp.get("error") or detail.get("error"),
             }
             if isinstance(detail.get("workers"), list):
