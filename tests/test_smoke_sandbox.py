@@ -129,3 +129,19 @@ def test_sync_batches_report_the_contracts_batch_status(sandbox):
                 break
             time.sleep(0.3)
     assert mine[0]["status"] == "success" and len(mine[0]["operations"]) == 3
+
+
+def test_sandbox_up_in_a_directory_of_its_own_says_how_to_take_that_one_down(cli, tmp_path):
+    """The next steps it prints are copyable as they stand (#24 item 10): the --dir it was given, quoted."""
+    import json
+    import shlex
+
+    directory = tmp_path / "my sandbox"
+    try:
+        result = cli("sandbox", "up", "--dir", str(directory), "--json")
+        assert result.exit_code == 0, result.output
+        notes = json.loads(result.stdout)["results"][0]["notes"]
+        assert notes[-1] == f"pmsops sandbox down --dir {shlex.quote(str(directory))}"
+    finally:
+        down = cli("sandbox", "down", "--dir", str(directory))
+    assert down.exit_code == 0, down.output

@@ -37,10 +37,14 @@ def sandbox_up(
     out = output(json_mode)
     sandbox = Sandbox.at(directory)
     sandbox.up(database_url, progress=lambda line: out.progress(f"  {line}"))
+    import shlex
+
+    env_file = shlex.quote(str(sandbox.env_path))
+    down = "pmsops sandbox down" + (f" --dir {shlex.quote(str(sandbox.directory))}" if directory else "")  # the command that stops this one
     summary = results.ok(
         "sandbox",
         f"up at {sandbox.directory}",
-        notes=[f"pmsops --env-file {sandbox.env_path} smoke", f"pmsops --env-file {sandbox.env_path} doctor", "pmsops sandbox down"],
+        notes=[f"pmsops --env-file {env_file} smoke", f"pmsops --env-file {env_file} doctor", down],
         details={"env_file": str(sandbox.env_path), "directory": str(sandbox.directory)},
     )
     finish(out.results([summary], "sandbox up"))
