@@ -296,3 +296,20 @@ def test_a_worker_log_swapped_for_a_symbolic_link_is_refused_and_its_target_neve
         bundle = "".join(tar.extractfile(m).read().decode(errors="replace") for m in tar.getmembers() if m.isfile())
     assert "ROOT-ONLY-CONTENT-7f3a" not in bundle + done.stdout + done.stderr
     assert "is a symbolic link" in bundle
+
+
+def test_hints_for_a_worker_log_file_name_the_worker_container_never_the_file(outage, tmp_path):
+    """A file is not a container (#24 item 6): no 'docker logs worker.log', no 'pmsops host networks worker.log'."""
+    log = tmp_path / "worker.log"
+    log.write_text("[ERROR] consumer: Cannot connect to redis://:**@coolify-redis:6379/0: Error 111 connecting. Connection refused.\n")
+    out = tmp_path / "out"
+    out.mkdir()
+
+    done = run_report(outage.env_file, out, "--worker-log", str(log), "--json")
+
+    with tarfile.open(json.loads(done.stdout)["path"]) as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith("report.json"))
+        report = json.loads(tar.extractfile(member).read())
+    hints = [r.get("hint") or "" for r in report["results"] if r["section"] == "worker-logs" and r["name"].startswith("worker.log")]
+    assert any("pmsops host networks pms-worker-v2" in h for h in hints), hints
+    assert not any("worker.log" in h for h in hints), hints

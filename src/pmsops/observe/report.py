@@ -524,9 +524,12 @@ def _worker_logs(settings, opts: Options) -> Section:
     for path in opts.worker_logs:
 
         def one(path: str = path) -> list[Result]:
+            from pmsops.host.check import Targets
+
             text = _tail(Path(path), LOG_TAIL_LINES)
             excerpts.append(f"## {path} (last {LOG_TAIL_LINES} lines)\n{redact(text)}")
-            found = log_results(scan_logs(text), Path(path).name, opts.since_text)
+            # the hints name the worker's container (docker logs, host networks …), never the log file
+            found = log_results(scan_logs(text), Targets().worker, opts.since_text)
             for r in found:
                 r.name = f"{Path(path).name}: {r.name}"
             return found
