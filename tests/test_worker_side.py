@@ -238,3 +238,19 @@ def test_non_finite_timeouts_are_bad_input(cli, monkeypatch):
     monkeypatch.setenv("REDIS_URL", "redis://:x@127.0.0.1:1/0")
     result = cli("wait-for-deps")
     assert result.exit_code == 2 and "finite" in result.stderr
+
+
+@pytest.mark.parametrize("down", ["db", "redis"])
+def test_worker_check_on_a_refused_dependency_says_it_is_not_listening_not_to_attach_networks(
+    cli, redis_server, postgres, refused_port, monkeypatch, down
+):
+    """A refused connection means the host is reachable and nothing listens (#24 item 6): attaching networks is the wrong fix."""
+    monkeypatch.setenv("REDIS_URL", redis_server.url if down == "db" else f"redis://:pw@127.0.0.1:{refused_port}/0")
+    monkeypatch.setenv("DATABASE_URL", postgres.url if down == "redis" else f"postgresql://u:p@127.0.0.1:{refused_port}/db")
+
+    result = cli("worker-check", "--destination", "celery@nobody", "--timeout", "0.5", "--json")
+
+    report = {r["name"]: r for r in json.loads(result.stdout)["results"]}
+    network = report[f"network {down}"]
+    assert network["status"] == "fail" and "connection refused" in network["summary"]
+    assert "not running or not listening" in network["hint"] and "networks" not in network["hint"]

@@ -34,6 +34,7 @@ class Probe:
     stage: str  # dns | tcp | protocol | ready
     message: str
     permanent: bool = False
+    refused: bool = False  # tcp: the host answered with a reset (nothing listens), not silence (a network the worker is not on)
 
 
 def _resolve(host: str, port: int, timeout: float) -> None:
@@ -105,7 +106,7 @@ def probe(dep: Dependency, timeout: float = 2.0) -> Probe:
             pass
     except OSError as exc:
         reason = "connection refused" if isinstance(exc, ConnectionRefusedError) else "timed out" if isinstance(exc, TimeoutError) else str(exc)
-        return Probe(False, "tcp", f"TCP {dep.where}: {reason}")
+        return Probe(False, "tcp", f"TCP {dep.where}: {reason}", refused=isinstance(exc, ConnectionRefusedError))
     if dep.url is None:
         return Probe(True, "ready", "DNS + TCP ok (no URL: credentials not checked)")
     return _protocol(dep, timeout)

@@ -122,6 +122,13 @@ def check_network(settings: Settings, timeout: float) -> list[Result]:
             found = results.fail(
                 name, f"{dep.where}: {reach.message}", hint="check DATABASE_URL's user, password and database name (pmsops check db)"
             )
+        elif reach.refused:  # the name resolved and the host answered: it is on the network, nothing listens there
+            what = "PostgreSQL" if dep.kind == "postgres" else "Redis"
+            found = results.fail(
+                name,
+                f"{dep.where}: {reach.message}",
+                hint=f"{what} is not running or not listening on that port: check the container (docker ps) and the port in the URL",
+            )
         else:
             found = results.fail(
                 name,
