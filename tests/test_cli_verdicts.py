@@ -167,7 +167,8 @@ def test_a_503_from_the_token_endpoint_names_the_auth_service_not_the_keys(cli, 
     result = cli("token")
 
     assert result.exit_code == 1
-    assert "Supabase Auth (GoTrue) behind SB_URL is down or failing (HTTP 503): not your credentials" in result.stderr
+    assert "the login failed on the auth side (HTTP 503), not your credentials" in result.stderr
+    assert "pmsops check db" in result.stderr  # GoTrue's users live in Supabase's PostgreSQL: a database down fails every login
     assert "check SB_URL and ANON_KEY" not in result.stderr
 
 
@@ -358,3 +359,37 @@ def test_the_poller_stops_when_every_open_log_waits_for_a_retry_after_the_deadli
     verdict = final_verdict("sync-logs", found, finished, 30)
     assert verdict.summary == "not final within the 30 s wait: the platform's circuit breaker is open after repeated platform errors (circuit_open)"
     assert verdict.notes == ["availability_update: running, retry 2/3, circuit_open, breaker open, next retry in 300 s"]
+
+
+def test_smoke_with_redis_down_names_redis_not_the_worker(cli, http_stub, monkeypatch):
+    """With the broker unreachable no worker can answer: the cause is Redis, and the fix is not 'start the worker' (#24 item 6)."""
+    import base64
+
+    cid = str(uuid.uuid4())
+    http_stub.json(
+        "/health/ready",
+        {
+            "status": "degraded",
+            "components": {
+                "db": {"status": "up"},
+                "redis": {"status": "down", "error": "Connection refused"},
+                "celery": {"status": "down", "error": "no broker"},
+            },
+        },
+    )
+    http_stub.json(f"/api/v1/channel-connections/{cid}", {"id": cid, "platform_type": "airbnb", "status": "active"})
+
+    def part(obj: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
+
+    token = f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part({'sub': 'ops', 'aud': 'authenticated', 'exp': 4102444800})}.c2ln"
+    for name, value in {"PMS_API_URL": http_stub.url, "TOKEN": token, "CID": cid}.items():
+        monkeypatch.setenv(name, value)
+
+    result = cli("smoke", "--json", "--sync-type", "availability")
+
+    steps = {r["name"]: r for r in json.loads(result.stdout)["results"]}
+    assert result.exit_code == 1
+    assert "redis down (Connection refused): the broker is unreachable" in steps["trigger"]["summary"]
+    assert "bring Redis back (pmsops check redis)" in steps["trigger"]["summary"]
+    assert "start the worker" not in steps["trigger"]["summary"]

@@ -85,15 +85,23 @@ def _classname(context: str, command: str = "smoke") -> str:
 
 
 def worker_missing(health: Result) -> str | None:
-    """What health said about the worker when it said celery is down (None: not known to be down)."""
-    component = (health.details.get("components") or {}).get("celery") if isinstance(health.details, dict) else None
-    if not component or component.get("skipped"):
-        return None
+    """What health said about the worker when it said celery is down (None: not known to be down). Redis down comes
+    first: with the broker unreachable no worker can answer or take a task, whatever the workers do."""
+    components = (health.details.get("components") or {}) if isinstance(health.details, dict) else {}
     from pmsops.checks.health import UP
 
-    if str(component.get("status", "")).lower() in UP:
+    def down(name: str) -> dict | None:
+        component = components.get(name)
+        if not component or component.get("skipped") or str(component.get("status", "")).lower() in UP:
+            return None
+        return component
+
+    redis, celery = down("redis"), down("celery")
+    if redis is not None:
+        return "redis " + str(redis.get("status")) + (f" ({redis['error']})" if redis.get("error") else "") + ": the broker is unreachable"
+    if celery is None:
         return None
-    return "celery " + str(component.get("status")) + (f" ({component['error']})" if component.get("error") else "") + ", no worker answers"
+    return "celery " + str(celery.get("status")) + (f" ({celery['error']})" if celery.get("error") else "") + ", no worker answers"
 
 
 def run_smoke(
@@ -242,7 +250,9 @@ def _why_not(name: str, status: dict[str, Status], state: dict[str, Any], trigge
     if name == "trigger" and not trigger:
         return "not triggered (--no-trigger: read-only steps only)"
     if name == "trigger" and state.get("worker_missing"):
-        return f"not triggered: step 3 says {state['worker_missing']}; its logs would stay 'triggered' (start the worker, then re-run)"
+        missing = state["worker_missing"]
+        fix = "bring Redis back (pmsops check redis), then re-run" if missing.startswith("redis ") else "start the worker, then re-run"
+        return f"not triggered: step 3 says {missing}; its logs would stay 'triggered' ({fix})"
     return None
 
 

@@ -49,8 +49,9 @@ def _token_hint(status: int) -> str:
         return "Supabase Auth rate-limits token requests: wait a minute, or export TOKEN for repeated runs"
     if status >= 500:
         return (
-            f"Supabase Auth (GoTrue) behind SB_URL is down or failing (HTTP {status}): not your credentials; "
-            'check its container/status (curl -s "$SB_URL/auth/v1/health"), or export a still-valid TOKEN meanwhile'
+            f"the login failed on the auth side (HTTP {status}), not your credentials: Supabase Auth (GoTrue) keeps its users in "
+            "Supabase's PostgreSQL, so a database that is down fails every login (pmsops check db); otherwise GoTrue itself "
+            '(curl -s "$SB_URL/auth/v1/health"). Export a still-valid TOKEN meanwhile'
         )
     return "check SB_URL and ANON_KEY"
 
