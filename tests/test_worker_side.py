@@ -254,3 +254,16 @@ def test_worker_check_on_a_refused_dependency_says_it_is_not_listening_not_to_at
     network = report[f"network {down}"]
     assert network["status"] == "fail" and "connection refused" in network["summary"]
     assert "not running or not listening" in network["hint"] and "networks" not in network["hint"]
+
+
+def test_worker_check_under_the_default_name_points_at_the_worker_started_with_another(cli, started_worker, monkeypatch):
+    """The sandbox's worker is sandbox@<host>, not celery@<host>: say which workers the broker has and how to name one (#24 item 8)."""
+    for key, value in _worker_env(started_worker).items():
+        monkeypatch.setenv(key, value)
+
+    result = cli("worker-check", "--allow-root", "--timeout", "1", "--json")
+
+    ping = next(r for r in json.loads(result.stdout)["results"] if r["name"] == "ping")
+    assert result.exit_code == 1
+    assert "workers on this broker: started@pmsops-test" in ping["summary"]
+    assert ping["hint"] == "the worker has another name: pass it with -d started@pmsops-test"

@@ -193,7 +193,13 @@ def ping(url: str, timeout: float = 3.0, expect: int | None = None, destination:
         "broker_address": str(read_url(url, "kombu", "CELERY_BROKER_URL").address),
     }
     summary = f" in {got.waited_ms:.0f} ms: {', '.join(workers)}" if workers else f" within {timeout:g} s"
-    return _count_verdict(name, workers, expect if not destination else len(destination), summary, details, notes)
+    verdict = _count_verdict(name, workers, expect if not destination else len(destination), summary, details, notes)
+    others = sorted(set(got.bound_workers) - set(destination or ()) - set(workers)) if destination else []
+    if verdict.status == "fail" and others:
+        # the default name (celery@<this hostname>) is not the worker's: it was started with --hostname
+        verdict.summary += f" (workers on this broker: {', '.join(others)})"
+        verdict.hint = f"the worker has another name: pass it with -d {others[0]}"
+    return verdict
 
 
 def registered(
