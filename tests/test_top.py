@@ -161,3 +161,29 @@ def test_q_quits_at_once_while_a_refresh_waits_on_a_black_holed_database(outage,
         os.close(fd)
     assert code == 0
     assert took < 2.0, f"quitting took {took:.1f} s"
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [{"state": "open", "opened_at": "soon", "failures": "0"}, {"state": "closed", "failures": "lots"}, {"state": "\x1b[2Jbogus", "failures": "1"}],
+    ids=["opened-at-text", "failures-text", "unknown-state"],
+)
+def test_a_forged_breaker_hash_makes_its_row_unreadable_never_a_failed_refresh(cli, outage, forged):
+    """Broker data is outside data (#23 item 4): one corrupt field crashed top --once and --json with ValueError."""
+    from observe_stack import _redis
+
+    from pmsops.envfile import load_env_file
+
+    client = _redis(load_env_file(outage.env_file).values)
+    client.delete("pmsops:circuit:expedia")
+    client.hset("pmsops:circuit:expedia", mapping=forged)
+    try:
+        snap = cli("--env-file", outage.env_file, "top", "--json", "--broadcast-timeout", "0.5")
+        once = cli("--env-file", outage.env_file, "top", "--once", "--broadcast-timeout", "0.5", env={"COLUMNS": "160"})
+    finally:
+        client.delete("pmsops:circuit:expedia")
+
+    assert (snap.exit_code, once.exit_code) == (0, 0), snap.output + once.output
+    breakers = {p["platform"]: p["breaker"]["state"] for p in json.loads(snap.stdout)["platforms"]["items"]}
+    assert (breakers["expedia"], breakers["airbnb"]) == ("unreadable", "open")
+    assert "unreadable (corrupt breaker state in Redis)" in once.stdout and "\x1b[2J" not in once.stdout

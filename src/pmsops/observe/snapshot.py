@@ -467,11 +467,21 @@ class Collector:
             for account, (tokens, stamp) in data["buckets"]:
                 if account["platform"] != platform:
                     continue
-                left = float(limits.burst)
+                left: float | None = float(limits.burst)
                 if tokens is not None and stamp is not None:
-                    left = min(float(limits.burst), float(tokens) + max(0.0, now - float(stamp)) * limits.rate_per_second)
+                    tokens_n, stamp_n = _number(tokens), _number(stamp)  # broker data: a forged or corrupt field is unreadable, not a crash
+                    left = (
+                        None
+                        if tokens_n is None or stamp_n is None
+                        else min(float(limits.burst), tokens_n + max(0.0, now - stamp_n) * limits.rate_per_second)
+                    )
                 buckets.append(
-                    {"account": account["id"], "connection_status": account.get("status"), "tokens": round(left, 1), "burst": limits.burst}
+                    {
+                        "account": account["id"],
+                        "connection_status": account.get("status"),
+                        "tokens": round(left, 1) if left is not None else None,
+                        "burst": limits.burst,
+                    }
                 )
             items.append(
                 {
@@ -491,13 +501,29 @@ def _import_clients() -> None:
     import pmsops.checks.celery  # noqa: F401
 
 
+def _number(value: Any) -> float | None:
+    """A finite number from broker data, or None (text, inf, nan, bytes that are not a number)."""
+    import math
+
+    try:
+        number = float(value.decode() if isinstance(value, bytes) else value)
+    except (TypeError, ValueError, UnicodeDecodeError):
+        return None
+    return number if math.isfinite(number) else None
+
+
 def breaker_state(circuit: dict[str, str], open_seconds: float, now: float) -> dict[str, Any]:
-    """closed / open (half-open in N s) / half_open, as :data:`pmsops.sync.limits._ADMIT` decides it."""
+    """closed / open (half-open in N s) / half_open, as :data:`pmsops.sync.limits._ADMIT` decides it. A field the
+    script never writes (a forged or corrupt hash) makes the state ``unreadable``, never a failed refresh."""
     state = circuit.get("state") or "closed"
-    failures = int(float(circuit.get("failures") or 0))
-    out: dict[str, Any] = {"state": state, "failures": failures, "half_open_in_s": None, "opened_at": None}
+    failures = _number(circuit.get("failures") or 0)
+    if state not in ("closed", "open", "half_open") or failures is None:
+        return {"state": "unreadable", "failures": None, "half_open_in_s": None, "opened_at": None}
+    out: dict[str, Any] = {"state": state, "failures": int(failures), "half_open_in_s": None, "opened_at": None}
     if state == "open":
-        opened = float(circuit.get("opened_at") or 0)
+        opened = _number(circuit.get("opened_at") or 0)
+        if opened is None:
+            return {"state": "unreadable", "failures": int(failures), "half_open_in_s": None, "opened_at": None}
         out["opened_at"] = opened
         remaining = opened + open_seconds - now
         if remaining > 0:
@@ -506,7 +532,8 @@ def breaker_state(circuit: dict[str, str], open_seconds: float, now: float) -> d
             out["state"] = "half_open"  # the next admitted call turns it half-open
             out["half_open_in_s"] = 0.0
     elif state == "half_open":
-        out["successes"] = int(float(circuit.get("successes") or 0))
+        successes = _number(circuit.get("successes") or 0)
+        out["successes"] = int(successes) if successes is not None else None
     return out
 
 

@@ -41,9 +41,15 @@ def _ago(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _tokens(value: float | None) -> str:
+    return "unreadable" if value is None else f"{value:g}"
+
+
 def breaker_label(breaker: dict[str, Any]) -> str:
-    """closed / open — half-open in N s / half-open."""
+    """closed / open — half-open in N s / half-open / unreadable (a corrupt breaker hash)."""
     state = breaker.get("state", "closed")
+    if state == "unreadable":
+        return "unreadable (corrupt breaker state in Redis)"
     if state == "open":
         return f"open — half-open in {breaker.get('half_open_in_s') or 0:.0f} s"
     if state == "half_open":
@@ -189,7 +195,7 @@ def _platforms_panel(panel: dict[str, Any]):
     table.add_column("tokens left / account", overflow="fold")
     for p in panel["items"]:
         breaker = p["breaker"]
-        tokens = ", ".join(f"{b['account'][:8]} {b['tokens']:g}/{b['burst']}" for b in p["rate_limits"]) or "—"
+        tokens = ", ".join(f"{b['account'][:8]} {_tokens(b['tokens'])}/{b['burst']}" for b in p["rate_limits"]) or "—"
         table.add_row(p["platform"], Text(breaker_label(breaker), style=BREAKER_STYLE.get(breaker["state"])), tokens)
     parts: list[Any] = [table]
     if panel.get("rate_limit_error"):
