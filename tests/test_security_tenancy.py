@@ -531,3 +531,20 @@ def test_an_unexpected_error_is_a_generic_500_and_one_log_line_without_values(ca
     assert [r.getMessage() for r in records] == [f"GET /boom/{{item}} failed: RuntimeError (error id {body['error_id']})"]
     assert records[0].exc_info is None  # no traceback: it would quote the values
     assert "Hunter2" not in caplog.text and "value-xyz" not in caplog.text
+
+
+@pytest.mark.parametrize("exists", [True, False], ids=["existing-email", "unknown-email"])
+def test_a_login_does_the_same_password_work_whether_the_email_exists_or_not(monkeypatch, exists):
+    """The reference API's login time revealed which emails exist (scrypt only for existing ones, #23 item 8)."""
+    import hashlib
+
+    from pmsops.sandbox import auth
+
+    stored = auth.hash_password("the right one") if exists else None
+    auth.verify_login(None, "warm-up")  # the unknown-user hash is made once per process
+    calls = []
+    real = hashlib.scrypt
+    monkeypatch.setattr(hashlib, "scrypt", lambda *a, **k: calls.append(1) or real(*a, **k))
+
+    assert auth.verify_login(stored, "a wrong one") is False
+    assert len(calls) == 1

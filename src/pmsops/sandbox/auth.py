@@ -38,6 +38,18 @@ def check_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(expected, digest)
 
 
+_UNKNOWN_USER_HASH: list[str] = []
+
+
+def verify_login(stored_hash: str | None, password: str) -> bool:
+    """The password check of a login, with the same scrypt work whether the email exists or not (``stored_hash``
+    None): the answer's timing must not tell which emails have accounts."""
+    if not _UNKNOWN_USER_HASH:
+        _UNKNOWN_USER_HASH.append(hash_password("no such user", b"\0" * 16))
+    matches = check_password(password, stored_hash if stored_hash is not None else _UNKNOWN_USER_HASH[0])
+    return matches and stored_hash is not None
+
+
 def issue_token(
     secret: str, user_id: str, email: str, lifetime: int = TOKEN_LIFETIME, audience: str = AUDIENCE, extra: dict[str, Any] | None = None
 ) -> str:

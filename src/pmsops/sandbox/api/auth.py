@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from pmsops.sandbox.api.deps import SHORT_TEXT, env, with_db
-from pmsops.sandbox.auth import AuthFailure, check_password, issue_token, verify_token
+from pmsops.sandbox.auth import AuthFailure, issue_token, verify_login, verify_token
 
 router = APIRouter()
 
@@ -32,7 +32,7 @@ async def password_grant(
     if grant_type != "password":
         return JSONResponse(status_code=400, content={"error": "unsupported_grant_type", "error_description": "only grant_type=password"})
     row = await with_db(request, lambda c: c.fetchrow("SELECT id, email, password_hash FROM sandbox_users WHERE email = $1", grant.email))
-    if row is None or not check_password(grant.password, row["password_hash"]):
+    if not verify_login(row["password_hash"] if row is not None else None, grant.password):
         return JSONResponse(status_code=400, content={"error": "invalid_grant", "error_description": "Invalid login credentials"})
     token = issue_token(env("SUPABASE_JWT_SECRET"), str(row["id"]), row["email"])
     return JSONResponse(
