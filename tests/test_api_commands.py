@@ -255,3 +255,28 @@ def test_a_reverse_proxys_own_error_page_is_named_as_the_proxy_with_no_healthy_b
     assert "<" not in result.stderr  # no markup in the one-line error (#25 item 6)
     assert "no healthy backend container" in result.stderr  # not "Database or Redis down" (#25 item 5)
     assert "pmsops db check" not in result.stderr
+
+
+def test_the_runbooks_404_for_no_sync_logs_yet_is_an_empty_page_not_a_wrong_url(cli, http_stub, monkeypatch):
+    """The runbook reads a 404 from …/sync-logs as "no sync logs exist; the sync may not have completed yet" (#25 item 8)."""
+    cid = str(uuid.uuid4())
+    http_stub.json(f"/api/v1/channel-connections/{cid}/sync-logs", {"detail": "No sync logs found for this connection"}, status=404)
+    monkeypatch.setenv("PMS_API_URL", http_stub.url)
+    monkeypatch.setenv("TOKEN", "x.y.z")
+
+    result = cli("sync", "logs", cid)
+
+    assert result.exit_code == 0, result.output
+    assert "no sync logs for this connection" in result.stdout and "Wrong URL" not in result.output
+
+
+def test_a_404_that_names_the_connection_is_still_not_found(cli, http_stub, monkeypatch):
+    cid = str(uuid.uuid4())
+    http_stub.json(f"/api/v1/channel-connections/{cid}/sync-logs", {"detail": "Connection not found"}, status=404)
+    monkeypatch.setenv("PMS_API_URL", http_stub.url)
+    monkeypatch.setenv("TOKEN", "x.y.z")
+
+    result = cli("sync", "logs", cid)
+
+    assert result.exit_code == 1
+    assert "Connection not found" in result.stderr

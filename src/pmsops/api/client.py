@@ -103,11 +103,26 @@ class ApiClient:
         return self.request("POST", f"{API_PREFIX}/channel-connections/{connection_id}/sync", json={"sync_type": sync_type}).body
 
     def sync_logs(self, connection_id: str, limit: int = 20, offset: int = 0, **filters: Any) -> dict[str, Any]:
+        """A page of logs. A 404 that does not say the connection is missing is the runbook's "no sync logs exist for
+        this connection; the sync may not have completed yet": an empty page, not a wrong URL."""
         params = {"limit": limit, "offset": offset, **{k: v for k, v in filters.items() if v}}
-        body = self.request("GET", f"{API_PREFIX}/channel-connections/{connection_id}/sync-logs", params=params).body
+        try:
+            body = self.request("GET", f"{API_PREFIX}/channel-connections/{connection_id}/sync-logs", params=params).body
+        except ApiError as exc:
+            if exc.status == 404 and not _names_a_missing_connection(exc.body):
+                return {"logs": [], "not_found_as_empty": True}
+            raise
         if body is None:
             raise ApiError("sync-logs: empty body", hint="an empty body after a redirect: follow 307 redirects")
         return normalise_logs_page(body)
+
+
+def _names_a_missing_connection(body: Any) -> bool:
+    """The contract's 404 for an unknown connection: ``{"detail": "Connection not found"}`` (or a structured detail)."""
+    from pmsops.api.errors import detail_text
+
+    text = detail_text(body).lower()
+    return "connection" in text and "not found" in text
 
 
 def normalise_details(details: Any) -> dict[str, Any]:

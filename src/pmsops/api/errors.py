@@ -22,7 +22,7 @@ def _page_summary(text: str) -> str:
     return " ".join(text.split())[:200]
 
 
-def _detail_text(body: Any) -> str:
+def detail_text(body: Any) -> str:
     if isinstance(body, str):
         return _page_summary(body)
     if isinstance(body, dict):
@@ -46,7 +46,7 @@ class ApiError(DependencyError):
 
 
 def api_error(method: str, url: str, status: int, body: Any) -> ApiError:
-    detail = _detail_text(body)
+    detail = detail_text(body)
     hint = hint_for(status)
     if status == 401 and isinstance(detail, str):
         if "expired" in detail.lower():
