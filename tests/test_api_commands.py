@@ -280,3 +280,31 @@ def test_a_404_that_names_the_connection_is_still_not_found(cli, http_stub, monk
 
     assert result.exit_code == 1
     assert "Connection not found" in result.stderr
+
+
+def test_an_open_log_waiting_on_a_platform_error_shows_that_error_in_sync_logs(cli, http_stub, monkeypatch):
+    """A platform outage is visible while the operation is still open (#24 item 5): the error column was empty."""
+    cid = str(uuid.uuid4())
+    page = {
+        "logs": [
+            {
+                "id": str(uuid.uuid4()),
+                "operation_type": "availability_update",
+                "direction": "outbound",
+                "status": "running",
+                "created_at": "2026-12-07T10:00:00Z",
+                "updated_at": "2026-12-07T10:00:01Z",
+                "details": {"retry_count": 1, "error_type": "platform_error", "last_error": "airbnb unreachable: connection refused"},
+                "error": None,
+                "task_id": "t1",
+            }
+        ]
+    }
+    http_stub.json(f"/api/v1/channel-connections/{cid}/sync-logs", page)
+    monkeypatch.setenv("PMS_API_URL", http_stub.url)
+    monkeypatch.setenv("TOKEN", "x.y.z")
+
+    result = cli("sync", "logs", cid)
+
+    row = next(line for line in result.stdout.splitlines() if "availability_update  outbound" in line)
+    assert row.rstrip().endswith("waiting: airbnb unreachable: connection refused"), result.stdout

@@ -230,6 +230,16 @@ def final_verdict(name: str, found: list[dict[str, Any]], finished: bool, timeou
     return results.ok(name, f"all {len(found)} operation(s) succeeded", notes=notes, details=details)
 
 
+def _error_column(log: dict[str, Any], details: dict[str, Any]) -> str:
+    """A final log's error; for an open one waiting to retry, the error it waits on (``details.last_error``: a platform
+    outage is visible while the operation is still open, not only once it has failed)."""
+    if log.get("error"):
+        return str(log["error"])
+    if log.get("status") in OPEN and details.get("last_error"):
+        return f"waiting: {details['last_error']}"
+    return ""
+
+
 def log_table(logs: list[dict[str, Any]], now: datetime | None = None) -> list[str]:
     """The sync logs as table rows under a header: when (relative), operation, direction, status, retry, error."""
     now = now or datetime.now(timezone.utc)
@@ -237,10 +247,11 @@ def log_table(logs: list[dict[str, Any]], now: datetime | None = None) -> list[s
     for log in logs:
         created = parse_time(log.get("created_at"))
         when = f"{relative(now - created)} ago" if created else "?"
-        retry = (log.get("details") or {}).get("retry_count", 0) if isinstance(log.get("details"), dict) else 0
+        details = log.get("details") if isinstance(log.get("details"), dict) else {}
+        retry = details.get("retry_count", 0)
         rows.append(
             f"{when:<10} {str(log.get('operation_type', '?')):<20} {str(log.get('direction', '?')):<8} {str(log.get('status', '?')):<9} "
-            f"{retry!s:<6} {log.get('error') or ''}".rstrip()
+            f"{retry!s:<6} {_error_column(log, details)}".rstrip()
         )
     return rows
 
