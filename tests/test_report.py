@@ -313,3 +313,19 @@ def test_hints_for_a_worker_log_file_name_the_worker_container_never_the_file(ou
     hints = [r.get("hint") or "" for r in report["results"] if r["section"] == "worker-logs" and r["name"].startswith("worker.log")]
     assert any("pmsops host networks pms-worker-v2" in h for h in hints), hints
     assert not any("worker.log" in h for h in hints), hints
+
+
+def test_report_md_renders_data_inert_no_image_link_or_html_from_a_log_line(outage, tmp_path):
+    """report.md is made for tickets: a quoted log line must not become an image, a javascript: link or HTML (#23 item 7)."""
+    log = tmp_path / "worker.log"
+    log.write_text("[ERROR] Authentication required ![i](http://evil.invalid/t.png) <img src=x onerror=alert(1)> [x](javascript:alert(1))\n")
+    out = tmp_path / "out"
+    out.mkdir()
+
+    done = run_report(outage.env_file, out, "--worker-log", str(log), "--json")
+
+    with tarfile.open(json.loads(done.stdout)["path"]) as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith("report.md"))
+        markdown = tar.extractfile(member).read().decode()
+    assert "Authentication required" in markdown  # the finding is quoted …
+    assert "<img" not in markdown and "![i](" not in markdown and "](javascript:" not in markdown  # … inert

@@ -739,16 +739,24 @@ def _results_text(title: str, items: list[Result]) -> str:
     return redact("\n".join(lines) + "\n")
 
 
+_MD_PUNCTUATION = re.compile(r"([\\`*_\[\]()!#|~])")
+
+
 def _md_cell(text: str) -> str:
+    """Outside text as inert Markdown for a ticket: steering characters as visible escapes, HTML escaped (no <img>,
+    no autolink), Markdown punctuation backslash-escaped (no image, no [link](javascript:…), no emphasis), one line."""
+    import html
+
     from pmsops.visible import visible
 
-    return visible(redact(str(text)).replace("\n", " ")).replace("|", "\\|")
+    text = visible(redact(str(text)).replace("\n", " "))
+    return _MD_PUNCTUATION.sub(r"\\\1", html.escape(text, quote=False))
 
 
 def markdown(payload: dict[str, Any], sections: list[Section], evidence: dict[str, str]) -> str:
     """Summary first (to paste into a ticket), then every section's results, then the evidence list."""
     out = [
-        f"# pmsops report — {payload['context']} — {payload['generated_at']}",
+        f"# pmsops report — {_md_cell(payload['context'])} — {payload['generated_at']}",
         "",
         f"Overall: **{payload['status'].upper()}**, window: last {payload['since']}.",
         "",
