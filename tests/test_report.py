@@ -279,6 +279,19 @@ def test_scanning_a_clean_bundle_derives_no_fingerprint(monkeypatch):
     assert derived == [planted[2]]
 
 
+def _report_on_log(outage, tmp_path, log: Path) -> subprocess.CompletedProcess:
+    """``report --worker-log LOG --json`` into a fresh directory of its own."""
+    out = tmp_path / "out"
+    out.mkdir()
+    return run_report(outage.env_file, out, "--worker-log", str(log), "--json")
+
+
+def _bundle_text(done: subprocess.CompletedProcess, suffix: str = "") -> str:
+    """The text of the bundle's files whose names end with ``suffix`` (all of them by default)."""
+    with tarfile.open(json.loads(done.stdout)["path"]) as tar:
+        return "".join(tar.extractfile(m).read().decode(errors="replace") for m in tar.getmembers() if m.isfile() and m.name.endswith(suffix))
+
+
 def test_a_worker_log_swapped_for_a_symbolic_link_is_refused_and_its_target_never_reaches_the_bundle(outage, tmp_path):
     """A worker user swaps its log for a link to a file only root may read: the report names the link and excerpts nothing (#23 item 3)."""
     secret = tmp_path / "root-only.txt"
@@ -286,14 +299,10 @@ def test_a_worker_log_swapped_for_a_symbolic_link_is_refused_and_its_target_neve
     secret.chmod(0o600)
     log = tmp_path / "worker.log"
     log.symlink_to(secret)
-    out = tmp_path / "out"
-    out.mkdir()
 
-    done = run_report(outage.env_file, out, "--worker-log", str(log), "--json")
+    done = _report_on_log(outage, tmp_path, log)
 
-    [archive] = out.glob("*.tar.gz")
-    with tarfile.open(archive) as tar:
-        bundle = "".join(tar.extractfile(m).read().decode(errors="replace") for m in tar.getmembers() if m.isfile())
+    bundle = _bundle_text(done)
     assert "ROOT-ONLY-CONTENT-7f3a" not in bundle + done.stdout + done.stderr
     assert "is a symbolic link" in bundle
 
@@ -302,14 +311,10 @@ def test_hints_for_a_worker_log_file_name_the_worker_container_never_the_file(ou
     """A file is not a container (#24 item 6): no 'docker logs worker.log', no 'pmsops host networks worker.log'."""
     log = tmp_path / "worker.log"
     log.write_text("[ERROR] consumer: Cannot connect to redis://:**@coolify-redis:6379/0: Error 111 connecting. Connection refused.\n")
-    out = tmp_path / "out"
-    out.mkdir()
 
-    done = run_report(outage.env_file, out, "--worker-log", str(log), "--json")
+    done = _report_on_log(outage, tmp_path, log)
 
-    with tarfile.open(json.loads(done.stdout)["path"]) as tar:
-        member = next(m for m in tar.getmembers() if m.name.endswith("report.json"))
-        report = json.loads(tar.extractfile(member).read())
+    report = json.loads(_bundle_text(done, "report.json"))
     hints = [r.get("hint") or "" for r in report["results"] if r["section"] == "worker-logs" and r["name"].startswith("worker.log")]
     assert any("pmsops host networks pms-worker-v2" in h for h in hints), hints
     assert not any("worker.log" in h for h in hints), hints
@@ -319,13 +324,9 @@ def test_report_md_renders_data_inert_no_image_link_or_html_from_a_log_line(outa
     """report.md is made for tickets: a quoted log line must not become an image, a javascript: link or HTML (#23 item 7)."""
     log = tmp_path / "worker.log"
     log.write_text("[ERROR] Authentication required ![i](http://evil.invalid/t.png) <img src=x onerror=alert(1)> [x](javascript:alert(1))\n")
-    out = tmp_path / "out"
-    out.mkdir()
 
-    done = run_report(outage.env_file, out, "--worker-log", str(log), "--json")
+    done = _report_on_log(outage, tmp_path, log)
 
-    with tarfile.open(json.loads(done.stdout)["path"]) as tar:
-        member = next(m for m in tar.getmembers() if m.name.endswith("report.md"))
-        markdown = tar.extractfile(member).read().decode()
+    markdown = _bundle_text(done, "report.md")
     assert "Authentication required" in markdown  # the finding is quoted …
     assert "<img" not in markdown and "![i](" not in markdown and "](javascript:" not in markdown  # … inert
