@@ -27,9 +27,11 @@ test: lint
 test-full: test
 	$(PYTEST) -m slow $(PYTEST_ARGS)
 
-# make test on the newest versions pyproject.toml's ranges allow, in a venv of its own.
+# make test on the newest versions pyproject.toml's ranges allow, in a venv of its own, then one fault scenario
+# of each kind (marked latest) at 30 full syncs each.
 test-latest:
 	$(MAKE) --no-print-directory VENV=.venv-latest LATEST=1 PYTEST_ARGS="$(PYTEST_ARGS)" test
+	PMSOPS_FAULT_SYNCS=30 .venv-latest/bin/python -m pytest -q -n $(PYTEST_WORKERS) --no-loadscope-reorder -m "slow and latest" $(PYTEST_ARGS)
 
 # constraints.txt from a fresh venv on the newest versions the ranges allow (a deliberate upgrade).
 lock:

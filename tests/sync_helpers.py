@@ -187,6 +187,7 @@ class CountingProxy:
         self.lock = threading.Lock()
         self.fault: tuple[int, float | None] | None = None
         self.delay = 0.0  # seconds each forwarded call takes longer: keeps operations in flight
+        self.on_call: Any = None  # called with (record, client port) before a call is forwarded; True = drop the call
         self.calls: list[dict[str, Any]] = []
         upstream = urlsplit(upstream_url)
 
@@ -208,6 +209,12 @@ class CountingProxy:
                     "at": time.time(),
                     "account": self.path.split("/")[-2] if self.path.count("/") > 2 else None,
                 }
+                hook = proxy.on_call
+                if hook is not None and hook(record, self.client_address[1]):
+                    record.update(status=0, forwarded=False)  # the caller was made to die before its call went on
+                    with proxy.lock:
+                        proxy.calls.append(record)
+                    return
                 if fault is not None:
                     status, retry_after = fault
                     payload, headers = b'{"error":"injected"}', {"content-type": "application/json"}
@@ -278,6 +285,41 @@ class CountingProxy:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def pid_of_peer(port: int, server_port: int) -> int | None:
+    """The process holding the loopback TCP connection from ``port`` to ``server_port`` (from /proc: no fake)."""
+    import os
+
+    inode = None
+    with open("/proc/net/tcp") as table:
+        for line in table.read().splitlines()[1:]:
+            fields = line.split()
+            local, remote = fields[1].split(":"), fields[2].split(":")
+            if int(local[1], 16) == port and int(remote[1], 16) == server_port:
+                inode = fields[9]
+                break
+    if inode is None:
+        return None
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]":
+                    return int(pid)
+        except OSError:
+            continue
+    return None
+
+
+def settle_budget(stack: "FaultStack", syncs: int, after_fault: float = 120.0) -> float:
+    """Seconds to wait for every operation to end once the fault is over: two minutes, plus what the accounts'
+    rate limits need to drain the backlog (each connection is its own account; three calls per full sync)."""
+    from pmsops.sync.limits import limits_for
+
+    per_account = max(1, -(-syncs // max(1, len(stack.connections))))
+    drain = max(max(0.0, (3 * per_account - limits_for(c["platform"]).burst) / limits_for(c["platform"]).rate_per_second) for c in stack.connections)
+    print(f"settle window: {after_fault:g} s after the fault + {drain:.1f} s the rate limits need to drain the backlog")
+    return after_fault + drain
 
 
 def restart_redis(server, down_seconds: float = 2.0, keep_data: bool = True) -> None:
@@ -468,6 +510,8 @@ class FaultStack:
     connections: list[dict[str, Any]] = field(default_factory=list)
     workers: dict[str, Any] = field(default_factory=dict)
     output: dict[str, Any] = field(default_factory=dict)
+    specs: dict[str, tuple[str, int]] = field(default_factory=dict)
+    restarts: int = 0
 
     @property
     def broker(self) -> str:
@@ -476,6 +520,7 @@ class FaultStack:
     def start(self, name: str, pool: str, concurrency: int, **extra: str):
         from conftest import start_worker
 
+        self.specs[name] = (pool, concurrency)
         self.workers[name] = start_worker(
             self.broker, name, app="pmsops.sync.worker:celery_app", concurrency=concurrency, extra_env={**self.env, **extra}, pool=pool
         )
@@ -485,6 +530,30 @@ class FaultStack:
     def start_both(self) -> None:
         self.start(f"threads{self.db}@faults", "threads", 4)
         self.start(f"prefork{self.db}@faults", "prefork", 2)
+
+    def supervise(self):
+        """Restart any worker that dies, under its own name, as a container's restart policy would; returns the
+        stop function. The restarted worker is a new incarnation: its predecessor's leases lapse."""
+        import threading
+
+        stopping = threading.Event()
+
+        def loop() -> None:
+            while not stopping.wait(0.2):
+                for name, proc in list(self.workers.items()):
+                    if proc.poll() is not None and not stopping.is_set():
+                        pool, concurrency = self.specs[name]
+                        self.start(name, pool, concurrency)
+                        self.restarts += 1
+
+        thread = threading.Thread(target=loop, daemon=True)
+        thread.start()
+
+        def stop() -> None:
+            stopping.set()
+            thread.join(60)
+
+        return stop
 
     def stop_all(self) -> None:
         from conftest import stop_worker

@@ -59,3 +59,9 @@ def test_no_sync_module_reads_the_brokers_unacked_keys():
     ]  # the documented transport options (unacked_restore_interval, _throttle) are settings, not reads
 
     assert readers == []
+
+
+def test_the_unacked_key_names_named_in_the_transport_module_are_kombus():
+    from pmsops.sync.broker import UNACKED_INDEX_KEY, UNACKED_KEY
+
+    assert (kombu_redis.Channel.unacked_key, kombu_redis.Channel.unacked_index_key) == (UNACKED_KEY, UNACKED_INDEX_KEY)

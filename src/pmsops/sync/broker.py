@@ -98,3 +98,8 @@ class Transport(kombu_redis.Transport):
 
 
 TRANSPORT = f"{__name__}:Transport"
+
+UNACKED_KEY = "unacked"
+UNACKED_INDEX_KEY = "unacked_index"
+"""kombu's Redis ack emulation: the hash of delivered, unacknowledged messages and its index by delivery time
+(``Channel.unacked_key`` / ``unacked_index_key``). Named here only; the sync engine never reads them."""
