@@ -24,6 +24,8 @@ if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then need+=(python3-
 # a real Docker engine for the container tests (started privately by the tests, no registry needed)
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || need+=(busybox-static)
+# the exporter's tests: promtool checks and unit-tests the alert rules; a private prometheus scrapes the exporter
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 # jq: the CI gate the tests run on every --json output
 command -v jq >/dev/null 2>&1 || need+=(jq)
 if [ "${#need[@]}" -gt 0 ]; then

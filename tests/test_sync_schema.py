@@ -44,7 +44,7 @@ def test_concurrent_migrations_do_not_collide(scratch_db):
         t.start()
     for t in threads:
         t.join()
-    assert sorted(map(str, outcomes)) == sorted(["['0001_channel_manager', '0002_sync_leases']", "[]", "[]"])
+    assert sorted(map(str, outcomes)) == sorted(["['0001_channel_manager', '0002_sync_leases', '0003_finished_index']", "[]", "[]"])
 
 
 def test_db_check_passes_on_the_migrated_schema(cli, sync_db):

@@ -171,6 +171,13 @@ class Output:
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
 
+    def block(self, text: str) -> None:
+        """Write machine text (metrics, a rule file) to stdout as it is, but redacted and with no steering character."""
+        text = visible(redact(text))
+        runclock.STDOUT_USED = True
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        sys.stdout.flush()
+
     def json(self, payload: Any) -> None:
         text = json.dumps(visible_obj(redact_obj(payload)), ensure_ascii=False, indent=2, default=str) + "\n"
         runclock.STDOUT_USED = True  # only once the text exists: a payload that cannot be written still gets the error object

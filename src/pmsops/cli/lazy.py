@@ -80,6 +80,11 @@ CATALOG: dict[str, tuple[str, str | None, str]] = {
         "Incidents (runbook: Monitoring)",
         "Write pmsops-report-<context>-<UTC time>.tar.gz: report.md, report.json, report.html and the evidence, redacted and secret-scanned.",
     ),
+    "exporter": (
+        "observe",
+        "Incidents (runbook: Monitoring)",
+        "Serve the sync system as Prometheus metrics (what top shows, plus counters from the sync log); alert rules ship with it.",
+    ),
     "redis-url": (
         "offline",
         "Offline (runbook: Special Characters, Redis URL, HTTP Status Codes)",

@@ -12,6 +12,7 @@ from pmsops.cli.common import JSON_OPTION, finish, finite, output, settings, sta
 def register(app: typer.Typer) -> None:
     app.command("top", rich_help_panel="Incidents (runbook: Monitoring)")(top)
     app.command("report", rich_help_panel="Incidents (runbook: Monitoring)")(report)
+    app.command("exporter", rich_help_panel="Incidents (runbook: Monitoring)")(exporter)
 
 
 ONCE_WIDTH = 120
@@ -138,4 +139,45 @@ def report(
         out.line(f"  {item['status'].upper():<4} {item['name']}: {item['what']}  (since {item['since']}; runbook: {item['runbook']})")
     if not bundle.summary:
         out.line("  nothing is failing")
+    finish(0)
+
+
+def exporter(
+    listen: str = typer.Option("127.0.0.1:9808", "--listen", metavar="HOST:PORT", help="Where to serve /metrics (loopback by default)."),
+    cache: float = typer.Option(
+        5.0, "--cache", min=0.5, max=300, callback=finite, help="Seconds a refresh answers scrapes: any number of scrapers cost one."
+    ),
+    deadline: float = typer.Option(
+        5.0, "--deadline", min=1.0, max=60, callback=finite, help="Seconds a refresh may take; a source slower than its share is down."
+    ),
+    max_series: int = typer.Option(
+        2000, "--max-series", min=50, help="At most this many series (per-account and per-connection ones are cut first)."
+    ),
+    per_connection: bool = typer.Option(False, "--per-connection", help="Also the last success per connection (a series per connection)."),
+    expect_workers: Optional[int] = EXPECT_WORKERS_OPTION,
+    once: bool = typer.Option(False, "--once", help="Print one scrape's metrics and exit (what Prometheus would read)."),
+    print_rules: bool = typer.Option(False, "--print-rules", help="Print the shipped Prometheus alert rules (a rule file) and exit."),
+    print_dashboard: bool = typer.Option(False, "--print-dashboard", help="Print the shipped Grafana dashboard (JSON) and exit."),
+) -> None:
+    """Serve the sync system as Prometheus metrics (what top shows, plus counters from the sync log); alert rules ship with it."""
+    from pmsops.observe import exporter as exp
+
+    out = output(False)
+    if print_rules or print_dashboard:
+        out.block(exp.shipped_file("pmsops-rules.yml" if print_rules else "grafana-dashboard.json"))
+        finish(0)
+    host, port = exp.parse_listen(listen)
+    options = exp.options_from(
+        settings(), expect_workers=expect_workers, cache=cache, deadline=deadline, max_series=max_series, per_connection=per_connection
+    )
+    served = exp.SyncExporter(options)
+    try:
+        if once:
+            out.block(exp.render_once(served))
+            finish(0)
+        server = exp.listen_on(served, host, port)
+        out.line(f"serving http://{exp.url_host(host)}:{server.server_port}/metrics (a refresh every {cache:g} s at most, deadline {deadline:g} s)")
+        exp.wait_for_stop(server)
+    finally:
+        served.close()
     finish(0)

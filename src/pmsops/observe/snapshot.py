@@ -64,10 +64,31 @@ SELECT json_build_object(
       ORDER BY created_at LIMIT 2000) o),
   'accounts', (SELECT coalesce(json_agg(a), '[]'::json) FROM (
       SELECT id::text AS id, platform_type AS platform, status FROM channel_connections
-      WHERE deleted_at IS NULL ORDER BY platform_type, id LIMIT 500) a)
+      WHERE deleted_at IS NULL ORDER BY platform_type, id LIMIT 500) a),
+  'ended', CASE WHEN $4::float8 IS NOT NULL THEN (SELECT coalesce(json_agg(e ORDER BY e.at), '[]'::json) FROM (
+      SELECT l.id::text AS id, l.connection_id::text AS connection_id, COALESCE(l.details->>'platform', c.platform_type) AS platform,
+             l.operation_type AS type, l.status, extract(epoch FROM l.updated_at)::float8 AS at, l.details->>'error_type' AS error_type,
+             l.errors AS retries, l.resends, COALESCE((l.details->>'duplicate_deliveries')::int, 0) AS duplicate_deliveries,
+             COALESCE((l.details->>'duplicate_pushes')::int, 0) AS duplicate_pushes
+      FROM channel_sync_logs l LEFT JOIN channel_connections c ON c.id = l.connection_id
+      WHERE l.status = ANY(ARRAY['success', 'failed', 'cancelled']) AND l.updated_at > to_timestamp($4::float8)
+      ORDER BY l.updated_at LIMIT 20000) e) END,
+  'open_states', CASE WHEN $4::float8 IS NOT NULL THEN (SELECT coalesce(json_agg(o), '[]'::json) FROM (
+      SELECT CASE WHEN status = 'running' AND lease_owner IS NOT NULL THEN 'claimed'
+                  WHEN due_at > now() AND (errors > 0 OR waits > 0) THEN 'waiting' ELSE 'queued' END AS state,
+             width_bucket(extract(epoch FROM now() - created_at)::float8, ARRAY[60, 300, 900, 3600]::float8[]) AS age,
+             count(*) AS n, count(*) FILTER (WHERE due_at < now() - make_interval(secs => $5::float8)) AS overdue
+      FROM channel_sync_logs WHERE status = ANY(ARRAY['triggered', 'queued', 'running']) GROUP BY 1, 2) o) END,
+  'last_success', CASE WHEN $6::bool THEN (SELECT coalesce(json_agg(s), '[]'::json) FROM (
+      SELECT COALESCE(l.details->>'platform', c.platform_type) AS platform, l.connection_id::text AS connection_id,
+             extract(epoch FROM max(l.updated_at))::float8 AS at
+      FROM channel_sync_logs l LEFT JOIN channel_connections c ON c.id = l.connection_id
+      WHERE l.status = 'success' AND l.created_at > now() - interval '7 days' GROUP BY 1, 2) s) END
 )::text
 """
-"""The one statement per refresh. Every scan is bounded by the (status, created_at) index and a LIMIT."""
+"""The one statement per refresh. Every scan is bounded by an index and a LIMIT: (status, created_at) for top's
+parts; for the exporter's (``$4`` set), the finished-logs index from the last read on, the open logs' due index,
+and, once at its start (``$6``), the last week's successes."""
 
 
 @dataclass
@@ -85,6 +106,11 @@ class Options:
     window_seconds: float = 3600.0
     bucket_seconds: float = 60.0
     queues: list[str] = field(default_factory=list)
+    ended_since: float | None = None
+    """The exporter's: also read the logs that ended after this epoch, the open ones by state and age, and (with
+    ``seed_last_success``) each platform's last success of the past week. None (top, report): not read."""
+    overdue_after: float = 60.0
+    seed_last_success: bool = False
 
 
 @dataclass
@@ -237,7 +263,14 @@ class Collector:
         try:
             text = await asyncio.wait_for(
                 self._conn.fetchval(
-                    SYNC_QUERY, self.options.recent, float(self.options.window_seconds), float(self.options.bucket_seconds), timeout=timeout
+                    SYNC_QUERY,
+                    self.options.recent,
+                    float(self.options.window_seconds),
+                    float(self.options.bucket_seconds),
+                    self.options.ended_since,
+                    float(self.options.overdue_after),
+                    self.options.seed_last_success,
+                    timeout=timeout,
                 ),
                 timeout + 0.5,
             )
@@ -284,8 +317,23 @@ class Collector:
             "syncs": self._syncs(db_box),
             "platforms": self._platforms(broker_box, db_box),
         }
+        if opts.ended_since is not None:
+            snapshot["ledger"] = self._ledger(db_box)
         snapshot["cost"] = _cost(started, db_box, broker_box, stats_box, active_box)
         return snapshot
+
+    def _ledger(self, box: _Box | None) -> dict[str, Any]:
+        """The exporter's part of the statement: what ended since its last read, open operations by state and age."""
+        error = self._db_error(box)
+        if error:
+            return {"ended": [], "open_states": [], "last_success": None, "error": error}
+        data = box.value
+        return {
+            "ended": data.get("ended") or [],
+            "open_states": data.get("open_states") or [],
+            "last_success": data.get("last_success"),
+            "error": None,
+        }
 
     def _broker(self, db_box: _Box | None) -> dict[str, Any]:
         first = self._broker_round_one()
