@@ -18,6 +18,7 @@ demo: setup
 lint: setup
 	$(VENV)/bin/ruff format --check --quiet src tests bench || { echo "make test: code not formatted: run make format"; exit 1; }
 	$(VENV)/bin/ruff check --select E501 --quiet src tests bench || { echo "make test: lines over 150 characters (above)"; exit 1; }
+	@out=$$($(VENV)/bin/lint-imports --no-cache --no-logo 2>&1) || { echo "$$out"; echo "make test: an import breaks the layers (above; docs/architecture.md)"; exit 1; }
 
 # Every behaviour against the real parts, in <= 4 min on 2 cores: the tests not marked slow.
 test: lint

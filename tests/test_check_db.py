@@ -67,3 +67,65 @@ def test_unparseable_database_url_is_bad_input_without_password_fragments(cli):
     result = cli("check", "db", "--url", "postgresql://u:secr/et@db:5432/pms")
     assert result.exit_code == 2
     assert "password contains raw '/' (encode as %2F)" in result.stderr and "secr" not in result.stderr
+
+
+class SlowLink:
+    """A real TCP relay on loopback in front of PostgreSQL that holds every reply ``delay`` seconds: a slow but
+    healthy database (a distant region, a loaded pooler)."""
+
+    def __init__(self, upstream_port: int, delay: float) -> None:
+        import socket
+        import threading
+
+        self.delay, self.upstream_port = delay, upstream_port
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            threading.Thread(target=self._pump, args=(client, upstream, 0.0), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, self.delay), daemon=True).start()
+
+    @staticmethod
+    def _pump(source, target, delay: float) -> None:
+        try:
+            while chunk := source.recv(65536):
+                time.sleep(delay)  # the fault itself: every reply is this late
+                target.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            import socket
+
+            for end in (source, target):
+                try:
+                    end.shutdown(socket.SHUT_RDWR)  # a FIN now, and the other pump's recv wakes up
+                except OSError:
+                    pass
+                end.close()
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def test_a_slow_but_healthy_database_is_slow_not_black_holed(cli, postgres):
+    """#28: --timeout bounds each network call; a check of two connects (~1 s each here) and ~10 statements
+    (0.2 s each), every call well within 2 s, was cut at 2.5 s and called black-holed ("check abandoned")."""
+    from urllib.parse import urlsplit
+
+    real = urlsplit(postgres.url)
+    link = SlowLink(real.port, 0.2)
+    try:
+        result = cli("check", "db", "--url", postgres.url.replace(f":{real.port}/", f":{link.port}/"), "--timeout", "2")
+    finally:
+        link.close()
+    assert (result.exit_code, "abandoned" in result.stdout, "SELECT 1 in" in result.stdout) == (0, False, True), result.output

@@ -95,10 +95,10 @@ def test_report_names_its_bundle_after_the_active_context(config_home, two_deplo
     from pmsops.observe.report import context_name
 
     prod, _ = two_deployments
-    contexts.add("prod", str(prod))
+    contexts.add("prod", str(prod), os.environ)
+    chosen = contexts.select(None, None, os.environ)  # what the CLI's entry point resolves, then hands to the report
 
-    assert context_name() == "prod"
-    assert context_name("explicit") == "explicit"
+    assert (chosen.context, context_name(chosen.context), context_name("explicit"), context_name()) == ("prod", "prod", "explicit", "default")
 
 
 def test_a_pmsops_context_that_names_no_stored_context_never_runs_against_the_one_chosen_with_use(cli, config_home, two_deployments, monkeypatch):

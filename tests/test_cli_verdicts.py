@@ -340,7 +340,7 @@ def test_the_poller_stops_when_every_open_log_waits_for_a_retry_after_the_deadli
     import time
     from datetime import datetime, timezone
 
-    from pmsops.api.synclogs import final_verdict, wait_until_final
+    from pmsops.synclogs import final_verdict, wait_until_final
 
     now = datetime.now(timezone.utc).isoformat()
     log = {

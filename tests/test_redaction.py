@@ -208,12 +208,14 @@ def test_fingerprint_salt_is_random_per_invocation_so_no_lookup_table_applies(fi
     assert first.split()[0] == second.split()[0] == "len=8"
 
 
-def test_fingerprint_salt_from_the_environment_lets_two_machines_compare(fingerprint_settings, monkeypatch):
+def test_the_library_takes_its_salt_from_the_entry_point_never_from_the_environment(fingerprint_settings, monkeypatch):
+    # PMSOPS_FINGERPRINT_SALT reaches fingerprints through the CLI (test_compare_password_hash: "environment"); the
+    # library reads no environment (#28), so a process that did not configure it gets a random salt
     set_salt, _ = fingerprint_settings
     monkeypatch.setenv("PMSOPS_FINGERPRINT_SALT", "incident-0412")
     set_salt(None)
 
-    assert fingerprint("hunter22").endswith(" salt=incident-0412")
+    assert not fingerprint("hunter22").endswith(" salt=incident-0412")
 
 
 def test_revealed_fingerprint_is_the_runbooks_sha256_prefix(fingerprint_settings):

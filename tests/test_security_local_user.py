@@ -440,7 +440,7 @@ def test_redis_conf_that_never_ends_is_refused_at_once():
 def test_worker_check_expected_hash_of_a_fifo_fails_at_once_instead_of_hanging(tmp_path):
     import threading
 
-    from pmsops.worker.healthcheck import check_code
+    from pmsops.procedures.worker_check import check_code
 
     fifo = tmp_path / "sync_engine.py"
     os.mkfifo(fifo)

@@ -156,7 +156,7 @@ def test_the_stopped_worker_fails_health_in_junit_and_nothing_is_triggered(runs)
 
 def test_a_warning_step_is_visible_as_skipped_and_is_a_failure_with_strict():
     from pmsops import results
-    from pmsops.api.smoke import SmokeRun, junit_xml
+    from pmsops.procedures.smoke import SmokeRun, junit_xml
 
     run = SmokeRun(
         results=[results.ok("env", "loaded", label="1 load environment"), results.warn("health", "HTTP 200, status degraded", label="3 health")]
@@ -213,7 +213,7 @@ def test_junit_stays_well_formed_and_schema_valid_whatever_a_step_says():
     from hypothesis import strategies as st
 
     from pmsops import results
-    from pmsops.api.smoke import SmokeRun, junit_xml
+    from pmsops.procedures.smoke import SmokeRun, junit_xml
 
     schema = xmlschema.XMLSchema(str(SCHEMA))
     makers = [results.ok, results.warn, results.fail, results.skip]

@@ -305,3 +305,24 @@ def test_a_worker_frozen_past_its_lease_during_a_push_loses_the_operation_and_it
         1,
     )
     assert (counted["status"], counted["details"]["duplicate_pushes"], len(pushes())) == ("success", 1, 2)
+
+
+def test_retry_n_of_n_shows_the_workers_own_sync_max_retries_not_three(redis_server, sync_db, fake_platform):
+    """#28: "retry n/3" was shown whatever SYNC_MAX_RETRIES said. The worker records its limit in the log; readers show it."""
+    from pmsops.synclogs import describe_log
+
+    fake_platform.reset()
+    env = sync_worker_env(redis_server, 9, sync_db, fake_platform.url, SYNC_MAX_RETRIES="5")
+    ids = seed_connection(sync_db, platform="expedia")
+    worker = start_worker(env["CELERY_BROKER_URL"], "retries5@pmsops-test", app="pmsops.sync.worker:celery_app", concurrency=1, extra_env=env)
+    try:
+        fake_platform.fail_next(503, count=1, platform="expedia")
+        triggered = trigger(sync_db, env["CELERY_BROKER_URL"], ids["connection_id"], "availability")
+        [done] = wait_final(sync_db, triggered.task_ids, timeout=30)
+    finally:
+        stop_worker(worker)
+    assert (done["status"], done["details"]["max_retries"], describe_log(done)) == (
+        "success",
+        5,
+        "availability_update: success, retry 1/5, platform_error",
+    )

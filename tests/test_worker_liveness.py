@@ -79,7 +79,7 @@ def test_module_liveness_imports_only_the_beacon_reader(tmp_path):
     done = subprocess.run(
         [sys.executable, "-P", "-c", code], env=_env(WORKER_BEACON_FILE=str(tmp_path / "none")), capture_output=True, text=True, timeout=30
     )
-    assert done.stdout.strip().endswith("['pmsops.worker', 'pmsops.worker.alive', 'pmsops.worker.beacon']"), done.stdout + done.stderr
+    assert done.stdout.strip().endswith("['pmsops.beacon', 'pmsops.worker', 'pmsops.worker.alive']"), done.stdout + done.stderr
 
 
 def test_module_liveness_rejects_a_bad_max_age_with_exit_2(tmp_path):
@@ -160,7 +160,7 @@ def test_stop_signal_while_waiting_exits_at_once_with_one_line(refused_port, sig
 def test_a_second_worker_on_the_host_never_keeps_a_killed_ones_liveness_green(redis_server):
     """The default beacon is per user and node (#23 item 9): with one shared file, the sandbox's worker (or another
     deployment's) kept a dead worker's HEALTHCHECK green."""
-    from pmsops.worker.beacon import beacon_path
+    from pmsops.beacon import beacon_path
 
     broker = redis_server.url_for_db(7)
     env = {k: v for k, v in _worker_env("unused").items() if k != "WORKER_BEACON_FILE"}

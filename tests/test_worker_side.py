@@ -226,7 +226,7 @@ def test_worker_check_detects_stale_code(cli, tmp_path, monkeypatch):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="checks the root verdict")
 def test_worker_check_fails_as_root_without_allow_root():
-    from pmsops.worker.healthcheck import check_user
+    from pmsops.procedures.worker_check import check_user
 
     assert check_user().status == "fail"
     assert check_user(allow_root=True).status == "warn"

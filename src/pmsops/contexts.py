@@ -44,9 +44,8 @@ class Selection:
     source: str
 
 
-def config_dir(environ: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if environ is None else environ
-    base = env.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+def config_dir(environ: Mapping[str, str]) -> Path:
+    base = environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
     return Path(base) / "pmsops"
 
 
@@ -56,7 +55,7 @@ def check_name(name: str) -> str:
     return name
 
 
-def load(environ: Mapping[str, str] | None = None) -> Store:
+def load(environ: Mapping[str, str]) -> Store:
     """The stored contexts; an absent store is empty, a damaged one is bad input (exit 2)."""
     from pmsops.safefile import read_regular
 
@@ -76,7 +75,7 @@ def load(environ: Mapping[str, str] | None = None) -> Store:
     return Store(current if current in contexts else None, contexts)
 
 
-def save(store: Store, environ: Mapping[str, str] | None = None) -> Path:
+def save(store: Store, environ: Mapping[str, str]) -> Path:
     """Write the store: directory 0700 (created with its parents), file 0600, never through a link."""
     from pmsops.safefile import private_directory, write_text
 
@@ -87,13 +86,13 @@ def save(store: Store, environ: Mapping[str, str] | None = None) -> Path:
     return write_text(directory / STORE_NAME, json.dumps(payload, indent=2, sort_keys=True) + "\n", "context store")
 
 
-def add(name: str, env_file: str, use: bool = False, environ: Mapping[str, str] | None = None) -> Store:
+def add(name: str, env_file: str, environ: Mapping[str, str], use: bool = False) -> Store:
     """Remember ``env_file`` (absolute path, must be a readable regular file) as ``name``."""
     from pmsops.envfile import load_env_file
 
     check_name(name)
     path = os.path.abspath(os.path.expanduser(env_file))
-    load_env_file(path)  # bad or missing file: the one-line error now, not at 3 a.m.
+    load_env_file(path, base=environ)  # bad or missing file: the one-line error now, not at 3 a.m.
     store = load(environ)
     store.contexts[name] = {"env_file": path}
     if use or store.current is None:
@@ -102,7 +101,7 @@ def add(name: str, env_file: str, use: bool = False, environ: Mapping[str, str] 
     return store
 
 
-def use(name: str, environ: Mapping[str, str] | None = None) -> Store:
+def use(name: str, environ: Mapping[str, str]) -> Store:
     store = load(environ)
     if name not in store.contexts:
         raise UsageError(f"no context named {name!r}", hint=_known(store))
@@ -111,7 +110,7 @@ def use(name: str, environ: Mapping[str, str] | None = None) -> Store:
     return store
 
 
-def remove(name: str, environ: Mapping[str, str] | None = None) -> Store:
+def remove(name: str, environ: Mapping[str, str]) -> Store:
     store = load(environ)
     if name not in store.contexts:
         raise UsageError(f"no context named {name!r}", hint=_known(store))
@@ -128,9 +127,9 @@ def _known(store: Store) -> str:
     return "known contexts: " + ", ".join(sorted(store.contexts))
 
 
-def select(env_file: str | None, context: str | None, environ: Mapping[str, str] | None = None) -> Selection:
+def select(env_file: str | None, context: str | None, environ: Mapping[str, str]) -> Selection:
     """Which env file and context name this run uses (see the module docstring for the order)."""
-    env = os.environ if environ is None else environ
+    env = environ
     if env_file:
         return Selection(env_file, context, "--env-file")
     if context:

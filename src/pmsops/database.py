@@ -26,7 +26,9 @@ from __future__ import annotations
 import asyncio
 import json
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, TypeVar
+
+from pmsops.failures import classify as classify_network
 
 
 T = TypeVar("T")
@@ -69,6 +71,18 @@ async def connect(url: str, timeout: float, codecs: bool = False):
 
 STATEMENT_CACHE_DIRECT = 100
 """asyncpg's own statement cache: only when the operator says PostgreSQL is reached directly (DB_TRANSACTION_POOLER=false)."""
+
+
+def statement_cache_setting(env: Mapping[str, str]) -> tuple[int, str]:
+    """The asyncpg statement cache the sync workers use with this environment, and why: the workers' own rule
+    (:class:`pmsops.sync.config.SyncSettings` reads the same two variables the same strict way)."""
+    from pmsops.settings import parse_bool, parse_int
+
+    pooler = parse_bool(env, "DB_TRANSACTION_POOLER", True)
+    size = parse_int(env, "DB_STATEMENT_CACHE_SIZE", pooler_safe_statement_cache(pooler))
+    if (env.get("DB_STATEMENT_CACHE_SIZE") or "").strip():
+        return size, f"DB_STATEMENT_CACHE_SIZE={size}"
+    return size, ("the default (no prepared statements)" if pooler else f"DB_TRANSACTION_POOLER={env.get('DB_TRANSACTION_POOLER', '').strip()}")
 
 
 def pooler_safe_statement_cache(pooler: bool, configured: int | None = None) -> int:
@@ -193,10 +207,95 @@ def run_sync(url: str, fn: Callable[[Any], Awaitable[T]], timeout: float = 10.0)
     try:
         return asyncio.run(go())
     except DatabaseFailure as exc:
-        from pmsops.checks.db import _classify_db_error, read_database_url
         from pmsops.errors import DependencyError
-        from pmsops.urlread import mask_url
+        from pmsops.urlread import mask_url, read_url
 
-        host, port = read_database_url(url).address.endpoint
-        _, summary, hint = _classify_db_error(exc.__cause__ or exc, host, port or 5432, timeout)
+        host, port = read_url(url, "asyncpg", "DATABASE_URL").address.endpoint
+        _, summary, hint = describe_failure(exc.__cause__ or exc, host, port or 5432, timeout)
         raise DependencyError(f"{mask_url(url)}: {summary}", hint=hint) from exc
+
+
+# --- a failure as the runbook names it -----------------------------------------------------------
+
+HINTS = {
+    "auth": "the user or password in DATABASE_URL is wrong (URL-encode special characters in the password) or pg_hba.conf rejects this host",
+    "too-many": "the server's max_connections is exhausted: look for leaked connections (workers opening one per update), or use the pooler",
+    "no-database": "check the database name at the end of DATABASE_URL",
+    "timeout": "PostgreSQL is black-holed (wrong network, firewall) or overloaded",
+}
+
+
+def _ssl_failure(exc: BaseException) -> tuple[str, str, str] | None:
+    """(kind, summary, hint) when the connection failed over SSL on one side only, or an untrusted certificate."""
+    import ssl
+
+    text = str(exc)
+    lowered = text.lower()
+    if "no pg_hba.conf entry" in lowered and "no encryption" in lowered:
+        return (
+            "ssl-required",
+            f"the server accepts this user only over SSL (pg_hba.conf: hostssl) and the connection did not use SSL: {text.splitlines()[0]}",
+            (
+                "remove sslmode=disable (asyncpg's default, prefer, uses SSL when offered) or set sslmode=require; "
+                "sslmode=verify-full&sslrootcert=/path/to/ca.pem also verifies the server"
+            ),
+        )
+    if "no pg_hba.conf entry" in lowered and "ssl encryption" in lowered:
+        return (
+            "ssl-refused",
+            f"the server accepts this user only without SSL (pg_hba.conf: hostnossl): {text.splitlines()[0]}",
+            "use sslmode=disable or prefer, or change pg_hba.conf to host/hostssl",
+        )
+    if "rejected ssl upgrade" in lowered:
+        return (
+            "ssl-unavailable",
+            "the server does not offer SSL (ssl = off), and the URL demands it (sslmode=require/verify-ca/verify-full)",
+            (
+                "turn SSL on at the server (ssl = on with a certificate), or use sslmode=prefer (SSL when offered) or sslmode=disable on a private"
+                " network"
+            ),
+        )
+    if isinstance(exc, ssl.SSLCertVerificationError) or "certificate verify failed" in lowered:
+        why = (
+            "the host name in the URL is not in the certificate"
+            if "hostname" in lowered or "ip address mismatch" in lowered
+            else "not signed by the root certificate given"
+        )
+        return (
+            "ssl-untrusted",
+            f"the server certificate was not accepted ({why})",
+            (
+                "sslrootcert must be the CA that signed the server certificate; with verify-full the URL's host must be one of the certificate's"
+                " names (sslmode=verify-ca checks the CA only)"
+            ),
+        )
+    return None
+
+
+def describe_failure(exc: BaseException, host, port, timeout: float) -> tuple[str, str, str]:
+    """The failure named by :func:`pmsops.database.classify`, with the runbook's hint; SSL and pg_hba.conf causes first
+    (the driver reports both as an authorization error, which is not a wrong password)."""
+    import asyncpg
+
+    ssl_named = _ssl_failure(exc)
+    if ssl_named:
+        return ssl_named
+    if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError) and "no pg_hba.conf entry" in str(exc).lower():
+        return (
+            "hba",
+            f"rejected by pg_hba.conf: {exc}",
+            "pg_hba.conf on the server has no line for this host, user and database (the password was not even asked for)",
+        )
+    named = classify(exc)
+    if named is not None and named.kind in ("auth", "too-many", "no-database"):
+        return named.kind, named.message, HINTS[named.kind]
+    if named is not None and named.kind == "timeout":
+        return "timeout", f"no answer from {host}:{port} within {timeout:g} s", HINTS["timeout"]
+    failure = classify_network(exc, host, port, timeout, "PostgreSQL")
+    hint = failure.hint
+    if failure.kind == "dns":
+        hint = (
+            f"cannot resolve {host!r}: the worker/backend is not on the Supabase network (docker network connect <supabase-network> <container>;"
+            " docker restart <container>)"
+        )
+    return failure.kind, failure.summary, hint

@@ -121,4 +121,4 @@ def load_env_file(path: str | os.PathLike[str], base: Mapping[str, str] | None =
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise UsageError(f"env file is not UTF-8 text: {file}") from None
-    return parse_env_text(text, str(file), base if base is not None else os.environ)
+    return parse_env_text(text, str(file), base if base is not None else {})

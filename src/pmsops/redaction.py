@@ -54,6 +54,8 @@ import threading
 from typing import Any, Callable
 from urllib.parse import quote, quote_plus
 
+from pmsops.urlparts import _PASSWORD_ONLY_SCHEMES, _plausible_user, split_raw
+
 MASK = "***"
 MIN_SECRET_LENGTH = 4
 """Registered values at least this long are masked wherever they occur, even inside
@@ -467,21 +469,19 @@ def set_fingerprint_salt(salt: str | None) -> None:
 
 
 def set_reveal_fingerprint(reveal: bool | None) -> None:
-    """Show the runbook's unsalted SHA-256 prefix instead of the salted fingerprint (``None``: as ``PMSOPS_REVEAL_FINGERPRINT`` says)."""
+    """Show the runbook's unsalted SHA-256 prefix instead of the salted fingerprint (the entry point sets it:
+    ``--reveal-fingerprint``, ``PMSOPS_REVEAL_FINGERPRINT``)."""
     _FINGERPRINT_STATE["reveal"] = reveal
 
 
 def fingerprint_salt() -> str:
-    """This process's salt: set explicitly, else ``PMSOPS_FINGERPRINT_SALT``, else random (once per invocation)."""
-    if _FINGERPRINT_STATE["salt"] is None:
-        from_env = os.environ.get(SALT_ENV, "").strip()
-        set_fingerprint_salt(from_env or _random.token_hex(4))
+    """This process's salt: as the entry point set it (``--fingerprint-salt``, ``PMSOPS_FINGERPRINT_SALT``), else random (once per run)."""
+    if _FINGERPRINT_STATE["salt"] is None:  # the entry point sets it (--fingerprint-salt, PMSOPS_FINGERPRINT_SALT)
+        set_fingerprint_salt(_random.token_hex(4))
     return _FINGERPRINT_STATE["salt"]
 
 
 def reveal_fingerprints() -> bool:
-    if _FINGERPRINT_STATE["reveal"] is None:
-        return os.environ.get(REVEAL_ENV, "").strip().lower() in ("1", "true", "yes")
     return bool(_FINGERPRINT_STATE["reveal"])
 
 
@@ -589,9 +589,7 @@ class Secret:
 
 
 def _mask_userinfo(match: re.Match[str]) -> str:
-    """``scheme://userinfo@`` masked by the one masker, :func:`pmsops.urlread.mask_url`."""
-    from pmsops.urlread import mask_url
-
+    """``scheme://userinfo@`` masked by the one masker, :func:`mask_url`."""
     if not match.group("userinfo"):
         return match.group(0)
     return mask_url(match.group(0))
@@ -729,3 +727,23 @@ def redact_logging(logger: logging.Logger | None = None) -> None:
     for handler in target.handlers:
         if not isinstance(handler.formatter, RedactingFormatter):
             handler.setFormatter(RedactingFormatter(handler.formatter))
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password masked (``redis://ops:***@host:6379/0``); the user name is kept.
+
+    The user name is dropped when it holds characters no user name has (then it is a
+    piece of a raw password). A Redis URL whose only userinfo has no ``:`` is masked
+    whole: that "user" is almost always a password without its colon.
+    """
+    raw = split_raw(url)
+    if raw is None:
+        return redact(url)
+    if raw.userinfo is None:
+        return redact(url.strip())  # still masks ?password=… and registered secrets
+    if raw.password is None:
+        if raw.scheme.lower().startswith(_PASSWORD_ONLY_SCHEMES) or not _plausible_user(raw.userinfo):
+            return f"{raw.scheme}://{MASK}@{redact(raw.hostpart)}"
+        return f"{raw.scheme}://{redact(raw.userinfo)}@{redact(raw.hostpart)}"
+    user = raw.user if raw.user and _plausible_user(raw.user) else ""
+    return f"{raw.scheme}://{redact(user)}:{MASK}@{redact(raw.hostpart)}"

@@ -26,7 +26,6 @@ escapes removed, other control characters written visibly as ``\\xNN``.
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 import time
@@ -83,7 +82,7 @@ class Output:
 
     def __init__(self, json_mode: bool = False, no_color: bool = False, quiet: bool = False, context: str | None = None) -> None:
         self.json_mode = json_mode
-        self.no_color = no_color or bool(os.environ.get("NO_COLOR"))
+        self.no_color = no_color  # NO_COLOR is read where the run starts (pmsops.cli.main)
         self.quiet = quiet
         """``--quiet``: nothing on stdout, the exit code says it all (errors still go to stderr)."""
         self.context = context

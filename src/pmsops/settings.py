@@ -13,6 +13,7 @@ parser might produce, so no output can show them.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -139,17 +140,52 @@ class Settings:
         value = self.get(name)
         return Secret(value) if value is not None else None
 
-    def flag(self, name: str, default: bool) -> bool:
-        value = self.get(name)
-        if value is None:
-            return default
-        return value.strip().lower() in ("1", "true", "yes", "on")
 
-    def number(self, name: str, default: float) -> float:
-        value = self.get(name)
-        if value is None:
-            return default
-        try:
-            return float(value)
-        except ValueError:
-            raise UsageError(f"{name} must be a number, got {value!r}") from None
+# --- typed values: one parser per type, for every setting -------------------------------------------
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+class ConfigError(UsageError):
+    """A setting has a value we cannot use (exit 2)."""
+
+
+def _text(env: Mapping[str, str], name: str) -> str:
+    return (env.get(name) or "").strip()
+
+
+def parse_float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    value = _text(env, name)
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number) or number < minimum:
+        raise ConfigError(f"{name} must be a finite number ≥ {minimum:g}, got {value!r}")
+    return number
+
+
+def parse_int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    value = _text(env, name)
+    if not value:
+        return default
+    if not value.lstrip("-").isdigit():
+        raise ConfigError(f"{name} must be a whole number, got {value!r}")
+    number = int(value)
+    if number < minimum:
+        raise ConfigError(f"{name} must be ≥ {minimum}, got {value!r}")
+    return number
+
+
+def parse_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """true/false, yes/no, on/off, 1/0 (any case); empty means the default; anything else is an error."""
+    value = _text(env, name).lower()
+    if not value:
+        return default
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {value!r}")

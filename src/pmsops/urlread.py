@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, unquote
 
 from pmsops.errors import UsageError
+from pmsops.redaction import mask_url  # noqa: F401 - the one masker, re-exported beside the reader
+from pmsops.urlparts import _PASSWORD_ONLY_SCHEMES, MASK, SCHEME, RawUrl, _plausible_user, split_raw  # noqa: F401 - the author's split
 
-MASK = "***"
-SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 
 CLIENTS = {
     "redis-py": "redis-py",
@@ -74,85 +74,12 @@ _RAW_DANGEROUS = {
     "\r": "%0D",
 }
 _CHAR_NAMES = {" ": "space", "\t": "tab", "\n": "line break", "\r": "carriage return"}
-_NOT_IN_USER_NAMES = set("/?#[]@ \t\r\n\\;,")
-_PASSWORD_ONLY_SCHEMES = ("redis", "unix", "amqp", "socket")
-"""Schemes whose colon-less userinfo is almost always a password without its ':' (Redis has no user by default)."""
 MIN_FRAGMENT_LENGTH = 4
 """Pieces of a password shorter than this are not registered (the whole password always is)."""
 _CUTS_USERINFO = "/?#[]@;\t\r\n"
 """Raw characters that make at least one client's parser cut the userinfo short (urlsplit, asyncpg's '@', kombu's ';')."""
 _MAX_BOUNDARIES = 24
 """Above this many cut points, register runs between delimiters (not every span): bounded work."""
-
-
-# --- the author's split: the one place that hand-parses a URL ---------------------------------
-
-
-@dataclass(frozen=True)
-class RawUrl:
-    """A URL as its author meant it: the userinfo runs to the *last* ``@``; nothing decoded."""
-
-    scheme: str
-    userinfo: str | None
-    user: str | None
-    password: str | None
-    hostpart: str
-    """Everything after the userinfo: ``host:port/db?query``."""
-
-    @property
-    def hostport(self) -> str:
-        return re.split(r"[/?#]", self.hostpart, maxsplit=1)[0]
-
-    @property
-    def host(self) -> str:
-        """The host as written (no port, IPv6 brackets removed); '' when there is none."""
-        hostport = self.hostport
-        if hostport.startswith("["):
-            end = hostport.find("]")
-            return hostport[1:end] if end > 0 else hostport
-        return hostport.rsplit(":", 1)[0] if hostport.count(":") == 1 else hostport
-
-
-def split_raw(url: str) -> RawUrl | None:
-    """The author's split of ``url``; ``None`` when it has no ``scheme://``."""
-    text = url.strip()
-    match = SCHEME.match(text)
-    if not match:
-        return None
-    rest = text[match.end() :]
-    userinfo = user = password = None
-    if "@" in rest:
-        userinfo, rest = rest.rsplit("@", 1)
-        user, colon, after = userinfo.partition(":")
-        password = after if colon else None
-    return RawUrl(match.group(1), userinfo, user, password, rest)
-
-
-def _plausible_user(user: str) -> bool:
-    """A user name has none of the characters that mark a piece of a raw password."""
-    return bool(user) and not any(c in _NOT_IN_USER_NAMES or ord(c) < 32 for c in user)
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password masked (``redis://ops:***@host:6379/0``); the user name is kept.
-
-    The user name is dropped when it holds characters no user name has (then it is a
-    piece of a raw password). A Redis URL whose only userinfo has no ``:`` is masked
-    whole: that "user" is almost always a password without its colon.
-    """
-    from pmsops.redaction import redact
-
-    raw = split_raw(url)
-    if raw is None:
-        return redact(url)
-    if raw.userinfo is None:
-        return redact(url.strip())  # still masks ?password=… and registered secrets
-    if raw.password is None:
-        if raw.scheme.lower().startswith(_PASSWORD_ONLY_SCHEMES) or not _plausible_user(raw.userinfo):
-            return f"{raw.scheme}://{MASK}@{redact(raw.hostpart)}"
-        return f"{raw.scheme}://{redact(raw.userinfo)}@{redact(raw.hostpart)}"
-    user = raw.user if raw.user and _plausible_user(raw.user) else ""
-    return f"{raw.scheme}://{redact(user)}:{MASK}@{redact(raw.hostpart)}"
 
 
 # --- secrets: every piece of the password as any parser could cut it -------------------------
@@ -321,7 +248,7 @@ def _misread_error(name: str, client: str, raw: RawUrl, problem: str) -> UsageEr
     return UsageError(f"{message} ({how})")
 
 
-def _map_parser_error(exc: BaseException, client: str) -> str:
+def parser_error_text(exc: BaseException, client: str) -> str:
     """A parser's exception as a named, fragment-free phrase (its own text quotes pieces of the URL)."""
     text = str(exc)
     lowered = text.lower()
@@ -418,8 +345,8 @@ def read_url(url: str, client: str, name: str = "URL") -> Reading:
         raise
     except Exception as exc:  # noqa: BLE001 - every parser failure becomes one named line
         if raw.userinfo is not None and _dangerous_in(raw.userinfo, client):
-            raise _misread_error(name, client, raw, _map_parser_error(exc, client)) from None
-        raise UsageError(f"{name}: {CLIENTS[client]} {_map_parser_error(exc, client)}") from None
+            raise _misread_error(name, client, raw, parser_error_text(exc, client)) from None
+        raise UsageError(f"{name}: {CLIENTS[client]} {parser_error_text(exc, client)}") from None
     if raw.userinfo is not None:
         _check_userinfo(name, client, raw, reading)
     reading.raw = raw
@@ -459,10 +386,10 @@ def redis_py_model_applies(url: str) -> bool:
 
 def redis_py_connection_model(url: str) -> RedisPyConnection:
     """redis-py's ``ConnectionPool.from_url(url)`` and the connection it builds, without importing
-    redis-py (~0.1-0.2 s of start-up): :func:`pmsops.urls.redis_py_rules` (``parse_url``), then the
+    redis-py (~0.1-0.2 s of start-up): :func:`pmsops.clientmodels.redis_py_rules` (``parse_url``), then the
     connection's defaults (``localhost``, 6379, db 0) and ``SSLConnection`` for ``rediss://``.
     Only inside :func:`redis_py_model_applies`; raises ``ValueError`` as ``parse_url`` does."""
-    from pmsops.urls import redis_py_rules
+    from pmsops.clientmodels import redis_py_rules
 
     if not redis_py_model_applies(url):
         raise ValueError("the redis-py model reads only redis:// and rediss:// URLs without a query")

@@ -28,7 +28,8 @@ from urllib.parse import quote, unquote
 
 from pmsops.errors import UsageError
 from pmsops.redaction import fingerprint
-from pmsops.urlread import Finding, _map_parser_error, host_of, mask_url, split_raw  # noqa: F401 - re-exported: one masker, one reader
+from pmsops.clientmodels import kombu_rules, redis_py_rules  # noqa: F401 - re-exported: the parsers' models
+from pmsops.urlread import Finding, host_of, mask_url, parser_error_text, split_raw  # noqa: F401 - re-exported: one masker, one reader
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 SOCKET_SCHEMES = ("redis+socket", "socket")
@@ -68,7 +69,7 @@ def build_redis_url(password: str, host: str, port: int = DEFAULT_PORT, db: int 
 
 def _sanitise_parser_error(exc: Exception) -> str:
     """Parser errors quote fragments of the password ("… as 'abc'"): never shown, only named."""
-    return _map_parser_error(exc, "redis-py")
+    return parser_error_text(exc, "redis-py")
 
 
 def parse_with_redis_py(url: str) -> dict:
@@ -260,6 +261,24 @@ def lint_redis_url(url: str, name: str = "URL") -> UrlReport:
     Raises :class:`UsageError` when the text is not a Redis URL at all.
     """
     report = UrlReport(name, url)
+    _check_whitespace(report, url)
+    intended = split_intended(url)
+    report.intended = intended
+    socket_url = intended.scheme in ("unix",) + SOCKET_SCHEMES
+    _check_scheme(report, intended, name, socket_url)
+    _check_userinfo(report, intended)
+    if not socket_url:
+        _check_address(report, intended)
+    if socket_url and intended.scheme != "unix":
+        _compare_with_kombu_only(report)
+    else:
+        _compare_with_parsers(report)
+    if intended.password and (report.errors or any(f.code in ("raw-special", "non-ascii", "raw-percent") for f in report.findings)):
+        _suggest_encoding(report, intended, socket_url)
+    return report
+
+
+def _check_whitespace(report: UrlReport, url: str) -> None:
     if url != url.lstrip():
         report.add(
             "error",
@@ -273,9 +292,9 @@ def lint_redis_url(url: str, name: str = "URL") -> UrlReport:
             "trailing-whitespace",
             "whitespace after the URL (a copy-paste artefact): parsers drop a trailing newline, but a trailing space ends up in the db, port or host",
         )
-    intended = split_intended(url)
-    report.intended = intended
-    socket_url = intended.scheme in ("unix",) + SOCKET_SCHEMES
+
+
+def _check_scheme(report: UrlReport, intended: IntendedUrl, name: str, socket_url: bool) -> None:
     if intended.scheme == "unix":
         report.add("note", "unix", "unix socket URL: host and port checks do not apply")
         _check_unix_role(report, name)
@@ -287,8 +306,10 @@ def lint_redis_url(url: str, name: str = "URL") -> UrlReport:
         )
     if intended.scheme == "rediss":
         _check_tls_options(report, intended, name)
-    password = intended.password
 
+
+def _check_userinfo(report: UrlReport, intended: IntendedUrl) -> None:
+    password = intended.password
     if intended.username is not None and password is None:
         report.add(
             "error",
@@ -308,37 +329,37 @@ def lint_redis_url(url: str, name: str = "URL") -> UrlReport:
         else:
             _check_password_characters(report, password)
 
-    if not socket_url:
-        if not intended.host:
-            report.add(
-                "warning",
-                "no-host",
-                "no host in the URL: redis-py and kombu fall back to localhost:6379 (write redis://:<PASSWORD>@<HOST>:<PORT>/<DB>)",
-            )
-        if intended.port is not None and not (0 < intended.port < 65536):
-            report.add("error", "bad-port", "port is not a number between 1 and 65535")
-        if intended.db is not None and not _is_number(intended.db):
-            report.add("error", "bad-db", "database must be a number (redis://…:6379/0): redis-py ignores the path and uses database 0")
-        if intended.db is None and not re.search(r"(^|&)db=", intended.query):
-            report.add("note", "default-db", "no /DB given: database 0 is used")
 
-    if socket_url and intended.scheme != "unix":
-        _compare_with_kombu_only(report)
-    else:
-        _compare_with_parsers(report)
-    if password and (report.errors or any(f.code in ("raw-special", "non-ascii", "raw-percent") for f in report.findings)):
-        literal = password if not (_ESCAPE.search(password) and not report.warnings) else unquote(password)
-        port_ok = 0 < intended.effective_port < 65536
-        db_ok = not intended.db or _is_number(intended.db)
-        db = int(intended.db) if intended.db and _is_number(intended.db) else 0
-        host = f"[{intended.host}]" if ":" in intended.host else (intended.host or "HOST")
-        report.encodings = encodings_of(literal)
-        port_text = str(intended.effective_port) if port_ok else "PORT"  # never "correct" 99999 to 6379: only the author knows
-        db_text = str(db) if db_ok else "DB"
-        report.encode_command = f"pmsops encode-redis-password --host {host if not socket_url else 'HOST'} --port {port_text} --db {db_text}"
-        if port_ok and db_ok:
-            report.corrected = build_redis_url(literal, host, intended.effective_port, db, intended.scheme if not socket_url else "redis")
-    return report
+def _check_address(report: UrlReport, intended: IntendedUrl) -> None:
+    if not intended.host:
+        report.add(
+            "warning",
+            "no-host",
+            "no host in the URL: redis-py and kombu fall back to localhost:6379 (write redis://:<PASSWORD>@<HOST>:<PORT>/<DB>)",
+        )
+    if intended.port is not None and not (0 < intended.port < 65536):
+        report.add("error", "bad-port", "port is not a number between 1 and 65535")
+    if intended.db is not None and not _is_number(intended.db):
+        report.add("error", "bad-db", "database must be a number (redis://…:6379/0): redis-py ignores the path and uses database 0")
+    if intended.db is None and not re.search(r"(^|&)db=", intended.query):
+        report.add("note", "default-db", "no /DB given: database 0 is used")
+
+
+def _suggest_encoding(report: UrlReport, intended: IntendedUrl, socket_url: bool) -> None:
+    """The password's encodings, the command that writes the URL, and the corrected URL where only the author's
+    port and db are known to be right (never "correct" 99999 to 6379: only the author knows)."""
+    password = intended.password or ""
+    literal = password if not (_ESCAPE.search(password) and not report.warnings) else unquote(password)
+    port_ok = 0 < intended.effective_port < 65536
+    db_ok = not intended.db or _is_number(intended.db)
+    db = int(intended.db) if intended.db and _is_number(intended.db) else 0
+    host = f"[{intended.host}]" if ":" in intended.host else (intended.host or "HOST")
+    report.encodings = encodings_of(literal)
+    port_text = str(intended.effective_port) if port_ok else "PORT"
+    db_text = str(db) if db_ok else "DB"
+    report.encode_command = f"pmsops encode-redis-password --host {host if not socket_url else 'HOST'} --port {port_text} --db {db_text}"
+    if port_ok and db_ok:
+        report.corrected = build_redis_url(literal, host, intended.effective_port, db, intended.scheme if not socket_url else "redis")
 
 
 _CERT_REQS_LOWER = ("required", "optional", "none")
@@ -551,66 +572,6 @@ class RoundTrip:
     parser: str
     ok: bool
     problem: str | None = None
-
-
-def redis_py_rules(url: str) -> dict:
-    """redis-py's ``parse_url`` for a URL without a query, without importing redis-py: its
-    scheme check, ``urlparse``, ``unquote`` of user name, password, host and path, the port
-    cast and the db from the path, as redis-py 8.2 does them (``connection_class`` left out):
-    the scheme compared case-insensitively and any port given, ``0`` included, kept (8.1 and
-    earlier compared schemes case-sensitively and dropped port 0; ``pyproject.toml`` requires 8.2).
-
-    Importing redis-py and kombu costs ~0.1-0.2 s, more than the rest of an offline
-    command. A query brings in redis-py's per-argument parsers: :func:`parse_redis_url`
-    hands such URLs to the library. ``tests/test_url_parser_rules.py`` pins this (and
-    :func:`kombu_rules`) to the installed libraries on arbitrary URLs and passwords."""
-    from urllib.parse import urlparse
-
-    if not url.lower().startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError("Redis URL must specify one of the following schemes (redis://, rediss://, unix://)")
-    if "?" in url:
-        raise ValueError("redis_py_rules reads URLs without a query")
-    parts = urlparse(url)
-    found: dict = {}
-    if parts.username:
-        found["username"] = unquote(parts.username)
-    if parts.password:
-        found["password"] = unquote(parts.password)
-    if parts.scheme == "unix":
-        if parts.path:
-            found["path"] = unquote(parts.path)
-        return found
-    if parts.hostname:
-        found["host"] = unquote(parts.hostname)
-    if parts.port is not None:
-        found["port"] = int(parts.port)
-    if parts.path:
-        try:
-            found["db"] = int(unquote(parts.path).replace("/", ""))
-        except (AttributeError, ValueError):
-            pass
-    return found
-
-
-def kombu_rules(url: str) -> dict:
-    """:func:`parse_with_kombu` without importing kombu: ``url_to_parts`` of the first URL of a
-    failover list (``urlparse`` with HTTP semantics, ``unquote``); see :func:`redis_py_rules`."""
-    from urllib.parse import urlparse
-
-    pieces = url.split(";")
-    first = pieces[0]
-    scheme = urlparse(first).scheme
-    parts = urlparse("http://" + first[len(scheme) + 3 :])
-    path = parts.path or ""
-    path = path[1:] if path and path[0] == "/" else path
-    return {
-        "host": unquote(parts.hostname or "") or None,
-        "port": parts.port,
-        "username": unquote(parts.username or "") or None,
-        "password": unquote(parts.password or "") or None,
-        "db": unquote(path or "") or None,
-        "failover_urls": len(pieces),
-    }
 
 
 def parse_redis_url(url: str) -> dict:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pmsops.api.errors import ApiError, api_error
-from pmsops.checks.failures import classify
+from pmsops.failures import classify
 from pmsops.urls import host_of
 
 API_PREFIX = "/api/v1"

@@ -61,7 +61,7 @@ def fetch_token(sb_url: str, anon_key: str, email: str, password: str, timeout: 
     import httpx
 
     from pmsops.api.client import decode_body
-    from pmsops.checks.failures import classify
+    from pmsops.failures import classify
     from pmsops.urls import host_of
 
     url = sb_url.rstrip("/") + "/auth/v1/token?grant_type=password"

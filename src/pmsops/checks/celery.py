@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pmsops import results
-from pmsops.checks.failures import classify
+from pmsops.failures import classify
 from pmsops.results import Result
 from pmsops.errors import UsageError
 from pmsops.urlread import mask_url, read_url

@@ -21,10 +21,10 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import Mapping
 
 from pmsops import results
-from pmsops.checks.failures import classify
-from pmsops.database import connect, normalise_dsn  # noqa: F401 - the one home of both; re-exported for the CLI
+from pmsops.database import connect, describe_failure, normalise_dsn, statement_cache_setting  # noqa: F401 - the one home of each; re-exported for the CLI
 from pmsops.errors import UsageError
 from pmsops.results import Result, Stopwatch
 from pmsops.urlread import Reading, asyncpg_dsn, mask_url, read_url
@@ -36,92 +36,6 @@ LATENCY_WARN_MS = 500.0
 def read_database_url(url: str, name: str = "DATABASE_URL") -> Reading:
     """DATABASE_URL as asyncpg reads it: addresses (first host, socket, fallback), user, database."""
     return read_url(url, "asyncpg", name)
-
-
-_HINTS = {
-    "auth": "the user or password in DATABASE_URL is wrong (URL-encode special characters in the password) or pg_hba.conf rejects this host",
-    "too-many": "the server's max_connections is exhausted: look for leaked connections (workers opening one per update), or use the pooler",
-    "no-database": "check the database name at the end of DATABASE_URL",
-    "timeout": "PostgreSQL is black-holed (wrong network, firewall) or overloaded",
-}
-
-
-def _ssl_failure(exc: BaseException) -> tuple[str, str, str] | None:
-    """(kind, summary, hint) when the connection failed over SSL on one side only, or an untrusted certificate."""
-    import ssl
-
-    text = str(exc)
-    lowered = text.lower()
-    if "no pg_hba.conf entry" in lowered and "no encryption" in lowered:
-        return (
-            "ssl-required",
-            f"the server accepts this user only over SSL (pg_hba.conf: hostssl) and the connection did not use SSL: {text.splitlines()[0]}",
-            (
-                "remove sslmode=disable (asyncpg's default, prefer, uses SSL when offered) or set sslmode=require; "
-                "sslmode=verify-full&sslrootcert=/path/to/ca.pem also verifies the server"
-            ),
-        )
-    if "no pg_hba.conf entry" in lowered and "ssl encryption" in lowered:
-        return (
-            "ssl-refused",
-            f"the server accepts this user only without SSL (pg_hba.conf: hostnossl): {text.splitlines()[0]}",
-            "use sslmode=disable or prefer, or change pg_hba.conf to host/hostssl",
-        )
-    if "rejected ssl upgrade" in lowered:
-        return (
-            "ssl-unavailable",
-            "the server does not offer SSL (ssl = off), and the URL demands it (sslmode=require/verify-ca/verify-full)",
-            (
-                "turn SSL on at the server (ssl = on with a certificate), or use sslmode=prefer (SSL when offered) or sslmode=disable on a private"
-                " network"
-            ),
-        )
-    if isinstance(exc, ssl.SSLCertVerificationError) or "certificate verify failed" in lowered:
-        why = (
-            "the host name in the URL is not in the certificate"
-            if "hostname" in lowered or "ip address mismatch" in lowered
-            else "not signed by the root certificate given"
-        )
-        return (
-            "ssl-untrusted",
-            f"the server certificate was not accepted ({why})",
-            (
-                "sslrootcert must be the CA that signed the server certificate; with verify-full the URL's host must be one of the certificate's"
-                " names (sslmode=verify-ca checks the CA only)"
-            ),
-        )
-    return None
-
-
-def _classify_db_error(exc: BaseException, host, port, timeout: float) -> tuple[str, str, str]:
-    """The failure named by :func:`pmsops.database.classify`, with the runbook's hint; SSL and pg_hba.conf causes first
-    (the driver reports both as an authorization error, which is not a wrong password)."""
-    import asyncpg
-
-    from pmsops.database import classify as classify_database
-
-    ssl_named = _ssl_failure(exc)
-    if ssl_named:
-        return ssl_named
-    if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError) and "no pg_hba.conf entry" in str(exc).lower():
-        return (
-            "hba",
-            f"rejected by pg_hba.conf: {exc}",
-            "pg_hba.conf on the server has no line for this host, user and database (the password was not even asked for)",
-        )
-    named = classify_database(exc)
-    if named is not None and named.kind in ("auth", "too-many", "no-database"):
-        return named.kind, named.message, _HINTS[named.kind]
-    if named is not None and named.kind == "timeout":
-        return "timeout", f"no answer from {host}:{port} within {timeout:g} s", _HINTS["timeout"]
-    failure = classify(exc, host, port, timeout, "PostgreSQL")
-    hint = failure.hint
-    if failure.kind == "dns":
-        hint = (
-            f"cannot resolve {host!r}: the worker/backend is not on the Supabase network (docker network connect <supabase-network> <container>;"
-            " docker restart <container>)"
-        )
-    return failure.kind, failure.summary, hint
 
 
 # --- what is in front of the server, and how the session is set up -------------------------------------
@@ -213,20 +127,6 @@ async def _probe(url: str, timeout: float, port: int | None) -> Session:
             await conn.close(timeout=timeout)
 
 
-def worker_statement_cache() -> tuple[int, str]:
-    """The asyncpg statement cache the sync workers will use (the library's one rule, from the same variables), and why."""
-    import os
-
-    from pmsops.database import pooler_safe_statement_cache
-
-    size = os.environ.get("DB_STATEMENT_CACHE_SIZE", "").strip()
-    pooler = os.environ.get("DB_TRANSACTION_POOLER", "").strip().lower()
-    if size.isdigit():
-        return int(size), f"DB_STATEMENT_CACHE_SIZE={size}"
-    direct = pooler in ("0", "false", "no", "off")
-    return pooler_safe_statement_cache(not direct), (f"DB_TRANSACTION_POOLER={pooler}" if direct else "the default (no prepared statements)")
-
-
 POOLER_NEEDS = (
     "no prepared statements kept across transactions — asyncpg statement_cache_size=0 "
     "(pmsops's sync library: the default; do not set DB_STATEMENT_CACHE_SIZE, or set DB_TRANSACTION_POOLER=true); "
@@ -234,7 +134,7 @@ POOLER_NEEDS = (
 )
 
 
-def check_db(url: str, timeout: float = 3.0, name: str = "db") -> Result:
+def check_db(url: str, timeout: float = 3.0, name: str = "db", env: Mapping[str, str] | None = None) -> Result:
     """Connect, ``SELECT version()``, time a ``SELECT 1`` round trip, read the session (SSL, search_path, pooler)."""
     reading = read_database_url(url)
     _, note = asyncpg_dsn(url)
@@ -250,14 +150,16 @@ def check_db(url: str, timeout: float = 3.0, name: str = "db") -> Result:
     except BaseException as exc:  # noqa: BLE001 - every failure becomes a named result
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
-        kind, summary, hint = _classify_db_error(exc, host, port, timeout)
+        kind, summary, hint = describe_failure(exc, host, port, timeout)
         return results.fail(
             name, f"{masked}: {summary}", hint=hint, notes=notes, details={"url": mask_url(url), "address": str(address), "error": kind}
         )
-    return _verdict(name, url, reading, masked, session, notes, watch)
+    return _verdict(name, url, reading, masked, session, notes, watch, env or {})
 
 
-def _verdict(name: str, url: str, reading: Reading, masked: str, session: Session, notes: list[str], watch: Stopwatch) -> Result:
+def _verdict(
+    name: str, url: str, reading: Reading, masked: str, session: Session, notes: list[str], watch: Stopwatch, env: Mapping[str, str]
+) -> Result:
     short = " ".join(session.version.split()[:2])
     sslmode = reading.options.get("sslmode")
     verified = sslmode in ("verify_full", "verify_ca")
@@ -293,7 +195,7 @@ def _verdict(name: str, url: str, reading: Reading, masked: str, session: Sessio
             ),
         )
     if session.pooler:
-        cache, why = worker_statement_cache()
+        cache, why = statement_cache_setting(env)
         notes.append("transaction pooler in front (" + "; ".join(session.pooler) + (f"; {session.forwarded}" if session.forwarded else "") + ")")
         notes.append("what the workers need: " + POOLER_NEEDS)
         if cache > 0:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from pmsops import results
-from pmsops.checks.runner import Job, run_concurrently
+from pmsops.runner import Job, run_concurrently
 from pmsops.errors import UsageError
 from pmsops.results import Collector, Result
 from pmsops.settings import REDIS_URL_VARIABLES, Settings
@@ -60,7 +60,7 @@ def plan(settings: Settings, timeout: float, expect_workers: int | None = None, 
         Job("redis", lambda: check_redis(redis_url, budget("redis")), timeout)
         if redis_url
         else results.skip("redis", "not configured", hint="set REDIS_URL"),
-        Job("db", lambda: check_db(database_url, budget("asyncpg")), timeout)
+        Job("db", lambda: check_db(database_url, budget("asyncpg"), env=settings.env), timeout)
         if database_url
         else results.skip("db", "not configured", hint="set DATABASE_URL"),
         Job("celery", lambda: celery_check.ping(broker_url, budget("redis", "celery"), expect=expect_workers), timeout * 2)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from pmsops import results
-from pmsops.checks.failures import classify
+from pmsops.failures import classify
 from pmsops.results import Result, Stopwatch
 from pmsops.urls import host_of
 

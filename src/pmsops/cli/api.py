@@ -66,7 +66,7 @@ def connections_list(
     quiet: bool = QUIET_OPTION,
 ) -> None:
     """List connections: id, platform, status, last sync (follows the 307 trailing-slash redirect)."""
-    from pmsops.api.synclogs import connections_result
+    from pmsops.synclogs import connections_result
 
     with api_client(api, timeout) as client:
         items, response = client.list_connections(limit, offset)
@@ -86,7 +86,7 @@ def smoke(
     report: ReportOptions = PLAIN,
 ) -> None:
     """The runbook's Quick Smoke: env → token → /health/ready → connection → trigger → logs, each step shown as it ends."""
-    from pmsops.api.smoke import LABELS, SLOTS, run_smoke, suite_context
+    from pmsops.procedures.smoke import LABELS, SLOTS, run_smoke, suite_context
     from pmsops.sync import SYNC_TYPES
 
     if sync_type not in SYNC_TYPES:

@@ -260,7 +260,7 @@ def write_junit(
 
     The suite is named after the command and the context (``--suite-name``, the active
     context, ``PMSOPS_CONTEXT``, else the API host), so two runs in one CI job differ."""
-    from pmsops.api.smoke import SmokeRun, junit_xml, suite_context
+    from pmsops.procedures.smoke import SmokeRun, junit_xml, suite_context
     from pmsops.safefile import write_text
 
     context = context or suite_context(settings(), state().context)
@@ -313,9 +313,10 @@ def stream(
 
 def check_one(command: str, name: str, fn, timeout: float, report: ReportOptions = PLAIN) -> NoReturn:
     """One bounded check, with a spinner while it waits on a terminal and Ctrl-C kept (exit 130)."""
-    from pmsops.checks.runner import Job, run_concurrently
+    from pmsops.runner import Job, check_deadline, run_concurrently
 
-    stream(command, (name,), lambda collector: run_concurrently([Job(name, fn, timeout)], collector), report)
+    job = Job(name, fn, check_deadline(name, timeout))
+    stream(command, (name,), lambda collector: run_concurrently([job], collector), report)
 
 
 def configure_fingerprints(salt: str | None, reveal: bool, start: bool = False) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+
 from typing import Optional
 
 import typer
 
-from pmsops.cli.common import JSON_OPTION, finish, output
+from pmsops.cli.common import JSON_OPTION, finish, output, state
 
 context_app = typer.Typer(
     help="Named contexts (one env file per deployment), as kubectl/docker/gh have: add, use, list, remove.", no_args_is_help=True
@@ -58,7 +59,7 @@ def context_add(
     path = env_file or (run.env_file if run.env_source == "--env-file" else None)  # --env-file is global: it may have been taken there
     if not path:
         raise UsageError("context add needs --env-file PATH", hint="pmsops context add prod --env-file /root/pms_env.sh")
-    store = contexts.add(name, path, use)
+    store = contexts.add(name, path, state().environ(), use=use)
     _show(store, json_mode, f"added context {name}")
     finish(0)
 
@@ -68,7 +69,7 @@ def context_use(name: str = typer.Argument(..., help="The context to make active
     """Make a context the active one: every later command reads its env file (unless --env-file or --context)."""
     from pmsops import contexts
 
-    _show(contexts.use(name), json_mode, f"active context: {name}")
+    _show(contexts.use(name, state().environ()), json_mode, f"active context: {name}")
     finish(0)
 
 
@@ -77,7 +78,7 @@ def context_list(json_mode: bool = JSON_OPTION) -> None:
     """The contexts, the active one marked with *."""
     from pmsops import contexts
 
-    _show(contexts.load(), json_mode)
+    _show(contexts.load(state().environ()), json_mode)
     finish(0)
 
 
@@ -88,5 +89,5 @@ def context_remove(
     """Forget a context (the env file itself is not touched)."""
     from pmsops import contexts
 
-    _show(contexts.remove(name), json_mode, f"removed context {name}")
+    _show(contexts.remove(name, state().environ()), json_mode, f"removed context {name}")
     finish(0)

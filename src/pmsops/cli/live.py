@@ -67,7 +67,7 @@ def check_db(
 
     the_url = url or settings().require("DATABASE_URL")
     normalise_dsn(the_url, "--url" if url else "DATABASE_URL")  # read by asyncpg's parser: bad input is exit 2 before anything is attempted
-    check_one("check db", "db", lambda: run(the_url, timeout), timeout, report)
+    check_one("check db", "db", lambda: run(the_url, timeout, env=settings().env), timeout, report)
 
 
 @check_app.command("health")
@@ -135,7 +135,7 @@ def celery_ping(
     from pmsops.checks.celery import ping
 
     url, t = target.url(), target
-    check_one("celery ping", "celery", lambda: ping(url, t.timeout, t.expect, t.destination or None), t.timeout * 2, report)
+    check_one("celery ping", "celery", lambda: ping(url, t.timeout, t.expect, t.destination or None), t.timeout, report)
 
 
 @celery_app.command("registered")

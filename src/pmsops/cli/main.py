@@ -88,15 +88,16 @@ def _global(
 
     # PMSOPS_ENV_FILE arrives through envvar= above; contexts.select orders it after --context.
     explicit = env_file if ctx.get_parameter_source("env_file").name != "ENVIRONMENT" else None
-    chosen = select(explicit, context)
+    chosen = select(explicit, context, os.environ)
     run.context, run.env_source = chosen.context, chosen.source
     if chosen.env_file:
         apply_env_file(chosen.env_file, run)
     from pmsops.cli.common import configure_fingerprints
 
     # The env file is not in os.environ: hand its PMSOPS_FINGERPRINT_SALT / PMSOPS_REVEAL_FINGERPRINT over explicitly.
-    salt = fingerprint_salt if fingerprint_salt is not None else (run.env_values.get("PMSOPS_FINGERPRINT_SALT") or "").strip() or None
-    reveal = reveal_fingerprint or (run.env_values.get("PMSOPS_REVEAL_FINGERPRINT", "").strip().lower() in ("1", "true", "yes"))
+    environ = {**os.environ, **run.env_values}
+    salt = fingerprint_salt if fingerprint_salt is not None else (environ.get("PMSOPS_FINGERPRINT_SALT") or "").strip() or None
+    reveal = reveal_fingerprint or (environ.get("PMSOPS_REVEAL_FINGERPRINT", "").strip().lower() in ("1", "true", "yes"))
     configure_fingerprints(salt, reveal, start=True)
 
 
@@ -107,7 +108,7 @@ def apply_env_file(path: str, run: RunState | None = None) -> None:
     from pmsops.settings import register_environment_secrets
 
     run = run or state()
-    loaded = load_env_file(path)
+    loaded = load_env_file(path, base=os.environ)
     register_environment_secrets(loaded.values)
     run.env_values.update(loaded.values)
     run.env_file = path

@@ -95,30 +95,9 @@ def report(
     json_mode: bool = JSON_OPTION,
 ) -> None:
     """Write pmsops-report-<context>-<UTC time>.tar.gz: report.md, report.json, report.html and the evidence, redacted and secret-scanned."""
-    import os
+    from pmsops.observe.report import make_report
 
-    from pmsops.errors import UsageError
-    from pmsops.observe.report import Options, context_name as make_context, make_report
-    from pmsops.sync.maintenance import parse_duration
-
-    try:
-        since_seconds = parse_duration(since)
-    except UsageError:
-        raise UsageError(f"--since {since!r}: not a positive duration (use e.g. 90s, 60m, 2h, 1d)") from None
-    if output_path and not os.path.isdir(output_path) and not os.path.isdir(os.path.dirname(os.path.abspath(output_path))):
-        raise UsageError(f"--output {output_path}: its directory does not exist")
-    for path in worker_log or []:
-        if not os.path.isfile(path):
-            raise UsageError(f"--worker-log {path}: not a readable file")
-    opts = Options(
-        since_seconds=since_seconds,
-        since_text=since.strip(),
-        timeout=timeout,
-        expect_workers=expect_workers,
-        worker_logs=list(worker_log or []),
-        docker=not no_docker,
-        context=make_context(context_name or state().context),
-    )
+    opts = _report_options(output_path, since, context_name, expect_workers, worker_log, no_docker, timeout)
     path, bundle = make_report(settings(), opts, output_path)
     out = output(json_mode)
     if json_mode:
@@ -140,6 +119,42 @@ def report(
     if not bundle.summary:
         out.line("  nothing is failing")
     finish(0)
+
+
+def _report_options(
+    output_path: Optional[str],
+    since: str,
+    context_name: Optional[str],
+    expect_workers: Optional[int],
+    worker_log: Optional[List[str]],
+    no_docker: bool,
+    timeout: float,
+):
+    """The report's options from its flags; bad input is one line and exit 2, before anything is read."""
+    import os
+
+    from pmsops.errors import UsageError
+    from pmsops.observe.report import Options, context_name as make_context
+    from pmsops.sync.maintenance import parse_duration
+
+    try:
+        since_seconds = parse_duration(since)
+    except UsageError:
+        raise UsageError(f"--since {since!r}: not a positive duration (use e.g. 90s, 60m, 2h, 1d)") from None
+    if output_path and not os.path.isdir(output_path) and not os.path.isdir(os.path.dirname(os.path.abspath(output_path))):
+        raise UsageError(f"--output {output_path}: its directory does not exist")
+    for path in worker_log or []:
+        if not os.path.isfile(path):
+            raise UsageError(f"--worker-log {path}: not a readable file")
+    return Options(
+        since_seconds=since_seconds,
+        since_text=since.strip(),
+        timeout=timeout,
+        expect_workers=expect_workers,
+        worker_logs=list(worker_log or []),
+        docker=not no_docker,
+        context=make_context(context_name or state().context),
+    )
 
 
 def exporter(

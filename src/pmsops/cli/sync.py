@@ -76,7 +76,7 @@ def sync_run(
     report: ReportOptions = PLAIN,
 ) -> None:
     """Enqueue a sync directly through Celery (no HTTP): logs first, then tasks; --wait follows them in place."""
-    from pmsops.api.synclogs import describe_log
+    from pmsops.synclogs import describe_log
     from pmsops.sync.maintenance import run_sync
 
     cid = connection_id(connection)
@@ -151,7 +151,7 @@ def sync_trigger(
     """POST /channel-connections/{id}/sync; prints task ids and batch id; --wait follows the logs in place."""
     cid = connection_id(connection)
     client = api_client(api, timeout)
-    from pmsops.api.synclogs import follow_trigger
+    from pmsops.synclogs import follow_trigger
 
     with client:
         stream(
@@ -180,7 +180,7 @@ def sync_logs(
     """Table and verdict of a connection's sync logs: the latest run of an operation failed or a log stuck open fails."""
     import json
 
-    from pmsops.api.synclogs import logs_report
+    from pmsops.synclogs import logs_report
     from pmsops.redaction import redact_obj
 
     cid = connection_id(connection)

@@ -138,8 +138,12 @@ def worker_check(
     report: ReportOptions = PLAIN,
 ) -> None:
     """Everything the worker container needs, in one command; --liveness is the cheap Docker HEALTHCHECK."""
-    from pmsops.worker.healthcheck import liveness_check
-    from pmsops.worker.healthcheck import worker_check as run
+    from pmsops.procedures.worker_check import liveness_check
+    from pmsops.procedures.worker_check import worker_check as run
 
-    found = liveness_check(max_age, destination) if liveness else run(settings(), expect_task, destination, allow_root, expect_sha256, timeout)
+    found = (
+        liveness_check(settings().env, max_age, destination)
+        if liveness
+        else run(settings(), expect_task, destination, allow_root, expect_sha256, timeout)
+    )
     finish_results(found, "worker-check", report, title="pmsops worker-check")

@@ -300,6 +300,11 @@ def _sync_log(snap: dict[str, Any], ledger: Ledger) -> Iterator[Metric]:
     log = snap.get("ledger") or {}
     if log.get("error"):
         return
+    yield from _open_operations(log)
+    yield from _ended_operations(ledger)
+
+
+def _open_operations(log: dict[str, Any]) -> Iterator[Metric]:
     open_counts: Counter = Counter()
     overdue = 0
     for row in log.get("open_states") or []:
@@ -319,6 +324,9 @@ def _sync_log(snap: dict[str, Any], ledger: Ledger) -> Iterator[Metric]:
         "Open operations whose due time passed over a minute ago (the sweeper should have moved them).",
         float(overdue),
     )
+
+
+def _ended_operations(ledger: Ledger) -> Iterator[Metric]:
     yield _counter(
         "pmsops_sync_operations",
         "Operations that ended, by platform, type and final status.",

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import tarfile
 import threading
@@ -80,23 +79,12 @@ RUNBOOK: list[tuple[str, str, str]] = [
 ]
 
 
-def _active_context() -> str | None:
-    """The context chosen with ``pmsops context use`` (None when there is none or the store is unreadable)."""
-    from pmsops import contexts
-    from pmsops.errors import UsageError
-
-    try:
-        return contexts.load().current
-    except UsageError:
-        return None
-
-
 def context_name(explicit: str | None = None) -> str:
-    """The context in the file name: --context-name, PMSOPS_CONTEXT, or ``default``.
+    """The context in the file name: --context-name or the run's context (the CLI passes both), else ``default``.
 
     One function on purpose: when pmsops gets named contexts, this is what changes.
     """
-    name = explicit or os.environ.get("PMSOPS_CONTEXT") or _active_context() or "default"
+    name = explicit or "default"
     cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "default"
     return cleaned[:48]
 
@@ -153,46 +141,17 @@ def _doctor(settings, opts: Options) -> Section:
 
 
 def _smoke(settings, opts: Options) -> Section:
-    """The read-only smoke steps: environment, token, /health/ready, a channel connection. Nothing is triggered."""
-    from pmsops.api.client import ApiClient
-    from pmsops.api.token import describe, obtain
-    from pmsops.checks.health import check_health
+    """The read-only smoke steps: environment, token, /health/ready, a channel connection. Nothing is triggered.
+    The smoke command's own steps (:func:`pmsops.procedures.smoke.run_smoke` with ``trigger=False``), named by label."""
+    from pmsops.procedures.smoke import run_smoke
 
     section = Section("smoke", "read-only smoke (steps 1-4; nothing triggered)")
-    state: dict[str, Any] = {}
-
-    def env() -> Result:
-        api = settings.require("PMS_API_URL", hint="set PMS_API_URL (or API, API_BASE_URL, BACKEND_URL)")
-        state["api"] = api
-        return results.ok("1 load environment", f"API: {api}")
-
-    def token() -> Result:
-        info = obtain(settings, opts.timeout)
-        state["token"] = info.token
-        shown = describe(info)[0]
-        return results.Result("2 token", shown.status, f"TOKEN {shown.summary}", hint=shown.hint)
-
-    def health() -> Result:
-        return check_health(state["api"], opts.timeout, name="3 health")
-
-    def connection() -> Result:
-        with ApiClient(state["api"], state["token"], opts.timeout, settings.get("AGENCY_ID")) as client:
-            items, _ = client.list_connections()
-        if not items:
-            return results.fail("4 channel connection", "no channel connections", hint="create one via POST /api/v1/channel-connections/")
-        return results.ok(
-            "4 channel connection", f"{len(items)} connection(s); first {items[0]['id']} ({items[0].get('platform_type')}, {items[0].get('status')})"
-        )
-
-    steps = [("1 load environment", env), ("2 token", token), ("3 health", health), ("4 channel connection", connection)]
-    for index, (name, fn) in enumerate(steps):
-        got = results.run_check(name, fn)
-        for r in got:
-            r.name = name
-        section.results += got
-        if any(r.status is Status.FAIL for r in got) and name != "3 health":
-            section.results += [results.skip(n, "skipped after an earlier failure") for n, _ in steps[index + 1 :]]
-            break
+    run = run_smoke(settings, http_timeout=opts.timeout, trigger=False)
+    for result in run.results:
+        if result.name in ("trigger", "sync-logs"):
+            continue  # steps 5-6 trigger a sync: never from a report
+        result.name = result.label or result.name
+        section.results.append(result)
     section.evidence["evidence/smoke.txt"] = _results_text("pmsops smoke (read-only steps)", section.results)
     return section
 
@@ -803,18 +762,50 @@ def _h(value: Any) -> str:
     return escape(redact(str(value)))
 
 
+PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>pmsops report — {context} — {generated_at}</title><style>{css}</style></head>
+<body><h1>pmsops report — {context}</h1>
+<p>Generated {generated_at}; window: last {since};
+overall <span class="badge {status}">{status}</span></p>
+<h2 id="summary">Summary</h2>{summary}
+<h2 id="charts">Charts</h2>{charts}
+<h2 id="details">Details</h2>{details}
+<h2 id="evidence">Evidence</h2>{evidence}
+</body></html>
+"""
+"""report.html: every value filled in is escaped HTML (:func:`_h`) or markup built from escaped values."""
+
+
 def html_page(payload: dict[str, Any], sections: list[Section], evidence: dict[str, str]) -> str:
     """One self-contained page: inline CSS and SVG, a CSP that forbids every external load, no script.
 
     Every text is redacted *before* it is HTML-escaped (:func:`_h`): a secret with ``&`` or a quote
     in it would otherwise reach the page in an escaped form that no later pass recognises.
     """
+    page = PAGE.format(
+        context=_h(payload["context"]),
+        generated_at=_h(payload["generated_at"]),
+        css=CSS,
+        since=_h(payload["since"]),
+        status=_h(payload["status"]),
+        summary=_html_summary(payload),
+        charts=_html_charts(payload),
+        details="".join(_html_section(s) for s in sections),
+        evidence="".join(f"<h3>{_h(path)}</h3><pre>{_h(text)}</pre>" for path, text in sorted(evidence.items())),
+    )
+    return redact(page)
+
+
+def _html_charts(payload: dict[str, Any]) -> str:
     from pmsops.observe import charts
     from pmsops.sync import PLATFORMS
 
     data = payload.get("data") or {}
     syncs = data.get("sync-logs") or {}
-    snap = data.get("snapshot") or {}
+    queues = (data.get("snapshot") or {}).get("queues") or {}
     since = float(_since_seconds(payload))
     now = float(syncs.get("now") or time.time())
     events = [
@@ -827,62 +818,49 @@ def html_page(payload: dict[str, Any], sections: list[Section], evidence: dict[s
         }
         for e in syncs.get("events") or []
     ]
-    queues = snap.get("queues") or {}
-    chart_html = [
-        "<h3>Sync outcomes per platform over time</h3>",
-        (
-            charts.outcomes_chart(syncs.get("buckets") or [], list(PLATFORMS), float(syncs.get("bucket_seconds") or bucket_seconds_for(since)), since)
-            if syncs
-            else (
-                '<p class="fail">no sync data:'
-                f" {_h(str((payload['sections'].get('sync-logs') or {}).get('error') or 'sync-logs section failed'))}</p>"
-            )
-        ),
-        "<h3>Retries and errors on a timeline</h3>",
-        charts.timeline_chart(events, list(PLATFORMS), now, since) if syncs else "",
-        "<h3>Queue depth</h3>",
-        charts.queue_chart(queues.get("items") or [], queues.get("unacked")),
-    ]
-    summary_rows = "".join(
+    failed = str((payload["sections"].get("sync-logs") or {}).get("error") or "sync-logs section failed")
+    outcomes = (
+        charts.outcomes_chart(syncs.get("buckets") or [], list(PLATFORMS), float(syncs.get("bucket_seconds") or bucket_seconds_for(since)), since)
+        if syncs
+        else f'<p class="fail">no sync data: {_h(failed)}</p>'
+    )
+    return "".join(
+        [
+            "<h3>Sync outcomes per platform over time</h3>",
+            outcomes,
+            "<h3>Retries and errors on a timeline</h3>",
+            charts.timeline_chart(events, list(PLATFORMS), now, since) if syncs else "",
+            "<h3>Queue depth</h3>",
+            charts.queue_chart(queues.get("items") or [], queues.get("unacked")),
+        ]
+    )
+
+
+def _html_summary(payload: dict[str, Any]) -> str:
+    if not payload["summary"]:
+        return '<p class="ok">Nothing is failing.</p>'
+    rows = "".join(
         f'<tr><td><span class="badge {_h(i["status"])}">{_h(i["status"])}</span></td><td><b>{_h(i["name"])}</b>: {_h(i["what"])}</td>'
         f"<td>{_h(i['since'])}</td><td>{_h(i['runbook'])}</td><td>{_h(i['fix'])}</td></tr>"
         for i in payload["summary"]
     )
-    summary = (
-        f"<table><tr><th></th><th>what is failing</th><th>since</th><th>runbook section</th><th>fix</th></tr>{summary_rows}</table>"
-        if payload["summary"]
-        else '<p class="ok">Nothing is failing.</p>'
+    return f"<table><tr><th></th><th>what is failing</th><th>since</th><th>runbook section</th><th>fix</th></tr>{rows}</table>"
+
+
+def _html_section(section: Section) -> str:
+    rows = "".join(
+        f'<tr><td class="{r.status.value}">{r.status.value}</td><td>{_h(r.name)}</td><td>{_h(r.summary)}'
+        + "".join(f"<br><small>{_h(n)}</small>" for n in r.notes[:20])
+        + (f"<br><small>→ {_h(r.hint)}</small>" if r.hint and r.status is not Status.OK else "")
+        + "</td></tr>"
+        for r in section.results
     )
-    details = []
-    for s in sections:
-        rows = "".join(
-            f'<tr><td class="{r.status.value}">{r.status.value}</td><td>{_h(r.name)}</td><td>{_h(r.summary)}'
-            + "".join(f"<br><small>{_h(n)}</small>" for n in r.notes[:20])
-            + (f"<br><small>→ {_h(r.hint)}</small>" if r.hint and r.status is not Status.OK else "")
-            + "</td></tr>"
-            for r in s.results
-        )
-        details.append(
-            f'<h3>{_h(s.title)} <span class="badge {s.status.value}">{s.status.value}</span> <small>{s.duration_ms:.0f} ms</small></h3>'
-            + (f'<p class="fail">section failed: {_h(s.error)}</p>' if s.error else "")
-            + f"<table>{rows}</table>"
-        )
-    files = "".join(f"<h3>{_h(path)}</h3><pre>{_h(text)}</pre>" for path, text in sorted(evidence.items()))
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>pmsops report — {_h(payload["context"])} — {_h(payload["generated_at"])}</title><style>{CSS}</style></head>
-<body><h1>pmsops report — {_h(payload["context"])}</h1>
-<p>Generated {_h(payload["generated_at"])}; window: last {_h(payload["since"])};
-overall <span class="badge {_h(payload["status"])}">{_h(payload["status"])}</span></p>
-<h2 id="summary">Summary</h2>{summary}
-<h2 id="charts">Charts</h2>{"".join(chart_html)}
-<h2 id="details">Details</h2>{"".join(details)}
-<h2 id="evidence">Evidence</h2>{files}
-</body></html>
-"""
-    return redact(page)
+    return (
+        f'<h3>{_h(section.title)} <span class="badge {section.status.value}">{section.status.value}</span>'
+        f" <small>{section.duration_ms:.0f} ms</small></h3>"
+        + (f'<p class="fail">section failed: {_h(section.error)}</p>' if section.error else "")
+        + f"<table>{rows}</table>"
+    )
 
 
 def _since_seconds(payload: dict[str, Any]) -> float:

@@ -46,7 +46,7 @@ SELECT json_build_object(
       SELECT l.id::text AS id, l.connection_id::text AS connection_id, l.operation_type, l.status, left(l.error, 300) AS error,
              l.task_id, COALESCE(l.details->>'platform', c.platform_type) AS platform,
              extract(epoch FROM l.created_at)::float8 AS created_at, extract(epoch FROM l.updated_at)::float8 AS updated_at,
-             l.details->>'retry_count' AS retry_count, l.details->>'error_type' AS error_type,
+             l.details->>'retry_count' AS retry_count, l.details->>'max_retries' AS max_retries, l.details->>'error_type' AS error_type,
              l.details->>'next_retry_seconds' AS next_retry_seconds
       FROM channel_sync_logs l LEFT JOIN channel_connections c ON c.id = l.connection_id
       WHERE l.status = ANY(ARRAY['triggered', 'queued', 'running', 'success', 'failed', 'cancelled'])
@@ -458,12 +458,7 @@ class Collector:
 
     def _syncs(self, box: _Box | None) -> dict[str, Any]:
         from pmsops.sync import PLATFORMS
-        from pmsops.sync.config import ConfigError, SyncSettings
-
-        try:
-            max_retries = SyncSettings.from_env().max_retries
-        except ConfigError:
-            max_retries = SyncSettings().max_retries  # a bad value is the worker's to report (worker-check): show the default
+        from pmsops.synclogs import MAX_RETRIES
 
         error = self._db_error(box)
         if error:
@@ -486,7 +481,7 @@ class Collector:
                     "platform": row.get("platform"),
                     "status": row["status"],
                     "retry": retry,
-                    "max_retries": max_retries,
+                    "max_retries": int(row["max_retries"]) if (row.get("max_retries") or "").isdigit() else MAX_RETRIES,  # as the worker wrote it
                     "error_type": row.get("error_type"),
                     "next_retry_in_s": round(next_in, 1) if next_in is not None else None,
                     "error": redact(row.get("error") or "") or None,
@@ -633,7 +628,7 @@ def _broker_words(url: str | None, exc: BaseException | None, timeout: float) ->
 
 def _db_words(url: str, exc: BaseException, timeout: float) -> str:
     """'database unreachable (…)' for connection failures, 'database query failed (…)' for the rest."""
-    from pmsops.checks.db import _classify_db_error
+    from pmsops.database import describe_failure
     from pmsops.urls import host_of
 
     try:
@@ -652,7 +647,7 @@ def _db_words(url: str, exc: BaseException, timeout: float) -> str:
     except ImportError:  # pragma: no cover - asyncpg is a dependency
         pass
     host, port = host_of(url)
-    _, summary, _ = _classify_db_error(exc, host, port or 5432, timeout)
+    _, summary, _ = describe_failure(exc, host, port or 5432, timeout)
     return redact(f"database unreachable ({summary})")
 
 

@@ -17,7 +17,7 @@ def run_demo(
     timeout: float = 60.0,
 ) -> int:
     """Return the worst exit code of smoke and doctor; the sandbox is always taken down unless ``keep``."""
-    from pmsops.api.smoke import run_smoke
+    from pmsops.procedures.smoke import run_smoke
     from pmsops.checks.doctor import run_doctor
     from pmsops.sandbox.stack import Sandbox
 
@@ -28,7 +28,7 @@ def run_demo(
     try:
         settings = Settings.from_environ(sandbox.env())
         say(f"==> 2/4 pmsops --env-file {sandbox.env_path} smoke   (the runbook's Quick Smoke)")
-        from pmsops.api.smoke import SLOTS
+        from pmsops.procedures.smoke import SLOTS
         from pmsops.results import Collector
 
         seen: dict[str, str] = {}

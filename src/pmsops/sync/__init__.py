@@ -35,8 +35,7 @@ TASK_NAMES = (AVAILABILITY_TASK, PRICING_TASK, BOOKINGS_TASK, FULL_SYNC_TASK)
 
 SYNC_TYPES = ("full", "availability", "pricing", "bookings")
 PLATFORMS = ("airbnb", "booking_com", "expedia", "fewo_direkt", "google")
-FINAL_STATUSES = ("success", "failed", "cancelled")
-OPEN_STATUSES = ("triggered", "queued", "running")
+from pmsops.synclogs import FINAL_STATUSES, OPEN_STATUSES  # noqa: E402,F401 - the contract's statuses, one home
 
 
 class Operation:

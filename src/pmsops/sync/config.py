@@ -16,64 +16,16 @@ Time budget (one deadline per task, one grace)::
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from pmsops.database import pooler_safe_statement_cache
-from pmsops.errors import UsageError
+from pmsops.database import statement_cache_setting
+from pmsops.settings import ConfigError, parse_bool, parse_float, parse_int  # noqa: F401 - the one home of each
 from pmsops.sync import PLATFORMS
 
 TIME_LIMIT_GRACE = 10.0
 """Seconds between the operation's own deadline and Celery's hard kill: room to write the log."""
-
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
-
-
-class ConfigError(UsageError):
-    """A sync setting has a value we cannot use (exit 2)."""
-
-
-def _text(env: Mapping[str, str], name: str) -> str:
-    return (env.get(name) or "").strip()
-
-
-def parse_float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
-    value = _text(env, name)
-    if not value:
-        return default
-    try:
-        number = float(value)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(number) or number < minimum:
-        raise ConfigError(f"{name} must be a finite number ≥ {minimum:g}, got {value!r}")
-    return number
-
-
-def parse_int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
-    value = _text(env, name)
-    if not value:
-        return default
-    if not value.lstrip("-").isdigit():
-        raise ConfigError(f"{name} must be a whole number, got {value!r}")
-    number = int(value)
-    if number < minimum:
-        raise ConfigError(f"{name} must be ≥ {minimum}, got {value!r}")
-    return number
-
-
-def parse_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    """true/false, yes/no, on/off, 1/0 (any case); empty means the default; anything else is an error."""
-    value = _text(env, name).lower()
-    if not value:
-        return default
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ConfigError(f"{name} must be true or false, got {value!r}")
 
 
 def platform_url(platform: str, env: Mapping[str, str] | None = None) -> str | None:
@@ -134,7 +86,6 @@ class SyncSettings:
         concurrency = parse_int(env, "CELERY_CONCURRENCY", 4, minimum=1)
         time_limit = parse_float(env, "CELERY_TIME_LIMIT", 300.0, minimum=1.0)
         backoff_max = parse_float(env, "SYNC_RETRY_BACKOFF_MAX", 300.0, minimum=0.0)
-        pooler = parse_bool(env, "DB_TRANSACTION_POOLER", True)  # unset: a pooler may be in front (Supabase's is): safe by default
         stale_minutes = parse_float(env, "SYNC_LOG_STALE_MINUTES", 0.0, minimum=0.0)
         per_child = parse_int(env, "CELERY_MAX_TASKS_PER_CHILD", 0, minimum=0)
         settings = cls(
@@ -143,7 +94,7 @@ class SyncSettings:
             broker_url=env.get("CELERY_BROKER_URL") or env.get("REDIS_URL") or None,
             result_backend=env.get("CELERY_RESULT_BACKEND") or None,
             encryption_key=env.get("ENCRYPTION_KEY") or None,
-            statement_cache_size=parse_int(env, "DB_STATEMENT_CACHE_SIZE", pooler_safe_statement_cache(pooler)),
+            statement_cache_size=statement_cache_setting(env)[0],  # unset: a pooler may be in front (Supabase's is): none
             # one connection per running attempt, plus the lease renewer's and the sweeper's
             pool_max_size=parse_int(env, "SYNC_DB_POOL_SIZE", concurrency + 2, minimum=1),
             concurrency=concurrency,

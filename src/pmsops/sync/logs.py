@@ -101,6 +101,30 @@ class Claim:
     pushed_before: bool
 
 
+def _claim_statement(preload: str) -> str:
+    """The claim's one statement: the connection (``c``), the conditional claim of the log (``l``), and the
+    operation's preload (see :func:`claim`)."""
+    extra = f" LEFT JOIN LATERAL ({preload}) AS pre ON c.property_agency_id = c.agency_id" if preload else ""
+    return f"""WITH c AS (SELECT {", ".join("cc." + f for f in CONNECTION_FIELDS)}, p.agency_id AS property_agency_id
+                       FROM channel_connections cc LEFT JOIN properties p ON p.id = cc.property_id
+                       WHERE cc.id = $2 AND cc.deleted_at IS NULL),
+                 l AS (UPDATE channel_sync_logs SET status = 'running', error = NULL, updated_at = now(),
+                           attempt = attempt + 1, lease_owner = $5, due_at = now() + make_interval(secs => $6),
+                           details = details || $3::text::jsonb
+                                || COALESCE((SELECT jsonb_build_object('platform', platform_type, 'property_id', property_id) FROM c), '{{}}'::jsonb)
+                                || jsonb_build_object('in_flight', true, 'worker', $5::text, 'retry_count', errors, 'attempt', attempt + 1,
+                                                      -- an attempt whose lease ran out may have reached the platform: counted, not hidden
+                                                      'interrupted', COALESCE((details->>'interrupted')::int, 0) + (lease_owner IS NOT NULL)::int)
+                       -- the attempt this message may claim, not held (or its lease ran out: that attempt is over)
+                       WHERE task_id = $1 AND status = ANY({_OPEN}) AND attempt = $4 AND (lease_owner IS NULL OR due_at < now())
+                       RETURNING id, attempt, errors, waits, extract(epoch FROM wait_since)::float8 AS wait_since, resends, lost_attempts,
+                                 COALESCE(details->>'platform_reached', 'false') = 'true' AS pushed_before)
+            SELECT l.id AS log_id, l.attempt AS log_attempt, l.errors AS log_errors, l.waits AS log_waits, l.wait_since AS log_wait_since,
+                   l.resends AS log_resends, l.lost_attempts AS log_lost_attempts, l.pushed_before AS log_pushed_before,
+                   {"pre.*, " if preload else ""}c.*
+            FROM (SELECT 1) AS one LEFT JOIN l ON true LEFT JOIN c ON true{extra}"""
+
+
 async def claim(
     db,
     task_id: str,
@@ -125,26 +149,8 @@ async def claim(
     ``preload_args``) whose columns the operation needs next (see :data:`pmsops.sync.store.PRELOADS`):
     read in this same statement, and only when the connection's agency is its property's agency,
     so another tenant's rows are never read. Its columns come back in the connection dict."""
-    extra = f" LEFT JOIN LATERAL ({preload}) AS pre ON c.property_agency_id = c.agency_id" if preload else ""
     row = await db.fetchrow(
-        f"""WITH c AS (SELECT {", ".join("cc." + f for f in CONNECTION_FIELDS)}, p.agency_id AS property_agency_id
-                       FROM channel_connections cc LEFT JOIN properties p ON p.id = cc.property_id
-                       WHERE cc.id = $2 AND cc.deleted_at IS NULL),
-                 l AS (UPDATE channel_sync_logs SET status = 'running', error = NULL, updated_at = now(),
-                           attempt = attempt + 1, lease_owner = $5, due_at = now() + make_interval(secs => $6),
-                           details = details || $3::text::jsonb
-                                || COALESCE((SELECT jsonb_build_object('platform', platform_type, 'property_id', property_id) FROM c), '{{}}'::jsonb)
-                                || jsonb_build_object('in_flight', true, 'worker', $5::text, 'retry_count', errors, 'attempt', attempt + 1,
-                                                      -- an attempt whose lease ran out may have reached the platform: counted, not hidden
-                                                      'interrupted', COALESCE((details->>'interrupted')::int, 0) + (lease_owner IS NOT NULL)::int)
-                       -- the attempt this message may claim, not held (or its lease ran out: that attempt is over)
-                       WHERE task_id = $1 AND status = ANY({_OPEN}) AND attempt = $4 AND (lease_owner IS NULL OR due_at < now())
-                       RETURNING id, attempt, errors, waits, extract(epoch FROM wait_since)::float8 AS wait_since, resends, lost_attempts,
-                                 COALESCE(details->>'platform_reached', 'false') = 'true' AS pushed_before)
-            SELECT l.id AS log_id, l.attempt AS log_attempt, l.errors AS log_errors, l.waits AS log_waits, l.wait_since AS log_wait_since,
-                   l.resends AS log_resends, l.lost_attempts AS log_lost_attempts, l.pushed_before AS log_pushed_before,
-                   {"pre.*, " if preload else ""}c.*
-            FROM (SELECT 1) AS one LEFT JOIN l ON true LEFT JOIN c ON true{extra}""",
+        _claim_statement(preload),
         task_id,
         uuid.UUID(str(connection_id)),
         json.dumps(details),

@@ -93,12 +93,15 @@ def run_sync(
     progress: Callable[[list[dict]], None] | None = None,
 ) -> list[Result]:
     """Trigger through Celery directly (no HTTP), optionally follow the logs to a final status."""
+    from pmsops.sync.config import load
     from pmsops.sync.errors import SyncError
     from pmsops.sync.trigger import trigger_sync, validate_sync_type
+    from pmsops.sync.worker import producer_app, sender
 
     try:
         validate_sync_type(sync_type)
-        triggered = with_connection(database_url, lambda conn: trigger_sync(conn, connection_id, sync_type))
+        send = sender(producer_app(load()))
+        triggered = with_connection(database_url, lambda conn: trigger_sync(conn, connection_id, sync_type, send=send))
     except SyncError as exc:
         raise UsageError(str(exc)) from None
     notes = [f"task {t}" for t in triggered.task_ids] + ([f"batch {triggered.batch_id}"] if triggered.batch_id else [])
@@ -125,9 +128,9 @@ def follow_logs(
 ) -> Result:
     """Poll the logs of ``task_ids`` in the database until all are final or ``timeout`` passes.
 
-    The same poller and verdict as the API's (:mod:`pmsops.api.synclogs`): only the fetch differs.
+    The same poller and verdict as the API's (:mod:`pmsops.synclogs`): only the fetch differs.
     """
-    from pmsops.api.synclogs import final_verdict, wait_until_final
+    from pmsops.synclogs import final_verdict, wait_until_final
     from pmsops.sync.logs import get_by_task
 
     watch = Stopwatch()

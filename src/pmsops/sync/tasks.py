@@ -201,7 +201,13 @@ def _retry(task: SyncTask, connection_id: str, state: dict[str, Any], attempt, e
         settings.max_retries,
         _error_text(exc),
     )
-    notice = {"retry_count": errors, "error_type": exc.error_type, "next_retry_seconds": round(countdown, 3), "last_error": _error_text(exc)}
+    notice = {
+        "retry_count": errors,
+        "max_retries": settings.max_retries,  # what "retry n/N" shows: the worker's SYNC_MAX_RETRIES, read, not assumed
+        "error_type": exc.error_type,
+        "next_retry_seconds": round(countdown, 3),
+        "last_error": _error_text(exc),
+    }
     if waiting:
         notice["waited_seconds"] = round(time.time() - since, 1)
     if attempt.pushed:

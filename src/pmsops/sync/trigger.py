@@ -43,12 +43,6 @@ class Triggered:
         }
 
 
-def celery_sender(name: str, connection_id: str, task_id: str) -> None:
-    from pmsops.sync.worker import celery_app
-
-    celery_app.send_task(name, args=[connection_id], task_id=task_id)
-
-
 def validate_sync_type(sync_type: str) -> None:
     if sync_type not in SYNC_TYPES:
         raise ValidationFailed(f"Invalid sync_type. Must be one of: {list(SYNC_TYPES)}")
@@ -61,7 +55,7 @@ async def trigger_sync(
     *,
     agency_id=None,
     manual: bool = True,
-    send: Sender = celery_sender,
+    send: Sender,
     window_days: int | None = None,
     resend_after: float | None = None,
 ) -> Triggered:
@@ -71,41 +65,21 @@ async def trigger_sync(
 
     validate_sync_type(sync_type)
     settings = load()
-    try:
-        cid = uuid.UUID(str(connection_id))
-    except ValueError:
-        raise ValidationFailed(f"connection id {connection_id!r} is not a UUID") from None
-    query = "SELECT id, agency_id, property_id, platform_type FROM channel_connections WHERE id = $1 AND deleted_at IS NULL"
-    args: list[Any] = [cid]
-    if agency_id:
-        query += " AND agency_id = $2"
-        args.append(uuid.UUID(str(agency_id)))
-    row = await conn.fetchrow(query, *args)
-    if row is None:
-        raise NotFound("Connection not found")
+    row = await _connection(conn, connection_id, agency_id)
     ops = operations_for(sync_type)
-    batch_id = str(uuid.uuid4()) if len(ops) > 1 else None
-    today = datetime.now(timezone.utc).date()
-    details = {
-        "platform": row["platform_type"],
-        "property_id": str(row["property_id"]) if row["property_id"] else None,
-        "manual_trigger": manual,
-        "sync_type": sync_type,
-        "start_date": today.isoformat(),
-        "end_date": (today + timedelta(days=window_days or settings.window_days)).isoformat(),
-    }
-    result = Triggered(str(cid), sync_type, batch_id=batch_id)
+    result = Triggered(str(row["id"]), sync_type, batch_id=str(uuid.uuid4()) if len(ops) > 1 else None)
+    details = _details(row, sync_type, manual, window_days or settings.window_days)
     planned = []
     async with conn.transaction():
         for op in ops:
             task_id = str(uuid.uuid4())
             log = await logs.create_log(
                 conn,
-                connection_id=cid,
+                connection_id=row["id"],
                 operation_type=op.operation_type,
                 direction=op.direction,
                 task_id=task_id,
-                batch_id=batch_id,
+                batch_id=result.batch_id,
                 details=details,
                 tenant_id=row["agency_id"],
                 due_in=settings.resend_after if resend_after is None else resend_after,
@@ -113,9 +87,49 @@ async def trigger_sync(
             planned.append((op, task_id))
             result.task_ids.append(task_id)
             result.log_ids.append(str(log["id"]))
+    await _enqueue(conn, send, str(row["id"]), planned)
+    return result
+
+
+def connection_uuid(connection_id: Any) -> uuid.UUID:
+    """A connection id as a UUID; anything else is :class:`ValidationFailed` (the one check every caller uses)."""
+    try:
+        return uuid.UUID(str(connection_id))
+    except ValueError:
+        raise ValidationFailed(f"connection id {connection_id!r} is not a UUID") from None
+
+
+async def _connection(conn, connection_id: Any, agency_id: Any):
+    """The connection's row (of ``agency_id`` only, when given); :class:`NotFound` otherwise."""
+    query = "SELECT id, agency_id, property_id, platform_type FROM channel_connections WHERE id = $1 AND deleted_at IS NULL"
+    args: list[Any] = [connection_uuid(connection_id)]
+    if agency_id:
+        query += " AND agency_id = $2"
+        args.append(uuid.UUID(str(agency_id)))
+    row = await conn.fetchrow(query, *args)
+    if row is None:
+        raise NotFound("Connection not found")
+    return row
+
+
+def _details(row, sync_type: str, manual: bool, window_days: int) -> dict[str, Any]:
+    """What every log of the trigger records: the platform, the property and the window of nights to push."""
+    today = datetime.now(timezone.utc).date()
+    return {
+        "platform": row["platform_type"],
+        "property_id": str(row["property_id"]) if row["property_id"] else None,
+        "manual_trigger": manual,
+        "sync_type": sync_type,
+        "start_date": today.isoformat(),
+        "end_date": (today + timedelta(days=window_days)).isoformat(),
+    }
+
+
+async def _enqueue(conn, send: Sender, connection_id: str, planned: list) -> None:
+    """Send each operation's message; when the broker refuses one, settle that log and the rest as failed, then say so."""
     for index, (op, task_id) in enumerate(planned):
         try:
-            await asyncio.to_thread(send, op.task, str(cid), task_id)
+            await asyncio.to_thread(send, op.task, connection_id, task_id)
         except Exception as exc:  # noqa: BLE001 - the broker is down: settle the logs, then report
             from pmsops.errors import DependencyError
             from pmsops.redaction import redact
@@ -125,4 +139,3 @@ async def trigger_sync(
             raise DependencyError(
                 f"could not enqueue {op.task}: {redact(str(exc))}", hint="the Celery broker is unreachable: pmsops check redis; pmsops celery ping"
             ) from exc
-    return result

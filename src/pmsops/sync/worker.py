@@ -2,7 +2,8 @@
 
 :func:`create_app` builds an app from a :class:`~pmsops.sync.config.SyncSettings`
 (tests build second apps and embedded workers with it); ``celery_app`` is the one
-built from the environment. Broker ``CELERY_BROKER_URL`` (fallback ``REDIS_URL``)
+built from the environment, on first use (:func:`app_from_environment`), never at import;
+:func:`producer_app` and :func:`sender` are what a process that only triggers syncs uses. Broker ``CELERY_BROKER_URL`` (fallback ``REDIS_URL``)
 through :mod:`pmsops.sync.broker` (kombu's Redis transport with the reconnect crash
 fixed); JSON only; ``task_acks_late`` + ``task_reject_on_worker_lost`` so a task
 whose worker dies is redelivered; prefetch 1; Redis ``visibility_timeout``
@@ -89,6 +90,23 @@ def create_app(settings: SyncSettings, name: str = "pmsops", set_as_current: boo
     return app
 
 
+def producer_app(settings: SyncSettings, name: str = "pmsops-producer") -> Celery:
+    """An app that only sends (the API, ``pmsops sync trigger``): the worker's broker configuration, no tasks,
+    no bootsteps, no runtime."""
+    app = Celery(name, set_as_current=False)
+    app.conf.update(celery_config(settings))
+    return app
+
+
+def sender(app: Celery):
+    """``send(name, connection_id, task_id)`` through ``app``: what :func:`pmsops.sync.trigger.trigger_sync` enqueues with."""
+
+    def send(name: str, connection_id: str, task_id: str) -> None:
+        app.send_task(name, args=[connection_id], task_id=task_id)
+
+    return send
+
+
 def check_settings_at_start(settings: SyncSettings) -> None:
     """The visibility-timeout invariant, enforced before the worker consumes anything."""
     try:
@@ -142,7 +160,7 @@ class Sweeper(bootsteps.StartStopStep):
 
 
 class LivenessBeacon(bootsteps.StartStopStep):
-    """Keep the liveness beacon fresh from the consumer's own timer (see :mod:`pmsops.worker.beacon`).
+    """Keep the liveness beacon fresh from the consumer's own timer (see :mod:`pmsops.beacon`).
 
     A consumer step, started after the consumer consumes tasks and stopped when it
     loses the broker (the consumer restarts its steps on reconnect) or shuts down, so
@@ -153,11 +171,11 @@ class LivenessBeacon(bootsteps.StartStopStep):
     requires = ("celery.worker.consumer.tasks:Tasks",)
 
     def __init__(self, c, **kwargs) -> None:
-        from pmsops.worker.beacon import beacon_interval, beacon_path
+        from pmsops.beacon import beacon_interval, beacon_path
 
         super().__init__(c, **kwargs)
-        self.path = beacon_path(node=c.hostname)  # per user and node (worker-check --liveness -d NODE reads it)
-        self.interval = beacon_interval()
+        self.path = beacon_path(os.environ, node=c.hostname)  # per user and node (worker-check --liveness -d NODE reads it)
+        self.interval = beacon_interval(os.environ)
         self.tref = None
         self.failed = False
 
@@ -165,7 +183,7 @@ class LivenessBeacon(bootsteps.StartStopStep):
         return self.interval > 0
 
     def _beat(self, node: str) -> None:
-        from pmsops.worker.beacon import write_beacon
+        from pmsops.beacon import write_beacon
 
         try:
             write_beacon(self.path, node, self.interval)
@@ -185,7 +203,7 @@ class LivenessBeacon(bootsteps.StartStopStep):
         self.tref = c.timer.call_repeatedly(self.interval, self._beat, (node,), priority=10)
 
     def stop(self, c) -> None:
-        from pmsops.worker.beacon import remove_beacon
+        from pmsops.beacon import remove_beacon
 
         if self.tref is not None:
             self.tref.cancel()
@@ -212,7 +230,8 @@ def sweep(settings: SyncSettings, app) -> None:
         log.warning("Marked %d lost sync operation(s) failed: %s", len(report.failed), ", ".join(report.failed[:10]))
 
 
-def _app_from_environment() -> Celery:
+def app_from_environment() -> Celery:
+    """The worker's entry point (``celery -A pmsops.sync.worker:celery_app``): settings from the environment, once."""
     try:
         settings = load()
     except ConfigError as exc:
@@ -250,4 +269,15 @@ def _redact_worker_logs(logger: logging.Logger | None = None, **_: object) -> No
         redact_logging(logger)
 
 
-celery_app = _app_from_environment()
+_entry_app: Celery | None = None
+
+
+def __getattr__(name: str) -> Celery:
+    """``celery_app`` is built on first use (``celery -A pmsops.sync.worker:celery_app`` reads it), never at
+    import: importing this module to build another app (tests, the API) reads no environment."""
+    global _entry_app
+    if name != "celery_app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if _entry_app is None:
+        _entry_app = app_from_environment()
+    return _entry_app

@@ -12,7 +12,7 @@ import asyncio
 import socket
 from dataclasses import dataclass
 
-from pmsops.checks.runner import Job, run_bounded
+from pmsops.runner import Job, run_bounded
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def _protocol(dep: Dependency, timeout: float) -> Probe:
     if dep.kind == "redis":
         import redis
 
-        from pmsops.checks.redis import AUTH_HINT, auth_failure, client_for
+        from pmsops.redisclient import AUTH_HINT, auth_failure, client_for
 
         client = client_for(dep.url, timeout)
         try:

@@ -95,7 +95,7 @@ def dependencies_from(env: Mapping[str, str]) -> tuple[Dependency, ...]:
 
 
 def settings_from(env: Mapping[str, str], timeout: float | None = None, interval: float | None = None) -> WaitSettings:
-    from pmsops.sync.config import parse_bool
+    from pmsops.settings import parse_bool
 
     enabled = parse_bool(env, "WORKER_WAIT_FOR_DEPS", True)  # true/false/yes/no/on/off/1/0; anything else is exit 2
     return WaitSettings(

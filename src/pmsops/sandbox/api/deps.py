@@ -34,7 +34,11 @@ async def lifespan(app: FastAPI):
     from pmsops.database import create_pool
     from pmsops.settings import register_environment_secrets
 
+    from pmsops.sync.config import load
+    from pmsops.sync.worker import producer_app, sender
+
     register_environment_secrets(os.environ)
+    app.state.send = sender(producer_app(load()))  # the composition root: one producer for every trigger
     app.state.pool = await create_pool(env("DATABASE_URL"), max_size=10, timeout=3, command_timeout=10)
     yield
     await app.state.pool.close()

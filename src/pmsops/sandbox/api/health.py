@@ -28,7 +28,7 @@ async def ready() -> JSONResponse:
 
     broker = os.environ.get("CELERY_BROKER_URL") or os.environ.get("REDIS_URL")
     db, redis_result, celery_result = await asyncio.gather(
-        asyncio.to_thread(check_db, env("DATABASE_URL"), 2.0),
+        asyncio.to_thread(check_db, env("DATABASE_URL"), 2.0, "db", dict(os.environ)),
         asyncio.to_thread(check_redis, env("REDIS_URL"), 2.0),
         asyncio.to_thread(celery_check.ping, broker, 2.0),
     )

@@ -30,7 +30,8 @@ async def trigger(request: Request, connection_id: uuid.UUID, body: SyncRequest,
     if body.sync_type not in SYNC_TYPES:
         raise HTTPException(400, f"Invalid sync_type. Must be one of: {list(SYNC_TYPES)}")
     try:
-        triggered = await with_db(request, lambda c: trigger_sync(c, str(connection_id), body.sync_type, agency_id=agency))
+        send = request.app.state.send
+        triggered = await with_db(request, lambda c: trigger_sync(c, str(connection_id), body.sync_type, agency_id=agency, send=send))
     except NotFound:
         raise HTTPException(404, "Connection not found") from None
     except DependencyError as exc:

@@ -1,4 +1,7 @@
-"""Reading sync logs as the runbook does: summary, retry details, stale open logs, polling."""
+"""Reading sync logs as the runbook does: summary, retry details, stale open logs, the one poller and verdict.
+
+Below both ways of reading them (the API's ``…/sync-logs`` and the database): :mod:`pmsops.api` and
+:mod:`pmsops.sync` use it, and it imports neither."""
 
 from __future__ import annotations
 
@@ -9,8 +12,10 @@ from typing import Any, Callable
 from pmsops import results
 from pmsops.results import Result
 
-from pmsops.sync import FINAL_STATUSES as FINAL
-from pmsops.sync import OPEN_STATUSES as OPEN
+FINAL_STATUSES = ("success", "failed", "cancelled")
+OPEN_STATUSES = ("triggered", "queued", "running")
+"""The statuses of ``channel_sync_logs`` (the contract's): final ones never change again."""
+FINAL, OPEN = FINAL_STATUSES, OPEN_STATUSES
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -109,7 +114,7 @@ def relative(delta) -> str:
 
 
 MAX_RETRIES = 3
-"""The worker's default SYNC_MAX_RETRIES: shown as ``retry n/3``."""
+"""The worker's default SYNC_MAX_RETRIES: shown as ``retry n/3`` for a log written before workers recorded theirs."""
 
 CAUSES = {
     "platform_error": (
@@ -137,7 +142,7 @@ def describe_log(log: dict[str, Any], max_retries: int = MAX_RETRIES, now: datet
     details = log.get("details") if isinstance(log.get("details"), dict) else {}
     parts = [f"{log.get('operation_type', '?')}: {log.get('status', '?')}"]
     if details.get("retry_count"):
-        parts.append(f"retry {details['retry_count']}/{max_retries}")
+        parts.append(f"retry {details['retry_count']}/{details.get('max_retries') or max_retries}")  # the worker's own limit, as it wrote it
     if details.get("error_type"):
         parts.append(str(details["error_type"]))
         if details["error_type"] == "circuit_open":

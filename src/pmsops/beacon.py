@@ -22,6 +22,8 @@ own uid (the HEALTHCHECK runs as the container's user).
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import json
 import os
 import stat
@@ -39,21 +41,19 @@ def default_node() -> str:
     return f"celery@{socket.gethostname()}"
 
 
-def beacon_path(env: "os._Environ[str] | dict[str, str] | None" = None, node: str | None = None) -> str:
+def beacon_path(env: Mapping[str, str], node: str | None = None) -> str:
     """WORKER_BEACON_FILE, else ``/tmp/pmsops-worker-<uid>-<node>.beacon``: one per user and worker node, so a second
     worker on the host (the sandbox's, another deployment's) never keeps a dead one's liveness green."""
     import re
 
-    env = os.environ if env is None else env
     if env.get("WORKER_BEACON_FILE"):
         return env["WORKER_BEACON_FILE"]
     name = re.sub(r"[^A-Za-z0-9@._-]", "_", node or default_node())[:120]
     return f"/tmp/pmsops-worker-{os.getuid()}-{name}.beacon"
 
 
-def beacon_interval(env: "os._Environ[str] | dict[str, str] | None" = None) -> float:
+def beacon_interval(env: Mapping[str, str]) -> float:
     """WORKER_BEACON_INTERVAL seconds (default 10; 0 turns the beacon off); nonsense falls back to the default."""
-    env = os.environ if env is None else env
     try:
         value = float(env.get("WORKER_BEACON_INTERVAL") or DEFAULT_INTERVAL)
     except ValueError:

@@ -9,11 +9,13 @@ optional code hash. Each step is a Result; the whole run takes milliseconds plus
 the ping round trip, because the ping returns as soon as the worker answers.
 
 ``--liveness`` (:func:`liveness_check`) is the cheap HEALTHCHECK mode: it reads the
-beacon the worker keeps fresh (:mod:`pmsops.worker.beacon`) and imports none of
+beacon the worker keeps fresh (:mod:`pmsops.beacon`) and imports none of
 celery, kombu, redis-py or asyncpg.
 """
 
 from __future__ import annotations
+
+from typing import Mapping
 
 import os
 import pwd
@@ -209,14 +211,14 @@ def worker_check(
     return out + check_code(expect_sha256 or [])
 
 
-def liveness_check(max_age: float | None = None, node: str | None = None) -> list[Result]:
+def liveness_check(env: Mapping[str, str], max_age: float | None = None, node: str | None = None) -> list[Result]:
     """The HEALTHCHECK mode: is the beacon of worker ``node`` (default ``celery@<hostname>``) fresh? No broker, no Celery import."""
-    from pmsops.worker.beacon import beacon_interval, beacon_path, read_liveness
+    from pmsops.beacon import beacon_interval, beacon_path, read_liveness
 
     watch = Stopwatch()
-    interval = beacon_interval()
+    interval = beacon_interval(env)
     limit = max_age if max_age is not None else 3 * (interval or 10.0)
-    found = read_liveness(beacon_path(node=node), limit)
+    found = read_liveness(beacon_path(env, node=node), limit)
     result = (results.ok if found.alive else results.fail)("liveness", found.summary, hint=found.hint)
     result.duration_ms = watch.ms
     return [result]

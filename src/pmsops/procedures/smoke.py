@@ -104,6 +104,159 @@ def worker_missing(health: Result) -> str | None:
     return "celery " + str(celery.get("status")) + (f" ({celery['error']})" if celery.get("error") else "") + ", no worker answers"
 
 
+@dataclass
+class SmokeInputs:
+    """What a smoke run is asked to do (the command's options)."""
+
+    settings: Settings
+    connection: str | None = None
+    sync_type: str = "full"
+    wait: float = 60.0
+    http_timeout: float = 10.0
+    poll: float = 1.0
+    env_file: str | None = None
+
+
+@dataclass
+class SmokeFacts:
+    """What the steps learned, each written by one step and read by the later ones."""
+
+    api: str | None = None
+    token: str | None = None
+    worker_missing: str | None = None
+    cid: str | None = None
+    task_ids: list[str] = field(default_factory=list)
+    log_ids: list[str] = field(default_factory=list)
+    pinged: bool = False
+    no_worker: bool = False
+
+
+class SmokeSteps:
+    """The six steps, each a method from :class:`SmokeInputs` and earlier :class:`SmokeFacts` to one Result."""
+
+    def __init__(self, inputs: SmokeInputs, run: SmokeRun, collector: Collector) -> None:
+        self.inputs, self.run, self.collector, self.facts = inputs, run, collector, SmokeFacts()
+
+    def _client(self):
+        from pmsops.api.client import ApiClient
+
+        i = self.inputs
+        return ApiClient(self.facts.api, self.facts.token, i.http_timeout, i.settings.get("AGENCY_ID"))
+
+    def env(self) -> Result:
+        settings = self.inputs.settings
+        self.facts.api = settings.require("PMS_API_URL", hint="set PMS_API_URL (or API, API_BASE_URL, BACKEND_URL) in /root/pms_env.sh")
+        notes = [f"API: {self.facts.api}"]
+        if settings.get("SB_URL"):
+            notes.append(f"SB_URL: {settings.get('SB_URL')[:30]}...")
+        if settings.get("EMAIL"):
+            notes.append(f"EMAIL: {settings.get('EMAIL')}")
+        source = f" from {self.inputs.env_file}" if self.inputs.env_file else " from the environment"
+        return results.ok("env", f"loaded{source}", notes=notes)
+
+    def token(self) -> Result:
+        from pmsops.api.token import describe, obtain
+
+        info = obtain(self.inputs.settings, self.inputs.http_timeout)
+        self.facts.token = info.token
+        shown = describe(info)[0]
+        shown.summary = f"TOKEN {shown.summary}"
+        return shown
+
+    def health(self) -> Result:
+        from pmsops.checks.health import check_health
+
+        found = check_health(self.facts.api or "", self.inputs.http_timeout)
+        self.facts.worker_missing = worker_missing(found)
+        return found
+
+    def connection(self) -> Result:
+        with self._client() as client:
+            cid = self.inputs.connection or self.inputs.settings.get("CID")
+            if cid:
+                try:
+                    uuid.UUID(cid)
+                except ValueError:
+                    return results.fail("connection", f"CID={cid!r} is not a UUID", hint="422 would follow: use an id from pmsops connections list")
+                found = client.get_connection(cid)
+                self.facts.cid = cid
+                return results.ok("connection", f"CID={cid} ({found.get('platform_type')}, {found.get('status')})")
+            items, response = client.list_connections()
+        if not items:
+            return results.fail("connection", "no channel connections", hint="create one via POST /api/v1/channel-connections/ (or /docs)")
+        self.facts.cid = str(items[0]["id"])
+        via = " (after a 307 to the trailing-slash path)" if response.redirected_from else ""
+        return results.ok(
+            "connection",
+            f"CID={self.facts.cid} ({items[0].get('platform_type')}, {items[0].get('status')}){via}",
+            notes=[f"{len(items)} connection(s)"],
+        )
+
+    def trigger(self) -> Result:
+        with self._client() as client:
+            body = client.trigger_sync(self.facts.cid, self.inputs.sync_type)
+        self.facts.task_ids = list(body.get("task_ids") or [])
+        self.facts.log_ids = [str(i) for i in body.get("created_log_ids") or []]
+        self.run.context.update({"connection_id": self.facts.cid, "task_ids": self.facts.task_ids, "batch_id": body.get("batch_id")})
+        if not self.facts.task_ids:
+            return results.fail(
+                "trigger",
+                f"HTTP 200 but no task ids (status {body.get('status')})",
+                hint="the backend did not enqueue anything: check CHANNEL_MANAGER_ENABLED and the Celery broker",
+            )
+        notes = [f"task {t}" for t in self.facts.task_ids] + ([f"batch {body['batch_id']}"] if body.get("batch_id") else [])
+        summary = f"{self.inputs.sync_type} sync {body.get('status', 'triggered')}: {len(self.facts.task_ids)} task(s)"
+        return results.ok("trigger", summary, notes=notes)
+
+    def _show(self, logs: list[dict[str, Any]]) -> None:
+        from pmsops.synclogs import describe_log
+
+        if not logs:
+            self.collector.progress("sync-logs", "-", "no log yet")
+        for log in logs:
+            self.collector.progress("sync-logs", str(log.get("id") or log.get("task_id")), describe_log(log))
+
+    def _no_worker(self, found: list[dict[str, Any]], waited: float) -> bool:
+        """Logs untouched for a while: ask the broker once whether any worker listens (when we can reach it)."""
+        broker = self.inputs.settings.get("CELERY_BROKER_URL")
+        if waited < UNTOUCHED_SECONDS or self.facts.pinged or not broker or any(m.get("status") not in ("triggered", "queued") for m in found):
+            return False
+        from pmsops.checks.celery import ping
+
+        self.facts.pinged = True
+        answer = ping(broker, min(3.0, self.inputs.http_timeout))
+        self.facts.no_worker = answer.status is Status.FAIL and not answer.details.get("workers")
+        return self.facts.no_worker
+
+    def sync_logs(self) -> Result:
+        from pmsops.synclogs import describe_log, final_verdict, wait_until_final
+
+        i, facts = self.inputs, self.facts
+        with self._client() as client:
+            found, finished = wait_until_final(
+                lambda: client.sync_logs(facts.cid, limit=50)["logs"], facts.task_ids, facts.log_ids, i.wait, i.poll, self._show, self._no_worker
+            )
+        self.run.context["logs"] = [{k: m.get(k) for k in ("id", "operation_type", "status", "error", "task_id")} for m in found]
+        if facts.no_worker:
+            return results.fail(
+                "sync-logs",
+                f"no worker: the logs stayed 'triggered' for {UNTOUCHED_SECONDS:g} s and no worker answers a ping on the broker",
+                notes=[describe_log(m) for m in found],
+                hint="start pms-worker (docker ps | grep worker; pmsops host logs pms-worker-v2) and check it uses this broker (pmsops celery ping)",
+            )
+        return final_verdict("sync-logs", found, finished, i.wait)
+
+    def step(self, name: str):
+        return {
+            "env": self.env,
+            "token": self.token,
+            "health": self.health,
+            "connection": self.connection,
+            "trigger": self.trigger,
+            "sync-logs": self.sync_logs,
+        }[name]
+
+
 def run_smoke(
     settings: Settings,
     connection: str | None = None,
@@ -122,118 +275,18 @@ def run_smoke(
     until the wait ran out), so the verdict names the worker within seconds.
     ``trigger=False`` runs the read-only steps 1-4.
     """
-    from pmsops.api.client import ApiClient
-    from pmsops.api.synclogs import describe_log, final_verdict, wait_until_final
-    from pmsops.api.token import describe, obtain
-    from pmsops.checks.health import check_health
-
     collector = collector or Collector(SLOTS)
     run = SmokeRun(results=collector.results)
     clock = time.monotonic()
-    state: dict[str, Any] = {}
-
-    def load_env() -> Result:
-        api = settings.require("PMS_API_URL", hint="set PMS_API_URL (or API, API_BASE_URL, BACKEND_URL) in /root/pms_env.sh")
-        state["api"] = api
-        notes = [f"API: {api}"]
-        if settings.get("SB_URL"):
-            notes.append(f"SB_URL: {settings.get('SB_URL')[:30]}...")
-        if settings.get("EMAIL"):
-            notes.append(f"EMAIL: {settings.get('EMAIL')}")
-        source = f" from {env_file}" if env_file else " from the environment"
-        return results.ok("env", f"loaded{source}", notes=notes)
-
-    def token() -> Result:
-        info = obtain(settings, http_timeout)
-        state["token"] = info.token
-        shown = describe(info)[0]
-        shown.summary = f"TOKEN {shown.summary}"
-        return shown
-
-    def health() -> Result:
-        found = check_health(state["api"], http_timeout)
-        state["worker_missing"] = worker_missing(found)
-        return found
-
-    def pick_connection() -> Result:
-        with ApiClient(state["api"], state["token"], http_timeout, settings.get("AGENCY_ID")) as client:
-            cid = connection or settings.get("CID")
-            if cid:
-                try:
-                    uuid.UUID(cid)
-                except ValueError:
-                    return results.fail("connection", f"CID={cid!r} is not a UUID", hint="422 would follow: use an id from pmsops connections list")
-                found = client.get_connection(cid)
-                state["cid"] = cid
-                return results.ok("connection", f"CID={cid} ({found.get('platform_type')}, {found.get('status')})")
-            items, response = client.list_connections()
-            if not items:
-                return results.fail("connection", "no channel connections", hint="create one via POST /api/v1/channel-connections/ (or /docs)")
-            state["cid"] = str(items[0]["id"])
-            via = " (after a 307 to the trailing-slash path)" if response.redirected_from else ""
-            return results.ok(
-                "connection",
-                f"CID={state['cid']} ({items[0].get('platform_type')}, {items[0].get('status')}){via}",
-                notes=[f"{len(items)} connection(s)"],
-            )
-
-    def trigger_sync() -> Result:
-        with ApiClient(state["api"], state["token"], http_timeout, settings.get("AGENCY_ID")) as client:
-            body = client.trigger_sync(state["cid"], sync_type)
-        state["task_ids"] = list(body.get("task_ids") or [])
-        state["log_ids"] = [str(i) for i in body.get("created_log_ids") or []]
-        run.context.update({"connection_id": state["cid"], "task_ids": state["task_ids"], "batch_id": body.get("batch_id")})
-        if not state["task_ids"]:
-            return results.fail(
-                "trigger",
-                f"HTTP 200 but no task ids (status {body.get('status')})",
-                hint="the backend did not enqueue anything: check CHANNEL_MANAGER_ENABLED and the Celery broker",
-            )
-        notes = [f"task {t}" for t in state["task_ids"]] + ([f"batch {body['batch_id']}"] if body.get("batch_id") else [])
-        return results.ok("trigger", f"{sync_type} sync {body.get('status', 'triggered')}: {len(state['task_ids'])} task(s)", notes=notes)
-
-    def show(logs: list[dict[str, Any]]) -> None:
-        if not logs:
-            collector.progress("sync-logs", "-", "no log yet")
-        for log in logs:
-            collector.progress("sync-logs", str(log.get("id") or log.get("task_id")), describe_log(log))
-
-    def no_worker(found: list[dict[str, Any]], waited: float) -> bool:
-        """Logs untouched for a while: ask the broker once whether any worker listens (when we can reach it)."""
-        broker = settings.get("CELERY_BROKER_URL")
-        if waited < UNTOUCHED_SECONDS or "pinged" in state or not broker or any(m.get("status") not in ("triggered", "queued") for m in found):
-            return False
-        from pmsops.checks.celery import ping
-
-        state["pinged"] = True
-        answer = ping(broker, min(3.0, http_timeout))
-        state["no_worker"] = answer.status is Status.FAIL and not answer.details.get("workers")
-        return state["no_worker"]
-
-    def logs() -> Result:
-        with ApiClient(state["api"], state["token"], http_timeout, settings.get("AGENCY_ID")) as client:
-            found, finished = wait_until_final(
-                lambda: client.sync_logs(state["cid"], limit=50)["logs"], state["task_ids"], state["log_ids"], wait, poll, show, no_worker
-            )
-        run.context["logs"] = [{k: m.get(k) for k in ("id", "operation_type", "status", "error", "task_id")} for m in found]
-        if state.get("no_worker"):
-            return results.fail(
-                "sync-logs",
-                f"no worker: the logs stayed 'triggered' for {UNTOUCHED_SECONDS:g} s and no worker answers a ping on the broker",
-                notes=[describe_log(m) for m in found],
-                hint="start pms-worker (docker ps | grep worker; pmsops host logs pms-worker-v2) and check it uses this broker (pmsops celery ping)",
-            )
-        return final_verdict("sync-logs", found, finished, wait)
-
-    steps = {"env": load_env, "token": token, "health": health, "connection": pick_connection, "trigger": trigger_sync, "sync-logs": logs}
+    steps = SmokeSteps(SmokeInputs(settings, connection, sync_type, wait, http_timeout, poll, env_file), run, collector)
     status: dict[str, Status] = {}
     for name, label in STEPS:
-        reason = _why_not(name, status, state, trigger)
+        reason = _why_not(name, status, steps.facts, trigger)
         if reason is not None:
             found = [results.skip(name, reason)]
         else:
             collector.start(name)
-            found = run_check(name, steps[name])
+            found = run_check(name, steps.step(name))
         for result in found:
             result.name, result.label = name, label
         status[name] = worst(found)
@@ -242,15 +295,15 @@ def run_smoke(
     return run
 
 
-def _why_not(name: str, status: dict[str, Status], state: dict[str, Any], trigger: bool) -> str | None:
+def _why_not(name: str, status: dict[str, Status], facts: SmokeFacts, trigger: bool) -> str | None:
     """Why step ``name`` does not run (None: it runs)."""
     for need in NEEDS[name]:
         if status.get(need) is not Status.OK and status.get(need) is not Status.WARN:
             return f"skipped: needs step {LABELS[need]}, which " + ("failed" if status.get(need) is Status.FAIL else "did not run")
     if name == "trigger" and not trigger:
         return "not triggered (--no-trigger: read-only steps only)"
-    if name == "trigger" and state.get("worker_missing"):
-        missing = state["worker_missing"]
+    if name == "trigger" and facts.worker_missing:
+        missing = facts.worker_missing
         fix = "bring Redis back (pmsops check redis), then re-run" if missing.startswith("redis ") else "start the worker, then re-run"
         return f"not triggered: step 3 says {missing}; its logs would stay 'triggered' ({fix})"
     return None

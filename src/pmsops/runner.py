@@ -20,6 +20,21 @@ from pmsops.results import Collector, Result, run_check
 GRACE_SECONDS = 0.5
 """How long past its own timeout a check may take before we stop waiting."""
 
+ROUND_TRIPS = {
+    "redis": 8,  # connect, AUTH, HELLO/PING, INFO, SET, GET, DEL, PUBLISH (ACL probes included)
+    "db": 12,  # two connects (the pooler probe), version, SELECT 1, search_path, schemas, port, pooler statements
+    "health": 2,  # connect, GET /health/ready
+    "celery": 2,  # the broadcast, the replies
+}
+"""The timeouts, defined once: ``--timeout`` bounds each network call (connect or read); a check's deadline is
+that times the sequential calls it makes (this table). A slow but healthy dependency is then slow, not black-holed;
+a black-holed one still fails at the first call's own timeout."""
+
+
+def check_deadline(check: str, timeout: float) -> float:
+    """The fence around one check whose every network call may take ``timeout``."""
+    return timeout * ROUND_TRIPS.get(check, 1)
+
 
 @dataclass
 class Job:
