@@ -58,8 +58,12 @@ def test_doctor_runs_checks_concurrently_not_one_after_another(cli, monkeypatch,
     assert elapsed < 4.0  # one after another: 1 + 1 + 2 (celery's budget) + 1 = 5 s; at once: about 2 s
 
 
-def test_doctor_refuses_an_unencoded_redis_url_before_any_check(cli, monkeypatch, redis_server):
+def test_doctor_with_an_unencoded_redis_url_fails_it_once_and_still_checks_the_database(cli, monkeypatch, redis_server, postgres):
+    """#24 item 2, #28: one bad URL no longer stops doctor (it was exit 2 before any check): the redis-url result names
+    the variable and the characters, the checks that need it are skipped, and the database is still checked."""
     monkeypatch.setenv("REDIS_URL", f"redis://:p+ss=w@rd/#1@127.0.0.1:{redis_server.port}/0")
+    monkeypatch.setenv("DATABASE_URL", postgres.url)
     result = cli("doctor", "--timeout", "1", "--json")
-    assert result.exit_code == 2 and json.loads(result.stdout)["results"] == []  # only the error report (issue #17): no check ran
-    assert result.stderr.startswith("✗ error: REDIS_URL: the password contains raw '/' '#' (encode as %2F %23)")
+    found = {r["name"]: (r["status"], r["summary"][:64]) for r in json.loads(result.stdout)["results"]}
+    assert (result.exit_code, found["redis-url"][0], found["redis"][0], found["celery"][0], found["db"][0]) == (1, "fail", "skip", "skip", "ok")
+    assert found["redis-url"][1] == "REDIS_URL: the password contains raw '/' '#' (encode as %2F %23)"

@@ -68,10 +68,6 @@ COMMANDS = [
     (("celery", "registered"), "CELERY_BROKER_URL"),
     (("celery", "stats"), "CELERY_BROKER_URL"),
     (("celery", "active"), "CELERY_BROKER_URL"),
-    (("doctor",), "REDIS_URL"),
-    (("doctor",), "CELERY_BROKER_URL"),
-    (("doctor",), "CELERY_RESULT_BACKEND"),
-    (("doctor",), "DATABASE_URL"),
     (("worker-check",), "REDIS_URL"),
     (("worker-check",), "CELERY_BROKER_URL"),
     (("worker-check",), "CELERY_RESULT_BACKEND"),
@@ -83,6 +79,8 @@ COMMANDS = [
     (("wait-for-deps",), "REDIS_URL"),
     (("wait-for-deps",), "DATABASE_URL"),
 ]
+MULTI_CHECK = [(("doctor",), v) for v in ("REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "DATABASE_URL")]
+"""Commands that run several checks: a bad variable is one failed result naming it, and the other checks still run."""
 JSON_COMMANDS = {
     ("celery", "ping"),
     ("celery", "registered"),
@@ -129,6 +127,22 @@ def test_unencoded_password_in_any_url_is_one_line_exit_2_without_a_fragment(cli
             report = json.loads(result.stdout)
             assert report["exit_code"] == 2 and report["error"]["type"] == "usage" and report["results"] == [], (password, result.output)
             assert result.stderr.splitlines() == errors, (password, result.output)
+
+
+@pytest.mark.parametrize("mode", ["text", "json"])
+@pytest.mark.parametrize(("command", "variable"), MULTI_CHECK, ids=lambda v: "-".join(v) if isinstance(v, tuple) else v)
+def test_unencoded_password_makes_doctor_fail_that_variables_check_and_run_the_rest_without_a_fragment(cli, command, variable, mode):
+    """#24 item 2, #28: one bad URL no longer stops doctor; the failed result names the variable and the character."""
+    passwords = SENTINELS + (DB_ONLY_SENTINELS if variable == "DATABASE_URL" else [])
+    for password in passwords:
+        result = run(cli, command, variable, password, mode)
+        assert (result.exit_code, leaked(password, result.output)) == (1, []), (password, result.output)
+        if mode == "json":
+            found = json.loads(result.stdout)["results"]
+            named = [r for r in found if r["status"] == "fail" and r["summary"].startswith(f"{variable}: ") and "encode as %" in r["summary"]]
+            assert (len(named), len(found) >= 4) == (1, True), (password, result.output)
+        else:
+            assert f"FAILED  {variable}: " in result.stdout and "encode as %" in result.stdout, (password, result.output)
 
 
 def test_issue_reproduction_celery_ping_names_the_slash_not_the_port_error(cli):

@@ -56,6 +56,9 @@ def plan(settings: Settings, timeout: float, expect_workers: int | None = None, 
     database_url = settings.get("DATABASE_URL")
     broker_url = settings.get("CELERY_BROKER_URL")
     api_url = settings.get("PMS_API_URL")
+    bad = input_errors(settings)
+    broker_variable = "CELERY_BROKER_URL" if settings.env.get("CELERY_BROKER_URL") else "REDIS_URL"
+    needs = {"redis": "REDIS_URL", "db": "DATABASE_URL", "celery": broker_variable}
     planned: list[Job | Result] = [
         Job("redis", lambda: check_redis(redis_url, budget("redis")), timeout)
         if redis_url
@@ -70,14 +73,34 @@ def plan(settings: Settings, timeout: float, expect_workers: int | None = None, 
         if api_url
         else results.skip("health", "not configured", hint="set PMS_API_URL (or API, API_BASE_URL, BACKEND_URL)"),
     ]
-    return planned
+    return [_bad_input(item.name, needs[item.name], bad[needs[item.name]]) if _needs_bad(item, needs, bad) else item for item in planned]
 
 
-def check_inputs(settings: Settings) -> None:
-    """Every URL read by its client first: a misread one is bad input (exit 2) before anything is shown or run."""
-    from pmsops.urlread import environment_pairs, read_all
+def _needs_bad(item: Job | Result, needs: dict[str, str], bad: dict[str, UsageError]) -> bool:
+    return isinstance(item, Job) and item.name in needs and needs[item.name] in bad
 
-    read_all(environment_pairs(settings.env))
+
+def input_errors(settings: Settings) -> dict[str, UsageError]:
+    """Each client URL read by its client; the variables a client would misread, with why. Not raised: a multi-check
+    command shows each as one failed result and still runs every check that does not need it (#24, #28)."""
+    from pmsops.urlread import environment_pairs, read_url
+
+    errors: dict[str, UsageError] = {}
+    for variable, url, client in environment_pairs(settings.env):
+        if url and variable not in errors:
+            try:
+                read_url(url, client, variable)
+            except UsageError as exc:
+                errors[variable] = exc
+    return errors
+
+
+def _bad_input(name: str, variable: str, exc: UsageError) -> Result:
+    if variable in REDIS_URL_VARIABLES:  # the redis-url result already failed naming it: said once, not three times
+        return results.skip(name, f"skipped: {variable} cannot be read as its client reads it (redis-url above says why)")
+    message = exc.message if exc.message.startswith(variable) else f"{variable}: {exc.message}"
+    how = "pmsops check db reads it alone" if variable == "DATABASE_URL" else "pmsops redis-url check shows how each client reads it"
+    return results.fail(name, message, hint=exc.hint or f"fix {variable} ({how}); the checks that do not need it ran")
 
 
 SLOTS = ("redis-url", "redis", "db", "celery", "health")
@@ -92,7 +115,6 @@ def run_doctor(
     With a ``collector`` every check's result is released the moment it and the
     checks before it are known (see :class:`pmsops.results.Collector`).
     """
-    check_inputs(settings)
     collector = collector or Collector(SLOTS)
     collector.start("redis-url")
     collector.finish("redis-url", _url_results(settings))
