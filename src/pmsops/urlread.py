@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, unquote
 
 from pmsops.errors import UsageError
+from pmsops.internals import asyncpg_parse  # noqa: F401 - asyncpg's private DSN reader lives in the one module of internals
 from pmsops.redaction import mask_url  # noqa: F401 - the one masker, re-exported beside the reader
 from pmsops.urlparts import _PASSWORD_ONLY_SCHEMES, MASK, SCHEME, RawUrl, _plausible_user, split_raw  # noqa: F401 - the author's split
 
@@ -569,35 +570,8 @@ def asyncpg_dsn(url: str) -> tuple[str, str | None]:
     return text, None
 
 
-def asyncpg_parse(dsn: str):
-    """asyncpg's own DSN reading, without connecting: (addresses, connection parameters).
-
-    A private asyncpg function (``connect_utils._parse_connect_dsn_and_args``), called in
-    this one place so that a change of its signature has one home.
-    """
-    from asyncpg import connect_utils
-
-    return connect_utils._parse_connect_dsn_and_args(
-        dsn=dsn,
-        host=None,
-        port=None,
-        user=None,
-        password=None,
-        passfile=None,
-        database=None,
-        ssl=None,
-        service=None,
-        servicefile=None,
-        direct_tls=None,
-        server_settings=None,
-        target_session_attrs=None,
-        krbsrvname=None,
-        gsslib=None,
-    )
-
-
 def _read_asyncpg(url: str, name: str) -> Reading:
-    """asyncpg's own DSN parser (``connect_utils._parse_connect_dsn_and_args``), without connecting."""
+    """asyncpg's own DSN parser (:func:`pmsops.internals.asyncpg_parse`), without connecting."""
 
     dsn, note = asyncpg_dsn(url)
     match = SCHEME.match(dsn)

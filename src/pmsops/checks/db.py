@@ -104,9 +104,9 @@ async def _pooler_evidence(first, url: str, timeout: float) -> list[str]:
 
 
 def _client_tls(conn) -> str | None:
-    transport = getattr(conn, "_transport", None)
-    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
-    return ssl_object.version() if ssl_object is not None else None
+    from pmsops.internals import asyncpg_tls_version
+
+    return asyncpg_tls_version(conn)
 
 
 async def _probe(url: str, timeout: float, port: int | None) -> Session:

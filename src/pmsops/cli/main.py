@@ -163,13 +163,12 @@ def _click_exception_types() -> tuple[tuple[type, ...], tuple[type, ...]]:
     """
     usage: list[type] = []
     aborts: list[type] = [typer.Abort]
-    try:
-        from typer._click.exceptions import ClickException as VendoredClickException
+    from pmsops.internals import vendored_click_exception
 
-        usage.append(VendoredClickException)
-        vendored = True
-    except ImportError:  # older Typer: click itself
-        vendored = False
+    vendored_exception = vendored_click_exception()
+    vendored = vendored_exception is not None  # None: an older Typer that uses click itself
+    if vendored_exception is not None:
+        usage.append(vendored_exception)
     click = sys.modules.get("click")  # only code that imported click can raise its exceptions
     if click is None and not vendored:
         import click
