@@ -19,12 +19,12 @@ from pmsops.cli.common import (
     check_report_target,
     connection_argument,
     connection_id,
-    export_environment,
     finish,
     finish_results,
     output,
     report_options,
     settings,
+    state,
     stream,
 )
 
@@ -79,9 +79,11 @@ def sync_run(
     from pmsops.synclogs import describe_log
     from pmsops.sync.maintenance import run_sync
 
+    from pmsops.sync.config import SyncSettings
+
     cid = connection_id(connection)
     url = _database_url(database_url)
-    export_environment()  # the Celery app that sends the task reads the broker from the process environment
+    sync_settings = SyncSettings.from_env(state().environ())  # built here, once, from the environment and the env file
 
     def go(collector) -> None:
         def show(logs: list) -> None:
@@ -91,7 +93,7 @@ def sync_run(
         collector.start("trigger")
         if wait:
             collector.start("sync")
-        found = run_sync(url, cid, sync_type, bool(wait), wait or 60.0, progress=show)
+        found = run_sync(url, cid, sync_type, bool(wait), wait or 60.0, progress=show, sync_settings=sync_settings)
         collector.finish("trigger", found[:1])
         if wait:
             collector.finish("sync", found[1:])

@@ -91,8 +91,10 @@ def run_sync(
     timeout: float = 60.0,
     poll: float = 0.5,
     progress: Callable[[list[dict]], None] | None = None,
+    sync_settings=None,
 ) -> list[Result]:
-    """Trigger through Celery directly (no HTTP), optionally follow the logs to a final status."""
+    """Trigger through Celery directly (no HTTP), optionally follow the logs to a final status. ``sync_settings``: the
+    caller's (the CLI builds them from the environment and the env file); default: the process's."""
     from pmsops.sync.config import load
     from pmsops.sync.errors import SyncError
     from pmsops.sync.trigger import trigger_sync, validate_sync_type
@@ -100,7 +102,7 @@ def run_sync(
 
     try:
         validate_sync_type(sync_type)
-        send = sender(producer_app(load()))
+        send = sender(producer_app(sync_settings or load()))
         triggered = with_connection(database_url, lambda conn: trigger_sync(conn, connection_id, sync_type, send=send))
     except SyncError as exc:
         raise UsageError(str(exc)) from None
