@@ -39,21 +39,6 @@ class WaitSettings:
     dependencies: tuple[Dependency, ...]
 
 
-def _number(env: Mapping[str, str], name: str, default: float) -> float:
-    value = env.get(name)
-    if not value:
-        return default
-    import math
-
-    try:
-        number = float(value)
-    except ValueError:
-        raise UsageError(f"{name} must be a number of seconds, got {value!r}") from None
-    if not math.isfinite(number) or number < 0:
-        raise UsageError(f"{name} must be a finite, non-negative number of seconds, got {value!r}")
-    return number
-
-
 def _address(url: str | None, variable: str, kind: str) -> tuple[str | None, int | None]:
     """Host and port the client really uses (asyncpg for the database, redis-py for Redis).
 
@@ -95,13 +80,13 @@ def dependencies_from(env: Mapping[str, str]) -> tuple[Dependency, ...]:
 
 
 def settings_from(env: Mapping[str, str], timeout: float | None = None, interval: float | None = None) -> WaitSettings:
-    from pmsops.settings import parse_bool
+    from pmsops.settings import parse_bool, parse_float
 
     enabled = parse_bool(env, "WORKER_WAIT_FOR_DEPS", True)  # true/false/yes/no/on/off/1/0; anything else is exit 2
     return WaitSettings(
         enabled=enabled,
-        timeout=timeout if timeout is not None else _number(env, "WORKER_WAIT_TIMEOUT", 60.0),
-        interval=interval if interval is not None else _number(env, "WORKER_WAIT_INTERVAL", 2.0),
+        timeout=timeout if timeout is not None else parse_float(env, "WORKER_WAIT_TIMEOUT", 60.0),
+        interval=interval if interval is not None else parse_float(env, "WORKER_WAIT_INTERVAL", 2.0),
         dependencies=dependencies_from(env),
     )
 
