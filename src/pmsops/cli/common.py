@@ -138,14 +138,14 @@ def _uuid_type():
         name = "UUID"
 
         def convert(self, value, param, ctx):
-            import uuid
+            from pmsops.ids import parse_uuid
 
             if value is None or isinstance(value, str) and value == "":
                 return value
-            try:
-                return str(uuid.UUID(str(value)))
-            except ValueError:
+            parsed = parse_uuid(value)
+            if parsed is None:
                 self.fail(f"{value!r} is not a UUID (list connections with: pmsops connections list)", param, ctx)
+            return str(parsed)
 
     class SyncType(click.Choice):
         def __init__(self) -> None:
@@ -167,19 +167,18 @@ SYNC_TYPE_OPTION = typer.Option("full", "--type", "-t", click_type=SYNC_TYPE, he
 
 def connection_id(value: str | None) -> str:
     """The given connection id, else ``CID`` from the environment (checked as a UUID), else bad input."""
-    import uuid
-
     from pmsops.errors import UsageError
+    from pmsops.ids import parse_uuid
 
     if value:
         return value
     cid = settings().get("CID")
     if not cid:
         raise UsageError("no connection id: pass CONNECTION_ID or set CID", hint="list connections with: pmsops connections list")
-    try:
-        return str(uuid.UUID(cid))
-    except ValueError:
-        raise UsageError(f"CID={cid!r} is not a UUID", hint="list connections with: pmsops connections list") from None
+    parsed = parse_uuid(cid)
+    if parsed is None:
+        raise UsageError(f"CID={cid!r} is not a UUID", hint="list connections with: pmsops connections list")
+    return str(parsed)
 
 
 def api_client(api: str | None, timeout: float):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -30,6 +29,7 @@ from pmsops import results
 from pmsops.redaction import redact
 from pmsops.render import xml_text
 from pmsops.results import Collector, Result, Status, run_check, worst
+from pmsops.ids import parse_uuid
 from pmsops.settings import Settings
 
 STEPS = (
@@ -174,9 +174,7 @@ class SmokeSteps:
         with self._client() as client:
             cid = self.inputs.connection or self.inputs.settings.get("CID")
             if cid:
-                try:
-                    uuid.UUID(cid)
-                except ValueError:
+                if parse_uuid(cid) is None:
                     return results.fail("connection", f"CID={cid!r} is not a UUID", hint="422 would follow: use an id from pmsops connections list")
                 found = client.get_connection(cid)
                 self.facts.cid = cid

@@ -56,10 +56,9 @@ class Attempt:
 
 
 def _connection_id(connection_id: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(connection_id))
-    except ValueError:
-        raise ValidationFailed(f"connection id {connection_id!r} is not a UUID") from None
+    from pmsops.sync.trigger import connection_uuid
+
+    return connection_uuid(connection_id)
 
 
 def check_connection(row: dict[str, Any] | None, connection_id: str) -> dict[str, Any]:

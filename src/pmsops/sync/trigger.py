@@ -93,10 +93,12 @@ async def trigger_sync(
 
 def connection_uuid(connection_id: Any) -> uuid.UUID:
     """A connection id as a UUID; anything else is :class:`ValidationFailed` (the one check every caller uses)."""
-    try:
-        return uuid.UUID(str(connection_id))
-    except ValueError:
-        raise ValidationFailed(f"connection id {connection_id!r} is not a UUID") from None
+    from pmsops.ids import parse_uuid
+
+    parsed = parse_uuid(connection_id)
+    if parsed is None:
+        raise ValidationFailed(f"connection id {connection_id!r} is not a UUID")
+    return parsed
 
 
 async def _connection(conn, connection_id: Any, agency_id: Any):
