@@ -197,13 +197,14 @@ class Collector:
 
     def _broker_round_one(self) -> dict[str, Any]:
         from pmsops.sync import PLATFORMS
+        from pmsops.sync.broker import UNACKED_INDEX_KEY, UNACKED_KEY
 
         pipe = self._client().pipeline(transaction=False)
         pipe.time()
         pipe.smembers(PIDBOX_BINDINGS)
         pipe.smembers(QUEUE_BINDINGS)
-        pipe.hlen("unacked")
-        pipe.zrange("unacked_index", 0, 0, withscores=True)
+        pipe.hlen(UNACKED_KEY)  # kombu's key names, named in its one home (pmsops.sync.broker): a count for the screen,
+        pipe.zrange(UNACKED_INDEX_KEY, 0, 0, withscores=True)  # never a decision (who holds what is the sync log's to say)
         for platform in PLATFORMS:
             pipe.hgetall(f"pmsops:circuit:{platform}")
         raw = pipe.execute()
