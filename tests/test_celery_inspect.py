@@ -113,3 +113,36 @@ def test_ping_names_the_broker_address_kombu_really_uses(cli, worker_broker, cel
     assert result.exit_code == 0, result.output
     assert details["broker_address"] == f"127.0.0.1:{redis_server.port}"
     assert f"broker: redis://:***@127.0.0.1:{redis_server.port}/" in " ".join(json.loads(result.stdout)["results"][0]["notes"])
+
+
+def test_a_long_running_reader_still_hears_the_workers_after_redis_restarts(tmp_path):
+    """top's live view and the exporter broadcast from one process for hours: after a Redis restart, the first broadcast
+    must not fail on a pooled connection to the old server ("closed the connection at once") while the worker answers."""
+    import subprocess
+    import sys
+
+    from conftest import REDIS_PASSWORD, start_worker, stop_worker
+    from sync_helpers import restart_redis, wait_until
+
+    from pmsops.checks.celery import broadcast
+    from pmsops.sandbox.servers import RedisServer
+
+    server = RedisServer(REDIS_PASSWORD, appendonly=True).start()
+    worker = None
+    try:
+        url = server.url_for_db(0)
+        worker = start_worker(url, "restart@pmsops-test", concurrency=1)
+        assert list(broadcast(url, "ping", 3.0, expect=1).replies) == ["restart@pmsops-test"]
+        restart_redis(server, down_seconds=0.5, keep_data=True)
+
+        def answers_a_new_process() -> bool:  # the worker reconnected: a fresh process (no pool) hears it
+            ping = [sys.executable, "-m", "pmsops", "celery", "ping", "--broker", url, "--timeout", "2"]
+            return subprocess.run(ping, capture_output=True, timeout=30).returncode == 0
+
+        wait_until(answers_a_new_process, 60, "the worker never reconnected after the Redis restart", interval=0.5)
+        after = broadcast(url, "ping", 3.0, expect=1)
+    finally:
+        if worker is not None:
+            stop_worker(worker)
+        server.stop()
+    assert list(after.replies) == ["restart@pmsops-test"]

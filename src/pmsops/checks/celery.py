@@ -118,16 +118,37 @@ def broadcast(url: str, command: str, timeout: float = 3.0, destination: list[st
         limit = max(len(bound), expect or 0)
     else:
         limit = expect
-    app = _app(url, timeout)
     started = time.perf_counter()
     try:
+        replies = _inspect(url, timeout, command, destination, limit)
+    except Exception as exc:  # noqa: BLE001 - only a stale pooled connection is retried; anything else goes on up
+        if not _stale_connection(exc):
+            raise
+        # kombu pools producer connections per process (kombu.pools): a broker restart leaves this long-running
+        # process (top, the exporter) a connection to the old server. Drop the pools and ask once more.
+        import kombu.pools
+
+        kombu.pools.reset()
+        replies = _inspect(url, timeout, command, destination, limit)
+    waited = (time.perf_counter() - started) * 1000
+    return Broadcast(command, replies, bound or [], waited, limit)
+
+
+def _inspect(url: str, timeout: float, command: str, destination: list[str] | None, limit: int | None) -> dict:
+    app = _app(url, timeout)
+    try:
         inspector = app.control.inspect(timeout=timeout, destination=destination, limit=limit)
-        replies = getattr(inspector, command)() or {}
+        return getattr(inspector, command)() or {}
     finally:
         _cleanup_reply_queue(app, app.control.mailbox)
         app.close()
-    waited = (time.perf_counter() - started) * 1000
-    return Broadcast(command, replies, bound or [], waited, limit)
+
+
+def _stale_connection(exc: BaseException) -> bool:
+    """A connection the server closed under us (its restart), as redis-py reports it: not a broker that is down."""
+    import redis
+
+    return isinstance(exc, redis.exceptions.ConnectionError) and "closed by server" in str(exc).lower()
 
 
 def broker_where(url: str) -> str:
