@@ -121,3 +121,46 @@ def test_pmsops_context_stays_a_ci_label_where_no_context_is_stored(cli, config_
     monkeypatch.setenv("REDIS_URL", redis_server.url)
 
     assert cli("check", "redis").exit_code == 0
+
+
+def _planted_store(config_home, env_file, names=("prod",)) -> "os.PathLike":
+    """A contexts.json as another user could leave it where root's XDG_CONFIG_HOME points (sudo -E, su without -)."""
+    store = config_home / "pmsops" / "contexts.json"
+    store.parent.mkdir(parents=True, exist_ok=True)
+    store.write_text(json.dumps({"current": names[0], "contexts": {n: {"env_file": str(env_file)} for n in names}}))
+    return store
+
+
+UNTRUSTED = {
+    "owned by another user": lambda store: os.chown(store, 65534, 65534),
+    "writable by others": lambda store: os.chmod(store, 0o666),
+    "its directory writable by others": lambda store: os.chmod(store.parent, 0o777),
+    "a parent writable by others": lambda store: os.chmod(store.parent.parent, 0o777),
+    "a link to another user's store": lambda store: (
+        os.rename(store, store.parent.parent / "theirs.json"),
+        os.chown(store.parent.parent / "theirs.json", 65534, 65534),
+        os.symlink(store.parent.parent / "theirs.json", store),
+    ),
+}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="planting a store owned by another user needs root (CI runs as root)")
+@pytest.mark.parametrize("how", sorted(UNTRUSTED))
+def test_a_contexts_store_another_user_could_have_written_is_refused_not_trusted(cli, config_home, two_deployments, how):
+    """#23 item 2: the store chooses root's env file (then wait-for-deps -- CMD would run with its PATH): refused in one line."""
+    _, attacker_env = two_deployments
+    UNTRUSTED[how](_planted_store(config_home, attacker_env))
+    for args in (("context", "list"), ("doctor", "--timeout", "1")):
+        result = cli(*args)
+        assert (result.exit_code, result.stderr.startswith("✗ error: unsafe context store"), "staging" in result.stdout) == (2, True, False), (
+            how,
+            result.output,
+        )
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "a b", "\x1b[2Jprod", "-rf", "x" * 49])
+def test_a_context_name_that_pmsops_would_not_write_is_refused_on_read(cli, config_home, two_deployments, name):
+    prod, _ = two_deployments
+    _planted_store(config_home, prod, names=(name,))
+    result = cli("context", "list")
+    assert (result.exit_code, "context name" in result.stderr, "\x1b" in result.output) == (2, True, False), result.output

@@ -57,10 +57,11 @@ def check_name(name: str) -> str:
 
 def load(environ: Mapping[str, str]) -> Store:
     """The stored contexts; an absent store is empty, a damaged one is bad input (exit 2)."""
-    from pmsops.safefile import read_regular
+    from pmsops.safefile import check_trusted_file, read_regular
 
     path = config_dir(environ) / STORE_NAME
     try:
+        check_trusted_file(path, "context store")  # it chooses the env file a command (even root's) runs with
         raw = read_regular(path, STORE_LIMIT, "context store")
     except FileNotFoundError:
         return Store()
@@ -72,6 +73,8 @@ def load(environ: Mapping[str, str]) -> Store:
         current = data.get("current")
     except (ValueError, TypeError, KeyError, AttributeError):
         raise UsageError(f"the context store {path} is not valid JSON written by pmsops", hint=f"fix or remove it: rm {path}") from None
+    for name in contexts:
+        check_name(name)  # names are re-read, not trusted: they reach file names and terminals
     return Store(current if current in contexts else None, contexts)
 
 

@@ -166,7 +166,7 @@ def open_append(path: str | os.PathLike[str], owner: int | None = None) -> int:
 # --- private directories ------------------------------------------------------------------------------------
 
 
-def _check_ancestors(directory: Path) -> None:
+def _check_ancestors(directory: Path, what: str = "sandbox directory") -> None:
     """Each ancestor is owned by root or us and, if others may write to it, sticky (they cannot rename our entry)."""
     me = os.geteuid()
     real = Path(os.path.realpath(directory))
@@ -174,13 +174,27 @@ def _check_ancestors(directory: Path) -> None:
         try:
             info = os.stat(ancestor)
         except OSError as exc:
-            raise UsageError(f"cannot use sandbox directory: {ancestor}: {_why(exc)}") from None
+            raise UsageError(f"cannot use {what}: {ancestor}: {_why(exc)}") from None
         if info.st_uid not in (0, me):
-            raise UsageError(f"unsafe sandbox directory: its parent {ancestor} belongs to uid {info.st_uid} (another user could replace it)")
+            raise UsageError(f"unsafe {what}: its parent {ancestor} belongs to uid {info.st_uid} (another user could replace it)")
         if info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
-            raise UsageError(
-                f"unsafe sandbox directory: its parent {ancestor} is writable by other users and not sticky (mode {stat.S_IMODE(info.st_mode):o})"
-            )
+            raise UsageError(f"unsafe {what}: its parent {ancestor} is writable by other users and not sticky (mode {stat.S_IMODE(info.st_mode):o})")
+
+
+def check_trusted_file(path: str | os.PathLike[str], what: str) -> None:
+    """A file whose content decides what we run or read (a store of settings): the file links lead to is owned by us or
+    root and writable by no one else, and so is every directory above it. Links may stay (as for other files pmsops
+    reads); what they lead to is what is checked. Anything else is one line, exit 2."""
+    real = Path(os.path.realpath(path))
+    info = os.stat(real)
+    if info.st_uid not in (0, os.geteuid()):
+        raise UsageError(
+            f"unsafe {what} {path}: it belongs to uid {info.st_uid}, not to you (uid {os.geteuid()}) or root",
+            hint="another user could choose your env file: remove it, or set XDG_CONFIG_HOME to a directory of yours",
+        )
+    if info.st_mode & 0o022:
+        raise UsageError(f"unsafe {what} {path}: other users can write to it (mode {stat.S_IMODE(info.st_mode):o})", hint=f"chmod 600 {real}")
+    _check_ancestors(real.parent, what)
 
 
 def check_private_directory(path: str | os.PathLike[str]) -> os.stat_result:
