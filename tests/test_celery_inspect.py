@@ -146,3 +146,42 @@ def test_a_long_running_reader_still_hears_the_workers_after_redis_restarts(tmp_
             stop_worker(worker)
         server.stop()
     assert list(after.replies) == ["restart@pmsops-test"]
+
+
+FORGED = {
+    "a list for stats": ({"stats": [1, 2], "active": [], "registered": [], "ping": {"ok": "pong"}}, {"stats"}),
+    "text where numbers go": (
+        {"stats": {"pid": "x", "total": {"t": "many"}, "pool": {"max-concurrency": "8"}}, "active": "nope", "registered": ["a"]},
+        {"stats", "active"},
+    ),
+    "objects where lists go": ({"active": [1, "two"], "registered": [1, {"a": 2}], "stats": {"pool": "prefork"}}, {"stats", "active", "registered"}),
+    "escapes in every text": (
+        {"active": [{"id": "\x1b]52;c;aGk=\x07", "name": "\x1b[2J", "time_start": "0"}], "stats": {"total": []}, "registered": ["\x1b[32mALL OK"]},
+        {"stats", "active"},
+    ),
+}
+
+
+@pytest.mark.parametrize("forged", sorted(FORGED))
+def test_a_forged_worker_reply_is_named_and_left_out_while_the_real_worker_is_shown(cli, worker_broker, celery_worker, forged):
+    """#23 item 4: wrong-typed pidbox replies crashed celery stats/active/registered and top, hiding the real worker."""
+    from pidbox_peer import ForgedNode
+
+    answers, unreadable = FORGED[forged]
+    node = ForgedNode(worker_broker, "forged@pmsops-test", answers)
+    try:
+        node.ready.wait(5)
+        outputs = {
+            c: cli("celery", c, "--broker", worker_broker, "--timeout", "2", "--expect", "2", "--json") for c in ("stats", "active", "registered")
+        }
+        top = cli("top", "--json", "--broadcast-timeout", "2", env={"CELERY_BROKER_URL": worker_broker})
+    finally:
+        node.close()
+    named = set()
+    for command, result in outputs.items():
+        found = json.loads(result.stdout)["results"][0]
+        assert ("Traceback" in result.output, "\x1b" in result.output, "w1@pmsops-test" in result.stdout) == (False, False, True), result.output
+        if any(n.startswith("forged@pmsops-test: unreadable") for n in found["notes"]):
+            named.add(command)
+    workers = [w["name"] for w in json.loads(top.stdout)["workers"]["items"]]
+    assert (named, "\x1b" in top.stdout, "w1@pmsops-test" in workers) == (unreadable, False, True)

@@ -47,6 +47,68 @@ class Broadcast:
     bound_workers: list[str] = field(default_factory=list)
     waited_ms: float = 0.0
     limit: int | None = None
+    unreadable: dict[str, str] = field(default_factory=dict)
+    """Workers whose reply is not the shape of an answer to the command (broker data is outside data): why, by worker.
+    They are left out of ``replies``, so every reader sees only well-formed answers, and each check names them."""
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _text_or_none(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _stats_problem(reply: dict) -> str | None:
+    pool = {} if reply.get("pool") is None else reply["pool"]
+    total = {} if reply.get("total") is None else reply["total"]
+    if not isinstance(pool, dict) or not isinstance(total, dict):
+        return "its pool or totals are not objects"
+    if not all(isinstance(k, str) and _number(v) for k, v in total.items()):
+        return "its task totals are not numbers"
+    if not _text_or_none(pool.get("implementation")) or not (pool.get("max-concurrency") is None or _number(pool.get("max-concurrency"))):
+        return "its pool is not a name and a number"
+    wrong = [k for k in ("pid", "uptime", "prefetch_count") if reply.get(k) is not None and not _number(reply.get(k))]
+    return f"{', '.join(wrong)} not a number" if wrong else None
+
+
+def _active_problem(reply: list) -> str | None:
+    for task in reply:
+        if not isinstance(task, dict):
+            return "a task that is not an object"
+        if not (_text_or_none(task.get("id")) and _text_or_none(task.get("name"))):
+            return "a task whose id or name is not text"
+        if task.get("time_start") is not None and not _number(task.get("time_start")):
+            return "a task whose start time is not a number"
+    return None
+
+
+def reply_problem(command: str, reply: Any) -> str | None:
+    """Why ``reply`` cannot be read as a worker's answer to ``command`` (None: it can)."""
+    expected = dict if command in ("ping", "stats") else list
+    if not isinstance(reply, expected):
+        return f"a {type(reply).__name__}, not {'an object' if expected is dict else 'a list'}"
+    if command == "stats":
+        return _stats_problem(reply)
+    if command == "active":
+        return _active_problem(reply)
+    if command == "registered" and not all(isinstance(t, str) for t in reply):
+        return "task names that are not text"
+    return None
+
+
+def _well_formed(command: str, replies: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    if not isinstance(replies, dict):
+        return {}, {"?": f"the replies are a {type(replies).__name__}, not an object"}
+    good, bad = {}, {}
+    for worker, reply in replies.items():
+        problem = reply_problem(command, reply)
+        if problem is None:
+            good[str(worker)] = reply
+        else:
+            bad[str(worker)] = problem
+    return good, bad
 
 
 def bound_workers(url: str, timeout: float) -> list[str] | None:
@@ -131,7 +193,8 @@ def broadcast(url: str, command: str, timeout: float = 3.0, destination: list[st
         kombu.pools.reset()
         replies = _inspect(url, timeout, command, destination, limit)
     waited = (time.perf_counter() - started) * 1000
-    return Broadcast(command, replies, bound or [], waited, limit)
+    replies, unreadable = _well_formed(command, replies)
+    return Broadcast(command, replies, bound or [], waited, limit, unreadable)
 
 
 def _inspect(url: str, timeout: float, command: str, destination: list[str] | None, limit: int | None) -> dict:
@@ -189,6 +252,22 @@ def _count_verdict(name: str, found: list[str], expect: int | None, summary: str
     return results.ok(name, f"{count} worker{'s' if count != 1 else ''} answered" + summary, details=details, notes=notes)
 
 
+def _unreadable_notes(got: Broadcast) -> list[str]:
+    return [f"{worker}: unreadable {got.command} reply ({why}): left out" for worker, why in sorted(got.unreadable.items())]
+
+
+def _flag_unreadable(result: Result, got: Broadcast) -> Result:
+    """A reply that is not an answer is said (a forged or broken worker on the broker), never a crash or a silent drop."""
+    if got.unreadable:
+        result.notes = list(result.notes) + _unreadable_notes(got)
+        if isinstance(result.details, dict):
+            result.details["unreadable"] = dict(got.unreadable)
+        if result.status == "ok":
+            result.status = results.Status.WARN
+            result.summary += f"; {len(got.unreadable)} unreadable reply(ies) left out"
+    return result
+
+
 def ping(url: str, timeout: float = 3.0, expect: int | None = None, destination: list[str] | None = None, name: str = "celery") -> Result:
     """Which workers answer a ping, and is that the number we expect?"""
     try:
@@ -220,7 +299,10 @@ def ping(url: str, timeout: float = 3.0, expect: int | None = None, destination:
         # the default name (celery@<this hostname>) is not the worker's: it was started with --hostname
         verdict.summary += f" (workers on this broker: {', '.join(others)})"
         verdict.hint = f"the worker has another name: pass it with -d {others[0]}"
-    return verdict
+    return _flag_unreadable(
+        verdict,
+        got,
+    )
 
 
 def registered(
@@ -247,16 +329,27 @@ def registered(
         notes += [f"  - {t}" for t in names]
     details = {"workers": {w: sorted(t.split(" ")[0] for t in ts) for w, ts in got.replies.items()}, "expected_tasks": expect_tasks or []}
     if not got.replies:
-        return results.fail(name, f"no worker answered within {timeout:g} s", hint=NO_WORKER_HINT, details=details)
-    if missing_any:
-        return results.fail(
-            name,
-            f"expected task(s) not registered on {len({m.split(':')[0] for m in missing_any})} worker(s)",
-            notes=notes,
-            details=details,
-            hint="the worker runs another app or old code: check the start command (-A …:celery_app) and the code version (pmsops host code-hash)",
+        return _flag_unreadable(
+            results.fail(name, f"no worker answered within {timeout:g} s", hint=NO_WORKER_HINT, details=details),
+            got,
         )
-    return _count_verdict(name, sorted(got.replies), expect, "", details, notes)
+    if missing_any:
+        return _flag_unreadable(
+            results.fail(
+                name,
+                f"expected task(s) not registered on {len({m.split(':')[0] for m in missing_any})} worker(s)",
+                notes=notes,
+                details=details,
+                hint=(
+                    "the worker runs another app or old code: check the start command (-A …:celery_app) and the code version (pmsops host code-hash)"
+                ),
+            ),
+            got,
+        )
+    return _flag_unreadable(
+        _count_verdict(name, sorted(got.replies), expect, "", details, notes),
+        got,
+    )
 
 
 def active(
@@ -292,20 +385,29 @@ def active(
             )
     details = {"workers": sorted(got.replies), "tasks": rows, "stuck_after_s": stuck_after}
     if not got.replies:
-        return results.fail(name, f"no worker answered within {timeout:g} s", hint=NO_WORKER_HINT, details=details)
+        return _flag_unreadable(
+            results.fail(name, f"no worker answered within {timeout:g} s", hint=NO_WORKER_HINT, details=details),
+            got,
+        )
     if stuck:
-        return results.fail(
-            name,
-            f"{len(stuck)} task(s) running longer than {stuck_after:g} s",
-            notes=notes,
-            details=details,
-            hint=(
-                "a hanging task holds a worker slot and its sync log stays 'running': check CELERY_TIME_LIMIT and the platform's responsiveness;"
-                " pmsops sync reap marks stale logs failed"
+        return _flag_unreadable(
+            results.fail(
+                name,
+                f"{len(stuck)} task(s) running longer than {stuck_after:g} s",
+                notes=notes,
+                details=details,
+                hint=(
+                    "a hanging task holds a worker slot and its sync log stays 'running': check CELERY_TIME_LIMIT and the platform's responsiveness;"
+                    " pmsops sync reap marks stale logs failed"
+                ),
             ),
+            got,
         )
     summary = f"{len(rows)} task(s) running on {len(got.replies)} worker(s)"
-    return results.ok(name, summary, notes=notes, details=details)
+    return _flag_unreadable(
+        results.ok(name, summary, notes=notes, details=details),
+        got,
+    )
 
 
 def stats(url: str, timeout: float = 3.0, destination: list[str] | None = None, expect: int | None = None, name: str = "celery-stats") -> Result:
@@ -333,4 +435,7 @@ def stats(url: str, timeout: float = 3.0, destination: list[str] | None = None, 
             "concurrency": pool.get("max-concurrency"),
             "prefetch_count": info.get("prefetch_count"),
         }
-    return _count_verdict(name, sorted(got.replies), expect, "", {"workers": details}, notes)
+    return _flag_unreadable(
+        _count_verdict(name, sorted(got.replies), expect, "", {"workers": details}, notes),
+        got,
+    )
