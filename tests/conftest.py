@@ -69,7 +69,7 @@ CONTAINER_SCENARIO = "test_container_worker.py"
 """The one container scenario ``make test`` runs (the worker image started, checked, frozen, stopped); the rest of the
 Docker group is marked slow and runs in ``make test-full``."""
 
-FIRST_GROUPS = ("docker", "test_faults_sync.py", "test_url_parity.py")
+FIRST_GROUPS = ("docker", "test_faults_sync.py", "test_faults_leases.py", "test_url_parity.py")
 """The longest groups (the Docker tests, the fault scenarios, the hypothesis parity tests) are handed out first."""
 
 

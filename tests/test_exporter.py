@@ -267,11 +267,13 @@ class Prometheus:
             f"rule_files: [{_scaled_rules(directory / 'rules.yml')}]\n"
             f"scrape_configs:\n  - job_name: pmsops\n    static_configs: [{{targets: ['{target}']}}]\n"
         )
+        from pmsops.sandbox.processes import spawn
+
         self.log = open(directory / "prometheus.log", "w")
-        self.proc = subprocess.Popen(
+        self.proc = spawn(  # the one way the suite starts a server: its own session, stopped as a group
             [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={directory / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}"],
+            cwd=directory,
             stdout=self.log,
-            stderr=subprocess.STDOUT,
         )
         _wait(self._ready, 60, "prometheus to be ready")
 
@@ -291,12 +293,9 @@ class Prometheus:
         return self.api("query", query=expr)["result"]
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        from pmsops.sandbox.processes import stop
+
+        stop(self.proc, grace=20.0)  # the one way the suite stops a server: SIGTERM, a grace period, then SIGKILL
         self.log.close()
 
 
