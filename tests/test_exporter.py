@@ -399,3 +399,18 @@ def test_over_max_series_the_per_account_series_go_first_and_are_counted():
 
     kept, dropped = bounded([family("pmsops_up", 4), family("pmsops_rate_limit_tokens", 600), family("pmsops_queue_ready_messages", 10)], 100)
     assert ([f.name for f in kept], dropped) == (["pmsops_up", "pmsops_queue_ready_messages"], 600)
+
+
+@pytest.mark.parametrize(
+    ("listen", "said"),
+    [
+        ("9808", "not HOST:PORT"),
+        ("127.0.0.1:99999", "port 99999 is not between 1 and 65535"),
+        ("127.0.0.1:0", "port 0 is not between 1 and 65535"),
+        (":9808", "no host (127.0.0.1 for this machine only, 0.0.0.0 for every interface)"),
+        ("localhost:http", "not HOST:PORT"),
+    ],
+)
+def test_exporter_listen_mistakes_are_named_in_one_line(cli, listen, said):
+    result = cli("exporter", "--listen", listen, env={"REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert (result.exit_code, result.stderr.splitlines()[0]) == (2, f"✗ error: --listen {listen!r}: {said}")

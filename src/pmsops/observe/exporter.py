@@ -253,7 +253,7 @@ def _sources(reading: Reading, options: ExporterOptions) -> Iterator[Metric]:
         latency["api"] = reading.api[1] * 1000
     yield _gauge(
         "pmsops_up",
-        "1 when the source answered the last refresh (redis, postgres, celery broadcasts, the API's /health/ready).",
+        "1 when the source answered the last refresh (redis, postgres, the celery broadcast) or answered ready (the API's /health/ready).",
         0,
         ["source"],
         [([s], float(v)) for s, v in up.items()],
@@ -457,8 +457,13 @@ def parse_listen(value: str) -> tuple[str, int]:
 
     host, sep, port = value.strip().rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UsageError(f"--listen {value!r}: not HOST:PORT", hint="pmsops exporter --listen 127.0.0.1:9808")
+    example = f"pmsops exporter --listen 127.0.0.1:{port if port.isdigit() and 0 < int(port) < 65536 else 9808}"
+    if not sep or not port.isdigit():
+        raise UsageError(f"--listen {value!r}: not HOST:PORT", hint=example)
+    if not host:
+        raise UsageError(f"--listen {value!r}: no host (127.0.0.1 for this machine only, 0.0.0.0 for every interface)", hint=example)
+    if not 0 < int(port) < 65536:
+        raise UsageError(f"--listen {value!r}: port {int(port)} is not between 1 and 65535", hint=example)
     return host, int(port)
 
 
