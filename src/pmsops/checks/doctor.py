@@ -80,13 +80,13 @@ def _needs_bad(item: Job | Result, needs: dict[str, str], bad: dict[str, UsageEr
     return isinstance(item, Job) and item.name in needs and needs[item.name] in bad
 
 
-def input_errors(settings: Settings) -> dict[str, UsageError]:
+def input_errors(settings: Settings, broker_clients: tuple[str, ...] = ("kombu",)) -> dict[str, UsageError]:
     """Each client URL read by its client; the variables a client would misread, with why. Not raised: a multi-check
     command shows each as one failed result and still runs every check that does not need it (#24, #28)."""
     from pmsops.urlread import environment_pairs, read_url
 
     errors: dict[str, UsageError] = {}
-    for variable, url, client in environment_pairs(settings.env):
+    for variable, url, client in environment_pairs(settings.env, broker_clients):
         if url and variable not in errors:
             try:
                 read_url(url, client, variable)

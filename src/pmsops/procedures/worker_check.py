@@ -24,7 +24,7 @@ import socket
 from pmsops import results
 from pmsops.errors import UsageError
 from pmsops.results import Result, Stopwatch, run_check
-from pmsops.settings import WORKER_RECOMMENDED_VARIABLES, WORKER_REQUIRED_VARIABLES, Settings
+from pmsops.settings import REDIS_URL_VARIABLES, WORKER_RECOMMENDED_VARIABLES, WORKER_REQUIRED_VARIABLES, Settings
 
 
 def check_user(allow_root: bool = False) -> Result:
@@ -189,13 +189,23 @@ def worker_check(
     timeout: float = 3.0,
 ) -> list[Result]:
     from pmsops.checks import celery as celery_check
+    from pmsops.checks.doctor import input_errors
     from pmsops.sync import TASK_NAMES
-    from pmsops.urlread import environment_pairs, read_all
 
-    read_all(environment_pairs(settings.env, broker_clients=("kombu", "redis-py")))  # misread URLs: exit 2, before any check
-    out = [check_user(allow_root), check_environment(settings), check_sync_config(settings), check_redis_agreement(settings)]
-    out += run_check("network", lambda: check_network(settings, timeout))
+    bad = input_errors(settings, broker_clients=("kombu", "redis-py"))  # each bad URL variable: one failed result (#24, #28)
+    readable = Settings({k: v for k, v in settings.env.items() if k not in bad})
+    out = [check_user(allow_root), check_environment(settings), check_sync_config(settings)]
+    out += [results.fail(f"url {variable}", exc.message, hint=exc.hint) for variable, exc in sorted(bad.items())]
+    if any(variable in REDIS_URL_VARIABLES for variable in bad):
+        out.append(results.skip("redis-urls", "skipped: a Redis URL cannot be read as its client reads it (above)"))
+    else:
+        out.append(check_redis_agreement(settings))
+    out += run_check("network", lambda: check_network(readable, timeout))
     out[2:2] = run_check("timezone", check_timezone)  # after environment; Celery cannot start without zone data
+    broker_variable = "CELERY_BROKER_URL" if settings.env.get("CELERY_BROKER_URL") else "REDIS_URL"
+    if broker_variable in bad:
+        out += [results.skip(n, f"skipped: {broker_variable} cannot be read (above)") for n in ("broker", "ping", "registered")]
+        return out + check_code(expect_sha256 or [])
     broker = settings.get("CELERY_BROKER_URL")
     if not broker:
         out.append(results.fail("broker", "CELERY_BROKER_URL (or REDIS_URL) not set"))
