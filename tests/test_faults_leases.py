@@ -24,6 +24,18 @@ from sync_helpers import (
 )
 
 
+def _settled_holdings(database_url: str, task_ids: list[str]) -> list[str]:
+    """What the frozen worker holds, once two reads agree (a write it sent just before the freeze has landed)."""
+    seen: list[list[str]] = []
+
+    def agreed() -> tuple[list[str]] | None:  # a tuple: an empty holding is an answer too
+        seen.append(sorted(r["task_id"] for r in _running(database_url, task_ids, "threads")))
+        return (seen[-1],) if len(seen) > 1 and seen[-1] == seen[-2] else None
+
+    [held] = wait_until(agreed, 30, "the frozen worker's holdings never settled", interval=0.3)
+    return held
+
+
 @pytest.mark.slow
 @pytest.mark.latest
 def test_a_worker_frozen_90_seconds_then_thawed_loses_nothing_and_its_late_pushes_are_counted(stack):
@@ -37,10 +49,10 @@ def test_a_worker_frozen_90_seconds_then_thawed_loses_nothing_and_its_late_pushe
     name = f"threads{s.db}@faults"
     wait_until(lambda: _running(s.database_url, task_ids, "threads"), 30, "no operation running on the threads worker")
     os.killpg(s.workers[name].pid, signal.SIGSTOP)
+    stopped_at = time.monotonic()
     try:
-        time.sleep(5)  # the fault itself (its first seconds: a write sent before the freeze has reached the database)
-        held = [r["task_id"] for r in _running(s.database_url, task_ids, "threads")]
-        time.sleep(frozen_for - 5)  # the fault itself: the worker is frozen this long
+        held = _settled_holdings(s.database_url, task_ids)
+        time.sleep(max(0.0, frozen_for - (time.monotonic() - stopped_at)))  # the fault itself: the worker is frozen this long
     finally:
         os.killpg(s.workers[name].pid, signal.SIGCONT)
     s.proxy.delay = 0.0

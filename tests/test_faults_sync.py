@@ -160,9 +160,10 @@ def test_platform_5xx_then_429_then_healthy_every_sync_completes_and_waits_spend
     s.proxy.fail(503)
     task_ids = trigger_full_syncs(s.database_url, s.broker, s.connections, FAULT_SYNCS, resend_after=s.resend_after)
     wait_until(lambda: len(s.proxy.calls) >= 20, 30, "the platform saw no calls")
-    time.sleep(10)  # the fault itself: 5xx for 10 s
+    outage, throttled = 10.0, 5.0  # the fault's phases: 5xx for 10 s, then 429 with Retry-After for 5 s
+    time.sleep(outage)  # the fault itself: 5xx
     s.proxy.fail(429, retry_after=2)
-    time.sleep(5)  # the fault continued: 429 with Retry-After for 5 s
+    time.sleep(throttled)  # the fault continued: 429 with Retry-After
     s.proxy.heal()
     wait_settled(s.database_url, task_ids)
     found = assert_figures(s, task_ids)
