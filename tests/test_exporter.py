@@ -414,3 +414,21 @@ def test_over_max_series_the_per_account_series_go_first_and_are_counted():
 def test_exporter_listen_mistakes_are_named_in_one_line(cli, listen, said):
     result = cli("exporter", "--listen", listen, env={"REDIS_URL": "redis://127.0.0.1:1/0"})
     assert (result.exit_code, result.stderr.splitlines()[0]) == (2, f"✗ error: --listen {listen!r}: {said}")
+
+
+def test_label_values_read_from_the_sync_log_are_inert_and_bounded():
+    from pmsops.observe.exporter import Ledger
+
+    ledger = Ledger(watermark=0.0, overlap=30.0)
+    row = {
+        "id": "a",
+        "platform": "\x1b]52;c;aGk=\x07evil",
+        "type": "x" * 500,
+        "status": "failed\u202e",
+        "at": 1.0,
+        "retries": 1,
+        "error_type": "\x1b[2J",
+    }
+    ledger.add([row])
+    labels = [v for key in list(ledger.operations) + list(ledger.retries) for v in key]
+    assert ([v for v in labels if "\x1b" in v or "\u202e" in v or len(v) > 64], "\\x1b]52" in labels[0]) == ([], True)

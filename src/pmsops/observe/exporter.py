@@ -92,19 +92,19 @@ class Ledger:
                 continue
             self._seen[key] = at
             new += 1
-            platform = str(row.get("platform") or "unknown")
-            kind = str(row.get("type"))
+            platform = _label(row.get("platform") or "unknown")  # the log's details are data: label values made inert
+            kind = _label(row.get("type"))
             for status in FINAL_STATUSES:  # every final status of a seen (platform, type) exists from its first end: rates need no absent series
                 self.operations[(platform, kind, status)] += 0
-            self.operations[(platform, kind, str(row.get("status")))] += 1
+            self.operations[(platform, kind, _label(row.get("status")))] += 1
             retries = int(row.get("retries") or 0)
             if retries:
-                self.retries[(platform, str(row.get("error_type") or "unknown"))] += retries
+                self.retries[(platform, _label(row.get("error_type") or "unknown"))] += retries
             self.resends[platform] += int(row.get("resends") or 0)
             self.duplicates[(platform, "delivery")] += int(row.get("duplicate_deliveries") or 0)
             self.duplicates[(platform, "push")] += int(row.get("duplicate_pushes") or 0)
             if row.get("status") == "success":
-                self._note_success(platform, str(row.get("connection_id")), at)
+                self._note_success(platform, _label(row.get("connection_id")), at)
             self.watermark = max(self.watermark, at)
         cutoff = self.since
         self._seen = {k: v for k, v in self._seen.items() if v > cutoff}
@@ -113,7 +113,7 @@ class Ledger:
     def seed(self, rows: Iterable[dict[str, Any]]) -> None:
         """Each platform's (and connection's) last success of the past week, read once at start."""
         for row in rows:
-            self._note_success(str(row.get("platform") or "unknown"), str(row.get("connection_id")), float(row.get("at") or 0.0))
+            self._note_success(_label(row.get("platform") or "unknown"), _label(row.get("connection_id")), float(row.get("at") or 0.0))
         self.seeded = True
 
     def _note_success(self, platform: str, connection_id: str, at: float) -> None:
@@ -121,6 +121,11 @@ class Ledger:
         if self.per_connection:
             key = (platform, connection_id)
             self.last_success_by_connection[key] = max(at, self.last_success_by_connection.get(key, 0.0))
+
+
+def _label(value: Any, limit: int = 64) -> str:
+    """A label value from data: no steering character, bounded length (a label is an index key in Prometheus)."""
+    return visible(str(value), one_line=True)[:limit]
 
 
 @dataclass
