@@ -11,9 +11,12 @@ import pytest
 
 from conftest import ENCRYPTION_KEY, PG_PASSWORD, REDIS_PASSWORD
 from sync_helpers import (
+    FAULT_SYNCS,
     figures,
     logs_for,
     make_fault_stack,
+    trigger_full_syncs,
+    wait_until,
 )
 
 SECRETS = (REDIS_PASSWORD, PG_PASSWORD, "platform-token-123", ENCRYPTION_KEY)
@@ -74,3 +77,15 @@ def _children(pid: int) -> list[int]:
 def _running(database_url: str, task_ids: list[str], worker_prefix: str | None = None) -> list[dict]:
     rows = [r for r in logs_for(database_url, task_ids) if r and r["status"] == "running" and r["details"].get("in_flight")]
     return [r for r in rows if worker_prefix is None or str(r["details"].get("worker", "")).startswith(worker_prefix)]
+
+
+def busy_threads_worker(stack, db: int):
+    """Both workers on ``FAULT_SYNCS`` full syncs (each platform call 0.3 s, so work stays in flight), once the threads
+    worker holds some: (the stack, the task ids, the threads worker's name) for the fault to strike it."""
+    s = stack(db)
+    s.start_both()
+    s.proxy.delay = 0.3
+    task_ids = trigger_full_syncs(s.database_url, s.broker, s.connections, FAULT_SYNCS, resend_after=s.resend_after)
+    name = f"threads{s.db}@faults"
+    wait_until(lambda: _running(s.database_url, task_ids, "threads"), 30, "no operation running on the threads worker")
+    return s, task_ids, name

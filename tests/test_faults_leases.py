@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from fault_scenarios import SECRETS, _children, _running, assert_figures, fault_redis, stack  # noqa: F401 - the scenarios' fixtures
+from fault_scenarios import SECRETS, _children, _running, assert_figures, busy_threads_worker, fault_redis, stack  # noqa: F401 - the scenarios' fixtures
 from sync_helpers import (
     FAULT_SYNCS,
     logs_for,
@@ -42,12 +42,7 @@ def test_a_worker_frozen_90_seconds_then_thawed_loses_nothing_and_its_late_pushe
     """SIGSTOP for 90 s (a VM pause, a stuck NFS read): the frozen worker's leases lapse, the other worker's sweep
     sends its operations again; thawed, the frozen worker writes nothing over them (its attempts were superseded)."""
     frozen_for = float(os.environ.get("PMSOPS_FAULT_FREEZE", "90"))
-    s = stack(9)
-    s.start_both()
-    s.proxy.delay = 0.3
-    task_ids = trigger_full_syncs(s.database_url, s.broker, s.connections, FAULT_SYNCS, resend_after=s.resend_after)
-    name = f"threads{s.db}@faults"
-    wait_until(lambda: _running(s.database_url, task_ids, "threads"), 30, "no operation running on the threads worker")
+    s, task_ids, name = busy_threads_worker(stack, 9)
     os.killpg(s.workers[name].pid, signal.SIGSTOP)
     stopped_at = time.monotonic()
     try:

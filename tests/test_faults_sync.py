@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from fault_scenarios import SECRETS, _children, _running, assert_figures, fault_redis, stack  # noqa: F401 - the scenarios' fixtures
+from fault_scenarios import SECRETS, _children, _running, assert_figures, busy_threads_worker, fault_redis, stack  # noqa: F401 - the scenarios' fixtures
 from sync_helpers import (
     FAULT_SYNCS,
     logs_for,
@@ -48,12 +48,7 @@ def test_sigkill_of_a_prefork_pool_child_loses_and_duplicates_nothing_unrecorded
 @pytest.mark.slow
 @pytest.mark.latest
 def test_sigkill_of_a_worker_then_restart_runs_its_operations_again_within_two_minutes(stack):
-    s = stack(2)
-    s.start_both()
-    s.proxy.delay = 0.3
-    task_ids = trigger_full_syncs(s.database_url, s.broker, s.connections, FAULT_SYNCS, resend_after=s.resend_after)
-    name = f"threads{s.db}@faults"
-    wait_until(lambda: _running(s.database_url, task_ids, "threads"), 30, "no operation running on the threads worker")
+    s, task_ids, name = busy_threads_worker(stack, 2)
     os.killpg(s.workers[name].pid, signal.SIGKILL)
     s.workers[name].wait()
     killed_at = time.monotonic()
@@ -76,12 +71,7 @@ def test_sigkill_of_a_worker_then_restart_runs_its_operations_again_within_two_m
 
 
 def test_sigterm_warm_shutdown_finishes_or_hands_back_every_operation(stack):
-    s = stack(3)
-    s.start_both()
-    s.proxy.delay = 0.3
-    task_ids = trigger_full_syncs(s.database_url, s.broker, s.connections, FAULT_SYNCS, resend_after=s.resend_after)
-    name = f"threads{s.db}@faults"
-    wait_until(lambda: _running(s.database_url, task_ids, "threads"), 30, "no operation running on the threads worker")
+    s, task_ids, name = busy_threads_worker(stack, 3)
     proc = s.workers.pop(name)
     proc.send_signal(signal.SIGTERM)
     proc.wait(60)
