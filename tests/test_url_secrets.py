@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pmsops.errors import UsageError
-from pmsops.redaction import REDACTOR, redact
+from pmsops.redaction import ANYWHERE_LENGTH, REDACTOR, redact
 from pmsops.urlread import asyncpg_parse, read_url, register_url_secrets
 
 SENTINELS = [
@@ -38,11 +38,12 @@ DB_ONLY_SENTINELS = ["Qx7@Vk:9+Yb", "Rw4@Tz8,Uq2"]
 
 
 def fragments(password: str) -> set[str]:
-    """Every substring of length >= 4 that holds a letter or digit (pure punctuation like '://' is ours)."""
+    """Every substring of 8 characters or more that holds a letter or digit: the settled redaction rule (#23 item 6)
+    leaves a shorter fragment of a password visible inside other text ("tail" of PrefixQz7/tail in "details")."""
     out = set()
     for text in (password, password.lower(), password.replace("\t", "")):
         for i in range(len(text)):
-            for j in range(i + 4, len(text) + 1):
+            for j in range(i + ANYWHERE_LENGTH, len(text) + 1):
                 piece = text[i:j]
                 if any(c.isalnum() for c in piece):
                     out.add(piece)
@@ -263,9 +264,14 @@ def test_check_db_names_the_first_host_asyncpg_uses(cli, postgres, refused_port)
 
 
 def test_a_piece_of_an_unencoded_password_never_eats_part_of_an_ordinary_word():
-    """'tail' of 'PrefixQz7/tail' is masked where a parser shows it, not inside "details" of every JSON report."""
+    """The settled rule (#23 item 6): a fragment shorter than 8 characters ('tail' of 'PrefixQz7/tail') is masked only
+    where it is the whole text, never inside "details" of every JSON report; a longer one as a whole token."""
     REDACTOR.forget_all()
     register_url_secrets(redis_url("PrefixQz7/tail"))
     assert redact('{"details": {}, "summary": "retail"}') == '{"details": {}, "summary": "retail"}'
-    assert redact("host 'tail@127.0.0.1' does not resolve") == "host '***@127.0.0.1' does not resolve"
+    assert redact("host 'tail@127.0.0.1' does not resolve") == "host 'tail@127.0.0.1' does not resolve"
+    assert redact("tail") == "tail"  # and where it is the whole text, it is still one of pmsops's own words
+    register_url_secrets(redis_url("PrefixQz7/Vkq8"))
+    assert (redact("Vkq8"), redact("port 'Vkq8'")) == ("***", "port 'Vkq8'")
     assert redact("value as 'PrefixQz7'") == "value as '***'"
+    assert redact("PrefixQz7x") == "PrefixQz7x"

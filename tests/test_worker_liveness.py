@@ -79,7 +79,7 @@ def test_module_liveness_imports_only_the_beacon_reader(tmp_path):
     done = subprocess.run(
         [sys.executable, "-P", "-c", code], env=_env(WORKER_BEACON_FILE=str(tmp_path / "none")), capture_output=True, text=True, timeout=30
     )
-    assert done.stdout.strip().endswith("['pmsops.beacon', 'pmsops.worker', 'pmsops.worker.alive']"), done.stdout + done.stderr
+    assert done.stdout.strip().endswith("['pmsops.beacon', 'pmsops.visible', 'pmsops.worker', 'pmsops.worker.alive']"), done.stdout + done.stderr
 
 
 def test_module_liveness_rejects_a_bad_max_age_with_exit_2(tmp_path):

@@ -117,3 +117,24 @@ def explain_results(codes: list[int], topics: list[str]):
             )
         )
     return found
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` header in seconds (delta-seconds or an HTTP date, RFC 9110); ``None`` when absent or unreadable.
+    One reading for the API client and the platform adapters."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        from datetime import datetime
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(value)
+            return max(0.0, (when - datetime.now(when.tzinfo)).total_seconds())
+        except (TypeError, ValueError):
+            return None
+    import math
+
+    return max(0.0, seconds) if math.isfinite(seconds) else None

@@ -174,11 +174,10 @@ def likely_cause(raw_in_url: str | None, decoded: str | None, requirepass: str) 
 
 def compare(url: str, requirepass: str) -> Comparison:
     """Decode ``url``'s password exactly as redis-py would and compare."""
-    from pmsops.settings import url_password_forms
+    from pmsops.urlread import register_url_secrets
 
     register_secret(requirepass)
-    for form in url_password_forms(url):
-        register_secret(form)
+    register_url_secrets(url)
     intended = split_intended(url)
     try:
         decoded = parse_with_redis_py(url.strip()).get("password")

@@ -45,6 +45,7 @@ import base64
 import binascii
 import functools
 import hashlib
+import html
 import json
 import logging
 import os
@@ -54,12 +55,13 @@ import threading
 from typing import Any, Callable
 from urllib.parse import quote, quote_plus
 
+from pmsops.ownwords import is_own_word
+from pmsops.visible import visible
 from pmsops.urlparts import _PASSWORD_ONLY_SCHEMES, _plausible_user, split_raw
 
 MASK = "***"
 MIN_SECRET_LENGTH = 4
-"""Registered values at least this long are masked wherever they occur, even inside
-a word; shorter ones only as a whole token (see :meth:`Redactor.redact`)."""
+"""Values shorter than this with no letter or digit (a ``:``) are never registered; see :data:`ANYWHERE_LENGTH`."""
 HARMLESS_VALUES = frozenset({"0", "1", "no", "on", "off", "yes", "y", "n"})
 """Short flag values of secret-named variables (``*_TOKEN_ENABLED=1``): not secrets, never registered.
 Neither are values under 4 characters without a letter or digit (``:``, ``-``)."""
@@ -214,6 +216,9 @@ NOT_A_VALUE = frozenset(
 )
 """Words that follow a keyword in prose (``requirepass is not set``, ``password: missing``): not a value."""
 
+_COMMON_PASSWORDS = frozenset({"secret", "password", "passwd", "admin", "root", "default", "changeme", "test", "redis", "postgres"})
+"""Words pmsops also writes that are too often a real password to be read as prose after a keyword."""
+
 _PAIR = re.compile(rf"(?i)(?P<key>{_KEY_NAME})(?P<kq>\\?[\"']?)(?P<sep>[ \t]*(?:=>|:=|=|:)[ \t]*)(?!//){_VALUE}")
 """``key=value``, ``key = value``, ``key: value``, ``"key": "value"``, ``{'key': 'value'}``, ``key => value``."""
 _QUOTED_AFTER_KEYWORD = re.compile(rf"(?i)(?P<key>{_KEY_NAME}|\bidentified[ \t]+by)(?P<kq>)(?P<sep>[ \t]+)(?P<value>{_QUOTED})")
@@ -288,16 +293,34 @@ def _decoded(raw: str, inner: str, opening: str) -> str:
     return raw
 
 
+_PLACEHOLDER = re.compile(r"<[A-Za-z_]+>|[A-Z][A-Z_]{2,}")
+
+
+def _is_own_placeholder(inner: str) -> bool:
+    """The tool's own stand-ins in an example (``redis://:PASSWORD@HOST``, ``AUTH <password>``): never a value."""
+    return bool(_PLACEHOLDER.fullmatch(inner)) and is_own_word(inner.strip("<>"))
+
+
+def _is_own_phrase(inner: str) -> bool:
+    """A quoted phrase of three or more of the tool's own words after a keyword in prose
+    (``invalid token: 'Token has expired'``): a message quoted in a hint, not a password."""
+    words = inner.split()
+    return len(words) >= 3 and all(is_own_word(word.strip(".,;:!?'\"()")) for word in words)
+
+
 def _is_placeholder(inner: str, prose: bool) -> bool:
     """Values that are no secret: already masked, a fingerprint, an empty or null value, a ``$VARIABLE``."""
     if not inner or inner.startswith(("**", "<len=", "<jwt", "len=", "<redacted", "[redacted", "[REDACTED", "<hidden")):
         return True
-    if _ENV_REFERENCE.fullmatch(inner):
+    if _ENV_REFERENCE.fullmatch(inner) or inner.startswith("$(") or inner in ("…", "...") or _is_own_placeholder(inner):
         return True
     lowered = inner.lower()
     if lowered in ("none", "null", "nil", "undefined", "true", "false", "''", '""'):
         return True
-    return prose and (lowered.rstrip(".,;:!") in NOT_A_VALUE or inner.startswith(("(", "[")))
+    word = inner.rstrip(".,;:!")
+    if prose and word.lower() not in _COMMON_PASSWORDS and is_own_word(word):
+        return True  # pmsops's own words: "fetch a new token: pmsops token", "password: skipped"
+    return prose and (word.lower() in NOT_A_VALUE or inner.startswith(("(", "[")))
 
 
 def _split_value(raw: str, sep: str) -> tuple[str, str]:
@@ -320,7 +343,7 @@ def _hide_value(match: re.Match[str], hide: Hide, prose: bool) -> str:
     if not opening:
         raw, rest = _split_value(raw, match.group("sep"))
         opening, inner, closing = _unquote(raw)
-    if _is_placeholder(inner, prose and not opening):
+    if _is_placeholder(inner, prose and not opening) or (prose and opening and _is_own_phrase(inner)):
         return match.group(0)
     if match.group("key").upper() in ("PWD", "OLDPWD") and inner.startswith("/"):
         return match.group(0)  # the shell's working directory, not a password
@@ -384,7 +407,7 @@ def _mask_escaped_userinfo(match: re.Match[str]) -> str:
 def _mask_unusual_userinfo(match: re.Match[str]) -> str:
     """``redis://:my pass@h`` → ``redis://:***@h``; a plain URL (the usual pattern's job) or a port is left alone."""
     user, password = match.group("user"), match.group("password")
-    if password.startswith(MASK) or not _UNUSUAL_IN_PASSWORD.search(password):
+    if password.startswith(MASK) or not _UNUSUAL_IN_PASSWORD.search(password) or _is_own_placeholder(password):
         return match.group(0)
     if user and _PORT_THEN_PATH.match(password):
         return match.group(0)  # redis://host:6379/0 … user@example.com: a port, then prose
@@ -595,83 +618,205 @@ def _mask_userinfo(match: re.Match[str]) -> str:
     return mask_url(match.group(0))
 
 
+ANYWHERE_LENGTH = 8
+"""A form of a secret this long is masked wherever it occurs; a shorter one only as a whole token (no letter or digit
+glued to either side): a password ``pass`` leaves "password" alone. A *fragment* (a piece some parser cut from a
+password) shorter than this is never masked inside other text, only where it is the whole text."""
+PREFIX_LENGTH = 12
+"""A run of this many leading characters of a form counts as the secret (a log that cut the value short)."""
+
+
+def secret_forms(value: str) -> dict[str, str]:
+    """Form name → how ``value`` looks once an encoder that loggers, languages and URLs apply has been at it.
+
+    The one list the redactor masks and the report's fail-closed scan searches: raw; percent-encoded in full
+    (upper- and lower-case hex), the way ``encodeURI`` leaves reserved characters, and only the non-ASCII bytes;
+    ``quote_plus``; JSON (UTF-8, ASCII ``\\u``, and with ``\\/`` as PHP and some loggers write it); Python's
+    ``repr`` of the str and of its UTF-8 bytes (``\\xc3\\xbc``), ``ascii()`` (``\\xfc``, ``\\u20ac``); base64 standard and
+    URL-safe, padded or not; hex, lower and upper case; HTML-escaped.
+    """
+    raw = value.encode("utf-8")
+    b64 = base64.b64encode(raw).decode()
+    b64url = base64.urlsafe_b64encode(raw).decode()
+    json_ascii = json.dumps(value)[1:-1]
+    out = {
+        "raw": value,
+        "percent-encoded": quote(value, safe=""),
+        "percent-encoded (safe /)": quote(value),
+        "percent-encoded (encodeURI)": quote(value, safe=";,/?:@&=+$-_.!~*'()#"),
+        "percent-encoded (non-ASCII only)": quote(value, safe="".join(chr(c) for c in range(0x20, 0x7F))),
+        "quote_plus": quote_plus(value),
+        "JSON-escaped": json.dumps(value, ensure_ascii=False)[1:-1],
+        "JSON-escaped (ASCII)": json_ascii,
+        "JSON-escaped (slashes)": json_ascii.replace("/", "\\/"),
+        "JSON-escaped (UTF-8, slashes)": json.dumps(value, ensure_ascii=False)[1:-1].replace("/", "\\/"),
+        "repr": repr(value)[1:-1],
+        "ascii escapes": ascii(value)[1:-1],
+        "repr of UTF-8 bytes": repr(raw)[2:-1],
+        "backslash escapes": value.encode("ascii", "backslashreplace").decode(),
+        "backslash escapes of UTF-8 bytes": raw.decode("ascii", "backslashreplace"),
+        "base64": b64,
+        "base64 (unpadded)": b64.rstrip("="),
+        "base64url": b64url,
+        "base64url (unpadded)": b64url.rstrip("="),
+        "hex": raw.hex(),
+        "hex (upper case)": raw.hex().upper(),
+        "HTML-escaped": html.escape(value, quote=True),
+    }
+    for name in ("percent-encoded", "percent-encoded (encodeURI)", "percent-encoded (non-ASCII only)", "quote_plus"):
+        out[name + " (lower-case hex)"] = re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), out[name])
+    return out
+
+
+def _spelled_to(text: str, start: int, form: str) -> int:
+    """Where ``text`` stops spelling ``form`` from ``start`` on."""
+    end = start
+    while end < len(text) and end - start < len(form) and text[end] == form[end - start]:
+        end += 1
+    return end
+
+
 class Redactor:
-    """Masks known secrets and secret-shaped substrings; thread-safe."""
+    """Masks known secrets and secret-shaped substrings; thread-safe.
+
+    What is registered is outside data's enemy, never pmsops's own words: a whole secret is masked in every form of
+    :func:`secret_forms` (and by its first :data:`PREFIX_LENGTH` characters), as a whole token when shorter than
+    :data:`ANYWHERE_LENGTH`; a fragment is masked as a whole token, and when short only where it is the whole text.
+    """
 
     def __init__(self) -> None:
         self._secrets: dict[str, str] = {}
         """Every form to mask → the secret it is a form of (fingerprints are of the secret, not of the form)."""
+        self._whole: set[str] = set()
+        """The registered secrets themselves (not fragments, not forms): what the fail-closed scan searches."""
         self._token_only: set[str] = set()
-        """Forms masked only as whole tokens: pieces of a password (a parser's cut), which may also be ordinary words."""
+        """Forms masked only as whole tokens: short forms, and fragments (pieces of a password, maybe ordinary words)."""
+        self._exact: set[str] = set()
+        """Short fragments: masked only where a text is nothing else (a parser's port field, a JSON value)."""
+        self._prefixes: dict[str, set[str]] = {}
+        """The first PREFIX_LENGTH characters of each long form → the forms that start so."""
         self._lock = threading.Lock()
         self._pattern: re.Pattern[str] | None = None
         self._short_pattern: re.Pattern[str] | None = None
 
-    def register(self, value: str | None, whole_token: bool = False) -> None:
-        """Mask ``value`` (and its URL-encoded, ``quote_plus`` and JSON-escaped forms) from now on.
+    def register(self, value: str | None, fragment: bool = False) -> None:
+        """Mask ``value`` in every form of :func:`secret_forms` from now on.
 
-        ``whole_token`` is for pieces of a secret (where some parser cuts a password):
-        they always stand between delimiters in what a library prints, and may also be
-        ordinary words ("tail" of ``Prefix/tail``), so they are masked only as a whole
-        token, never inside a longer word such as "details".
+        ``fragment`` is for pieces of a secret (where some parser cuts a password): they may also be ordinary
+        words ("pass" of ``Summer2024#pass``, "tail" of ``Prefix/tail``), so they are masked only as a whole token
+        and, below :data:`ANYWHERE_LENGTH` characters, only where they are the whole text.
         """
         if not value or value.lower() in HARMLESS_VALUES or (len(value) < MIN_SECRET_LENGTH and not any(ch.isalnum() for ch in value)):
             return  # a short run of punctuation (the ':' of "redis://:@h") would mask every ':' of the output
-        forms = {value, quote(value, safe=""), quote(value), quote_plus(value), json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
         with self._lock:
-            before = (len(self._secrets), len(self._token_only))
-            for form in forms:
-                if whole_token and form not in self._secrets:
-                    self._token_only.add(form)
-                elif not whole_token:
-                    self._token_only.discard(form)
-                self._secrets.setdefault(form, value)
-            if (len(self._secrets), len(self._token_only)) != before or not whole_token:
-                self._pattern = self._short_pattern = None
+            if fragment:
+                self._register_fragment(value)
+            else:
+                self._register_whole(value)
+            self._pattern = self._short_pattern = None
+
+    def _register_fragment(self, value: str) -> None:
+        if value in self._secrets and value not in self._exact:
+            return  # already masked as much or more (a whole secret, or a longer fragment's form)
+        if len(value) < ANYWHERE_LENGTH:
+            self._exact.add(value)
+            return
+        for form in (value, quote(value, safe=""), json.dumps(value)[1:-1]):
+            if form not in self._secrets:
+                self._token_only.add(form)
+                self._secrets[form] = value
+
+    def _register_whole(self, value: str) -> None:
+        self._whole.add(value)
+        self._exact.discard(value)
+        for form in set(secret_forms(value).values()):
+            if len(form) < MIN_SECRET_LENGTH and not any(ch.isalnum() for ch in form):
+                continue
+            if len(form) >= ANYWHERE_LENGTH:
+                self._token_only.discard(form)
+            elif form not in self._secrets or form in self._token_only:
+                self._token_only.add(form)
+            self._secrets[form] = value
+            if len(form) > PREFIX_LENGTH:
+                self._prefixes.setdefault(form[:PREFIX_LENGTH], set()).add(form)
 
     def secrets(self) -> list[str]:
-        """The registered values themselves (not their encoded forms), for scans that must fail closed."""
+        """The registered secrets themselves (not fragments, not encoded forms), for scans that must fail closed."""
         with self._lock:
-            return sorted(set(self._secrets.values()))
+            return sorted(self._whole)
 
     def forget_all(self) -> None:
         """For tests: start from an empty registry."""
         with self._lock:
-            self._secrets.clear()
-            self._token_only.clear()
+            for registry in (self._secrets, self._whole, self._token_only, self._exact, self._prefixes):
+                registry.clear()
             self._pattern = self._short_pattern = None
 
     def _compiled(self) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None]:
-        """(long forms anywhere, short forms as whole tokens), longest first so a form never masks half of another."""
+        """(long forms and prefixes anywhere, short forms as whole tokens), longest first so a form never masks half of another."""
         with self._lock:
-            if self._pattern is None and self._short_pattern is None and self._secrets:
-                ordered = sorted(self._secrets, key=len, reverse=True)
-                long_forms = [s for s in ordered if len(s) >= MIN_SECRET_LENGTH and s not in self._token_only]
-                short_forms = [s for s in ordered if len(s) < MIN_SECRET_LENGTH or s in self._token_only]
-                if long_forms:
-                    self._pattern = re.compile("|".join(re.escape(s) for s in long_forms))
+            if self._pattern is None and self._short_pattern is None and (self._secrets or self._prefixes):
+                anywhere = {s for s in self._secrets if s not in self._token_only} | {p for p in self._prefixes if p not in self._secrets}
+                short_forms = sorted(self._token_only, key=len, reverse=True)
+                if anywhere:
+                    self._pattern = re.compile("|".join(re.escape(s) for s in sorted(anywhere, key=len, reverse=True)))
                 if short_forms:
                     alternatives = "|".join(re.escape(s) for s in short_forms)
                     self._short_pattern = re.compile(rf"(?<![^\W_])(?:{alternatives})(?![^\W_])")
             return self._pattern, self._short_pattern
 
-    def redact(self, text: str, hide: Hide | None = None) -> str:
-        """``text`` with every secret replaced by ``hide(secret)`` (default ``***``).
+    def _anywhere_spans(self, text: str, pattern: re.Pattern[str]):
+        """(start, end, secret) of each match; a prefix match runs on as far as the text goes on spelling its form."""
+        position = 0
+        while (match := pattern.search(text, position)) is not None:
+            end = match.end()
+            secret = self._secrets.get(match.group(0))
+            if secret is None:  # a prefix: take as much of its forms as the text holds
+                end, form = max((_spelled_to(text, match.start(), form), form) for form in self._prefixes[match.group(0)])
+                secret = self._secrets[form]
+            yield match.start(), end, secret
+            position = end
 
-        Registered values of 4 characters and more are masked wherever they occur;
-        shorter ones only as a whole token (no letter or digit glued to either side),
-        so a 3-character password is masked as a word, a quoted value or after
-        ``password=``, but ``a`` inside ``cat`` survives. Then every secret-shaped
-        value is masked whatever it is (:func:`redact_patterns`).
-        """
+    def _mask_anywhere(self, text: str, pattern: re.Pattern[str], conceal: Hide) -> str:
+        out: list[str] = []
+        position = 0
+        for start, end, secret in self._anywhere_spans(text, pattern):
+            out.append(text[position:start])
+            out.append(conceal(secret))
+            position = end
+        out.append(text[position:])
+        return "".join(out)
+
+    def _conceal_token(self, form: str, conceal: Hide) -> str:
+        """A whole-token match masked, unless it is a fragment that is one of pmsops's own words (``connection`` of
+        ``Autumn#connection``): the tool's text is never garbled; the whole secret is always masked."""
+        secret = self._secrets.get(form, form)
+        if secret not in self._whole and is_own_word(form):
+            return form
+        return conceal(secret)
+
+    def found(self, text: str) -> list[tuple[str, str]]:
+        """(secret, the text that spelled it) for every registered secret in ``text``, by the rule :meth:`redact`
+        masks with: the fail-closed scan of a report asks this after redaction, so it refuses exactly what slipped by."""
+        pattern, short_pattern = self._compiled()
+        hits = [(secret, text[start:end]) for start, end, secret in (self._anywhere_spans(text, pattern) if pattern else ())]
+        if short_pattern is not None:
+            hits += [(self._secrets[m.group(0)], m.group(0)) for m in short_pattern.finditer(text)]
+        return hits
+
+    def redact(self, text: str, hide: Hide | None = None) -> str:
+        """``text`` with every secret replaced by ``hide(secret)`` (default ``***``), then every secret-shaped value
+        masked whatever it is (:func:`redact_patterns`). See the class for what registered values match."""
         if not text:
             return text
         conceal: Hide = hide or (lambda _value: MASK)
+        if self._exact and text.strip() in self._exact and not is_own_word(text.strip()):
+            return text.replace(text.strip(), conceal(text.strip()))
         pattern, short_pattern = self._compiled()
         if pattern is not None:
-            text = pattern.sub(lambda m: conceal(self._secrets.get(m.group(0), m.group(0))), text)
+            text = self._mask_anywhere(text, pattern, conceal)
         if short_pattern is not None:
-            text = short_pattern.sub(lambda m: conceal(self._secrets.get(m.group(0), m.group(0))), text)
+            text = short_pattern.sub(lambda m: self._conceal_token(m.group(0), conceal), text)
         text = _URL_USERINFO.sub(_mask_userinfo, text)
         text = _URL_USERINFO_UNUSUAL.sub(_mask_unusual_userinfo, text)
         text = _JWT.sub(lambda m: f"<jwt {fingerprint(m.group(0))}>", text)
@@ -718,7 +863,8 @@ class RedactingFormatter(logging.Formatter):
         self._inner = inner or logging.Formatter()
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(self._inner.format(record))
+        """Redacted, and no steering character: the worker's log quotes platform text, read later with ``cat``."""
+        return visible(redact(self._inner.format(record)))
 
 
 def redact_logging(logger: logging.Logger | None = None) -> None:
@@ -746,4 +892,6 @@ def mask_url(url: str) -> str:
             return f"{raw.scheme}://{MASK}@{redact(raw.hostpart)}"
         return f"{raw.scheme}://{redact(raw.userinfo)}@{redact(raw.hostpart)}"
     user = raw.user if raw.user and _plausible_user(raw.user) else ""
+    if _is_own_placeholder(raw.password) and raw.password not in REDACTOR.secrets():
+        return f"{raw.scheme}://{raw.userinfo}@{redact(raw.hostpart)}"  # a hint's example: redis://:PASSWORD@HOST
     return f"{raw.scheme}://{redact(user)}:{MASK}@{redact(raw.hostpart)}"

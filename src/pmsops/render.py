@@ -165,9 +165,10 @@ class Output:
         self._print(Text(redact(text)), indent=_indent_of(text), console=self.err_console)
 
     def reveal(self, text: str) -> None:
-        """Write a value the operator explicitly asked for, unredacted, alone on stdout."""
+        """Write a value the operator explicitly asked for, unredacted, alone on stdout (no steering character:
+        a token comes from the API)."""
         runclock.STDOUT_USED = True
-        sys.stdout.write(text + "\n")
+        sys.stdout.write(visible(text) + "\n")
         sys.stdout.flush()
 
     def block(self, text: str) -> None:
@@ -374,6 +375,13 @@ class LiveReport:
                 grid.add_row(Text(""), Text(text, style="dim"))
             rows.append(grid)
         return Group(*rows)
+
+
+def traceback_text(exc: BaseException) -> str:
+    """``--debug``'s traceback: redacted, and inert (an exception's text may quote a server or a platform)."""
+    import traceback
+
+    return visible(redact("".join(traceback.format_exception(exc))))
 
 
 def _indent_of(text: str) -> int:

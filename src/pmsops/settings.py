@@ -78,26 +78,17 @@ def is_secret_name(name: str) -> bool:
     return name in SECRET_VARIABLES or bool(_SECRET_NAME.search(name))
 
 
-def url_password_forms(url: str) -> list[str]:
-    """Every string a parser might take as (a piece of) this URL's password.
-
-    One definition for the whole tool: :func:`pmsops.urlread.secret_fragments`.
-    """
-    from pmsops.urlread import secret_fragments
-
-    return sorted(secret_fragments(url), key=len, reverse=True)
-
-
 def register_environment_secrets(env: Mapping[str, str]) -> None:
-    """Register every secret value of ``env`` with the redactor."""
+    """Register every secret value of ``env`` with the redactor (a URL's password whole, the pieces parsers cut as fragments)."""
+    from pmsops.urlread import register_url_secrets
+
     for name, value in env.items():
         if not value:
             continue
         if is_secret_name(name):
             register_secret(value)
         if name.endswith("_URL") or name in URL_VARIABLES or "://" in value[:16]:
-            for form in url_password_forms(value):
-                register_secret(form)
+            register_url_secrets(value)
 
 
 @dataclass(frozen=True)

@@ -140,7 +140,7 @@ def register_url_secrets(url: str) -> None:
     whole = {raw.password, raw.userinfo} if raw is not None else set()
     whole |= {unquote(w) for w in whole if w}
     for fragment in secret_fragments(url):
-        register_secret(fragment, whole_token=fragment not in whole)
+        register_secret(fragment, fragment=fragment not in whole)
 
 
 # --- the client's reading -----------------------------------------------------------------------

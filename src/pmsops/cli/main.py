@@ -142,14 +142,11 @@ def hoist_global_options(args: list[str]) -> list[str]:
 
 
 def _report_unexpected(exc: BaseException, run: RunState) -> int:
-    from pmsops.redaction import redact
-    from pmsops.render import Output
+    from pmsops.render import Output, traceback_text
 
     out = Output(no_color=run.no_color)
     if run.debug:
-        import traceback
-
-        sys.stderr.write(redact("".join(traceback.format_exception(exc))))
+        sys.stderr.write(traceback_text(exc))
     message = str(exc) or type(exc).__name__
     out.error(f"{type(exc).__name__}: {message}", hint=None if run.debug else "re-run with --debug for the (redacted) traceback")
     return exitcodes.FAILED
@@ -288,11 +285,9 @@ def _run(args: list[str], error: dict, run: RunState) -> int:
         from pmsops.render import Output
 
         if run.debug:
-            import traceback
+            from pmsops.render import traceback_text
 
-            from pmsops.redaction import redact
-
-            sys.stderr.write(redact("".join(traceback.format_exception(exc))))
+            sys.stderr.write(traceback_text(exc))
         Output(no_color=run.no_color).error(exc.message, exc.hint)
         error.update(kind=_error_kind(exc), message=exc.message, hint=exc.hint)
         return exc.exit_code

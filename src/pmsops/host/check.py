@@ -82,7 +82,8 @@ def client_password(url: str, variable: str) -> str | None:
 def compare_urls(containers: list[str], requirepass: str, timeout: float) -> tuple[list[UrlPassword], list[str]]:
     """Every Redis URL of every container against requirepass; (comparisons, containers that could not be inspected)."""
     from pmsops.passwords import likely_cause, register_secret
-    from pmsops.settings import REDIS_URL_VARIABLES, url_password_forms
+    from pmsops.settings import REDIS_URL_VARIABLES
+    from pmsops.urlread import register_url_secrets
     from pmsops.urls import split_intended
 
     register_secret(requirepass)
@@ -99,8 +100,7 @@ def compare_urls(containers: list[str], requirepass: str, timeout: float) -> tup
             url = env.get(variable)
             if not url:
                 continue
-            for form in url_password_forms(url):
-                register_secret(form)
+            register_url_secrets(url)
             decoded = client_password(url, variable)
             try:
                 written = split_intended(url).password

@@ -20,7 +20,7 @@ from pmsops.errors import DependencyError
 from pmsops.host.docker import DEFAULT_TIMEOUT, ContainerNotRunning, raise_for_docker, run_docker, validate_name
 from pmsops.redaction import redact, redact_argv, register_secret
 from pmsops.results import Result
-from pmsops.settings import is_secret_name, register_environment_secrets, url_password_forms
+from pmsops.settings import is_secret_name, register_environment_secrets
 
 _SECRETISH = re.compile(r"PASS|SECRET|TOKEN|KEY|AUTH|CREDENTIAL|DSN|PRIVATE|CERT", re.I)
 _HARMLESS = {"true", "false", "yes", "no", "on", "off", "none", "null", "0", "1", "enabled", "disabled", "required", "optional"}
@@ -58,12 +58,9 @@ def parse_env_list(entries: list[str] | None) -> dict[str, str]:
 
 
 def register_secret_forms(value: str | None) -> None:
-    """The value, and the forms logs quote it in: Python's ``repr`` (tracebacks) and non-ASCII JSON."""
-    if not value:
-        return
-    register_secret(value)
-    register_secret(repr(value)[1:-1])
-    register_secret(json.dumps(value, ensure_ascii=False)[1:-1])
+    """The value, in every form logs quote it in (:func:`pmsops.redaction.secret_forms`: ``repr``, JSON, …)."""
+    if value:
+        register_secret(value)
 
 
 def register_env_secrets(env: dict[str, str]) -> None:
@@ -76,9 +73,6 @@ def register_env_secrets(env: dict[str, str]) -> None:
             continue
         if is_secret_name(name) or _SECRETISH.search(name):
             register_secret_forms(value)
-        if "://" in value[:16]:
-            for form in url_password_forms(value):
-                register_secret_forms(form)
 
 
 def shell_script(argv: list[str]) -> str | None:

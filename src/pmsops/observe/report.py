@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pmsops.redaction import redact, redact_obj
+from pmsops.visible import visible, visible_obj
 from pmsops.render import SCHEMA
 from pmsops.results import Status, worst
 
@@ -101,8 +102,10 @@ def build_bundle(settings, opts: Options, sections: list[Section] | None = None,
         "results": [dict(r.to_dict(), section=s.name) for s in sections for r in s.results],
         "data": {s.name: s.data for s in sections if s.data is not None},
     }
-    payload = redact_obj(json.loads(json.dumps(payload, default=str)))
-    evidence = {path: redact(text) for s in sections for path, text in s.evidence.items()}
+    # outside data (log lines, API and broker text) is made inert where the bundle is made: `cat evidence/*.txt`,
+    # `jq -r` on report.json and the Markdown are read in terminals too (#23 item 1)
+    payload = visible_obj(redact_obj(json.loads(json.dumps(payload, default=str))))
+    evidence = {path: visible(redact(text)) for s in sections for path, text in s.evidence.items()}
     members = {
         "report.md": markdown(payload, sections, evidence),
         "report.json": json.dumps(payload, indent=2, ensure_ascii=False) + "\n",

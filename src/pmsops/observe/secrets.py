@@ -3,53 +3,23 @@
 The redaction layer masks what it recognises; this is the check after it. Before
 the report is written, its whole content is searched for every secret registered
 with :func:`pmsops.redaction.register_secret` in each form a tool might have
-written it in: raw, percent-encoded (upper- and lower-case hex, ``safe=""`` and
-``safe="/"``), ``quote_plus``, base64 (standard and URL-safe, with and without
-padding), JSON-escaped and HTML-escaped. A hit means a leak the redactor missed: nothing is
+written it in (:func:`pmsops.redaction.secret_forms`: percent-encoded fully or partly,
+JSON, ``repr`` of str and bytes, escapes, base64, hex, HTML), by the rule the redactor
+masks with. A hit means a leak the redactor missed (a writer that skipped it): nothing is
 written (:class:`SecretFound`, exit 1). Messages name the file and the form, and
 show the secret only as a fingerprint.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import json
-import re
 from dataclasses import dataclass
-from urllib.parse import quote, quote_plus
 
 from pmsops.errors import OperationError
-from pmsops.redaction import MIN_SECRET_LENGTH, fingerprint, registered_secrets
+from pmsops.redaction import Redactor, fingerprint, registered_secrets, secret_forms
 
 
 class SecretFound(OperationError):
     """The report's content holds a registered secret: nothing was written."""
-
-
-def _lower_hex(text: str) -> str:
-    return re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), text)
-
-
-def forms(value: str) -> dict[str, str]:
-    """Form name → the text that form of ``value`` would appear as."""
-    raw = value.encode("utf-8")
-    out = {
-        "raw": value,
-        "percent-encoded": quote(value, safe=""),
-        "percent-encoded (safe /)": quote(value),
-        "quote_plus": quote_plus(value),
-        "base64": base64.b64encode(raw).decode(),
-        "base64 (unpadded)": base64.b64encode(raw).decode().rstrip("="),
-        "base64url": base64.urlsafe_b64encode(raw).decode(),
-        "base64url (unpadded)": base64.urlsafe_b64encode(raw).decode().rstrip("="),
-        "JSON-escaped": json.dumps(value)[1:-1],
-        "JSON-escaped (ASCII)": json.dumps(value, ensure_ascii=True)[1:-1],
-        "HTML-escaped": html.escape(value, quote=True),
-    }
-    out["percent-encoded (lower-case hex)"] = _lower_hex(out["percent-encoded"])
-    out["quote_plus (lower-case hex)"] = _lower_hex(out["quote_plus"])
-    return {name: text for name, text in out.items() if len(text) >= MIN_SECRET_LENGTH}
 
 
 @dataclass(frozen=True)
@@ -60,27 +30,33 @@ class Hit:
 
 
 def scan(members: dict[str, bytes | str], secrets: list[str] | None = None) -> list[Hit]:
-    """Every (file, form) where a registered secret appears; an empty list means clean."""
+    """Every (file, form) where a registered secret appears, by the redactor's own rule (every form of
+    :func:`pmsops.redaction.secret_forms`, a 12-character prefix, short forms as whole tokens); empty means clean."""
     # the secret itself, not its fingerprint: a fingerprint is 100 000 PBKDF2 rounds, needed only for a hit (none, normally)
-    needles: dict[str, tuple[str, str]] = {}
+    finder = Redactor()
     for secret in secrets if secrets is not None else registered_secrets():
-        if len(secret) < MIN_SECRET_LENGTH:
-            continue
-        for form, text in forms(secret).items():
-            needles.setdefault(text, (form, secret))
-    if not needles:
-        return []
-    pattern = re.compile("|".join(re.escape(n) for n in sorted(needles, key=len, reverse=True)))
+        finder.register(secret)
     hits: list[Hit] = []
+    seen = set()
     for name, content in members.items():
         text = content.decode("utf-8", errors="replace") if isinstance(content, bytes) else content
-        seen = set()
-        for match in pattern.finditer(text):
-            form, secret = needles[match.group(0)]
-            if (form, secret) not in seen:
-                seen.add((form, secret))
+        for secret, spelled in finder.found(text):
+            form = _form_name(secret, spelled)
+            if (name, form, secret) not in seen:
+                seen.add((name, form, secret))
                 hits.append(Hit(name, form, fingerprint(secret)))
     return hits
+
+
+def _form_name(secret: str, spelled: str) -> str:
+    """Which encoder's output ``spelled`` is (a prefix of a form names that form)."""
+    for name, text in secret_forms(secret).items():
+        if text == spelled:
+            return name
+    for name, text in secret_forms(secret).items():
+        if text.startswith(spelled):
+            return f"{name} (prefix)"
+    return "raw"
 
 
 def ensure_clean(members: dict[str, bytes | str]) -> None:

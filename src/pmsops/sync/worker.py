@@ -113,8 +113,9 @@ def check_settings_at_start(settings: SyncSettings) -> None:
         settings.check()
     except ConfigError as exc:
         from pmsops.redaction import redact
+        from pmsops.visible import visible
 
-        sys.stderr.write(f"pmsops worker: {redact(exc.message)}\n")
+        sys.stderr.write(f"pmsops worker: {visible(redact(exc.message))}\n")
         raise SystemExit(2) from None
 
 
@@ -235,7 +236,10 @@ def app_from_environment() -> Celery:
     try:
         settings = load()
     except ConfigError as exc:
-        sys.stderr.write(f"pmsops worker: {exc.message}\n")
+        from pmsops.redaction import redact
+        from pmsops.visible import visible
+
+        sys.stderr.write(f"pmsops worker: {visible(redact(exc.message))}\n")
         raise SystemExit(2) from None
     from pmsops.settings import register_environment_secrets
 

@@ -15,6 +15,7 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     from pmsops.beacon import beacon_interval, beacon_path, read_liveness
+    from pmsops.visible import visible
 
     args = list(sys.argv[1:] if argv is None else argv)
     max_age = 3 * (beacon_interval(os.environ) or 10.0)
@@ -29,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write("x error: usage: python -m pmsops.worker.alive [--max-age SECONDS] (a positive number)\n")
             return 2
     found = read_liveness(beacon_path(os.environ), max_age)
-    sys.stdout.write(("ok   liveness  " if found.alive else "FAIL liveness  ") + found.summary + ("" if found.alive else f"  -> {found.hint}") + "\n")
+    line = ("ok   liveness  " if found.alive else "FAIL liveness  ") + found.summary + ("" if found.alive else f"  -> {found.hint}")
+    sys.stdout.write(visible(line, one_line=True) + "\n")  # the beacon file is written by another process
     return 0 if found.alive else 1
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from pmsops.http_status import retry_after_seconds
 from pmsops.sync.errors import (
     NotFound,
     PlatformAuthError,
@@ -89,27 +90,13 @@ class PlatformAdapter(abc.ABC):
     async def fetch_bookings(self, listing_id: str, since: datetime) -> list[ExternalBooking]: ...
 
 
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        from email.utils import parsedate_to_datetime
-
-        try:
-            when = parsedate_to_datetime(value)
-            return max(0.0, (when - datetime.now(when.tzinfo)).total_seconds())
-        except (TypeError, ValueError):
-            return None
-
-
 def safe_snippet(body: str, token: str | None = None) -> str:
     """What of a platform's error body may be stored in a sync log (which the API serves
     and the CLI prints): its error/message/detail fields, short, redacted, never our token."""
     import json
 
     from pmsops.redaction import MASK, redact
+    from pmsops.visible import visible
 
     try:
         data = json.loads(body)
@@ -119,10 +106,10 @@ def safe_snippet(body: str, token: str | None = None) -> str:
         text = " ".join(str(data[k]) for k in ("error", "message", "detail", "error_description") if data.get(k) is not None)
     else:
         text = "non-JSON body" if body.strip() else "empty body"
-    text = " ".join(text.split())[:120]
+    text = " ".join(text.split())
     if token and len(token) >= 4:
         text = text.replace(token, MASK)
-    return redact(text)
+    return visible(redact(text), one_line=True)[:120]  # cleaned where it enters: the log is read by terminals and the API
 
 
 def error_for_status(platform: str, status: int, body: str, retry_after: str | None = None, token: str | None = None) -> SyncError | None:
@@ -136,7 +123,7 @@ def error_for_status(platform: str, status: int, body: str, retry_after: str | N
     if status == 404:
         return NotFound(f"{where}: listing or resource not found ({snippet})")
     if status == 429:
-        return RateLimited(f"{where}: rate limited", retry_after=_retry_after(retry_after))
+        return RateLimited(f"{where}: rate limited", retry_after=retry_after_seconds(retry_after))
     if status >= 500:
         return PlatformUnavailable(f"{where} ({snippet})")
     return ValidationFailed(f"{where}: the platform rejected the request ({snippet})")
