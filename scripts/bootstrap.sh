@@ -26,6 +26,8 @@ command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || need+=(busybox-static)
 # the exporter's tests: promtool checks and unit-tests the alert rules; a private prometheus scrapes the exporter
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+# the API-behind-a-proxy tests and pmsops sandbox up --proxy: a real nginx terminating TLS on loopback
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 # jq: the CI gate the tests run on every --json output
 command -v jq >/dev/null 2>&1 || need+=(jq)
 if [ "${#need[@]}" -gt 0 ]; then

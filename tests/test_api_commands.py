@@ -63,11 +63,12 @@ def test_token_signed_with_another_secret_gets_401_secret_mismatch_hint(cli, as_
     assert "Invalid authentication token" in result.stderr and "JWT_SECRET" in result.stderr
 
 
-def test_connections_list_follows_the_307_and_shows_platforms(cli, as_operator):
+def test_connections_list_asks_the_slashed_path_and_shows_platforms(cli, as_operator):
+    """#25 item 1: the slashed path the API serves, so no 307 (which behind a TLS proxy points at http://)."""
     result = cli("connections", "list")
     assert result.exit_code == 0, result.output
     assert "airbnb" in result.stdout and "booking_com" in result.stdout
-    assert "followed a 307 redirect" in result.stdout
+    assert "redirect" not in result.stdout
     assert "google" not in result.stdout  # the other agency's connection is not visible
 
 
@@ -184,7 +185,7 @@ def test_sync_logs_accept_details_as_json_strings_and_warn_about_stale_logs(cli,
 
 
 def test_html_instead_of_json_is_named_not_a_json_error(cli, http_stub, monkeypatch):
-    http_stub.raw("/api/v1/channel-connections", b"<html>Bad Gateway</html>", status=200, headers={"content-type": "text/html"})
+    http_stub.raw("/api/v1/channel-connections/", b"<html>Bad Gateway</html>", status=200, headers={"content-type": "text/html"})
     monkeypatch.setenv("PMS_API_URL", http_stub.url)
     monkeypatch.setenv("TOKEN", "x.y.z")
     result = cli("connections", "list")
@@ -193,7 +194,7 @@ def test_html_instead_of_json_is_named_not_a_json_error(cli, http_stub, monkeypa
 
 
 def test_wrapped_items_list_is_accepted(cli, http_stub, monkeypatch):
-    http_stub.json("/api/v1/channel-connections", {"items": [{"id": str(uuid.uuid4()), "platform_type": "airbnb", "status": "active"}]})
+    http_stub.json("/api/v1/channel-connections/", {"items": [{"id": str(uuid.uuid4()), "platform_type": "airbnb", "status": "active"}]})
     monkeypatch.setenv("PMS_API_URL", http_stub.url)
     monkeypatch.setenv("TOKEN", "x.y.z")
     result = cli("connections", "list")
@@ -220,7 +221,7 @@ def test_unwritable_save_path_is_bad_input_not_a_traceback(cli, http_stub, monke
 
 def test_a_connection_with_a_null_status_is_listed_as_unknown_not_none(cli, http_stub, monkeypatch):
     cid = str(uuid.uuid4())
-    http_stub.json("/api/v1/channel-connections", [{"id": cid, "platform_type": None, "status": None, "last_sync_at": None}])
+    http_stub.json("/api/v1/channel-connections/", [{"id": cid, "platform_type": None, "status": None, "last_sync_at": None}])
     monkeypatch.setenv("PMS_API_URL", http_stub.url)
     monkeypatch.setenv("TOKEN", "x.y.z")
 
@@ -245,7 +246,7 @@ PROXY_PAGES = {
 @pytest.mark.parametrize("case", sorted(PROXY_PAGES))
 def test_a_reverse_proxys_own_error_page_is_named_as_the_proxy_with_no_healthy_backend_never_as_raw_html(cli, http_stub, monkeypatch, case):
     status, body, kind = PROXY_PAGES[case]
-    http_stub.raw("/api/v1/channel-connections", body, status=status, headers={"content-type": kind})
+    http_stub.raw("/api/v1/channel-connections/", body, status=status, headers={"content-type": kind})
     monkeypatch.setenv("PMS_API_URL", http_stub.url)
     monkeypatch.setenv("TOKEN", "x.y.z")
 

@@ -90,11 +90,12 @@ def test_full_ready_url_is_accepted(cli, http_stub):
     assert cli("check", "health", "--url", http_stub.url + "/health/ready").exit_code == 0
 
 
-def test_black_holed_api_fails_within_timeout(cli, black_hole):
-    started = time.monotonic()
-    result = cli("check", "health", "--url", f"http://127.0.0.1:{black_hole}", "--timeout", "1")
-    assert result.exit_code == 1
-    assert time.monotonic() - started < 2.0
+def test_an_api_port_that_takes_connections_and_never_answers_is_named_after_the_readiness_wait(cli, black_hole):
+    """#25 item 3: the answer may take 10 s (the backend waits on its own checks); then the verdict names that."""
+    result = cli("check", "health", "--url", f"http://127.0.0.1:{black_hole}", "--timeout", "1", "--json")
+    found = json.loads(result.stdout)["results"][0]
+    assert (result.exit_code, found["details"]["error"]) == (1, "read-timeout"), result.output
+    assert found["summary"].endswith("connected, but no answer within 10 s")
 
 
 def test_api_url_aliases_are_read(cli, http_stub, monkeypatch):

@@ -341,11 +341,15 @@ def test_prometheus_scrapes_the_stack_answers_every_dashboard_panel_and_fires_no
     assert prom.api("rules")["groups"][0]["rules"], "prometheus loaded no rule"
     sandbox.stop("worker")
     try:
-        firing = _wait(
-            lambda: [a for a in prom.api("alerts")["alerts"] if a["labels"]["alertname"] == "PmsopsNoWorker" and a["state"] == "firing"],
-            120,  # 23 s alone; over 60 s on a loaded machine (the exporter's broadcast and Prometheus share two cores)
-            "PmsopsNoWorker to fire",
-        )
+        try:
+            firing = _wait(
+                lambda: [a for a in prom.api("alerts")["alerts"] if a["labels"]["alertname"] == "PmsopsNoWorker" and a["state"] == "firing"],
+                120,  # 23 s alone; over 60 s on a loaded machine (the exporter's broadcast and Prometheus share two cores)
+                "PmsopsNoWorker to fire",
+            )
+        except Exception as exc:  # what Prometheus saw, to tell a slow rule from a worker that still answers
+            seen = {q: prom.query(q) for q in ("pmsops_workers_up", "pmsops_workers_expected", "pmsops_up", "up")}
+            raise AssertionError(f"{exc}; prometheus saw {seen}; alerts {prom.api('alerts')['alerts']}") from None
     finally:
         sandbox.start("worker")
         reset_limits(env)

@@ -26,7 +26,7 @@ STEERING = set("\x1b\x07\x9b\r\u202e\u200b\u2060\u2028\ud800")
 
 def _serve_connections(http_stub, monkeypatch, text: str) -> str:
     cid = str(uuid.uuid4())
-    http_stub.json("/api/v1/channel-connections", [{"id": cid, "platform_type": text, "status": "active", "platform_listing_id": text}])
+    http_stub.json("/api/v1/channel-connections/", [{"id": cid, "platform_type": text, "status": "active", "platform_listing_id": text}])
     page = {
         "connection_id": cid,
         "limit": 20,

@@ -19,7 +19,7 @@ def test_smoke_passes_against_the_sandbox_and_prints_six_steps(cli, sandbox):
     assert result.exit_code == 0, result.output
     for step in ("1 load environment", "2 token", "3 health", "4 channel connection", "5 trigger sync", "6 sync logs"):
         assert f"✓ {step}" in result.stdout
-    assert "(after a 307 to the trailing-slash path)" in result.stdout
+    assert "redirect" not in result.stdout  # the slashed path the API serves: no 307 (#25 item 1)
 
 
 def test_smoke_json_and_junit_match_the_steps(cli, sandbox, tmp_path):

@@ -40,3 +40,10 @@ class OperationError(PmsopsError):
 
 class DependencyError(OperationError):
     """A dependency answered badly or not at all."""
+
+
+class RateLimitExceeded(DependencyError):
+    """A server's rate limit asks for a wait (``retry_after`` seconds, or ``None``) longer than the command may still
+    wait. A poller catches it to end with what it learned so far (:class:`pmsops.api.errors.RateLimited`)."""
+
+    retry_after: float | None = None

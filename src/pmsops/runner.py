@@ -31,8 +31,20 @@ that times the sequential calls it makes (this table). A slow but healthy depend
 a black-holed one still fails at the first call's own timeout."""
 
 
+READY_ANSWER_SECONDS = 10.0
+"""How long ``GET /health/ready`` may take to answer once connected (at least ``--timeout``): the endpoint does real
+work per request (database, Redis, a Celery inspect with its own ~3 s timeout), so while the worker is down it
+answers in seconds. Reading it with a 3-s timeout called a backend that was about to say "celery down" black-holed."""
+
+
+def ready_read_timeout(timeout: float) -> float:
+    return max(timeout, READY_ANSWER_SECONDS)
+
+
 def check_deadline(check: str, timeout: float) -> float:
-    """The fence around one check whose every network call may take ``timeout``."""
+    """The fence around one check whose every network call may take ``timeout`` (the readiness answer its own time)."""
+    if check == "health":
+        return timeout + ready_read_timeout(timeout)
     return timeout * ROUND_TRIPS.get(check, 1)
 
 

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from pmsops import results
+from pmsops.errors import RateLimitExceeded
 from pmsops.results import Result
 
 FINAL_STATUSES = ("success", "failed", "cancelled")
@@ -261,8 +262,27 @@ def log_table(logs: list[dict[str, Any]], now: datetime | None = None) -> list[s
     return rows
 
 
-def follow_trigger(client, connection_id: str, sync_type: str, wait: float | None, collector) -> list[Result]:
-    """``sync trigger``: POST the trigger, then (``wait`` seconds at most) follow its logs with the one poller."""
+def rate_limited_verdict(name: str, exc, seen: list[dict[str, Any]], task_ids: list[str]) -> Result:
+    """The API answered 429 with a Retry-After longer than the wait left: the 429 named with its seconds, and
+    everything learned so far (the task ids, the logs as last seen) kept in the result."""
+    return results.fail(
+        name,
+        f"stopped following the logs: {exc.message}",
+        hint=exc.hint,
+        notes=[describe_log(m) for m in seen] + [f"task {t}" for t in task_ids],
+        details={
+            "retry_after": exc.retry_after,
+            "task_ids": task_ids,
+            "logs": [{k: m.get(k) for k in ("id", "task_id", "operation_type", "status", "error", "details")} for m in seen],
+        },
+    )
+
+
+def follow_trigger(client, connection_id: str, sync_type: str, wait: float | None, collector, no_worker=None) -> list[Result]:
+    """``sync trigger``: POST the trigger, then (``wait`` seconds at most) follow its logs with the one poller.
+
+    ``no_worker`` (a :class:`pmsops.procedures.no_worker.NoWorkerProbe`) ends the wait early when logs stay
+    'triggered' and no worker answers on the broker: the verdict smoke reaches, in seconds whatever ``--wait`` is."""
     collector.start("trigger")
     body = client.trigger_sync(connection_id, sync_type)
     task_ids, log_ids = list(body.get("task_ids") or []), [str(i) for i in body.get("created_log_ids") or []]
@@ -279,12 +299,22 @@ def follow_trigger(client, connection_id: str, sync_type: str, wait: float | Non
     if wait:
         collector.start("sync-logs")
 
+        seen: list[dict[str, Any]] = []
+
         def show(logs: list[dict[str, Any]]) -> None:
+            seen[:] = logs
             for log in logs:
                 collector.progress("sync-logs", str(log.get("id") or log.get("task_id")), describe_log(log))
 
-        logs, finished = wait_until_final(lambda: client.sync_logs(connection_id, limit=50)["logs"], task_ids, log_ids, wait, 1.0, show)
-        collector.finish("sync-logs", final_verdict("sync-logs", logs, finished, wait))
+        try:
+            logs, finished = wait_until_final(
+                lambda: client.sync_logs(connection_id, limit=50)["logs"], task_ids, log_ids, wait, 1.0, show, no_worker
+            )
+        except RateLimitExceeded as exc:
+            collector.finish("sync-logs", rate_limited_verdict("sync-logs", exc, seen, task_ids))
+            return collector.results
+        early = no_worker.verdict("sync-logs", logs) if no_worker is not None else None
+        collector.finish("sync-logs", early or final_verdict("sync-logs", logs, finished, wait))
     return collector.results
 
 
@@ -293,7 +323,7 @@ def _cell(value: Any) -> str:
     return "?" if value is None or value == "" else str(value)
 
 
-def connections_result(items: list[dict[str, Any]], redirected: bool = False, now: datetime | None = None) -> Result:
+def connections_result(items: list[dict[str, Any]], redirect_note: str | None = None, now: datetime | None = None) -> Result:
     """``connections list``: a table (header, relative last sync) or a warning when there is none."""
     if not items:
         return results.warn("connections", "no channel connections", hint="create one via POST /api/v1/channel-connections/")
@@ -305,6 +335,6 @@ def connections_result(items: list[dict[str, Any]], redirected: bool = False, no
             f"{_cell(c.get('id')):<36}  {_cell(c.get('platform_type')):<12} {_cell(c.get('status')):<9} "
             + (f"{relative(now - last)} ago" if last else "never")
         )
-    if redirected:
-        rows.append("(followed a 307 redirect to the trailing-slash path)")
+    if redirect_note:
+        rows.append(redirect_note)
     return results.ok("connections", f"{len(items)} connection(s)", notes=rows, details={"connections": items})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pmsops.errors import DependencyError
+from pmsops.errors import DependencyError, RateLimitExceeded
 from pmsops.http_status import hint_for
 
 
@@ -63,3 +63,16 @@ def api_error(method: str, url: str, status: int, body: Any) -> ApiError:
             "(docker ps; pmsops host check)"
         )
     return ApiError(f"{method} {url}: HTTP {status}" + (f" {detail}" if detail else ""), status, body, hint)
+
+
+class RateLimited(ApiError, RateLimitExceeded):
+    """HTTP 429 whose Retry-After does not fit in what the command may still wait (or that has none)."""
+
+    def __init__(self, method: str, url: str, retry_after: float | None, left: float, body: Any = None) -> None:
+        if retry_after is None:
+            what, hint = "HTTP 429 rate limited, with no Retry-After", "the API limits requests: wait a minute and run it again"
+        else:
+            what = f"HTTP 429 rate limited: Retry-After {retry_after:g} s, more than the {left:.0f} s this command may still wait"
+            hint = f"the API limits requests: run it again in {retry_after:g} s, or give it more time (--wait, --timeout)"
+        super().__init__(f"{method} {url}: {what}", 429, body, hint)
+        self.retry_after = retry_after

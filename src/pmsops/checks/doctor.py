@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from pmsops import results
-from pmsops.runner import Job, run_concurrently
+from pmsops.runner import Job, check_deadline, run_concurrently
 from pmsops.errors import UsageError
 from pmsops.results import Collector, Result
 from pmsops.settings import REDIS_URL_VARIABLES, Settings
@@ -69,7 +69,7 @@ def plan(settings: Settings, timeout: float, expect_workers: int | None = None, 
         Job("celery", lambda: celery_check.ping(broker_url, budget("redis", "celery"), expect=expect_workers), timeout * 2)
         if broker_url
         else results.skip("celery", "not configured", hint="set CELERY_BROKER_URL (or REDIS_URL)"),
-        Job("health", lambda: check_health(api_url, budget("httpx")), timeout)
+        Job("health", lambda: check_health(api_url, budget("httpx")), check_deadline("health", timeout))
         if api_url
         else results.skip("health", "not configured", hint="set PMS_API_URL (or API, API_BASE_URL, BACKEND_URL)"),
     ]

@@ -15,6 +15,7 @@ from typing import Any
 from pmsops import results
 from pmsops.failures import classify
 from pmsops.results import Result, Stopwatch
+from pmsops.runner import ready_read_timeout
 from pmsops.urls import host_of
 
 UP = {"up", "ok", "ready", "healthy", "pass", "true"}
@@ -66,15 +67,27 @@ def parse_components(body: dict[str, Any]) -> tuple[str, dict[str, dict[str, Any
     return overall, components, workers
 
 
-def check_health(base_url: str, timeout: float = 3.0, name: str = "health") -> Result:
-    """GET ``/health/ready`` and report each component, the workers and the HTTP status."""
+def check_health(base_url: str, timeout: float = 3.0, name: str = "health", read_timeout: float | None = None) -> Result:
+    """GET ``/health/ready`` and report each component, the workers and the HTTP status.
+
+    ``timeout`` bounds the connection; the answer may take :func:`pmsops.runner.ready_read_timeout` (the endpoint
+    waits on its own checks), unless the caller has a tighter deadline of its own (``read_timeout``, the exporter)."""
     import httpx
 
     url = ready_url(base_url)
     watch = Stopwatch()
+    read = read_timeout if read_timeout is not None else ready_read_timeout(timeout)
     try:
-        with httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False) as client:
+        with httpx.Client(timeout=httpx.Timeout(timeout, read=read), follow_redirects=False) as client:
             response = client.get(url, headers={"Accept": "application/json"})
+    except httpx.ReadTimeout:
+        return results.fail(
+            name,
+            f"{url}: connected, but no answer within {read:g} s",
+            hint="the backend accepted the connection and is stuck in its own readiness checks: a Celery inspect that waits "
+            "because no worker answers, or a database or Redis that does not answer (pmsops celery ping; pmsops check db; pmsops check redis)",
+            details={"url": url, "error": "read-timeout"},
+        )
     except httpx.HTTPError as exc:
         host, port = host_of(url)
         failure = classify(exc, host, port, timeout, "the API")

@@ -65,12 +65,12 @@ def connections_list(
     json_mode: bool = JSON_OPTION,
     quiet: bool = QUIET_OPTION,
 ) -> None:
-    """List connections: id, platform, status, last sync (follows the 307 trailing-slash redirect)."""
+    """List connections: id, platform, status, last sync (GET /api/v1/channel-connections/, the slashed path)."""
     from pmsops.synclogs import connections_result
 
     with api_client(api, timeout) as client:
         items, response = client.list_connections(limit, offset)
-    finish_results([connections_result(items, bool(response.redirected_from))], "connections list", ReportOptions(json_mode, quiet=quiet))
+    finish_results([connections_result(items, response.redirect_note())], "connections list", ReportOptions(json_mode, quiet=quiet))
 
 
 @report_options

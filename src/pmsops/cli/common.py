@@ -181,14 +181,15 @@ def connection_id(value: str | None) -> str:
     return str(parsed)
 
 
-def api_client(api: str | None, timeout: float):
-    """An API client for this run: the base URL and a token (TOKEN, or the password grant)."""
+def api_client(api: str | None, timeout: float, budget: float | None = None):
+    """An API client for this run: the base URL and a token (TOKEN, or the password grant); ``budget``: how long it
+    may wait out rate limits (a command's --wait; default its timeout)."""
     from pmsops.api.client import ApiClient
     from pmsops.api.token import obtain
 
     env = settings()
     base = api or env.require("PMS_API_URL")
-    return ApiClient(base, obtain(env, timeout).token, timeout, env.get("AGENCY_ID"))
+    return ApiClient(base, obtain(env, timeout).token, timeout, env.get("AGENCY_ID"), budget=budget)
 
 
 def output(json_mode: bool = False, quiet: bool = False):
@@ -263,8 +264,11 @@ def write_junit(
     from pmsops.safefile import write_text
 
     context = context or suite_context(settings(), state().context)
+    from pmsops import runclock
+
     run = SmokeRun(results=list(items), elapsed_ms=seconds * 1000 if seconds is not None else None, unfinished=list(unfinished))
     write_text(path, junit_xml(run, context, strict, command=command), "report")
+    runclock.JUNIT_WRITTEN = True
 
 
 def stream(

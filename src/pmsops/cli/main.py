@@ -101,6 +101,12 @@ def _global(
     configure_fingerprints(salt, reveal, start=True)
 
 
+TLS_TRUST_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR")
+"""The CA an env file names (a sandbox behind its nginx, a private CA in front of the API): httpx and ssl read these
+from the process environment, so they are the one part of an env file that goes there (as everywhere, the env file's
+value beats the shell's: a machine-wide SSL_CERT_FILE must not hide the CA the deployment's env file names)."""
+
+
 def apply_env_file(path: str, run: RunState | None = None) -> None:
     """Read ``path`` into this run's state (env file beats process environment; ``os.environ`` is left alone)."""
     from pmsops.cli.common import output
@@ -112,6 +118,9 @@ def apply_env_file(path: str, run: RunState | None = None) -> None:
     register_environment_secrets(loaded.values)
     run.env_values.update(loaded.values)
     run.env_file = path
+    for name in TLS_TRUST_VARIABLES:  # read by the TLS layer itself (httpx, ssl), from the process environment only
+        if loaded.values.get(name):
+            os.environ[name] = loaded.values[name]
     if loaded.skipped:
         lines = ", ".join(str(n) for n in loaded.skipped[:10])
         output().progress(f"! {path}: skipped {len(loaded.skipped)} line(s) that are not assignments (line {lines}); nothing in it is executed")
@@ -209,6 +218,30 @@ def _json_requested(args: list[str]) -> bool:
     return "--json" in head and not ({"--help", "-h"} & set(head))
 
 
+def _junit_requested(args: list[str]) -> str | None:
+    """The ``--junit FILE`` among the options (before a ``--``), if any."""
+    head = args[: args.index("--")] if "--" in args else args
+    for i, arg in enumerate(head):
+        if arg == "--junit" and i + 1 < len(head):
+            return head[i + 1]
+        if arg.startswith("--junit="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _write_error_junit(path: str, command: str, error: dict) -> None:
+    """A command that ended in an error before its results (an API that redirected a POST, a proxy's 502) still
+    leaves its JUnit file: CI reads a failed testcase with the error, never a missing file."""
+    from pmsops import results
+    from pmsops.cli.common import write_junit
+    from pmsops.errors import PmsopsError
+
+    try:
+        write_junit(path, [results.fail(command.replace(" ", "-"), str(error["message"]), hint=error.get("hint"))], command)
+    except PmsopsError:
+        pass  # an unusable target was refused before the command ran; its line is on stderr already
+
+
 def _command_name(args: list[str]) -> str:
     """The command path in ``args`` ("connections list"), found by walking the click tree."""
     group = typer.main.get_command(app)
@@ -248,10 +281,13 @@ def main(argv: list[str] | None = None) -> int:
     args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
     run = RunState(started=time.monotonic())
     runclock.STARTED = run.started
-    runclock.STDOUT_USED = False
+    runclock.STDOUT_USED = runclock.JUNIT_WRITTEN = False
     error: dict[str, str | None] = {}
     try:
         code = _run(args, error, run)
+        junit = _junit_requested(args)
+        if junit and code and error.get("message") and not runclock.JUNIT_WRITTEN:
+            _write_error_junit(junit, _command_name(args), error)
         if _json_requested(args) and not runclock.STDOUT_USED:
             from pmsops import render
             from pmsops.redaction import redact

@@ -28,6 +28,13 @@ def sandbox_up(
     database_url: Optional[str] = typer.Option(
         None, "--database-url", help="Use this PostgreSQL instead of a private cluster (migrated and seeded)."
     ),
+    proxy: Optional[str] = typer.Option(
+        None,
+        "--proxy",
+        metavar="VARIANT",
+        help="Put a real nginx in front of the API (TLS on loopback, a private CA): nginx, nginx-untrusted (uvicorn does not "
+        "trust the proxy: FastAPI redirects to http://) or nginx-http (PMS_API_URL is http:// and answers 301 to https://).",
+    ),
     json_mode: bool = JSON_OPTION,
 ) -> None:
     """Start the reference stack on free loopback ports and write its env file."""
@@ -36,7 +43,11 @@ def sandbox_up(
 
     out = output(json_mode)
     sandbox = Sandbox.at(directory)
-    sandbox.up(database_url, progress=lambda line: out.progress(f"  {line}"))
+    if proxy:
+        from pmsops.sandbox.proxy import check_variant
+
+        check_variant(proxy)
+    sandbox.up(database_url, progress=lambda line: out.progress(f"  {line}"), proxy=proxy)
     import shlex
 
     env_file = shlex.quote(str(sandbox.env_path))
@@ -67,7 +78,9 @@ def sandbox_down(directory: Optional[str] = DIR_OPTION, json_mode: bool = JSON_O
 
 
 @sandbox_app.command("stop")
-def sandbox_stop(component: str = typer.Argument(..., help="redis, db, platform, worker or api."), directory: Optional[str] = DIR_OPTION) -> None:
+def sandbox_stop(
+    component: str = typer.Argument(..., help="redis, db, platform, worker, api or proxy."), directory: Optional[str] = DIR_OPTION
+) -> None:
     """Stop one component, to rehearse an outage (then: pmsops smoke, pmsops doctor)."""
     from pmsops.sandbox.stack import Sandbox
 
@@ -75,7 +88,9 @@ def sandbox_stop(component: str = typer.Argument(..., help="redis, db, platform,
 
 
 @sandbox_app.command("start")
-def sandbox_start(component: str = typer.Argument(..., help="redis, db, platform, worker or api."), directory: Optional[str] = DIR_OPTION) -> None:
+def sandbox_start(
+    component: str = typer.Argument(..., help="redis, db, platform, worker, api or proxy."), directory: Optional[str] = DIR_OPTION
+) -> None:
     """Start a stopped component again on its port."""
     from pmsops.sandbox.stack import Sandbox
 

@@ -152,14 +152,16 @@ def sync_trigger(
 ) -> None:
     """POST /channel-connections/{id}/sync; prints task ids and batch id; --wait follows the logs in place."""
     cid = connection_id(connection)
-    client = api_client(api, timeout)
+    client = api_client(api, timeout, budget=wait)
+    from pmsops.procedures.no_worker import NoWorkerProbe
     from pmsops.synclogs import follow_trigger
 
+    probe = NoWorkerProbe(settings().get("CELERY_BROKER_URL"), timeout) if wait else None
     with client:
         stream(
             "sync trigger",
             ("trigger", "sync-logs") if wait else ("trigger",),
-            lambda collector: follow_trigger(client, cid, sync_type, wait, collector),
+            lambda collector: follow_trigger(client, cid, sync_type, wait, collector, probe),
             report,
         )
 

@@ -198,7 +198,8 @@ class SyncExporter:
         from pmsops.checks.health import check_health
 
         started = time.monotonic()
-        result = check_health(self.options.api_url or "", timeout=max(0.2, self.options.deadline * 0.4))
+        limit = max(0.2, self.options.deadline * 0.4)
+        result = check_health(self.options.api_url or "", timeout=limit, read_timeout=limit)
         box["result"] = (result.ok, time.monotonic() - started)
 
     # --- the Prometheus collector ---------------------------------------------------------------------

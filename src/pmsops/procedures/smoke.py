@@ -43,8 +43,6 @@ STEPS = (
 """(stable name, label): the name is the JSON/JUnit key, the label what people read."""
 SLOTS = tuple(name for name, _ in STEPS)
 LABELS = dict(STEPS)
-UNTOUCHED_SECONDS = 8.0
-"""Logs still 'triggered' after this long: smoke asks the broker whether any worker listens (a verdict in seconds, not after --wait)."""
 NEEDS = {"env": (), "token": ("env",), "health": ("env",), "connection": ("token",), "trigger": ("connection",), "sync-logs": ("trigger",)}
 """What each step needs to have succeeded: health needs no token, so a failed token still shows health."""
 
@@ -127,8 +125,6 @@ class SmokeFacts:
     cid: str | None = None
     task_ids: list[str] = field(default_factory=list)
     log_ids: list[str] = field(default_factory=list)
-    pinged: bool = False
-    no_worker: bool = False
 
 
 class SmokeSteps:
@@ -141,7 +137,7 @@ class SmokeSteps:
         from pmsops.api.client import ApiClient
 
         i = self.inputs
-        return ApiClient(self.facts.api, self.facts.token, i.http_timeout, i.settings.get("AGENCY_ID"))
+        return ApiClient(self.facts.api, self.facts.token, i.http_timeout, i.settings.get("AGENCY_ID"), budget=i.wait)
 
     def env(self) -> Result:
         settings = self.inputs.settings
@@ -183,11 +179,10 @@ class SmokeSteps:
         if not items:
             return results.fail("connection", "no channel connections", hint="create one via POST /api/v1/channel-connections/ (or /docs)")
         self.facts.cid = str(items[0]["id"])
-        via = " (after a 307 to the trailing-slash path)" if response.redirected_from else ""
         return results.ok(
             "connection",
-            f"CID={self.facts.cid} ({items[0].get('platform_type')}, {items[0].get('status')}){via}",
-            notes=[f"{len(items)} connection(s)"],
+            f"CID={self.facts.cid} ({items[0].get('platform_type')}, {items[0].get('status')})",
+            notes=[f"{len(items)} connection(s)"] + [note for note in [response.redirect_note()] if note],
         )
 
     def trigger(self) -> Result:
@@ -214,35 +209,28 @@ class SmokeSteps:
         for log in logs:
             self.collector.progress("sync-logs", str(log.get("id") or log.get("task_id")), describe_log(log))
 
-    def _no_worker(self, found: list[dict[str, Any]], waited: float) -> bool:
-        """Logs untouched for a while: ask the broker once whether any worker listens (when we can reach it)."""
-        broker = self.inputs.settings.get("CELERY_BROKER_URL")
-        if waited < UNTOUCHED_SECONDS or self.facts.pinged or not broker or any(m.get("status") not in ("triggered", "queued") for m in found):
-            return False
-        from pmsops.checks.celery import ping
-
-        self.facts.pinged = True
-        answer = ping(broker, min(3.0, self.inputs.http_timeout))
-        self.facts.no_worker = answer.status is Status.FAIL and not answer.details.get("workers")
-        return self.facts.no_worker
-
     def sync_logs(self) -> Result:
-        from pmsops.synclogs import describe_log, final_verdict, wait_until_final
+        from pmsops.errors import RateLimitExceeded
+        from pmsops.procedures.no_worker import NoWorkerProbe
+        from pmsops.synclogs import final_verdict, rate_limited_verdict, wait_until_final
 
         i, facts = self.inputs, self.facts
+        probe = NoWorkerProbe(i.settings.get("CELERY_BROKER_URL"), i.http_timeout)
+        seen: list[dict[str, Any]] = []
+
+        def show(logs: list[dict[str, Any]]) -> None:
+            seen[:] = logs
+            self._show(logs)
+
         with self._client() as client:
-            found, finished = wait_until_final(
-                lambda: client.sync_logs(facts.cid, limit=50)["logs"], facts.task_ids, facts.log_ids, i.wait, i.poll, self._show, self._no_worker
-            )
+            try:
+                found, finished = wait_until_final(
+                    lambda: client.sync_logs(facts.cid, limit=50)["logs"], facts.task_ids, facts.log_ids, i.wait, i.poll, show, probe
+                )
+            except RateLimitExceeded as exc:
+                return rate_limited_verdict("sync-logs", exc, seen, facts.task_ids)
         self.run.context["logs"] = [{k: m.get(k) for k in ("id", "operation_type", "status", "error", "task_id")} for m in found]
-        if facts.no_worker:
-            return results.fail(
-                "sync-logs",
-                f"no worker: the logs stayed 'triggered' for {UNTOUCHED_SECONDS:g} s and no worker answers a ping on the broker",
-                notes=[describe_log(m) for m in found],
-                hint="start pms-worker (docker ps | grep worker; pmsops host logs pms-worker-v2) and check it uses this broker (pmsops celery ping)",
-            )
-        return final_verdict("sync-logs", found, finished, i.wait)
+        return probe.verdict("sync-logs", found) or final_verdict("sync-logs", found, finished, i.wait)
 
     def step(self, name: str):
         return {

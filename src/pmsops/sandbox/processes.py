@@ -380,6 +380,8 @@ class HttpStub:
 
         stub = self
         self.routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
+        self.queued: dict[str, list[tuple[int, dict[str, str], bytes]]] = {}
+        self.delays: dict[str, float] = {}
         self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
 
         class Handler(BaseHTTPRequestHandler):
@@ -387,7 +389,11 @@ class HttpStub:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
                 stub.requests.append((self.command, self.path, dict(self.headers), body))
-                status, headers, payload = stub.routes.get(self.path.split("?")[0], NOT_FOUND)
+                path = self.path.split("?")[0]
+                if stub.delays.get(path):
+                    time.sleep(stub.delays[path])  # the server's own slowness (a readiness check that waits)
+                queued = stub.queued.get(path)
+                status, headers, payload = queued.pop(0) if queued else stub.routes.get(path, NOT_FOUND)
                 self.send_response(status)
                 for key, value in headers.items():
                     self.send_header(key, value)
@@ -416,6 +422,16 @@ class HttpStub:
 
     def raw(self, path: str, body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> None:
         self.routes[path] = (status, headers or {}, body)
+
+    def first(self, path: str, payload: Any, status: int, headers: dict[str, str] | None = None) -> None:
+        """Answer the next request to ``path`` so (a 429, a redirect), then as the route says."""
+        import json as _json
+
+        self.queued.setdefault(path, []).append((status, {"content-type": "application/json", **(headers or {})}, _json.dumps(payload).encode()))
+
+    def delay(self, path: str, seconds: float) -> None:
+        """Take ``seconds`` before answering ``path``, as a backend busy with its own checks does."""
+        self.delays[path] = seconds
 
     def close(self) -> None:
         self.server.shutdown()

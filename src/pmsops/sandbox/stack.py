@@ -42,7 +42,7 @@ from pmsops.sandbox.state import Component, SandboxState
 STATE_FILE = "sandbox.json"
 ENV_FILE = "sandbox.env"
 MAX_STATE_BYTES = 1024 * 1024
-COMPONENTS = ("redis", "db", "platform", "worker", "api")
+COMPONENTS = ("redis", "db", "platform", "worker", "api", "proxy")
 USERS = ("ops@kolibri.test", "ops@alpen.test")
 
 
@@ -132,7 +132,10 @@ class Sandbox:
         return dict(self.load().env)
 
     # --- up ------------------------------------------------------------------------------------------
-    def up(self, database_url: str | None = None, progress: Callable[[str], None] = lambda _: None, timeout: float = 60.0) -> SandboxState:
+    def up(
+        self, database_url: str | None = None, progress: Callable[[str], None] = lambda _: None, timeout: float = 60.0, proxy: str | None = None
+    ) -> SandboxState:
+        """Start the stack; ``proxy`` (:data:`pmsops.sandbox.proxy.VARIANTS`) puts a real nginx in front of the API."""
         created_directory = safefile.private_directory(self.directory)
         old = self._read_state()
         if old is not None:
@@ -147,14 +150,14 @@ class Sandbox:
         state = SandboxState(str(self.directory), created_directory, created=[STATE_FILE], external_db=bool(database_url))
         self.save(state)
         try:
-            self._up(state, database_url, progress, timeout)
+            self._up(state, database_url, progress, timeout, proxy)
         except BaseException:
             progress("start-up failed: stopping what was started")
             self.down()
             raise
         return state
 
-    def _up(self, state: SandboxState, database_url: str | None, progress: Callable[[str], None], timeout: float) -> None:
+    def _up(self, state: SandboxState, database_url: str | None, progress: Callable[[str], None], timeout: float, proxy: str | None = None) -> None:
         from pmsops.sandbox.servers import PostgresCluster, RedisServer
 
         redis_password = special_password()
@@ -184,43 +187,21 @@ class Sandbox:
         with contextlib.ExitStack() as ours:
             platform_sock = ours.enter_context(processes.listening_socket())
             api_sock = ours.enter_context(processes.listening_socket())
-            self._up_services(state, db_url, redis, platform_sock, api_sock, progress, timeout)
+            self._up_services(state, db_url, redis, platform_sock, api_sock, progress, timeout, proxy)
 
-    def _up_services(self, state: SandboxState, db_url: str, redis, platform_sock, api_sock, progress: Callable[[str], None], timeout: float) -> None:
+    def _up_services(
+        self, state: SandboxState, db_url: str, redis, platform_sock, api_sock, progress: Callable[[str], None], timeout: float, proxy: str | None
+    ) -> None:
         """The env file, the schema and seed, then the fake platform, the worker and the API on their sockets."""
-        from pmsops.sync.crypto import generate_key
-
         platform_port, api_port = platform_sock.getsockname()[1], api_sock.getsockname()[1]
         api_url = f"http://127.0.0.1:{api_port}"
-        users = {USERS[0]: secrets.token_urlsafe(12), USERS[1]: secrets.token_urlsafe(12)}
-        jwt_secret = secrets.token_urlsafe(32)
-        env = {
-            "PMS_API_URL": api_url,
-            "SB_URL": api_url,
-            "ANON_KEY": "sb-anon-" + secrets.token_urlsafe(24),
-            "EMAIL": USERS[0],
-            "PASSWORD": users[USERS[0]],
-            "REDIS_URL": redis.url,
-            "CELERY_BROKER_URL": redis.url,
-            "CELERY_RESULT_BACKEND": redis.url,
-            "DATABASE_URL": db_url,
-            "JWT_SECRET": jwt_secret,
-            "SUPABASE_JWT_SECRET": jwt_secret,
-            "JWT_AUDIENCE": "authenticated",
-            "ENCRYPTION_KEY": generate_key(),
-            "PLATFORM_BASE_URL": f"http://127.0.0.1:{platform_port}",
-            "CHANNEL_MANAGER_ENABLED": "true",
-            "MODULES_ENABLED": "true",
-            "ENABLE_REDIS_HEALTHCHECK": "true",
-            "ENABLE_CELERY_HEALTHCHECK": "true",
-            "CELERY_POOL": "threads",
-            "CELERY_CONCURRENCY": "4",
-            "CELERY_LOGLEVEL": "INFO",
-            "CELERY_TIME_LIMIT": "300",
-            "WORKER_WAIT_TIMEOUT": "30",
-            "WORKER_WAIT_INTERVAL": "0.5",
-            "SYNC_WINDOW_DAYS": "90",
-        }
+        env, users = _stack_env(api_url, redis.url, db_url, platform_port)
+        plan = None
+        if proxy:
+            from pmsops.sandbox.proxy import prepare
+
+            plan = prepare(self._create(state, "proxy"), proxy, api_port)
+            env.update(PMS_API_URL=plan.api_url, SSL_CERT_FILE=str(plan.ca_file))  # GoTrue (SB_URL) stays direct, as in Supabase
         state.env = env
         state.users = {USERS[1]: users[USERS[1]]}
         self._create(state, ENV_FILE)
@@ -238,9 +219,23 @@ class Sandbox:
         self._spawn(state, "api", python_argv("-m", "pmsops.sandbox.api", "--log-level", "warning"), env, api_port, sock=api_sock)
         self._wait_served(state, "api", api_port, timeout)
         progress(f"API on {api_url}")
+        if plan is not None:
+            self._up_proxy(state, plan, env, progress, timeout)
         self._wait_worker(state, timeout)
         progress(f"Celery worker {self.worker_name} answers (started by pmsops worker-start)")
         progress(f"env file: {self.env_path}")
+
+    def _up_proxy(self, state: SandboxState, plan, env: dict[str, str], progress: Callable[[str], None], timeout: float) -> None:
+        from pmsops.sandbox.proxy import nginx_argv
+
+        self._spawn(state, "proxy", nginx_argv(plan), env)
+        self._wait(
+            "proxy",
+            state.components["proxy"],
+            f"did not answer on {plan.http_port} within {timeout:g} s",
+            lambda gone: processes.wait_for_http(plan.http_port, timeout, "sandbox proxy", exited=gone),
+        )
+        progress(f"nginx ({plan.variant}) in front of the API: PMS_API_URL={plan.api_url}, CA {plan.ca_file} (SSL_CERT_FILE)")
 
     @property
     def worker_name(self) -> str:
@@ -432,6 +427,42 @@ class Sandbox:
                 continue
             left += _remove_tree(self.directory / name)
         return left
+
+
+def _stack_env(api_url: str, redis_url: str, db_url: str, platform_port: int) -> tuple[dict[str, str], dict[str, str]]:
+    """The sandbox's environment (what its env file exports) and its users' passwords, fresh secrets each time."""
+    from pmsops.sync.crypto import generate_key
+
+    users = {USERS[0]: secrets.token_urlsafe(12), USERS[1]: secrets.token_urlsafe(12)}
+    jwt_secret = secrets.token_urlsafe(32)
+    env = {
+        "PMS_API_URL": api_url,
+        "SB_URL": api_url,
+        "ANON_KEY": "sb-anon-" + secrets.token_urlsafe(24),
+        "EMAIL": USERS[0],
+        "PASSWORD": users[USERS[0]],
+        "REDIS_URL": redis_url,
+        "CELERY_BROKER_URL": redis_url,
+        "CELERY_RESULT_BACKEND": redis_url,
+        "DATABASE_URL": db_url,
+        "JWT_SECRET": jwt_secret,
+        "SUPABASE_JWT_SECRET": jwt_secret,
+        "JWT_AUDIENCE": "authenticated",
+        "ENCRYPTION_KEY": generate_key(),
+        "PLATFORM_BASE_URL": f"http://127.0.0.1:{platform_port}",
+        "CHANNEL_MANAGER_ENABLED": "true",
+        "MODULES_ENABLED": "true",
+        "ENABLE_REDIS_HEALTHCHECK": "true",
+        "ENABLE_CELERY_HEALTHCHECK": "true",
+        "CELERY_POOL": "threads",
+        "CELERY_CONCURRENCY": "4",
+        "CELERY_LOGLEVEL": "INFO",
+        "CELERY_TIME_LIMIT": "300",
+        "WORKER_WAIT_TIMEOUT": "30",
+        "WORKER_WAIT_INTERVAL": "0.5",
+        "SYNC_WINDOW_DAYS": "90",
+    }
+    return env, users
 
 
 def _remove_tree(path: Path) -> list[str]:
