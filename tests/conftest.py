@@ -339,7 +339,8 @@ def sandbox(tmp_path_factory):
     from pmsops.sandbox.stack import Sandbox
 
     stack = Sandbox.at(tmp_path_factory.mktemp("sandbox"))
-    stack.up()
+    # tests stop a component and read readiness at once: no cached answer (the cache has a test of its own)
+    stack.up(overrides={"READY_CACHE_SECONDS": "0"})
     yield stack
     stack.down()
 

@@ -61,3 +61,39 @@ def test_completion_script_and_candidates_without_reading_any_env_file(tmp_path)
 
     assert script.returncode == 0 and "_pmsops_completion" in script.stdout
     assert candidates.returncode == 0 and candidates.stdout.split() == ["trigger"]
+
+
+def _help(*args: str, columns: int) -> str:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "COLUMNS": str(columns), "NO_COLOR": "1", "TERM": "dumb"}
+    return subprocess.run([sys.executable, "-m", "pmsops", *args], capture_output=True, text=True, env=env, timeout=60).stdout
+
+
+def test_the_first_screen_of_help_at_80x24_says_what_to_run_first():
+    """#24 item 10: --help began with 30 lines of options; its first 24 lines now name the commands to start with."""
+    first_screen = "\n".join(_help("--help", columns=80).splitlines()[:24])
+    for start in ("pmsops doctor", "pmsops smoke", "pmsops top", "pmsops report", "pmsops demo", "pmsops help COMMAND"):
+        assert start in first_screen, start
+
+
+def test_help_smoke_lists_every_variable_smoke_and_its_token_step_read():
+    """The list is checked against the code: every name smoke.py and api/token.py read through the settings."""
+    import ast
+    from pathlib import Path
+
+    import pmsops
+
+    root = Path(pmsops.__file__).parent
+    read = set()
+    for source in (root / "procedures" / "smoke.py", root / "api" / "token.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) in ("get", "require") and node.args:
+                first = node.args[0]
+                if isinstance(first, ast.Constant) and isinstance(first.value, str) and first.value.isupper():
+                    read.add(first.value)
+    shown = " ".join(_help("help", "smoke", columns=400).split())
+    assert {"PMS_API_URL", "TOKEN", "CID"} <= read
+    assert sorted(name for name in read if name not in shown) == []

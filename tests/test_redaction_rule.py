@@ -160,3 +160,16 @@ def test_a_prefix_of_12_characters_counts_as_the_secret(fresh_redactor, secret, 
     register_secret(secret)
     prefix = secret[: min(cut, len(secret) - 1)]
     assert redact(f"auth failed for '{prefix}…' (truncated)") == "auth failed for '***…' (truncated)"
+
+
+def test_a_token_of_a_thousand_characters_is_masked_among_many_secrets(fresh_redactor):
+    """The forms are one trie-shaped regex: a long token (a JWT is ~800 characters) must not nest 800 deep (it did:
+    RecursionError in every command that registered a token)."""
+    import secrets as random
+
+    token = "eyJ" + random.token_urlsafe(750)
+    for _ in range(50):
+        register_secret(random.token_urlsafe(20))
+    register_secret(token)
+    register_secret(token[:-8] + "different")
+    assert redact(f"Authorization token {token} sent") == "Authorization token *** sent"

@@ -668,6 +668,32 @@ def secret_forms(value: str) -> dict[str, str]:
     return out
 
 
+def _trie_pattern(words) -> str:
+    """One regex for many literals, as a trie (``ab(?:c|d)`` for abc, abd): Python's ``re`` tries each alternative of a
+    plain ``a|b|c`` at every position, so 200 secrets' 1,000 forms cost 5x a trie's time per line. Longest match first
+    at a shared prefix, as the plain alternation sorted by length did."""
+    trie: dict = {}
+    for word in words:
+        node = trie
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = True
+
+    def build(node: dict) -> str:
+        run: list[str] = []
+        keys = [ch for ch in node if ch != ""]
+        while "" not in node and len(keys) == 1:  # a chain with no branch: literal text, no nesting (a JWT is 800 deep)
+            run.append(re.escape(keys[0]))
+            node = node[keys[0]]
+            keys = [ch for ch in node if ch != ""]
+        if not keys:
+            return "".join(run)
+        body = "(?:" + "|".join(re.escape(ch) + build(node[ch]) for ch in sorted(keys)) + ")"
+        return "".join(run) + body + ("?" if "" in node else "")
+
+    return build(trie)
+
+
 def _spelled_to(text: str, start: int, form: str) -> int:
     """Where ``text`` stops spelling ``form`` from ``start`` on."""
     end = start
@@ -759,10 +785,9 @@ class Redactor:
                 anywhere = {s for s in self._secrets if s not in self._token_only} | {p for p in self._prefixes if p not in self._secrets}
                 short_forms = sorted(self._token_only, key=len, reverse=True)
                 if anywhere:
-                    self._pattern = re.compile("|".join(re.escape(s) for s in sorted(anywhere, key=len, reverse=True)))
+                    self._pattern = re.compile(_trie_pattern(anywhere))
                 if short_forms:
-                    alternatives = "|".join(re.escape(s) for s in short_forms)
-                    self._short_pattern = re.compile(rf"(?<![^\W_])(?:{alternatives})(?![^\W_])")
+                    self._short_pattern = re.compile(rf"(?<![^\W_])(?:{_trie_pattern(short_forms)})(?![^\W_])")
             return self._pattern, self._short_pattern
 
     def _anywhere_spans(self, text: str, pattern: re.Pattern[str]):

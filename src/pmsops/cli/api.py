@@ -33,7 +33,9 @@ PANEL = "API (runbook: Quick Smoke, Manual Sync Trigger, Sync Logs)"
 def register(app: typer.Typer) -> None:
     app.command("token", rich_help_panel=PANEL)(token)
     app.add_typer(connections_app, name="connections", rich_help_panel=PANEL)
-    app.command("smoke", rich_help_panel=PANEL)(smoke)
+    from pmsops.procedures.smoke import variables_help
+
+    app.command("smoke", rich_help_panel=PANEL, epilog=variables_help())(smoke)
 
 
 def token(

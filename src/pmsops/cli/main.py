@@ -20,6 +20,10 @@ app = typer.Typer(
     name="pmsops",
     help=(
         "The channel-manager operations runbook as commands: Redis URLs, live checks, the worker, syncs, smoke tests.\n\n"
+        "Start here: pmsops doctor (every check at once) · pmsops smoke (the Quick Smoke, a CI gate) · "
+        "pmsops top (the sync system live) · pmsops report (a bundle for the incident). "
+        "Point it at a deployment: --env-file FILE or pmsops context add. No stack at hand: pmsops demo. "
+        "One command's help and the variables it reads: pmsops help COMMAND.\n\n"
         "Global options (--env-file, --context, --debug, --no-color) work before or after the command. "
         "Exit codes: 0 ok (warnings allowed), 1 failed (or warned, with --strict), 2 bad input or nothing checked, 130 interrupted."
     ),

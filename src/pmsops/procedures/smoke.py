@@ -43,6 +43,32 @@ STEPS = (
 """(stable name, label): the name is the JSON/JUnit key, the label what people read."""
 SLOTS = tuple(name for name, _ in STEPS)
 LABELS = dict(STEPS)
+VARIABLES = {
+    "PMS_API_URL": "the API (required)",
+    "TOKEN": "a JWT to use (else the password grant with the next four)",
+    "SB_URL": "Supabase Auth (GoTrue)",
+    "ANON_KEY": "its anon key",
+    "EMAIL": "the user",
+    "PASSWORD": "the user's password",
+    "CID": "the connection to sync (else the first listed)",
+    "AGENCY_ID": "the tenant (x-agency-id), when the user has several",
+    "CELERY_BROKER_URL": "to ask whether a worker listens when the logs do not move",
+    "PMSOPS_CONTEXT": "the context in the JUnit suite's name",
+}
+"""What smoke reads, in the order its steps need it (pmsops help smoke lists them with their aliases)."""
+
+
+def variables_help() -> str:
+    """``pmsops help smoke``'s list of what it reads: each variable with the aliases settings accepts."""
+    from pmsops.settings import ALIASES
+
+    def named(name: str) -> str:
+        others = [alias for alias in ALIASES.get(name, (name,)) if alias != name]
+        return name + (f" (or {', '.join(others)})" if others else "")
+
+    return "Reads (environment or --env-file): " + "; ".join(f"{named(name)}: {what}" for name, what in VARIABLES.items()) + "."
+
+
 NEEDS = {"env": (), "token": ("env",), "health": ("env",), "connection": ("token",), "trigger": ("connection",), "sync-logs": ("trigger",)}
 """What each step needs to have succeeded: health needs no token, so a failed token still shows health."""
 

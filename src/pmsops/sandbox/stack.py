@@ -133,9 +133,15 @@ class Sandbox:
 
     # --- up ------------------------------------------------------------------------------------------
     def up(
-        self, database_url: str | None = None, progress: Callable[[str], None] = lambda _: None, timeout: float = 60.0, proxy: str | None = None
+        self,
+        database_url: str | None = None,
+        progress: Callable[[str], None] = lambda _: None,
+        timeout: float = 60.0,
+        proxy: str | None = None,
+        overrides: dict[str, str] | None = None,
     ) -> SandboxState:
-        """Start the stack; ``proxy`` (:data:`pmsops.sandbox.proxy.VARIANTS`) puts a real nginx in front of the API."""
+        """Start the stack; ``proxy`` (:data:`pmsops.sandbox.proxy.VARIANTS`) puts a real nginx in front of the API;
+        ``overrides`` are written into its environment (READY_CACHE_SECONDS, READY_DELAY_SECONDS: the API's switches)."""
         created_directory = safefile.private_directory(self.directory)
         old = self._read_state()
         if old is not None:
@@ -150,14 +156,15 @@ class Sandbox:
         state = SandboxState(str(self.directory), created_directory, created=[STATE_FILE], external_db=bool(database_url))
         self.save(state)
         try:
-            self._up(state, database_url, progress, timeout, proxy)
+            self._up(state, database_url, progress, timeout, (proxy, overrides or {}))
         except BaseException:
             progress("start-up failed: stopping what was started")
             self.down()
             raise
         return state
 
-    def _up(self, state: SandboxState, database_url: str | None, progress: Callable[[str], None], timeout: float, proxy: str | None = None) -> None:
+    def _up(self, state: SandboxState, database_url: str | None, progress: Callable[[str], None], timeout: float, variant: tuple) -> None:
+        """``variant``: (proxy, overrides) as :meth:`up` takes them."""
         from pmsops.sandbox.servers import PostgresCluster, RedisServer
 
         redis_password = special_password()
@@ -187,15 +194,17 @@ class Sandbox:
         with contextlib.ExitStack() as ours:
             platform_sock = ours.enter_context(processes.listening_socket())
             api_sock = ours.enter_context(processes.listening_socket())
-            self._up_services(state, db_url, redis, platform_sock, api_sock, progress, timeout, proxy)
+            self._up_services(state, db_url, redis, platform_sock, api_sock, progress, timeout, variant)
 
     def _up_services(
-        self, state: SandboxState, db_url: str, redis, platform_sock, api_sock, progress: Callable[[str], None], timeout: float, proxy: str | None
+        self, state: SandboxState, db_url: str, redis, platform_sock, api_sock, progress: Callable[[str], None], timeout: float, variant: tuple
     ) -> None:
         """The env file, the schema and seed, then the fake platform, the worker and the API on their sockets."""
         platform_port, api_port = platform_sock.getsockname()[1], api_sock.getsockname()[1]
         api_url = f"http://127.0.0.1:{api_port}"
         env, users = _stack_env(api_url, redis.url, db_url, platform_port)
+        proxy, overrides = variant
+        env.update(overrides)
         plan = None
         if proxy:
             from pmsops.sandbox.proxy import prepare

@@ -22,7 +22,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
-from pmsops.sandbox.api import auth, connections, health, sync
+from pmsops.sandbox.api import auth, connections, docs, health, sync
 from pmsops.sandbox.api.deps import MAX_BODY_BYTES, lifespan
 from pmsops.sandbox.api.errors import ErrorBoundary, error_response, validation_error
 
@@ -32,12 +32,33 @@ __all__ = ["app", "create_app", "error_response", "ErrorBoundary"]
 def create_app() -> FastAPI:
     """The app: routers in the contract's order, the validation handler and the error boundary around everything."""
     # FastAPI's own body cap counts what arrives, so a chunked body (no Content-Length) is refused too (413)
-    app = FastAPI(title="pmsops sandbox backend", lifespan=lifespan, max_body_size=MAX_BODY_BYTES)
+    # no open /docs, /redoc, /openapi.json (and no Swagger UI from a CDN): .docs serves them behind the token
+    app = FastAPI(title="pmsops sandbox backend", lifespan=lifespan, max_body_size=MAX_BODY_BYTES, docs_url=None, redoc_url=None, openapi_url=None)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_middleware(ErrorBoundary)
-    for router in (health.router, auth.router, connections.router, sync.router):
+    app.add_middleware(AmbiguousLength)
+    for router in (health.router, auth.router, connections.router, sync.router, docs.router):
         app.include_router(router)
     return app
+
+
+class AmbiguousLength:
+    """A request with both Content-Length and Transfer-Encoding (a request-smuggling shape) is answered 400 and its
+    connection closed, as RFC 9112 section 6.3 says; it was served on a kept-alive connection."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            names = {name.lower() for name, _ in scope["headers"]}
+            if b"content-length" in names and b"transfer-encoding" in names:
+                body = b'{"detail":"Content-Length and Transfer-Encoding together: refused (RFC 9112 6.3)"}'
+                headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
+                await send({"type": "http.response.start", "status": 400, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
 
 
 app = create_app()

@@ -20,8 +20,34 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
+READY_CACHE_SECONDS = 2.0
+"""How long one readiness answer is reused (READY_CACHE_SECONDS; 0: none). Unauthenticated, each request ran a database
+connect, a Redis check and a Celery broadcast: anyone could make the backend do that work in a loop (#23 item 8)."""
+_ANSWER: dict[str, Any] = {"at": None, "response": None}
+_LOCKS: dict[int, asyncio.Lock] = {}
+
+
 @router.api_route("/health/ready", methods=["GET", "HEAD"])
 async def ready() -> JSONResponse:
+    """One computation per cache period however many callers; READY_DELAY_SECONDS rehearses a slow readiness (a
+    backend whose Celery inspect waits), the variant of #25 item 3."""
+    import time
+
+    ttl = float(os.environ.get("READY_CACHE_SECONDS") or READY_CACHE_SECONDS)
+    lock = _LOCKS.setdefault(id(asyncio.get_running_loop()), asyncio.Lock())
+    async with lock:
+        at = _ANSWER["at"]
+        if at is not None and time.monotonic() - at < ttl:
+            return _ANSWER["response"]
+        delay = float(os.environ.get("READY_DELAY_SECONDS") or 0)
+        if delay > 0:
+            await asyncio.sleep(delay)  # the slow-readiness variant: switchable, off by default
+        response = await _compute_readiness()
+        _ANSWER.update(at=time.monotonic(), response=response)
+        return response
+
+
+async def _compute_readiness() -> JSONResponse:
     from pmsops.checks import celery as celery_check
     from pmsops.checks.db import check_db
     from pmsops.checks.redis import check_redis
