@@ -164,3 +164,41 @@ def test_a_context_name_that_pmsops_would_not_write_is_refused_on_read(cli, conf
     _planted_store(config_home, prod, names=(name,))
     result = cli("context", "list")
     assert (result.exit_code, "context name" in result.stderr, "\x1b" in result.output) == (2, True, False), result.output
+
+
+def test_top_names_the_context_it_watches_in_its_header_and_its_json(cli, config_home, two_deployments):
+    """#24 item 7: top's header had no context and top --json said context_name null with --context prod."""
+    prod, _ = two_deployments
+    cli("context", "add", "prod", "--env-file", str(prod))
+    once = cli("--context", "prod", "top", "--once", "--broadcast-timeout", "0.5", env={"COLUMNS": "160"})
+    as_json = cli("--context", "prod", "top", "--json", "--broadcast-timeout", "0.5")
+    assert once.stdout.splitlines()[0].startswith("pmsops top  context: prod  ")
+    assert json.loads(as_json.stdout)["context_name"] == "prod"
+
+
+def test_an_error_line_and_the_error_json_name_the_context(cli, config_home, two_deployments):
+    prod, _ = two_deployments
+    cli("context", "add", "prod", "--env-file", str(prod))
+    text = cli("--context", "prod", "sync", "logs")
+    as_json = cli("--context", "prod", "sync", "logs", "--json")
+    assert text.stderr.startswith("✗ error (context prod): no connection id")
+    assert (as_json.exit_code, json.loads(as_json.stdout)["context_name"]) == (2, "prod")
+
+
+def test_context_names_complete_in_the_shell(config_home, two_deployments):
+    import os
+    import subprocess
+    import sys
+
+    prod, staging = two_deployments
+    for name, path in (("prod", prod), ("prelive", staging), ("staging", staging)):
+        subprocess.run(
+            [sys.executable, "-m", "pmsops", "context", "add", name, "--env-file", str(path)], env=dict(os.environ), check=True, capture_output=True
+        )
+
+    def complete(words: str) -> list[str]:
+        env = {**os.environ, "_PMSOPS_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()) - 1)}
+        return subprocess.run([sys.executable, "-m", "pmsops"], env=env, capture_output=True, text=True, timeout=30).stdout.split()
+
+    assert complete("pmsops --context pr") == ["prelive", "prod"]
+    assert complete("pmsops context use st") == ["staging"]

@@ -185,8 +185,10 @@ class Output:
         sys.stdout.flush()
 
     def error(self, message: str, hint: str | None = None) -> None:
+        """One error line (naming the active context, so an error is never read as another deployment's) and its hint."""
         symbol = "✗" if _encoding_supports(sys.stderr, "✗") else "x"
-        self.err_console.print(f"{symbol} error: {redact(message)}", style="red")
+        where = f" (context {self.context})" if self.context else ""
+        self.err_console.print(f"{symbol} error{where}: {redact(message)}", style="red")
         if hint:
             self.err_console.print(f"  → {redact(hint)}", style="dim")
 
@@ -388,10 +390,13 @@ def _indent_of(text: str) -> int:
     return len(text) - len(text.lstrip(" "))
 
 
-def error_report(command: str, exit_code: int, kind: str | None, message: str | None, hint: str | None = None) -> dict[str, Any]:
+def error_report(
+    command: str, exit_code: int, kind: str | None, message: str | None, hint: str | None = None, context: str | None = None
+) -> dict[str, Any]:
     """The one report object for an exit that produced no results (an error, or a command that printed none)."""
     wall = elapsed_ms()
     return {
+        **({"context_name": context} if context else {}),
         "schema": SCHEMA,
         "command": command,
         "status": Status.OK.value if exit_code == 0 else Status.FAIL.value,

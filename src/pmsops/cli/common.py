@@ -367,3 +367,17 @@ def _hidden_prompt(prompt: str) -> str:
 
 
 EXIT_CODES_HELP = f"Exit codes: {exitcodes.OK} ok, {exitcodes.FAILED} failed, {exitcodes.USAGE} bad input."
+
+
+def complete_context(incomplete: str) -> list[str]:
+    """Shell completion of context names: the stored ones (a store that cannot be read completes nothing)."""
+    from pmsops.contexts import load
+    from pmsops.errors import PmsopsError
+
+    import os
+
+    try:
+        names = load(os.environ).contexts
+    except PmsopsError:
+        return []
+    return sorted(name for name in names if name.startswith(incomplete))

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from pmsops.cli.common import JSON_OPTION, finish, output, state
+from pmsops.cli.common import JSON_OPTION, complete_context as _complete, finish, output, state
 
 context_app = typer.Typer(
     help="Named contexts (one env file per deployment), as kubectl/docker/gh have: add, use, list, remove.", no_args_is_help=True
@@ -65,7 +65,7 @@ def context_add(
 
 
 @context_app.command("use")
-def context_use(name: str = typer.Argument(..., help="The context to make active."), json_mode: bool = JSON_OPTION) -> None:
+def context_use(name: str = typer.Argument(..., help="The context to make active.", autocompletion=_complete), json_mode: bool = JSON_OPTION) -> None:
     """Make a context the active one: every later command reads its env file (unless --env-file or --context)."""
     from pmsops import contexts
 
@@ -84,7 +84,8 @@ def context_list(json_mode: bool = JSON_OPTION) -> None:
 
 @context_app.command("remove")
 def context_remove(
-    name: str = typer.Argument(..., help="The context to forget (its env file is left alone)."), json_mode: bool = JSON_OPTION
+    name: str = typer.Argument(..., help="The context to forget (its env file is left alone).", autocompletion=_complete),
+    json_mode: bool = JSON_OPTION,
 ) -> None:
     """Forget a context (the env file itself is not touched)."""
     from pmsops import contexts

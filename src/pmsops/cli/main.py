@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 
 from pmsops import exitcodes
-from pmsops.cli.common import RunState, state
+from pmsops.cli.common import RunState, complete_context, state
 from pmsops.cli.lazy import LazyGroup
 
 app = typer.Typer(
@@ -58,7 +58,9 @@ def _global(
         show_envvar=True,
         help="Load a shell-style env file (export K=V) without executing it; it beats the process environment.",
     ),
-    context: Optional[str] = typer.Option(None, "--context", metavar="NAME", help="Use the env file of this context (pmsops context list)."),
+    context: Optional[str] = typer.Option(
+        None, "--context", metavar="NAME", help="Use the env file of this context (pmsops context list).", autocompletion=complete_context
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show (redacted) tracebacks."),
     no_color: bool = typer.Option(False, "--no-color", help="No colours (NO_COLOR and non-TTY output also turn them off)."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
@@ -157,7 +159,7 @@ def hoist_global_options(args: list[str]) -> list[str]:
 def _report_unexpected(exc: BaseException, run: RunState) -> int:
     from pmsops.render import Output, traceback_text
 
-    out = Output(no_color=run.no_color)
+    out = Output(no_color=run.no_color, context=run.context)
     if run.debug:
         sys.stderr.write(traceback_text(exc))
     message = str(exc) or type(exc).__name__
@@ -212,7 +214,7 @@ def _report_click_error(exc: Exception, run: RunState) -> int:
     hint = f"see {ctx.command_path} --help" if ctx is not None else "see pmsops --help"
     if ctx is not None and ctx.parent is not None and not hasattr(ctx.command, "commands"):
         hint = f"usage: {ctx.get_usage().removeprefix('Usage: ').strip()} ({hint})"  # the sub-command's usage, not the top-level one
-    Output(no_color=run.no_color).error(_once(exc.format_message()), hint)  # type: ignore[attr-defined]
+    Output(no_color=run.no_color, context=run.context).error(_once(exc.format_message()), hint)  # type: ignore[attr-defined]
     return getattr(exc, "exit_code", exitcodes.USAGE)
 
 
@@ -303,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                 error.get("kind"),
                 redact(message) if message else None,
                 redact(error["hint"]) if error.get("hint") else None,
+                run.context,
             )
             render.Output().json(report)
     finally:
@@ -328,7 +331,7 @@ def _run(args: list[str], error: dict, run: RunState) -> int:
             from pmsops.render import traceback_text
 
             sys.stderr.write(traceback_text(exc))
-        Output(no_color=run.no_color).error(exc.message, exc.hint)
+        Output(no_color=run.no_color, context=run.context).error(exc.message, exc.hint)
         error.update(kind=_error_kind(exc), message=exc.message, hint=exc.hint)
         return exc.exit_code
     except aborts:

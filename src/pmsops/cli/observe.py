@@ -46,6 +46,7 @@ def top(
         db_timeout=timeout,
         stuck_after=stuck_after,
         queues=list(queue or []),
+        context=state().context,
     )
     if opts.broker_url:
         from pmsops.urls import split_intended

@@ -111,6 +111,8 @@ class Options:
     ``seed_last_success``) each platform's last success of the past week. None (top, report): not read."""
     overdue_after: float = 60.0
     seed_last_success: bool = False
+    context: str | None = None
+    """The active context's name (--context, context use, PMSOPS_CONTEXT): the screen and the JSON say what they watch."""
 
 
 @dataclass
@@ -311,6 +313,7 @@ class Collector:
                 box.done.wait(max(0.0, deadline - time.monotonic()))
         snapshot = {
             "schema": SCHEMA,
+            **({"context_name": opts.context} if opts.context else {}),  # as every report: present when a context is in use
             "taken_at": taken_at,
             "workers": self._workers(broker_box, stats_box, active_box, taken_at),
             "queues": self._queues(broker_box, db_box, taken_at),

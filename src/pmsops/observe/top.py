@@ -209,11 +209,15 @@ def header(snapshot: dict[str, Any], interval: float | None = None):
     cost = snapshot.get("cost") or {}
     trips = cost.get("round_trips") or {}
     when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(snapshot["taken_at"]))
-    line = Text.assemble(
-        ("pmsops top", "bold"),
-        f"  {when}",
-        f"  refresh {cost.get('wall_ms', 0):.0f} ms: {trips.get('redis_pipelines', 0)} Redis pipelines, "
-        f"{trips.get('db_queries', 0)} SQL query, {trips.get('broadcasts', 0)} broadcasts",
+    line = Text.assemble(("pmsops top", "bold"))
+    if snapshot.get("context_name"):
+        line.append(f"  context: {snapshot['context_name']}", style="bold magenta")
+    line.append_text(
+        Text.assemble(
+            f"  {when}",
+            f"  refresh {cost.get('wall_ms', 0):.0f} ms: {trips.get('redis_pipelines', 0)} Redis pipelines, "
+            f"{trips.get('db_queries', 0)} SQL query, {trips.get('broadcasts', 0)} broadcasts",
+        )
     )
     if interval:
         line.append(f"  every {interval:g} s · q or Ctrl-C quits", style="dim")
