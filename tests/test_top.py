@@ -66,8 +66,8 @@ def test_database_down_shows_database_unreachable_in_the_sync_panel_while_broker
 # --- the live view in a pseudo-terminal ------------------------------------------------------------------------
 
 
-def _spawn_top(env_file: str, interval: str = "0.3", *extra: str):
-    """``pmsops top`` as a child on a pseudo-terminal of 40x160; returns (pid, master fd)."""
+def _spawn_top(env_file: str, interval: str = "0.3", *extra: str, size: tuple[int, int] = (40, 160)):
+    """``pmsops top`` as a child on a pseudo-terminal of ``size`` (rows, columns; 40x160); returns (pid, master fd)."""
     import fcntl
     import pty
     import struct
@@ -77,7 +77,7 @@ def _spawn_top(env_file: str, interval: str = "0.3", *extra: str):
     if pid == 0:  # the child: its controlling terminal is the pty, its size 40x160
         env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "COLUMNS", "LINES")}  # pytest's COLUMNS would win over the pty
         env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
-        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
         from terminal import as_a_shell_starts_a_job
 
         as_a_shell_starts_a_job()
@@ -187,3 +187,47 @@ def test_a_forged_breaker_hash_makes_its_row_unreadable_never_a_failed_refresh(c
     breakers = {p["platform"]: p["breaker"]["state"] for p in json.loads(snap.stdout)["platforms"]["items"]}
     assert (breakers["expedia"], breakers["airbnb"]) == ("unreadable", "open")
     assert "unreadable (corrupt breaker state in Redis)" in once.stdout and "\x1b[2J" not in once.stdout
+
+
+# --- 80x24 first (#24 item 4) --------------------------------------------------------------------------------------
+
+TITLES = ("Workers", "Queues", "Active tasks", "Platforms", "Syncs", "Trend")
+
+
+def test_at_80x24_every_section_five_syncs_the_quit_hint_and_the_newest_bins_fit_the_screen(outage):
+    """The wide layout cut the Syncs panel to its header, truncated every column and the newest sparkline bin, and
+    never showed the quit hint at 80x24. Rendered for a terminal of that size from the outage's real snapshot."""
+    from rich.console import Console
+
+    from pmsops.observe.snapshot import Options, collect_once
+    from pmsops.observe.top import render, sparkline
+
+    snapshot = collect_once(Options(broker_url=outage.env["CELERY_BROKER_URL"], database_url=outage.env["DATABASE_URL"], broadcast_timeout=0.5))
+    console = Console(width=80, height=24, record=True, force_terminal=True, color_system=None)
+    console.print(render(snapshot, 2.0, 80, 24))
+    lines = console.export_text().rstrip("\n").split("\n")
+    assert (len(lines) <= 24, max(len(line) for line in lines) <= 80) == (True, True), lines
+    assert "q quits" in lines[0]
+    assert [t for t in TITLES if not any(line.startswith(t) for line in lines)] == []
+    syncs = lines.index(next(line for line in lines if line.startswith("Syncs"))) + 1
+    trend = lines.index(next(line for line in lines if line.startswith("Trend")))
+    assert trend - syncs >= 5, lines
+    airbnb = snapshot["syncs"]["per_platform"]["airbnb"]
+    assert next(line for line in lines[trend:] if line.strip().startswith("airbnb")).rstrip().endswith(sparkline(airbnb["spark_failed"])[-1])
+
+
+def test_the_live_screen_at_80x24_shows_the_quit_hint_and_every_section(outage):
+    pid, fd = _spawn_top(outage.env_file, size=(24, 80))
+    try:
+        seen = _read_until(fd, lambda s: b"Trend" in s and b"q quits" in s, 20)
+        os.write(fd, b"q")
+        code = _exit_code(pid, fd, 5)
+    finally:
+        try:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        os.close(fd)
+    screen = ANSI.sub(b"", seen).decode(errors="replace")
+    assert [t for t in ("q quits", *TITLES) if t not in screen] == [] and code == 0, screen[-2000:]

@@ -74,7 +74,7 @@ def top(
             if not out.console.is_terminal and not os.environ.get("COLUMNS"):
                 out.console.width = ONCE_WIDTH  # piped or over SSH without a terminal: wide enough for every column
             snapshot = collector.collect()
-            out.console.print(render(snapshot))
+            out.console.print(render(snapshot, width=out.console.width))
             finish(exit_code(snapshot))
         finish(run_live(collector.collect, interval, out.console))
 

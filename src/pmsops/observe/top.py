@@ -230,14 +230,17 @@ def exit_code(snapshot: dict[str, Any]) -> int:
     return 1 if (snapshot.get("workers") or {}).get("missing") else 0
 
 
-def render(snapshot: dict[str, Any], interval: float | None = None):
-    """The whole screen for one snapshot (its outside text — worker and task names, errors — shown as escapes)."""
+def render(snapshot: dict[str, Any], interval: float | None = None, width: int | None = None, height: int | None = None):
+    """The whole screen for one snapshot (its outside text — worker and task names, errors — shown as escapes);
+    the compact screen on a terminal under :data:`COMPACT_BELOW` (``width``/``height``: the terminal's, when known)."""
     from rich.console import Group
     from rich.table import Table
 
     from pmsops.visible import visible_obj
 
     snapshot = visible_obj(snapshot)
+    if width is not None and (width < COMPACT_BELOW[0] or (height is not None and height < COMPACT_BELOW[1])):
+        return render_compact(snapshot, interval, width, height)
     grid = Table.grid(expand=True)
     grid.add_column(ratio=1)
     grid.add_column(ratio=1)
@@ -311,7 +314,7 @@ def run_live(collect: Callable[[], dict[str, Any]], interval: float, console=Non
                     if _quit(keys.wait(0.1)):
                         return 0
                 if "snapshot" in box:
-                    live.update(render(box["snapshot"], interval), refresh=True)
+                    live.update(render(box["snapshot"], interval, console.width, console.height), refresh=True)
                 else:
                     live.update(_error_text("refresh failed: " + box.get("error", "?")), refresh=True)
                 while True:
@@ -326,3 +329,122 @@ def run_live(collect: Callable[[], dict[str, Any]], interval: float, console=Non
 
 def _quit(key: str | None) -> bool:
     return bool(key) and ("q" in key.lower() or "\x03" in key)
+
+
+# --- the compact screen: 80×24 first -----------------------------------------------------------------------------
+
+COMPACT_BELOW = (100, 34)
+"""A terminal narrower or shorter than this (columns, lines) gets the compact screen: one line per fact, no boxes,
+every section's title, at least five syncs, the newest trend bins, and the quit hint on the first line."""
+
+
+def _line(*parts: tuple[str, str | None] | str, width: int):
+    from rich.text import Text
+
+    text = Text.assemble(*parts)
+    text.truncate(width, overflow="ellipsis")
+    return text
+
+
+def _title(name: str, error: str | None, width: int, extra: str = ""):
+    style = "bold red" if error else "bold"
+    return _line((name, style), (f"  {extra}" if extra else "", "dim"), ((f"  {redact(error)}" if error else ""), "red"), width=width)
+
+
+def _compact_workers(panel: dict[str, Any], width: int) -> list:
+    expected, answered, missing = panel.get("expected"), panel.get("answered", 0), panel.get("missing", 0)
+    lines = [_title(f"Workers {answered}" + (f"/{expected} expected" if expected is not None else ""), panel.get("error"), width)]
+    now = time.time()
+    for w in panel.get("items") or []:
+        active = w["active"] if w["active"] is not None else "?"
+        lines.append(
+            _line(
+                f"  {w['name']}  {w['pool']}×{w['concurrency']}  active {active}  done {w['processed']}  seen {_ago(now - w['last_seen'])} ago",
+                width=width,
+            )
+        )
+    for w in panel.get("silent") or []:
+        lines.append(_line((f"  {w['name']}  silent", "red"), width=width))
+    if missing:
+        lines.append(_line((f"  MISSING {missing} expected worker{'s' if missing != 1 else ''}", "bold red"), width=width))
+    elif not panel.get("error") and not panel.get("items") and not panel.get("silent"):
+        lines.append(_line(("  no worker answered", "red"), width=width))
+    return lines
+
+
+def _compact_queues_and_active(queues: dict[str, Any], active: dict[str, Any], width: int) -> list:
+    ready = " · ".join(f"{q['name']} {q['ready']}" for q in queues.get("items") or [])
+    lines = [_title("Queues", queues.get("error"), width, "" if queues.get("error") else f"{ready} · reserved {queues.get('unacked')}")]
+    items = active.get("items") or []
+    idle = "idle" if not items else f"{len(items)} running, {sum(1 for t in items if t['stuck'])} stuck"
+    lines.append(_title("Active tasks", active.get("error"), width, "" if active.get("error") else idle))
+    for t in items[:2]:
+        style = "bold red" if t["stuck"] else None
+        lines.append(_line((f"  {str(t['name']).replace('pmsops.sync.', '')}  {str(t['id'])[:8]}  {_ago(t['age_s'])}", style), width=width))
+    return lines
+
+
+def _compact_platforms(panel: dict[str, Any], width: int) -> list:
+    from rich.text import Text
+
+    lines = [_title("Platforms", panel.get("error"), width, "" if panel.get("error") else "breaker, tokens left/burst")]
+    row = Text("  ")
+    for p in panel.get("items") or []:
+        state = p["breaker"]["state"]
+        label = {"open": f"OPEN {p['breaker'].get('half_open_in_s') or 0:.0f}s", "half_open": "half-open"}.get(state, state)
+        tokens = ",".join(f"{_tokens(b['tokens'])}/{b['burst']}" for b in p["rate_limits"]) or "—"
+        piece = Text.assemble((p["platform"], "bold"), " ", (label, BREAKER_STYLE.get(state)), f" {tokens}   ")
+        if row.cell_len + piece.cell_len > width and row.plain.strip():
+            lines.append(row)
+            row = Text("  ")
+        row.append_text(piece)
+    if row.plain.strip():
+        row.truncate(width, overflow="ellipsis")
+        lines.append(row)
+    return lines
+
+
+def _compact_syncs(panel: dict[str, Any], width: int, rows: int) -> list:
+    from rich.text import Text
+
+    lines = [_title("Syncs", panel.get("error"), width, "" if panel.get("error") else "newest first; retry n/max")]
+    for s in (panel.get("recent") or [])[:rows]:
+        retry = f"in {s['next_retry_in_s']:.0f}s" if s.get("next_retry_in_s") is not None else ""
+        lines.append(
+            _line(
+                f"  {_ago(s['age_s']):>6}  {s['operation'][:20]:<20} {(s.get('platform') or '?')[:11]:<11} ",
+                (f"{s['status']:<9}", STATUS_STYLE.get(s["status"])),
+                f" {s['retry']}/{s['max_retries']} {s.get('error_type') or ''} {retry}",
+                width=width,
+            )
+        )
+    if not panel.get("recent") and not panel.get("error"):
+        lines.append(_line(("  no sync in the last hour", "dim"), width=width))
+    lines.append(_title("Trend", None, width, "ok/fail 5m and 60m; bars per 5 min, newest right"))
+    for platform, entry in (panel.get("per_platform") or {}).items():
+        head = f"  {platform[:11]:<11} {entry['5m']['success']}/{entry['5m']['failed']:<3} {entry['60m']['success']}/{entry['60m']['failed']:<4} "
+        room = max(2, (width - len(head)) // 2 - 1)  # keep the newest bins: cut from the left
+        lines.append(
+            Text.assemble(head, (sparkline(entry["spark_success"])[-room:], "green"), " ", (sparkline(entry["spark_failed"])[-room:], "red"))
+        )
+    return lines
+
+
+def render_compact(snapshot: dict[str, Any], interval: float | None, width: int, height: int | None):
+    """The 80×24 screen (see :data:`COMPACT_BELOW`); ``snapshot`` is already inert."""
+    from rich.console import Group
+
+    when = time.strftime("%H:%M:%S UTC", time.gmtime(snapshot["taken_at"]))
+    first = _line(
+        ("pmsops top", "bold"),
+        ("  q quits" if interval else "", "bold"),
+        (f"  context: {snapshot['context_name']}" if snapshot.get("context_name") else "", "bold magenta"),
+        f"  {when}",
+        (f"  every {interval:g} s" if interval else "", "dim"),
+        width=width,
+    )
+    top = [first, *_compact_workers(snapshot["workers"], width), *_compact_queues_and_active(snapshot["queues"], snapshot["active"], width)]
+    top += _compact_platforms(snapshot["platforms"], width)
+    trend = len((snapshot["syncs"].get("per_platform") or {})) + 1
+    rows = max(5, height - len(top) - trend - 2) if height else 10
+    return Group(*top, *_compact_syncs(snapshot["syncs"], width, rows))
