@@ -315,6 +315,7 @@ def prometheus_on_stack(sandbox, tmp_path):
         exporter.close()
 
 
+@pytest.mark.slow  # the end-to-end Prometheus run: 14 s alone, 130 s in make test behind other modules' syncs (test-full runs it)
 @pytest.mark.skipif(PROMETHEUS is None, reason="needs Debian's prometheus package (make setup installs it)")
 def test_prometheus_scrapes_the_stack_answers_every_dashboard_panel_and_fires_no_worker_when_the_worker_stops(sandbox, prometheus_on_stack):
     prom, env = prometheus_on_stack, sandbox.env()
@@ -344,7 +345,7 @@ def test_prometheus_scrapes_the_stack_answers_every_dashboard_panel_and_fires_no
         try:
             firing = _wait(
                 lambda: [a for a in prom.api("alerts")["alerts"] if a["labels"]["alertname"] == "PmsopsNoWorker" and a["state"] == "firing"],
-                120,  # 23 s alone; over 60 s on a loaded machine (the exporter's broadcast and Prometheus share two cores)
+                240,  # 14 s alone; 130 s once earlier tests left the worker syncs to finish before it stops (a warm shutdown)
                 "PmsopsNoWorker to fire",
             )
         except Exception as exc:  # what Prometheus saw, to tell a slow rule from a worker that still answers

@@ -231,3 +231,15 @@ def test_the_live_screen_at_80x24_shows_the_quit_hint_and_every_section(outage):
         os.close(fd)
     screen = ANSI.sub(b"", seen).decode(errors="replace")
     assert [t for t in ("q quits", *TITLES) if t not in screen] == [] and code == 0, screen[-2000:]
+
+
+def test_a_broker_url_its_client_would_misread_fails_that_part_named_and_the_syncs_are_still_watched(cli, outage):
+    """#24 item 2 for top: a raw '#' in REDIS_URL was exit 2 before anything was watched."""
+    env = {"REDIS_URL": "redis://:Summer2024#pass@127.0.0.1:6379/0", "DATABASE_URL": outage.env["DATABASE_URL"], "COLUMNS": "160"}
+    once = cli("top", "--once", env=env)
+    as_json = cli("top", "--json", env=env)
+    snap = json.loads(as_json.stdout)
+    assert (once.exit_code, as_json.exit_code) == (1, 1)
+    assert snap["unusable"]["broker"].startswith("REDIS_URL: the password contains raw '#'")
+    assert snap["workers"]["error"] == snap["unusable"]["broker"] and snap["syncs"]["error"] is None
+    assert "Summer2024" not in once.output + as_json.output

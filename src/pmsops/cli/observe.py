@@ -19,6 +19,23 @@ ONCE_WIDTH = 120
 EXPECT_WORKERS_OPTION = typer.Option(None, "--expect-workers", min=0, help="Number of Celery workers that must answer; a missing one stands out.")
 
 
+def _set_aside_unusable_urls(opts, env) -> None:
+    """A URL variable its client would misread (a raw '#' in the password) is one failed part of the screen, named,
+    and exit 1; top still watches what does not need it. It was exit 2 before anything was watched (#24 item 2)."""
+    from pmsops.checks.doctor import input_errors
+
+    bad = input_errors(env)
+    broker_variable = "CELERY_BROKER_URL" if env.env.get("CELERY_BROKER_URL") else "REDIS_URL"
+    for part, variable in (("broker", broker_variable), ("db", "DATABASE_URL")):
+        if variable in bad:
+            message = bad[variable].message
+            opts.unusable[part] = message if message.startswith(variable) else f"{variable}: {message}"
+            if part == "broker":
+                opts.broker_url = None
+            else:
+                opts.database_url = None
+
+
 def top(
     interval: float = typer.Option(2.0, "--interval", "-n", min=0.2, callback=finite, help="Seconds between refreshes."),
     once: bool = typer.Option(False, "--once", help="Print one frame and exit (for SSH one-liners and scripts)."),
@@ -48,15 +65,8 @@ def top(
         queues=list(queue or []),
         context=state().context,
     )
-    if opts.broker_url:
-        from pmsops.urls import split_intended
-
-        split_intended(opts.broker_url)  # a broker URL that is not a Redis URL is bad input (exit 2)
-    if opts.database_url:
-        from pmsops.checks.db import normalise_dsn
-
-        normalise_dsn(opts.database_url)
-    if not opts.broker_url and not opts.database_url:
+    _set_aside_unusable_urls(opts, settings())
+    if not opts.broker_url and not opts.database_url and not opts.unusable:
         from pmsops.errors import UsageError
 
         raise UsageError(

@@ -111,6 +111,9 @@ class Options:
     ``seed_last_success``) each platform's last success of the past week. None (top, report): not read."""
     overdue_after: float = 60.0
     seed_last_success: bool = False
+    unusable: dict[str, str] = field(default_factory=dict)
+    """"broker"/"db" → why its URL variable cannot be used (a raw '#' in the password): that part of the screen says
+    so, the rest is still watched (the multi-check policy of #24 item 2)."""
     context: str | None = None
     """The active context's name (--context, context use, PMSOPS_CONTEXT): the screen and the JSON say what they watch."""
 
@@ -314,6 +317,7 @@ class Collector:
         snapshot = {
             "schema": SCHEMA,
             **({"context_name": opts.context} if opts.context else {}),  # as every report: present when a context is in use
+            **({"unusable": dict(opts.unusable)} if opts.unusable else {}),
             "taken_at": taken_at,
             "workers": self._workers(broker_box, stats_box, active_box, taken_at),
             "queues": self._queues(broker_box, db_box, taken_at),
@@ -352,7 +356,7 @@ class Collector:
     # --- panels ----------------------------------------------------------------------------------------
     def _broker_error(self, box: _Box | None) -> str | None:
         if not self.options.broker_url:
-            return "no broker configured (set CELERY_BROKER_URL or REDIS_URL)"
+            return self.options.unusable.get("broker") or "no broker configured (set CELERY_BROKER_URL or REDIS_URL)"
         if box is None or not box.done.is_set():
             return f"broker unreachable (no answer within {self.options.redis_timeout:g} s)"
         if box.error is not None:
@@ -361,7 +365,7 @@ class Collector:
 
     def _db_error(self, box: _Box | None) -> str | None:
         if not self.options.database_url:
-            return "no database configured (set DATABASE_URL)"
+            return self.options.unusable.get("db") or "no database configured (set DATABASE_URL)"
         if box is None or not box.done.is_set():
             return f"database unreachable (no answer within {self.options.db_timeout:g} s)"
         if box.error is not None:
@@ -437,7 +441,8 @@ class Collector:
     def _active(self, box: _Box | None, now: float) -> dict[str, Any]:
         stuck_after = self.options.stuck_after
         if not self.options.broker_url:
-            return {"items": [], "stuck_after_s": stuck_after, "error": "no broker configured (set CELERY_BROKER_URL or REDIS_URL)"}
+            error = self.options.unusable.get("broker") or "no broker configured (set CELERY_BROKER_URL or REDIS_URL)"
+            return {"items": [], "stuck_after_s": stuck_after, "error": error}
         if box is None or not box.done.is_set() or box.error is not None:
             words = (
                 _broker_words(self.options.broker_url, box.error, self.options.broadcast_timeout) if box is not None and box.error else "no answer"

@@ -227,7 +227,7 @@ def header(snapshot: dict[str, Any], interval: float | None = None):
 def exit_code(snapshot: dict[str, Any]) -> int:
     """``top --once`` and ``--json`` as a check: 1 when fewer workers answered than ``--expect-workers`` asked for
     (what the Workers panel shows as MISSING), else 0."""
-    return 1 if (snapshot.get("workers") or {}).get("missing") else 0
+    return 1 if (snapshot.get("workers") or {}).get("missing") or snapshot.get("unusable") else 0
 
 
 def render(snapshot: dict[str, Any], interval: float | None = None, width: int | None = None, height: int | None = None):
