@@ -103,6 +103,7 @@ def test_postgresql_down_30_seconds_mid_run_every_operation_ends_true(stack, pos
     assert found.statuses == {"success": len(task_ids)}
 
 
+@pytest.mark.slow  # 32 s: make test keeps SIGTERM as its fault scenario; test-full (CI) runs the Redis ones
 def test_redis_restart_mid_run_workers_stay_up_and_resume(stack, fault_redis):
     # a message the restart lost is sent again when its log is due: SYNC_RESEND_AFTER 10 s and a sweep every 5 s here
     # instead of 60 s and 15 s (the same code path; the SIGKILL scenario keeps every default)
@@ -123,6 +124,7 @@ def test_redis_restart_mid_run_workers_stay_up_and_resume(stack, fault_redis):
     assert_figures(s, task_ids)
 
 
+@pytest.mark.slow  # 28 s, as above
 def test_redis_that_lost_its_data_operations_are_re_sent_from_the_log(stack, fault_redis):
     # the lost operations wait SYNC_RESEND_AFTER (a setting) before the sweep re-sends them: 10 s here instead of the default
     # 60 s, swept every 5 s instead of 15 s; the same code path, 84 s -> 30 s (the SIGKILL scenario keeps every default)
