@@ -1,7 +1,6 @@
 """check health: /health/ready in the current and the legacy shape, and what goes wrong around it."""
 
 import json
-import time
 
 import pytest
 

@@ -13,8 +13,6 @@ its own 502 page. Variants (``pmsops sandbox up --proxy VARIANT``):
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import os
 import shutil
 from dataclasses import dataclass
@@ -32,49 +30,6 @@ def check_variant(variant: str) -> str:
     if shutil.which("nginx") is None:
         raise UsageError("--proxy needs nginx, which is not installed", hint="apt-get install nginx-light (make setup installs it)")
     return variant
-
-
-def make_tls(directory: Path) -> tuple[Path, Path, Path]:
-    """(CA certificate, server certificate, server key) for 127.0.0.1 and localhost, written 0600 into ``directory``."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pmsops sandbox CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    server = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    pem = serialization.Encoding.PEM
-    paths = (directory / "ca.pem", directory / "server.pem", directory / "server.key")
-    safefile.write_text(paths[0], ca.public_bytes(pem).decode(), "proxy CA")
-    safefile.write_text(paths[1], server.public_bytes(pem).decode(), "proxy certificate")
-    key_pem = key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
-    safefile.write_text(paths[2], key_pem, "proxy key")
-    return paths
 
 
 @dataclass(frozen=True)
@@ -133,8 +88,10 @@ def prepare(directory: Path, variant: str, upstream_port: int) -> ProxyPlan:
     """The certificates and nginx.conf in ``directory`` (0700, ours); nginx itself is started by the caller."""
     from pmsops.sandbox.servers import free_port
 
+    from pmsops.sandbox.tls import make_certificates
+
     safefile.private_directory(directory)
-    make_tls(directory)
+    make_certificates(directory)
     plan = ProxyPlan(variant, free_port(), free_port(), upstream_port, directory)
     safefile.write_text(directory / "nginx.conf", plan.config(), "nginx.conf")
     return plan
