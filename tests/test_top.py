@@ -104,6 +104,16 @@ def _read_until(fd: int, done, timeout: float) -> bytes:
     return seen
 
 
+def _reap(pid: int, fd: int) -> None:
+    """The child gone (killed if it is still there) and its pty closed: what every pty test ends with."""
+    try:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
+    os.close(fd)
+
+
 def _exit_code(pid: int, fd: int, timeout: float) -> int | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -127,12 +137,7 @@ def test_top_redraws_in_a_terminal_and_quits_on_q_and_ctrl_c(outage, key, how):
         os.write(fd, key)
         code = _exit_code(pid, fd, 5)
     finally:
-        try:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
-        os.close(fd)
+        _reap(pid, fd)
     assert code == 0, f"top did not quit on {how}"
 
 
@@ -153,12 +158,7 @@ def test_q_quits_at_once_while_a_refresh_waits_on_a_black_holed_database(outage,
         code = _exit_code(pid, fd, 5)
         took = time.monotonic() - asked
     finally:
-        try:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
-        os.close(fd)
+        _reap(pid, fd)
     assert code == 0
     assert took < 2.0, f"quitting took {took:.1f} s"
 
@@ -223,12 +223,7 @@ def test_the_live_screen_at_80x24_shows_the_quit_hint_and_every_section(outage):
         os.write(fd, b"q")
         code = _exit_code(pid, fd, 5)
     finally:
-        try:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
-        os.close(fd)
+        _reap(pid, fd)
     screen = ANSI.sub(b"", seen).decode(errors="replace")
     assert [t for t in ("q quits", *TITLES) if t not in screen] == [] and code == 0, screen[-2000:]
 
