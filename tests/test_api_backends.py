@@ -134,3 +134,25 @@ def test_sync_trigger_wait_600_with_no_worker_says_so_once_the_broker_is_asked(c
     report = {r["name"]: r for r in json.loads(result.stdout)["results"]}
     assert result.exit_code == 1
     assert report["sync-logs"]["summary"] == "no worker: the logs stayed 'triggered' for 8 s and no worker answers a ping on the broker"
+
+
+# --- GoTrue's two error generations (emulated: GoTrue does not install here) ----------------------------------------
+
+GOTRUE_ERRORS = {
+    "older GoTrue": {"error": "invalid_grant", "error_description": "Invalid login credentials"},
+    "newer GoTrue": {"code": 400, "error_code": "invalid_credentials", "msg": "Invalid login credentials"},
+}
+
+
+@pytest.mark.parametrize("generation", list(GOTRUE_ERRORS))
+@pytest.mark.parametrize("output", ["text", "json"])
+def test_a_refused_password_grant_reads_the_same_in_both_gotrue_error_generations(cli, backend, monkeypatch, generation, output):
+    backend.json("/auth/v1/token", GOTRUE_ERRORS[generation], status=400)
+    monkeypatch.delenv("TOKEN")
+    for name, value in {"SB_URL": backend.url, "ANON_KEY": "anon-key-for-tests", "EMAIL": "ops@example.com", "PASSWORD": "pw-for-tests-1"}.items():
+        monkeypatch.setenv(name, value)
+    result = cli("token", *(["--json"] if output == "json" else []))
+    said = json.loads(result.stdout)["error"]["message"] if output == "json" else result.stderr
+    assert result.exit_code == 1
+    assert "token request failed: HTTP 400 (Invalid login credentials)" in said
+    assert "wrong EMAIL/PASSWORD, or ANON_KEY of another project" in (json.loads(result.stdout)["error"]["hint"] if output == "json" else said)
