@@ -735,11 +735,15 @@ class Redactor:
         if not value or value.lower() in HARMLESS_VALUES or (len(value) < MIN_SECRET_LENGTH and not any(ch.isalnum() for ch in value)):
             return  # a short run of punctuation (the ':' of "redis://:@h") would mask every ':' of the output
         with self._lock:
+            if not fragment and value in self._whole:
+                return  # registered already (every command re-registers its environment): forms and patterns stand
+            before = (len(self._secrets), len(self._token_only), len(self._prefixes))
             if fragment:
                 self._register_fragment(value)
             else:
                 self._register_whole(value)
-            self._pattern = self._short_pattern = None
+            if (len(self._secrets), len(self._token_only), len(self._prefixes)) != before:
+                self._pattern = self._short_pattern = None  # recompiled on the next redact only when the forms changed
 
     def _register_fragment(self, value: str) -> None:
         if value in self._secrets and value not in self._exact:

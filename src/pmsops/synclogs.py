@@ -299,23 +299,32 @@ def follow_trigger(client, connection_id: str, sync_type: str, wait: float | Non
     if wait:
         collector.start("sync-logs")
 
-        seen: list[dict[str, Any]] = []
-
         def show(logs: list[dict[str, Any]]) -> None:
-            seen[:] = logs
             for log in logs:
                 collector.progress("sync-logs", str(log.get("id") or log.get("task_id")), describe_log(log))
 
-        try:
-            logs, finished = wait_until_final(
-                lambda: client.sync_logs(connection_id, limit=50)["logs"], task_ids, log_ids, wait, 1.0, show, no_worker
-            )
-        except RateLimitExceeded as exc:
-            collector.finish("sync-logs", rate_limited_verdict("sync-logs", exc, seen, task_ids))
-            return collector.results
-        early = no_worker.verdict("sync-logs", logs) if no_worker is not None else None
-        collector.finish("sync-logs", early or final_verdict("sync-logs", logs, finished, wait))
+        fetch = lambda: client.sync_logs(connection_id, limit=50)["logs"]  # noqa: E731
+        collector.finish("sync-logs", follow_verdict(fetch, task_ids, log_ids, wait, 1.0, show, no_worker)[0])
     return collector.results
+
+
+def follow_verdict(fetch, task_ids: list[str], log_ids: list[str], wait: float, poll: float, show, no_worker=None):
+    """(verdict, logs as last seen) of following a trigger's logs: ``sync trigger --wait`` and smoke's step 6 alike.
+
+    The one poller, then the first that applies: the no-worker probe's verdict, a 429 longer than the wait (named,
+    with the task ids and the logs seen so far), the final verdict."""
+    seen: list[dict[str, Any]] = []
+
+    def watch(logs: list[dict[str, Any]]) -> None:
+        seen[:] = logs
+        show(logs)
+
+    try:
+        found, finished = wait_until_final(fetch, task_ids, log_ids, wait, poll, watch, no_worker)
+    except RateLimitExceeded as exc:
+        return rate_limited_verdict("sync-logs", exc, seen, task_ids), seen
+    early = no_worker.verdict("sync-logs", found) if no_worker is not None else None
+    return early or final_verdict("sync-logs", found, finished, wait), found
 
 
 def _cell(value: Any) -> str:

@@ -102,8 +102,6 @@ class ApiClient:
         self.timeout = timeout
         self.budget = timeout if budget is None else budget
         self._deadline = time.monotonic() + self.budget
-        self.rate_limited_seconds = 0.0
-        """Seconds spent waiting out 429s (shown by the commands that waited)."""
 
     def close(self) -> None:
         self._http.close()
@@ -137,7 +135,6 @@ class ApiClient:
         if seconds is None or seconds > left or waits >= MAX_RATE_LIMIT_WAITS:
             raise RateLimited(method, url, seconds, max(0.0, left), decode_body(response.text))
         time.sleep(seconds)
-        self.rate_limited_seconds += seconds
 
     def request(self, method: str, path: str, expect: tuple[int, ...] = (200,), **kwargs: Any) -> Response:
         url = first = self.base_url + path

@@ -236,27 +236,16 @@ class SmokeSteps:
             self.collector.progress("sync-logs", str(log.get("id") or log.get("task_id")), describe_log(log))
 
     def sync_logs(self) -> Result:
-        from pmsops.errors import RateLimitExceeded
         from pmsops.procedures.no_worker import NoWorkerProbe
-        from pmsops.synclogs import final_verdict, rate_limited_verdict, wait_until_final
+        from pmsops.synclogs import follow_verdict
 
         i, facts = self.inputs, self.facts
         probe = NoWorkerProbe(i.settings.get("CELERY_BROKER_URL"), i.http_timeout)
-        seen: list[dict[str, Any]] = []
-
-        def show(logs: list[dict[str, Any]]) -> None:
-            seen[:] = logs
-            self._show(logs)
-
         with self._client() as client:
-            try:
-                found, finished = wait_until_final(
-                    lambda: client.sync_logs(facts.cid, limit=50)["logs"], facts.task_ids, facts.log_ids, i.wait, i.poll, show, probe
-                )
-            except RateLimitExceeded as exc:
-                return rate_limited_verdict("sync-logs", exc, seen, facts.task_ids)
+            fetch = lambda: client.sync_logs(facts.cid, limit=50)["logs"]  # noqa: E731
+            verdict, found = follow_verdict(fetch, facts.task_ids, facts.log_ids, i.wait, i.poll, self._show, probe)
         self.run.context["logs"] = [{k: m.get(k) for k in ("id", "operation_type", "status", "error", "task_id")} for m in found]
-        return probe.verdict("sync-logs", found) or final_verdict("sync-logs", found, finished, i.wait)
+        return verdict
 
     def step(self, name: str):
         return {
